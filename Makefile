@@ -1,0 +1,39 @@
+SHELL := /bin/bash
+# Strait — build, test, demo.
+GO        ?= go
+BIN       := bin/strait
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 30s
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: all build test demo bench fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strait
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+demo: build
+	./$(BIN) dev --info bin/dev-info.json
+
+# Benchmarks print "BENCH <name> <value> <unit>" lines.
+bench:
+	set -o pipefail; $(GO) test -tags bench -run '^TestBench' -count=1 -v ./... | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
+
+# Every fuzz target, FUZZTIME each.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSNI$$' -fuzztime $(FUZZTIME) ./gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(FUZZTIME) ./gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/configfile
+
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/lab"
+)
+
+// The test binary doubles as the strait binary so exit codes are real.
+func TestMain(m *testing.M) {
+	if os.Getenv("STRAIT_TEST_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func runStrait(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "STRAIT_TEST_RUN_MAIN=1"), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run strait %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+const goodConfig = `cluster: eu-west-1
+region: eu-west
+listen:
+  data: 127.0.0.1:15443
+  admin: 127.0.0.1:15000
+tls: {cert: c.pem, key: k.pem, ca: ca.pem}
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestGatewayConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		env  []string
+		want string // after "<file>"
+	}{
+		{"unknown key", goodConfig + "listen_admin: x\n", nil,
+			`:7:1: key listen_admin: unknown key`},
+		{"unknown nested key with suggestion", strings.Replace(goodConfig, "  admin:", "  admn:", 1), nil,
+			`:5:3: key listen.admn: unknown key (did you mean "admin"?)`},
+		{"wrong type", goodConfig + "timeouts:\n  connect: soon\n", nil,
+			`:8:12: key timeouts.connect: expected a duration like "2s", found "soon"`},
+		{"wrong type list", goodConfig + "gossip:\n  join: 10.0.0.1:7946\n", nil,
+			`:8:9: key gossip.join: expected a list of strings`},
+		{"missing required value", strings.Replace(goodConfig, "region: eu-west\n", "", 1), nil,
+			`: key region: required value missing`},
+		{"port clash", strings.Replace(goodConfig, "127.0.0.1:15000", "127.0.0.1:15443", 1), nil,
+			`:5:3: key listen.admin: address 127.0.0.1:15443 clashes with listen.data (127.0.0.1:15443)`},
+		{"yaml syntax", goodConfig + "services: [\n", nil,
+			`:8:`},
+		{"wrong type from environment", goodConfig, []string{"STRAIT_TIMEOUTS_DRAIN=later"},
+			`env STRAIT_TIMEOUTS_DRAIN: key timeouts.drain: expected a duration like "2s", found "later"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.body)
+			_, stderr, code := runStrait(t, tc.env, "gateway", "--config", path, "--check")
+			if code != 2 {
+				t.Errorf("exit code %d, want 2; stderr:\n%s", code, stderr)
+			}
+			want := tc.want
+			if !strings.HasPrefix(want, "env ") {
+				want = path + want
+			}
+			if !strings.Contains(stderr, want) {
+				t.Errorf("stderr does not contain %q:\n%s", want, stderr)
+			}
+		})
+	}
+}
+
+func TestGatewayConfigCheckOK(t *testing.T) {
+	for _, f := range []string{"../../deploy/examples/gateway.yaml", "../../deploy/examples/gateway-minimal.yaml"} {
+		out, stderr, code := runStrait(t, nil, "gateway", "--config", f, "--check")
+		if code != 0 || !strings.Contains(out, "configuration is valid") {
+			t.Errorf("%s: exit %d\n%s%s", f, code, out, stderr)
+		}
+	}
+	// Flags override the file.
+	out, _, code := runStrait(t, nil, "gateway", "--config", writeConfig(t, goodConfig), "--check", "--cluster", "eu-west-9")
+	if code != 0 || !strings.Contains(out, "cluster eu-west-9") {
+		t.Errorf("flag override: exit %d, %s", code, out)
+	}
+	// Missing file is a config error too.
+	_, stderr, code := runStrait(t, nil, "gateway", "--config", "/nonexistent/gw.yaml", "--check")
+	if code != 2 || !strings.Contains(stderr, "/nonexistent/gw.yaml") {
+		t.Errorf("missing file: exit %d, %s", code, stderr)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	_, stderr, code := runStrait(t, nil, "status", "--no-such-flag")
+	if code != 2 || !strings.Contains(stderr, "unknown flag: --no-such-flag") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, code := runStrait(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "strait ") {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+}
+
+func TestStatusAgainstLiveGateway(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	admin := d.Gateway("eu-central-1").AdminAddr()
+
+	out, stderr, code := runStrait(t, nil, "status", "--admin", admin)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"Gateway eu-central-1", "MEMBER", "us-east-1", "demo/ledger", "data-class=pii-eu", "IMPORT"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status table lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, _, code = runStrait(t, []string{"STRAIT_ADMIN=" + admin}, "status", "-o", "json")
+	var st gateway.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status -o json: exit %d: %s", code, out)
+	}
+	if st.Cluster != "eu-central-1" || len(st.Clusters) != 4 || len(st.Members) != 4 {
+		t.Fatalf("status json: cluster %s, %d clusters, %d members", st.Cluster, len(st.Clusters), len(st.Members))
+	}
+
+	_, stderr, code = runStrait(t, nil, "status", "--admin", "127.0.0.1:1")
+	if code != 1 || !strings.Contains(stderr, "127.0.0.1:1") {
+		t.Fatalf("unreachable admin: exit %d: %s", code, stderr)
+	}
+}
+
+func TestDevRunsForDurationAndWritesInfo(t *testing.T) {
+	info := filepath.Join(t.TempDir(), "info.json")
+	out, stderr, code := runStrait(t, nil, "dev", "--ephemeral", "--duration", "2s", "--info", info)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"eu-west-1", "eu-west-2", "eu-central-1", "us-east-1", "curl -s -p -x", "ledger.demo.svc.clusterset.local:8080", "Stopping"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in lab.Info
+	if err := json.Unmarshal(b, &in); err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Clusters) != 4 {
+		t.Fatalf("info lists %d clusters", len(in.Clusters))
+	}
+	for _, c := range in.Clusters {
+		if c.Region == "" || c.Admin == "" || c.Connect == "" || len(c.Imports) != 3 {
+			t.Errorf("info for %s incomplete: %+v", c.Name, c)
+		}
+	}
+}

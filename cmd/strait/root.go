@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/internal/configfile"
+	"github.com/straitmesh/strait/lab"
+)
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "strait",
+		Short:         "Strait federates service meshes across clusters, clouds and regions",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
+	})
+	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newVersionCmd())
+	return root
+}
+
+func newGatewayCmd() *cobra.Command {
+	var file string
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "gateway --config FILE",
+		Short: "Run one gateway",
+		Long: `Run one gateway. Configuration comes from the YAML file, then STRAIT_*
+environment variables (STRAIT_LISTEN_ADMIN for listen.admin), then flags.
+With --check the configuration is only validated. Config errors exit with code 2.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := gateway.DefaultConfig()
+			if err := configfile.Load(configfile.Options{
+				File: file, EnvPrefix: "STRAIT", Flags: cmd.Flags(),
+				FlagKeys: map[string]string{"cluster": "cluster", "region": "region", "log-level": "log.level"},
+			}, &cfg); err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid (cluster %s, region %s)\n", displayName(file), cfg.Cluster, cfg.Region)
+				return nil
+			}
+			logger := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
+			g, err := gateway.Start(cfg, gateway.Options{Logger: logger, Version: version})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			logger.Info("signal received, draining", "deadline", cfg.Timeouts.Drain)
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Drain+5*time.Second)
+			defer cancel()
+			return g.Shutdown(sctx)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "gateway configuration file (YAML)")
+	cmd.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
+	cmd.Flags().String("cluster", "", "override cluster")
+	cmd.Flags().String("region", "", "override region")
+	cmd.Flags().String("log-level", "", "override log.level (debug, info, warn, error)")
+	return cmd
+}
+
+func displayName(file string) string {
+	if file == "" {
+		return "(environment and flags)"
+	}
+	return file
+}
+
+func newDevCmd() *cobra.Command {
+	var (
+		duration  time.Duration
+		infoFile  string
+		ephemeral bool
+		logLevel  string
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole federation on this machine: 4 clusters in 3 regions with demo services",
+		Long: `Run a whole local federation on loopback: clusters eu-west-1 and eu-west-2
+(region eu-west), eu-central-1 (eu-central) and us-east-1 (us-east), one gateway
+each, demo services on port 8080, and an ephemeral CA. Cluster N binds 127.0.N.0/24
+with the well-known ports; --ephemeral uses free ports on 127.0.0.1 instead.
+Runs until interrupted or for --duration.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := new(slog.LevelVar)
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return &usageError{fmt.Errorf("--log-level: %w", err)}
+			}
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			d, err := lab.StartDev(sctx, lab.DevOptions{Ephemeral: ephemeral, Spec: lab.Spec{Logger: logger, Version: version}})
+			if err != nil {
+				return fmt.Errorf("start dev federation: %w", err)
+			}
+			defer d.Close()
+			info := d.Info()
+			if infoFile != "" {
+				if err := lab.WriteInfo(infoFile, info); err != nil {
+					return err
+				}
+			}
+			lab.PrintTour(cmd.OutOrStdout(), info)
+			if infoFile != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nAddresses as JSON: %s\n", infoFile)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "\nRunning. Press Ctrl-C to stop.")
+			<-ctx.Done()
+			fmt.Fprintln(cmd.OutOrStdout(), "Stopping the federation...")
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
+	cmd.Flags().StringVar(&infoFile, "info", "", "write clusters and their addresses as JSON to this file")
+	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "bind 127.0.0.1 with free ports instead of 127.0.N.x with the well-known ports")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "gateway log level (debug, info, warn, error)")
+	return cmd
+}
+
+func newStatusCmd() *cobra.Command {
+	var admin, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a gateway's members, clusters and exported services",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return &usageError{fmt.Errorf("-o: want table or json, found %q", output)}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			st, err := gateway.FetchStatus(ctx, admin)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return st.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	def := os.Getenv("STRAIT_ADMIN")
+	if def == "" {
+		def = "127.0.0.1:15000"
+	}
+	cmd.Flags().StringVar(&admin, "admin", def, "gateway admin address (env STRAIT_ADMIN)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "strait %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level)) // validated with the config
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is the document served on /v1/status and printed by `strait status`.
+type Status struct {
+	Node      string          `json:"node"`
+	Cluster   string          `json:"cluster"`
+	Region    string          `json:"region"`
+	Zone      string          `json:"zone,omitempty"`
+	Cloud     string          `json:"cloud,omitempty"`
+	Version   string          `json:"version,omitempty"`
+	Ready     bool            `json:"ready"`
+	StartedAt time.Time       `json:"startedAt"`
+	Addresses Addresses       `json:"addresses"`
+	Imports   []ImportStatus  `json:"imports"`
+	Members   []MemberStatus  `json:"members"`
+	Clusters  []ClusterStatus `json:"clusters"`
+}
+
+// Addresses are where the gateway listens.
+type Addresses struct {
+	Data      string `json:"data"`
+	Advertise string `json:"advertise"`
+	Gossip    string `json:"gossip"`
+	Admin     string `json:"admin"`
+	Connect   string `json:"connect,omitempty"`
+}
+
+// ImportStatus is one per-import local port.
+type ImportStatus struct {
+	Service string `json:"service"`
+	Port    int    `json:"port"`
+	Listen  string `json:"listen"`
+}
+
+// MemberStatus is one gateway in the gossip pool.
+type MemberStatus struct {
+	Node    string `json:"node"`
+	Cluster string `json:"cluster"`
+	Region  string `json:"region"`
+	Zone    string `json:"zone,omitempty"`
+	Gateway string `json:"gateway"`
+	State   string `json:"state"`
+}
+
+// ClusterStatus is one cluster and what it exports.
+type ClusterStatus struct {
+	Cluster   string          `json:"cluster"`
+	Region    string          `json:"region"`
+	Zone      string          `json:"zone,omitempty"`
+	Cloud     string          `json:"cloud,omitempty"`
+	Reachable bool            `json:"reachable"`
+	Services  []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus is one exported service of a cluster.
+type ServiceStatus struct {
+	Service string            `json:"service"`
+	Ports   []int             `json:"ports"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Healthy int               `json:"healthy"`
+	Total   int               `json:"total"`
+}
+
+// Status returns the gateway's current status.
+func (g *Gateway) Status() Status {
+	snap := g.catalog.Snapshot()
+	st := Status{
+		Node: snap.Local, Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone, Cloud: g.cfg.Cloud,
+		Version: g.version, Ready: len(g.notReady()) == 0, StartedAt: g.started,
+		Addresses: Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr()},
+		Imports:   []ImportStatus{},
+		Members:   []MemberStatus{},
+		Clusters:  []ClusterStatus{},
+	}
+	if g.cfg.Advertise == "" {
+		st.Addresses.Advertise = g.DataAddr()
+	}
+	for _, im := range g.imports {
+		st.Imports = append(st.Imports, ImportStatus{Service: im.Service, Port: im.Port, Listen: im.ln.Addr().String()})
+	}
+	byCluster := map[string]*ClusterStatus{}
+	for _, c := range snap.Clusters {
+		st.Members = append(st.Members, MemberStatus{Node: c.Node, Cluster: c.Cluster, Region: c.Region, Zone: c.Zone, Gateway: c.Gateway, State: c.State})
+		cs, ok := byCluster[c.Cluster]
+		if !ok {
+			cs = &ClusterStatus{Cluster: c.Cluster, Region: c.Region, Zone: c.Zone, Cloud: c.Cloud, Services: []ServiceStatus{}}
+			byCluster[c.Cluster] = cs
+		}
+		cs.Reachable = cs.Reachable || c.Reachable
+		for _, s := range c.Services {
+			ss := ServiceStatus{Service: s.Key(), Labels: s.Labels, Healthy: s.Healthy, Total: s.Total}
+			for _, p := range s.Ports {
+				ss.Ports = append(ss.Ports, p.Port)
+			}
+			cs.Services = append(cs.Services, ss)
+		}
+	}
+	for _, cs := range byCluster {
+		sort.Slice(cs.Services, func(i, j int) bool { return cs.Services[i].Service < cs.Services[j].Service })
+		st.Clusters = append(st.Clusters, *cs)
+	}
+	sort.Slice(st.Clusters, func(i, j int) bool { return st.Clusters[i].Cluster < st.Clusters[j].Cluster })
+	return st
+}
+
+// notReady lists why the gateway should not receive traffic yet.
+func (g *Gateway) notReady() []string {
+	var out []string
+	if g.closing.Load() {
+		out = append(out, "shutting down")
+	}
+	if len(g.cfg.Gossip.Join) > 0 && g.catalog.Members() < 2 {
+		out = append(out, "not joined to any other gateway yet")
+	}
+	return out
+}
+
+func (g *Gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if reasons := g.notReady(); len(reasons) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, r := range reasons {
+				fmt.Fprintln(w, r)
+			}
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(g.Status())
+	})
+	return mux
+}

@@ -1,0 +1,240 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/internal/configfile"
+)
+
+// Config is everything one gateway process needs. Load it with
+// configfile.Load from YAML, STRAIT_* environment variables and flags.
+type Config struct {
+	// Cluster is the name of the cluster this gateway fronts. Required.
+	Cluster string `mapstructure:"cluster"`
+	// Region is the residency region of the cluster (e.g. eu-west). Required.
+	Region string `mapstructure:"region"`
+	// Zone is the cluster's zone, used for locality ordering. Optional.
+	Zone string `mapstructure:"zone"`
+	// Cloud is a provider label (aws, gcp, onprem). Optional.
+	Cloud string `mapstructure:"cloud"`
+	// TrustDomain is the SPIFFE trust domain of the federation. Default strait.local.
+	TrustDomain string `mapstructure:"trustDomain"`
+
+	Listen ListenConfig `mapstructure:"listen"`
+	// Advertise is the data-plane address other gateways dial. Default: the
+	// data listen address; required when that binds 0.0.0.0 or ::.
+	Advertise string `mapstructure:"advertise"`
+
+	TLS      TLSConfig         `mapstructure:"tls"`
+	Gossip   federation.Config `mapstructure:"gossip"`
+	Timeouts Timeouts          `mapstructure:"timeouts"`
+	Log      LogConfig         `mapstructure:"log"`
+
+	// Services is the static discovery source: the local services this
+	// gateway exports to the federation.
+	Services []discovery.Service `mapstructure:"services"`
+	// Imports are remote services given a local port each.
+	Imports []Import `mapstructure:"imports"`
+}
+
+// ListenConfig holds the gateway's listen addresses.
+type ListenConfig struct {
+	// Data is the mTLS east-west listener. Default 0.0.0.0:15443.
+	Data string `mapstructure:"data"`
+	// Admin serves /healthz, /readyz, /metrics and /v1/status. Default
+	// 127.0.0.1:15000; it has no authentication, keep it on loopback.
+	Admin string `mapstructure:"admin"`
+	// Connect is the HTTP CONNECT port for local workloads. Default
+	// 127.0.0.1:15001; empty disables it.
+	Connect string `mapstructure:"connect"`
+}
+
+// TLSConfig names the PEM files of the gateway's federation identity.
+type TLSConfig struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+	CA   string `mapstructure:"ca"`
+}
+
+// Timeouts bound every wait on the network.
+type Timeouts struct {
+	// Connect bounds establishing one upstream connection, including the
+	// mTLS handshake and the remote gateway's answer. Default 3s.
+	Connect time.Duration `mapstructure:"connect"`
+	// Budget bounds trying all candidates for one client connection. Default 5s.
+	Budget time.Duration `mapstructure:"budget"`
+	// Drain is how long shutdown waits for open connections. Default 5s.
+	Drain time.Duration `mapstructure:"drain"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	// Level is debug, info (default), warn or error.
+	Level string `mapstructure:"level"`
+	// Format is text (default) or json.
+	Format string `mapstructure:"format"`
+}
+
+// Import gives a remote service port a local listener.
+type Import struct {
+	// Service is namespace/name.
+	Service string `mapstructure:"service"`
+	// Port is the service port.
+	Port int `mapstructure:"port"`
+	// Listen is the local address to accept on, e.g. 127.0.0.1:18080.
+	Listen string `mapstructure:"listen"`
+}
+
+// Target returns the import's destination.
+func (im Import) Target() Target {
+	ns, name, _ := strings.Cut(im.Service, "/")
+	return Target{Namespace: ns, Name: name, Port: im.Port}
+}
+
+// DefaultConfig returns a config with every documented default set.
+func DefaultConfig() Config {
+	return Config{
+		TrustDomain: "strait.local",
+		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001"},
+		Gossip:      federation.DefaultConfig(),
+		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second},
+		Log:         LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Validate reports every problem at once, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	req := func(key, v string) {
+		if v == "" {
+			errs = append(errs, configfile.Errorf(key, "required value missing"))
+		}
+	}
+	req("cluster", c.Cluster)
+	req("region", c.Region)
+	req("trustDomain", c.TrustDomain)
+	req("tls.cert", c.TLS.Cert)
+	req("tls.key", c.TLS.Key)
+	req("tls.ca", c.TLS.CA)
+	for _, k := range []struct{ key, v string }{{"cluster", c.Cluster}, {"region", c.Region}, {"zone", c.Zone}} {
+		if k.v != "" && !isLabel(k.v) {
+			errs = append(errs, configfile.Errorf(k.key, "%q is not a DNS label (lower-case letters, digits, '-')", k.v))
+		}
+	}
+
+	// Listeners: valid addresses, and no two on the same port.
+	type bound struct{ key, addr string }
+	var binds []bound
+	addr := func(key, v string, optional bool) {
+		if v == "" {
+			if !optional {
+				errs = append(errs, configfile.Errorf(key, "required value missing"))
+			}
+			return
+		}
+		if _, _, err := hostPort(v); err != nil {
+			errs = append(errs, configfile.Errorf(key, "%v", err))
+			return
+		}
+		binds = append(binds, bound{key, v})
+	}
+	addr("listen.data", c.Listen.Data, false)
+	addr("listen.admin", c.Listen.Admin, false)
+	addr("listen.connect", c.Listen.Connect, true)
+	addr("gossip.bind", c.Gossip.Bind, false)
+	for i, im := range c.Imports {
+		key := fmt.Sprintf("imports.%d", i)
+		if ns, name, ok := strings.Cut(im.Service, "/"); !ok || !isLabel(ns) || !isLabel(name) {
+			errs = append(errs, configfile.Errorf(key+".service", "want namespace/name, found %q", im.Service))
+		}
+		if im.Port < 1 || im.Port > 65535 {
+			errs = append(errs, configfile.Errorf(key+".port", "%d out of range 1-65535", im.Port))
+		}
+		addr(key+".listen", im.Listen, false)
+	}
+	for i := range binds {
+		for j := 0; j < i; j++ {
+			if clash(binds[i].addr, binds[j].addr) {
+				errs = append(errs, configfile.Errorf(binds[i].key, "address %s clashes with %s (%s)", binds[i].addr, binds[j].key, binds[j].addr))
+			}
+		}
+	}
+	if c.Advertise != "" {
+		if _, _, err := hostPort(c.Advertise); err != nil {
+			errs = append(errs, configfile.Errorf("advertise", "%v", err))
+		}
+	} else if h, _, err := hostPort(c.Listen.Data); err == nil && unspecified(h) {
+		errs = append(errs, configfile.Errorf("advertise", "required when listen.data binds all interfaces (%s): other gateways need an address to dial", c.Listen.Data))
+	}
+	if err := c.Gossip.Validate("gossip."); err != nil {
+		errs = append(errs, err)
+	}
+	if err := discovery.Validate("services.", c.Services); err != nil {
+		errs = append(errs, err)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.budget", c.Timeouts.Budget}, {"timeouts.drain", c.Timeouts.Drain}} {
+		if d.v <= 0 {
+			errs = append(errs, configfile.Errorf(d.key, "must be positive, found %s", d.v))
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, configfile.Errorf("log.level", "want debug, info, warn or error; found %q", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, configfile.Errorf("log.format", "want text or json, found %q", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// AdvertiseAddr is the data-plane address other gateways dial.
+func (c Config) AdvertiseAddr() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return c.Listen.Data
+}
+
+func hostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("want host:port, found %q", addr)
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q in %q not in 0-65535", ps, addr)
+	}
+	return host, port, nil
+}
+
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// clash reports whether two listen addresses would fight over a port.
+// Port 0 never clashes (the kernel picks a free one).
+func clash(a, b string) bool {
+	ha, pa, _ := hostPort(a)
+	hb, pb, _ := hostPort(b)
+	if pa == 0 || pa != pb {
+		return false
+	}
+	return ha == hb || unspecified(ha) || unspecified(hb)
+}

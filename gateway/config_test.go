@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/internal/configfile"
+)
+
+func validConfig() Config {
+	c := DefaultConfig()
+	c.Cluster, c.Region = "eu-west-1", "eu-west"
+	c.Listen.Data = "127.0.0.1:15443"
+	c.TLS = TLSConfig{Cert: "c.pem", Key: "k.pem", CA: "ca.pem"}
+	return c
+}
+
+func fieldErrors(err error) map[string]string {
+	out := map[string]string{}
+	var walk func(error)
+	walk = func(e error) {
+		var fe *configfile.FieldError
+		if errors.As(e, &fe) && fe == e {
+			out[fe.Key] = fe.Msg
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		key    string
+		msg    string
+	}{
+		{"missing cluster", func(c *Config) { c.Cluster = "" }, "cluster", "required value missing"},
+		{"bad region", func(c *Config) { c.Region = "EU West" }, "region", "not a DNS label"},
+		{"admin clashes with data", func(c *Config) { c.Listen.Admin = "127.0.0.1:15443" }, "listen.admin", "clashes with listen.data"},
+		{"wildcard clash", func(c *Config) { c.Listen.Connect = "0.0.0.0:15443" }, "listen.connect", "clashes with listen.data"},
+		{"import clash", func(c *Config) {
+			c.Imports = []Import{{Service: "demo/a", Port: 80, Listen: "127.0.0.1:15001"}}
+		}, "imports.0.listen", "clashes with listen.connect"},
+		{"import service", func(c *Config) { c.Imports = []Import{{Service: "ledger", Port: 80, Listen: "127.0.0.1:0"}} }, "imports.0.service", "want namespace/name"},
+		{"advertise needed", func(c *Config) { c.Listen.Data = "0.0.0.0:15443" }, "advertise", "required when listen.data binds all interfaces"},
+		{"bad address", func(c *Config) { c.Listen.Admin = "localhost" }, "listen.admin", "want host:port"},
+		{"zero timeout", func(c *Config) { c.Timeouts.Connect = 0 }, "timeouts.connect", "must be positive"},
+		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level", "want debug, info, warn or error"},
+		{"gossip key", func(c *Config) { c.Gossip.Key = "c2hvcnQ=" }, "gossip.key", "want 16, 24 or 32"},
+		{"gossip profile", func(c *Config) { c.Gossip.Profile = "fast" }, "gossip.profile", "want one of lan, wan, local"},
+		{"service port", func(c *Config) {
+			c.Services = []discovery.Service{{Namespace: "demo", Name: "x", Ports: []discovery.Port{{Port: 0}}}}
+		}, "services.0.ports.0.port", "out of range"},
+		{"duplicate service", func(c *Config) {
+			s := discovery.Service{Namespace: "demo", Name: "x", Ports: []discovery.Port{{Port: 80}}}
+			c.Services = []discovery.Service{s, s}
+		}, "services.1.name", "already listed at services.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			tc.mutate(&c)
+			errs := fieldErrors(c.Validate())
+			msg, ok := errs[tc.key]
+			if !ok || !strings.Contains(msg, tc.msg) {
+				t.Fatalf("problems %v; want %s: ...%s...", errs, tc.key, tc.msg)
+			}
+		})
+	}
+	if err := validConfig().Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+}
+
+func TestConfigValidateReportsAllProblems(t *testing.T) {
+	c := validConfig()
+	c.Cluster, c.Region, c.Log.Format = "", "", "xml"
+	if got := fieldErrors(c.Validate()); len(got) != 3 {
+		t.Fatalf("got %d problems %v, want 3", len(got), got)
+	}
+}

@@ -1,0 +1,385 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/identity"
+)
+
+// Options carries a gateway's dependencies. Every field is optional.
+type Options struct {
+	// Logger receives the gateway's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Registry receives the gateway's metrics and is served on /metrics.
+	// Default: a fresh registry with Go and process collectors.
+	Registry *prometheus.Registry
+	// Identity is the gateway's mTLS identity. Default: loaded from cfg.TLS.
+	Identity *identity.Bundle
+	// Discovery lists local services. Default: discovery.Static(cfg.Services).
+	Discovery discovery.Source
+	// DialGateway opens a TCP connection to another gateway's data-plane
+	// address. The lab routes it through emulated links. Default: net.Dialer.
+	DialGateway func(ctx context.Context, addr string) (net.Conn, error)
+	// Version is reported on /v1/status.
+	Version string
+}
+
+// Gateway is one running strait gateway.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	id      *identity.Bundle
+	disc    discovery.Source
+	dial    func(ctx context.Context, addr string) (net.Conn, error)
+	version string
+	metrics *metrics
+	catalog *federation.Catalog
+	started time.Time
+
+	local atomic.Pointer[localTable]
+
+	dataLn    net.Listener
+	connectLn net.Listener
+	adminLn   net.Listener
+	imports   []*importListener
+	admin     *http.Server
+	serverTLS *tls.Config
+
+	conns    connTracker
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	shutOnce sync.Once
+	closing  atomic.Bool
+}
+
+type importListener struct {
+	Import
+	ln net.Listener
+}
+
+// localTable maps namespace/name to a local service.
+type localTable struct {
+	byKey map[string]discovery.Service
+}
+
+// Start validates cfg, binds every listener, joins the federation and
+// starts serving. On error nothing is left running.
+func Start(cfg Config, opts Options) (g *Gateway, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid gateway config: %w", err)
+	}
+	g = &Gateway{cfg: cfg, log: opts.Logger, reg: opts.Registry, id: opts.Identity, disc: opts.Discovery, dial: opts.DialGateway, version: opts.Version, started: time.Now()}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	g.log = g.log.With("cluster", cfg.Cluster, "region", cfg.Region)
+	if g.reg == nil {
+		g.reg = prometheus.NewRegistry()
+		g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if g.id == nil {
+		if g.id, err = identity.LoadFiles(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA); err != nil {
+			return nil, fmt.Errorf("gateway identity: %w", err)
+		}
+	}
+	if g.id.ID.Cluster != cfg.Cluster || g.id.ID.Region != cfg.Region || g.id.ID.TrustDomain != cfg.TrustDomain {
+		return nil, fmt.Errorf("gateway identity %s does not match config (cluster %s, region %s, trust domain %s)", g.id.ID, cfg.Cluster, cfg.Region, cfg.TrustDomain)
+	}
+	if g.disc == nil {
+		g.disc = discovery.Static(cfg.Services)
+	}
+	if g.dial == nil {
+		d := &net.Dialer{KeepAlive: 15 * time.Second}
+		g.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	g.metrics = newMetrics(g.reg)
+	g.serverTLS = g.id.ServerConfig()
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.conns.init()
+	g.setLocal(g.disc.Services())
+
+	defer func() {
+		if err != nil {
+			g.closeListeners()
+			if g.catalog != nil {
+				_ = g.catalog.Shutdown(context.Background())
+			}
+			g.cancel()
+		}
+	}()
+	if g.dataLn, err = net.Listen("tcp", cfg.Listen.Data); err != nil {
+		return nil, fmt.Errorf("listen data plane on %s: %w", cfg.Listen.Data, err)
+	}
+	if g.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
+		return nil, fmt.Errorf("listen admin on %s: %w", cfg.Listen.Admin, err)
+	}
+	if cfg.Listen.Connect != "" {
+		if g.connectLn, err = net.Listen("tcp", cfg.Listen.Connect); err != nil {
+			return nil, fmt.Errorf("listen connect on %s: %w", cfg.Listen.Connect, err)
+		}
+	}
+	for _, im := range cfg.Imports {
+		ln, lerr := net.Listen("tcp", im.Listen)
+		if lerr != nil {
+			return nil, fmt.Errorf("listen import %s:%d on %s: %w", im.Service, im.Port, im.Listen, lerr)
+		}
+		g.imports = append(g.imports, &importListener{Import: im, ln: ln})
+	}
+	advertise := cfg.Advertise
+	if advertise == "" {
+		advertise = g.dataLn.Addr().String()
+	}
+	g.catalog, err = federation.New(cfg.Gossip, federation.Self{
+		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise,
+	}, exportedServices(g.disc.Services()), g.log, g.reg)
+	if err != nil {
+		return nil, err
+	}
+
+	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
+	g.goServe("data", func() error { return g.acceptLoop(g.dataLn, g.serveInbound) })
+	if g.connectLn != nil {
+		g.goServe("connect", func() error { return g.acceptLoop(g.connectLn, g.serveConnect) })
+	}
+	for _, im := range g.imports {
+		t := im.Target()
+		g.goServe("import", func() error {
+			return g.acceptLoop(im.ln, func(c net.Conn) { g.serveImport(c, t) })
+		})
+	}
+	if ch := g.disc.Changes(); ch != nil {
+		g.wg.Add(1)
+		go g.watchDiscovery(ch)
+	}
+	g.log.Info("gateway started", "data", g.dataLn.Addr().String(), "advertise", advertise,
+		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports))
+	return g, nil
+}
+
+func (g *Gateway) goServe(name string, serve func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := serve(); err != nil && !g.closing.Load() {
+			g.log.Error("listener stopped", "listener", name, "err", err)
+		}
+	}()
+}
+
+func (g *Gateway) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if g.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !g.conns.add(c) {
+			c.Close()
+			continue
+		}
+		go func() {
+			defer g.conns.done(c)
+			handle(c)
+		}()
+	}
+}
+
+func (g *Gateway) watchDiscovery(ch <-chan struct{}) {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-ch:
+			svcs := g.disc.Services()
+			g.setLocal(svcs)
+			g.catalog.SetServices(exportedServices(svcs))
+		}
+	}
+}
+
+func (g *Gateway) setLocal(svcs []discovery.Service) {
+	t := &localTable{byKey: make(map[string]discovery.Service, len(svcs))}
+	for _, s := range svcs {
+		t.byKey[s.Key()] = s
+	}
+	g.local.Store(t)
+}
+
+func exportedServices(svcs []discovery.Service) []federation.Service {
+	out := make([]federation.Service, 0, len(svcs))
+	for _, s := range svcs {
+		fs := federation.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Healthy: len(s.Endpoints), Total: len(s.Endpoints)}
+		for _, p := range s.Ports {
+			fs.Ports = append(fs.Ports, federation.Port{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
+		}
+		out = append(out, fs)
+	}
+	return out
+}
+
+// Catalog returns the gateway's federation catalog.
+func (g *Gateway) Catalog() *federation.Catalog { return g.catalog }
+
+// Config returns the configuration the gateway runs with.
+func (g *Gateway) Config() Config { return g.cfg }
+
+// DataAddr returns the bound data-plane address.
+func (g *Gateway) DataAddr() string { return g.dataLn.Addr().String() }
+
+// AdminAddr returns the bound admin address.
+func (g *Gateway) AdminAddr() string { return g.adminLn.Addr().String() }
+
+// GossipAddr returns the address other gateways join at.
+func (g *Gateway) GossipAddr() string { return g.catalog.GossipAddr() }
+
+// ConnectAddr returns the bound CONNECT address, or "" when disabled.
+func (g *Gateway) ConnectAddr() string {
+	if g.connectLn == nil {
+		return ""
+	}
+	return g.connectLn.Addr().String()
+}
+
+// ImportAddrs returns the bound address of each import, keyed "ns/name:port".
+func (g *Gateway) ImportAddrs() map[string]string {
+	out := make(map[string]string, len(g.imports))
+	for _, im := range g.imports {
+		out[im.Target().String()] = im.ln.Addr().String()
+	}
+	return out
+}
+
+// Shutdown stops accepting, leaves the federation, waits for open
+// connections up to the drain timeout or ctx, then closes the rest.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	var err error
+	g.shutOnce.Do(func() {
+		g.closing.Store(true)
+		g.closeListeners()
+		err = g.catalog.Shutdown(ctx)
+		dctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Drain)
+		defer cancel()
+		if !g.conns.wait(dctx) {
+			n := g.conns.closeAll()
+			g.log.Warn("drain deadline passed, closed connections", "open", n)
+			g.conns.wait(context.Background())
+		}
+		if aerr := g.admin.Shutdown(ctx); aerr != nil {
+			g.admin.Close()
+		}
+		g.cancel()
+		g.wg.Wait()
+		g.metrics.unregister(g.reg)
+		g.log.Info("gateway stopped")
+	})
+	return err
+}
+
+func (g *Gateway) closeListeners() {
+	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	for _, im := range g.imports {
+		im.ln.Close()
+	}
+}
+
+// connTracker counts open connections so shutdown can drain them.
+type connTracker struct {
+	mu     sync.Mutex
+	open   map[net.Conn]struct{}
+	closed bool
+	zero   chan struct{} // closed when open becomes empty after closed
+}
+
+func (t *connTracker) init() { t.open = map[net.Conn]struct{}{} }
+
+func (t *connTracker) add(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.open[c] = struct{}{}
+	return true
+}
+
+func (t *connTracker) done(c net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.open, c)
+	if t.closed && len(t.open) == 0 && t.zero != nil {
+		close(t.zero)
+		t.zero = nil
+	}
+}
+
+// wait stops new connections and waits until none is open or ctx ends.
+func (t *connTracker) wait(ctx context.Context) bool {
+	t.mu.Lock()
+	t.closed = true
+	if len(t.open) == 0 {
+		t.mu.Unlock()
+		return true
+	}
+	if t.zero == nil {
+		t.zero = make(chan struct{})
+	}
+	z := t.zero
+	t.mu.Unlock()
+	select {
+	case <-z:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (t *connTracker) closeAll() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.open {
+		c.Close()
+	}
+	return len(t.open)
+}
+
+// Count returns the number of open client and peer connections.
+func (t *connTracker) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.open)
+}
+
+// Registry returns the registry the gateway's metrics live in.
+func (g *Gateway) Registry() *prometheus.Registry { return g.reg }

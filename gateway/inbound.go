@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/straitmesh/strait/identity"
+)
+
+// serveInbound handles one connection from another gateway: mTLS with a
+// federation certificate, SNI names the local service, then bytes flow.
+func (g *Gateway) serveInbound(raw net.Conn) {
+	defer raw.Close()
+	start := time.Now()
+	tc := tls.Server(raw, g.serverTLS)
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Connect)
+	defer cancel()
+	tc.SetDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		g.metrics.handshakeFailures.Inc()
+		g.log.Debug("inbound handshake failed", "peer", raw.RemoteAddr().String(), "err", err)
+		return
+	}
+	cs := tc.ConnectionState()
+	peer, err := identity.PeerID(cs)
+	if err != nil {
+		g.metrics.handshakeFailures.Inc()
+		return
+	}
+	t, err := ParseSNI(cs.ServerName)
+	if err != nil {
+		g.refuseInbound(tc, peer, "", err)
+		return
+	}
+	svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]
+	if !ok {
+		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("cluster %s does not export %s/%s", g.cfg.Cluster, t.Namespace, t.Name))
+		return
+	}
+	addrs, ok := svc.Target(t.Port)
+	if !ok {
+		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
+		return
+	}
+	up, err := g.dialEndpoints(ctx, addrs)
+	if err != nil {
+		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("%s in %s: %w", t, g.cfg.Cluster, err))
+		return
+	}
+	defer up.Close()
+	if err := writeStatus(tc, nil); err != nil {
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	labels := []string{"inbound", t.String(), peer.Cluster}
+	g.metrics.connections.WithLabelValues(append(labels, "ok")...).Inc()
+	g.metrics.active.WithLabelValues("inbound").Inc()
+	defer g.metrics.active.WithLabelValues("inbound").Dec()
+	in, out := splice(tc, up)
+	g.metrics.bytes.WithLabelValues("inbound", t.String(), "rx").Add(float64(in))
+	g.metrics.bytes.WithLabelValues("inbound", t.String(), "tx").Add(float64(out))
+	g.log.Debug("inbound stream done", "service", t.String(), "peer", peer.Cluster, "rx", in, "tx", out, "dur", time.Since(start))
+}
+
+func (g *Gateway) refuseInbound(tc *tls.Conn, peer identity.ID, svc string, err error) {
+	g.metrics.connections.WithLabelValues("inbound", svc, peer.Cluster, "refused").Inc()
+	g.log.Info("inbound stream refused", "peer", peer.Cluster, "service", svc, "err", err)
+	if werr := writeStatus(tc, err); werr != nil && !errors.Is(werr, net.ErrClosed) {
+		g.log.Debug("write refusal", "err", werr)
+	}
+}

@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// serveConnect handles one local workload connection on the CONNECT port.
+// It accepts "CONNECT <svc>.<ns>.svc.clusterset.local:<port>" and, for
+// plain HTTP proxies, absolute-form requests such as
+// "GET http://<svc>.<ns>.svc.clusterset.local:<port>/path".
+func (g *Gateway) serveConnect(c net.Conn) {
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+	br := bufio.NewReader(c)
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("bad proxy request: %v", err))
+		}
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	var authority string
+	switch {
+	case req.Method == http.MethodConnect:
+		authority = req.Host
+	case req.URL.IsAbs() && req.URL.Scheme == "http":
+		authority = req.URL.Host
+		if req.URL.Port() == "" {
+			authority += ":80"
+		}
+	default:
+		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
+		return
+	}
+	t, err := ParseAuthority(authority)
+	if err != nil {
+		writeHTTPError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	up, rt, err := g.connectTarget(g.ctx, t)
+	if err != nil {
+		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
+		status := http.StatusServiceUnavailable
+		var nre *NoRouteError
+		if errors.As(err, &nre) && !nre.Known {
+			status = http.StatusNotFound
+		}
+		g.log.Info("outbound connection failed", "service", t.String(), "err", err)
+		writeHTTPError(c, status, err.Error())
+		return
+	}
+	defer up.Close()
+	if req.Method == http.MethodConnect {
+		if _, err := fmt.Fprintf(c, "HTTP/1.1 200 Connection established\r\nX-Strait-Cluster: %s\r\nX-Strait-Region: %s\r\n\r\n", rt.cluster, rt.region); err != nil {
+			return
+		}
+		// Bytes the client sent right after its CONNECT are already buffered.
+		if n := br.Buffered(); n > 0 {
+			buf, _ := br.Peek(n)
+			if _, err := up.Write(buf); err != nil {
+				return
+			}
+		}
+	} else {
+		// One request per upstream connection: the next request on this
+		// client connection may name another service.
+		req.Close = true
+		req.RequestURI = ""
+		req.Header.Del("Proxy-Connection")
+		req.Header.Del("Proxy-Authorization")
+		if err := req.Write(up); err != nil {
+			writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("forward request to %s via %s: %v", t, rt.cluster, err))
+			return
+		}
+		// The upstream closes after its response (Connection: close).
+		g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
+		rx, _ := io.Copy(c, up)
+		g.metrics.bytes.WithLabelValues("outbound", t.String(), "rx").Add(float64(rx))
+		return
+	}
+	g.carry(c, up, t, rt)
+}
+
+// serveImport handles one connection on an import's local port.
+func (g *Gateway) serveImport(c net.Conn, t Target) {
+	defer c.Close()
+	up, rt, err := g.connectTarget(g.ctx, t)
+	if err != nil {
+		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
+		g.log.Info("outbound connection failed", "service", t.String(), "err", err)
+		return
+	}
+	defer up.Close()
+	g.carry(c, up, t, rt)
+}
+
+func (g *Gateway) carry(client, up net.Conn, t Target, rt route) {
+	g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
+	g.metrics.active.WithLabelValues("outbound").Inc()
+	defer g.metrics.active.WithLabelValues("outbound").Dec()
+	tx, rx := splice(client, up)
+	g.metrics.bytes.WithLabelValues("outbound", t.String(), "tx").Add(float64(tx))
+	g.metrics.bytes.WithLabelValues("outbound", t.String(), "rx").Add(float64(rx))
+}
+
+func writeHTTPError(w io.Writer, status int, reason string) {
+	reason = strings.ReplaceAll(reason, "\n", " ")
+	body := reason + "\n"
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Strait-Reason: %s\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), headerSafe(reason), body)
+}
+
+func headerSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	if len(b) > 400 {
+		b = b[:400]
+	}
+	return string(b)
+}
+
+// splice copies both ways until both directions end and returns the bytes
+// copied a->b and b->a. Each side's write half is closed when its source
+// ends, so half-closed protocols work.
+func splice(a, b net.Conn) (ab, ba int64) {
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(b, a)
+		closeWrite(b)
+		done <- n
+	}()
+	ba, _ = io.Copy(a, b)
+	closeWrite(a)
+	ab = <-done
+	return ab, ba
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.Close()
+}

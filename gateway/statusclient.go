@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// FetchStatus reads /v1/status from a gateway's admin address (host:port
+// or URL).
+func FetchStatus(ctx context.Context, admin string) (Status, error) {
+	url := admin
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	url = strings.TrimSuffix(url, "/") + "/v1/status"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return Status{}, fmt.Errorf("status from %s: %w", admin, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Status{}, fmt.Errorf("status from %s: %w", admin, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return Status{}, fmt.Errorf("status from %s: %s: %s", admin, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var st Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
+		return Status{}, fmt.Errorf("status from %s: decode: %w", admin, err)
+	}
+	return st, nil
+}
+
+// WriteTable prints the status for people: the gateway, members, then
+// clusters with their exported services.
+func (s Status) WriteTable(w io.Writer) error {
+	ready := "ready"
+	if !s.Ready {
+		ready = "NOT READY"
+	}
+	fmt.Fprintf(w, "Gateway %s  cluster %s  region %s  %s  version %s\n", s.Node, s.Cluster, s.Region, ready, s.Version)
+	fmt.Fprintf(w, "  data %s (advertised %s)  gossip %s  admin %s  connect %s\n\n", s.Addresses.Data, s.Addresses.Advertise, s.Addresses.Gossip, s.Addresses.Admin, orDash(s.Addresses.Connect))
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tCLUSTER\tREGION\tZONE\tGATEWAY\tSTATE")
+	for _, m := range s.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, m.Cluster, m.Region, orDash(m.Zone), m.Gateway, m.State)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTER\tREGION\tREACHABLE\tSERVICE\tPORTS\tHEALTHY\tLABELS")
+	for _, c := range s.Clusters {
+		reach := "yes"
+		if !c.Reachable {
+			reach = "NO"
+		}
+		if len(c.Services) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\n", c.Cluster, c.Region, reach)
+		}
+		for _, svc := range c.Services {
+			ports := make([]string, len(svc.Ports))
+			for i, p := range svc.Ports {
+				ports[i] = fmt.Sprint(p)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", c.Cluster, c.Region, reach, svc.Service, strings.Join(ports, ","), svc.Healthy, svc.Total, formatLabels(svc.Labels))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(s.Imports) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "IMPORT\tPORT\tLISTEN")
+		for _, im := range s.Imports {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", im.Service, im.Port, im.Listen)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func formatLabels(l map[string]string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,251 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/gateway"
+)
+
+// DevCluster is one cluster of the `strait dev` federation.
+type DevCluster struct {
+	Name, Region, Zone, Cloud string
+	// Services lists the demo services ("demo/echo") the cluster runs.
+	Services []string
+}
+
+// DevTopology is the federation `strait dev` runs: four clusters in three
+// regions, with demo/echo everywhere, demo/ledger (data-class pii-eu) in
+// the eu-west clusters and demo/profile in eu-central and us-east.
+func DevTopology() []DevCluster {
+	return []DevCluster{
+		{Name: "eu-west-1", Region: "eu-west", Zone: "eu-west-1a", Cloud: "aws", Services: []string{"demo/echo", "demo/ledger"}},
+		{Name: "eu-west-2", Region: "eu-west", Zone: "eu-west-2a", Cloud: "gcp", Services: []string{"demo/echo", "demo/ledger"}},
+		{Name: "eu-central-1", Region: "eu-central", Zone: "eu-central-1a", Cloud: "azure", Services: []string{"demo/echo", "demo/profile"}},
+		{Name: "us-east-1", Region: "us-east", Zone: "us-east-1a", Cloud: "aws", Services: []string{"demo/echo", "demo/profile"}},
+	}
+}
+
+// DemoPort is the port every demo service listens on.
+const DemoPort = 8080
+
+// demoServices are imported by every dev cluster, each on its own local port.
+var demoServices = []struct {
+	key    string
+	port   int // import listen port on the gateway's address
+	labels map[string]string
+}{
+	{"demo/echo", 18080, nil},
+	{"demo/ledger", 18081, map[string]string{"data-class": "pii-eu"}},
+	{"demo/profile", 18082, nil},
+}
+
+// DevOptions tune `strait dev`.
+type DevOptions struct {
+	// Ephemeral binds everything on 127.0.0.1 with free ports instead of
+	// one 127.0.N.0/24 per cluster with the well-known ports.
+	Ephemeral bool
+	// Spec carries logger, gossip profile and timeouts for the gateways.
+	Spec Spec
+}
+
+// Dev is a running `strait dev` federation.
+type Dev struct {
+	*Lab
+	demos []*DemoService
+}
+
+// StartDev starts the dev federation: demo services first, then gateways.
+// Without Ephemeral, cluster i (from 1) gets 127.0.i.1 for its gateway on
+// the well-known ports and 127.0.i.(10+j) for its j-th demo service on
+// port 8080, like separate hosts.
+func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
+	d = &Dev{}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	spec := opts.Spec
+	spec.Clusters = nil
+	for i, dc := range DevTopology() {
+		cs := ClusterSpec{Name: dc.Name, Region: dc.Region, Zone: dc.Zone, Cloud: dc.Cloud}
+		gwHost := "127.0.0.1"
+		if !opts.Ephemeral {
+			gwHost = fmt.Sprintf("127.0.%d.1", i+1)
+			cs.DataPort, cs.GossipPort, cs.AdminPort, cs.ConnectPort = 15443, 7946, 15000, 15001
+		}
+		cs.Host = gwHost
+		for j, key := range dc.Services {
+			addr := "127.0.0.1:0"
+			if !opts.Ephemeral {
+				addr = net.JoinHostPort(fmt.Sprintf("127.0.%d.%d", i+1, 10+j), strconv.Itoa(DemoPort))
+			}
+			demo, err := StartDemo(addr, key, dc.Name, dc.Region)
+			if err != nil {
+				return nil, err
+			}
+			d.demos = append(d.demos, demo)
+			host, ps, _ := net.SplitHostPort(demo.Addr())
+			target, _ := strconv.Atoi(ps)
+			ns, name, _ := strings.Cut(key, "/")
+			svc := discovery.Service{Namespace: ns, Name: name, Endpoints: []string{host},
+				Ports: []discovery.Port{{Name: "http", Port: DemoPort, TargetPort: target, Protocol: "http"}}}
+			for _, ds := range demoServices {
+				if ds.key == key {
+					svc.Labels = ds.labels
+				}
+			}
+			cs.Services = append(cs.Services, svc)
+		}
+		for _, ds := range demoServices {
+			port := 0
+			if !opts.Ephemeral {
+				port = ds.port
+			}
+			cs.Imports = append(cs.Imports, gateway.Import{Service: ds.key, Port: DemoPort, Listen: net.JoinHostPort(gwHost, strconv.Itoa(port))})
+		}
+		spec.Clusters = append(spec.Clusters, cs)
+	}
+	d.Lab, err = Start(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close stops the gateways, links and demo services.
+func (d *Dev) Close() {
+	if d.Lab != nil {
+		d.Lab.Close()
+	}
+	for _, s := range d.demos {
+		s.Close()
+	}
+}
+
+// Info is what `strait dev --info FILE` writes: how to reach everything.
+type Info struct {
+	TrustDomain string        `json:"trustDomain"`
+	Clusters    []ClusterInfo `json:"clusters"`
+}
+
+// ClusterInfo is one cluster of Info.
+type ClusterInfo struct {
+	Name     string            `json:"name"`
+	Region   string            `json:"region"`
+	Zone     string            `json:"zone"`
+	Cloud    string            `json:"cloud"`
+	Admin    string            `json:"admin"`
+	Connect  string            `json:"connect"`
+	Data     string            `json:"data"`
+	Gossip   string            `json:"gossip"`
+	Services []ServiceInfo     `json:"services"`
+	Imports  map[string]string `json:"imports"` // "demo/ledger:8080" -> local address
+}
+
+// ServiceInfo is one local demo service.
+type ServiceInfo struct {
+	Service  string            `json:"service"`
+	Endpoint string            `json:"endpoint"`
+	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// Info describes the running federation.
+func (d *Dev) Info() Info {
+	info := Info{TrustDomain: d.CA.TrustDomain}
+	for _, name := range d.Clusters() {
+		g, cs := d.Gateway(name), d.Spec(name)
+		ci := ClusterInfo{Name: name, Region: cs.Region, Zone: cs.Zone, Cloud: cs.Cloud,
+			Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Data: g.DataAddr(), Gossip: g.GossipAddr(), Imports: g.ImportAddrs()}
+		for _, s := range d.demos {
+			if s.Cluster == name {
+				ci.Services = append(ci.Services, ServiceInfo{Service: s.Service, Endpoint: s.Addr(), Labels: labelsOf(cs, s.Service)})
+			}
+		}
+		info.Clusters = append(info.Clusters, ci)
+	}
+	return info
+}
+
+func labelsOf(cs ClusterSpec, key string) map[string]string {
+	for _, s := range cs.Services {
+		if s.Key() == key {
+			return s.Labels
+		}
+	}
+	return nil
+}
+
+// WriteInfo writes info as indented JSON to path.
+func WriteInfo(path string, info Info) error {
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode dev info: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write dev info %s: %w", path, err)
+	}
+	return nil
+}
+
+// PrintTour writes the table of what runs where and commands to try.
+func PrintTour(w io.Writer, info Info) {
+	fmt.Fprintf(w, "Strait dev federation: %d clusters, trust domain %s\n\n", len(info.Clusters), info.TrustDomain)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTER\tREGION\tCLOUD\tADMIN\tCONNECT\tSERVICES")
+	for _, c := range info.Clusters {
+		var svcs []string
+		for _, s := range c.Services {
+			svcs = append(svcs, s.Service)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Region, c.Cloud, c.Admin, c.Connect, strings.Join(svcs, ", "))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nPer-import ports (a local port on each gateway for each remote service):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTER\tSERVICE\tLOCAL ADDRESS")
+	for _, c := range info.Clusters {
+		keys := make([]string, 0, len(c.Imports))
+		for k := range c.Imports {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, k, c.Imports[k])
+		}
+	}
+	tw.Flush()
+	if len(info.Clusters) < 4 {
+		return
+	}
+	euc, use, euw := info.Clusters[2], info.Clusters[3], info.Clusters[0]
+	fmt.Fprintf(w, `
+Try it (each answer names the cluster and region that served it):
+
+  # from %[1]s, reach demo/ledger, which only the eu-west clusters run (crosses a region)
+  curl -s -p -x %[2]s http://ledger.demo.svc.clusterset.local:%[3]d/
+
+  # from %[4]s, reach demo/profile in another cloud
+  curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
+
+  # the same through a per-import port: no proxy settings needed
+  curl -s http://%[6]s/
+
+  # demo/echo runs everywhere: the local cluster answers
+  curl -s -p -x %[2]s http://echo.demo.svc.clusterset.local:%[3]d/
+
+  # what a gateway knows: members, clusters and exported services
+  strait status --admin %[7]s
+  curl -s http://%[7]s/metrics | grep strait_gateway_connections_total
+`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin)
+}

@@ -1,0 +1,64 @@
+package lab_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/lab"
+)
+
+// TestDevTour runs what the tour printed by `strait dev` tells a user to try.
+func TestDevTour(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	info := d.Info()
+	var tour strings.Builder
+	lab.PrintTour(&tour, info)
+
+	byName := map[string]lab.ClusterInfo{}
+	for _, c := range info.Clusters {
+		byName[c.Name] = c
+	}
+	if len(byName) != 4 || byName["eu-west-1"].Region != "eu-west" || byName["eu-west-2"].Region != "eu-west" ||
+		byName["eu-central-1"].Region != "eu-central" || byName["us-east-1"].Region != "us-east" {
+		t.Fatalf("topology %+v", info.Clusters)
+	}
+	for _, tc := range []struct {
+		from, service string
+		wantRegion    string
+	}{
+		{"eu-central-1", "ledger", "eu-west"},  // crosses a region
+		{"us-east-1", "ledger", "eu-west"},     // crosses to another continent (refused once residency lands)
+		{"eu-west-1", "profile", "eu-central"}, // crosses cluster and region
+		{"eu-west-2", "echo", "eu-west"},       // local
+		{"us-east-1", "profile", "us-east"},    // local
+		{"eu-central-1", "echo", "eu-central"}, // local
+	} {
+		c := byName[tc.from]
+		if !strings.Contains(tour.String(), c.Connect) && tc.from == "eu-central-1" {
+			t.Errorf("tour does not show %s's CONNECT address %s", tc.from, c.Connect)
+		}
+		resp, r := viaConnect(t, c.Connect, tc.service+".demo.svc.clusterset.local:8080")
+		if resp.StatusCode != http.StatusOK || r.Region != tc.wantRegion || r.Service != "demo/"+tc.service {
+			t.Errorf("from %s to demo/%s: %s, served by %s in %s; want region %s", tc.from, tc.service, resp.Status, r.Cluster, r.Region, tc.wantRegion)
+		}
+		if tc.service != "echo" {
+			imp := getJSON(t, &http.Client{Timeout: 10 * time.Second}, "http://"+c.Imports["demo/"+tc.service+":8080"]+"/")
+			if imp.Region != tc.wantRegion {
+				t.Errorf("import port from %s to demo/%s served in %s, want %s", tc.from, tc.service, imp.Region, tc.wantRegion)
+			}
+		}
+	}
+	ledger := byName["eu-west-1"].Services[1]
+	if ledger.Service != "demo/ledger" || ledger.Labels["data-class"] != "pii-eu" {
+		t.Errorf("eu-west-1 ledger: %+v", ledger)
+	}
+}

@@ -1,0 +1,276 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/identity"
+)
+
+// ClusterSpec describes one cluster of a lab.
+type ClusterSpec struct {
+	Name   string
+	Region string
+	Zone   string
+	Cloud  string
+	// Host is the loopback address the gateway binds. Default 127.0.0.1.
+	Host string
+	// Fixed ports; 0 picks a free port.
+	DataPort, GossipPort, AdminPort, ConnectPort int
+	// Services are the cluster's local services (already running).
+	Services []discovery.Service
+	// Imports give remote services local ports on the gateway.
+	Imports []gateway.Import
+}
+
+// Spec describes a lab.
+type Spec struct {
+	// TrustDomain of the ephemeral CA. Default strait.local.
+	TrustDomain string
+	Clusters    []ClusterSpec
+	// Logger for the gateways. Default: discard.
+	Logger *slog.Logger
+	// GossipProfile is lan, wan or local (default local).
+	GossipProfile string
+	// GossipKey encrypts gossip (base64). Default: a fresh random key.
+	GossipKey string
+	// Timeouts override the gateway defaults when non-zero.
+	Timeouts gateway.Timeouts
+	// Version is reported by the gateways' status.
+	Version string
+}
+
+// Lab is a running federation.
+type Lab struct {
+	CA    *identity.CA
+	links *linkSet
+
+	mu       sync.Mutex
+	order    []string
+	gateways map[string]*gateway.Gateway
+	specs    map[string]ClusterSpec
+	stopped  map[string]bool
+}
+
+// Start starts every cluster's gateway, joins them into one gossip pool,
+// wires the links and waits until every gateway knows every other
+// cluster's services.
+func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
+	if len(spec.Clusters) == 0 {
+		return nil, errors.New("lab: no clusters")
+	}
+	if spec.TrustDomain == "" {
+		spec.TrustDomain = "strait.local"
+	}
+	if spec.Logger == nil {
+		spec.Logger = slog.New(slog.DiscardHandler)
+	}
+	if spec.GossipProfile == "" {
+		spec.GossipProfile = "local"
+	}
+	if spec.GossipKey == "" {
+		if spec.GossipKey, err = NewGossipKey(); err != nil {
+			return nil, err
+		}
+	}
+	ca, err := identity.NewCA(spec.TrustDomain, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{}}
+	l.links = newLinkSet()
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	var seed string
+	for _, cs := range spec.Clusters {
+		if _, dup := l.specs[cs.Name]; dup {
+			return nil, fmt.Errorf("lab: cluster %s listed twice", cs.Name)
+		}
+		if cs.Host == "" {
+			cs.Host = "127.0.0.1"
+		}
+		cfg := gateway.DefaultConfig()
+		cfg.Cluster, cfg.Region, cfg.Zone, cfg.Cloud = cs.Name, cs.Region, cs.Zone, cs.Cloud
+		cfg.TrustDomain = spec.TrustDomain
+		cfg.Listen.Data = hostPort(cs.Host, cs.DataPort)
+		cfg.Listen.Admin = hostPort(cs.Host, cs.AdminPort)
+		cfg.Listen.Connect = hostPort(cs.Host, cs.ConnectPort)
+		cfg.Gossip.Bind = hostPort(cs.Host, cs.GossipPort)
+		cfg.Gossip.NodeName = cs.Name
+		cfg.Gossip.Profile = spec.GossipProfile
+		cfg.Gossip.Key = spec.GossipKey
+		if seed != "" {
+			cfg.Gossip.Join = []string{seed}
+		}
+		if spec.Timeouts.Connect > 0 {
+			cfg.Timeouts.Connect = spec.Timeouts.Connect
+		}
+		if spec.Timeouts.Budget > 0 {
+			cfg.Timeouts.Budget = spec.Timeouts.Budget
+		}
+		if spec.Timeouts.Drain > 0 {
+			cfg.Timeouts.Drain = spec.Timeouts.Drain
+		}
+		cfg.Services = cs.Services
+		cfg.Imports = cs.Imports
+		// The lab supplies the identity; the file paths only satisfy validation.
+		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
+		cert, err := ca.Issue(cs.Region, cs.Name, 24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		bundle, err := identity.NewBundle(cert, ca.Pool())
+		if err != nil {
+			return nil, err
+		}
+		from := cs.Name
+		g, err := gateway.Start(cfg, gateway.Options{
+			Logger:   spec.Logger,
+			Identity: bundle,
+			Version:  spec.Version,
+			DialGateway: func(ctx context.Context, addr string) (net.Conn, error) {
+				return l.links.dial(ctx, from, addr)
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("lab: start gateway %s: %w", cs.Name, err)
+		}
+		l.mu.Lock()
+		l.order = append(l.order, cs.Name)
+		l.gateways[cs.Name] = g
+		l.specs[cs.Name] = cs
+		l.mu.Unlock()
+		if seed == "" {
+			seed = g.GossipAddr()
+		}
+	}
+	for _, a := range l.order {
+		for _, b := range l.order {
+			if a == b {
+				continue
+			}
+			if err := l.links.add(a, b, l.gateways[b].DataAddr()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := l.WaitConverged(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// Clusters returns the cluster names in start order.
+func (l *Lab) Clusters() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.order...)
+}
+
+// Spec returns the spec of cluster name.
+func (l *Lab) Spec(name string) ClusterSpec {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.specs[name]
+}
+
+// Gateway returns the gateway of cluster name, or nil.
+func (l *Lab) Gateway(name string) *gateway.Gateway {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gateways[name]
+}
+
+// Link returns the emulated link carrying traffic from cluster from to
+// cluster to.
+func (l *Lab) Link(from, to string) *Link { return l.links.get(from, to) }
+
+// StopGateway shuts cluster name's gateway down gracefully.
+func (l *Lab) StopGateway(ctx context.Context, name string) error {
+	l.mu.Lock()
+	g := l.gateways[name]
+	already := l.stopped[name]
+	l.stopped[name] = true
+	l.mu.Unlock()
+	if g == nil {
+		return fmt.Errorf("lab: no cluster %s", name)
+	}
+	if already {
+		return nil
+	}
+	return g.Shutdown(ctx)
+}
+
+// WaitConverged waits until every running gateway sees every other running
+// gateway as reachable with the services it exports.
+func (l *Lab) WaitConverged(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		missing := l.unconverged()
+		if missing == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: federation did not converge: %s: %w", missing, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (l *Lab) unconverged() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range l.order {
+		if l.stopped[a] {
+			continue
+		}
+		snap := l.gateways[a].Catalog().Snapshot()
+		for _, b := range l.order {
+			if l.stopped[b] {
+				continue
+			}
+			want := len(l.specs[b].Services)
+			ok := false
+			for _, c := range snap.Clusters {
+				if c.Cluster == b && c.Reachable && len(c.Services) == want {
+					ok = true
+				}
+			}
+			if !ok {
+				return fmt.Sprintf("%s does not yet see %s", a, b)
+			}
+		}
+	}
+	return ""
+}
+
+// Close stops every gateway and link.
+func (l *Lab) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, name := range l.Clusters() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = l.StopGateway(ctx, name)
+		}()
+	}
+	wg.Wait()
+	l.links.close()
+}
