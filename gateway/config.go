@@ -35,6 +35,7 @@ type Config struct {
 	TLS      TLSConfig         `mapstructure:"tls"`
 	Gossip   federation.Config `mapstructure:"gossip"`
 	Timeouts Timeouts          `mapstructure:"timeouts"`
+	Health   HealthConfig      `mapstructure:"health"`
 	Log      LogConfig         `mapstructure:"log"`
 
 	// Services is the static discovery source: the local services this
@@ -74,6 +75,15 @@ type Timeouts struct {
 	Drain time.Duration `mapstructure:"drain"`
 }
 
+// HealthConfig sets the active health check of local endpoints: a TCP
+// connect to each endpoint's target port.
+type HealthConfig struct {
+	// Interval between checks. Default 2s.
+	Interval time.Duration `mapstructure:"interval"`
+	// Timeout of one connect. Default 1s.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
 // LogConfig sets logging.
 type LogConfig struct {
 	// Level is debug, info (default), warn or error.
@@ -105,6 +115,7 @@ func DefaultConfig() Config {
 		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001"},
 		Gossip:      federation.DefaultConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second},
+		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Log:         LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -182,7 +193,8 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.budget", c.Timeouts.Budget}, {"timeouts.drain", c.Timeouts.Drain}} {
+	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.budget", c.Timeouts.Budget}, {"timeouts.drain", c.Timeouts.Drain},
+		{"health.interval", c.Health.Interval}, {"health.timeout", c.Health.Timeout}} {
 		if d.v <= 0 {
 			errs = append(errs, configfile.Errorf(d.key, "must be positive, found %s", d.v))
 		}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,10 +50,12 @@ type Gateway struct {
 	dial    func(ctx context.Context, addr string) (net.Conn, error)
 	version string
 	metrics *metrics
+	health  *healthChecker
 	catalog *federation.Catalog
 	started time.Time
 
-	local atomic.Pointer[localTable]
+	local   atomic.Pointer[localTable]
+	localMu sync.Mutex // serialises writers of local
 
 	dataLn    net.Listener
 	connectLn net.Listener
@@ -73,9 +77,60 @@ type importListener struct {
 	ln net.Listener
 }
 
-// localTable maps namespace/name to a local service.
+// localTable is an immutable view of the local services and the health of
+// their endpoints.
 type localTable struct {
 	byKey map[string]discovery.Service
+	down  map[string]bool // endpoint dial addresses failing their health check
+}
+
+// endpoints returns the dial addresses of svc's port, healthy ones first.
+// Endpoints that failed their last check stay at the end as a last resort:
+// the check may be older than the endpoint's recovery.
+func (t *localTable) endpoints(svc discovery.Service, port int) ([]string, bool) {
+	addrs, ok := svc.Target(port)
+	if !ok || len(t.down) == 0 {
+		return addrs, ok
+	}
+	sorted := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		if !t.down[a] {
+			sorted = append(sorted, a)
+		}
+	}
+	for _, a := range addrs {
+		if t.down[a] {
+			sorted = append(sorted, a)
+		}
+	}
+	return sorted, true
+}
+
+// exported is what the federation learns about the local services.
+func (t *localTable) exported() []federation.Service {
+	keys := make([]string, 0, len(t.byKey))
+	for k := range t.byKey {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]federation.Service, 0, len(keys))
+	for _, k := range keys {
+		s := t.byKey[k]
+		fs := federation.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Total: len(s.Endpoints)}
+		for _, p := range s.Ports {
+			fs.Ports = append(fs.Ports, federation.Port{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
+		}
+		if len(s.Ports) > 0 {
+			addrs, _ := s.Target(s.Ports[0].Port)
+			for _, a := range addrs {
+				if !t.down[a] {
+					fs.Healthy++
+				}
+			}
+		}
+		out = append(out, fs)
+	}
+	return out
 }
 
 // Start validates cfg, binds every listener, joins the federation and
@@ -113,6 +168,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.conns.init()
 	g.setLocal(g.disc.Services())
+	g.health = newHealthChecker(g)
 
 	defer func() {
 		if err != nil {
@@ -147,7 +203,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	}
 	g.catalog, err = federation.New(cfg.Gossip, federation.Self{
 		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise,
-	}, exportedServices(g.disc.Services()), g.log, g.reg)
+	}, g.local.Load().exported(), g.log, g.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +220,8 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 			return g.acceptLoop(im.ln, func(c net.Conn) { g.serveImport(c, t) })
 		})
 	}
+	g.wg.Add(1)
+	go g.health.run(g.ctx, &g.wg)
 	if ch := g.disc.Changes(); ch != nil {
 		g.wg.Add(1)
 		go g.watchDiscovery(ch)
@@ -218,31 +276,37 @@ func (g *Gateway) watchDiscovery(ch <-chan struct{}) {
 		case <-g.ctx.Done():
 			return
 		case <-ch:
-			svcs := g.disc.Services()
-			g.setLocal(svcs)
-			g.catalog.SetServices(exportedServices(svcs))
+			g.catalog.SetServices(g.setLocal(g.disc.Services()).exported())
 		}
 	}
 }
 
-func (g *Gateway) setLocal(svcs []discovery.Service) {
-	t := &localTable{byKey: make(map[string]discovery.Service, len(svcs))}
+// setLocal installs a new list of local services, keeping known health.
+func (g *Gateway) setLocal(svcs []discovery.Service) *localTable {
+	g.localMu.Lock()
+	defer g.localMu.Unlock()
+	t := &localTable{byKey: make(map[string]discovery.Service, len(svcs)), down: map[string]bool{}}
 	for _, s := range svcs {
 		t.byKey[s.Key()] = s
 	}
+	if old := g.local.Load(); old != nil {
+		t.down = old.down
+	}
 	g.local.Store(t)
+	return t
 }
 
-func exportedServices(svcs []discovery.Service) []federation.Service {
-	out := make([]federation.Service, 0, len(svcs))
-	for _, s := range svcs {
-		fs := federation.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Healthy: len(s.Endpoints), Total: len(s.Endpoints)}
-		for _, p := range s.Ports {
-			fs.Ports = append(fs.Ports, federation.Port{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
-		}
-		out = append(out, fs)
+// setDown installs new endpoint health and reports whether it changed.
+func (g *Gateway) setDown(down map[string]bool) (*localTable, bool) {
+	g.localMu.Lock()
+	defer g.localMu.Unlock()
+	old := g.local.Load()
+	if maps.Equal(old.down, down) {
+		return old, false
 	}
-	return out
+	t := &localTable{byKey: old.byKey, down: down}
+	g.local.Store(t)
+	return t, true
 }
 
 // Catalog returns the gateway's federation catalog.

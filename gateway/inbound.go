@@ -36,12 +36,13 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		g.refuseInbound(tc, peer, "", err)
 		return
 	}
-	svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]
+	local := g.local.Load()
+	svc, ok := local.byKey[t.Namespace+"/"+t.Name]
 	if !ok {
 		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("cluster %s does not export %s/%s", g.cfg.Cluster, t.Namespace, t.Name))
 		return
 	}
-	addrs, ok := svc.Target(t.Port)
+	addrs, ok := local.endpoints(svc, t.Port)
 	if !ok {
 		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
 		return

@@ -10,6 +10,7 @@ type metrics struct {
 	failovers         *prometheus.CounterVec
 	handshakeFailures prometheus.Counter
 	connectSeconds    *prometheus.HistogramVec
+	endpointsDown     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,6 +38,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_connect_seconds", Help: "Time to open a stream through a remote gateway, until its answer.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"cluster"}),
+		endpointsDown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strait_gateway_local_endpoints_down", Help: "Local endpoint addresses failing their TCP health check.",
+		}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -45,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds}
+	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

@@ -127,8 +127,8 @@ func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target) (net
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Connect)
 	defer cancel()
 	if c.local {
-		svc := g.local.Load().byKey[t.Namespace+"/"+t.Name]
-		addrs, _ := svc.Target(t.Port)
+		local := g.local.Load()
+		addrs, _ := local.endpoints(local.byKey[t.Namespace+"/"+t.Name], t.Port)
 		return g.dialEndpoints(ctx, addrs)
 	}
 	start := time.Now()

@@ -44,6 +44,8 @@ type Spec struct {
 	GossipKey string
 	// Timeouts override the gateway defaults when non-zero.
 	Timeouts gateway.Timeouts
+	// Health overrides the gateway's endpoint health check when non-zero.
+	Health gateway.HealthConfig
 	// Version is reported by the gateways' status.
 	Version string
 }
@@ -121,6 +123,9 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		if spec.Timeouts.Drain > 0 {
 			cfg.Timeouts.Drain = spec.Timeouts.Drain
+		}
+		if spec.Health.Interval > 0 {
+			cfg.Health = spec.Health
 		}
 		cfg.Services = cs.Services
 		cfg.Imports = cs.Imports

@@ -23,6 +23,11 @@ import (
 
 // startDemo runs a demo service for the test and returns its discovery entry.
 func startDemo(t *testing.T, key, cluster, region string, labels map[string]string) discovery.Service {
+	s, _ := startDemoService(t, key, cluster, region, labels)
+	return s
+}
+
+func startDemoService(t *testing.T, key, cluster, region string, labels map[string]string) (discovery.Service, *lab.DemoService) {
 	t.Helper()
 	d, err := lab.StartDemo("127.0.0.1:0", key, cluster, region)
 	if err != nil {
@@ -33,14 +38,18 @@ func startDemo(t *testing.T, key, cluster, region string, labels map[string]stri
 	port, _ := strconv.Atoi(ps)
 	ns, name, _ := strings.Cut(key, "/")
 	return discovery.Service{Namespace: ns, Name: name, Labels: labels, Endpoints: []string{"127.0.0.1"},
-		Ports: []discovery.Port{{Name: "http", Port: 8080, TargetPort: port}}}
+		Ports: []discovery.Port{{Name: "http", Port: 8080, TargetPort: port}}}, d
 }
 
 func startLab(t *testing.T, clusters ...lab.ClusterSpec) *lab.Lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Spec{Clusters: clusters, Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second}})
+	l, err := lab.Start(ctx, lab.Spec{
+		Clusters: clusters,
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
+		Health:   gateway.HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,6 +301,41 @@ func TestFailoverToNextClusterOnDeadLink(t *testing.T) {
 	resp, r := viaConnect(t, l.Gateway("a").ConnectAddr(), "profile.demo.svc.clusterset.local:8080")
 	if resp.StatusCode != http.StatusOK || r.Cluster != "c" {
 		t.Fatalf("with a->b cut: %s served by %q, want c", resp.Status, r.Cluster)
+	}
+}
+
+func TestUnhealthyEndpointsMoveTrafficToNextCluster(t *testing.T) {
+	pb, demoB := startDemoService(t, "demo/profile", "b", "eu-central", nil)
+	pc := startDemo(t, "demo/profile", "c", "us-east", nil)
+	l := startLab(t,
+		lab.ClusterSpec{Name: "a", Region: "eu-central"},
+		lab.ClusterSpec{Name: "b", Region: "eu-central", Services: []discovery.Service{pb}},
+		lab.ClusterSpec{Name: "c", Region: "us-east", Services: []discovery.Service{pc}},
+	)
+	a := l.Gateway("a")
+	demoB.Close()
+	// b's health check notices, b tells the federation, a stops choosing b.
+	waitFor(t, func() bool {
+		for _, c := range a.Catalog().Snapshot().Clusters {
+			if c.Cluster == "b" {
+				return len(c.Services) == 1 && c.Services[0].Healthy == 0 && c.Services[0].Total == 1
+			}
+		}
+		return false
+	})
+	before := metricValue(t, a, "strait_gateway_dial_failures_total", nil)
+	resp, r := viaConnect(t, a.ConnectAddr(), "profile.demo.svc.clusterset.local:8080")
+	if resp.StatusCode != http.StatusOK || r.Cluster != "c" {
+		t.Fatalf("%s served by %q, want c", resp.Status, r.Cluster)
+	}
+	if got := metricValue(t, a, "strait_gateway_dial_failures_total", nil); got != before {
+		t.Errorf("a still tried b: dial failures %v -> %v", before, got)
+	}
+	st := a.Status()
+	for _, c := range st.Clusters {
+		if c.Cluster == "b" && (len(c.Services) != 1 || c.Services[0].Healthy != 0) {
+			t.Errorf("status shows b as %+v", c)
+		}
 	}
 }
 

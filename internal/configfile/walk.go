@@ -241,6 +241,9 @@ func (w *walker) eachMerged(v *yaml.Node, path string, yield func(entry) bool) b
 		return w.eachEntry(r, path, true, yield)
 	case r != nil && r.Kind == yaml.SequenceNode:
 		for _, item := range r.Content {
+			if !w.spend() {
+				return false
+			}
 			ri := resolve(item)
 			if ri == nil || ri.Kind != yaml.MappingNode {
 				w.problem(item, path, msg, foundOrNothing(ri))
