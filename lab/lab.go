@@ -46,6 +46,9 @@ type Spec struct {
 	Timeouts gateway.Timeouts
 	// Health overrides the gateway's endpoint health check when non-zero.
 	Health gateway.HealthConfig
+	// DirectLinks skips the emulated links: gateways dial each other
+	// directly (benchmarks of the gateway itself).
+	DirectLinks bool
 	// Version is reported by the gateways' status.
 	Version string
 }
@@ -162,7 +165,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	}
 	for _, a := range l.order {
 		for _, b := range l.order {
-			if a == b {
+			if a == b || spec.DirectLinks {
 				continue
 			}
 			if err := l.links.add(a, b, l.gateways[b].DataAddr()); err != nil {

@@ -22,7 +22,6 @@ func FuzzLoad(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(validYAML))
-	f.Add([]byte(laughs()))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file := filepath.Join(t.TempDir(), "gw.yaml")
 		if err := os.WriteFile(file, data, 0o600); err != nil {

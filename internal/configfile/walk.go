@@ -91,7 +91,7 @@ type walker struct {
 	present  map[string]bool       // lower-cased dotted keys whose value goes to viper
 	fields   map[reflect.Type][]field
 	budget   int
-	tooLarge bool // the budget ran out and that was reported
+	tooLarge bool // the walk was cut short and that was reported
 }
 
 func newWalker(file string) *walker {
@@ -113,9 +113,21 @@ func (w *walker) fieldsOf(t reflect.Type) []field {
 	return fs
 }
 
+// maxFileProblems stops the walk of a file that is mostly wrong, usually
+// not a config file at all.
+const maxFileProblems = 1000
+
 func (w *walker) problem(at *yaml.Node, key, format string, args ...any) {
+	if w.tooLarge {
+		return
+	}
 	w.problems = append(w.problems, Problem{File: w.file, Line: at.Line, Column: at.Column,
 		Key: key, Msg: fmt.Sprintf(format, args...), Source: "file"})
+	if len(w.problems) >= maxFileProblems {
+		w.tooLarge, w.budget = true, 0
+		w.problems = append(w.problems, Problem{File: w.file, Source: "file",
+			Msg: fmt.Sprintf("stopped after %d problems", maxFileProblems)})
+	}
 }
 
 // spend charges one node to the budget and reports whether work may go on.
