@@ -100,6 +100,56 @@ func NewCA(trustDomain string, validity time.Duration) (*CA, error) {
 	}, nil
 }
 
+// SaveCA writes the CA certificate and its private key (mode 0600) to
+// certFile and keyFile.
+func (ca *CA) SaveCA(certFile, keyFile string) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.key)
+	if err != nil {
+		return fmt.Errorf("encode CA key: %w", err)
+	}
+	if err := os.WriteFile(certFile, ca.certPEM, 0o644); err != nil {
+		return fmt.Errorf("write CA certificate: %w", err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("write CA key: %w", err)
+	}
+	return nil
+}
+
+// LoadCA reads a CA written by SaveCA.
+func LoadCA(certFile, keyFile string) (*CA, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CA key: %w", err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s, %s: %w", certFile, keyFile, err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("parse CA certificate %s: %w", certFile, err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok || !cert.IsCA {
+		return nil, fmt.Errorf("%s is not a strait CA (want an ECDSA CA certificate)", certFile)
+	}
+	td := ""
+	for _, u := range cert.URIs {
+		if u.Scheme == "spiffe" {
+			td = u.Host
+		}
+	}
+	if td == "" {
+		return nil, fmt.Errorf("%s: CA certificate names no spiffe trust domain", certFile)
+	}
+	return &CA{TrustDomain: td, cert: cert, key: key, certPEM: certPEM}, nil
+}
+
 // Pool returns a pool holding only this CA.
 func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()

@@ -663,3 +663,14 @@ func TestErrorRendersAtMostMaxRendered(t *testing.T) {
 		t.Errorf("rendered %d lines, first %q, last %q", len(lines), lines[0], lines[len(lines)-1])
 	}
 }
+
+func TestStopsAfterMaxFileProblems(t *testing.T) {
+	var b strings.Builder
+	for i := range maxFileProblems + 50 {
+		fmt.Fprintf(&b, "unknown%d: 1\n", i)
+	}
+	_, got := load(t, b.String(), Options{})
+	if len(got) != maxFileProblems+1 || got[len(got)-1] != "gw.yaml: stopped after 1000 problems" {
+		t.Errorf("%d problems, last %q", len(got), got[len(got)-1])
+	}
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/lab"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type gwProc struct {
+	cmd    *exec.Cmd
+	admin  string
+	conn   string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startGatewayProc(t *testing.T, config string) *gwProc {
+	t.Helper()
+	p := &gwProc{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(os.Args[0], "gateway", "--config", config)
+	p.cmd.Env = append(os.Environ(), "STRAIT_TEST_RUN_MAIN=1")
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// TestGatewayProcessesFederate runs two `strait gateway` processes the way
+// an operator would: certificates from `strait ca`, YAML configs, then a
+// request through one gateway to a service only the other exports, then
+// SIGTERM for a clean shutdown.
+func TestGatewayProcessesFederate(t *testing.T) {
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	if _, stderr, code := runStrait(t, nil, "ca", "init", "--dir", caDir); code != 0 {
+		t.Fatalf("ca init: %s", stderr)
+	}
+	demo, err := lab.StartDemo("127.0.0.1:0", "demo/ledger", "b", "eu-west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer demo.Close()
+	_, demoPort, _ := net.SplitHostPort(demo.Addr())
+
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	type ports struct{ data, admin, connect, gossip int }
+	pa := ports{freePort(t), freePort(t), freePort(t), freePort(t)}
+	pb := ports{freePort(t), freePort(t), freePort(t), freePort(t)}
+	write := func(name, region string, p ports, extra string) string {
+		out := filepath.Join(dir, name)
+		if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--cluster", name, "--region", region, "--out", out); code != 0 {
+			t.Fatalf("ca issue: %s", stderr)
+		}
+		cfg := fmt.Sprintf(`cluster: %[1]s
+region: %[2]s
+listen: {data: "127.0.0.1:%[3]d", admin: "127.0.0.1:%[4]d", connect: "127.0.0.1:%[5]d"}
+tls: {cert: %[7]s/cert.pem, key: %[7]s/key.pem, ca: %[7]s/ca.pem}
+gossip: {bind: "127.0.0.1:%[6]d", key: %[8]s, profile: local, join: ["127.0.0.1:%[9]d"]}
+timeouts: {connect: 1s, budget: 2s, drain: 2s}
+%[10]s`, name, region, p.data, p.admin, p.connect, p.gossip, out, key, pb.gossip, extra)
+		path := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, code := runStrait(t, nil, "gateway", "--config", path, "--check"); code != 0 {
+			t.Fatalf("check %s: %s", path, stderr)
+		}
+		return path
+	}
+	cfgB := write("b", "eu-west", pb, fmt.Sprintf(`services:
+  - namespace: demo
+    name: ledger
+    ports: [{port: 8080, targetPort: %s}]
+    endpoints: [127.0.0.1]
+`, demoPort))
+	cfgA := write("a", "eu-central", pa, "")
+
+	b := startGatewayProc(t, cfgB)
+	a := startGatewayProc(t, cfgA)
+	adminA := fmt.Sprintf("127.0.0.1:%d", pa.admin)
+
+	// Ready once a has joined b and learned its catalog.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _, code := runStrait(t, nil, "status", "--admin", adminA, "-o", "json")
+		if code == 0 && strings.Contains(out, `"demo/ledger"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a never learned b's catalog; a stderr:\n%s\nb stderr:\n%s", a.stderr, b.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + adminA + "/readyz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("a /readyz: %v %v", resp, err)
+	}
+
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pa.connect), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT ledger.demo.svc.clusterset.local:8080 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(c)
+	r1, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || r1.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", r1, err)
+	}
+	r2, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r2.Body)
+	var reply lab.Reply
+	if err := json.Unmarshal(body, &reply); err != nil || reply.Cluster != "b" {
+		t.Fatalf("reply %s (%v)", body, err)
+	}
+
+	for name, p := range map[string]*gwProc{"a": a, "b": b} {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-p.done:
+			p.done <- err // for Cleanup
+			if err != nil {
+				t.Errorf("gateway %s exited with %v after SIGTERM:\n%s", name, err, p.stderr)
+			}
+			if !strings.Contains(p.stderr.String(), "gateway stopped") {
+				t.Errorf("gateway %s did not log a clean stop:\n%s", name, p.stderr)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("gateway %s still running 15s after SIGTERM", name)
+		}
+	}
+}
