@@ -169,70 +169,24 @@ func Load(opts Options, out any) error {
 	}
 	problems := w.problems
 
-	v := viper.NewWithOptions(viper.KeyDelimiter(keyDelim))
+	l := &layers{
+		v:       viper.NewWithOptions(viper.KeyDelimiter(keyDelim)),
+		file:    opts.File,
+		present: w.present,
+		sources: map[string]string{},
+	}
 	if fileMap != nil {
-		if err := v.MergeConfigMap(fileMap); err != nil {
-			problems = append(problems, Problem{File: opts.File, Source: "file", Msg: err.Error()})
-		}
+		// MergeConfigMap only lower-cases and merges; it cannot fail.
+		_ = l.v.MergeConfigMap(fileMap)
 	}
-	present := w.present
-	sources := map[string]string{} // lower-cased key -> "env X" / "flag --x"
 	leaves := leavesOf(t)
-
 	if opts.EnvPrefix != "" {
-		for _, lf := range leaves {
-			name := envName(opts.EnvPrefix, lf.segs)
-			val, ok := os.LookupEnv(name)
-			if !ok || val == "" {
-				continue
-			}
-			src := "env " + name
-			if msg := checkText(lf.typ, val); msg != "" {
-				problems = append(problems, Problem{File: opts.File, Key: lf.path(), Msg: msg, Source: src})
-				continue
-			}
-			_ = v.BindEnv(strings.Join(lf.segs, keyDelim), name)
-			present[strings.ToLower(lf.path())] = true
-			sources[strings.ToLower(lf.path())] = src
-		}
+		l.env(opts.EnvPrefix, leaves)
 	}
-
-	flagNames := make([]string, 0, len(opts.FlagKeys))
-	for name := range opts.FlagKeys {
-		flagNames = append(flagNames, name)
+	if opts.Flags != nil {
+		l.flags(opts.Flags, opts.FlagKeys, leaves)
 	}
-	slices.Sort(flagNames)
-	for _, name := range flagNames {
-		if opts.Flags == nil {
-			break
-		}
-		key, src := opts.FlagKeys[name], "flag --"+name
-		f := opts.Flags.Lookup(name)
-		if f == nil {
-			problems = append(problems, Problem{File: opts.File, Key: key, Source: src,
-				Msg: "FlagKeys names a flag that is not defined"})
-			continue
-		}
-		i := slices.IndexFunc(leaves, func(l leaf) bool { return strings.EqualFold(l.path(), key) })
-		if i < 0 {
-			problems = append(problems, Problem{File: opts.File, Key: key, Source: src,
-				Msg: "FlagKeys maps the flag to a key that is not a settable config key"})
-			continue
-		}
-		lf := leaves[i]
-		if !f.Changed {
-			continue
-		}
-		if lf.typ.Kind() != reflect.Slice {
-			if msg := checkText(lf.typ, f.Value.String()); msg != "" {
-				problems = append(problems, Problem{File: opts.File, Key: lf.path(), Msg: msg, Source: src})
-				continue
-			}
-		}
-		_ = v.BindPFlag(strings.Join(lf.segs, keyDelim), f)
-		present[strings.ToLower(lf.path())] = true
-		sources[strings.ToLower(lf.path())] = src
-	}
+	problems = append(problems, l.problems...)
 
 	if !parsed || w.tooLarge {
 		// Nothing, or only part of the file, was read: decoding and
@@ -240,8 +194,8 @@ func Load(opts Options, out any) error {
 		return &Error{Problems: problems}
 	}
 
-	clearReplaced(rv.Elem(), "", present)
-	err := v.UnmarshalExact(out,
+	clearReplaced(rv.Elem(), "", l.present)
+	err := l.v.UnmarshalExact(out,
 		viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 			mapstructure.TextUnmarshallerHookFunc(),
 			mapstructure.StringToTimeDurationHookFunc(),
@@ -258,13 +212,89 @@ func Load(opts Options, out any) error {
 
 	if val, ok := out.(interface{ Validate() error }); ok {
 		if err := val.Validate(); err != nil {
-			problems = append(problems, validateProblems(err, opts.File, w, sources, problems)...)
+			problems = append(problems, validateProblems(err, opts.File, w, l.sources, problems)...)
 		}
 	}
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
 	}
 	return nil
+}
+
+// layers binds the environment and flags over the file in one viper
+// instance, remembering which keys each set.
+type layers struct {
+	v        *viper.Viper
+	file     string
+	present  map[string]bool   // lower-cased keys some layer sets
+	sources  map[string]string // lower-cased key -> "env X" or "flag --x"
+	problems []Problem
+}
+
+func (l *layers) set(lf leaf, src string) {
+	key := strings.ToLower(lf.path())
+	l.present[key] = true
+	l.sources[key] = src
+}
+
+func (l *layers) problem(key, src, msg string) {
+	l.problems = append(l.problems, Problem{File: l.file, Key: key, Msg: msg, Source: src})
+}
+
+// env binds PREFIX_KEY for every leaf whose variable is set and valid.
+// Binding explicitly, rather than viper's AutomaticEnv, keeps an invalid
+// variable out of the decode so it is reported once, by name.
+func (l *layers) env(prefix string, leaves []leaf) {
+	for _, lf := range leaves {
+		name := envName(prefix, lf.segs)
+		val, ok := os.LookupEnv(name)
+		if !ok || val == "" {
+			continue
+		}
+		src := "env " + name
+		if msg := checkText(lf.typ, val); msg != "" {
+			l.problem(lf.path(), src, msg)
+			continue
+		}
+		_ = l.v.BindEnv(strings.Join(lf.segs, keyDelim), name)
+		l.set(lf, src)
+	}
+}
+
+// flags binds the changed flags listed in keys, and reports entries of
+// keys that name no flag or no leaf key whether or not they were changed.
+func (l *layers) flags(fs *pflag.FlagSet, keys map[string]string, leaves []leaf) {
+	names := make([]string, 0, len(keys))
+	for name := range keys {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		key, src := keys[name], "flag --"+name
+		f := fs.Lookup(name)
+		if f == nil {
+			l.problem(key, src, "FlagKeys names a flag that is not defined")
+			continue
+		}
+		i := slices.IndexFunc(leaves, func(lf leaf) bool { return strings.EqualFold(lf.path(), key) })
+		if i < 0 {
+			l.problem(key, src, "FlagKeys maps the flag to a key that is not a settable config key")
+			continue
+		}
+		lf := leaves[i]
+		if !f.Changed {
+			continue
+		}
+		// Slice flags render as "[a,b]"; pflag has already parsed them.
+		if lf.typ.Kind() != reflect.Slice {
+			if msg := checkText(lf.typ, f.Value.String()); msg != "" {
+				l.problem(lf.path(), src, msg)
+				continue
+			}
+		}
+		_ = l.v.BindPFlag(strings.Join(lf.segs, keyDelim), f)
+		l.set(lf, src)
+	}
 }
 
 func readProblem(file string, err error) Problem {
