@@ -438,12 +438,5 @@ func (t *connTracker) closeAll() int {
 	return len(t.open)
 }
 
-// Count returns the number of open client and peer connections.
-func (t *connTracker) count() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.open)
-}
-
 // Registry returns the registry the gateway's metrics live in.
 func (g *Gateway) Registry() *prometheus.Registry { return g.reg }

@@ -31,8 +31,6 @@ func freePort(t *testing.T) int {
 
 type gwProc struct {
 	cmd    *exec.Cmd
-	admin  string
-	conn   string
 	stderr *bytes.Buffer
 	done   chan error
 }

@@ -167,7 +167,7 @@ func Load(opts Options, out any) error {
 	if doc != nil {
 		fileMap = w.document(doc, t)
 	}
-	problems := w.problems
+	problems := slices.Clone(w.problems) // restore may report again into w.problems
 
 	l := &layers{
 		v:       viper.NewWithOptions(viper.KeyDelimiter(keyDelim)),
