@@ -198,8 +198,9 @@ func WriteInfo(path string, info Info) error {
 	return nil
 }
 
-// PrintTour writes the table of what runs where and commands to try.
-func PrintTour(w io.Writer, info Info) {
+// PrintTour writes the table of what runs where and commands to try;
+// self is how the user invokes strait ("bin/strait").
+func PrintTour(w io.Writer, info Info, self string) {
 	fmt.Fprintf(w, "Strait dev federation: %d clusters, trust domain %s\n\n", len(info.Clusters), info.TrustDomain)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLUSTER\tREGION\tCLOUD\tADMIN\tCONNECT\tSERVICES")
@@ -245,7 +246,7 @@ Try it (each answer names the cluster and region that served it):
   curl -s -p -x %[2]s http://echo.demo.svc.clusterset.local:%[3]d/
 
   # what a gateway knows: members, clusters and exported services
-  strait status --admin %[7]s
+  %[8]s status --admin %[7]s
   curl -s http://%[7]s/metrics | grep strait_gateway_connections_total
-`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin)
+`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self)
 }

@@ -21,7 +21,7 @@ func TestDevTour(t *testing.T) {
 	defer d.Close()
 	info := d.Info()
 	var tour strings.Builder
-	lab.PrintTour(&tour, info)
+	lab.PrintTour(&tour, info, "strait")
 
 	byName := map[string]lab.ClusterInfo{}
 	for _, c := range info.Clusters {

@@ -126,7 +126,7 @@ Runs until interrupted or for --duration.`,
 					return err
 				}
 			}
-			lab.PrintTour(cmd.OutOrStdout(), info)
+			lab.PrintTour(cmd.OutOrStdout(), info, os.Args[0])
 			if infoFile != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "\nAddresses as JSON: %s\n", infoFile)
 			}
