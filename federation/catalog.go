@@ -1,17 +1,16 @@
 package federation
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,6 +29,8 @@ type Self struct {
 	// DataAddr is the host:port of this gateway's mTLS data-plane listener
 	// as other gateways should dial it.
 	DataAddr string
+	// ControlAddr is the gateway's control-API address, if any.
+	ControlAddr string
 }
 
 // nodeMeta is carried in memberlist node metadata (limit 512 bytes).
@@ -39,6 +40,28 @@ type nodeMeta struct {
 	Zone    string `json:"z,omitempty"`
 	Cloud   string `json:"k,omitempty"`
 	Data    string `json:"d"`
+	Control string `json:"g,omitempty"`
+}
+
+// Options are a catalog's dependencies; every field is optional.
+type Options struct {
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	// Scope keeps region-only services away from other regions. nil: none.
+	Scope Scope
+	// Now is the clock for tombstone collection. Default time.Now.
+	Now func() time.Time
+}
+
+// nodeData is everything known about one gateway.
+type nodeData struct {
+	nodeHeader
+	public  map[string]*record // gossiped to everyone
+	scoped  map[string]*record // sent only to gateways in allowed regions
+	state   string
+	stateAt time.Time
+	maxVer  uint64       // newest version ever seen from this gateway
+	view    *ClusterView // cached; nil when stale
 }
 
 // Catalog is one gateway's view of the federation. It is safe for
@@ -47,79 +70,118 @@ type Catalog struct {
 	log     *slog.Logger
 	self    Self
 	name    string
+	cfg     Config
+	now     func() time.Time
 	ml      *memberlist.Memberlist
 	mlReady atomic.Pointer[memberlist.Memberlist] // set once Create returns; read by gossip goroutines
 	queue   *memberlist.TransmitLimitedQueue
+	keyring *memberlist.Keyring
 	metrics *catalogMetrics
 
-	mu      sync.Mutex
-	entries map[string]*Entry // by node name
-	states  map[string]string // node name -> alive, suspect, dead, left
-	lastVer uint64            // version of our own entry
-	watch   map[chan struct{}]struct{}
+	mu        sync.Mutex
+	nodes     map[string]*nodeData
+	forgotten map[string]uint64 // collected nodes -> newest version seen; older data is not resurrected
+	lastVer   uint64
+	scope     Scope
+	scopeOf   map[string][]string // own service key -> allowed regions (restricted services only)
+	watch     map[chan struct{}]struct{}
+	stateGen  uint64 // bumped on every change to public state
+	stateMsg  []byte // cached LocalState for stateGen
+	stateAt   uint64
+	keyWaits  map[string]chan keyAck
 
 	snap atomic.Pointer[Snapshot]
 
-	sendWG     sync.WaitGroup
-	joinCancel context.CancelFunc
-	joinDone   chan struct{}
+	sends      chan sendJob
+	bg         sync.WaitGroup
+	ctx        context.Context
+	cancel     context.CancelFunc
 	closeOnce  sync.Once
+	packetSize int
+}
+
+type sendJob struct {
+	to  *memberlist.Node
+	msg []byte
 }
 
 // New creates the local gateway's catalog and starts gossiping. It joins
 // cfg.Join in the background, retrying until one peer answers or the
 // catalog is shut down.
-func New(cfg Config, self Self, services []Service, logger *slog.Logger, reg prometheus.Registerer) (*Catalog, error) {
-	if logger == nil {
-		logger = slog.Default()
+func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
-	host, port, err := splitHostPort(cfg.Bind)
-	if err != nil {
-		return nil, fmt.Errorf("gossip bind: %w", err)
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
+	if err := cfg.Validate(""); err != nil {
+		return nil, fmt.Errorf("gossip config: %w", err)
+	}
+	host, port, _ := splitHostPort(cfg.Bind)
 	name := cfg.NodeName
 	if name == "" {
 		h, _ := os.Hostname()
 		name = self.Cluster + "-" + h
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &Catalog{
-		log:     logger.With("component", "catalog", "node", name),
-		self:    self,
-		name:    name,
-		entries: map[string]*Entry{},
-		states:  map[string]string{},
-		watch:   map[chan struct{}]struct{}{},
-		metrics: newCatalogMetrics(reg),
+		log:       opts.Logger.With("component", "catalog", "node", name),
+		self:      self,
+		name:      name,
+		cfg:       cfg,
+		now:       opts.Now,
+		nodes:     map[string]*nodeData{},
+		forgotten: map[string]uint64{},
+		scope:     opts.Scope,
+		scopeOf:   map[string][]string{},
+		watch:     map[chan struct{}]struct{}{},
+		keyWaits:  map[string]chan keyAck{},
+		metrics:   newCatalogMetrics(opts.Registry),
+		sends:     make(chan sendJob, 4096),
+		ctx:       ctx,
+		cancel:    cancel,
 	}
-	c.lastVer = uint64(time.Now().UnixNano())
-	c.entries[name] = &Entry{
-		Node: name, Cluster: self.Cluster, Region: self.Region, Zone: self.Zone, Cloud: self.Cloud,
-		Gateway: self.DataAddr, Version: c.lastVer, Services: cloneServices(services),
+	c.lastVer = uint64(c.now().UnixNano())
+	own := &nodeData{
+		nodeHeader: nodeHeader{Node: name, Cluster: self.Cluster, Region: self.Region, Zone: self.Zone, Cloud: self.Cloud,
+			Gateway: self.DataAddr, Control: self.ControlAddr, Version: c.lastVer},
+		public: map[string]*record{}, scoped: map[string]*record{}, state: "alive", stateAt: c.now(),
 	}
-	c.states[name] = "alive"
+	c.nodes[name] = own
+	c.applyOwn(services)
 
-	mc := memberlistConfig(cfg.Profile)
+	mc, err := cfg.memberlistConfig()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	mc.Name = name
 	mc.BindAddr = host
 	mc.BindPort = port
 	mc.AdvertisePort = port
 	if cfg.Advertise != "" {
-		ah, ap, err := splitHostPort(cfg.Advertise)
-		if err != nil {
-			return nil, fmt.Errorf("gossip advertise: %w", err)
-		}
-		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
+		mc.AdvertiseAddr, mc.AdvertisePort, _ = splitHostPort(cfg.Advertise)
 	}
-	if cfg.Key != "" {
-		key, err := decodeKey(cfg.Key)
+	if !cfg.Insecure {
+		keys, err := cfg.keys()
 		if err != nil {
+			cancel()
 			return nil, err
 		}
-		mc.SecretKey = key
+		kr, err := memberlist.NewKeyring(keys, keys[0])
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+		c.keyring = kr
 	}
 	mc.Delegate = (*delegate)(c)
 	mc.Events = (*events)(c)
 	mc.Logger = log.New(&slogWriter{log: c.log}, "", 0)
+	c.packetSize = mc.UDPBufferSize - 100
 	c.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if ml := c.mlReady.Load(); ml != nil {
@@ -132,16 +194,23 @@ func New(cfg Config, self Self, services []Service, logger *slog.Logger, reg pro
 	c.publish()
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
 	}
 	c.ml = ml
 	c.mlReady.Store(ml)
-	c.log.Info("gossip started", "addr", c.GossipAddr(), "cluster", self.Cluster, "region", self.Region)
+	c.log.Info("gossip started", "addr", c.GossipAddr(), "cluster", self.Cluster, "region", self.Region,
+		"profile", cfg.Profile, "encrypted", !cfg.Insecure)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	c.joinCancel = cancel
-	c.joinDone = make(chan struct{})
-	go c.joinLoop(ctx, cfg.Join)
+	workers := 4
+	for range workers {
+		c.bg.Add(1)
+		go c.sendLoop()
+	}
+	c.bg.Add(3)
+	go c.joinLoop(cfg.Join)
+	go c.gcLoop()
+	go c.scopedAntiEntropy(mc.PushPullInterval)
 	return c, nil
 }
 
@@ -154,8 +223,8 @@ func (c *Catalog) GossipAddr() string {
 	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 }
 
-func (c *Catalog) joinLoop(ctx context.Context, peers []string) {
-	defer close(c.joinDone)
+func (c *Catalog) joinLoop(peers []string) {
+	defer c.bg.Done()
 	if len(peers) == 0 {
 		return
 	}
@@ -168,7 +237,7 @@ func (c *Catalog) joinLoop(ctx context.Context, peers []string) {
 		}
 		c.log.Warn("join failed, retrying", "peers", peers, "err", err, "in", backoff)
 		select {
-		case <-ctx.Done():
+		case <-c.ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
@@ -186,53 +255,266 @@ func (c *Catalog) Join(addrs []string) (int, error) {
 }
 
 // SetServices replaces the services this gateway exports and tells the
-// federation at once.
+// federation at once: changed services go to every member directly and
+// through gossip; services the scope restricts go only to members in
+// their allowed regions.
 func (c *Catalog) SetServices(services []Service) {
 	c.mu.Lock()
-	ver := max(uint64(time.Now().UnixNano()), c.lastVer+1)
-	c.lastVer = ver
-	e := *c.entries[c.name]
-	e.Version = ver
-	e.Services = cloneServices(services)
-	c.entries[c.name] = &e
+	pub, scoped := c.applyOwn(services)
 	c.mu.Unlock()
 	c.publish()
+	c.disseminate(pub, scoped)
+}
 
-	msg, err := encodeMessage("entry", []*Entry{&e})
-	if err != nil {
-		c.log.Error("encode catalog entry", "err", err)
+// SetScope installs a new residency scope and re-issues every own service
+// whose audience changes.
+func (c *Catalog) SetScope(s Scope) {
+	c.mu.Lock()
+	c.scope = s
+	own := c.nodes[c.name]
+	current := make([]Service, 0, len(own.public))
+	for k, r := range own.public {
+		if sr, ok := own.scoped[k]; ok && !sr.Deleted {
+			current = append(current, sr.Service)
+		} else if !r.Deleted {
+			current = append(current, r.Service)
+		}
+	}
+	pub, scoped := c.applyOwn(current)
+	c.mu.Unlock()
+	c.publish()
+	c.disseminate(pub, scoped)
+}
+
+// applyOwn computes new own records for services; c.mu is held (or the
+// catalog is not yet shared). It returns the changed public and scoped
+// records.
+func (c *Catalog) applyOwn(services []Service) (pub, scoped []*record) {
+	own := c.nodes[c.name]
+	now := c.now()
+	next := func() uint64 {
+		c.lastVer = max(uint64(now.UnixNano()), c.lastVer+1)
+		return c.lastVer
+	}
+	want := make(map[string]Service, len(services))
+	for _, s := range cloneServices(services) {
+		want[s.Key()] = s
+	}
+	for key, s := range want {
+		var regions []string
+		restricted := false
+		if c.scope != nil {
+			regions, restricted = c.scope.CatalogRegions(s.Namespace, s.Name, s.Labels)
+		}
+		oldPub, oldScoped := own.public[key], own.scoped[key]
+		wasRestricted := oldScoped != nil && !oldScoped.Deleted
+		var cur *record
+		if wasRestricted {
+			cur = oldScoped
+		} else if oldPub != nil && !oldPub.Deleted {
+			cur = oldPub
+		}
+		if cur != nil && restricted == wasRestricted && serviceEqual(cur.Service, s) &&
+			(!restricted || slices.Equal(c.scopeOf[key], regions)) {
+			continue
+		}
+		v := next()
+		if restricted {
+			sr := &record{Service: s, Version: v, Scoped: true, Changed: now.UnixNano()}
+			own.scoped[key] = sr
+			scoped = append(scoped, sr)
+			c.scopeOf[key] = regions
+			// Everyone else learns only that there is nothing to see.
+			tomb := &record{Service: Service{Namespace: s.Namespace, Name: s.Name}, Version: v, Deleted: true, Changed: now.UnixNano(), deletedAt: now}
+			own.public[key] = tomb
+			pub = append(pub, tomb)
+		} else {
+			r := &record{Service: s, Version: v, Changed: now.UnixNano()}
+			own.public[key] = r
+			pub = append(pub, r)
+			if wasRestricted {
+				tomb := &record{Service: Service{Namespace: s.Namespace, Name: s.Name}, Version: v, Deleted: true, Scoped: true, Changed: now.UnixNano(), deletedAt: now}
+				own.scoped[key] = tomb
+				scoped = append(scoped, tomb)
+			}
+			delete(c.scopeOf, key)
+		}
+	}
+	for key, r := range own.public {
+		if _, ok := want[key]; ok || r.Deleted {
+			continue
+		}
+		v := next()
+		tomb := &record{Service: Service{Namespace: r.Namespace, Name: r.Name}, Version: v, Deleted: true, Changed: now.UnixNano(), deletedAt: now}
+		own.public[key] = tomb
+		pub = append(pub, tomb)
+		if sr, ok := own.scoped[key]; ok && !sr.Deleted {
+			st := &record{Service: tomb.Service, Version: v, Deleted: true, Scoped: true, Changed: now.UnixNano(), deletedAt: now}
+			own.scoped[key] = st
+			scoped = append(scoped, st)
+		}
+		delete(c.scopeOf, key)
+	}
+	if len(pub)+len(scoped) > 0 {
+		own.view = nil
+		c.stateGen++
+	}
+	return pub, scoped
+}
+
+func serviceEqual(a, b Service) bool {
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.Healthy == b.Healthy && a.Total == b.Total &&
+		a.Weight == b.Weight && slices.Equal(a.Ports, b.Ports) && reflect.DeepEqual(labelsOrNil(a.Labels), labelsOrNil(b.Labels))
+}
+
+func labelsOrNil(l map[string]string) map[string]string {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+// disseminate sends changed own records: public ones to every member
+// (one UDP packet when they fit, else a reliable stream) and into the
+// gossip queue; scoped ones only to members in the allowed regions.
+func (c *Catalog) disseminate(pub, scoped []*record) {
+	ml := c.mlReady.Load()
+	if ml == nil || len(pub)+len(scoped) == 0 {
 		return
 	}
-	c.queue.QueueBroadcast(entryBroadcast{node: c.name, msg: msg})
-	// Direct sends reach every member in one hop instead of waiting for
-	// gossip rounds; the queue and push/pull repair anything lost.
-	for _, m := range c.ml.Members() {
+	c.mu.Lock()
+	hdr := c.nodes[c.name].nodeHeader
+	scopeOf := make(map[string][]string, len(scoped))
+	for _, r := range scoped {
+		scopeOf[r.Key()] = c.scopeOf[r.Key()]
+	}
+	c.mu.Unlock()
+	members := ml.Members()
+	if len(pub) > 0 {
+		msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: pub}}})
+		c.metrics.deltas.Inc()
+		if len(msg) <= c.packetSize {
+			c.queue.QueueBroadcast(deltaBroadcast{msg: msg})
+		}
+		for _, m := range members {
+			if m.Name != c.name {
+				c.send(m, msg)
+			}
+		}
+	}
+	if len(scoped) == 0 {
+		return
+	}
+	for _, m := range members {
 		if m.Name == c.name {
 			continue
 		}
-		if err := c.ml.SendReliable(m, msg); err != nil {
-			c.log.Debug("direct catalog send failed", "peer", m.Name, "err", err)
+		region := metaRegion(m)
+		var recs []*record
+		for _, r := range scoped {
+			if r.Deleted || slices.Contains(scopeOf[r.Key()], region) {
+				recs = append(recs, r)
+			}
 		}
-		c.metrics.bytesSent.Add(float64(len(msg)))
+		if len(recs) > 0 {
+			c.send(m, encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: recs}}}))
+		}
 	}
 }
 
-func (c *Catalog) sendOwn(n *memberlist.Node) {
-	c.mu.Lock()
-	own := c.entries[c.name]
-	c.mu.Unlock()
-	msg, err := encodeMessage("entry", []*Entry{own})
-	if err != nil {
-		c.log.Error("encode catalog entry", "err", err)
+// send delivers msg to one member: a UDP packet when it fits, otherwise
+// a TCP stream from the send workers.
+func (c *Catalog) send(to *memberlist.Node, msg []byte) {
+	ml := c.mlReady.Load()
+	if ml == nil {
 		return
 	}
-	if ml := c.mlReady.Load(); ml != nil {
-		if err := ml.SendReliable(n, msg); err != nil {
-			c.log.Debug("direct catalog send failed", "peer", n.Name, "err", err)
+	if len(msg) <= c.packetSize {
+		if err := ml.SendBestEffort(to, msg); err == nil {
+			c.metrics.bytesSent.Add(float64(len(msg)))
 			return
 		}
-		c.metrics.bytesSent.Add(float64(len(msg)))
 	}
+	select {
+	case c.sends <- sendJob{to: to, msg: msg}:
+	case <-c.ctx.Done():
+	default:
+		c.metrics.sendDrops.Inc()
+	}
+}
+
+func (c *Catalog) sendLoop() {
+	defer c.bg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case j := <-c.sends:
+			if ml := c.mlReady.Load(); ml != nil {
+				if err := ml.SendReliable(j.to, j.msg); err != nil {
+					c.log.Debug("direct catalog send failed", "peer", j.to.Name, "err", err)
+					continue
+				}
+				c.metrics.bytesSent.Add(float64(len(j.msg)))
+			}
+		}
+	}
+}
+
+// sendOwnTo hands a member our whole entry directly: the public part, and
+// the scoped services its region may see.
+func (c *Catalog) sendOwnTo(n *memberlist.Node) {
+	c.mu.Lock()
+	own := c.nodes[c.name]
+	hdr := own.nodeHeader
+	pub := make([]*record, 0, len(own.public))
+	for _, r := range own.public {
+		pub = append(pub, r)
+	}
+	region := metaRegion(n)
+	var scoped []*record
+	for k, r := range own.scoped {
+		if r.Deleted || slices.Contains(c.scopeOf[k], region) {
+			scoped = append(scoped, r)
+		}
+	}
+	c.mu.Unlock()
+	c.send(n, encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: append(pub, scoped...)}}}))
+}
+
+// scopedAntiEntropy periodically re-sends scoped services to the members
+// allowed to see them: they are never part of push/pull, so this is what
+// repairs a lost direct send.
+func (c *Catalog) scopedAntiEntropy(every time.Duration) {
+	defer c.bg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		n := len(c.nodes[c.name].scoped)
+		c.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		for _, m := range c.ml.Members() {
+			if m.Name != c.name {
+				c.sendOwnTo(m)
+			}
+		}
+	}
+}
+
+func metaRegion(n *memberlist.Node) string {
+	var m nodeMeta
+	if json.Unmarshal(n.Meta, &m) != nil {
+		return ""
+	}
+	return m.Region
 }
 
 // Snapshot returns the current immutable view of the catalog.
@@ -255,13 +537,11 @@ func (c *Catalog) Watch() (<-chan struct{}, func()) {
 // Members returns the number of gateways memberlist believes are alive.
 func (c *Catalog) Members() int { return c.ml.NumMembers() }
 
-// Shutdown leaves the pool gracefully (so others learn at once that this
-// gateway is gone) and stops gossip.
+// Shutdown announces a graceful leave (so others can tell "left" from
+// "dead"), leaves the pool and stops gossip.
 func (c *Catalog) Shutdown(ctx context.Context) error {
 	var err error
 	c.closeOnce.Do(func() {
-		c.joinCancel()
-		<-c.joinDone
 		timeout := time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			timeout = min(timeout, time.Until(dl))
@@ -270,8 +550,9 @@ func (c *Catalog) Shutdown(ctx context.Context) error {
 		if lerr := c.ml.Leave(timeout); lerr != nil {
 			c.log.Warn("leave gossip pool", "err", lerr)
 		}
+		c.cancel()
 		err = c.ml.Shutdown()
-		c.sendWG.Wait()
+		c.bg.Wait()
 		c.metrics.unregister()
 	})
 	return err
@@ -282,77 +563,172 @@ func (c *Catalog) Shutdown(ctx context.Context) error {
 func (c *Catalog) announceLeaving() {
 	c.mu.Lock()
 	c.lastVer++
-	e := *c.entries[c.name]
-	e.Version, e.Leaving = c.lastVer, true
-	c.entries[c.name] = &e
+	own := c.nodes[c.name]
+	own.Version, own.Leaving = c.lastVer, true
+	hdr := own.nodeHeader
+	c.stateGen++
 	c.mu.Unlock()
-	msg, err := encodeMessage("entry", []*Entry{&e})
-	if err != nil {
-		return
-	}
+	msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr}}})
 	for _, m := range c.ml.Members() {
 		if m.Name != c.name {
-			_ = c.ml.SendReliable(m, msg)
+			_ = c.ml.SendBestEffort(m, msg)
 		}
 	}
 }
 
-// merge applies entries received from peers; newer versions win.
-func (c *Catalog) merge(entries []*Entry) {
+// merge applies what peers sent; per record and per header, the newer
+// version wins. It reports whether anything changed.
+func (c *Catalog) merge(nodes []*wireNode, direct bool) {
+	now := c.now()
 	changed := false
+	var reissue []*record
 	c.mu.Lock()
-	for _, e := range entries {
-		if e.Node == c.name {
-			// Our own entry echoed back, possibly from before a restart:
-			// jump past it so our current state wins everywhere.
-			if e.Version >= c.lastVer {
-				c.lastVer = e.Version + 1
-				cur := *c.entries[c.name]
-				cur.Version = c.lastVer
-				c.entries[c.name] = &cur
-				changed = true
+	for _, wn := range nodes {
+		if wn.Node == c.name {
+			reissue = append(reissue, c.echoLocked(wn, now)...)
+			continue
+		}
+		if fv, ok := c.forgotten[wn.Node]; ok {
+			if wn.Version <= fv && maxRecordVersion(wn.Records) <= fv {
+				continue // a collected gateway's old state: do not resurrect
 			}
-			continue
+			delete(c.forgotten, wn.Node)
 		}
-		if old, ok := c.entries[e.Node]; ok && old.Version >= e.Version {
-			continue
+		nd, ok := c.nodes[wn.Node]
+		if !ok {
+			nd = &nodeData{nodeHeader: wn.nodeHeader, public: map[string]*record{}, scoped: map[string]*record{}, state: "unknown", stateAt: now}
+			nd.Version = 0
+			c.nodes[wn.Node] = nd
+			changed = true
 		}
-		c.entries[e.Node] = e
-		if _, ok := c.states[e.Node]; !ok {
-			c.states[e.Node] = "unknown"
+		nd.maxVer = max(nd.maxVer, wn.Version, maxRecordVersion(wn.Records))
+		if wn.Version > nd.Version {
+			nd.nodeHeader = wn.nodeHeader
+			nd.view = nil
+			changed = true
 		}
-		changed = true
+		for _, r := range wn.Records {
+			if r.Scoped && !direct {
+				continue // scoped records travel only directly from their owner
+			}
+			m := nd.public
+			if r.Scoped {
+				m = nd.scoped
+			}
+			if old, ok := m[r.Key()]; ok && old.Version >= r.Version {
+				continue
+			}
+			if r.Deleted {
+				r.deletedAt = now
+			}
+			m[r.Key()] = r
+			nd.view = nil
+			changed = true
+			if r.Changed > 0 {
+				if d := now.Sub(time.Unix(0, r.Changed)); d >= 0 && d < time.Hour {
+					c.metrics.propagation.Observe(d.Seconds())
+				}
+			}
+		}
+	}
+	if changed {
+		c.stateGen++
 	}
 	c.mu.Unlock()
-	if changed {
+	if changed || len(reissue) > 0 {
 		c.publish()
 	}
+	if len(reissue) > 0 {
+		c.disseminate(reissue, nil)
+	}
+}
+
+// echoLocked handles our own entry coming back, possibly from before a
+// restart: any record of ours that others hold at a version at least as
+// new as ours is re-issued with a newer version, so our current state wins
+// everywhere.
+func (c *Catalog) echoLocked(wn *wireNode, now time.Time) []*record {
+	own := c.nodes[c.name]
+	var out []*record
+	if wn.Version >= own.Version {
+		c.lastVer = max(c.lastVer, wn.Version) + 1
+		own.Version = c.lastVer
+		c.stateGen++
+	}
+	for _, r := range wn.Records {
+		if r.Scoped {
+			continue
+		}
+		cur := own.public[r.Key()]
+		if cur != nil && cur.Version > r.Version {
+			continue
+		}
+		c.lastVer = max(c.lastVer, r.Version) + 1
+		var nr *record
+		if cur != nil {
+			cp := *cur
+			nr = &cp
+		} else {
+			nr = &record{Service: Service{Namespace: r.Namespace, Name: r.Name}, Deleted: true, deletedAt: now}
+		}
+		nr.Version, nr.Changed = c.lastVer, now.UnixNano()
+		own.public[r.Key()] = nr
+		out = append(out, nr)
+	}
+	if len(out) > 0 {
+		own.view = nil
+		c.stateGen++
+	}
+	return out
+}
+
+func maxRecordVersion(rs []*record) uint64 {
+	var v uint64
+	for _, r := range rs {
+		v = max(v, r.Version)
+	}
+	return v
 }
 
 func (c *Catalog) setState(node *memberlist.Node, state string) {
 	c.mu.Lock()
-	c.states[node.Name] = state
-	if _, ok := c.entries[node.Name]; !ok && state == "alive" {
-		// Known from metadata before its catalog arrives: routable address,
-		// no services yet.
-		var m nodeMeta
-		if json.Unmarshal(node.Meta, &m) == nil && m.Cluster != "" {
-			c.entries[node.Name] = &Entry{Node: node.Name, Cluster: m.Cluster, Region: m.Region, Zone: m.Zone, Cloud: m.Cloud, Gateway: m.Data}
+	nd, ok := c.nodes[node.Name]
+	if !ok {
+		if state != "alive" {
+			c.mu.Unlock()
+			return
 		}
+		// Known from metadata before its catalog arrives: routable
+		// address, no services yet.
+		var m nodeMeta
+		_ = json.Unmarshal(node.Meta, &m)
+		nd = &nodeData{nodeHeader: nodeHeader{Node: node.Name, Cluster: m.Cluster, Region: m.Region, Zone: m.Zone, Cloud: m.Cloud, Gateway: m.Data, Control: m.Control},
+			public: map[string]*record{}, scoped: map[string]*record{}}
+		c.nodes[node.Name] = nd
+		delete(c.forgotten, node.Name)
 	}
+	if state == "alive" && nd.Leaving && nd.state != "alive" {
+		// Back after a graceful leave: its next entry will clear Leaving.
+		nd.Leaving = false
+	}
+	nd.state, nd.stateAt, nd.view = state, c.now(), nil
 	c.mu.Unlock()
 	c.publish()
 }
 
-// publish rebuilds the snapshot and wakes watchers.
+// publish rebuilds stale views and the snapshot, then wakes watchers.
 func (c *Catalog) publish() {
 	c.mu.Lock()
-	views := make([]*ClusterView, 0, len(c.entries))
+	views := make([]*ClusterView, 0, len(c.nodes))
 	byState := map[string]int{}
-	for node, e := range c.entries {
-		st := c.states[node]
-		byState[st]++
-		views = append(views, &ClusterView{Entry: *e, State: st, Reachable: st == "alive"})
+	services := 0
+	for _, nd := range c.nodes {
+		if nd.view == nil {
+			nd.view = nd.buildView()
+		}
+		views = append(views, nd.view)
+		byState[nd.state]++
+		services += len(nd.view.Services)
 	}
 	sortViews(views)
 	c.snap.Store(&Snapshot{Local: c.name, Clusters: views})
@@ -363,194 +739,110 @@ func (c *Catalog) publish() {
 		}
 	}
 	c.mu.Unlock()
-	c.metrics.entries.Set(float64(len(views)))
-	for _, st := range []string{"alive", "suspect", "dead", "left", "unknown"} {
+	c.metrics.entries.Set(float64(services))
+	for _, st := range []string{"alive", "dead", "left", "unknown"} {
 		c.metrics.members.WithLabelValues(st).Set(float64(byState[st]))
 	}
+}
+
+// buildView merges public and scoped records: per service the newest
+// version wins, and on a tie the live record beats the tombstone (a
+// restricted service has a public tombstone and a scoped record of one
+// version; a service whose restriction was lifted, the reverse).
+func (nd *nodeData) buildView() *ClusterView {
+	v := &ClusterView{Entry: Entry{Node: nd.Node, Cluster: nd.Cluster, Region: nd.Region, Zone: nd.Zone, Cloud: nd.Cloud,
+		Gateway: nd.Gateway, Control: nd.Control, Version: nd.Version, Leaving: nd.Leaving}, State: nd.state, Reachable: nd.state == "alive"}
+	svcs := make([]Service, 0, len(nd.public)+len(nd.scoped))
+	for k, r := range nd.public {
+		best := r
+		if s, ok := nd.scoped[k]; ok && (s.Version > r.Version || s.Version == r.Version && !s.Deleted) {
+			best = s
+		}
+		v.Version = max(v.Version, best.Version)
+		if !best.Deleted {
+			svcs = append(svcs, best.Service)
+		}
+	}
+	for k, s := range nd.scoped {
+		if _, ok := nd.public[k]; !ok && !s.Deleted {
+			v.Version = max(v.Version, s.Version)
+			svcs = append(svcs, s.Service)
+		}
+	}
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Key() < svcs[j].Key() })
+	v.Services = svcs
+	return v
+}
+
+// gcLoop collects tombstones and departed gateways after the grace period.
+func (c *Catalog) gcLoop() {
+	defer c.bg.Done()
+	every := max(c.cfg.TombstoneTTL/10, time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			if c.collect() {
+				c.publish()
+			}
+		}
+	}
+}
+
+// collect removes tombstones and dead or departed gateways older than the
+// grace period. Collected gateways are remembered by version so that old
+// copies of their state arriving later are not resurrected.
+func (c *Catalog) collect() bool {
+	cutoff := c.now().Add(-c.cfg.TombstoneTTL)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := false
+	for name, nd := range c.nodes {
+		if name != c.name && (nd.state == "dead" || nd.state == "left") && nd.stateAt.Before(cutoff) {
+			c.forgotten[name] = nd.maxVer
+			delete(c.nodes, name)
+			changed = true
+			continue
+		}
+		for _, m := range []map[string]*record{nd.public, nd.scoped} {
+			for k, r := range m {
+				if r.Deleted && r.deletedAt.Before(cutoff) {
+					delete(m, k)
+					changed = true
+				}
+			}
+		}
+	}
+	if changed {
+		c.stateGen++
+		c.metrics.collected.Inc()
+	}
+	return changed
 }
 
 func cloneServices(in []Service) []Service {
 	out := make([]Service, len(in))
 	for i, s := range in {
 		s.Ports = append([]Port(nil), s.Ports...)
-		if s.Labels != nil {
+		if len(s.Labels) > 0 {
 			l := make(map[string]string, len(s.Labels))
 			for k, v := range s.Labels {
 				l[k] = v
 			}
 			s.Labels = l
+		} else {
+			s.Labels = nil
 		}
 		out[i] = s
 	}
 	return out
 }
 
-type entryBroadcast struct {
-	node string
-	msg  []byte
-}
+type deltaBroadcast struct{ msg []byte }
 
-func (b entryBroadcast) Invalidates(other memberlist.Broadcast) bool {
-	o, ok := other.(entryBroadcast)
-	return ok && o.node == b.node
-}
-func (b entryBroadcast) Message() []byte { return b.msg }
-func (b entryBroadcast) Finished()       {}
-
-// delegate implements memberlist.Delegate.
-type delegate Catalog
-
-func (d *delegate) NodeMeta(limit int) []byte {
-	c := (*Catalog)(d)
-	b, _ := json.Marshal(nodeMeta{Cluster: c.self.Cluster, Region: c.self.Region, Zone: c.self.Zone, Cloud: c.self.Cloud, Data: c.self.DataAddr})
-	if len(b) > limit {
-		c.log.Error("node metadata too large", "bytes", len(b), "limit", limit)
-		return nil
-	}
-	return b
-}
-
-func (d *delegate) NotifyMsg(b []byte) {
-	c := (*Catalog)(d)
-	c.metrics.bytesRecv.Add(float64(len(b)))
-	_, entries, err := DecodeMessage(b)
-	if err != nil {
-		c.metrics.decodeErrors.Inc()
-		c.log.Warn("drop gossip message", "err", err)
-		return
-	}
-	c.merge(entries)
-}
-
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	c := (*Catalog)(d)
-	out := c.queue.GetBroadcasts(overhead, limit)
-	for _, b := range out {
-		c.metrics.bytesSent.Add(float64(len(b)))
-	}
-	return out
-}
-
-func (d *delegate) LocalState(bool) []byte {
-	c := (*Catalog)(d)
-	c.mu.Lock()
-	entries := make([]*Entry, 0, len(c.entries))
-	for _, e := range c.entries {
-		if e.Version > 0 {
-			entries = append(entries, e)
-		}
-	}
-	c.mu.Unlock()
-	b, err := encodeMessage("state", entries)
-	if err != nil {
-		c.log.Error("encode catalog state", "err", err)
-		return nil
-	}
-	c.metrics.bytesSent.Add(float64(len(b)))
-	return b
-}
-
-func (d *delegate) MergeRemoteState(b []byte, _ bool) {
-	d.NotifyMsg(b)
-}
-
-// events implements memberlist.EventDelegate.
-type events Catalog
-
-func (e *events) NotifyJoin(n *memberlist.Node) {
-	c := (*Catalog)(e)
-	c.setState(n, "alive")
-	if n.Name != c.name {
-		// Hand a newcomer our entry at once rather than at the next
-		// push/pull, which may be many seconds away.
-		c.sendWG.Add(1)
-		go func() {
-			defer c.sendWG.Done()
-			c.sendOwn(n)
-		}()
-	}
-}
-func (e *events) NotifyUpdate(n *memberlist.Node) { (*Catalog)(e).setState(n, "alive") }
-func (e *events) NotifyLeave(n *memberlist.Node) {
-	c := (*Catalog)(e)
-	st := "dead"
-	c.mu.Lock()
-	if e, ok := c.entries[n.Name]; ok && e.Leaving {
-		st = "left"
-	}
-	c.mu.Unlock()
-	c.log.Info("gateway gone", "peer", n.Name, "state", st)
-	c.setState(n, st)
-}
-
-// slogWriter turns memberlist's log lines into slog records.
-type slogWriter struct{ log *slog.Logger }
-
-func (w *slogWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(bytes.NewReader(p))
-	for sc.Scan() {
-		line := sc.Bytes()
-		level := slog.LevelDebug
-		switch {
-		case bytes.Contains(line, []byte("[ERR]")):
-			level = slog.LevelError
-		case bytes.Contains(line, []byte("[WARN]")):
-			level = slog.LevelWarn
-		case bytes.Contains(line, []byte("[INFO]")):
-			level = slog.LevelInfo
-		}
-		w.log.Log(context.Background(), level, "memberlist", "msg", string(line))
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = (*slogWriter)(nil)
-
-type catalogMetrics struct {
-	reg          prometheus.Registerer
-	members      *prometheus.GaugeVec
-	entries      prometheus.Gauge
-	bytesSent    prometheus.Counter
-	bytesRecv    prometheus.Counter
-	decodeErrors prometheus.Counter
-}
-
-func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
-	m := &catalogMetrics{
-		reg: reg,
-		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "strait_federation_members", Help: "Gateways known to this gateway, by gossip state.",
-		}, []string{"state"}),
-		entries: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "strait_catalog_entries", Help: "Catalog entries (one per gateway) held by this gateway.",
-		}),
-		bytesSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "strait_catalog_sent_bytes_total", Help: "Catalog bytes handed to gossip for sending.",
-		}),
-		bytesRecv: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "strait_catalog_received_bytes_total", Help: "Catalog bytes received from gossip.",
-		}),
-		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "strait_catalog_decode_errors_total", Help: "Gossip catalog messages dropped as malformed.",
-		}),
-	}
-	if reg != nil {
-		for _, col := range m.collectors() {
-			reg.MustRegister(col)
-		}
-	}
-	return m
-}
-
-func (m *catalogMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.members, m.entries, m.bytesSent, m.bytesRecv, m.decodeErrors}
-}
-
-func (m *catalogMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, col := range m.collectors() {
-		m.reg.Unregister(col)
-	}
-}
+func (b deltaBroadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b deltaBroadcast) Message() []byte                       { return b.msg }
+func (b deltaBroadcast) Finished()                             {}

@@ -1,9 +1,6 @@
 package federation
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"sort"
 	"strings"
 )
@@ -17,6 +14,8 @@ type Port struct {
 
 // Service is what a cluster tells the federation about one service it
 // exports: never its endpoint addresses, only how many there are.
+// Labels maps handed out by the catalog are shared and must not be
+// modified.
 type Service struct {
 	Namespace string            `json:"namespace"`
 	Name      string            `json:"name"`
@@ -24,6 +23,9 @@ type Service struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	Healthy   int               `json:"healthy"`
 	Total     int               `json:"total"`
+	// Weight is the share of traffic the cluster asks for relative to
+	// others of equal priority; 0 means the default (1).
+	Weight int `json:"weight,omitempty"`
 }
 
 // Key returns "namespace/name".
@@ -39,117 +41,66 @@ func (s Service) HasPort(port int) bool {
 	return false
 }
 
-// Entry is one gateway's catalog entry: the cluster it fronts, where its
-// data plane listens, and the services it exports.
+// Entry is one gateway's part of its cluster's catalog entry: the cluster
+// it fronts, where its data plane listens, and the services it exports.
+// A cluster with an HA pair of gateways has two entries, each written only
+// by its own gateway, so the pair never fights over one record; the
+// cluster's catalog is their union.
 type Entry struct {
-	Node     string    `json:"node"`
-	Cluster  string    `json:"cluster"`
-	Region   string    `json:"region"`
-	Zone     string    `json:"zone,omitempty"`
-	Cloud    string    `json:"cloud,omitempty"`
-	Gateway  string    `json:"gateway"`
+	Node    string `json:"node"`
+	Cluster string `json:"cluster"`
+	Region  string `json:"region"`
+	Zone    string `json:"zone,omitempty"`
+	Cloud   string `json:"cloud,omitempty"`
+	// Gateway is the data-plane address other gateways dial.
+	Gateway string `json:"gateway"`
+	// Control is the gateway's control-API address, if it has one.
+	Control string `json:"control,omitempty"`
+	// Version is the newest change of this entry the viewer knows of.
 	Version  uint64    `json:"version"`
-	Services []Service `json:"services"`
-	// Leaving is set in the last version a gateway sends before a graceful
-	// shutdown, so others can tell "left" from "dead".
+	Services []Service `json:"services"` // sorted by namespace/name
+	// Leaving is set when the gateway announced a graceful shutdown.
 	Leaving bool `json:"leaving,omitempty"`
 }
 
 // Limits on what a decoder accepts. Anything larger is refused, not truncated.
 const (
-	MaxMessageBytes  = 4 << 20
-	MaxServices      = 10000
-	MaxNameLen       = 253
-	MaxLabels        = 64
-	MaxPorts         = 64
-	maxEntriesPerMsg = 100000
+	// MaxMessageBytes bounds one decoded (decompressed) message.
+	MaxMessageBytes = 256 << 20
+	// MaxServices bounds the services of one gateway.
+	MaxServices = 100000
+	// MaxNodes bounds the gateways in one full-state message.
+	MaxNodes   = 10000
+	MaxNameLen = 253
+	MaxLabels  = 64
+	MaxPorts   = 64
+	maxStrLen  = 1024
 )
 
-// message is the envelope of every gossip payload.
-type message struct {
-	Kind    string   `json:"kind"` // "entry" or "state"
-	Entries []*Entry `json:"entries"`
-}
-
-// ErrMalformed is wrapped by every decoding failure.
-var ErrMalformed = errors.New("malformed gossip message")
-
-func encodeMessage(kind string, entries []*Entry) ([]byte, error) {
-	b, err := json.Marshal(message{Kind: kind, Entries: entries})
-	if err != nil {
-		return nil, fmt.Errorf("encode %s message: %w", kind, err)
-	}
-	return b, nil
-}
-
-// DecodeMessage parses and validates one gossip payload.
-func DecodeMessage(b []byte) (kind string, entries []*Entry, err error) {
-	if len(b) > MaxMessageBytes {
-		return "", nil, fmt.Errorf("%w: %d bytes exceeds limit of %d", ErrMalformed, len(b), MaxMessageBytes)
-	}
-	var m message
-	if err := json.Unmarshal(b, &m); err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if m.Kind != "entry" && m.Kind != "state" {
-		return "", nil, fmt.Errorf("%w: unknown kind %q", ErrMalformed, m.Kind)
-	}
-	if len(m.Entries) > maxEntriesPerMsg {
-		return "", nil, fmt.Errorf("%w: %d entries", ErrMalformed, len(m.Entries))
-	}
-	for i, e := range m.Entries {
-		if err := e.validate(); err != nil {
-			return "", nil, fmt.Errorf("%w: entries[%d]: %v", ErrMalformed, i, err)
-		}
-	}
-	return m.Kind, m.Entries, nil
-}
-
-func (e *Entry) validate() error {
-	if e == nil {
-		return errors.New("null entry")
-	}
-	for _, f := range []struct{ name, v string }{{"node", e.Node}, {"cluster", e.Cluster}, {"region", e.Region}} {
-		if f.v == "" {
-			return fmt.Errorf("%s: missing", f.name)
-		}
-		if len(f.v) > MaxNameLen {
-			return fmt.Errorf("%s: longer than %d bytes", f.name, MaxNameLen)
-		}
-	}
-	if len(e.Services) > MaxServices {
-		return fmt.Errorf("services: %d exceeds limit of %d", len(e.Services), MaxServices)
-	}
-	for i, s := range e.Services {
-		if s.Namespace == "" || s.Name == "" {
-			return fmt.Errorf("services[%d]: namespace and name are required", i)
-		}
-		if len(s.Ports) > MaxPorts || len(s.Labels) > MaxLabels {
-			return fmt.Errorf("services[%d]: too many ports or labels", i)
-		}
-		for _, p := range s.Ports {
-			if p.Port < 1 || p.Port > 65535 {
-				return fmt.Errorf("services[%d]: port %d out of range", i, p.Port)
-			}
-		}
-		if s.Healthy < 0 || s.Total < 0 || s.Healthy > s.Total {
-			return fmt.Errorf("services[%d]: healthy %d, total %d", i, s.Healthy, s.Total)
-		}
-	}
-	return nil
-}
-
-// ClusterView is an immutable view of one remote or local gateway.
+// ClusterView is an immutable view of one gateway's entry.
 type ClusterView struct {
 	Entry
-	Reachable bool   `json:"reachable"`
-	State     string `json:"state"` // alive, suspect, dead, left
+	// Reachable is true while gossip says the gateway is alive.
+	Reachable bool `json:"reachable"`
+	// State is alive, dead (failed), left (shut down gracefully) or
+	// unknown (heard of through others, not yet seen by memberlist).
+	State string `json:"state"`
+}
+
+// Service returns the view's service ns/name.
+func (c *ClusterView) Service(ns, name string) (Service, bool) {
+	key := ns + "/" + name
+	i := sort.Search(len(c.Services), func(i int) bool { return c.Services[i].Key() >= key })
+	if i < len(c.Services) && c.Services[i].Namespace == ns && c.Services[i].Name == name {
+		return c.Services[i], true
+	}
+	return Service{}, false
 }
 
 // Snapshot is an immutable view of the whole catalog. Readers never lock.
 type Snapshot struct {
 	Local    string         // node name of this gateway
-	Clusters []*ClusterView // sorted by cluster, then node
+	Clusters []*ClusterView // one per gateway, sorted by cluster, then node
 }
 
 // Exporters returns the reachable gateways that export ns/name on port
@@ -160,23 +111,28 @@ func (s *Snapshot) Exporters(ns, name string, port int) []*ClusterView {
 		if !c.Reachable {
 			continue
 		}
-		for _, svc := range c.Services {
-			if svc.Namespace == ns && svc.Name == name && svc.HasPort(port) && svc.Healthy > 0 {
-				out = append(out, c)
-				break
-			}
+		if svc, ok := c.Service(ns, name); ok && svc.HasPort(port) && svc.Healthy > 0 {
+			out = append(out, c)
 		}
 	}
 	return out
 }
 
-// Known reports whether any cluster, reachable or not, ever exported ns/name.
+// Known reports whether any gateway, reachable or not, exports ns/name.
 func (s *Snapshot) Known(ns, name string) bool {
 	for _, c := range s.Clusters {
-		for _, svc := range c.Services {
-			if svc.Namespace == ns && svc.Name == name {
-				return true
-			}
+		if _, ok := c.Service(ns, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ClusterReachable reports whether any gateway of cluster is alive.
+func (s *Snapshot) ClusterReachable(cluster string) bool {
+	for _, c := range s.Clusters {
+		if c.Cluster == cluster && c.Reachable {
+			return true
 		}
 	}
 	return false

@@ -14,6 +14,7 @@ func validConfig() Config {
 	c.Cluster, c.Region = "eu-west-1", "eu-west"
 	c.Listen.Data = "127.0.0.1:15443"
 	c.TLS = TLSConfig{Cert: "c.pem", Key: "k.pem", CA: "ca.pem"}
+	c.Gossip.Key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 	return c
 }
 

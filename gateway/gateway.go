@@ -203,7 +203,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	}
 	g.catalog, err = federation.New(cfg.Gossip, federation.Self{
 		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise,
-	}, g.local.Load().exported(), g.log, g.reg)
+	}, g.local.Load().exported(), federation.Options{Logger: g.log, Registry: g.reg})
 	if err != nil {
 		return nil, err
 	}

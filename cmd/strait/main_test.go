@@ -51,6 +51,7 @@ listen:
   data: 127.0.0.1:15443
   admin: 127.0.0.1:15000
 tls: {cert: c.pem, key: k.pem, ca: ca.pem}
+gossip: {key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}
 `
 
 func writeConfig(t *testing.T, body string) string {
@@ -70,19 +71,21 @@ func TestGatewayConfigErrors(t *testing.T) {
 		want string // after "<file>"
 	}{
 		{"unknown key", goodConfig + "listen_admin: x\n", nil,
-			`:7:1: key listen_admin: unknown key`},
+			`:8:1: key listen_admin: unknown key`},
 		{"unknown nested key with suggestion", strings.Replace(goodConfig, "  admin:", "  admn:", 1), nil,
 			`:5:3: key listen.admn: unknown key (did you mean "admin"?)`},
 		{"wrong type", goodConfig + "timeouts:\n  connect: soon\n", nil,
-			`:8:12: key timeouts.connect: expected a duration like "2s", found "soon"`},
-		{"wrong type list", goodConfig + "gossip:\n  join: 10.0.0.1:7946\n", nil,
-			`:8:9: key gossip.join: expected a list of strings`},
+			`:9:12: key timeouts.connect: expected a duration like "2s", found "soon"`},
+		{"gossip without key", strings.Replace(goodConfig, "gossip: {key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n", "", 1), nil,
+			`: key gossip.key: required: gossip is encrypted`},
+		{"wrong type list", strings.Replace(goodConfig, "gossip: {", "gossip: {join: 10.0.0.1:7946, ", 1), nil,
+			`:7:16: key gossip.join: expected a list of strings`},
 		{"missing required value", strings.Replace(goodConfig, "region: eu-west\n", "", 1), nil,
 			`: key region: required value missing`},
 		{"port clash", strings.Replace(goodConfig, "127.0.0.1:15000", "127.0.0.1:15443", 1), nil,
 			`:5:3: key listen.admin: address 127.0.0.1:15443 clashes with listen.data (127.0.0.1:15443)`},
 		{"yaml syntax", goodConfig + "services: [\n", nil,
-			`:8:`},
+			`:9:`},
 		{"wrong type from environment", goodConfig, []string{"STRAIT_TIMEOUTS_DRAIN=later"},
 			`env STRAIT_TIMEOUTS_DRAIN: key timeouts.drain: expected a duration like "2s", found "later"`},
 	} {
