@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,34 +10,65 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/straitmesh/strait/federation"
 )
 
 // FetchStatus reads /v1/status from a gateway's admin address (host:port
 // or URL).
 func FetchStatus(ctx context.Context, admin string) (Status, error) {
+	var st Status
+	err := adminCall(ctx, admin, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// FetchKeys reads the installed gossip keys from a gateway's admin API.
+func FetchKeys(ctx context.Context, admin string) (federation.KeyStatus, error) {
+	var ks federation.KeyStatus
+	err := adminCall(ctx, admin, http.MethodGet, "/v1/keys", nil, &ks)
+	return ks, err
+}
+
+// KeyOp asks a gateway to apply a gossip key operation federation-wide.
+func KeyOp(ctx context.Context, admin, op, key string) (federation.KeyResult, error) {
+	var res federation.KeyResult
+	err := adminCall(ctx, admin, http.MethodPost, "/v1/keys/"+op, map[string]string{"key": key}, &res)
+	return res, err
+}
+
+// adminCall sends one JSON request to a gateway's admin API. Errors carry
+// the gateway's own message.
+func adminCall(ctx context.Context, admin, method, path string, in, out any) error {
 	url := admin
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
-	url = strings.TrimSuffix(url, "/") + "/v1/status"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	url = strings.TrimSuffix(url, "/") + path
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return Status{}, fmt.Errorf("status from %s: %w", admin, err)
+		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return Status{}, fmt.Errorf("status from %s: %w", admin, err)
+		return fmt.Errorf("admin API at %s: %w", admin, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return Status{}, fmt.Errorf("status from %s: %s: %s", admin, resp.Status, strings.TrimSpace(string(body)))
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("admin API at %s: %s %s: %s", admin, method, path, strings.TrimSpace(string(msg)))
 	}
-	var st Status
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
-		return Status{}, fmt.Errorf("status from %s: decode: %w", admin, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("admin API at %s: decode %s: %w", admin, path, err)
 	}
-	return st, nil
+	return nil
 }
 
 // WriteTable prints the status for people: the gateway, members, then

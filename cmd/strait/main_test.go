@@ -202,3 +202,46 @@ func TestDevRunsForDurationAndWritesInfo(t *testing.T) {
 		}
 	}
 }
+
+func TestKeysRotationThroughCLI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	admin := d.Gateway("us-east-1").AdminAddr()
+	env := []string{"STRAIT_ADMIN=" + admin}
+
+	out, _, code := runStrait(t, env, "keys", "list")
+	if code != 0 || !strings.Contains(out, "(primary)") {
+		t.Fatalf("keys list: %d %s", code, out)
+	}
+	oldKey := strings.TrimSuffix(strings.Split(out, "\n")[0], "  (primary)")
+	newKey, _, code := runStrait(t, nil, "keys", "generate")
+	newKey = strings.TrimSpace(newKey)
+	if code != 0 || len(newKey) != 44 {
+		t.Fatalf("generate: %q", newKey)
+	}
+	for _, step := range [][]string{{"install", newKey}, {"use", newKey}, {"remove", oldKey}} {
+		out, stderr, code := runStrait(t, env, "keys", step[0], step[1])
+		if code != 0 || !strings.Contains(out, "applied on 4 gateways") {
+			t.Fatalf("keys %s: exit %d\n%s%s", step[0], code, out, stderr)
+		}
+	}
+	for _, name := range d.Clusters() {
+		ks, err := d.Gateway(name).Catalog().Keys()
+		if err != nil || ks.Primary != newKey || len(ks.Keys) != 1 {
+			t.Fatalf("%s after rotation: %+v %v", name, ks, err)
+		}
+	}
+	_, stderr, code := runStrait(t, env, "keys", "install", "not-base64!")
+	if code != 2 || !strings.Contains(stderr, "not base64") {
+		t.Fatalf("bad key: exit %d %s", code, stderr)
+	}
+	_, stderr, code = runStrait(t, env, "keys", "remove", newKey)
+	if code != 1 || !strings.Contains(stderr, "primary") {
+		t.Fatalf("removing the primary: exit %d %s", code, stderr)
+	}
+}

@@ -29,7 +29,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newVersionCmd())
+	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newKeysCmd(), newVersionCmd())
 	return root
 }
 
@@ -47,7 +47,7 @@ With --check the configuration is only validated. Config errors exit with code 2
 			cfg := gateway.DefaultConfig()
 			if err := configfile.Load(configfile.Options{
 				File: file, EnvPrefix: "STRAIT", Flags: cmd.Flags(),
-				FlagKeys: map[string]string{"cluster": "cluster", "region": "region", "log-level": "log.level"},
+				FlagKeys: map[string]string{"cluster": "cluster", "region": "region", "log-level": "log.level", "insecure-gossip": "gossip.insecure"},
 			}, &cfg); err != nil {
 				return err
 			}
@@ -74,6 +74,7 @@ With --check the configuration is only validated. Config errors exit with code 2
 	cmd.Flags().String("cluster", "", "override cluster")
 	cmd.Flags().String("region", "", "override region")
 	cmd.Flags().String("log-level", "", "override log.level (debug, info, warn, error)")
+	cmd.Flags().Bool("insecure-gossip", false, "run gossip unencrypted (gossip.insecure; development only)")
 	return cmd
 }
 
@@ -167,11 +168,7 @@ func newStatusCmd() *cobra.Command {
 			return st.WriteTable(cmd.OutOrStdout())
 		},
 	}
-	def := os.Getenv("STRAIT_ADMIN")
-	if def == "" {
-		def = "127.0.0.1:15000"
-	}
-	cmd.Flags().StringVar(&admin, "admin", def, "gateway admin address (env STRAIT_ADMIN)")
+	adminFlag(cmd, &admin)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
