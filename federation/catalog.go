@@ -78,17 +78,20 @@ type Catalog struct {
 	keyring *memberlist.Keyring
 	metrics *catalogMetrics
 
-	mu        sync.Mutex
-	nodes     map[string]*nodeData
-	forgotten map[string]uint64 // collected nodes -> newest version seen; older data is not resurrected
-	lastVer   uint64
-	scope     Scope
-	scopeOf   map[string][]string // own service key -> allowed regions (restricted services only)
-	watch     map[chan struct{}]struct{}
-	stateGen  uint64 // bumped on every change to public state
-	stateMsg  []byte // cached LocalState for stateGen
-	stateAt   uint64
-	keyWaits  map[string]chan keyAck
+	mu         sync.Mutex
+	nodes      map[string]*nodeData
+	forgotten  map[string]uint64 // collected nodes -> newest version seen; older data is not resurrected
+	lastVer    uint64
+	scope      Scope
+	scopeOf    map[string][]string // own service key -> allowed regions (restricted services only)
+	watch      map[chan struct{}]struct{}
+	order      []*nodeData // nodes sorted by cluster, node
+	orderStale bool        // set when nodes are added or removed
+	pubReq     chan struct{}
+	stateGen   uint64 // bumped on every change to public state
+	stateMsg   []byte // cached LocalState for stateGen
+	stateAt    uint64
+	keyWaits   map[string]chan keyAck
 
 	snap atomic.Pointer[Snapshot]
 
@@ -139,6 +142,7 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		keyWaits:  map[string]chan keyAck{},
 		metrics:   newCatalogMetrics(opts.Registry),
 		sends:     make(chan sendJob, 4096),
+		pubReq:    make(chan struct{}, 1),
 		ctx:       ctx,
 		cancel:    cancel,
 	}
@@ -156,10 +160,16 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		cancel()
 		return nil, err
 	}
+	tr, err := newTransport(host, port, c.log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	mc.Transport = tr
 	mc.Name = name
 	mc.BindAddr = host
-	mc.BindPort = port
-	mc.AdvertisePort = port
+	mc.BindPort = tr.port()
+	mc.AdvertisePort = tr.port()
 	if cfg.Advertise != "" {
 		mc.AdvertiseAddr, mc.AdvertisePort, _ = splitHostPort(cfg.Advertise)
 	}
@@ -191,10 +201,11 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		},
 		RetransmitMult: mc.RetransmitMult,
 	}
-	c.publish()
+	c.publishNow()
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		cancel()
+		tr.Shutdown()
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
 	}
 	c.ml = ml
@@ -207,7 +218,8 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		c.bg.Add(1)
 		go c.sendLoop()
 	}
-	c.bg.Add(3)
+	c.bg.Add(4)
+	go c.publishLoop()
 	go c.joinLoop(cfg.Join)
 	go c.gcLoop()
 	go c.scopedAntiEntropy(mc.PushPullInterval)
@@ -262,7 +274,7 @@ func (c *Catalog) SetServices(services []Service) {
 	c.mu.Lock()
 	pub, scoped := c.applyOwn(services)
 	c.mu.Unlock()
-	c.publish()
+	c.publishNow()
 	c.disseminate(pub, scoped)
 }
 
@@ -282,7 +294,7 @@ func (c *Catalog) SetScope(s Scope) {
 	}
 	pub, scoped := c.applyOwn(current)
 	c.mu.Unlock()
-	c.publish()
+	c.publishNow()
 	c.disseminate(pub, scoped)
 }
 
@@ -432,6 +444,7 @@ func (c *Catalog) send(to *memberlist.Node, msg []byte) {
 	if len(msg) <= c.packetSize {
 		if err := ml.SendBestEffort(to, msg); err == nil {
 			c.metrics.bytesSent.Add(float64(len(msg)))
+			c.metrics.deltaBytes.Add(float64(len(msg)))
 			return
 		}
 	}
@@ -456,6 +469,7 @@ func (c *Catalog) sendLoop() {
 					continue
 				}
 				c.metrics.bytesSent.Add(float64(len(j.msg)))
+				c.metrics.deltaBytes.Add(float64(len(j.msg)))
 			}
 		}
 	}
@@ -599,6 +613,7 @@ func (c *Catalog) merge(nodes []*wireNode, direct bool) {
 			nd = &nodeData{nodeHeader: wn.nodeHeader, public: map[string]*record{}, scoped: map[string]*record{}, state: "unknown", stateAt: now}
 			nd.Version = 0
 			c.nodes[wn.Node] = nd
+			c.orderStale = true
 			changed = true
 		}
 		nd.maxVer = max(nd.maxVer, wn.Version, maxRecordVersion(wn.Records))
@@ -705,6 +720,7 @@ func (c *Catalog) setState(node *memberlist.Node, state string) {
 		nd = &nodeData{nodeHeader: nodeHeader{Node: node.Name, Cluster: m.Cluster, Region: m.Region, Zone: m.Zone, Cloud: m.Cloud, Gateway: m.Data, Control: m.Control},
 			public: map[string]*record{}, scoped: map[string]*record{}}
 		c.nodes[node.Name] = nd
+		c.orderStale = true
 		delete(c.forgotten, node.Name)
 	}
 	if state == "alive" && nd.Leaving && nd.state != "alive" {
@@ -716,21 +732,52 @@ func (c *Catalog) setState(node *memberlist.Node, state string) {
 	c.publish()
 }
 
-// publish rebuilds stale views and the snapshot, then wakes watchers.
+// publish asks the publisher to rebuild the snapshot. Requests made while
+// it is busy collapse into one, so a burst of gossip costs one rebuild.
 func (c *Catalog) publish() {
+	select {
+	case c.pubReq <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Catalog) publishLoop() {
+	defer c.bg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.pubReq:
+			c.publishNow()
+		}
+	}
+}
+
+// publishNow rebuilds stale views and the snapshot, then wakes watchers.
+func (c *Catalog) publishNow() {
 	c.mu.Lock()
-	views := make([]*ClusterView, 0, len(c.nodes))
-	byState := map[string]int{}
+	if c.orderStale || len(c.order) != len(c.nodes) {
+		c.orderStale = false
+		c.order = c.order[:0]
+		for _, nd := range c.nodes {
+			c.order = append(c.order, nd)
+		}
+		sort.Slice(c.order, func(i, j int) bool {
+			a, b := c.order[i], c.order[j]
+			return a.Cluster < b.Cluster || a.Cluster == b.Cluster && a.Node < b.Node
+		})
+	}
+	views := make([]*ClusterView, len(c.order))
+	var byState [4]int
 	services := 0
-	for _, nd := range c.nodes {
+	for i, nd := range c.order {
 		if nd.view == nil {
 			nd.view = nd.buildView()
 		}
-		views = append(views, nd.view)
-		byState[nd.state]++
+		views[i] = nd.view
+		byState[stateIndex(nd.state)]++
 		services += len(nd.view.Services)
 	}
-	sortViews(views)
 	c.snap.Store(&Snapshot{Local: c.name, Clusters: views})
 	for ch := range c.watch {
 		select {
@@ -740,9 +787,20 @@ func (c *Catalog) publish() {
 	}
 	c.mu.Unlock()
 	c.metrics.entries.Set(float64(services))
-	for _, st := range []string{"alive", "dead", "left", "unknown"} {
-		c.metrics.members.WithLabelValues(st).Set(float64(byState[st]))
+	for i, st := range states {
+		c.metrics.members.WithLabelValues(st).Set(float64(byState[i]))
 	}
+}
+
+var states = [4]string{"alive", "dead", "left", "unknown"}
+
+func stateIndex(s string) int {
+	for i, st := range states {
+		if st == s {
+			return i
+		}
+	}
+	return 3
 }
 
 // buildView merges public and scoped records: per service the newest
@@ -804,6 +862,7 @@ func (c *Catalog) collect() bool {
 		if name != c.name && (nd.state == "dead" || nd.state == "left") && nd.stateAt.Before(cutoff) {
 			c.forgotten[name] = nd.maxVer
 			delete(c.nodes, name)
+			c.orderStale = true
 			changed = true
 			continue
 		}

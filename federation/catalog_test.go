@@ -194,6 +194,7 @@ func TestCatalogVersionsAndEcho(t *testing.T) {
 	stale := rec("new", 9)
 	stale.Healthy = 0
 	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{stale}}}, true)
+	a.publishNow()
 	if v := view(a.Snapshot(), "x"); v == nil || len(v.Services) != 1 || v.Services[0].Healthy != 1 {
 		t.Fatalf("older version overwrote newer: %+v", v)
 	}
@@ -223,11 +224,13 @@ func TestCatalogTombstonesAreCollectedAndNotResurrected(t *testing.T) {
 	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{live}}}, true)
 	tomb := &record{Service: Service{Namespace: "demo", Name: "s"}, Version: 11, Deleted: true}
 	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{tomb}}}, true)
+	a.publishNow()
 	if a.Snapshot().Known("demo", "s") {
 		t.Fatal("deleted service still in view")
 	}
 	// A late copy of the live record must not bring it back.
 	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{live}}}, false)
+	a.publishNow()
 	if a.Snapshot().Known("demo", "s") {
 		t.Fatal("tombstone lost to an older copy")
 	}
@@ -249,17 +252,19 @@ func TestCatalogTombstonesAreCollectedAndNotResurrected(t *testing.T) {
 	a.mu.Unlock()
 	clock.Add(61 * time.Minute)
 	a.collect()
-	a.publish()
+	a.publishNow()
 	if view(a.Snapshot(), "x") != nil {
 		t.Fatal("departed gateway not collected")
 	}
 	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{live}}}, false)
+	a.publishNow()
 	if view(a.Snapshot(), "x") != nil {
 		t.Fatal("collected gateway resurrected by old state")
 	}
 	newer := hdr
 	newer.Version = 100
 	a.merge([]*wireNode{{nodeHeader: newer, Records: []*record{{Service: live.Service, Version: 101}}}}, true)
+	a.publishNow()
 	if v := view(a.Snapshot(), "x"); v == nil || len(v.Services) != 1 {
 		t.Fatal("gateway that came back with newer state not accepted")
 	}

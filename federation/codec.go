@@ -156,17 +156,18 @@ func decodeMessage(b []byte, limit int64) (*message, error) {
 		return nil, fmt.Errorf("format %d, want %d", b[2], formatVersion)
 	}
 	m := &message{Kind: b[3]}
-	var src io.Reader = bytes.NewReader(b[5:])
+	var src byteReader
 	switch b[4] {
 	case 0:
+		src = bytes.NewReader(b[5:])
 	case flagFlate:
-		fr := flate.NewReader(src)
+		fr := flate.NewReader(bytes.NewReader(b[5:]))
 		defer fr.Close()
-		src = io.LimitReader(fr, limit)
+		src = bufio.NewReaderSize(io.LimitReader(fr, limit), 32<<10)
 	default:
 		return nil, fmt.Errorf("unknown flags %#x", b[4])
 	}
-	r := &reader{r: bufio.NewReaderSize(src, 64<<10), interned: map[string]string{}, labelSets: map[string]map[string]string{}}
+	r := &reader{r: src, interned: map[string]string{}, labelSets: map[string]map[string]string{}}
 	switch m.Kind {
 	case kindDelta, kindState:
 		n := r.count(MaxNodes, "nodes")
@@ -289,8 +290,13 @@ func (w *writer) record(r *record) {
 }
 
 // reader decodes with a sticky error; every length is checked before use.
+type byteReader interface {
+	io.Reader
+	io.ByteReader
+}
+
 type reader struct {
-	r         *bufio.Reader
+	r         byteReader
 	err       error
 	n         int // bytes consumed
 	interned  map[string]string

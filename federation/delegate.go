@@ -48,6 +48,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	out := c.queue.GetBroadcasts(overhead, limit)
 	for _, b := range out {
 		c.metrics.bytesSent.Add(float64(len(b)))
+		c.metrics.deltaBytes.Add(float64(len(b)))
 	}
 	return out
 }
@@ -111,6 +112,9 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	}
 	c.mu.Unlock()
 	c.log.Info("gateway gone", "peer", n.Name, "state", st)
+	if st == "dead" {
+		c.metrics.deadEvents.Inc()
+	}
 	c.setState(n, st)
 }
 

@@ -21,6 +21,8 @@ type catalogMetrics struct {
 	collected    prometheus.Counter
 	keyOps       *prometheus.CounterVec
 	propagation  prometheus.Histogram
+	deadEvents   prometheus.Counter
+	deltaBytes   prometheus.Counter
 }
 
 func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
@@ -61,6 +63,12 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 			Help:    "Time from a change at its owner to its receipt here (owner's clock; meaningful with synchronised clocks).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
+		deadEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_federation_failures_total", Help: "Times gossip declared another gateway dead (not a graceful leave).",
+		}),
+		deltaBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_catalog_delta_sent_bytes_total", Help: "Bytes of change messages sent (direct and gossiped), without full-state exchanges.",
+		}),
 	}
 	if reg != nil {
 		for _, col := range m.collectors() {
@@ -71,7 +79,7 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 }
 
 func (m *catalogMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.members, m.entries, m.bytesSent, m.bytesRecv, m.decodeErrors, m.deltas, m.sendDrops, m.stateEncodes, m.collected, m.keyOps, m.propagation}
+	return []prometheus.Collector{m.members, m.entries, m.bytesSent, m.bytesRecv, m.decodeErrors, m.deltas, m.sendDrops, m.stateEncodes, m.collected, m.keyOps, m.propagation, m.deadEvents, m.deltaBytes}
 }
 
 func (m *catalogMetrics) unregister() {

@@ -1,9 +1,6 @@
 package federation
 
-import (
-	"sort"
-	"strings"
-)
+import "sort"
 
 // Port is one port of a service.
 type Port struct {
@@ -136,13 +133,4 @@ func (s *Snapshot) ClusterReachable(cluster string) bool {
 		}
 	}
 	return false
-}
-
-func sortViews(v []*ClusterView) {
-	sort.Slice(v, func(i, j int) bool {
-		if c := strings.Compare(v[i].Cluster, v[j].Cluster); c != 0 {
-			return c < 0
-		}
-		return v[i].Node < v[j].Node
-	})
 }
