@@ -33,7 +33,7 @@ func TestAuditRecordsAreJSONLines(t *testing.T) {
 	a.Refused("outbound", 403)
 	pol := sovereignty.PolicyInfo{Name: e.Name(), Version: 7, Digest: e.Digest(), Source: "file:/p.yaml"}
 	a.Write(sovereignty.Record{Kind: sovereignty.KindDecision, Decision: sovereignty.DecisionDeny, Direction: "outbound", Entry: "connect",
-		Flow: &sovereignty.FlowInfo{Service: "demo/ledger", Port: 8080, Protocol: "http", SourceCluster: "us-east-1", SourceRegion: "us-east", Classes: []string{"pii-eu"}},
+		Flow:   &sovereignty.FlowInfo{Service: "demo/ledger", Port: 8080, Protocol: "http", SourceCluster: "us-east-1", SourceRegion: "us-east", Classes: []string{"pii-eu"}},
 		Status: 403, Rule: d.Rule.ID, RuleAt: d.Rule.Path + " at " + d.Rule.At, Class: d.Rule.Class, Reason: d.Describe("us-east", c),
 		Candidates: []sovereignty.CandidateInfo{{Cluster: "eu-west-1", Region: "eu-west", Decision: "deny", Rule: d.Rule.ID}}, Policy: pol})
 	a.PolicyApplied(pol)
@@ -69,10 +69,10 @@ func TestAuditRecordsAreJSONLines(t *testing.T) {
 		t.Errorf("decisions_total{deny,pii-eu} = %v", got)
 	}
 	for name, want := range map[string]float64{
-		"strait_residency_policy_version":          7,
-		"strait_residency_audit_records_total":     3,
-		"strait_residency_policy_updates_total":    2,
-		"strait_residency_refused_flows_total":     1,
+		"strait_residency_policy_version":           7,
+		"strait_residency_audit_records_total":      3,
+		"strait_residency_policy_updates_total":     2,
+		"strait_residency_refused_flows_total":      1,
 		"strait_residency_audit_write_errors_total": 0,
 	} {
 		if got := sum(t, reg, name); got != want {
