@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // ClusterSpec describes one cluster of a lab.
@@ -29,6 +31,8 @@ type ClusterSpec struct {
 	Services []discovery.Service
 	// Imports give remote services local ports on the gateway.
 	Imports []gateway.Import
+	// Policy overrides Spec.Policy for this cluster's gateway.
+	Policy []byte
 }
 
 // Spec describes a lab.
@@ -51,6 +55,13 @@ type Spec struct {
 	DirectLinks bool
 	// Version is reported by the gateways' status.
 	Version string
+	// Policy is the residency policy document every gateway enforces
+	// (each holds it in its own MemoryPolicySource, as if from the routing
+	// state). Nil: no policy, every flow allowed.
+	Policy []byte
+	// AuditDir, when set, receives each gateway's residency audit trail
+	// as <cluster>.jsonl.
+	AuditDir string
 }
 
 // Lab is a running federation.
@@ -63,6 +74,7 @@ type Lab struct {
 	gateways map[string]*gateway.Gateway
 	specs    map[string]ClusterSpec
 	stopped  map[string]bool
+	policies map[string]*gateway.MemoryPolicySource
 }
 
 // Start starts every cluster's gateway, joins them into one gossip pool,
@@ -90,7 +102,8 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{}}
+	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{},
+		policies: map[string]*gateway.MemoryPolicySource{}}
 	l.links = newLinkSet()
 	defer func() {
 		if err != nil {
@@ -132,6 +145,23 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		cfg.Services = cs.Services
 		cfg.Imports = cs.Imports
+		if spec.AuditDir != "" {
+			cfg.Residency.Audit.File = filepath.Join(spec.AuditDir, cs.Name+".jsonl")
+		}
+		var policy gateway.PolicySource
+		doc := spec.Policy
+		if cs.Policy != nil {
+			doc = cs.Policy
+		}
+		if doc != nil {
+			e, err := sovereignty.Compile(cs.Name+" policy", doc)
+			if err != nil {
+				return nil, fmt.Errorf("lab: %w", err)
+			}
+			src := gateway.NewMemoryPolicySource(e)
+			l.policies[cs.Name] = src
+			policy = src
+		}
 		// The lab supplies the identity; the file paths only satisfy validation.
 		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
 		cert, err := ca.Issue(cs.Region, cs.Name, 24*time.Hour)
@@ -147,6 +177,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			Logger:   spec.Logger,
 			Identity: bundle,
 			Version:  spec.Version,
+			Policy:   policy,
 			DialGateway: func(ctx context.Context, addr string) (net.Conn, error) {
 				return l.links.dial(ctx, from, addr)
 			},
@@ -205,6 +236,24 @@ func (l *Lab) Gateway(name string) *gateway.Gateway {
 // Link returns the emulated link carrying traffic from cluster from to
 // cluster to.
 func (l *Lab) Link(from, to string) *Link { return l.links.get(from, to) }
+
+// SetPolicy compiles doc and installs it on every gateway that runs a lab
+// policy, each as its next version, as the routing state would. An
+// invalid document changes nothing: each gateway audits the refusal and
+// keeps its policy.
+func (l *Lab) SetPolicy(doc []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var firstErr error
+	for _, name := range l.order {
+		if src := l.policies[name]; src != nil {
+			if _, err := src.SetDocument("lab policy", doc); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
 
 // StopGateway shuts cluster name's gateway down gracefully.
 func (l *Lab) StopGateway(ctx context.Context, name string) error {
