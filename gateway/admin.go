@@ -147,5 +147,6 @@ func (g *Gateway) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(g.Status())
 	})
+	g.residencyRoutes(mux)
 	return mux
 }

@@ -20,6 +20,7 @@ type selfInfo struct {
 type localView struct {
 	exists  bool              // the cluster runs the service
 	hasPort bool              // ... with the target port
+	healthy bool              // worth trying (the gateway always tries; its dial decides)
 	labels  map[string]string // its labels
 }
 
@@ -33,7 +34,7 @@ type flowIn struct {
 // planned is one cluster that exports the target, with the policy's say.
 type planned struct {
 	cand     candidate
-	routable bool // gossip says its gateway is alive and it has a healthy endpoint (always true for the local cluster)
+	routable bool // gossip says its gateway is alive and it has a healthy endpoint (for the local cluster: localView.healthy)
 	decision sovereignty.Decision
 }
 
@@ -67,7 +68,7 @@ func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *s
 	if local.exists {
 		classify(local.labels)
 		if local.hasPort {
-			p.considered = append(p.considered, planned{cand: candidate{cluster: self.cluster, region: self.region, local: true}, routable: true})
+			p.considered = append(p.considered, planned{cand: candidate{cluster: self.cluster, region: self.region, local: true}, routable: local.healthy})
 		}
 	}
 	var remote []*federation.ClusterView

@@ -81,7 +81,7 @@ func (g *Gateway) plan(eng *sovereignty.Engine, t Target, in flowIn) *routePlan 
 	lv := localView{}
 	if svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]; ok {
 		_, hasPort := svc.Target(t.Port)
-		lv = localView{exists: true, hasPort: hasPort, labels: svc.Labels}
+		lv = localView{exists: true, hasPort: hasPort, healthy: true, labels: svc.Labels}
 	}
 	return planRoute(selfInfo{cluster: g.cfg.Cluster, region: g.cfg.Region, zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in)
 }
