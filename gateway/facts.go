@@ -121,15 +121,21 @@ type inboundVerdict struct {
 
 // decideInbound checks a stream again at the receiving end. The source is
 // the peer's verified certificate, the destination this cluster, the
-// service labels this cluster's own. The peer's facts can add classes and
-// narrow the regions; never the reverse.
+// service labels this cluster's own. The peer's facts can only narrow: the
+// stream must be allowed both on what this gateway sees by itself and with
+// the classes the peer claims added (under "default: deny" a claimed class
+// could otherwise turn a refusal into an allow), and a claimed region set
+// must hold both ends.
 func decideInbound(eng *sovereignty.Engine, self sovereignty.Candidate, t Target, labels map[string]string, peer identity.ID, facts flowFacts) inboundVerdict {
 	f := sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, Labels: labels, SourceCluster: peer.Cluster, SourceRegion: peer.Region,
 		SourceNamespace: facts.Namespace, Headers: facts.Header()}
-	cls := eng.Classify(&f)
+	own := eng.Classify(&f)
 	claimed, _ := eng.ClassesNamed(facts.Classes) // unknown names are covered by the region claim
-	cls = cls.Union(claimed)
-	v := inboundVerdict{decision: eng.DecideClasses(cls, peer.Region, self), classes: eng.ClassNames(cls)}
+	all := own.Union(claimed)
+	v := inboundVerdict{decision: eng.DecideClasses(own, peer.Region, self), classes: eng.ClassNames(all)}
+	if v.decision.Allow {
+		v.decision = eng.DecideClasses(all, peer.Region, self)
+	}
 	if !v.decision.Allow {
 		v.reason = v.decision.Describe(peer.Region, self)
 		return v

@@ -174,8 +174,10 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	g.setLocal(g.disc.Services())
 	g.health = newHealthChecker(g)
 
+	started := g // the named result is nil once an error is returned
 	defer func() {
 		if err != nil {
+			g := started
 			if g.res != nil {
 				g.res.close()
 			}
@@ -183,6 +185,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 			if g.catalog != nil {
 				_ = g.catalog.Shutdown(context.Background())
 			}
+			g.metrics.unregister(g.reg)
 			g.cancel()
 		}
 	}()

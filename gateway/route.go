@@ -126,25 +126,25 @@ func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.C
 		return nil, route{}, ferr
 	}
 	nre := &NoRouteError{Target: t, Known: true}
-	refusals := 0
-	for i, c := range p.allowed {
-		if i > 0 {
+	refusals, attempts := 0, 0
+	conn, c, err := firstAnswer(ctx, p.allowed, func(ctx context.Context, c candidate) (net.Conn, error) {
+		if attempts++; attempts > 1 {
 			g.metrics.failovers.WithLabelValues(t.String()).Inc()
 		}
-		conn, err := g.dialCandidate(ctx, c, t, facts)
-		if err == nil {
-			return conn, route{cluster: c.cluster, region: c.region}, nil
-		}
+		return g.dialCandidate(ctx, c, t, facts)
+	}, func(c candidate, err error) {
 		g.metrics.dialFailures.WithLabelValues(t.String(), c.cluster).Inc()
 		nre.Reasons = append(nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
 		var rr *remoteRefusal
 		if errors.As(err, &rr) && rr.residency() {
 			refusals++
 		}
-		if ctx.Err() != nil {
-			nre.Reasons = append(nre.Reasons, "connect budget exhausted")
-			break
-		}
+	})
+	if err == nil {
+		return conn, route{cluster: c.cluster, region: c.region}, nil
+	}
+	if ctx.Err() != nil {
+		nre.Reasons = append(nre.Reasons, "connect budget exhausted")
 	}
 	switch denied := p.denied(); {
 	case refusals == len(p.allowed):
@@ -160,6 +160,28 @@ func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.C
 		g.res.deny("outbound", in, p, nre, version)
 	}
 	return nil, route{}, nre
+}
+
+// firstAnswer dials cands in order until one answers, and gives up when
+// ctx ends. It only ever dials what it is given: the planner has already
+// removed every cluster the residency policy forbids. onFail, when set,
+// sees each failure.
+func firstAnswer(ctx context.Context, cands []candidate, dial func(context.Context, candidate) (net.Conn, error), onFail func(candidate, error)) (net.Conn, candidate, error) {
+	errs := []error{errors.New("no allowed candidate answered")}
+	for _, c := range cands {
+		conn, err := dial(ctx, c)
+		if err == nil {
+			return conn, c, nil
+		}
+		if onFail != nil {
+			onFail(c, err)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", c.cluster, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, candidate{}, errors.Join(errs...)
 }
 
 func serves(c *federation.ClusterView, t Target) bool {
