@@ -58,3 +58,35 @@ func FuzzCompile(f *testing.F) {
 		_ = e.ClassList()
 	})
 }
+
+// FuzzParseTopology: the topology reader never panics; a failure is an
+// *Error with positioned problems, a success has named, regioned clusters.
+func FuzzParseTopology(f *testing.F) {
+	seeds, err := filepath.Glob(filepath.Join("testdata", "topology", "*.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range seeds {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		top, err := sovereignty.ParseTopology("fuzz.yaml", data)
+		if err != nil {
+			var pe *sovereignty.Error
+			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+				t.Fatalf("ParseTopology returned %T with no problems: %v", err, err)
+			}
+			return
+		}
+		for _, c := range top.Clusters {
+			if c.Name == "" || c.Region == "" {
+				t.Fatalf("cluster without name or region: %+v", c)
+			}
+		}
+		_ = top.Services()
+	})
+}
