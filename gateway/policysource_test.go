@@ -111,6 +111,11 @@ func TestFilePolicySourceWatchesTheFile(t *testing.T) {
 
 func startGateway(t *testing.T, cfg gateway.Config) (*gateway.Gateway, error) {
 	t.Helper()
+	return startGatewayWith(t, cfg, nil)
+}
+
+func startGatewayWith(t *testing.T, cfg gateway.Config, policy gateway.PolicySource) (*gateway.Gateway, error) {
+	t.Helper()
 	ca, err := identity.NewCA("strait.local", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +132,7 @@ func startGateway(t *testing.T, cfg gateway.Config) (*gateway.Gateway, error) {
 	cfg.TLS = gateway.TLSConfig{Cert: "x", Key: "x", CA: "x"}
 	cfg.Listen = gateway.ListenConfig{Data: "127.0.0.1:0", Admin: "127.0.0.1:0", Connect: "127.0.0.1:0"}
 	cfg.Gossip.Bind, cfg.Gossip.Profile, cfg.Gossip.NodeName = "127.0.0.1:0", "local", "a"
-	g, err := gateway.Start(cfg, gateway.Options{Identity: b})
+	g, err := gateway.Start(cfg, gateway.Options{Identity: b, Policy: policy})
 	if err == nil {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

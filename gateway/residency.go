@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/straitmesh/strait/federation"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -246,3 +247,24 @@ func (g *Gateway) ReloadPolicy() error {
 
 // Policy returns the residency policy in force and its version.
 func (g *Gateway) Policy() (*sovereignty.Engine, uint64) { return g.res.current() }
+
+// The compiled policy is the catalog's scope: a class with
+// catalog: region-only keeps its services' entries from gateways outside
+// its regions.
+var _ federation.Scope = (*sovereignty.Engine)(nil)
+
+// CatalogScope returns the federation.Scope of the policy in force, which
+// follows every policy change. With no policy in force yet it fails
+// closed: every service is restricted to no region. The catalog should
+// re-evaluate its entries after each policy change: the gateway's policy
+// watch loop (residency.sync) is where that call belongs once the catalog
+// takes a Scope.
+func (g *Gateway) CatalogScope() federation.Scope {
+	return federation.ScopeFunc(func(namespace, name string, labels map[string]string) ([]string, bool) {
+		eng, _ := g.res.current()
+		if eng == nil {
+			return []string{}, true
+		}
+		return eng.CatalogRegions(namespace, name, labels)
+	})
+}
