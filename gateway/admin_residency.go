@@ -81,12 +81,14 @@ func (g *Gateway) residencyRoutes(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Header().Set("X-Strait-Policy-Version", strconv.FormatUint(version, 10))
 		w.Header().Set("X-Strait-Policy-Digest", eng.Digest())
+		w.Header().Set("X-Strait-Policy-File", eng.File())
 		_, _ = w.Write(eng.Source())
 	})
 }
 
 // FetchPolicy reads the policy in force from a gateway's admin address
-// and compiles it under the name "<admin>/v1/residency/policy".
+// and compiles it under the file name the gateway has for it, so rule
+// positions read as they do in the gateway's own audit trail.
 func FetchPolicy(ctx context.Context, admin string) (*sovereignty.Engine, uint64, error) {
 	url := admin
 	if !strings.Contains(url, "://") {
@@ -110,7 +112,11 @@ func FetchPolicy(ctx context.Context, admin string) (*sovereignty.Engine, uint64
 		return nil, 0, fmt.Errorf("policy from %s: %s: %s", admin, resp.Status, strings.TrimSpace(string(body)))
 	}
 	version, _ := strconv.ParseUint(resp.Header.Get("X-Strait-Policy-Version"), 10, 64)
-	eng, err := sovereignty.Compile(url, body)
+	name := resp.Header.Get("X-Strait-Policy-File")
+	if name == "" {
+		name = url
+	}
+	eng, err := sovereignty.Compile(name, body)
 	if err != nil {
 		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
 	}

@@ -81,7 +81,7 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 	spec := opts.Spec
 	spec.Clusters = nil
 	if spec.Policy == nil {
-		spec.Policy = examples.Residency
+		spec.Policy, spec.PolicyName = examples.Residency, "deploy/examples/residency.yaml"
 	}
 	for i, dc := range DevTopology() {
 		cs := ClusterSpec{Name: dc.Name, Region: dc.Region, Zone: dc.Zone, Cloud: dc.Cloud}
@@ -246,7 +246,7 @@ Try it (each answer names the cluster and region that served it):
   # from %[4]s, reach demo/profile in another cloud
   curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 
-  # the same through a per-import port: no proxy settings needed
+  # from %[1]s again, demo/ledger through a per-import port: no proxy settings needed
   curl -s http://%[6]s/
 
   # demo/echo runs everywhere: the local cluster answers
@@ -269,5 +269,5 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   # why: which classes apply, which clusters are allowed, in what order
   %[8]s policy explain --admin %[11]s --service demo/ledger --from %[9]s
   %[8]s policy simulate --admin %[7]s --fail eu-central
-`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin)
+`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, euc.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin)
 }

@@ -56,6 +56,11 @@ func TestDevTour(t *testing.T) {
 			}
 		}
 	}
+	// The per-import command of the tour is allowed (eu-central-1 -> ledger).
+	euc := byName["eu-central-1"]
+	if !strings.Contains(tour.String(), "curl -s http://"+euc.Imports["demo/ledger:8080"]+"/") {
+		t.Errorf("tour does not show eu-central-1's ledger import")
+	}
 	// The residency commands of the tour.
 	use, euw := byName["us-east-1"], byName["eu-west-1"]
 	for _, want := range []string{

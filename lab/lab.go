@@ -59,6 +59,9 @@ type Spec struct {
 	// (each holds it in its own MemoryPolicySource, as if from the routing
 	// state). Nil: no policy, every flow allowed.
 	Policy []byte
+	// PolicyName names the policy document in rule positions and problems.
+	// Default "lab-policy.yaml".
+	PolicyName string
 	// AuditDir, when set, receives each gateway's residency audit trail
 	// as <cluster>.jsonl.
 	AuditDir string
@@ -154,7 +157,11 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			doc = cs.Policy
 		}
 		if doc != nil {
-			e, err := sovereignty.Compile(cs.Name+" policy", doc)
+			name := spec.PolicyName
+			if name == "" || cs.Policy != nil {
+				name = cs.Name + "-policy.yaml"
+			}
+			e, err := sovereignty.Compile(name, doc)
 			if err != nil {
 				return nil, fmt.Errorf("lab: %w", err)
 			}

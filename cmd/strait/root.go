@@ -150,6 +150,7 @@ Runs until interrupted or for --duration.`,
 				if spec.Policy, err = os.ReadFile(policyFile); err != nil {
 					return fmt.Errorf("read %s: %w", policyFile, err)
 				}
+				spec.PolicyName = policyFile
 			}
 			d, err := lab.StartDev(sctx, lab.DevOptions{Ephemeral: ephemeral, Spec: spec})
 			if err != nil {
