@@ -19,8 +19,9 @@
 //   - A policy in which two classes can match one flow while allowing
 //     disjoint regions does not compile: such flows would be refused
 //     whatever the topology (TestPolicyProblems).
-//   - An Engine is immutable and safe for concurrent use. Classify, Decide
-//     and DecideClasses allocate nothing (TestDecideAllocatesNothing) and
+//   - An Engine is immutable and safe for concurrent use
+//     (TestEngineConcurrentUse). Classify, Decide and DecideClasses
+//     allocate nothing (TestDecideAllocatesNothing) and
 //     fail closed: a region the policy does not know is in no class's
 //     allowed set, and a classifying header carrying two different values
 //     is refused rather than classified one way (TestDecide).

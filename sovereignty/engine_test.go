@@ -1,6 +1,7 @@
 package sovereignty_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -246,5 +247,33 @@ func TestDecideAllocatesNothing(t *testing.T) {
 	allocs = testing.AllocsPerRun(1000, func() { d = e.DecideClasses(cls, "eu-west", c) })
 	if allocs != 0 {
 		t.Errorf("DecideClasses allocates %v times per call", allocs)
+	}
+}
+
+// TestEngineConcurrentUse decides from many goroutines at once; with -race
+// it proves the engine needs no locking.
+func TestEngineConcurrentUse(t *testing.T) {
+	e := mustCompile(t, decisionPolicy)
+	want := map[string]bool{"eu-west": true, "eu-central": true, "us-east": false}
+	done := make(chan error, 8)
+	for range 8 {
+		go func() {
+			f := sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "eu-west"}
+			for i := range 2000 {
+				for region, allow := range want {
+					if d := e.Decide(&f, sovereignty.Candidate{Cluster: "c", Region: region}); d.Allow != allow {
+						done <- fmt.Errorf("iteration %d: %s decided %v", i, region, d.Allow)
+						return
+					}
+				}
+				_, _ = e.CatalogRegions("demo", "ledger", f.Labels)
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
