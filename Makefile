@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test demo bench bench-foundation bench-catalog fuzz lint clean
+.PHONY: all build test demo bench bench-foundation bench-catalog bench-residency fuzz lint clean
 
 all: build
 
@@ -35,12 +35,19 @@ bench-foundation:
 bench-catalog:
 	$(BENCHRUN) -run '^TestBenchCatalog' ./federation $(BENCHOUT)
 
+# The residency decision path: ns per Decide and allocations (must be 0).
+bench-residency:
+	set -o pipefail; $(GO) test -tags bench -run '^TestBenchResidency' -count=1 -v ./sovereignty | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
+
 # Every fuzz target, FUZZTIME each.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSNI$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./federation
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./internal/configfile
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./sovereignty
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTopology$$' -fuzztime $(FUZZTIME) ./sovereignty
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFacts$$' -fuzztime $(FUZZTIME) ./gateway
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -174,6 +174,9 @@ func converge(t *testing.T, n int, profile, suffix string) {
 	for round := range rounds {
 		src := (round * 7) % n
 		healthy := 1 + round%2 // alternate 1 and 2
+		if round == 3 {
+			time.Sleep(2 * time.Second) // quiet: no earlier change still in flight
+		}
 		before := sumCounter(cats, func(m *catalogMetrics) prometheus.Collector { return m.deltaBytes })
 		start := time.Now()
 		cats[src].SetServices([]Service{svc("echo", healthy), svc(fmt.Sprintf("only-%03d", src), 1)})
@@ -187,7 +190,7 @@ func converge(t *testing.T, n int, profile, suffix string) {
 			return ok && sv.Healthy == healthy
 		})
 		all = append(all, got...)
-		if round == 0 {
+		if round == 3 {
 			time.Sleep(2 * time.Second) // let gossip retransmissions of the change finish
 			updateBytes = sumCounter(cats, func(m *catalogMetrics) prometheus.Collector { return m.deltaBytes }) - before
 			if os.Getenv("STRAIT_BENCH_DEBUG") != "" {

@@ -7,3 +7,11 @@ type Scope interface {
 	// catalog entry; restricted=false means every region may.
 	CatalogRegions(namespace, name string, labels map[string]string) (regions []string, restricted bool)
 }
+
+// ScopeFunc adapts a function to Scope; tests use it as a stand-in.
+type ScopeFunc func(namespace, name string, labels map[string]string) ([]string, bool)
+
+// CatalogRegions implements Scope.
+func (f ScopeFunc) CatalogRegions(namespace, name string, labels map[string]string) ([]string, bool) {
+	return f(namespace, name, labels)
+}

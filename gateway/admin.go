@@ -170,6 +170,7 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, g.Status())
 	})
+	g.residencyRoutes(mux)
 	return mux
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation"
 	"github.com/straitmesh/strait/internal/configfile"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // Config is everything one gateway process needs. Load it with
@@ -43,6 +44,8 @@ type Config struct {
 	Services []discovery.Service `mapstructure:"services"`
 	// Imports are remote services given a local port each.
 	Imports []Import `mapstructure:"imports"`
+	// Residency enforces a data-residency policy (docs/residency.md).
+	Residency ResidencyConfig `mapstructure:"residency"`
 }
 
 // ListenConfig holds the gateway's listen addresses.
@@ -100,6 +103,9 @@ type Import struct {
 	Port int `mapstructure:"port"`
 	// Listen is the local address to accept on, e.g. 127.0.0.1:18080.
 	Listen string `mapstructure:"listen"`
+	// Namespace is the namespace of the workloads this port serves, for
+	// residency classes that match sources by namespace. Optional.
+	Namespace string `mapstructure:"namespace"`
 }
 
 // Target returns the import's destination.
@@ -117,6 +123,7 @@ func DefaultConfig() Config {
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second},
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Log:         LogConfig{Level: "info", Format: "text"},
+		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
 	}
 }
 
@@ -169,6 +176,9 @@ func (c Config) Validate() error {
 			errs = append(errs, configfile.Errorf(key+".port", "%d out of range 1-65535", im.Port))
 		}
 		addr(key+".listen", im.Listen, false)
+		if im.Namespace != "" && !isLabel(im.Namespace) {
+			errs = append(errs, configfile.Errorf(key+".namespace", "%q is not a DNS label (lower-case letters, digits, '-')", im.Namespace))
+		}
 	}
 	for i := range binds {
 		for j := 0; j < i; j++ {
@@ -197,6 +207,16 @@ func (c Config) Validate() error {
 		{"health.interval", c.Health.Interval}, {"health.timeout", c.Health.Timeout}} {
 		if d.v <= 0 {
 			errs = append(errs, configfile.Errorf(d.key, "must be positive, found %s", d.v))
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+		min int
+	}{{"residency.audit.maxSizeMB", c.Residency.Audit.MaxSizeMB, 1}, {"residency.audit.maxBackups", c.Residency.Audit.MaxBackups, 0},
+		{"residency.audit.maxAgeDays", c.Residency.Audit.MaxAgeDays, 0}} {
+		if n.v < n.min {
+			errs = append(errs, configfile.Errorf(n.key, "must be at least %d, found %d", n.min, n.v))
 		}
 	}
 	switch c.Log.Level {

@@ -38,6 +38,9 @@ type Options struct {
 	DialGateway func(ctx context.Context, addr string) (net.Conn, error)
 	// Version is reported on /v1/status.
 	Version string
+	// Policy supplies the residency policy. Default: the file named by
+	// cfg.Residency.Policy, or no policy (every flow allowed).
+	Policy PolicySource
 }
 
 // Gateway is one running strait gateway.
@@ -51,6 +54,7 @@ type Gateway struct {
 	version string
 	metrics *metrics
 	health  *healthChecker
+	res     *residency
 	catalog *federation.Catalog
 	started time.Time
 
@@ -170,15 +174,24 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	g.setLocal(g.disc.Services())
 	g.health = newHealthChecker(g)
 
+	started := g // the named result is nil once an error is returned
 	defer func() {
 		if err != nil {
+			g := started
+			if g.res != nil {
+				g.res.close()
+			}
 			g.closeListeners()
 			if g.catalog != nil {
 				_ = g.catalog.Shutdown(context.Background())
 			}
+			g.metrics.unregister(g.reg)
 			g.cancel()
 		}
 	}()
+	if err = g.startResidency(opts.Policy); err != nil {
+		return nil, err
+	}
 	if g.dataLn, err = net.Listen("tcp", cfg.Listen.Data); err != nil {
 		return nil, fmt.Errorf("listen data plane on %s: %w", cfg.Listen.Data, err)
 	}
@@ -203,7 +216,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	}
 	g.catalog, err = federation.New(cfg.Gossip, federation.Self{
 		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise,
-	}, g.local.Load().exported(), federation.Options{Logger: g.log, Registry: g.reg})
+	}, g.local.Load().exported(), federation.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
 	if err != nil {
 		return nil, err
 	}
@@ -215,13 +228,13 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		g.goServe("connect", func() error { return g.acceptLoop(g.connectLn, g.serveConnect) })
 	}
 	for _, im := range g.imports {
-		t := im.Target()
 		g.goServe("import", func() error {
-			return g.acceptLoop(im.ln, func(c net.Conn) { g.serveImport(c, t) })
+			return g.acceptLoop(im.ln, func(c net.Conn) { g.serveImport(c, im.Import) })
 		})
 	}
 	g.wg.Add(1)
 	go g.health.run(g.ctx, &g.wg)
+	g.res.run(g.ctx, &g.wg)
 	if ch := g.disc.Changes(); ch != nil {
 		g.wg.Add(1)
 		go g.watchDiscovery(ch)
@@ -362,6 +375,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.cancel()
 		g.wg.Wait()
 		g.metrics.unregister(g.reg)
+		g.res.close()
 		g.log.Info("gateway stopped")
 	})
 	return err

@@ -11,6 +11,12 @@ import (
 	"time"
 )
 
+// sourceNamespaceHeader lets a workload on the CONNECT port say which
+// namespace it runs in, for classes that match sources by namespace. It is
+// the workload's own claim: it can put a flow in a class, never take one
+// out of a class its service or region puts it in.
+const sourceNamespaceHeader = "X-Strait-Source-Namespace"
+
 // serveConnect handles one local workload connection on the CONNECT port.
 // It accepts "CONNECT <svc>.<ns>.svc.clusterset.local:<port>" and, for
 // plain HTTP proxies, absolute-form requests such as
@@ -45,15 +51,23 @@ func (g *Gateway) serveConnect(c net.Conn) {
 		writeHTTPError(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	up, rt, err := g.connectTarget(g.ctx, t)
+	in := flowIn{entry: "http", headers: req.Header, namespace: req.Header.Get(sourceNamespaceHeader)}
+	if req.Method == http.MethodConnect {
+		in.entry = "connect"
+	}
+	if in.namespace != "" && !isLabel(in.namespace) {
+		writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("%s: %q is not a namespace (a DNS label)", sourceNamespaceHeader, in.namespace))
+		return
+	}
+	up, rt, err := g.connectTarget(g.ctx, t, in)
 	if err != nil {
 		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
 		status := http.StatusServiceUnavailable
 		var nre *NoRouteError
-		if errors.As(err, &nre) && !nre.Known {
-			status = http.StatusNotFound
+		if errors.As(err, &nre) {
+			status = nre.Status()
 		}
-		g.log.Info("outbound connection failed", "service", t.String(), "err", err)
+		g.log.Info("outbound connection failed", "service", t.String(), "status", status, "err", err)
 		writeHTTPError(c, status, err.Error())
 		return
 	}
@@ -76,6 +90,7 @@ func (g *Gateway) serveConnect(c net.Conn) {
 		req.RequestURI = ""
 		req.Header.Del("Proxy-Connection")
 		req.Header.Del("Proxy-Authorization")
+		req.Header.Del(sourceNamespaceHeader)
 		if err := req.Write(up); err != nil {
 			writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("forward request to %s via %s: %v", t, rt.cluster, err))
 			return
@@ -89,10 +104,13 @@ func (g *Gateway) serveConnect(c net.Conn) {
 	g.carry(c, up, t, rt)
 }
 
-// serveImport handles one connection on an import's local port.
-func (g *Gateway) serveImport(c net.Conn, t Target) {
+// serveImport handles one connection on an import's local port. The
+// gateway reads nothing from it before choosing a cluster: the flow is
+// L4, classified without headers.
+func (g *Gateway) serveImport(c net.Conn, im Import) {
 	defer c.Close()
-	up, rt, err := g.connectTarget(g.ctx, t)
+	t := im.Target()
+	up, rt, err := g.connectTarget(g.ctx, t, flowIn{entry: "import", namespace: im.Namespace})
 	if err != nil {
 		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
 		g.log.Info("outbound connection failed", "service", t.String(), "err", err)

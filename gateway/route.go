@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // NoRouteError says why a connection to a target could not be made. It
@@ -21,16 +21,50 @@ type NoRouteError struct {
 	// Known is false when no cluster, reachable or not, exports the service.
 	Known   bool
 	Reasons []string
+	// Residency is set when the residency policy shaped the outcome:
+	// ResidencyForbidden when it allows none of the clusters that export
+	// the service, ResidencyUnavailable when it allows some but none of
+	// them could take the flow (it is then never sent elsewhere).
+	Residency string
+	// Reason, Rule and Class say which policy rule decided, for people
+	// and the audit trail.
+	Reason, Rule, Class string
 }
 
+// Residency outcomes of a NoRouteError.
+const (
+	ResidencyForbidden   = "forbidden"
+	ResidencyUnavailable = "unavailable"
+)
+
 func (e *NoRouteError) Error() string {
-	if !e.Known {
+	switch {
+	case !e.Known:
 		return fmt.Sprintf("no cluster exports %s", e.Target)
-	}
-	if len(e.Reasons) == 0 {
+	case e.Residency == ResidencyForbidden:
+		return fmt.Sprintf("residency: %s refused: %s", e.Target, e.Reason)
+	case e.Residency == ResidencyUnavailable:
+		msg := fmt.Sprintf("residency: no allowed cluster can take %s: %s", e.Target, e.Reason)
+		if len(e.Reasons) > 0 {
+			msg += "; tried: " + strings.Join(e.Reasons, "; ")
+		}
+		return msg
+	case len(e.Reasons) == 0:
 		return fmt.Sprintf("no reachable cluster has a healthy endpoint of %s", e.Target)
 	}
 	return fmt.Sprintf("no candidate for %s answered: %s", e.Target, strings.Join(e.Reasons, "; "))
+}
+
+// Status is the HTTP status a proxy client gets for e: 404 when no
+// cluster exports the service, 403 when residency allows none, else 503.
+func (e *NoRouteError) Status() int {
+	switch {
+	case !e.Known:
+		return 404
+	case e.Residency == ResidencyForbidden:
+		return 403
+	}
+	return 503
 }
 
 // candidate is one place a connection to a target can go.
@@ -41,38 +75,15 @@ type candidate struct {
 	addr    string // remote gateway data address
 }
 
-// candidates orders the places that serve t: the local cluster first, then
-// remote clusters by locality (same zone, same region, the rest), each
-// group by cluster name.
-func (g *Gateway) candidates(t Target) (out []candidate, known bool) {
+// plan orders the places that serve t and asks the residency policy about
+// each (planRoute). eng is the policy in force.
+func (g *Gateway) plan(eng *sovereignty.Engine, t Target, in flowIn) *routePlan {
+	lv := localView{}
 	if svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]; ok {
-		known = true
-		if _, ok := svc.Target(t.Port); ok {
-			out = append(out, candidate{cluster: g.cfg.Cluster, region: g.cfg.Region, local: true})
-		}
+		_, hasPort := svc.Target(t.Port)
+		lv = localView{exists: true, hasPort: hasPort, healthy: true, labels: svc.Labels}
 	}
-	snap := g.catalog.Snapshot()
-	known = known || snap.Known(t.Namespace, t.Name)
-	remote := snap.Exporters(t.Namespace, t.Name, t.Port)
-	sort.SliceStable(remote, func(i, j int) bool { return g.rank(remote[i]) < g.rank(remote[j]) })
-	for _, c := range remote {
-		if c.Node == snap.Local || c.Cluster == g.cfg.Cluster {
-			continue // our own cluster is served locally
-		}
-		out = append(out, candidate{cluster: c.Cluster, region: c.Region, addr: c.Gateway})
-	}
-	return out, known
-}
-
-func (g *Gateway) rank(c *federation.ClusterView) int {
-	switch {
-	case g.cfg.Zone != "" && c.Zone == g.cfg.Zone:
-		return 0
-	case c.Region == g.cfg.Region:
-		return 1
-	default:
-		return 2
-	}
+	return planRoute(selfInfo{cluster: g.cfg.Cluster, region: g.cfg.Region, zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in)
 }
 
 // route is where an outbound connection went.
@@ -82,36 +93,95 @@ type route struct {
 }
 
 // connectTarget opens a connection that carries bytes to t, trying every
-// candidate in order within the budget. Nothing has been sent upstream
-// when it moves to the next candidate, so retrying is always safe.
-func (g *Gateway) connectTarget(ctx context.Context, t Target) (net.Conn, route, error) {
+// candidate the residency policy allows, in order, within the budget.
+// Nothing has been sent upstream when it moves to the next candidate, so
+// retrying is always safe. A cluster the policy forbids is never dialled:
+// with no allowed cluster left the flow is refused.
+func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.Conn, route, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
 	defer cancel()
-	cands, known := g.candidates(t)
-	nre := &NoRouteError{Target: t, Known: known}
-	for i, c := range cands {
-		if i > 0 {
+	eng, version := g.res.current()
+	if eng == nil {
+		g.res.audit.Refused("outbound", 503)
+		return nil, route{}, &NoRouteError{Target: t, Known: true, Residency: ResidencyUnavailable, Reason: errNoPolicy.Error()}
+	}
+	p := g.plan(eng, t, in)
+	g.res.countPlan(p)
+	if nre := p.refusal(eng); nre != nil {
+		if nre.Residency != "" {
+			g.res.deny("outbound", in, p, nre, version)
+		}
+		if len(p.considered) == 0 && nre.Known {
+			for _, c := range g.catalog.Snapshot().Clusters {
+				if !c.Reachable && serves(c, t) {
+					nre.Reasons = append(nre.Reasons, fmt.Sprintf("%s: gateway %s", c.Cluster, c.State))
+				}
+			}
+		}
+		return nil, route{}, nre
+	}
+	g.res.filtered(in, p, version)
+	facts, ferr := encodeFacts(p.facts(eng, version))
+	if ferr != nil {
+		return nil, route{}, ferr
+	}
+	nre := &NoRouteError{Target: t, Known: true}
+	refusals, attempts := 0, 0
+	conn, c, err := firstAnswer(ctx, p.allowed, func(ctx context.Context, c candidate) (net.Conn, error) {
+		if attempts++; attempts > 1 {
 			g.metrics.failovers.WithLabelValues(t.String()).Inc()
 		}
-		conn, err := g.dialCandidate(ctx, c, t)
-		if err == nil {
-			return conn, route{cluster: c.cluster, region: c.region}, nil
-		}
+		return g.dialCandidate(ctx, c, t, facts)
+	}, func(c candidate, err error) {
 		g.metrics.dialFailures.WithLabelValues(t.String(), c.cluster).Inc()
 		nre.Reasons = append(nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
+		var rr *remoteRefusal
+		if errors.As(err, &rr) && rr.residency() {
+			refusals++
+		}
+	})
+	if err == nil {
+		return conn, route{cluster: c.cluster, region: c.region}, nil
+	}
+	if ctx.Err() != nil {
+		nre.Reasons = append(nre.Reasons, "connect budget exhausted")
+	}
+	switch denied := p.denied(); {
+	case refusals == len(p.allowed):
+		// Every allowed cluster refused the flow for residency at its end.
+		nre.Residency, nre.Reason = ResidencyForbidden, "every allowed cluster refused it at its gateway: "+strings.Join(nre.Reasons, "; ")
+		nre.Reasons = nil
+		g.res.deny("outbound", in, p, nre, version)
+	case len(denied) > 0:
+		// The policy kept the flow from failing over further.
+		nre.Residency = ResidencyUnavailable
+		nre.Reason = fmt.Sprintf("refusing to send the flow elsewhere: %s", denied[0].decision.Describe(g.cfg.Region, sovCand(denied[0].cand)))
+		nre.Rule, nre.Class = denied[0].decision.Rule.ID, denied[0].decision.Rule.Class
+		g.res.deny("outbound", in, p, nre, version)
+	}
+	return nil, route{}, nre
+}
+
+// firstAnswer dials cands in order until one answers, and gives up when
+// ctx ends. It only ever dials what it is given: the planner has already
+// removed every cluster the residency policy forbids. onFail, when set,
+// sees each failure.
+func firstAnswer(ctx context.Context, cands []candidate, dial func(context.Context, candidate) (net.Conn, error), onFail func(candidate, error)) (net.Conn, candidate, error) {
+	errs := []error{errors.New("no allowed candidate answered")}
+	for _, c := range cands {
+		conn, err := dial(ctx, c)
+		if err == nil {
+			return conn, c, nil
+		}
+		if onFail != nil {
+			onFail(c, err)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", c.cluster, err))
 		if ctx.Err() != nil {
-			nre.Reasons = append(nre.Reasons, "connect budget exhausted")
 			break
 		}
 	}
-	if len(cands) == 0 && known {
-		for _, c := range g.catalog.Snapshot().Clusters {
-			if !c.Reachable && serves(c, t) {
-				nre.Reasons = append(nre.Reasons, fmt.Sprintf("%s: gateway %s", c.Cluster, c.State))
-			}
-		}
-	}
-	return nil, route{}, nre
+	return nil, candidate{}, errors.Join(errs...)
 }
 
 func serves(c *federation.ClusterView, t Target) bool {
@@ -123,7 +193,7 @@ func serves(c *federation.ClusterView, t Target) bool {
 	return false
 }
 
-func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target) (net.Conn, error) {
+func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target, facts []byte) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Connect)
 	defer cancel()
 	if c.local {
@@ -136,13 +206,21 @@ func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target) (net
 	if err != nil {
 		return nil, fmt.Errorf("dial gateway %s: %w", c.addr, err)
 	}
-	tc := tls.Client(raw, g.id.ClientConfig(t.SNI()))
+	tcfg := g.id.ClientConfig(t.SNI())
+	tcfg.NextProtos = []string{alpnFlow}
+	tc := tls.Client(raw, tcfg)
 	if dl, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(dl)
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", c.addr, err)
+	}
+	if tc.ConnectionState().NegotiatedProtocol == alpnFlow {
+		if _, err := tc.Write(facts); err != nil {
+			tc.Close()
+			return nil, fmt.Errorf("send flow facts to gateway %s: %w", c.addr, err)
+		}
 	}
 	if err := readStatus(tc); err != nil {
 		tc.Close()
@@ -208,10 +286,21 @@ func readStatus(r io.Reader) error {
 				return nil
 			}
 			if reason, ok := strings.CutPrefix(line, "ERR "); ok {
-				return errors.New(reason)
+				return &remoteRefusal{reason}
 			}
 			return fmt.Errorf("unexpected answer %q", line)
 		}
 	}
 	return errors.New("answer longer than 512 bytes")
 }
+
+// remoteRefusal is an "ERR <reason>" answer from another gateway.
+type remoteRefusal struct{ reason string }
+
+func (e *remoteRefusal) Error() string { return e.reason }
+
+// residency reports whether the remote gateway refused for residency.
+func (e *remoteRefusal) residency() bool { return strings.HasPrefix(e.reason, residencyPrefix) }
+
+// residencyPrefix starts every residency refusal an inbound gateway sends.
+const residencyPrefix = "residency: "

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/straitmesh/strait/deploy/examples"
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
 )
@@ -54,7 +55,9 @@ type DevOptions struct {
 	// Ephemeral binds everything on 127.0.0.1 with free ports instead of
 	// one 127.0.N.0/24 per cluster with the well-known ports.
 	Ephemeral bool
-	// Spec carries logger, gossip profile and timeouts for the gateways.
+	// Spec carries logger, gossip profile, timeouts, the residency policy
+	// and the audit directory for the gateways. Spec.Policy nil means the
+	// shipped deploy/examples/residency.yaml.
 	Spec Spec
 }
 
@@ -77,6 +80,9 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 	}()
 	spec := opts.Spec
 	spec.Clusters = nil
+	if spec.Policy == nil {
+		spec.Policy, spec.PolicyName = examples.Residency, "deploy/examples/residency.yaml"
+	}
 	for i, dc := range DevTopology() {
 		cs := ClusterSpec{Name: dc.Name, Region: dc.Region, Zone: dc.Zone, Cloud: dc.Cloud}
 		gwHost := "127.0.0.1"
@@ -157,6 +163,7 @@ type ClusterInfo struct {
 type ServiceInfo struct {
 	Service  string            `json:"service"`
 	Endpoint string            `json:"endpoint"`
+	Ports    []int             `json:"ports"`
 	Labels   map[string]string `json:"labels,omitempty"`
 }
 
@@ -169,7 +176,7 @@ func (d *Dev) Info() Info {
 			Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Data: g.DataAddr(), Gossip: g.GossipAddr(), Imports: g.ImportAddrs()}
 		for _, s := range d.demos {
 			if s.Cluster == name {
-				ci.Services = append(ci.Services, ServiceInfo{Service: s.Service, Endpoint: s.Addr(), Labels: labelsOf(cs, s.Service)})
+				ci.Services = append(ci.Services, ServiceInfo{Service: s.Service, Endpoint: s.Addr(), Ports: []int{DemoPort}, Labels: labelsOf(cs, s.Service)})
 			}
 		}
 		info.Clusters = append(info.Clusters, ci)
@@ -239,7 +246,7 @@ Try it (each answer names the cluster and region that served it):
   # from %[4]s, reach demo/profile in another cloud
   curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 
-  # the same through a per-import port: no proxy settings needed
+  # from %[1]s again, demo/ledger through a per-import port: no proxy settings needed
   curl -s http://%[6]s/
 
   # demo/echo runs everywhere: the local cluster answers
@@ -248,5 +255,23 @@ Try it (each answer names the cluster and region that served it):
   # what a gateway knows: members, clusters and exported services
   %[8]s status --admin %[7]s
   curl -s http://%[7]s/metrics | grep strait_gateway_connections_total
-`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self)
+
+Residency (deploy/examples/residency.yaml): class pii-eu keeps demo/ledger, and
+any request marked x-data-residency: eu, inside regions eu-west and eu-central.
+
+  # from %[9]s, demo/ledger does not exist: catalog: region-only keeps its
+  # entry out of us-east (404)
+  curl -si -x %[10]s http://ledger.demo.svc.clusterset.local:%[3]d/
+
+  # from %[9]s, a request marked eu is refused: 403, X-Strait-Reason names class and rule
+  curl -si -x %[10]s -H 'x-data-residency: eu' http://profile.demo.svc.clusterset.local:%[3]d/
+
+  # from %[4]s, a request marked eu goes to eu-central-1 and never to us-east-1,
+  # also when eu-central-1 is down (then 503)
+  curl -s -x %[5]s -H 'x-data-residency: eu' http://profile.demo.svc.clusterset.local:%[3]d/
+
+  # why: which classes apply, which clusters are allowed, in what order
+  %[8]s policy explain --admin %[7]s --service demo/ledger --from %[9]s
+  %[8]s policy simulate --admin %[7]s --fail eu-central
+`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, euc.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin)
 }

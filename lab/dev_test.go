@@ -35,8 +35,7 @@ func TestDevTour(t *testing.T) {
 		from, service string
 		wantRegion    string
 	}{
-		{"eu-central-1", "ledger", "eu-west"},  // crosses a region
-		{"us-east-1", "ledger", "eu-west"},     // crosses to another continent (refused once residency lands)
+		{"eu-central-1", "ledger", "eu-west"},  // crosses a region, inside pii-eu's regions
 		{"eu-west-1", "profile", "eu-central"}, // crosses cluster and region
 		{"eu-west-2", "echo", "eu-west"},       // local
 		{"us-east-1", "profile", "us-east"},    // local
@@ -56,6 +55,30 @@ func TestDevTour(t *testing.T) {
 				t.Errorf("import port from %s to demo/%s served in %s, want %s", tc.from, tc.service, imp.Region, tc.wantRegion)
 			}
 		}
+	}
+	// The per-import command of the tour is allowed (eu-central-1 -> ledger).
+	euc := byName["eu-central-1"]
+	if !strings.Contains(tour.String(), "curl -s http://"+euc.Imports["demo/ledger:8080"]+"/") {
+		t.Errorf("tour does not show eu-central-1's ledger import")
+	}
+	// The residency commands of the tour.
+	use, euw := byName["us-east-1"], byName["eu-west-1"]
+	for _, want := range []string{
+		"curl -si -x " + use.Connect + " http://ledger.demo.svc.clusterset.local:8080/",
+		"curl -s -x " + euw.Connect + " -H 'x-data-residency: eu' http://profile.demo.svc.clusterset.local:8080/",
+		"curl -si -x " + use.Connect + " -H 'x-data-residency: eu' http://profile.demo.svc.clusterset.local:8080/",
+		"strait policy explain --admin " + byName["eu-central-1"].Admin + " --service demo/ledger --from us-east-1",
+	} {
+		if !strings.Contains(tour.String(), want) {
+			t.Errorf("tour lacks %q:\n%s", want, tour.String())
+		}
+	}
+	// demo/ledger is region-only: us-east-1 does not even know it exists.
+	if resp, _ := viaProxy(t, use.Connect, ledgerURL, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("us-east-1 -> demo/ledger: %s %q, want 404", resp.Status, resp.Header.Get("X-Strait-Reason"))
+	}
+	if resp, r := viaProxy(t, euw.Connect, profileURL, euHeader); resp.StatusCode != http.StatusOK || r.Cluster != "eu-central-1" {
+		t.Errorf("marked request from eu-west-1: %s served by %q, want eu-central-1", resp.Status, r.Cluster)
 	}
 	ledger := byName["eu-west-1"].Services[1]
 	if ledger.Service != "demo/ledger" || ledger.Labels["data-class"] != "pii-eu" {

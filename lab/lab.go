@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // ClusterSpec describes one cluster of a lab.
@@ -29,6 +32,8 @@ type ClusterSpec struct {
 	Services []discovery.Service
 	// Imports give remote services local ports on the gateway.
 	Imports []gateway.Import
+	// Policy overrides Spec.Policy for this cluster's gateway.
+	Policy []byte
 }
 
 // Spec describes a lab.
@@ -51,6 +56,16 @@ type Spec struct {
 	DirectLinks bool
 	// Version is reported by the gateways' status.
 	Version string
+	// Policy is the residency policy document every gateway enforces
+	// (each holds it in its own MemoryPolicySource, as if from the routing
+	// state). Nil: no policy, every flow allowed.
+	Policy []byte
+	// PolicyName names the policy document in rule positions and problems.
+	// Default "lab-policy.yaml".
+	PolicyName string
+	// AuditDir, when set, receives each gateway's residency audit trail
+	// as <cluster>.jsonl.
+	AuditDir string
 }
 
 // Lab is a running federation.
@@ -63,6 +78,7 @@ type Lab struct {
 	gateways map[string]*gateway.Gateway
 	specs    map[string]ClusterSpec
 	stopped  map[string]bool
+	policies map[string]*gateway.MemoryPolicySource
 }
 
 // Start starts every cluster's gateway, joins them into one gossip pool,
@@ -90,11 +106,13 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{}}
+	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{},
+		policies: map[string]*gateway.MemoryPolicySource{}}
 	l.links = newLinkSet()
+	started := l
 	defer func() {
 		if err != nil {
-			l.Close()
+			started.Close()
 		}
 	}()
 	var seed string
@@ -132,6 +150,27 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		cfg.Services = cs.Services
 		cfg.Imports = cs.Imports
+		if spec.AuditDir != "" {
+			cfg.Residency.Audit.File = filepath.Join(spec.AuditDir, cs.Name+".jsonl")
+		}
+		var policy gateway.PolicySource
+		doc := spec.Policy
+		if cs.Policy != nil {
+			doc = cs.Policy
+		}
+		if doc != nil {
+			name := spec.PolicyName
+			if name == "" || cs.Policy != nil {
+				name = cs.Name + "-policy.yaml"
+			}
+			e, err := sovereignty.Compile(name, doc)
+			if err != nil {
+				return nil, fmt.Errorf("lab: %w", err)
+			}
+			src := gateway.NewMemoryPolicySource(e)
+			l.policies[cs.Name] = src
+			policy = src
+		}
 		// The lab supplies the identity; the file paths only satisfy validation.
 		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
 		cert, err := ca.Issue(cs.Region, cs.Name, 24*time.Hour)
@@ -147,6 +186,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			Logger:   spec.Logger,
 			Identity: bundle,
 			Version:  spec.Version,
+			Policy:   policy,
 			DialGateway: func(ctx context.Context, addr string) (net.Conn, error) {
 				return l.links.dial(ctx, from, addr)
 			},
@@ -206,6 +246,24 @@ func (l *Lab) Gateway(name string) *gateway.Gateway {
 // cluster to.
 func (l *Lab) Link(from, to string) *Link { return l.links.get(from, to) }
 
+// SetPolicy compiles doc and installs it on every gateway that runs a lab
+// policy, each as its next version, as the routing state would. An
+// invalid document changes nothing: each gateway audits the refusal and
+// keeps its policy.
+func (l *Lab) SetPolicy(doc []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var firstErr error
+	for _, name := range l.order {
+		if src := l.policies[name]; src != nil {
+			if _, err := src.SetDocument("lab policy", doc); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
+
 // StopGateway shuts cluster name's gateway down gracefully.
 func (l *Lab) StopGateway(ctx context.Context, name string) error {
 	l.mu.Lock()
@@ -252,7 +310,7 @@ func (l *Lab) unconverged() string {
 			if l.stopped[b] {
 				continue
 			}
-			want := len(l.specs[b].Services)
+			want := l.visible(b, l.specs[a].Region)
 			ok := false
 			for _, c := range snap.Clusters {
 				if c.Cluster == b && c.Reachable && len(c.Services) == want {
@@ -265,6 +323,20 @@ func (l *Lab) unconverged() string {
 		}
 	}
 	return ""
+}
+
+// visible counts the services of cluster b that a gateway in region may
+// see: region-only services are withheld from other regions.
+func (l *Lab) visible(b, region string) int {
+	scope := l.gateways[b].CatalogScope()
+	n := 0
+	for _, s := range l.specs[b].Services {
+		regions, restricted := scope.CatalogRegions(s.Namespace, s.Name, s.Labels)
+		if !restricted || slices.Contains(regions, region) {
+			n++
+		}
+	}
+	return n
 }
 
 // Close stops every gateway and link.

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/straitmesh/strait/internal/configfile"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -20,6 +21,10 @@ func main() {
 	fmt.Fprintln(os.Stderr, "strait:", err)
 	var cfgErr *configfile.Error
 	if errors.As(err, &cfgErr) {
+		os.Exit(2)
+	}
+	var polErr *sovereignty.Error
+	if errors.As(err, &polErr) {
 		os.Exit(2)
 	}
 	var usage *usageError

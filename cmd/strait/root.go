@@ -17,6 +17,7 @@ import (
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/lab"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 func newRoot() *cobra.Command {
@@ -29,7 +30,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newKeysCmd(), newVersionCmd())
+	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newKeysCmd(), newPolicyCmd(), newVersionCmd())
 	return root
 }
 
@@ -41,7 +42,9 @@ func newGatewayCmd() *cobra.Command {
 		Short: "Run one gateway",
 		Long: `Run one gateway. Configuration comes from the YAML file, then STRAIT_*
 environment variables (STRAIT_LISTEN_ADMIN for listen.admin), then flags.
-With --check the configuration is only validated. Config errors exit with code 2.`,
+With --check the configuration (and the residency policy it names) is only
+validated. Config and policy errors exit with code 2. SIGHUP reloads the
+residency policy; an invalid one is refused and the last good one stays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := gateway.DefaultConfig()
@@ -53,6 +56,13 @@ With --check the configuration is only validated. Config errors exit with code 2
 			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid (cluster %s, region %s)\n", displayName(file), cfg.Cluster, cfg.Region)
+				if cfg.Residency.Policy != "" {
+					e, err := sovereignty.LoadFile(cfg.Residency.Policy)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: valid %s\n", cfg.Residency.Policy, e.Summary())
+				}
 				return nil
 			}
 			logger := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
@@ -62,6 +72,19 @@ With --check the configuration is only validated. Config errors exit with code 2
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					if err := g.ReloadPolicy(); err != nil {
+						logger.Error("SIGHUP: residency policy not reloaded; the last good one stays in force", "err", err)
+						continue
+					}
+					_, v := g.Policy()
+					logger.Info("SIGHUP: residency policy reloaded", "version", v)
+				}
+			}()
 			<-ctx.Done()
 			logger.Info("signal received, draining", "deadline", cfg.Timeouts.Drain)
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Drain+5*time.Second)
@@ -87,17 +110,20 @@ func displayName(file string) string {
 
 func newDevCmd() *cobra.Command {
 	var (
-		duration  time.Duration
-		infoFile  string
-		ephemeral bool
-		logLevel  string
+		duration   time.Duration
+		infoFile   string
+		ephemeral  bool
+		logLevel   string
+		policyFile string
+		auditDir   string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a whole federation on this machine: 4 clusters in 3 regions with demo services",
 		Long: `Run a whole local federation on loopback: clusters eu-west-1 and eu-west-2
 (region eu-west), eu-central-1 (eu-central) and us-east-1 (us-east), one gateway
-each, demo services on port 8080, and an ephemeral CA. Cluster N binds 127.0.N.0/24
+each, demo services on port 8080, an ephemeral CA, and the residency policy of
+deploy/examples/residency.yaml (--policy for another). Cluster N binds 127.0.N.0/24
 with the well-known ports; --ephemeral uses free ports on 127.0.0.1 instead.
 Runs until interrupted or for --duration.`,
 		Args: cobra.NoArgs,
@@ -116,7 +142,18 @@ Runs until interrupted or for --duration.`,
 			}
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			d, err := lab.StartDev(sctx, lab.DevOptions{Ephemeral: ephemeral, Spec: lab.Spec{Logger: logger, Version: version}})
+			spec := lab.Spec{Logger: logger, Version: version, AuditDir: auditDir}
+			if policyFile != "" {
+				if _, err := sovereignty.LoadFile(policyFile); err != nil {
+					return err
+				}
+				var err error
+				if spec.Policy, err = os.ReadFile(policyFile); err != nil {
+					return fmt.Errorf("read %s: %w", policyFile, err)
+				}
+				spec.PolicyName = policyFile
+			}
+			d, err := lab.StartDev(sctx, lab.DevOptions{Ephemeral: ephemeral, Spec: spec})
 			if err != nil {
 				return fmt.Errorf("start dev federation: %w", err)
 			}
@@ -141,6 +178,8 @@ Runs until interrupted or for --duration.`,
 	cmd.Flags().StringVar(&infoFile, "info", "", "write clusters and their addresses as JSON to this file")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "bind 127.0.0.1 with free ports instead of 127.0.N.x with the well-known ports")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "gateway log level (debug, info, warn, error)")
+	cmd.Flags().StringVar(&policyFile, "policy", "", "residency policy every gateway enforces (default: deploy/examples/residency.yaml, built in)")
+	cmd.Flags().StringVar(&auditDir, "audit-dir", "", "write each gateway's residency audit trail to DIR/<cluster>.jsonl")
 	return cmd
 }
 

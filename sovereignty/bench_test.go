@@ -1,0 +1,61 @@
+//go:build bench
+
+package sovereignty_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/straitmesh/strait/sovereignty"
+)
+
+// benchPolicy has ten classes of every matcher kind over six regions, so
+// a decision walks a realistic number of matchers.
+func benchPolicy() string {
+	var b strings.Builder
+	b.WriteString("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: bench}\nspec:\n")
+	b.WriteString("  regionGroups:\n    eu: [eu-west, eu-central, eu-north]\n    us: [us-east, us-west]\n    ap: [ap-south]\n")
+	b.WriteString("  classes:\n")
+	for i := range 10 {
+		group := []string{"eu", "eu, us", "eu, ap"}[i%3] // every two classes share eu, or the policy would not compile
+		fmt.Fprintf(&b, `    - name: class-%d
+      allowedRegions: [%s]
+      match:
+        services:
+          - labels: {data-class: c%d}
+          - {namespace: ns%d, name: svc%d}
+        sources:
+          - {namespace: team-%d}
+        headers:
+          - {name: x-residency-%d, value: r%d}
+`, i, group, i, i, i, i, i, i)
+	}
+	return b.String()
+}
+
+// TestBenchResidencyDecide measures one Decide: classify a flow with
+// labels, a source and HTTP headers against ten classes, then decide for
+// one candidate.
+func TestBenchResidencyDecide(t *testing.T) {
+	e, err := sovereignty.Compile("bench.yaml", []byte(benchPolicy()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := sovereignty.Flow{Namespace: "ns3", Name: "ledger", Labels: map[string]string{"data-class": "c3", "app": "ledger", "tier": "gold"},
+		SourceCluster: "eu-west-1", SourceRegion: "eu-west", SourceNamespace: "payments",
+		Headers: http.Header{"Accept": {"*/*"}, "User-Agent": {"curl/8"}, "X-Residency-3": {"r3"}}}
+	c := sovereignty.Candidate{Cluster: "eu-central-1", Region: "eu-central"}
+	if d := e.Decide(&f, c); !d.Allow || d.Rule.ID != "class:class-3" {
+		t.Fatalf("benchmark flow decided %+v", d)
+	}
+	r := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e.Decide(&f, c)
+		}
+	})
+	fmt.Printf("BENCH residency_decide_ns %.1f ns\n", float64(r.T.Nanoseconds())/float64(r.N))
+	fmt.Printf("BENCH residency_decide_allocs %d allocs\n", r.AllocsPerOp())
+}

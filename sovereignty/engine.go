@@ -1,0 +1,619 @@
+package sovereignty
+
+import (
+	"fmt"
+	"math/bits"
+	"net/http"
+	"net/textproto"
+	"sort"
+	"strings"
+)
+
+// Flow is what the engine knows about one connection or request.
+type Flow struct {
+	// Namespace and Name name the destination service.
+	Namespace, Name string
+	// Labels are the destination service's labels as one cluster exports
+	// them. Classify a flow once per distinct label set and take the Union.
+	Labels map[string]string
+	// SourceCluster and SourceRegion say where the flow comes from. The
+	// inbound gateway takes them from the peer's verified certificate.
+	SourceCluster, SourceRegion string
+	// SourceNamespace is the namespace of the calling workload, "" when
+	// unknown.
+	SourceNamespace string
+	// Headers are the HTTP request headers, keyed in canonical form as
+	// net/http keeps them; nil for L4 traffic, which no header matcher
+	// classifies.
+	Headers http.Header
+}
+
+// Candidate is a cluster a flow could be sent to.
+type Candidate struct {
+	Cluster, Region string
+}
+
+// Reason says why a decision came out as it did.
+type Reason uint8
+
+// Reasons of a Decision.
+const (
+	// ReasonDefault: no class applies; the policy's default decided.
+	ReasonDefault Reason = iota
+	// ReasonAllowed: every class of the flow allows both regions.
+	ReasonAllowed
+	// ReasonSourceRegion: a class of the flow does not allow the source's region.
+	ReasonSourceRegion
+	// ReasonDestinationRegion: a class of the flow does not allow the candidate's region.
+	ReasonDestinationRegion
+	// ReasonAmbiguousHeader: a header the policy classifies by carries
+	// several different values.
+	ReasonAmbiguousHeader
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonDefault:
+		return "default"
+	case ReasonAllowed:
+		return "allowed-regions"
+	case ReasonSourceRegion:
+		return "source-region"
+	case ReasonDestinationRegion:
+		return "destination-region"
+	case ReasonAmbiguousHeader:
+		return "ambiguous-header"
+	}
+	return "unknown"
+}
+
+// Rule is the part of a policy that decided. It never changes once compiled.
+type Rule struct {
+	// ID is stable across edits that keep the class: "class:pii-eu",
+	// "default", "header:X-Data-Residency".
+	ID string
+	// Class is the class name, "" for the default and header rules.
+	Class string
+	// Path is the field in the policy: "spec.classes[0].allowedRegions".
+	Path string
+	// At is "file:line:column" of that field.
+	At string
+	// Regions are the class's allowed regions, groups expanded, sorted.
+	Regions []string
+}
+
+// Decision is the engine's answer for one flow and one candidate.
+type Decision struct {
+	Allow  bool
+	Reason Reason
+	Rule   *Rule // never nil
+}
+
+// Describe says in one line why d was taken, for people: refusal reasons,
+// X-Strait-Reason and audit records. It allocates; the decision did not.
+func (d Decision) Describe(sourceRegion string, c Candidate) string {
+	r := d.Rule
+	switch d.Reason {
+	case ReasonDefault:
+		if d.Allow {
+			return fmt.Sprintf("no residency class applies; the policy's default is allow (%s at %s)", r.Path, r.At)
+		}
+		return fmt.Sprintf("no residency class applies and the policy's default is deny (%s at %s)", r.Path, r.At)
+	case ReasonAllowed:
+		return fmt.Sprintf("class %s allows regions [%s] (%s at %s)", r.Class, strings.Join(r.Regions, " "), r.Path, r.At)
+	case ReasonSourceRegion:
+		return fmt.Sprintf("class %s allows regions [%s]; the source region %s is outside them (rule %s, %s at %s)",
+			r.Class, strings.Join(r.Regions, " "), orDash(sourceRegion), r.ID, r.Path, r.At)
+	case ReasonDestinationRegion:
+		return fmt.Sprintf("class %s allows regions [%s]; %s is in region %s (rule %s, %s at %s)",
+			r.Class, strings.Join(r.Regions, " "), c.Cluster, orDash(c.Region), r.ID, r.Path, r.At)
+	case ReasonAmbiguousHeader:
+		return fmt.Sprintf("header %s carries several different values and the policy classifies by it (%s at %s)",
+			strings.TrimPrefix(r.ID, "header:"), r.Path, r.At)
+	}
+	return r.ID
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return s
+}
+
+// set is a set of up to 256 small integers (regions or classes).
+type set [4]uint64
+
+func (s *set) add(i int)      { s[i>>6] |= 1 << (uint(i) & 63) }
+func (s *set) has(i int) bool { return s[i>>6]&(1<<(uint(i)&63)) != 0 }
+func (s set) and(o set) set   { return set{s[0] & o[0], s[1] & o[1], s[2] & o[2], s[3] & o[3]} }
+func (s set) or(o set) set    { return set{s[0] | o[0], s[1] | o[1], s[2] | o[2], s[3] | o[3]} }
+func (s set) empty() bool     { return s[0]|s[1]|s[2]|s[3] == 0 }
+func (s set) each(f func(i int)) {
+	for w, b := range s {
+		for b != 0 {
+			f(w*64 + bits.TrailingZeros64(b))
+			b &= b - 1
+		}
+	}
+}
+
+// Classes is the set of residency classes a flow carries. The zero value
+// carries none.
+type Classes struct {
+	bits set
+	// ambiguous is 1 + the index of a classifying header that carried
+	// several different values, or 0.
+	ambiguous int
+}
+
+// Union returns the classes carried by either.
+func (c Classes) Union(o Classes) Classes {
+	u := Classes{bits: c.bits.or(o.bits), ambiguous: c.ambiguous}
+	if u.ambiguous == 0 {
+		u.ambiguous = o.ambiguous
+	}
+	return u
+}
+
+// Empty reports whether no class applies and no header was ambiguous.
+func (c Classes) Empty() bool { return c.bits.empty() && c.ambiguous == 0 }
+
+// Engine is a compiled, validated policy. It is immutable and safe for
+// concurrent use; Classify and Decide allocate nothing.
+type Engine struct {
+	name, file, digest string
+	source             []byte
+	deflt              string
+	regions            []string // index -> name, sorted
+	regionIdx          map[string]int
+	groups             map[string][]string
+	classes            []class
+	defaultRule        *Rule
+	headerKeys         []string // canonical names of headers with a value matcher
+	headerRules        []*Rule  // per headerKeys entry
+	classifying        []string // canonical names of every header any matcher reads
+}
+
+type class struct {
+	name        string
+	description string
+	allowed     set
+	allowedAs   []string // as written
+	rule        *Rule
+	regionOnly  bool
+	services    []svcMatcher
+	sources     []srcMatcher
+	headers     []hdrMatcher
+}
+
+type svcMatcher struct {
+	path, at        string
+	namespace, name string
+	labels          []pair
+}
+
+type srcMatcher struct {
+	path, at           string
+	cluster, namespace string
+	region             string // as written
+	regions            set
+	hasRegion          bool
+}
+
+type hdrMatcher struct {
+	path, at string
+	key      string // canonical
+	value    string
+	hasValue bool
+}
+
+func compile(p *policy) *Engine {
+	e := &Engine{name: p.name, file: p.file, digest: p.digest, source: p.source, deflt: p.deflt,
+		regionIdx: map[string]int{}, groups: map[string][]string{}}
+	names := map[string]bool{}
+	for _, r := range p.regions {
+		names[r.Value] = true
+	}
+	for _, g := range p.groups {
+		var ms []string
+		for _, m := range g.members {
+			names[m.Value] = true
+			ms = append(ms, m.Value)
+		}
+		sort.Strings(ms)
+		e.groups[g.name] = ms
+	}
+	e.regions = sortedKeys(names)
+	for i, r := range e.regions {
+		e.regionIdx[r] = i
+	}
+	expand := func(name string) set {
+		var s set
+		if ms, ok := e.groups[name]; ok {
+			for _, m := range ms {
+				s.add(e.regionIdx[m])
+			}
+			return s
+		}
+		if i, ok := e.regionIdx[name]; ok {
+			s.add(i)
+		}
+		return s
+	}
+	defaultAt := at(p.file, p.defaultAt)
+	if p.defaultAt == nil {
+		defaultAt = at(p.file, p.specAt) + " (implicit allow)"
+	}
+	e.defaultRule = &Rule{ID: "default", Path: "spec.default", At: defaultAt}
+	headerIdx := map[string]int{}
+	for _, cs := range p.classes {
+		c := class{name: cs.name, description: cs.description, regionOnly: cs.catalog == CatalogRegionOnly}
+		for _, a := range cs.allowed {
+			c.allowed = c.allowed.or(expand(a.Value))
+			c.allowedAs = append(c.allowedAs, a.Value)
+		}
+		c.rule = &Rule{ID: "class:" + cs.name, Class: cs.name, Path: cs.path + ".allowedRegions",
+			At: at(p.file, cs.allowedNode), Regions: e.names(c.allowed)}
+		for _, m := range cs.services {
+			c.services = append(c.services, svcMatcher{path: m.path, at: at(p.file, m.node), namespace: m.namespace, name: m.name, labels: m.labels})
+		}
+		for _, m := range cs.sources {
+			sm := srcMatcher{path: m.path, at: at(p.file, m.node), cluster: m.cluster, namespace: m.namespace, region: m.region}
+			if m.region != "" {
+				sm.regions, sm.hasRegion = expand(m.region), true
+			}
+			c.sources = append(c.sources, sm)
+		}
+		for _, m := range cs.headers {
+			key := textproto.CanonicalMIMEHeaderKey(m.name)
+			c.headers = append(c.headers, hdrMatcher{path: m.path, at: at(p.file, m.node), key: key, value: m.value, hasValue: m.hasValue})
+			if !contains(e.classifying, key) {
+				e.classifying = append(e.classifying, key)
+			}
+			if _, seen := headerIdx[key]; !seen && m.hasValue {
+				headerIdx[key] = len(e.headerKeys)
+				e.headerKeys = append(e.headerKeys, key)
+				e.headerRules = append(e.headerRules, &Rule{ID: "header:" + key, Path: m.path + ".name", At: at(p.file, m.node)})
+			}
+		}
+		e.classes = append(e.classes, c)
+	}
+	sort.Strings(e.classifying)
+	return e
+}
+
+// AllowAll returns the engine of a gateway without a residency policy: no
+// class, every flow allowed.
+func AllowAll() *Engine {
+	e, err := Compile("(no policy)", []byte("apiVersion: "+APIVersion+"\nkind: "+Kind+"\nmetadata: {name: none}\nspec: {default: allow}\n"))
+	if err != nil {
+		panic("sovereignty: built-in allow-all policy does not compile: " + err.Error())
+	}
+	return e
+}
+
+func (e *Engine) names(s set) []string {
+	out := []string{}
+	s.each(func(i int) { out = append(out, e.regions[i]) })
+	return out
+}
+
+// Classify returns the classes that apply to f. A class applies when any
+// one of its matchers matches; within a matcher every field must match.
+func (e *Engine) Classify(f *Flow) Classes {
+	var c Classes
+	src, srcKnown := e.regionIdx[f.SourceRegion]
+	for i := range e.classes {
+		if e.classes[i].matches(f, src, srcKnown) {
+			c.bits.add(i)
+		}
+	}
+	if f.Headers != nil {
+		for i, key := range e.headerKeys {
+			vs := f.Headers[key]
+			for j := 1; j < len(vs); j++ {
+				if vs[j] != vs[0] {
+					c.ambiguous = i + 1
+					return c
+				}
+			}
+		}
+	}
+	return c
+}
+
+func (c *class) matches(f *Flow, src int, srcKnown bool) bool {
+	for i := range c.services {
+		if c.services[i].matches(f) {
+			return true
+		}
+	}
+	for i := range c.sources {
+		m := &c.sources[i]
+		if (m.cluster == "" || m.cluster == f.SourceCluster) &&
+			(m.namespace == "" || m.namespace == f.SourceNamespace) &&
+			(!m.hasRegion || srcKnown && m.regions.has(src)) {
+			return true
+		}
+	}
+	if f.Headers != nil {
+		for i := range c.headers {
+			m := &c.headers[i]
+			for _, v := range f.Headers[m.key] {
+				if !m.hasValue || v == m.value {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (m *svcMatcher) matches(f *Flow) bool {
+	if m.namespace != "" && m.namespace != f.Namespace || m.name != "" && m.name != f.Name {
+		return false
+	}
+	for _, l := range m.labels {
+		if v, ok := f.Labels[l.Key]; !ok || v != l.Value {
+			return false
+		}
+	}
+	return true
+}
+
+// Decide returns whether f may go to c, and the rule that decided.
+func (e *Engine) Decide(f *Flow, c Candidate) Decision {
+	return e.DecideClasses(e.Classify(f), f.SourceRegion, c)
+}
+
+// DecideClasses decides for a flow already classified: every class must
+// allow the source region and the candidate's region. A flow with no
+// class gets the policy's default.
+func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) Decision {
+	if cls.ambiguous > 0 && cls.ambiguous <= len(e.headerRules) {
+		return Decision{Reason: ReasonAmbiguousHeader, Rule: e.headerRules[cls.ambiguous-1]}
+	}
+	if cls.bits.empty() {
+		return Decision{Allow: e.deflt != "deny", Reason: ReasonDefault, Rule: e.defaultRule}
+	}
+	src, srcOK := e.regionIdx[sourceRegion]
+	dst, dstOK := e.regionIdx[c.Region]
+	first := -1
+	for w, b := range cls.bits {
+		for b != 0 {
+			i := w*64 + bits.TrailingZeros64(b)
+			b &= b - 1
+			if i >= len(e.classes) {
+				continue
+			}
+			if !srcOK || !e.classes[i].allowed.has(src) {
+				return Decision{Reason: ReasonSourceRegion, Rule: e.classes[i].rule}
+			}
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if first < 0 {
+		return Decision{Allow: e.deflt != "deny", Reason: ReasonDefault, Rule: e.defaultRule}
+	}
+	for w, b := range cls.bits {
+		for b != 0 {
+			i := w*64 + bits.TrailingZeros64(b)
+			b &= b - 1
+			if i < len(e.classes) && (!dstOK || !e.classes[i].allowed.has(dst)) {
+				return Decision{Reason: ReasonDestinationRegion, Rule: e.classes[i].rule}
+			}
+		}
+	}
+	return Decision{Allow: true, Reason: ReasonAllowed, Rule: e.classes[first].rule}
+}
+
+// ClassNames returns the names of the classes in c, in policy order.
+func (e *Engine) ClassNames(c Classes) []string {
+	out := []string{}
+	c.bits.each(func(i int) {
+		if i < len(e.classes) {
+			out = append(out, e.classes[i].name)
+		}
+	})
+	return out
+}
+
+// ClassesNamed returns the classes with the given names and the names
+// this policy does not define.
+func (e *Engine) ClassesNamed(names []string) (c Classes, unknown []string) {
+next:
+	for _, n := range names {
+		for i := range e.classes {
+			if e.classes[i].name == n {
+				c.bits.add(i)
+				continue next
+			}
+		}
+		unknown = append(unknown, n)
+	}
+	return c, unknown
+}
+
+// AllowedRegions returns the regions a flow carrying c may touch: the
+// intersection of its classes' allowed regions. restricted is false when
+// c carries no class (the default decides).
+func (e *Engine) AllowedRegions(c Classes) (regions []string, restricted bool) {
+	if c.bits.empty() {
+		return nil, false
+	}
+	all := set{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+	c.bits.each(func(i int) {
+		if i < len(e.classes) {
+			all = all.and(e.classes[i].allowed)
+		}
+	})
+	return e.names(all), true
+}
+
+// HeaderNames returns the canonical names of the headers the policy
+// classifies by, sorted. The outbound gateway sends their values to the
+// inbound one.
+func (e *Engine) HeaderNames() []string { return e.classifying }
+
+// Name returns metadata.name of the policy.
+func (e *Engine) Name() string { return e.name }
+
+// File returns the name the policy was compiled under.
+func (e *Engine) File() string { return e.file }
+
+// Digest returns "sha256:<hex>" of the policy document.
+func (e *Engine) Digest() string { return e.digest }
+
+// Source returns the policy document as it was compiled. Do not modify it.
+func (e *Engine) Source() []byte { return e.source }
+
+// Default returns the decision for flows no class applies to: allow or deny.
+func (e *Engine) Default() string { return e.deflt }
+
+// Regions returns every region the policy names, sorted.
+func (e *Engine) Regions() []string { return append([]string(nil), e.regions...) }
+
+// Groups returns the region groups with their members, sorted.
+func (e *Engine) Groups() map[string][]string {
+	out := make(map[string][]string, len(e.groups))
+	for k, v := range e.groups {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// Summary describes the policy in one line.
+func (e *Engine) Summary() string {
+	return fmt.Sprintf("policy %s: %d class%s, %d region%s in %d group%s, default %s",
+		e.name, len(e.classes), plural(len(e.classes), "es"), len(e.regions), plural(len(e.regions), "s"),
+		len(e.groups), plural(len(e.groups), "s"), e.deflt)
+}
+
+func plural(n int, suffix string) string {
+	if n == 1 {
+		return ""
+	}
+	return suffix
+}
+
+// ClassInfo describes one class for tooling.
+type ClassInfo struct {
+	Name        string
+	Description string
+	// AllowedAs lists allowedRegions as written; Allowed has groups expanded.
+	AllowedAs, Allowed []string
+	Catalog            string
+	Rule               *Rule
+	Matchers           []MatcherInfo
+}
+
+// MatcherInfo describes one matcher of a class.
+type MatcherInfo struct {
+	Path string // spec.classes[0].match.services[0]
+	At   string // file:line:column
+	Kind string // service, source or header
+	Text string // data-class=pii-eu
+}
+
+// Class returns the description of the named class.
+func (e *Engine) Class(name string) (ClassInfo, bool) {
+	for i := range e.classes {
+		if e.classes[i].name == name {
+			return e.classInfo(i), true
+		}
+	}
+	return ClassInfo{}, false
+}
+
+// ClassList describes every class in policy order.
+func (e *Engine) ClassList() []ClassInfo {
+	out := make([]ClassInfo, len(e.classes))
+	for i := range e.classes {
+		out[i] = e.classInfo(i)
+	}
+	return out
+}
+
+func (e *Engine) classInfo(i int) ClassInfo {
+	c := &e.classes[i]
+	ci := ClassInfo{Name: c.name, Description: c.description, AllowedAs: c.allowedAs, Allowed: c.rule.Regions, Catalog: CatalogAll, Rule: c.rule}
+	if c.regionOnly {
+		ci.Catalog = CatalogRegionOnly
+	}
+	for _, m := range c.services {
+		ci.Matchers = append(ci.Matchers, MatcherInfo{Path: m.path, At: m.at, Kind: "service", Text: m.text()})
+	}
+	for _, m := range c.sources {
+		ci.Matchers = append(ci.Matchers, MatcherInfo{Path: m.path, At: m.at, Kind: "source", Text: m.text()})
+	}
+	for _, m := range c.headers {
+		ci.Matchers = append(ci.Matchers, MatcherInfo{Path: m.path, At: m.at, Kind: "header", Text: m.text()})
+	}
+	return ci
+}
+
+// Matched returns, for each class that applies to f, the matchers that
+// matched it.
+func (e *Engine) Matched(f *Flow) map[string][]MatcherInfo {
+	out := map[string][]MatcherInfo{}
+	src, srcKnown := e.regionIdx[f.SourceRegion]
+	for i := range e.classes {
+		c := &e.classes[i]
+		for _, m := range c.services {
+			if m.matches(f) {
+				out[c.name] = append(out[c.name], MatcherInfo{Path: m.path, At: m.at, Kind: "service", Text: m.text()})
+			}
+		}
+		for _, m := range c.sources {
+			one := class{sources: []srcMatcher{m}}
+			if one.matches(f, src, srcKnown) {
+				out[c.name] = append(out[c.name], MatcherInfo{Path: m.path, At: m.at, Kind: "source", Text: m.text()})
+			}
+		}
+		for _, m := range c.headers {
+			one := class{headers: []hdrMatcher{m}}
+			if one.matches(f, src, srcKnown) {
+				out[c.name] = append(out[c.name], MatcherInfo{Path: m.path, At: m.at, Kind: "header", Text: m.text()})
+			}
+		}
+	}
+	return out
+}
+
+func (m svcMatcher) text() string {
+	var parts []string
+	if m.namespace != "" {
+		parts = append(parts, "namespace="+m.namespace)
+	}
+	if m.name != "" {
+		parts = append(parts, "name="+m.name)
+	}
+	for _, l := range m.labels {
+		parts = append(parts, l.Key+"="+l.Value)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m srcMatcher) text() string {
+	var parts []string
+	if m.cluster != "" {
+		parts = append(parts, "cluster="+m.cluster)
+	}
+	if m.region != "" {
+		parts = append(parts, "region="+m.region)
+	}
+	if m.namespace != "" {
+		parts = append(parts, "namespace="+m.namespace)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m hdrMatcher) text() string {
+	if !m.hasValue {
+		return m.key + " (any value)"
+	}
+	return m.key + ": " + m.value
+}

@@ -1,0 +1,279 @@
+package sovereignty_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/straitmesh/strait/sovereignty"
+)
+
+// decisionPolicy has classes of every matcher kind, two classes that can
+// apply together, and a region outside every group.
+const decisionPolicy = `apiVersion: strait.io/v1
+kind: ResidencyPolicy
+metadata: {name: decisions}
+spec:
+  regions: [ap-south]
+  regionGroups:
+    eu: [eu-west, eu-central]
+    us: [us-east]
+  classes:
+    - name: pii-eu
+      allowedRegions: [eu]
+      match:
+        services:
+          - labels: {data-class: pii-eu}
+        sources:
+          - namespace: eu-customers
+        headers:
+          - {name: x-data-residency, value: eu}
+      catalog: region-only
+    - name: west-vault
+      allowedRegions: [eu-west]
+      match:
+        services:
+          - {namespace: secrets, name: vault, labels: {tier: gold}}
+        sources:
+          - {cluster: eu-west-9}
+          - {region: eu-central, namespace: keys}
+    - name: traced
+      allowedRegions: [eu, us]
+      match:
+        headers:
+          - {name: x-trace-residency}
+  default: allow
+`
+
+func mustCompile(t testing.TB, doc string) *sovereignty.Engine {
+	t.Helper()
+	e, err := sovereignty.Compile("policy.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestDecide(t *testing.T) {
+	e := mustCompile(t, decisionPolicy)
+	deny := mustCompile(t, strings.Replace(decisionPolicy, "default: allow", "default: deny", 1))
+	ledger := map[string]string{"data-class": "pii-eu"}
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out.Add(kv[i], kv[i+1])
+		}
+		return out
+	}
+	euWest := sovereignty.Candidate{Cluster: "eu-west-1", Region: "eu-west"}
+	euCentral := sovereignty.Candidate{Cluster: "eu-central-1", Region: "eu-central"}
+	usEast := sovereignty.Candidate{Cluster: "us-east-1", Region: "us-east"}
+	apSouth := sovereignty.Candidate{Cluster: "ap-south-1", Region: "ap-south"}
+	unknown := sovereignty.Candidate{Cluster: "mars-1", Region: "mars"}
+
+	for _, tc := range []struct {
+		name   string
+		engine *sovereignty.Engine
+		flow   sovereignty.Flow
+		cand   sovereignty.Candidate
+		allow  bool
+		rule   string
+		reason sovereignty.Reason
+	}{
+		{"labelled service inside its regions", e, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "eu-central"}, euWest,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"labelled service from a foreign source region", e, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "us-east"}, euWest,
+			false, "class:pii-eu", sovereignty.ReasonSourceRegion},
+		{"labelled service to a foreign destination", e, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "eu-west"}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"labelled service to a region the policy does not know", e, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "eu-west"}, unknown,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"labelled service from a region the policy does not know", e, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "mars"}, euWest,
+			false, "class:pii-eu", sovereignty.ReasonSourceRegion},
+		{"other label value is not classified", e, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "public"}, SourceRegion: "us-east"}, usEast,
+			true, "default", sovereignty.ReasonDefault},
+		{"unlabelled service goes anywhere", e, sovereignty.Flow{Namespace: "demo", Name: "echo", SourceRegion: "us-east"}, apSouth,
+			true, "default", sovereignty.ReasonDefault},
+		{"default deny refuses unclassified flows", deny, sovereignty.Flow{Namespace: "demo", Name: "echo", SourceRegion: "us-east"}, usEast,
+			false, "default", sovereignty.ReasonDefault},
+		{"default deny still allows classified flows inside their regions", deny, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "eu-west"}, euCentral,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"header classifies http traffic", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "eu")}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"header names are case-insensitive", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("x-DATA-residency", "eu")}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"header value must match exactly", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "EU")}, usEast,
+			true, "default", sovereignty.ReasonDefault},
+		{"header with the class's value allows its regions", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "eu")}, euCentral,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"a repeated header with one value is not ambiguous", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "eu", "X-Data-Residency", "eu")}, euCentral,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"a classifying header with two values is refused", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "eu", "X-Data-Residency", "us")}, euCentral,
+			false, "header:X-Data-Residency", sovereignty.ReasonAmbiguousHeader},
+		{"no headers (L4) cannot be header-classified", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west"}, usEast,
+			true, "default", sovereignty.ReasonDefault},
+		{"presence-only header matcher", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Trace-Residency", "anything")}, apSouth,
+			false, "class:traced", sovereignty.ReasonDestinationRegion},
+		{"source namespace classifies", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", SourceNamespace: "eu-customers"}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"source cluster classifies", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: "eu-west-9", SourceRegion: "eu-west"}, euCentral,
+			false, "class:west-vault", sovereignty.ReasonDestinationRegion},
+		{"source matcher needs every field: region without namespace", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: "c", SourceRegion: "eu-central"}, usEast,
+			true, "default", sovereignty.ReasonDefault},
+		{"source matcher with region and namespace", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: "c", SourceRegion: "eu-central", SourceNamespace: "keys"}, usEast,
+			false, "class:west-vault", sovereignty.ReasonSourceRegion},
+		{"service matcher needs every field: labels missing", e, sovereignty.Flow{Namespace: "secrets", Name: "vault", SourceRegion: "us-east"}, usEast,
+			true, "default", sovereignty.ReasonDefault},
+		{"service matcher needs every field: other namespace", e, sovereignty.Flow{Namespace: "other", Name: "vault", Labels: map[string]string{"tier": "gold"}, SourceRegion: "us-east"}, usEast,
+			true, "default", sovereignty.ReasonDefault},
+		{"two classes intersect: both allow eu-west", e, sovereignty.Flow{Namespace: "secrets", Name: "vault", Labels: map[string]string{"tier": "gold", "data-class": "pii-eu"}, SourceRegion: "eu-west"}, euWest,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"two classes intersect: eu-central allowed by one, not the other", e, sovereignty.Flow{Namespace: "secrets", Name: "vault", Labels: map[string]string{"tier": "gold", "data-class": "pii-eu"}, SourceRegion: "eu-west"}, euCentral,
+			false, "class:west-vault", sovereignty.ReasonDestinationRegion},
+		{"source checked before destination across classes", e, sovereignty.Flow{Namespace: "secrets", Name: "vault", Labels: map[string]string{"tier": "gold", "data-class": "pii-eu"}, SourceRegion: "eu-central"}, usEast,
+			false, "class:west-vault", sovereignty.ReasonSourceRegion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := tc.engine.Decide(&tc.flow, tc.cand)
+			if d.Allow != tc.allow || d.Rule.ID != tc.rule || d.Reason != tc.reason {
+				t.Errorf("Decide = allow %v rule %s reason %s; want allow %v rule %s reason %s",
+					d.Allow, d.Rule.ID, d.Reason, tc.allow, tc.rule, tc.reason)
+			}
+			if d.Rule.At == "" || d.Rule.Path == "" {
+				t.Errorf("rule %s has no position", d.Rule.ID)
+			}
+			if desc := d.Describe(tc.flow.SourceRegion, tc.cand); !d.Allow && tc.rule != "default" && !strings.Contains(desc, strings.TrimPrefix(strings.TrimPrefix(tc.rule, "class:"), "header:")) {
+				t.Errorf("Describe %q does not name %s", desc, tc.rule)
+			}
+		})
+	}
+}
+
+func TestDescribeNamesClassRuleAndPosition(t *testing.T) {
+	e := mustCompile(t, decisionPolicy)
+	f := sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "us-east"}
+	c := sovereignty.Candidate{Cluster: "eu-west-1", Region: "eu-west"}
+	got := e.Decide(&f, c).Describe(f.SourceRegion, c)
+	want := "class pii-eu allows regions [eu-central eu-west]; the source region us-east is outside them (rule class:pii-eu, spec.classes[0].allowedRegions at policy.yaml:11:7)"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestClassesAndRegions(t *testing.T) {
+	e := mustCompile(t, decisionPolicy)
+	f := sovereignty.Flow{Namespace: "secrets", Name: "vault", Labels: map[string]string{"tier": "gold"}, SourceRegion: "eu-west",
+		Headers: http.Header{"X-Data-Residency": {"eu"}}}
+	cls := e.Classify(&f)
+	if got := strings.Join(e.ClassNames(cls), ","); got != "pii-eu,west-vault" {
+		t.Errorf("classes %q", got)
+	}
+	regions, restricted := e.AllowedRegions(cls)
+	if !restricted || strings.Join(regions, ",") != "eu-west" {
+		t.Errorf("allowed regions %v %v, want [eu-west] restricted", regions, restricted)
+	}
+	if _, restricted := e.AllowedRegions(sovereignty.Classes{}); restricted {
+		t.Error("no class is restricted")
+	}
+	named, unknown := e.ClassesNamed([]string{"traced", "gone"})
+	if strings.Join(e.ClassNames(named), ",") != "traced" || strings.Join(unknown, ",") != "gone" {
+		t.Errorf("ClassesNamed: %v unknown %v", e.ClassNames(named), unknown)
+	}
+	u := cls.Union(named)
+	if strings.Join(e.ClassNames(u), ",") != "pii-eu,west-vault,traced" {
+		t.Errorf("union %v", e.ClassNames(u))
+	}
+	m := e.Matched(&f)
+	if len(m["pii-eu"]) != 1 || m["pii-eu"][0].Kind != "header" || len(m["west-vault"]) != 1 || m["west-vault"][0].Text != "namespace=secrets,name=vault,tier=gold" {
+		t.Errorf("matched %+v", m)
+	}
+}
+
+func TestCatalogRegions(t *testing.T) {
+	e := mustCompile(t, decisionPolicy)
+	for _, tc := range []struct {
+		name       string
+		ns, svc    string
+		labels     map[string]string
+		regions    string
+		restricted bool
+	}{
+		{"region-only class scopes its services", "demo", "ledger", map[string]string{"data-class": "pii-eu"}, "eu-central,eu-west", true},
+		{"a class without region-only does not scope", "secrets", "vault", map[string]string{"tier": "gold"}, "", false},
+		{"unclassified service goes everywhere", "demo", "echo", nil, "", false},
+		{"header and source matchers never scope the catalog", "demo", "profile", map[string]string{"x-data-residency": "eu"}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			regions, restricted := e.CatalogRegions(tc.ns, tc.svc, tc.labels)
+			if restricted != tc.restricted || strings.Join(regions, ",") != tc.regions {
+				t.Errorf("CatalogRegions = %v %v, want [%s] %v", regions, restricted, tc.regions, tc.restricted)
+			}
+		})
+	}
+	// Two region-only classes intersect.
+	two := mustCompile(t, strings.Replace(decisionPolicy, "          - {region: eu-central, namespace: keys}\n",
+		"          - {region: eu-central, namespace: keys}\n      catalog: region-only\n", 1))
+	regions, restricted := two.CatalogRegions("secrets", "vault", map[string]string{"tier": "gold", "data-class": "pii-eu"})
+	if !restricted || strings.Join(regions, ",") != "eu-west" {
+		t.Errorf("two region-only classes: %v %v, want [eu-west]", regions, restricted)
+	}
+}
+
+func TestAllowAll(t *testing.T) {
+	e := sovereignty.AllowAll()
+	f := sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "x"}
+	if d := e.Decide(&f, sovereignty.Candidate{Cluster: "y", Region: "z"}); !d.Allow || d.Reason != sovereignty.ReasonDefault {
+		t.Errorf("allow-all decided %+v", d)
+	}
+}
+
+// TestDecideAllocatesNothing proves the decision path's promise.
+func TestDecideAllocatesNothing(t *testing.T) {
+	e := mustCompile(t, decisionPolicy)
+	f := sovereignty.Flow{Namespace: "secrets", Name: "vault", Labels: map[string]string{"tier": "gold", "data-class": "pii-eu"},
+		SourceCluster: "eu-west-1", SourceRegion: "eu-west", SourceNamespace: "keys",
+		Headers: http.Header{"X-Data-Residency": {"eu"}, "X-Trace-Residency": {"1"}, "Accept": {"*/*"}}}
+	c := sovereignty.Candidate{Cluster: "eu-central-1", Region: "eu-central"}
+	var d sovereignty.Decision
+	allocs := testing.AllocsPerRun(1000, func() { d = e.Decide(&f, c) })
+	if allocs != 0 {
+		t.Errorf("Decide allocates %v times per call", allocs)
+	}
+	if d.Allow {
+		t.Error("expected a deny from west-vault")
+	}
+	cls := e.Classify(&f)
+	allocs = testing.AllocsPerRun(1000, func() { d = e.DecideClasses(cls, "eu-west", c) })
+	if allocs != 0 {
+		t.Errorf("DecideClasses allocates %v times per call", allocs)
+	}
+}
+
+// TestEngineConcurrentUse decides from many goroutines at once; with -race
+// it proves the engine needs no locking.
+func TestEngineConcurrentUse(t *testing.T) {
+	e := mustCompile(t, decisionPolicy)
+	want := map[string]bool{"eu-west": true, "eu-central": true, "us-east": false}
+	done := make(chan error, 8)
+	for range 8 {
+		go func() {
+			f := sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "eu-west"}
+			for i := range 2000 {
+				for region, allow := range want {
+					if d := e.Decide(&f, sovereignty.Candidate{Cluster: "c", Region: region}); d.Allow != allow {
+						done <- fmt.Errorf("iteration %d: %s decided %v", i, region, d.Allow)
+						return
+					}
+				}
+				_, _ = e.CatalogRegions("demo", "ledger", f.Labels)
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

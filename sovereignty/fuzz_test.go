@@ -1,0 +1,92 @@
+package sovereignty_test
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/straitmesh/strait/sovereignty"
+)
+
+// FuzzCompile feeds arbitrary documents to the policy compiler: it never
+// panics, a failure is an *Error whose every problem names the file, and a
+// policy that compiles decides every flow without panicking.
+func FuzzCompile(f *testing.F) {
+	seeds, err := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range seeds {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(decisionPolicy))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := sovereignty.Compile("fuzz.yaml", data)
+		if err != nil {
+			var pe *sovereignty.Error
+			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+				t.Fatalf("Compile returned %T with no problems: %v", err, err)
+			}
+			for _, p := range pe.Problems {
+				if p.File != "fuzz.yaml" || p.Msg == "" {
+					t.Fatalf("problem without file or message: %+v", p)
+				}
+			}
+			_ = pe.Error()
+			return
+		}
+		flows := []sovereignty.Flow{
+			{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "eu-west"},
+			{Namespace: "a", Name: "b", SourceRegion: "x", SourceNamespace: "y", Headers: http.Header{"X-Data-Residency": {"eu", "us"}}},
+		}
+		for _, r := range append(e.Regions(), "nowhere") {
+			for i := range flows {
+				d := e.Decide(&flows[i], sovereignty.Candidate{Cluster: "c", Region: r})
+				if d.Rule == nil {
+					t.Fatal("decision without a rule")
+				}
+				_ = d.Describe(flows[i].SourceRegion, sovereignty.Candidate{Cluster: "c", Region: r})
+			}
+		}
+		_, _ = e.CatalogRegions("demo", "ledger", map[string]string{"data-class": "pii-eu"})
+		_ = e.ClassList()
+	})
+}
+
+// FuzzParseTopology: the topology reader never panics; a failure is an
+// *Error with positioned problems, a success has named, regioned clusters.
+func FuzzParseTopology(f *testing.F) {
+	seeds, err := filepath.Glob(filepath.Join("testdata", "topology", "*.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range seeds {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		top, err := sovereignty.ParseTopology("fuzz.yaml", data)
+		if err != nil {
+			var pe *sovereignty.Error
+			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+				t.Fatalf("ParseTopology returned %T with no problems: %v", err, err)
+			}
+			return
+		}
+		for _, c := range top.Clusters {
+			if c.Name == "" || c.Region == "" {
+				t.Fatalf("cluster without name or region: %+v", c)
+			}
+		}
+		_ = top.Services()
+	})
+}

@@ -1,0 +1,353 @@
+package sovereignty
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// APIVersion is the policy file version this package reads.
+const APIVersion = "strait.io/v1"
+
+// Kind is the kind of a residency policy document.
+const Kind = "ResidencyPolicy"
+
+// Catalog scopes of a class.
+const (
+	// CatalogAll lets every gateway learn about the class's services (default).
+	CatalogAll = "all"
+	// CatalogRegionOnly keeps the class's services out of the catalog of
+	// gateways outside the class's allowed regions.
+	CatalogRegionOnly = "region-only"
+)
+
+// Limits of one policy; they keep the decision path allocation-free.
+const (
+	MaxClasses = 256
+	MaxRegions = 256
+)
+
+// policy is a parsed policy file, every value with the node it came from.
+type policy struct {
+	file       string
+	apiVersion string
+	name       string
+	regions    []named     // spec.regions: regions named outside any group
+	groups     []group     // spec.regionGroups, in file order
+	classes    []classSpec // spec.classes
+	deflt      string      // spec.default: allow or deny
+	defaultAt  *yaml.Node  // spec.default's value node, or nil
+	specAt     *yaml.Node  // spec's key node
+	root       *yaml.Node  // the document's mapping
+	digest     string
+	source     []byte
+}
+
+type group struct {
+	name    string
+	node    *yaml.Node
+	members []named
+}
+
+type classSpec struct {
+	path        string // spec.classes[i]
+	name        string
+	nameNode    *yaml.Node
+	node        *yaml.Node // the class mapping
+	description string
+	allowed     []named
+	allowedNode *yaml.Node
+	allowedList bool // allowedRegions held a list
+	services    []serviceMatch
+	sources     []sourceMatch
+	headers     []headerMatch
+	matchNode   *yaml.Node
+	catalog     string
+	catalogNode *yaml.Node
+}
+
+type serviceMatch struct {
+	path      string
+	node      *yaml.Node
+	namespace string
+	name      string
+	labels    []pair
+}
+
+type sourceMatch struct {
+	path       string
+	node       *yaml.Node
+	cluster    string
+	region     string
+	regionNode *yaml.Node
+	namespace  string
+}
+
+type headerMatch struct {
+	path     string
+	node     *yaml.Node
+	name     string
+	value    string
+	hasValue bool
+}
+
+// LoadFile reads, validates and compiles the policy at path.
+func LoadFile(path string) (*Engine, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{What: "policy", File: path, Problems: []Problem{{File: path, Msg: "cannot read policy: " + readErr(err)}}}
+	}
+	return Compile(path, data)
+}
+
+func readErr(err error) string {
+	if os.IsNotExist(err) {
+		return "file does not exist"
+	}
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// Compile parses and validates a policy document and compiles it into an
+// Engine. file names the document in problems. Every problem found is
+// reported at once in an *Error; a policy with any problem never compiles.
+func Compile(file string, data []byte) (*Engine, error) {
+	p, probs := parse(file, data)
+	if p.root != nil {
+		probs = append(probs, p.validate()...)
+	}
+	if len(probs) > 0 {
+		sortProblems(probs)
+		return nil, &Error{What: "policy", File: file, Problems: probs}
+	}
+	return compile(p), nil
+}
+
+// parse reads the structure of a policy: types, known keys, required keys.
+func parse(file string, data []byte) (*policy, []Problem) {
+	r := &reader{file: file}
+	sum := sha256.Sum256(data)
+	p := &policy{file: file, digest: "sha256:" + hex.EncodeToString(sum[:]), source: append([]byte(nil), data...)}
+	root := r.parseDocument(data)
+	if root == nil {
+		return p, r.problems
+	}
+	if !r.usable(root, "") {
+		return p, r.problems
+	}
+	if root.Kind != yaml.MappingNode {
+		r.problem(root, "", "expected a policy (a mapping with apiVersion, kind, metadata and spec), found %s", describe(root))
+		return p, r.problems
+	}
+	p.root = root
+	top := r.object(root, "", "apiVersion", "kind", "metadata", "spec")
+	if f, ok := top["apiVersion"]; !ok {
+		r.problem(root, "apiVersion", "required: the policy file version, %q", APIVersion)
+	} else if v, ok := r.str(f.val, "apiVersion"); ok {
+		p.apiVersion = v
+		if v != APIVersion {
+			r.problem(f.val, "apiVersion", "unsupported version %q; this gateway reads %q", v, APIVersion)
+		}
+	}
+	if f, ok := top["kind"]; !ok {
+		r.problem(root, "kind", "required: %q", Kind)
+	} else if v, ok := r.str(f.val, "kind"); ok && v != Kind {
+		r.problem(f.val, "kind", "expected %q, found %q", Kind, v)
+	}
+	if f, ok := top["metadata"]; !ok {
+		r.problem(root, "metadata", "required: a mapping with the policy's name")
+	} else {
+		md := r.object(f.val, "metadata", "name", "description")
+		if nf, ok := md["name"]; !ok {
+			if isNull(f.val) || f.val.Kind == yaml.MappingNode {
+				r.problem(f.key, "metadata.name", "required: the policy's name")
+			}
+		} else if v, ok := r.str(nf.val, "metadata.name"); ok {
+			p.name = v
+			if !isLabel(v) {
+				r.problem(nf.val, "metadata.name", "%q is not a DNS label (lower-case letters, digits, '-')", v)
+			}
+		}
+		if df, ok := md["description"]; ok {
+			r.str(df.val, "metadata.description")
+		}
+	}
+	f, ok := top["spec"]
+	if !ok {
+		r.problem(root, "spec", "required: the region groups and classes")
+		return p, r.problems
+	}
+	p.specAt = f.key
+	spec := r.object(f.val, "spec", "regions", "regionGroups", "classes", "default")
+	if isNull(f.val) {
+		r.problem(f.key, "spec", "required: the region groups and classes")
+	}
+	if rf, ok := spec["regions"]; ok {
+		p.regions = r.strList(rf.val, "spec.regions")
+	}
+	if gf, ok := spec["regionGroups"]; ok {
+		p.groups = r.groups(gf.val)
+	}
+	if cf, ok := spec["classes"]; ok {
+		for i, item := range r.list(cf.val, "spec.classes") {
+			p.classes = append(p.classes, r.class(item, index("spec.classes", i)))
+		}
+	}
+	p.deflt = "allow"
+	if df, ok := spec["default"]; ok {
+		if v, ok := r.str(df.val, "spec.default"); ok {
+			p.deflt, p.defaultAt = v, df.val
+			if v != "allow" && v != "deny" {
+				r.problem(df.val, "spec.default", "expected allow or deny, found %q", v)
+			}
+		}
+	}
+	return p, r.problems
+}
+
+func (r *reader) groups(n *yaml.Node) []group {
+	var out []group
+	if !r.usable(n, "spec.regionGroups") || isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		r.problem(n, "spec.regionGroups", "expected a mapping of group name to regions, found %s", describe(n))
+		return nil
+	}
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name, ok := r.str(k, "spec.regionGroups")
+		if !ok {
+			continue
+		}
+		path := "spec.regionGroups." + name
+		if first, dup := seen[name]; dup {
+			r.problem(k, path, "duplicate group (already defined at line %d)", first.Line)
+			continue
+		}
+		seen[name] = k
+		g := group{name: name, node: k}
+		if r.usable(v, path) && v.Kind != yaml.SequenceNode {
+			r.problem(v, path, "expected a list of regions, found %s", describe(v))
+		} else {
+			g.members = r.strList(v, path)
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func (r *reader) class(n *yaml.Node, path string) classSpec {
+	c := classSpec{path: path, node: n}
+	fs := r.object(n, path, "name", "description", "allowedRegions", "match", "catalog")
+	if n != nil && (n.Kind != yaml.MappingNode || isNull(n)) {
+		if isNull(n) {
+			r.problem(n, path, "expected a class (a mapping with name, allowedRegions and match), found nothing")
+		}
+		return c
+	}
+	if f, ok := fs["name"]; !ok {
+		r.problem(n, path+".name", "required: the class name")
+	} else if v, ok := r.str(f.val, path+".name"); ok {
+		c.name, c.nameNode = v, f.val
+	}
+	if f, ok := fs["description"]; ok {
+		c.description, _ = r.str(f.val, path+".description")
+	}
+	if f, ok := fs["allowedRegions"]; !ok {
+		r.problem(n, path+".allowedRegions", "required: the regions or region groups this class may touch")
+	} else {
+		c.allowedNode = f.key
+		c.allowedList = f.val.Kind == yaml.SequenceNode
+		c.allowed = r.strList(f.val, path+".allowedRegions")
+	}
+	if f, ok := fs["match"]; !ok {
+		r.problem(n, path+".match", "required: services, sources or headers that put traffic in this class")
+	} else {
+		c.matchNode = f.key
+		mp := path + ".match"
+		m := r.object(f.val, mp, "services", "sources", "headers")
+		if sf, ok := m["services"]; ok {
+			for i, item := range r.list(sf.val, mp+".services") {
+				c.services = append(c.services, r.serviceMatch(item, index(mp+".services", i)))
+			}
+		}
+		if sf, ok := m["sources"]; ok {
+			for i, item := range r.list(sf.val, mp+".sources") {
+				c.sources = append(c.sources, r.sourceMatch(item, index(mp+".sources", i)))
+			}
+		}
+		if hf, ok := m["headers"]; ok {
+			for i, item := range r.list(hf.val, mp+".headers") {
+				c.headers = append(c.headers, r.headerMatch(item, index(mp+".headers", i)))
+			}
+		}
+	}
+	c.catalog = CatalogAll
+	if f, ok := fs["catalog"]; ok {
+		if v, ok := r.str(f.val, path+".catalog"); ok {
+			c.catalog, c.catalogNode = v, f.val
+			if v != CatalogAll && v != CatalogRegionOnly {
+				r.problem(f.val, path+".catalog", "expected %s or %s, found %q", CatalogAll, CatalogRegionOnly, v)
+			}
+		}
+	}
+	return c
+}
+
+func (r *reader) serviceMatch(n *yaml.Node, path string) serviceMatch {
+	m := serviceMatch{path: path, node: n}
+	fs := r.object(n, path, "namespace", "name", "labels")
+	if f, ok := fs["namespace"]; ok {
+		m.namespace, _ = r.str(f.val, path+".namespace")
+	}
+	if f, ok := fs["name"]; ok {
+		m.name, _ = r.str(f.val, path+".name")
+	}
+	if f, ok := fs["labels"]; ok {
+		m.labels = r.strMap(f.val, path+".labels")
+	}
+	return m
+}
+
+func (r *reader) sourceMatch(n *yaml.Node, path string) sourceMatch {
+	m := sourceMatch{path: path, node: n}
+	fs := r.object(n, path, "cluster", "region", "namespace")
+	if f, ok := fs["cluster"]; ok {
+		m.cluster, _ = r.str(f.val, path+".cluster")
+	}
+	if f, ok := fs["region"]; ok {
+		m.region, _ = r.str(f.val, path+".region")
+		m.regionNode = f.val
+	}
+	if f, ok := fs["namespace"]; ok {
+		m.namespace, _ = r.str(f.val, path+".namespace")
+	}
+	return m
+}
+
+func (r *reader) headerMatch(n *yaml.Node, path string) headerMatch {
+	m := headerMatch{path: path, node: n}
+	fs := r.object(n, path, "name", "value")
+	if f, ok := fs["name"]; ok {
+		m.name, _ = r.str(f.val, path+".name")
+	}
+	if f, ok := fs["value"]; ok {
+		m.value, m.hasValue = r.str(f.val, path+".value")
+	}
+	return m
+}
+
+// at renders a node's position as "file:line:column".
+func at(file string, n *yaml.Node) string {
+	if n == nil {
+		return file
+	}
+	return fmt.Sprintf("%s:%d:%d", file, n.Line, n.Column)
+}

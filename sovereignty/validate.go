@@ -1,0 +1,347 @@
+package sovereignty
+
+import (
+	"slices"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// validate checks what the structure cannot: names, references between
+// regions, groups and classes, empty matchers and classes whose allowed
+// regions cannot overlap on a flow they both match.
+func (p *policy) validate() []Problem {
+	r := &reader{file: p.file}
+	regions := map[string]*yaml.Node{} // every region the policy knows
+	groups := map[string][]string{}
+	groupNode := map[string]*yaml.Node{}
+
+	for i, rg := range p.regions {
+		path := index("spec.regions", i)
+		switch {
+		case !isLabel(rg.Value):
+			r.problem(rg.Node, path, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", rg.Value)
+		case regions[rg.Value] != nil:
+			r.problem(rg.Node, path, "region %q listed twice (first at line %d)", rg.Value, regions[rg.Value].Line)
+		default:
+			regions[rg.Value] = rg.Node
+		}
+	}
+	for _, g := range p.groups {
+		path := "spec.regionGroups." + g.name
+		if !isLabel(g.name) {
+			r.problem(g.node, path, "%q is not a group name (a DNS label: lower-case letters, digits, '-')", g.name)
+			continue
+		}
+		groupNode[g.name] = g.node
+		seen := map[string]*yaml.Node{}
+		members := []string{}
+		for i, m := range g.members {
+			mp := index(path, i)
+			switch {
+			case !isLabel(m.Value):
+				r.problem(m.Node, mp, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", m.Value)
+				continue
+			case seen[m.Value] != nil:
+				r.problem(m.Node, mp, "region %q listed twice in group %s (first at line %d)", m.Value, g.name, seen[m.Value].Line)
+				continue
+			}
+			seen[m.Value] = m.Node
+			members = append(members, m.Value)
+			if regions[m.Value] == nil {
+				regions[m.Value] = m.Node
+			}
+		}
+		groups[g.name] = members
+	}
+	for _, g := range p.groups {
+		if _, isRegion := regions[g.name]; isRegion && groupNode[g.name] != nil {
+			r.problem(g.node, "spec.regionGroups."+g.name, "group %q has the name of a region (line %d); names must say one thing", g.name, regions[g.name].Line)
+		}
+	}
+	if len(regions) > MaxRegions {
+		r.problem(p.specAt, "spec", "%d regions; the limit is %d", len(regions), MaxRegions)
+	}
+	if len(p.classes) > MaxClasses {
+		r.problem(p.specAt, "spec.classes", "%d classes; the limit is %d", len(p.classes), MaxClasses)
+	}
+
+	knownNames := func() string {
+		var names []string
+		for g := range groups {
+			names = append(names, g)
+		}
+		sort.Strings(names)
+		var rs []string
+		for rg := range regions {
+			rs = append(rs, rg)
+		}
+		sort.Strings(rs)
+		return "groups: " + orNone(names) + "; regions: " + orNone(rs)
+	}
+	// expand resolves a region or group name; ok is false when unknown.
+	expand := func(name string) ([]string, bool) {
+		if m, ok := groups[name]; ok {
+			return m, true
+		}
+		if _, ok := regions[name]; ok {
+			return []string{name}, true
+		}
+		return nil, false
+	}
+
+	effective := make([][]string, len(p.classes)) // nil: the class is invalid, skip the overlap check
+	names := map[string]*yaml.Node{}
+	for ci, c := range p.classes {
+		ok := true
+		if c.nameNode != nil {
+			switch {
+			case !isLabel(c.name):
+				r.problem(c.nameNode, c.path+".name", "%q is not a class name (a DNS label: lower-case letters, digits, '-')", c.name)
+				ok = false
+			case names[c.name] != nil:
+				r.problem(c.nameNode, c.path+".name", "class %q defined twice (first at line %d)", c.name, names[c.name].Line)
+				ok = false
+			default:
+				names[c.name] = c.nameNode
+			}
+		} else {
+			ok = false
+		}
+		if !c.allowedList {
+			ok = false
+		}
+		// Allowed regions and their effective (group-expanded) set.
+		set := map[string]bool{}
+		if c.allowedList && len(c.allowed) == 0 {
+			r.problem(c.allowedNode, c.path+".allowedRegions", "empty: a class must allow at least one region")
+			ok = false
+		}
+		for i, a := range c.allowed {
+			rs, known := expand(a.Value)
+			if !known {
+				r.problem(a.Node, index(c.path+".allowedRegions", i), "unknown region or group %q (%s)", a.Value, knownNames())
+				ok = false
+				continue
+			}
+			for _, rg := range rs {
+				set[rg] = true
+			}
+		}
+		if ok && len(set) == 0 && len(c.allowed) > 0 {
+			r.problem(c.allowedNode, c.path+".allowedRegions", "the effective region set is empty (%s expand to no region): every flow in the class would be refused", strings.Join(values(c.allowed), ", "))
+			ok = false
+		}
+		// Matchers.
+		if c.matchNode != nil && len(c.services)+len(c.sources)+len(c.headers) == 0 {
+			r.problem(c.matchNode, c.path+".match", "no matcher: give at least one of services, sources or headers")
+			ok = false
+		}
+		for _, m := range c.services {
+			if m.node == nil || m.node.Kind != yaml.MappingNode {
+				continue
+			}
+			if m.namespace == "" && m.name == "" && len(m.labels) == 0 {
+				r.problem(m.node, m.path, "empty matcher: it would match every service; give namespace, name or labels")
+				ok = false
+			}
+			if m.namespace != "" && !isLabel(m.namespace) {
+				r.problem(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
+				ok = false
+			}
+			if m.name != "" && !isLabel(m.name) {
+				r.problem(m.node, m.path+".name", "%q is not a service name (a DNS label)", m.name)
+				ok = false
+			}
+			for _, l := range m.labels {
+				if !isLabelKey(l.Key) {
+					r.problem(l.Node, m.path+".labels."+l.Key, "%q is not a label key", l.Key)
+					ok = false
+				}
+			}
+		}
+		for _, m := range c.sources {
+			if m.node == nil || m.node.Kind != yaml.MappingNode {
+				continue
+			}
+			if m.cluster == "" && m.region == "" && m.namespace == "" {
+				r.problem(m.node, m.path, "empty matcher: it would match every source; give cluster, region or namespace")
+				ok = false
+			}
+			if m.cluster != "" && !isLabel(m.cluster) {
+				r.problem(m.node, m.path+".cluster", "%q is not a cluster name (a DNS label)", m.cluster)
+				ok = false
+			}
+			if m.namespace != "" && !isLabel(m.namespace) {
+				r.problem(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
+				ok = false
+			}
+			if m.region != "" {
+				if rs, known := expand(m.region); !known {
+					r.problem(m.regionNode, m.path+".region", "unknown region or group %q (%s)", m.region, knownNames())
+					ok = false
+				} else if len(rs) == 0 {
+					r.problem(m.regionNode, m.path+".region", "group %q has no region: the matcher could never match", m.region)
+					ok = false
+				}
+			}
+		}
+		for _, m := range c.headers {
+			if m.node == nil || m.node.Kind != yaml.MappingNode {
+				continue
+			}
+			switch {
+			case m.name == "":
+				r.problem(m.node, m.path+".name", "required: the header name")
+				ok = false
+			case !isHeaderName(m.name):
+				r.problem(m.node, m.path+".name", "%q is not an HTTP header name", m.name)
+				ok = false
+			}
+		}
+		if c.catalog == CatalogRegionOnly && len(c.services) == 0 {
+			r.problem(c.catalogNode, c.path+".catalog", "region-only scopes catalog entries of services: the class needs a services matcher")
+			ok = false
+		}
+		if ok {
+			effective[ci] = sortedKeys(set)
+		}
+	}
+
+	// Two classes that can match one flow must share a region, or every
+	// such flow is refused whatever the topology.
+	for j := range p.classes {
+		for i := 0; i < j; i++ {
+			a, b := p.classes[i], p.classes[j]
+			if effective[i] == nil || effective[j] == nil || intersects(effective[i], effective[j]) {
+				continue
+			}
+			w, can := coMatch(a, b, expand)
+			if !can {
+				continue
+			}
+			r.problem(b.nameNode, b.path,
+				"classes %q (line %d) and %q (line %d) can match the same flow (%s) but allow disjoint regions [%s] and [%s]: such a flow would always be refused; narrow a matcher or share a region",
+				a.name, a.nameNode.Line, b.name, b.nameNode.Line, w, strings.Join(effective[i], " "), strings.Join(effective[j], " "))
+		}
+	}
+	return r.problems
+}
+
+// coMatch reports whether some flow can satisfy a matcher of a and a
+// matcher of b at once, with a description of such a flow.
+func coMatch(a, b classSpec, expand func(string) ([]string, bool)) (string, bool) {
+	type m struct {
+		kind, path string
+		i          int
+	}
+	var ma, mb []m
+	for i, x := range a.services {
+		ma = append(ma, m{"service", x.path, i})
+	}
+	for i, x := range a.sources {
+		ma = append(ma, m{"source", x.path, i})
+	}
+	for i, x := range a.headers {
+		ma = append(ma, m{"header", x.path, i})
+	}
+	for i, x := range b.services {
+		mb = append(mb, m{"service", x.path, i})
+	}
+	for i, x := range b.sources {
+		mb = append(mb, m{"source", x.path, i})
+	}
+	for i, x := range b.headers {
+		mb = append(mb, m{"header", x.path, i})
+	}
+	for _, x := range ma {
+		for _, y := range mb {
+			ok := true
+			switch {
+			case x.kind != y.kind:
+			case x.kind == "service":
+				ok = servicesCompatible(a.services[x.i], b.services[y.i])
+			case x.kind == "source":
+				ok = sourcesCompatible(a.sources[x.i], b.sources[y.i], expand)
+			case x.kind == "header":
+				ok = headersCompatible(a.headers[x.i], b.headers[y.i])
+			}
+			if ok {
+				return "one matching both " + x.path + " and " + y.path, true
+			}
+		}
+	}
+	return "", false
+}
+
+func compatible(x, y string) bool { return x == "" || y == "" || x == y }
+
+func servicesCompatible(x, y serviceMatch) bool {
+	if !compatible(x.namespace, y.namespace) || !compatible(x.name, y.name) {
+		return false
+	}
+	for _, lx := range x.labels {
+		for _, ly := range y.labels {
+			if lx.Key == ly.Key && lx.Value != ly.Value {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func sourcesCompatible(x, y sourceMatch, expand func(string) ([]string, bool)) bool {
+	if !compatible(x.cluster, y.cluster) || !compatible(x.namespace, y.namespace) {
+		return false
+	}
+	if x.region != "" && y.region != "" {
+		rx, _ := expand(x.region)
+		ry, _ := expand(y.region)
+		return intersects(rx, ry)
+	}
+	return true
+}
+
+// headersCompatible: a flow whose classifying header carries two different
+// values is refused as ambiguous, so two matchers that want different
+// values of one header never both apply to a flow that goes anywhere.
+func headersCompatible(x, y headerMatch) bool {
+	if !strings.EqualFold(x.name, y.name) {
+		return true
+	}
+	return !x.hasValue || !y.hasValue || x.value == y.value
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func values(ns []named) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.Value
+	}
+	return out
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
