@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test demo bench fuzz lint clean
+.PHONY: all build test demo bench bench-state soak fuzz lint clean
 
 all: build
 
@@ -22,14 +22,26 @@ demo: build
 	./$(BIN) dev --info bin/dev-info.json
 
 # Benchmarks print "BENCH <name> <value> <unit>" lines.
-bench:
+bench: bench-state
 	set -o pipefail; $(GO) test -tags bench -run '^TestBench' -count=1 -v ./... | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
+
+# Routing-state benchmarks only: commit latency, throughput, leader failover.
+bench-state:
+	set -o pipefail; $(GO) test -tags bench -run '^TestBenchState' -count=1 -v ./federation | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
+
+# The Jepsen-style linearizability test for SOAKTIME (make test runs 6s of it).
+SOAKTIME ?= 3m
+soak:
+	$(GO) test -race -run '^TestJepsenLinearizable$$' -count=1 -v -timeout 30m ./federation -args -jepsen.duration=$(SOAKTIME)
 
 # Every fuzz target, FUZZTIME each.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSNI$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzValidatePayload$$' -fuzztime $(FUZZTIME) ./federation
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/configfile
 
 lint:

@@ -68,6 +68,7 @@ type Store struct {
 	fsm   *fsm
 	raft  *raft.Raft
 	wal   *wal.WAL
+	logs  *logStore
 	meta  *metadb.BoltMetaDB // closed by us: WAL.Close leaves it open
 	snaps *raft.FileSnapshotStore
 	trans raft.Transport
@@ -146,6 +147,9 @@ func OpenStore(cfg StateConfig, opts StoreOptions) (s *Store, err error) {
 		s.meta.Close()
 		return nil, fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
 	}
+	if s.logs, err = openLogStore(s.wal); err != nil {
+		return nil, fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
+	}
 	if s.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog); err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
@@ -175,7 +179,7 @@ func OpenStore(cfg StateConfig, opts StoreOptions) (s *Store, err error) {
 	rc.SnapshotInterval = 10 * time.Second
 	rc.Logger = hlog
 	rc.NoLegacyTelemetry = true
-	if s.raft, err = raft.NewRaft(rc, s.fsm, s.wal, s.wal, s.snaps, s.trans); err != nil {
+	if s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logs, s.snaps, s.trans); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	s.metrics = newStoreMetrics(s, opts.Registry)
@@ -297,7 +301,7 @@ func (s *Store) ensureReady(ctx context.Context) (uint64, error) {
 	if s.readyTerm.Load() == term {
 		return term, nil
 	}
-	if err := s.raft.Barrier(timeoutOf(ctx, 5*time.Second)).Error(); err != nil {
+	if err := s.await(ctx, s.raft.Barrier(timeoutOf(ctx, 5*time.Second))); err != nil {
 		return 0, fmt.Errorf("barrier: %w", err)
 	}
 	if s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term {
@@ -626,6 +630,23 @@ func (s *Store) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+// await waits for a Raft future, but no longer than ctx allows or the
+// store runs: a future raft never answers (seen for VerifyLeader when
+// leadership ends at shutdown) must not hang a caller. The goroutine
+// left behind in that case ends when raft answers or never.
+func (s *Store) await(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for raft: %w", ctx.Err())
+	case <-s.ctx.Done():
+		return fmt.Errorf("%w: gateway shutting down", ErrNoLeader)
+	}
 }
 
 // newRequestID returns a random request ID.

@@ -167,7 +167,7 @@ func (s *Store) applyLocal(ctx context.Context, r *WriteRequest) (*WriteResponse
 	}
 	start := time.Now()
 	f := s.raft.Apply(b, timeoutOf(ctx, 10*time.Second))
-	if err := f.Error(); err != nil {
+	if err := s.await(ctx, f); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", c.Op, err)
 	}
 	s.metrics.applySeconds.Observe(time.Since(start).Seconds())
@@ -231,7 +231,7 @@ func (s *Store) consistentView(ctx context.Context) (*View, error) {
 		return nil, err
 	}
 	idx := s.raft.CommitIndex()
-	if err := s.raft.VerifyLeader().Error(); err != nil {
+	if err := s.await(ctx, s.raft.VerifyLeader()); err != nil {
 		return nil, fmt.Errorf("verify leader: %w", err)
 	}
 	if s.raft.CurrentTerm() != term {
@@ -325,7 +325,7 @@ func (s *Store) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, erro
 func (s *Store) joinLocal(ctx context.Context, info ServerInfo) (*JoinResponse, error) {
 	timeout := timeoutOf(ctx, 10*time.Second)
 	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := s.await(ctx, f); err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
 	id, addr := raft.ServerID(info.ID), raft.ServerAddress(info.Member.RaftAddr)
@@ -338,17 +338,17 @@ func (s *Store) joinLocal(ctx context.Context, info ServerInfo) (*JoinResponse, 
 	}
 	switch {
 	case info.Member.Voter && (cur == nil || cur.Address != addr || cur.Suffrage != raft.Voter):
-		if err := s.raft.AddVoter(id, addr, 0, timeout).Error(); err != nil {
+		if err := s.await(ctx, s.raft.AddVoter(id, addr, 0, timeout)); err != nil {
 			return nil, fmt.Errorf("add voter %s: %w", id, err)
 		}
 		s.log.Info("voter added", "peer", id, "raft", addr)
 	case !info.Member.Voter && cur != nil && cur.Suffrage == raft.Voter:
-		if err := s.raft.DemoteVoter(id, 0, timeout).Error(); err != nil {
+		if err := s.await(ctx, s.raft.DemoteVoter(id, 0, timeout)); err != nil {
 			return nil, fmt.Errorf("demote %s: %w", id, err)
 		}
 		fallthrough
 	case !info.Member.Voter && (cur == nil || cur.Address != addr):
-		if err := s.raft.AddNonvoter(id, addr, 0, timeout).Error(); err != nil {
+		if err := s.await(ctx, s.raft.AddNonvoter(id, addr, 0, timeout)); err != nil {
 			return nil, fmt.Errorf("add non-voter %s: %w", id, err)
 		}
 		s.log.Info("non-voter added", "peer", id, "raft", addr)
@@ -406,7 +406,7 @@ func (s *Store) RemovePeer(ctx context.Context, req *RemovePeerRequest) (*Remove
 				return fmt.Errorf("%w: %s is the leader; stop it first, then remove it through another gateway", ErrInvalid, req.ID)
 			}
 			rf := s.raft.RemoveServer(raft.ServerID(req.ID), 0, timeoutOf(ctx, 10*time.Second))
-			if err := rf.Error(); err != nil {
+			if err := s.await(ctx, rf); err != nil {
 				return fmt.Errorf("remove %s: %w", req.ID, err)
 			}
 			if _, err := s.applyLocal(ctx, &WriteRequest{Op: OpDelete, Kind: KindMember, Key: req.ID, By: callerOf(ctx)}); err != nil {

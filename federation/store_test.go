@@ -453,7 +453,7 @@ func TestStateSnapshotRestoreAndCompaction(t *testing.T) {
 	if err := ld.store.raft.Snapshot().Error(); err != nil {
 		t.Fatalf("raft snapshot: %v", err)
 	}
-	first, err := ld.store.wal.FirstIndex()
+	first, err := ld.store.logs.FirstIndex()
 	if err != nil || first <= 1 {
 		t.Fatalf("log first index %d (%v) after snapshot: want the log compacted", first, err)
 	}
