@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -38,6 +39,11 @@ type Options struct {
 	DialGateway func(ctx context.Context, addr string) (net.Conn, error)
 	// Version is reported on /v1/status.
 	Version string
+	// StateValidator checks routing-state payloads (residency policies)
+	// before they reach the log. Optional.
+	StateValidator federation.Validator
+	// StateTransport overrides the mTLS Raft transport (tests). Optional.
+	StateTransport raft.Transport
 }
 
 // Gateway is one running strait gateway.
@@ -52,7 +58,10 @@ type Gateway struct {
 	metrics *metrics
 	health  *healthChecker
 	catalog *federation.Catalog
+	state   *federation.Store
+	control *federation.ControlServer
 	started time.Time
+	opts    Options
 
 	local   atomic.Pointer[localTable]
 	localMu sync.Mutex // serialises writers of local
@@ -60,6 +69,7 @@ type Gateway struct {
 	dataLn    net.Listener
 	connectLn net.Listener
 	adminLn   net.Listener
+	controlLn net.Listener
 	imports   []*importListener
 	admin     *http.Server
 	serverTLS *tls.Config
@@ -139,7 +149,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid gateway config: %w", err)
 	}
-	g = &Gateway{cfg: cfg, log: opts.Logger, reg: opts.Registry, id: opts.Identity, disc: opts.Discovery, dial: opts.DialGateway, version: opts.Version, started: time.Now()}
+	g = &Gateway{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, id: opts.Identity, disc: opts.Discovery, dial: opts.DialGateway, version: opts.Version, started: time.Now()}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -176,6 +186,9 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 			if g.catalog != nil {
 				_ = g.catalog.Shutdown(context.Background())
 			}
+			if g.state != nil {
+				_ = g.state.Close()
+			}
 			g.cancel()
 		}
 	}()
@@ -206,6 +219,12 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	}, g.local.Load().exported(), g.log, g.reg)
 	if err != nil {
 		return nil, err
+	}
+
+	if cfg.State.Enabled() {
+		if err := g.startState(); err != nil {
+			return nil, err
+		}
 	}
 
 	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -349,6 +368,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.closing.Store(true)
 		g.closeListeners()
 		err = g.catalog.Shutdown(ctx)
+		if g.control != nil {
+			g.control.GracefulStop(ctx)
+		}
+		if g.state != nil {
+			if serr := g.state.Close(); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
 		dctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Drain)
 		defer cancel()
 		if !g.conns.wait(dctx) {
@@ -368,7 +395,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 }
 
 func (g *Gateway) closeListeners() {
-	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.adminLn} {
+	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.adminLn, g.controlLn} {
 		if ln != nil {
 			ln.Close()
 		}

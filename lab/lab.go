@@ -1,11 +1,14 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -24,7 +27,9 @@ type ClusterSpec struct {
 	// Host is the loopback address the gateway binds. Default 127.0.0.1.
 	Host string
 	// Fixed ports; 0 picks a free port.
-	DataPort, GossipPort, AdminPort, ConnectPort int
+	DataPort, GossipPort, AdminPort, ConnectPort, ControlPort, RaftPort int
+	// Voter makes the gateway a routing-state voter (Spec.State).
+	Voter bool
 	// Services are the cluster's local services (already running).
 	Services []discovery.Service
 	// Imports give remote services local ports on the gateway.
@@ -51,12 +56,27 @@ type Spec struct {
 	DirectLinks bool
 	// Version is reported by the gateways' status.
 	Version string
+	// State runs the Raft-backed routing state on every gateway: the
+	// clusters marked Voter bootstrap it together, the others join as
+	// non-voters. The first cluster must be a voter.
+	State bool
+	// StateDir holds each gateway's state in a subdirectory. Default: a
+	// temporary directory removed by Close.
+	StateDir string
+	// StateHeartbeat is state.heartbeatTimeout. Default 500ms.
+	StateHeartbeat time.Duration
+	// StateStaleAfter is state.staleAfter. Default 2s.
+	StateStaleAfter time.Duration
 }
 
 // Lab is a running federation.
 type Lab struct {
 	CA    *identity.CA
 	links *linkSet
+
+	// StateDir holds the gateways' routing state ("" without Spec.State).
+	StateDir    string
+	ownStateDir bool
 
 	mu       sync.Mutex
 	order    []string
@@ -98,6 +118,21 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 	}()
 	var seed string
+	var controls []string
+	voters := 0
+	for _, cs := range spec.Clusters {
+		if cs.Voter {
+			voters++
+		}
+	}
+	if spec.State {
+		if l.StateDir = spec.StateDir; l.StateDir == "" {
+			if l.StateDir, err = os.MkdirTemp("", "strait-lab-"); err != nil {
+				return nil, fmt.Errorf("lab: state dir: %w", err)
+			}
+			l.ownStateDir = true
+		}
+	}
 	for _, cs := range spec.Clusters {
 		if _, dup := l.specs[cs.Name]; dup {
 			return nil, fmt.Errorf("lab: cluster %s listed twice", cs.Name)
@@ -132,6 +167,18 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		cfg.Services = cs.Services
 		cfg.Imports = cs.Imports
+		if spec.State {
+			cfg.State.DataDir = filepath.Join(l.StateDir, cs.Name)
+			cfg.State.Bind = hostPort(cs.Host, cs.RaftPort)
+			cfg.Listen.Control = hostPort(cs.Host, cs.ControlPort)
+			cfg.State.Voter = cs.Voter
+			if cs.Voter {
+				cfg.State.BootstrapExpect = voters
+			}
+			cfg.State.Join = append([]string(nil), controls...)
+			cfg.State.HeartbeatTimeout = cmp.Or(spec.StateHeartbeat, 500*time.Millisecond)
+			cfg.State.StaleAfter = cmp.Or(spec.StateStaleAfter, 2*time.Second)
+		}
 		// The lab supplies the identity; the file paths only satisfy validation.
 		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
 		cert, err := ca.Issue(cs.Region, cs.Name, 24*time.Hour)
@@ -162,6 +209,9 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if seed == "" {
 			seed = g.GossipAddr()
 		}
+		if spec.State {
+			controls = append(controls, g.ControlAddr())
+		}
 	}
 	for _, a := range l.order {
 		for _, b := range l.order {
@@ -176,7 +226,58 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	if err := l.WaitConverged(ctx); err != nil {
 		return nil, err
 	}
+	if spec.State {
+		if err := l.WaitState(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return l, nil
+}
+
+// WaitState waits until every running gateway is in the routing state's
+// configuration with its addresses recorded, knows the leader, and routes
+// on the same index.
+func (l *Lab) WaitState(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		missing := l.stateUnconverged()
+		if missing == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: routing state did not converge: %s: %w", missing, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (l *Lab) stateUnconverged() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var index uint64
+	first := true
+	for _, name := range l.order {
+		if l.stopped[name] {
+			continue
+		}
+		st := l.gateways[name].State()
+		if st == nil {
+			return name + " runs without routing state"
+		}
+		h := st.Health()
+		switch {
+		case h.Leader == "":
+			return name + " knows no leader"
+		case h.Records["member"] != len(l.order):
+			return fmt.Sprintf("%s knows %d of %d members", name, h.Records["member"], len(l.order))
+		case !first && h.Index != index:
+			return fmt.Sprintf("%s is at index %d, others at %d", name, h.Index, index)
+		}
+		index, first = h.Index, false
+	}
+	return ""
 }
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
@@ -281,4 +382,7 @@ func (l *Lab) Close() {
 	}
 	wg.Wait()
 	l.links.close()
+	if l.ownStateDir {
+		os.RemoveAll(l.StateDir)
+	}
 }
