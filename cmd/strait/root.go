@@ -29,7 +29,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newVersionCmd())
+	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newPolicyCmd(), newStateCmd(), newVersionCmd())
 	return root
 }
 
