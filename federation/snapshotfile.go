@@ -136,9 +136,10 @@ func DecodeSnapshot(r io.Reader, trustDomain string) (records []Record, index ui
 	return body.Records, body.Index, nil
 }
 
-// writeFileAtomic writes data to path through a synced temporary file and
-// a rename, so a crash leaves the old or the new file, never a torn one.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so a crashed process leaves the old or the new file, never a
+// torn one; with sync the data is also on disk before the rename.
+func writeFileAtomic(path string, sync bool, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -148,9 +149,11 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp.Name(), err)

@@ -38,8 +38,8 @@ type StateConfig struct {
 	Join []string `mapstructure:"join"`
 	// HeartbeatTimeout is how long a follower waits without hearing from
 	// the leader before it starts an election; the leader's lease is half
-	// of it. Lower means faster failover and more elections on slow links.
-	// Default 1s.
+	// of it. A leader's loss is noticed after 1-2x this. Lower means faster
+	// failover and more elections on slow links. Default 700ms.
 	HeartbeatTimeout time.Duration `mapstructure:"heartbeatTimeout"`
 	// SnapshotThreshold is how many log entries since the last snapshot
 	// trigger a new one (then the log is compacted). Default 1024.
@@ -56,7 +56,7 @@ type StateConfig struct {
 // until DataDir is set).
 func DefaultStateConfig() StateConfig {
 	return StateConfig{
-		Bind: "0.0.0.0:8300", HeartbeatTimeout: time.Second,
+		Bind: "0.0.0.0:8300", HeartbeatTimeout: 700 * time.Millisecond,
 		SnapshotThreshold: 1024, TrailingLogs: 1024, StaleAfter: 5 * time.Second,
 	}
 }

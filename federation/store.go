@@ -229,7 +229,10 @@ func (s *Store) loadDisk() error {
 }
 
 // persistLoop writes the applied state to disk after changes, at most
-// every 100ms, and once more at shutdown.
+// every 250ms, and once more at shutdown. The file is a cache of what Raft
+// holds durably, so it is renamed into place without an fsync: commits do
+// not wait for it and do not share the disk's flushes with it. A file
+// lost to a power failure means falling back to Raft's snapshot and log.
 func (s *Store) persistLoop(ctx context.Context) {
 	var written uint64 = s.fsm.View().Index
 	write := func() {
@@ -241,7 +244,7 @@ func (s *Store) persistLoop(ctx context.Context) {
 		if body.Records == nil {
 			body.Records = []Record{}
 		}
-		err := writeFileAtomic(filepath.Join(s.cfg.DataDir, stateFile), func(w io.Writer) error {
+		err := writeFileAtomic(filepath.Join(s.cfg.DataDir, stateFile), false, func(w io.Writer) error {
 			bw := bufio.NewWriter(w)
 			if err := encodeSnapshot(bw, body); err != nil {
 				return err
@@ -262,7 +265,7 @@ func (s *Store) persistLoop(ctx context.Context) {
 		case <-s.persistCh:
 			select {
 			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(250 * time.Millisecond):
 			}
 			write()
 		}

@@ -47,7 +47,7 @@ func (s *Store) retry(ctx context.Context, op func() error) error {
 			return fmt.Errorf("%w: gateway shutting down (last error: %v)", ErrNoLeader, err)
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 200*time.Millisecond)
+		backoff = min(backoff*2, 50*time.Millisecond)
 	}
 }
 
