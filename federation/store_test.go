@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -523,4 +524,59 @@ func readStateFile(dir string) (*snapshotBody, error) {
 	}
 	defer f.Close()
 	return decodeSnapshot(f, "")
+}
+
+// TestStateReplaceDeadVoter follows the operator guide: a dead voter is
+// removed through any gateway, a replacement joins as a voter, and the
+// federation keeps accepting writes with a full set of voters.
+func TestStateReplaceDeadVoter(t *testing.T) {
+	f := newTestFed(t)
+	for range 3 {
+		f.add(true, 3)
+	}
+	f.waitMembers()
+	ctx := ctx10(t)
+	var dead, via *testNode
+	for _, n := range f.nodes {
+		if !n.store.IsLeader() && dead == nil {
+			dead = n
+		} else {
+			via = n
+		}
+	}
+	dead.stop()
+	if _, err := f.client(via).RemovePeer(ctx, &RemovePeerRequest{ID: f.leader().name}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("removing the leader: err = %v, want a refusal", err)
+	}
+	if _, err := f.client(via).RemovePeer(ctx, &RemovePeerRequest{ID: "nobody"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("removing an unknown server: err = %v", err)
+	}
+	if _, err := f.client(via).RemovePeer(ctx, &RemovePeerRequest{ID: dead.name}); err != nil {
+		t.Fatalf("remove dead voter: %v", err)
+	}
+	repl := f.add(true, 0)
+	f.nodes = slices.DeleteFunc(f.nodes, func(n *testNode) bool { return n == dead })
+	f.waitMembers()
+	peers, err := f.client(repl).Peers(ctx, &PeersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range peers.Peers {
+		if !p.Voter {
+			t.Errorf("%s is not a voter", p.ID)
+		}
+		ids = append(ids, p.ID)
+	}
+	if len(ids) != 3 || slices.Contains(ids, dead.name) || !slices.Contains(ids, repl.name) {
+		t.Fatalf("voters %v: want the replacement instead of %s", ids, dead.name)
+	}
+	if _, ok := repl.store.View().Get(KindMember, dead.name); ok {
+		t.Fatal("the removed voter's member record is still there")
+	}
+	w, err := f.client(repl).Write(ctx, &WriteRequest{Op: OpPut, Kind: KindPolicy, Key: "after", Value: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.waitIndex(w.Index)
 }
