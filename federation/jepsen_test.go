@@ -517,7 +517,7 @@ func TestJepsenLinearizable(t *testing.T) {
 	if _, err := ld.consistentView(ctx); err != nil {
 		t.Fatalf("leader after healing: %v", err)
 	}
-	final := ld.raft.CommitIndex()
+	final := ld.fsm.appliedIndex()
 	waitFor(t, 30*time.Second, "every voter to apply the final index", func() bool {
 		for _, n := range c.names {
 			if c.store(n).fsm.appliedIndex() < final {

@@ -237,18 +237,55 @@ func (s *Store) consistentView(ctx context.Context) (*View, error) {
 	if s.raft.CurrentTerm() != term {
 		return nil, ErrNotLeader
 	}
+	// The state machine sees commands only, and the commit index may name
+	// a barrier, no-op or configuration entry: wait for the last command
+	// at or below it.
+	want, err := s.lastCommand(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
-		if v := s.fsm.View(); v.Index >= idx {
-			return v, nil
+		if s.fsm.appliedIndex() >= want {
+			return s.fsm.View(), nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for index %d: %w", idx, ctx.Err())
+			return nil, fmt.Errorf("wait for index %d: %w", want, ctx.Err())
 		case <-tick.C:
 		}
 	}
+}
+
+// lastCommand returns the index of the last command entry at or below idx,
+// or 0 when none is left in the log (compacted entries are in a snapshot
+// the state machine already holds). Past a long run of other entries it
+// falls back to a barrier, which waits until everything is applied.
+func (s *Store) lastCommand(ctx context.Context, idx uint64) (uint64, error) {
+	first, err := s.logs.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	for i, n := idx, 0; i > 0 && i >= first; i, n = i-1, n+1 {
+		if n == 1024 {
+			if err := s.await(ctx, s.raft.Barrier(timeoutOf(ctx, 5*time.Second))); err != nil {
+				return 0, fmt.Errorf("barrier: %w", err)
+			}
+			return 0, nil
+		}
+		var l raft.Log
+		if err := s.logs.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				return 0, nil // compacted meanwhile
+			}
+			return 0, fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			return i, nil
+		}
+	}
+	return 0, nil
 }
 
 func (s *Store) answer(req *ReadRequest, v *View) *ReadResponse {
