@@ -67,6 +67,9 @@ func (c StateConfig) Enabled() bool { return c.DataDir != "" }
 // Validate reports every problem with c, each naming its key under prefix.
 func (c StateConfig) Validate(prefix string) error {
 	if !c.Enabled() {
+		if c.Voter || c.BootstrapExpect > 0 || len(c.Join) > 0 {
+			return configfile.Errorf(prefix+"dataDir", "required when %svoter, %sbootstrapExpect or %sjoin is set: the routing state needs a directory", prefix, prefix, prefix)
+		}
 		return nil
 	}
 	var errs []error

@@ -91,6 +91,9 @@ func TestConfigValidate(t *testing.T) {
 			withState(c)
 			c.State.Join = []string{"gw-1"}
 		}, "state.join.0", "want host:port"},
+		{"state without dataDir", func(c *Config) {
+			c.State.Voter = true
+		}, "state.dataDir", "required when state.voter"},
 		{"state heartbeat", func(c *Config) {
 			withState(c)
 			c.State.HeartbeatTimeout = 0
