@@ -112,9 +112,10 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	}
 	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{}}
 	l.links = newLinkSet()
+	started := l // l is nil once an error is returned
 	defer func() {
 		if err != nil {
-			l.Close()
+			started.Close()
 		}
 	}()
 	var seed string
