@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test demo bench bench-foundation bench-catalog bench-residency fuzz lint clean
+.PHONY: all build test demo bench bench-foundation bench-catalog bench-residency bench-state soak fuzz lint clean
 
 all: build
 
@@ -25,7 +25,7 @@ demo: build
 BENCHRUN = set -o pipefail; $(GO) test -tags bench -count=1 -v -timeout 60m
 BENCHOUT = | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
 
-bench: bench-foundation bench-catalog
+bench: bench-foundation bench-catalog bench-residency bench-state
 
 bench-foundation:
 	$(BENCHRUN) -run '^TestBenchDataplane' ./lab $(BENCHOUT)
@@ -39,6 +39,15 @@ bench-catalog:
 bench-residency:
 	set -o pipefail; $(GO) test -tags bench -run '^TestBenchResidency' -count=1 -v ./sovereignty | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
 
+# Routing-state benchmarks only: commit latency, throughput, leader failover.
+bench-state:
+	set -o pipefail; $(GO) test -tags bench -run '^TestBenchState' -count=1 -v ./federation | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
+
+# The Jepsen-style linearizability test for SOAKTIME (make test runs 6s of it).
+SOAKTIME ?= 3m
+soak:
+	$(GO) test -race -run '^TestJepsenLinearizable$$' -count=1 -v -timeout 30m ./federation -args -jepsen.duration=$(SOAKTIME)
+
 # Every fuzz target, FUZZTIME each.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSNI$$' -fuzztime $(FUZZTIME) ./gateway
@@ -48,6 +57,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./sovereignty
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTopology$$' -fuzztime $(FUZZTIME) ./sovereignty
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFacts$$' -fuzztime $(FUZZTIME) ./gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzValidatePayload$$' -fuzztime $(FUZZTIME) ./federation
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -1,5 +1,5 @@
-// Package federation is how gateways find each other and learn what every
-// cluster exports.
+// Package federation is how gateways find each other, learn what every
+// cluster exports, and agree on one set of routing rules.
 //
 // Membership runs on hashicorp/memberlist. Each gateway owns exactly one
 // catalog entry (its cluster's exported services with ports, labels and
@@ -20,4 +20,30 @@
 // Changes go out at once as a broadcast and as direct reliable sends to
 // every member; memberlist's push/pull full-state exchange is the
 // anti-entropy that repairs anything lost.
+//
+// The routing state (Store) is a hashicorp/raft state machine replicated
+// to every gateway: a few voters, every other gateway a non-voter.
+// Invariants:
+//
+//   - Linearizable: a write is acknowledged once committed by a quorum and
+//     applied; a consistent read sees every write acknowledged before it
+//     began. No acknowledged write is lost through partitions, lost or
+//     delayed messages, or voters killed and restarted from disk
+//     (TestJepsenLinearizable checks the history with porcupine).
+//   - Every record version is the Raft index of the change that wrote it.
+//   - A write retried with the same request ID applies once and answers
+//     with its first index (TestStateIdempotentRetries, FSM dedup over the
+//     last 10,000 request IDs).
+//   - Payloads are checked before they reach the log; applying a log entry
+//     checks only what every gateway version agrees on, so replicas never
+//     diverge over a validator (TestStateRejectsBadPayloads,
+//     FuzzDecodeCommand, FuzzValidatePayload).
+//   - A corrupted, truncated or foreign snapshot is refused, never
+//     partially applied (TestStateSnapshotRestoreAndCompaction,
+//     FuzzDecodeSnapshot).
+//   - What a gateway routes on never goes back: a gateway restarting
+//     without a quorum routes on the state it last applied, from its own
+//     disk, and says it may be stale (TestStateStaticStability).
+//   - The Raft log survives truncated tails across restarts
+//     (TestLogStoreMatchesModel).
 package federation

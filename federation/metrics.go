@@ -1,12 +1,6 @@
 package federation
 
-import (
-	"encoding/json"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+import "github.com/prometheus/client_golang/prometheus"
 
 type catalogMetrics struct {
 	reg          prometheus.Registerer

@@ -25,6 +25,10 @@ type Status struct {
 	Imports   []ImportStatus  `json:"imports"`
 	Members   []MemberStatus  `json:"members"`
 	Clusters  []ClusterStatus `json:"clusters"`
+	// State is the routing state; absent when it is not enabled.
+	State *StateStatus `json:"state,omitempty"`
+	// Warnings are conditions that do not stop routing (a stale state).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Addresses are where the gateway listens.
@@ -34,6 +38,7 @@ type Addresses struct {
 	Gossip    string `json:"gossip"`
 	Admin     string `json:"admin"`
 	Connect   string `json:"connect,omitempty"`
+	Control   string `json:"control,omitempty"`
 }
 
 // ImportStatus is one per-import local port.
@@ -78,7 +83,9 @@ func (g *Gateway) Status() Status {
 	st := Status{
 		Node: snap.Local, Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone, Cloud: g.cfg.Cloud,
 		Version: g.version, Ready: len(g.notReady()) == 0, StartedAt: g.started,
-		Addresses: Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr()},
+		Addresses: Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr()},
+		State:     g.stateStatus(),
+		Warnings:  g.stateWarnings(),
 		Imports:   []ImportStatus{},
 		Members:   []MemberStatus{},
 		Clusters:  []ClusterStatus{},
@@ -123,6 +130,11 @@ func (g *Gateway) notReady() []string {
 	if len(g.cfg.Gossip.Join) > 0 && g.catalog.Members() < 2 {
 		out = append(out, "not joined to any other gateway yet")
 	}
+	if g.state != nil {
+		if h := g.state.Health(); h.Index == 0 && h.Role != "Leader" {
+			out = append(out, "routing state not loaded yet: never in contact with a leader and nothing on disk")
+		}
+	}
 	return out
 }
 
@@ -140,6 +152,9 @@ func (g *Gateway) adminHandler() http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		for _, warn := range g.stateWarnings() {
+			fmt.Fprintln(w, "warning:", warn)
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
 	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {

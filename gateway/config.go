@@ -33,11 +33,13 @@ type Config struct {
 	// data listen address; required when that binds 0.0.0.0 or ::.
 	Advertise string `mapstructure:"advertise"`
 
-	TLS      TLSConfig         `mapstructure:"tls"`
-	Gossip   federation.Config `mapstructure:"gossip"`
-	Timeouts Timeouts          `mapstructure:"timeouts"`
-	Health   HealthConfig      `mapstructure:"health"`
-	Log      LogConfig         `mapstructure:"log"`
+	TLS    TLSConfig         `mapstructure:"tls"`
+	Gossip federation.Config `mapstructure:"gossip"`
+	// State is the Raft-backed routing state. Off until state.dataDir is set.
+	State    federation.StateConfig `mapstructure:"state"`
+	Timeouts Timeouts               `mapstructure:"timeouts"`
+	Health   HealthConfig           `mapstructure:"health"`
+	Log      LogConfig              `mapstructure:"log"`
 
 	// Services is the static discovery source: the local services this
 	// gateway exports to the federation.
@@ -58,6 +60,9 @@ type ListenConfig struct {
 	// Connect is the HTTP CONNECT port for local workloads. Default
 	// 127.0.0.1:15001; empty disables it.
 	Connect string `mapstructure:"connect"`
+	// Control is the gRPC control API of the routing state (mTLS). Default
+	// 0.0.0.0:15012; bound only when the routing state is enabled.
+	Control string `mapstructure:"control"`
 }
 
 // TLSConfig names the PEM files of the gateway's federation identity.
@@ -118,8 +123,9 @@ func (im Import) Target() Target {
 func DefaultConfig() Config {
 	return Config{
 		TrustDomain: "strait.local",
-		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001"},
+		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Control: "0.0.0.0:15012"},
 		Gossip:      federation.DefaultConfig(),
+		State:       federation.DefaultStateConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second},
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Log:         LogConfig{Level: "info", Format: "text"},
@@ -167,6 +173,10 @@ func (c Config) Validate() error {
 	addr("listen.admin", c.Listen.Admin, false)
 	addr("listen.connect", c.Listen.Connect, true)
 	addr("gossip.bind", c.Gossip.Bind, false)
+	if c.State.Enabled() {
+		addr("listen.control", c.Listen.Control, false)
+		addr("state.bind", c.State.Bind, false)
+	}
 	for i, im := range c.Imports {
 		key := fmt.Sprintf("imports.%d", i)
 		if ns, name, ok := strings.Cut(im.Service, "/"); !ok || !isLabel(ns) || !isLabel(name) {
@@ -196,6 +206,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.Gossip.Validate("gossip."); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.State.Validate("state."); err != nil {
+		errs = append(errs, err)
+	}
+	if c.State.Enabled() && c.State.ControlAdvertise == "" {
+		if h, _, err := hostPort(c.Listen.Control); err == nil && unspecified(h) && c.State.Advertise == "" {
+			errs = append(errs, configfile.Errorf("state.controlAdvertise", "required when listen.control (%s) and state.bind listen on all interfaces and state.advertise is not set", c.Listen.Control))
+		}
 	}
 	if err := discovery.Validate("services.", c.Services); err != nil {
 		errs = append(errs, err)
@@ -269,4 +287,21 @@ func clash(a, b string) bool {
 		return false
 	}
 	return ha == hb || unspecified(ha) || unspecified(hb)
+}
+
+// ControlAdvertise is the control API address other gateways forward
+// writes to, given the bound control address: state.controlAdvertise, or
+// the bound address when listen.control names a host, or the host of the
+// Raft address with the bound port.
+func (c Config) ControlAdvertise(bound, raftAddr string) string {
+	if c.State.ControlAdvertise != "" {
+		return c.State.ControlAdvertise
+	}
+	h, _, _ := hostPort(c.Listen.Control)
+	if !unspecified(h) {
+		return bound
+	}
+	rh, _, _ := net.SplitHostPort(raftAddr)
+	_, bp, _ := net.SplitHostPort(bound)
+	return net.JoinHostPort(rh, bp)
 }

@@ -67,6 +67,38 @@ func TestConfigValidate(t *testing.T) {
 			s := discovery.Service{Namespace: "demo", Name: "x", Ports: []discovery.Port{{Port: 80}}}
 			c.Services = []discovery.Service{s, s}
 		}, "services.1.name", "already listed at services.0"},
+		{"state control clash", func(c *Config) {
+			withState(c)
+			c.Listen.Control = "127.0.0.1:15443"
+		}, "listen.control", "clashes with listen.data"},
+		{"state raft clash", func(c *Config) {
+			withState(c)
+			c.State.Bind = "0.0.0.0:7946"
+			c.State.Advertise = "10.0.0.1:8300"
+		}, "state.bind", "clashes with gossip.bind"},
+		{"state raft advertise", func(c *Config) {
+			withState(c)
+			c.State.Bind = "0.0.0.0:8300"
+		}, "state.advertise", "required when state.bind listens on all interfaces"},
+		{"state join or bootstrap", func(c *Config) {
+			withState(c)
+			c.State.BootstrapExpect, c.State.Voter = 0, false
+		}, "state.join", "required unless state.bootstrapExpect"},
+		{"state bootstrap needs voter", func(c *Config) {
+			withState(c)
+			c.State.Voter = false
+		}, "state.bootstrapExpect", "only voters bootstrap"},
+		{"state join address", func(c *Config) {
+			withState(c)
+			c.State.Join = []string{"gw-1"}
+		}, "state.join.0", "want host:port"},
+		{"state without dataDir", func(c *Config) {
+			c.State.Voter = true
+		}, "state.dataDir", "required when state.voter"},
+		{"state heartbeat", func(c *Config) {
+			withState(c)
+			c.State.HeartbeatTimeout = 0
+		}, "state.heartbeatTimeout", "at least 50ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()
@@ -81,6 +113,19 @@ func TestConfigValidate(t *testing.T) {
 	if err := validConfig().Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
+	c := validConfig()
+	withState(&c)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config with routing state: %v", err)
+	}
+}
+
+func withState(c *Config) {
+	c.State.DataDir = "/var/lib/strait"
+	c.State.Bind = "127.0.0.1:8300"
+	c.State.Voter = true
+	c.State.BootstrapExpect = 3
+	c.Listen.Control = "127.0.0.1:15012"
 }
 
 func TestConfigValidateReportsAllProblems(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -41,6 +42,11 @@ type Options struct {
 	// Policy supplies the residency policy. Default: the file named by
 	// cfg.Residency.Policy, or no policy (every flow allowed).
 	Policy PolicySource
+	// StateValidator checks routing-state payloads (residency policies)
+	// before they reach the log. Optional.
+	StateValidator federation.Validator
+	// StateTransport overrides the mTLS Raft transport (tests). Optional.
+	StateTransport raft.Transport
 }
 
 // Gateway is one running strait gateway.
@@ -56,7 +62,10 @@ type Gateway struct {
 	health  *healthChecker
 	res     *residency
 	catalog *federation.Catalog
+	state   *federation.Store
+	control *federation.ControlServer
 	started time.Time
+	opts    Options
 
 	local   atomic.Pointer[localTable]
 	localMu sync.Mutex // serialises writers of local
@@ -64,6 +73,7 @@ type Gateway struct {
 	dataLn    net.Listener
 	connectLn net.Listener
 	adminLn   net.Listener
+	controlLn net.Listener
 	imports   []*importListener
 	admin     *http.Server
 	serverTLS *tls.Config
@@ -143,7 +153,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid gateway config: %w", err)
 	}
-	g = &Gateway{cfg: cfg, log: opts.Logger, reg: opts.Registry, id: opts.Identity, disc: opts.Discovery, dial: opts.DialGateway, version: opts.Version, started: time.Now()}
+	g = &Gateway{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, id: opts.Identity, disc: opts.Discovery, dial: opts.DialGateway, version: opts.Version, started: time.Now()}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -186,6 +196,9 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 				_ = g.catalog.Shutdown(context.Background())
 			}
 			g.metrics.unregister(g.reg)
+			if g.state != nil {
+				_ = g.state.Close()
+			}
 			g.cancel()
 		}
 	}()
@@ -219,6 +232,18 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	}, g.local.Load().exported(), federation.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
 	if err != nil {
 		return nil, err
+	}
+
+	if cfg.State.Enabled() {
+		if g.opts.StateValidator == nil {
+			g.opts.StateValidator = validateStatePayload
+		}
+		if err := g.startState(); err != nil {
+			return nil, err
+		}
+		if opts.Policy == nil {
+			g.res.useState(g.state, cfg.Residency.StatePolicy)
+		}
 	}
 
 	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -362,6 +387,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.closing.Store(true)
 		g.closeListeners()
 		err = g.catalog.Shutdown(ctx)
+		if g.control != nil {
+			g.control.GracefulStop(ctx)
+		}
+		if g.state != nil {
+			if serr := g.state.Close(); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
 		dctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Drain)
 		defer cancel()
 		if !g.conns.wait(dctx) {
@@ -382,7 +415,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 }
 
 func (g *Gateway) closeListeners() {
-	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.adminLn} {
+	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.adminLn, g.controlLn} {
 		if ln != nil {
 			ln.Close()
 		}

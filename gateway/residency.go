@@ -19,6 +19,11 @@ type ResidencyConfig struct {
 	// invalid update is refused and the last good policy stays. Empty:
 	// no residency policy, every flow is allowed.
 	Policy string `mapstructure:"policy"`
+	// StatePolicy names the policy record in the routing state that the
+	// gateway enforces when the routing state is enabled (written with
+	// 'strait policy apply'). Until that record exists, Policy (or no
+	// policy) is in force. Default "default".
+	StatePolicy string `mapstructure:"statePolicy"`
 	// Audit says where audit records go.
 	Audit sovereignty.AuditConfig `mapstructure:"audit"`
 }
@@ -28,7 +33,8 @@ type ResidencyConfig struct {
 type residency struct {
 	g      *Gateway
 	src    PolicySource
-	file   *FilePolicySource // set when the gateway made the source
+	state  *statePolicySource // set when the policy comes from the routing state
+	file   *FilePolicySource  // set when the gateway made the source
 	origin string
 	audit  *sovereignty.Auditor
 
@@ -138,7 +144,22 @@ func (r *residency) info(eng *sovereignty.Engine, version uint64) sovereignty.Po
 
 func (r *residency) current() (*sovereignty.Engine, uint64) { return r.src.Current() }
 
+// useState makes the routing state the policy source, with the current
+// source as fallback until the state holds a policy.
+func (r *residency) useState(store *federation.Store, name string) {
+	if name == "" {
+		name = "default"
+	}
+	r.state = newStatePolicySource(store, name, r.src)
+	r.src = r.state
+	r.origin = r.state.Origin()
+	r.sync()
+}
+
 func (r *residency) close() {
+	if r.state != nil {
+		r.state.close()
+	}
 	if err := r.audit.Close(); err != nil {
 		r.g.log.Warn("close residency audit", "err", err)
 	}

@@ -79,7 +79,21 @@ func (s Status) WriteTable(w io.Writer) error {
 		ready = "NOT READY"
 	}
 	fmt.Fprintf(w, "Gateway %s  cluster %s  region %s  %s  version %s\n", s.Node, s.Cluster, s.Region, ready, s.Version)
-	fmt.Fprintf(w, "  data %s (advertised %s)  gossip %s  admin %s  connect %s\n\n", s.Addresses.Data, s.Addresses.Advertise, s.Addresses.Gossip, s.Addresses.Admin, orDash(s.Addresses.Connect))
+	fmt.Fprintf(w, "  data %s (advertised %s)  gossip %s  admin %s  connect %s\n", s.Addresses.Data, s.Addresses.Advertise, s.Addresses.Gossip, s.Addresses.Admin, orDash(s.Addresses.Connect))
+	if st := s.State; st != nil {
+		role := strings.ToLower(st.Role)
+		if !st.Voter {
+			role += " (non-voter)"
+		}
+		fmt.Fprintf(w, "  routing state: %s, leader %s, index %d, control %s\n", role, orDash(st.Leader), st.Index, orDash(s.Addresses.Control))
+		for _, p := range st.Policies {
+			fmt.Fprintf(w, "    policy %s at index %d\n", p.Name, p.Index)
+		}
+	}
+	for _, warn := range s.Warnings {
+		fmt.Fprintf(w, "  WARNING: %s\n", warn)
+	}
+	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tCLUSTER\tREGION\tZONE\tGATEWAY\tSTATE")

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/straitmesh/strait/deploy/examples"
 	"github.com/straitmesh/strait/discovery"
@@ -20,19 +22,22 @@ import (
 // DevCluster is one cluster of the `strait dev` federation.
 type DevCluster struct {
 	Name, Region, Zone, Cloud string
+	// Voter makes the gateway a routing-state voter.
+	Voter bool
 	// Services lists the demo services ("demo/echo") the cluster runs.
 	Services []string
 }
 
 // DevTopology is the federation `strait dev` runs: four clusters in three
 // regions, with demo/echo everywhere, demo/ledger (data-class pii-eu) in
-// the eu-west clusters and demo/profile in eu-central and us-east.
+// the eu-west clusters and demo/profile in eu-central and us-east. The
+// routing state has a voter in each region; eu-west-2 is a non-voter.
 func DevTopology() []DevCluster {
 	return []DevCluster{
-		{Name: "eu-west-1", Region: "eu-west", Zone: "eu-west-1a", Cloud: "aws", Services: []string{"demo/echo", "demo/ledger"}},
+		{Name: "eu-west-1", Region: "eu-west", Zone: "eu-west-1a", Cloud: "aws", Voter: true, Services: []string{"demo/echo", "demo/ledger"}},
 		{Name: "eu-west-2", Region: "eu-west", Zone: "eu-west-2a", Cloud: "gcp", Services: []string{"demo/echo", "demo/ledger"}},
-		{Name: "eu-central-1", Region: "eu-central", Zone: "eu-central-1a", Cloud: "azure", Services: []string{"demo/echo", "demo/profile"}},
-		{Name: "us-east-1", Region: "us-east", Zone: "us-east-1a", Cloud: "aws", Services: []string{"demo/echo", "demo/profile"}},
+		{Name: "eu-central-1", Region: "eu-central", Zone: "eu-central-1a", Cloud: "azure", Voter: true, Services: []string{"demo/echo", "demo/profile"}},
+		{Name: "us-east-1", Region: "us-east", Zone: "us-east-1a", Cloud: "aws", Voter: true, Services: []string{"demo/echo", "demo/profile"}},
 	}
 }
 
@@ -84,11 +89,12 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 		spec.Policy, spec.PolicyName = examples.Residency, "deploy/examples/residency.yaml"
 	}
 	for i, dc := range DevTopology() {
-		cs := ClusterSpec{Name: dc.Name, Region: dc.Region, Zone: dc.Zone, Cloud: dc.Cloud}
+		cs := ClusterSpec{Name: dc.Name, Region: dc.Region, Zone: dc.Zone, Cloud: dc.Cloud, Voter: dc.Voter}
 		gwHost := "127.0.0.1"
 		if !opts.Ephemeral {
 			gwHost = fmt.Sprintf("127.0.%d.1", i+1)
 			cs.DataPort, cs.GossipPort, cs.AdminPort, cs.ConnectPort = 15443, 7946, 15000, 15001
+			cs.ControlPort, cs.RaftPort = 15012, 8300
 		}
 		cs.Host = gwHost
 		for j, key := range dc.Services {
@@ -122,11 +128,52 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 		}
 		spec.Clusters = append(spec.Clusters, cs)
 	}
+	spec.State = true
 	d.Lab, err = Start(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
+	if err := d.writeOperatorFiles(); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// SamplePolicy is the residency policy the `strait dev` tour applies
+// through the routing state: the shipped example, named "default", which
+// is the record every gateway enforces.
+var SamplePolicy = string(examples.Residency)
+
+// writeOperatorFiles gives the strait CLI what it needs to reach each
+// gateway's control API: a certificate of the federation, a small config
+// file per gateway (listen.control and tls), and the sample policy. They
+// live in the state directory and go with it.
+func (d *Dev) writeOperatorFiles() error {
+	dir := filepath.Join(d.StateDir, "cli")
+	tlsDir := filepath.Join(dir, "tls")
+	if err := d.CA.WriteFiles(tlsDir, "dev", "operator", 24*time.Hour); err != nil {
+		return err
+	}
+	for _, name := range d.Clusters() {
+		cs, g := d.Spec(name), d.Gateway(name)
+		body := fmt.Sprintf(`# For the strait CLI: reach gateway %s's control API.
+cluster: %s
+region: %s
+listen:
+  control: %s
+tls:
+  cert: %s
+  key: %s
+  ca: %s
+`, name, name, cs.Region, g.ControlAddr(), filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem"), filepath.Join(tlsDir, "ca.pem"))
+		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(body), 0o600); err != nil {
+			return fmt.Errorf("write CLI config: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(SamplePolicy), 0o644); err != nil {
+		return fmt.Errorf("write sample policy: %w", err)
+	}
+	return nil
 }
 
 // Close stops the gateways, links and demo services.
@@ -143,20 +190,29 @@ func (d *Dev) Close() {
 type Info struct {
 	TrustDomain string        `json:"trustDomain"`
 	Clusters    []ClusterInfo `json:"clusters"`
+	// StateDir holds the routing state and the CLI files; removed on exit.
+	StateDir string `json:"stateDir"`
+	// Policy is the sample residency policy file.
+	Policy string `json:"policy"`
 }
 
 // ClusterInfo is one cluster of Info.
 type ClusterInfo struct {
-	Name     string            `json:"name"`
-	Region   string            `json:"region"`
-	Zone     string            `json:"zone"`
-	Cloud    string            `json:"cloud"`
-	Admin    string            `json:"admin"`
-	Connect  string            `json:"connect"`
-	Data     string            `json:"data"`
-	Gossip   string            `json:"gossip"`
-	Services []ServiceInfo     `json:"services"`
-	Imports  map[string]string `json:"imports"` // "demo/ledger:8080" -> local address
+	Name    string `json:"name"`
+	Region  string `json:"region"`
+	Zone    string `json:"zone"`
+	Cloud   string `json:"cloud"`
+	Admin   string `json:"admin"`
+	Connect string `json:"connect"`
+	Data    string `json:"data"`
+	Gossip  string `json:"gossip"`
+	Control string `json:"control"`
+	Voter   bool   `json:"voter"`
+	// CLIConfig is a config file for the strait CLI (--config) naming this
+	// gateway's control address and a certificate of the federation.
+	CLIConfig string            `json:"cliConfig"`
+	Services  []ServiceInfo     `json:"services"`
+	Imports   map[string]string `json:"imports"` // "demo/ledger:8080" -> local address
 }
 
 // ServiceInfo is one local demo service.
@@ -169,11 +225,12 @@ type ServiceInfo struct {
 
 // Info describes the running federation.
 func (d *Dev) Info() Info {
-	info := Info{TrustDomain: d.CA.TrustDomain}
+	info := Info{TrustDomain: d.CA.TrustDomain, StateDir: d.StateDir, Policy: filepath.Join(d.StateDir, "cli", "policy.yaml")}
 	for _, name := range d.Clusters() {
 		g, cs := d.Gateway(name), d.Spec(name)
 		ci := ClusterInfo{Name: name, Region: cs.Region, Zone: cs.Zone, Cloud: cs.Cloud,
-			Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Data: g.DataAddr(), Gossip: g.GossipAddr(), Imports: g.ImportAddrs()}
+			Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Data: g.DataAddr(), Gossip: g.GossipAddr(), Imports: g.ImportAddrs(),
+			Control: g.ControlAddr(), Voter: cs.Voter, CLIConfig: filepath.Join(d.StateDir, "cli", name+".yaml")}
 		for _, s := range d.demos {
 			if s.Cluster == name {
 				ci.Services = append(ci.Services, ServiceInfo{Service: s.Service, Endpoint: s.Addr(), Ports: []int{DemoPort}, Labels: labelsOf(cs, s.Service)})
@@ -237,6 +294,12 @@ func PrintTour(w io.Writer, info Info, self string) {
 		return
 	}
 	euc, use, euw := info.Clusters[2], info.Clusters[3], info.Clusters[0]
+	var voters []string
+	for _, c := range info.Clusters {
+		if c.Voter {
+			voters = append(voters, c.Name)
+		}
+	}
 	fmt.Fprintf(w, `
 Try it (each answer names the cluster and region that served it):
 
@@ -274,4 +337,15 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   %[8]s policy explain --admin %[7]s --service demo/ledger --from %[9]s
   %[8]s policy simulate --admin %[7]s --fail eu-central
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, euc.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin)
+	if len(voters) == 0 {
+		return
+	}
+	fmt.Fprintf(w, `
+  # the routing state (Raft, voters %[12]s): apply a residency policy through
+  # %[1]s, then read it from %[10]s; every gateway routes on the same index
+  %[8]s policy apply --config %[9]s %[11]s
+  %[8]s state list --config %[13]s
+  %[8]s state peers --config %[13]s
+`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self,
+		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig)
 }

@@ -1,11 +1,13 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/federation"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
@@ -27,7 +30,9 @@ type ClusterSpec struct {
 	// Host is the loopback address the gateway binds. Default 127.0.0.1.
 	Host string
 	// Fixed ports; 0 picks a free port.
-	DataPort, GossipPort, AdminPort, ConnectPort int
+	DataPort, GossipPort, AdminPort, ConnectPort, ControlPort, RaftPort int
+	// Voter makes the gateway a routing-state voter (Spec.State).
+	Voter bool
 	// Services are the cluster's local services (already running).
 	Services []discovery.Service
 	// Imports give remote services local ports on the gateway.
@@ -66,6 +71,17 @@ type Spec struct {
 	// AuditDir, when set, receives each gateway's residency audit trail
 	// as <cluster>.jsonl.
 	AuditDir string
+	// State runs the Raft-backed routing state on every gateway: the
+	// clusters marked Voter bootstrap it together, the others join as
+	// non-voters. The first cluster must be a voter.
+	State bool
+	// StateDir holds each gateway's state in a subdirectory. Default: a
+	// temporary directory removed by Close.
+	StateDir string
+	// StateHeartbeat is state.heartbeatTimeout. Default 500ms.
+	StateHeartbeat time.Duration
+	// StateStaleAfter is state.staleAfter. Default 2s.
+	StateStaleAfter time.Duration
 }
 
 // Lab is a running federation.
@@ -73,12 +89,17 @@ type Lab struct {
 	CA    *identity.CA
 	links *linkSet
 
+	// StateDir holds the gateways' routing state ("" without Spec.State).
+	StateDir    string
+	ownStateDir bool
+
 	mu       sync.Mutex
 	order    []string
 	gateways map[string]*gateway.Gateway
 	specs    map[string]ClusterSpec
 	stopped  map[string]bool
 	policies map[string]*gateway.MemoryPolicySource
+	state    bool // the policy lives in the routing state
 }
 
 // Start starts every cluster's gateway, joins them into one gossip pool,
@@ -109,13 +130,28 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{},
 		policies: map[string]*gateway.MemoryPolicySource{}}
 	l.links = newLinkSet()
-	started := l
+	started := l // l is nil once an error is returned
 	defer func() {
 		if err != nil {
 			started.Close()
 		}
 	}()
 	var seed string
+	var controls []string
+	voters := 0
+	for _, cs := range spec.Clusters {
+		if cs.Voter {
+			voters++
+		}
+	}
+	if spec.State {
+		if l.StateDir = spec.StateDir; l.StateDir == "" {
+			if l.StateDir, err = os.MkdirTemp("", "strait-lab-"); err != nil {
+				return nil, fmt.Errorf("lab: state dir: %w", err)
+			}
+			l.ownStateDir = true
+		}
+	}
 	for _, cs := range spec.Clusters {
 		if _, dup := l.specs[cs.Name]; dup {
 			return nil, fmt.Errorf("lab: cluster %s listed twice", cs.Name)
@@ -158,7 +194,16 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if cs.Policy != nil {
 			doc = cs.Policy
 		}
-		if doc != nil {
+		if doc != nil && spec.State && cs.Policy == nil {
+			// With the routing state the policy lives in Raft: every
+			// gateway starts on the file (validated) and switches to the
+			// replicated record once it is written below.
+			file := filepath.Join(l.StateDir, cs.Name+"-residency.yaml")
+			if err := os.WriteFile(file, doc, 0o644); err != nil {
+				return nil, fmt.Errorf("lab: %w", err)
+			}
+			cfg.Residency.Policy = file
+		} else if doc != nil {
 			name := spec.PolicyName
 			if name == "" || cs.Policy != nil {
 				name = cs.Name + "-policy.yaml"
@@ -170,6 +215,18 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			src := gateway.NewMemoryPolicySource(e)
 			l.policies[cs.Name] = src
 			policy = src
+		}
+		if spec.State {
+			cfg.State.DataDir = filepath.Join(l.StateDir, cs.Name)
+			cfg.State.Bind = hostPort(cs.Host, cs.RaftPort)
+			cfg.Listen.Control = hostPort(cs.Host, cs.ControlPort)
+			cfg.State.Voter = cs.Voter
+			if cs.Voter {
+				cfg.State.BootstrapExpect = voters
+			}
+			cfg.State.Join = append([]string(nil), controls...)
+			cfg.State.HeartbeatTimeout = cmp.Or(spec.StateHeartbeat, 500*time.Millisecond)
+			cfg.State.StaleAfter = cmp.Or(spec.StateStaleAfter, 2*time.Second)
 		}
 		// The lab supplies the identity; the file paths only satisfy validation.
 		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
@@ -202,6 +259,9 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if seed == "" {
 			seed = g.GossipAddr()
 		}
+		if spec.State {
+			controls = append(controls, g.ControlAddr())
+		}
 	}
 	for _, a := range l.order {
 		for _, b := range l.order {
@@ -216,7 +276,64 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	if err := l.WaitConverged(ctx); err != nil {
 		return nil, err
 	}
+	if spec.State {
+		if err := l.WaitState(ctx); err != nil {
+			return nil, err
+		}
+		if spec.Policy != nil {
+			l.state = true
+			if err := l.SetPolicy(spec.Policy); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return l, nil
+}
+
+// WaitState waits until every running gateway is in the routing state's
+// configuration with its addresses recorded, knows the leader, and routes
+// on the same index.
+func (l *Lab) WaitState(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		missing := l.stateUnconverged()
+		if missing == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: routing state did not converge: %s: %w", missing, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (l *Lab) stateUnconverged() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var index uint64
+	first := true
+	for _, name := range l.order {
+		if l.stopped[name] {
+			continue
+		}
+		st := l.gateways[name].State()
+		if st == nil {
+			return name + " runs without routing state"
+		}
+		h := st.Health()
+		switch {
+		case h.Leader == "":
+			return name + " knows no leader"
+		case h.Records["member"] != len(l.order):
+			return fmt.Sprintf("%s knows %d of %d members", name, h.Records["member"], len(l.order))
+		case !first && h.Index != index:
+			return fmt.Sprintf("%s is at index %d, others at %d", name, h.Index, index)
+		}
+		index, first = h.Index, false
+	}
+	return ""
 }
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
@@ -251,6 +368,9 @@ func (l *Lab) Link(from, to string) *Link { return l.links.get(from, to) }
 // invalid document changes nothing: each gateway audits the refusal and
 // keeps its policy.
 func (l *Lab) SetPolicy(doc []byte) error {
+	if l.state {
+		return l.applyPolicy(doc)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var firstErr error
@@ -262,6 +382,51 @@ func (l *Lab) SetPolicy(doc []byte) error {
 		}
 	}
 	return firstErr
+}
+
+// applyPolicy writes doc to the routing state through the first running
+// gateway, as 'strait policy apply' does, and waits until every running
+// gateway enforces that version.
+func (l *Lab) applyPolicy(doc []byte) error {
+	if _, err := sovereignty.Compile("lab policy", doc); err != nil {
+		return err
+	}
+	var via *gateway.Gateway
+	l.mu.Lock()
+	for _, name := range l.order {
+		if !l.stopped[name] {
+			via = l.gateways[name]
+			break
+		}
+	}
+	l.mu.Unlock()
+	if via == nil {
+		return errors.New("lab: no gateway running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := via.State().Write(ctx, &federation.WriteRequest{Op: federation.OpPut, Kind: federation.KindPolicy, Key: "default", Value: string(doc)})
+	if err != nil {
+		return fmt.Errorf("lab: apply policy: %w", err)
+	}
+	for {
+		behind := ""
+		l.mu.Lock()
+		for _, name := range l.order {
+			if _, v := l.gateways[name].Policy(); !l.stopped[name] && v < resp.Index {
+				behind = name
+			}
+		}
+		l.mu.Unlock()
+		if behind == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: %s does not enforce policy index %d: %w", behind, resp.Index, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // StopGateway shuts cluster name's gateway down gracefully.
@@ -353,4 +518,7 @@ func (l *Lab) Close() {
 	}
 	wg.Wait()
 	l.links.close()
+	if l.ownStateDir {
+		os.RemoveAll(l.StateDir)
+	}
 }

@@ -70,9 +70,9 @@ func TestGatewayProcessesFederate(t *testing.T) {
 	_, demoPort, _ := net.SplitHostPort(demo.Addr())
 
 	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-	type ports struct{ data, admin, connect, gossip int }
-	pa := ports{freePort(t), freePort(t), freePort(t), freePort(t)}
-	pb := ports{freePort(t), freePort(t), freePort(t), freePort(t)}
+	type ports struct{ data, admin, connect, gossip, control, raft int }
+	pa := ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	pb := ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
 	write := func(name, region string, p ports, extra string) string {
 		out := filepath.Join(dir, name)
 		if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--cluster", name, "--region", region, "--out", out); code != 0 {
@@ -80,11 +80,11 @@ func TestGatewayProcessesFederate(t *testing.T) {
 		}
 		cfg := fmt.Sprintf(`cluster: %[1]s
 region: %[2]s
-listen: {data: "127.0.0.1:%[3]d", admin: "127.0.0.1:%[4]d", connect: "127.0.0.1:%[5]d"}
+listen: {data: "127.0.0.1:%[3]d", admin: "127.0.0.1:%[4]d", connect: "127.0.0.1:%[5]d", control: "127.0.0.1:%[11]d"}
 tls: {cert: %[7]s/cert.pem, key: %[7]s/key.pem, ca: %[7]s/ca.pem}
 gossip: {bind: "127.0.0.1:%[6]d", key: %[8]s, profile: local, join: ["127.0.0.1:%[9]d"]}
 timeouts: {connect: 1s, budget: 2s, drain: 2s}
-%[10]s`, name, region, p.data, p.admin, p.connect, p.gossip, out, key, pb.gossip, extra)
+%[10]s`, name, region, p.data, p.admin, p.connect, p.gossip, out, key, pb.gossip, extra, p.control)
 		path := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
@@ -94,13 +94,14 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 		}
 		return path
 	}
-	cfgB := write("b", "eu-west", pb, fmt.Sprintf(`services:
+	// b bootstraps the routing state alone; a joins it as a non-voter.
+	cfgB := write("b", "eu-west", pb, fmt.Sprintf("state: {dataDir: %q, bind: \"127.0.0.1:%d\", voter: true, bootstrapExpect: 1}\n", filepath.Join(dir, "state-b"), pb.raft)+fmt.Sprintf(`services:
   - namespace: demo
     name: ledger
     ports: [{port: 8080, targetPort: %s}]
     endpoints: [127.0.0.1]
 `, demoPort))
-	cfgA := write("a", "eu-central", pa, "")
+	cfgA := write("a", "eu-central", pa, fmt.Sprintf("state: {dataDir: %q, bind: \"127.0.0.1:%d\", join: [\"127.0.0.1:%d\"]}\n", filepath.Join(dir, "state-a"), pa.raft, pb.control))
 
 	b := startGatewayProc(t, cfgB)
 	a := startGatewayProc(t, cfgA)
@@ -118,9 +119,19 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	resp, err := http.Get("http://" + adminA + "/readyz")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("a /readyz: %v %v", resp, err)
+	// Ready once the routing state is loaded too.
+	for {
+		resp, err := http.Get("http://" + adminA + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a /readyz: %v %v", resp, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pa.connect), 5*time.Second)
@@ -143,6 +154,25 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 	var reply lab.Reply
 	if err := json.Unmarshal(body, &reply); err != nil || reply.Cluster != "b" {
 		t.Fatalf("reply %s (%v)", body, err)
+	}
+
+	// The routing state, operated with the gateways' own config files: a
+	// policy applied through the non-voter a is read back from b.
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, []byte("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: eu-data}\nspec: {default: allow}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runStrait(t, nil, "policy", "apply", "--config", cfgA, policy)
+	if code != 0 || !strings.HasPrefix(out, "policy eu-data applied at index ") {
+		t.Fatalf("policy apply through a: exit %d, %q %q\na stderr:\n%s", code, out, stderr, a.stderr)
+	}
+	index := strings.TrimSpace(strings.TrimPrefix(out, "policy eu-data applied at index "))
+	out, stderr, code = runStrait(t, nil, "state", "get", "--consistent", "--config", cfgB, "policy", "eu-data")
+	if code != 0 || !strings.Contains(out, "# policy eu-data at index "+index+" ") {
+		t.Fatalf("state get from b: exit %d, %q %q", code, out, stderr)
+	}
+	if out, _, _ := runStrait(t, nil, "status", "--admin", adminA); !strings.Contains(out, "routing state: follower (non-voter), leader b-") {
+		t.Errorf("status of a:\n%s", out)
 	}
 
 	for name, p := range map[string]*gwProc{"a": a, "b": b} {

@@ -20,13 +20,13 @@ import (
 func newPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Check, explain, diff and simulate residency policies",
+		Short: "Apply, check, explain, diff and simulate residency policies",
 		Long: `Residency policy tooling. Every command runs the gateway's own planner and
 policy engine. Offline it reads a topology file (--topology: clusters, regions,
 zones and the services each exports; a 'strait dev --info' file works too);
 live it reads a gateway's /v1/status and its policy in force (--admin ADDR).`,
 	}
-	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(), newPolicyDiffCmd(), newPolicySimulateCmd())
+	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(), newPolicyDiffCmd(), newPolicySimulateCmd(), newPolicyApplyCmd())
 	return cmd
 }
 

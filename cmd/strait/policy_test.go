@@ -105,13 +105,13 @@ func TestPolicyCommandsLive(t *testing.T) {
 		want []string
 	}{
 		{"explain from the tour", []string{"policy", "explain", "--admin", euc, "--service", "demo/ledger", "--from", "us-east-1"},
-			[]string{"Policy:  default (version 1, sha256:", "matched by spec.classes[0].match.services[0] (data-class=pii-eu)", "refused, 403 Forbidden", "rule class:pii-eu"}},
+			[]string{"Policy:  default (version ", "matched by spec.classes[0].match.services[0] (data-class=pii-eu)", "refused, 403 Forbidden", "rule class:pii-eu"}},
 		{"explain defaults to the gateway's cluster", []string{"policy", "explain", "--admin", euc, "--service", "demo/ledger"},
 			[]string{"from eu-central-1", "Result:  goes to eu-west-1; fails over to eu-west-2"}},
 		{"simulate from the tour", []string{"policy", "simulate", "--admin", euc, "--fail", "eu-central"},
 			[]string{"demo/profile  eu-west-1  X-Data-Residency: eu    eu-central-1  REFUSED 503 *", "refused with allowed clusters down (503)"}},
 		{"diff against the policy in force", []string{"policy", "diff", "testdata/west-only.yaml", "--admin", euc},
-			[]string{"Old:     default (version 1, sha256:", "demo/ledger   eu-central-1  tcp"}},
+			[]string{"Old:     default (version ", "demo/ledger   eu-central-1  tcp"}},
 		{"a dev info file is a topology", []string{"policy", "explain", "--topology", infoFile, "--policy", examplePolicy, "--service", "demo/ledger", "--from", "us-east-1"},
 			[]string{"refused, 403 Forbidden"}},
 	} {

@@ -30,7 +30,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newKeysCmd(), newPolicyCmd(), newVersionCmd())
+	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newKeysCmd(), newPolicyCmd(), newStateCmd(), newVersionCmd())
 	return root
 }
 
@@ -135,11 +135,6 @@ Runs until interrupted or for --duration.`,
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, duration)
-				defer cancel()
-			}
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			spec := lab.Spec{Logger: logger, Version: version, AuditDir: auditDir}
@@ -158,6 +153,11 @@ Runs until interrupted or for --duration.`,
 				return fmt.Errorf("start dev federation: %w", err)
 			}
 			defer d.Close()
+			if duration > 0 { // counted once the federation is up
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
 			info := d.Info()
 			if infoFile != "" {
 				if err := lab.WriteInfo(infoFile, info); err != nil {
@@ -174,7 +174,7 @@ Runs until interrupted or for --duration.`,
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop this long after the federation is up (0: until interrupted)")
 	cmd.Flags().StringVar(&infoFile, "info", "", "write clusters and their addresses as JSON to this file")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "bind 127.0.0.1 with free ports instead of 127.0.N.x with the well-known ports")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "gateway log level (debug, info, warn, error)")

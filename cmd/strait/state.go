@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/sovereignty"
+)
+
+// controlFlags say how to reach a gateway's control API.
+type controlFlags struct {
+	config, control, cert, key, ca string
+	timeout                        time.Duration
+}
+
+func (f *controlFlags) add(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.StringVarP(&f.config, "config", "c", os.Getenv("STRAIT_CONFIG"), "gateway config file to take the control address and TLS files from (env STRAIT_CONFIG)")
+	pf.StringVar(&f.control, "control", os.Getenv("STRAIT_CONTROL"), "control API address of a gateway (env STRAIT_CONTROL; default 127.0.0.1:15012)")
+	pf.StringVar(&f.cert, "cert", os.Getenv("STRAIT_CERT"), "client certificate (PEM) of the federation (env STRAIT_CERT)")
+	pf.StringVar(&f.key, "key", os.Getenv("STRAIT_KEY"), "its private key (env STRAIT_KEY)")
+	pf.StringVar(&f.ca, "ca", os.Getenv("STRAIT_CA"), "federation CA bundle (env STRAIT_CA)")
+	pf.DurationVar(&f.timeout, "timeout", 15*time.Second, "how long to wait for an answer (a write waits for a leader)")
+}
+
+// dial returns a control client and a context bounded by --timeout.
+func (f *controlFlags) dial(cmd *cobra.Command) (*federation.ControlClient, context.Context, func(), error) {
+	addr, tls := f.control, gateway.TLSConfig{Cert: f.cert, Key: f.key, CA: f.ca}
+	if f.config != "" {
+		caddr, ctls, err := gateway.ControlTarget(f.config)
+		if err != nil {
+			return nil, nil, nil, &usageError{err}
+		}
+		if addr == "" {
+			addr = caddr
+		}
+		tls.Cert, tls.Key, tls.CA = first(tls.Cert, ctls.Cert), first(tls.Key, ctls.Key), first(tls.CA, ctls.CA)
+	}
+	if addr == "" {
+		addr = "127.0.0.1:15012"
+	}
+	if tls.Cert == "" || tls.Key == "" || tls.CA == "" {
+		return nil, nil, nil, &usageError{errors.New("the control API needs a federation certificate: pass --config GATEWAY.yaml, or --cert, --key and --ca")}
+	}
+	id, err := identity.LoadFiles(tls.Cert, tls.Key, tls.CA)
+	if err != nil {
+		return nil, nil, nil, &usageError{err}
+	}
+	c, err := federation.DialControl(addr, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// remoteErr turns a rejected payload into a usage error (exit code 2).
+func remoteErr(err error) error {
+	if errors.Is(err, federation.ErrInvalid) || errors.Is(err, federation.ErrBadSnapshot) {
+		return &usageError{err}
+	}
+	return err
+}
+
+// newPolicyApplyCmd is `strait policy apply`: the policy is validated by
+// the residency compiler first, then written to the routing state.
+func newPolicyApplyCmd() *cobra.Command {
+	var cf controlFlags
+	var name string
+	apply := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Validate a policy file and write it to the routing state; prints the committed index",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return &usageError{fmt.Errorf("read policy: %w", err)}
+			}
+			if _, err := sovereignty.Compile(args[0], data); err != nil {
+				return &usageError{err}
+			}
+			if err := federation.ValidatePayload(federation.KindPolicy, data); err != nil {
+				return &usageError{fmt.Errorf("%s: %w", args[0], err)}
+			}
+			key := first(name, federation.PolicyName(data))
+			if key == "" {
+				return &usageError{fmt.Errorf("%s: the policy has no metadata.name; pass --name", args[0])}
+			}
+			if err := federation.ValidateKey(federation.KindPolicy, key); err != nil {
+				return &usageError{err}
+			}
+			c, ctx, done, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.Write(ctx, &federation.WriteRequest{Op: federation.OpPut, Kind: federation.KindPolicy, Key: key, Value: string(data)})
+			if err != nil {
+				return remoteErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "policy %s applied at index %d\n", key, resp.Index)
+			return nil
+		},
+	}
+	apply.Flags().StringVar(&name, "name", "", "policy name (default: metadata.name)")
+	cf.add(apply)
+	return apply
+}
+
+func newStateCmd() *cobra.Command {
+	var cf controlFlags
+	var output string
+	var consistent bool
+	cmd := &cobra.Command{
+		Use:   "state",
+		Short: "Read and operate the Raft-backed routing state",
+		Long: `Read and operate the routing state through a gateway's control API (gRPC, mTLS).
+Kinds: policy, failover, export, import, cluster, trust (and member, read-only).
+Reads are answered by the gateway asked, from its replica; --consistent asks
+the leader, which confirms its leadership first.`,
+	}
+	cf.add(cmd)
+	checkOutput := func() error {
+		if output != "table" && output != "json" {
+			return &usageError{fmt.Errorf("-o: want table or json, found %q", output)}
+		}
+		return nil
+	}
+	printJSON := func(cmd *cobra.Command, v any) error {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	read := func(cmd *cobra.Command, req *federation.ReadRequest, one bool) error {
+		if err := checkOutput(); err != nil {
+			return err
+		}
+		req.Consistent = consistent
+		c, ctx, done, err := cf.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		resp, err := c.Read(ctx, req)
+		if err != nil {
+			return remoteErr(err)
+		}
+		if one && len(resp.Records) == 0 {
+			return fmt.Errorf("%s %s: not found (state at index %d from %s)", req.Kind, req.Key, resp.Index, resp.Node)
+		}
+		switch {
+		case output == "json":
+			return printJSON(cmd, resp)
+		case one:
+			return federation.WriteRecord(cmd.OutOrStdout(), resp)
+		}
+		return federation.WriteRecords(cmd.OutOrStdout(), resp)
+	}
+	get := &cobra.Command{
+		Use: "get KIND KEY", Short: "Print one record and the index it is at", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			return read(cmd, &federation.ReadRequest{Kind: a[0], Key: a[1]}, true)
+		},
+	}
+	list := &cobra.Command{
+		Use: "list [KIND]", Short: "List records (of one kind)", Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			req := &federation.ReadRequest{}
+			if len(a) == 1 {
+				req.Kind = a[0]
+			}
+			return read(cmd, req, false)
+		},
+	}
+	for _, c := range []*cobra.Command{get, list} {
+		c.Flags().BoolVar(&consistent, "consistent", false, "read through the leader after it confirms its leadership")
+		c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	}
+	history := &cobra.Command{
+		Use: "history KIND KEY", Short: "List the kept versions of a record with their indexes", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := checkOutput(); err != nil {
+				return err
+			}
+			c, ctx, done, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.History(ctx, &federation.HistoryRequest{Kind: a[0], Key: a[1]})
+			if err != nil {
+				return remoteErr(err)
+			}
+			if output == "json" {
+				return printJSON(cmd, resp)
+			}
+			return federation.WriteHistory(cmd.OutOrStdout(), a[0], a[1], resp)
+		},
+	}
+	history.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	write := func(cmd *cobra.Command, req *federation.WriteRequest) error {
+		c, ctx, done, err := cf.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		resp, err := c.Write(ctx, req)
+		if err != nil {
+			return remoteErr(err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s at index %d\n", req.Kind, req.Key, map[string]string{federation.OpPut: "written", federation.OpDelete: "deleted"}[req.Op], resp.Index)
+		return nil
+	}
+	put := &cobra.Command{
+		Use: "put KIND KEY FILE", Short: "Write a record from a file ('-' for standard input)", Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var data []byte
+			var err error
+			if a[2] == "-" {
+				data, err = readAll(cmd.InOrStdin())
+			} else {
+				data, err = os.ReadFile(a[2])
+			}
+			if err != nil {
+				return &usageError{err}
+			}
+			if err := federation.ValidatePayload(a[0], data); err != nil {
+				return &usageError{err}
+			}
+			return write(cmd, &federation.WriteRequest{Op: federation.OpPut, Kind: a[0], Key: a[1], Value: string(data)})
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete KIND KEY", Short: "Delete a record", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			return write(cmd, &federation.WriteRequest{Op: federation.OpDelete, Kind: a[0], Key: a[1]})
+		},
+	}
+	peers := &cobra.Command{
+		Use: "peers", Short: "List the Raft voters and non-voters", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(); err != nil {
+				return err
+			}
+			c, ctx, done, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.Peers(ctx, &federation.PeersRequest{})
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd, resp)
+			}
+			return federation.WritePeers(cmd.OutOrStdout(), resp)
+		},
+	}
+	peers.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	removePeer := &cobra.Command{
+		Use: "remove-peer ID", Short: "Remove a dead server (by ID, see 'state peers') from the Raft configuration", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, ctx, done, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.RemovePeer(ctx, &federation.RemovePeerRequest{ID: a[0]})
+			if err != nil {
+				return remoteErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s at index %d\n", a[0], resp.Index)
+			return nil
+		},
+	}
+	snapshot := &cobra.Command{Use: "snapshot", Short: "Save or restore the routing state"}
+	save := &cobra.Command{
+		Use: "save FILE", Short: "Save the gateway's routing state to FILE", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, ctx, done, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.Snapshot(ctx, &federation.SnapshotRequest{})
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(a[0], resp.Data, 0o600); err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "saved the state at index %d to %s (%d bytes)\n", resp.Index, a[0], len(resp.Data))
+			return nil
+		},
+	}
+	restore := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Replace every policy, failover, export, import, cluster and trust record with FILE's",
+		Long: `Replace every client-written record with those of a snapshot saved by
+'strait state snapshot save', in one committed change. Servers (member
+records) are kept. A corrupted snapshot or one of another trust domain is refused.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			data, err := os.ReadFile(a[0])
+			if err != nil {
+				return &usageError{err}
+			}
+			c, ctx, done, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := c.Restore(ctx, &federation.RestoreRequest{Data: data})
+			if err != nil {
+				return remoteErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored %d records at index %d\n", resp.Records, resp.Index)
+			return nil
+		},
+	}
+	snapshot.AddCommand(save, restore)
+	cmd.AddCommand(get, list, history, put, del, peers, removePeer, snapshot)
+	return cmd
+}
+
+func readAll(r io.Reader) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, federation.MaxValueBytes+1))
+}

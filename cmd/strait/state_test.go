@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/lab"
+)
+
+// TestDevTourRoutingState runs the routing-state commands that the tour
+// of `strait dev` prints, exactly as printed, against a dev federation:
+// a policy applied through one gateway is listed by another at the index
+// the apply printed, on every gateway.
+func TestDevTourRoutingState(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var tour strings.Builder
+	lab.PrintTour(&tour, d.Info(), "strait")
+	var cmds [][]string
+	for _, line := range strings.Split(tour.String(), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "strait policy apply ") || strings.HasPrefix(line, "strait state ") {
+			cmds = append(cmds, strings.Fields(line)[1:])
+		}
+	}
+	if len(cmds) != 3 {
+		t.Fatalf("tour shows %d routing-state commands, want 3:\n%s", len(cmds), tour.String())
+	}
+	out, stderr, code := runStrait(t, nil, cmds[0]...)
+	m := regexp.MustCompile(`^policy default applied at index (\d+)\n$`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("%v: exit %d, out %q, err %q", cmds[0], code, out, stderr)
+	}
+	out, stderr, code = runStrait(t, nil, cmds[1]...)
+	if code != 0 || !regexp.MustCompile(`(?m)^policy\s+default\s+`+m[1]+`\s`).MatchString(out) {
+		t.Fatalf("%v: exit %d, out %q, err %q; want default at index %s", cmds[1], code, out, stderr, m[1])
+	}
+	out, _, code = runStrait(t, nil, cmds[2]...)
+	if code != 0 || strings.Count(out, " true ") < 3 || !strings.Contains(out, "eu-west-2") {
+		t.Fatalf("peers: exit %d\n%s", code, out)
+	}
+	if err := d.WaitState(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range d.Clusters() {
+		r, ok := d.Gateway(name).RoutingState().Get(federation.KindPolicy, "default")
+		if !ok || r.Value != lab.SamplePolicy {
+			t.Errorf("%s does not route on the applied policy: %+v", name, r)
+		}
+	}
+}
+
+// TestStateCommands covers the rest of the CLI against a dev federation:
+// validation before anything is sent, get/history, snapshot save and
+// restore, and refusing a corrupted snapshot.
+func TestStateCommands(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	info := d.Info()
+	cfg := info.Clusters[1].CLIConfig // the non-voter
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// An invalid policy is refused before it is sent: exit code 2.
+	bad := write("bad.yaml", "kind: ResidencyPolicy\nmetadata: {name: x}\n")
+	if _, stderr, code := runStrait(t, nil, "policy", "apply", "--config", cfg, bad); code != 2 || !strings.Contains(stderr, "apiVersion: required") {
+		t.Fatalf("invalid policy: exit %d, %q", code, stderr)
+	}
+	// No certificate: a usage error naming what is needed.
+	if _, stderr, code := runStrait(t, nil, "state", "list", "--control", info.Clusters[0].Control); code != 2 || !strings.Contains(stderr, "--cert") {
+		t.Fatalf("no certificate: exit %d, %q", code, stderr)
+	}
+
+	fo := write("failover.json", `{"priority":["eu-west-2","eu-central-1"]}`)
+	if out, stderr, code := runStrait(t, nil, "state", "put", "--config", cfg, "failover", "demo/ledger", fo); code != 0 || !strings.Contains(out, "failover demo/ledger written at index") {
+		t.Fatalf("put: exit %d, %q %q", code, out, stderr)
+	}
+	out, stderr, code := runStrait(t, nil, "state", "get", "--consistent", "--config", info.Clusters[3].CLIConfig, "failover", "demo/ledger")
+	if code != 0 || !strings.Contains(out, `{"priority":["eu-west-2","eu-central-1"]}`) || !strings.Contains(out, "by spiffe://strait.local/region/dev/cluster/operator") {
+		t.Fatalf("get: exit %d, %q %q", code, out, stderr)
+	}
+	snap := filepath.Join(dir, "state.snap")
+	if out, stderr, code := runStrait(t, nil, "state", "snapshot", "save", "--config", cfg, snap); code != 0 || !strings.Contains(out, "saved the state at index") {
+		t.Fatalf("save: exit %d, %q %q", code, out, stderr)
+	}
+	if _, _, code := runStrait(t, nil, "state", "delete", "--config", cfg, "failover", "demo/ledger"); code != 0 {
+		t.Fatalf("delete: exit %d", code)
+	}
+	if out, stderr, code := runStrait(t, nil, "state", "snapshot", "restore", "--config", cfg, snap); code != 0 || !strings.Contains(out, "restored 2 records at index") {
+		t.Fatalf("restore: exit %d, %q %q", code, out, stderr)
+	}
+	out, _, code = runStrait(t, nil, "state", "history", "--config", cfg, "failover", "demo/ledger")
+	if code != 0 || strings.Count(out, "\n") != 5 || !strings.Contains(out, " put ") || !strings.Contains(out, " delete ") {
+		t.Fatalf("history: exit %d\n%s", code, out)
+	}
+	data, _ := os.ReadFile(snap)
+	data[len(data)-2] ^= 0x40
+	corrupt := write("corrupt.snap", string(data))
+	if _, stderr, code := runStrait(t, nil, "state", "snapshot", "restore", "--config", cfg, corrupt); code != 2 || !strings.Contains(stderr, "checksum mismatch") {
+		t.Fatalf("corrupted restore: exit %d, %q", code, stderr)
+	}
+}

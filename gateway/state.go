@@ -1,0 +1,138 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/straitmesh/strait/federation"
+)
+
+// startState opens the routing state and serves its control API.
+func (g *Gateway) startState() error {
+	cfg := g.cfg
+	var err error
+	if g.controlLn, err = net.Listen("tcp", cfg.Listen.Control); err != nil {
+		return fmt.Errorf("listen control on %s: %w", cfg.Listen.Control, err)
+	}
+	raftAddr := cfg.State.Advertise
+	if raftAddr == "" {
+		raftAddr = cfg.State.Bind
+	}
+	ctlAddr := cfg.ControlAdvertise(g.controlLn.Addr().String(), raftAddr)
+	g.state, err = federation.OpenStore(cfg.State, federation.StoreOptions{
+		Name: g.catalog.Name(), TrustDomain: cfg.TrustDomain, Cluster: cfg.Cluster, Region: cfg.Region,
+		ControlAddr: ctlAddr, Identity: g.id, Transport: g.opts.StateTransport, Validator: g.opts.StateValidator,
+		Logger: g.log, Registry: g.reg,
+	})
+	if err != nil {
+		return err
+	}
+	g.control = federation.NewControlServer(g.state, g.id)
+	g.goServe("control", func() error { return g.control.Serve(g.controlLn) })
+	return nil
+}
+
+// RoutingState returns the routing state the gateway routes on, or nil
+// when the routing state is not enabled. It never blocks.
+func (g *Gateway) RoutingState() *federation.View {
+	if g.state == nil {
+		return nil
+	}
+	return g.state.View()
+}
+
+// State returns the gateway's routing-state replica, or nil.
+func (g *Gateway) State() *federation.Store { return g.state }
+
+// ControlAddr returns the bound control API address, or "" when disabled.
+func (g *Gateway) ControlAddr() string {
+	if g.controlLn == nil {
+		return ""
+	}
+	return g.controlLn.Addr().String()
+}
+
+// StateStatus is the routing-state part of Status.
+type StateStatus struct {
+	federation.Health
+	// Policies lists residency policies with the index of their version.
+	Policies []PolicyStatus `json:"policies"`
+}
+
+// PolicyStatus is one residency policy the gateway holds.
+type PolicyStatus struct {
+	Name  string `json:"name"`
+	Index uint64 `json:"index"`
+}
+
+func (g *Gateway) stateStatus() *StateStatus {
+	if g.state == nil {
+		return nil
+	}
+	st := &StateStatus{Health: g.state.Health(), Policies: []PolicyStatus{}}
+	for _, r := range g.state.View().List(federation.KindPolicy) {
+		st.Policies = append(st.Policies, PolicyStatus{Name: r.Key, Index: r.Index})
+	}
+	return st
+}
+
+// stateWarnings says why the routing state may be stale; the gateway
+// still routes on it (static stability), so these do not fail /readyz.
+func (g *Gateway) stateWarnings() []string {
+	if g.state == nil {
+		return nil
+	}
+	h := g.state.Health()
+	if !h.Stale {
+		return nil
+	}
+	since := "start"
+	if !h.StaleSince.IsZero() {
+		since = h.StaleSince.UTC().Format(time.RFC3339)
+	}
+	return []string{fmt.Sprintf("routing state may be stale since %s: no contact with a leader (routing on index %d)", since, h.Index)}
+}
+
+// ControlTarget reads from a gateway config file what a client of that
+// gateway's control API needs: its address and the TLS files. Only the
+// listen, state and tls sections are read, so the file need not be valid
+// as a whole; a control address on all interfaces is dialled on loopback.
+func ControlTarget(file string) (addr string, tls TLSConfig, err error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", TLSConfig{}, fmt.Errorf("read %s: %w", file, err)
+	}
+	var doc struct {
+		Listen struct {
+			Control string `yaml:"control"`
+		} `yaml:"listen"`
+		State struct {
+			ControlAdvertise string `yaml:"controlAdvertise"`
+		} `yaml:"state"`
+		TLS struct {
+			Cert string `yaml:"cert"`
+			Key  string `yaml:"key"`
+			CA   string `yaml:"ca"`
+		} `yaml:"tls"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", TLSConfig{}, fmt.Errorf("%s: %w", file, err)
+	}
+	addr = DefaultConfig().Listen.Control
+	if doc.Listen.Control != "" {
+		addr = doc.Listen.Control
+	}
+	if h, p, err := net.SplitHostPort(addr); err == nil && unspecified(h) {
+		addr = net.JoinHostPort("127.0.0.1", p)
+	}
+	tls = TLSConfig{Cert: doc.TLS.Cert, Key: doc.TLS.Key, CA: doc.TLS.CA}
+	if tls.Cert == "" || tls.Key == "" || tls.CA == "" {
+		return "", TLSConfig{}, errors.New(file + ": tls.cert, tls.key and tls.ca are required to reach the control API")
+	}
+	return addr, tls, nil
+}
