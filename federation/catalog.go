@@ -595,11 +595,12 @@ func (c *Catalog) announceLeaving() {
 func (c *Catalog) merge(nodes []*wireNode, direct bool) {
 	now := c.now()
 	changed := false
-	var reissue []*record
+	var reissue, reissueScoped []*record
 	c.mu.Lock()
 	for _, wn := range nodes {
 		if wn.Node == c.name {
-			reissue = append(reissue, c.echoLocked(wn, now)...)
+			p, sc := c.echoLocked(wn, now)
+			reissue, reissueScoped = append(reissue, p...), append(reissueScoped, sc...)
 			continue
 		}
 		if fv, ok := c.forgotten[wn.Node]; ok {
@@ -654,18 +655,17 @@ func (c *Catalog) merge(nodes []*wireNode, direct bool) {
 		c.publish()
 	}
 	if len(reissue) > 0 {
-		c.disseminate(reissue, nil)
+		c.disseminate(reissue, reissueScoped)
 	}
 }
 
 // echoLocked handles our own entry coming back, possibly from before a
-// restart: any record of ours that others hold at a version at least as
-// new as ours is re-issued with a newer version, so our current state wins
-// everywhere.
-func (c *Catalog) echoLocked(wn *wireNode, now time.Time) []*record {
+// restart: any record of ours that others hold at a version newer than
+// ours is re-issued with a newer version still, so our current state wins
+// everywhere. Our current records echoed back unchanged are ignored.
+func (c *Catalog) echoLocked(wn *wireNode, now time.Time) (pub, scoped []*record) {
 	own := c.nodes[c.name]
-	var out []*record
-	if wn.Version >= own.Version {
+	if wn.Version > own.Version {
 		c.lastVer = max(c.lastVer, wn.Version) + 1
 		own.Version = c.lastVer
 		c.stateGen++
@@ -675,7 +675,7 @@ func (c *Catalog) echoLocked(wn *wireNode, now time.Time) []*record {
 			continue
 		}
 		cur := own.public[r.Key()]
-		if cur != nil && cur.Version > r.Version {
+		if cur != nil && cur.Version >= r.Version {
 			continue
 		}
 		c.lastVer = max(c.lastVer, r.Version) + 1
@@ -688,13 +688,21 @@ func (c *Catalog) echoLocked(wn *wireNode, now time.Time) []*record {
 		}
 		nr.Version, nr.Changed = c.lastVer, now.UnixNano()
 		own.public[r.Key()] = nr
-		out = append(out, nr)
+		pub = append(pub, nr)
+		// A restricted service is a public tombstone and a scoped record
+		// of one version: keep them paired.
+		if sr, ok := own.scoped[r.Key()]; ok {
+			cp := *sr
+			cp.Version, cp.Changed = nr.Version, nr.Changed
+			own.scoped[r.Key()] = &cp
+			scoped = append(scoped, &cp)
+		}
 	}
-	if len(out) > 0 {
+	if len(pub) > 0 {
 		own.view = nil
 		c.stateGen++
 	}
-	return out
+	return pub, scoped
 }
 
 func maxRecordVersion(rs []*record) uint64 {

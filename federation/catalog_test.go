@@ -399,6 +399,21 @@ func TestScopeWithholdsEntriesFromOtherRegions(t *testing.T) {
 			}
 		}
 	}
+	// Our own entry echoed back unchanged by a full-state exchange (the
+	// public tombstone of the scoped service, same version) changes
+	// nothing: the service stays visible to its owner and its region.
+	m, err := DecodeMessage((*delegate)(eu).LocalState(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.merge(m.Nodes, false)
+	owner.publishNow()
+	if !owner.Snapshot().Known("demo", "ledger") {
+		t.Fatal("owner lost its region-only service to its own echo")
+	}
+	if r := owner.nodes["owner"].scoped["demo/ledger"]; r == nil || r.Deleted {
+		t.Fatalf("scoped record after echo: %+v", r)
+	}
 	// Lifting the restriction publishes it to everyone.
 	owner.SetScope(regionScope{})
 	waitView(t, us, "ledger once unrestricted", func(s *Snapshot) bool { return s.Known("demo", "ledger") })
