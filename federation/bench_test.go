@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-func bench(name string, v float64, unit string) { fmt.Printf("BENCH %s %.3f %s\n", name, v, unit) }
 
 // pool starts n catalogs on loopback with the lan profile and encryption,
 // joined through the first, and waits until every one knows every other
@@ -147,7 +146,6 @@ func waitAll(t *testing.T, cats []*Catalog, skip map[int]bool, start time.Time, 
 	return out
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
