@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/straitmesh/strait/internal/yamlerr"
 	"io"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -121,24 +121,6 @@ func sortProblems(ps []Problem) {
 	})
 }
 
-var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// parserProblems are go.yaml.in/yaml/v3's parser messages (as opposed to
-// its scanner's), whose line numbers are 0-based.
-var parserProblems = map[string]bool{
-	"did not find expected <stream-start>":   true,
-	"did not find expected <document start>": true,
-	"found undefined tag handle":             true,
-	"did not find expected node content":     true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected key":              true,
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"found duplicate %YAML directive":        true,
-	"found incompatible YAML document":       true,
-	"found duplicate %TAG directive":         true,
-}
-
 // parseDocument reads exactly one YAML document from data.
 func (r *reader) parseDocument(data []byte) *yaml.Node {
 	if len(data) > MaxFileBytes {
@@ -152,14 +134,14 @@ func (r *reader) parseDocument(data []byte) *yaml.Node {
 			r.problem(nil, "", "file is empty")
 			return nil
 		}
-		r.syntax(err)
+		r.syntax(err, data)
 		return nil
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		r.syntax(err)
+		r.syntax(err, data)
 		return nil
 	default:
 		r.problem(&extra, "", "a second YAML document starts here; the file must hold exactly one")
@@ -172,15 +154,9 @@ func (r *reader) parseDocument(data []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
-func (r *reader) syntax(err error) {
-	p := Problem{File: r.file, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: ")}
-	if m := yamlLineErr.FindStringSubmatch(err.Error()); m != nil {
-		p.Line, _ = strconv.Atoi(m[1])
-		p.Msg = "YAML syntax error: " + m[2]
-		if parserProblems[m[2]] {
-			p.Line++
-		}
-	}
+func (r *reader) syntax(err error, data []byte) {
+	p := Problem{File: r.file}
+	p.Line, p.Msg = yamlerr.Syntax(err, data)
 	r.problems = append(r.problems, p)
 }
 

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/straitmesh/strait/internal/yamlerr"
 	"io"
 	"iter"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -18,24 +18,6 @@ import (
 // aliased document cannot make Load do unbounded work. Real config files
 // are far below it.
 const nodeBudget = 200_000
-
-var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// parserProblems are the messages of go.yaml.in/yaml/v3's parser (as
-// opposed to its scanner), whose line numbers are 0-based.
-var parserProblems = map[string]bool{
-	"did not find expected <stream-start>":   true,
-	"did not find expected <document start>": true,
-	"found undefined tag handle":             true,
-	"did not find expected node content":     true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected key":              true,
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"found duplicate %YAML directive":        true,
-	"found incompatible YAML document":       true,
-	"found duplicate %TAG directive":         true,
-}
 
 // parse reads the single YAML document in data. A nil node with no
 // problems means the file is empty or holds only comments.
@@ -62,23 +44,7 @@ func parse(file string, data []byte) (*yaml.Node, []Problem) {
 
 func syntaxProblem(file string, data []byte, err error) Problem {
 	p := Problem{File: file, Source: "file"}
-	m := yamlLineErr.FindStringSubmatch(err.Error())
-	if m == nil {
-		p.Msg = "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: ")
-		return p
-	}
-	p.Line, _ = strconv.Atoi(m[1])
-	p.Msg = "YAML syntax error: " + m[2]
-	if parserProblems[m[2]] {
-		// yaml.v3 reports a parser error at the 0-based line of the
-		// collection being parsed (or of the problem, when that collection
-		// starts on line 1); scanner errors it reports 1-based.
-		p.Line++
-	}
-	lines := bytes.Split(data, []byte("\n"))
-	if p.Line >= 1 && p.Line <= len(lines) && bytes.ContainsRune(lines[p.Line-1], '\t') {
-		p.Msg += " (tabs are not allowed for indentation)"
-	}
+	p.Line, p.Msg = yamlerr.Syntax(err, data)
 	return p
 }
 
