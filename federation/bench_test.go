@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-
 // pool starts n catalogs on loopback with the lan profile and encryption,
 // joined through the first, and waits until every one knows every other
 // with its services.
@@ -145,7 +144,6 @@ func waitAll(t *testing.T, cats []*Catalog, skip map[int]bool, start time.Time, 
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
-
 
 func quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
