@@ -169,7 +169,7 @@ func converge(t *testing.T, n int, profile, suffix string) {
 	const rounds = 10
 	for round := range rounds {
 		src := (round * 7) % n
-		healthy := 1 + round%2 // alternate 1 and 2
+		healthy := 1 // every source starts at 2: a real change each round
 		if round == 3 {
 			time.Sleep(2 * time.Second) // quiet: no earlier change still in flight
 		}
