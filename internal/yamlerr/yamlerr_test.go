@@ -31,4 +31,3 @@ func TestSyntax(t *testing.T) {
 		})
 	}
 }
-
