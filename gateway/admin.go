@@ -55,6 +55,7 @@ type MemberStatus struct {
 	Region  string `json:"region"`
 	Zone    string `json:"zone,omitempty"`
 	Gateway string `json:"gateway"`
+	Control string `json:"control,omitempty"`
 	State   string `json:"state"`
 }
 
@@ -98,7 +99,7 @@ func (g *Gateway) Status() Status {
 	}
 	byCluster := map[string]*ClusterStatus{}
 	for _, c := range snap.Clusters {
-		st.Members = append(st.Members, MemberStatus{Node: c.Node, Cluster: c.Cluster, Region: c.Region, Zone: c.Zone, Gateway: c.Gateway, State: c.State})
+		st.Members = append(st.Members, MemberStatus{Node: c.Node, Cluster: c.Cluster, Region: c.Region, Zone: c.Zone, Gateway: c.Gateway, Control: c.Control, State: c.State})
 		cs, ok := byCluster[c.Cluster]
 		if !ok {
 			cs = &ClusterStatus{Cluster: c.Cluster, Region: c.Region, Zone: c.Zone, Cloud: c.Cloud, Services: []ServiceStatus{}}

@@ -227,8 +227,14 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	if advertise == "" {
 		advertise = g.dataLn.Addr().String()
 	}
+	var ctlAddr string
+	if cfg.State.Enabled() {
+		if ctlAddr, err = g.listenControl(); err != nil {
+			return nil, err
+		}
+	}
 	g.catalog, err = federation.New(cfg.Gossip, federation.Self{
-		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise,
+		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise, ControlAddr: ctlAddr,
 	}, g.local.Load().exported(), federation.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
 	if err != nil {
 		return nil, err
@@ -238,7 +244,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		if g.opts.StateValidator == nil {
 			g.opts.StateValidator = validateStatePayload
 		}
-		if err := g.startState(); err != nil {
+		if err := g.startState(ctlAddr); err != nil {
 			return nil, err
 		}
 		if opts.Policy == nil {

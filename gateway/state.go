@@ -12,18 +12,25 @@ import (
 	"github.com/straitmesh/strait/federation"
 )
 
-// startState opens the routing state and serves its control API.
-func (g *Gateway) startState() error {
+// listenControl binds the control API listener, before the catalog starts
+// so that the gateway's gossip metadata can carry its address.
+func (g *Gateway) listenControl() (advertised string, err error) {
 	cfg := g.cfg
-	var err error
 	if g.controlLn, err = net.Listen("tcp", cfg.Listen.Control); err != nil {
-		return fmt.Errorf("listen control on %s: %w", cfg.Listen.Control, err)
+		return "", fmt.Errorf("listen control on %s: %w", cfg.Listen.Control, err)
 	}
 	raftAddr := cfg.State.Advertise
 	if raftAddr == "" {
 		raftAddr = cfg.State.Bind
 	}
-	ctlAddr := cfg.ControlAdvertise(g.controlLn.Addr().String(), raftAddr)
+	return cfg.ControlAdvertise(g.controlLn.Addr().String(), raftAddr), nil
+}
+
+// startState opens the routing state and serves its control API on the
+// listener listenControl bound.
+func (g *Gateway) startState(ctlAddr string) error {
+	cfg := g.cfg
+	var err error
 	g.state, err = federation.OpenStore(cfg.State, federation.StoreOptions{
 		Name: g.catalog.Name(), TrustDomain: cfg.TrustDomain, Cluster: cfg.Cluster, Region: cfg.Region,
 		ControlAddr: ctlAddr, Identity: g.id, Transport: g.opts.StateTransport, Validator: g.opts.StateValidator,

@@ -80,6 +80,12 @@ func TestDevTour(t *testing.T) {
 	if resp, r := viaProxy(t, euw.Connect, profileURL, euHeader); resp.StatusCode != http.StatusOK || r.Cluster != "eu-central-1" {
 		t.Errorf("marked request from eu-west-1: %s served by %q, want eu-central-1", resp.Status, r.Cluster)
 	}
+	// Gossip metadata carries every gateway's control-API address.
+	for _, m := range d.Gateway("us-east-1").Status().Members {
+		if m.Control == "" || m.Control != byName[m.Cluster].Control {
+			t.Errorf("member %s: control %q, want %q", m.Node, m.Control, byName[m.Cluster].Control)
+		}
+	}
 	ledger := byName["eu-west-1"].Services[1]
 	if ledger.Service != "demo/ledger" || ledger.Labels["data-class"] != "pii-eu" {
 		t.Errorf("eu-west-1 ledger: %+v", ledger)
