@@ -439,3 +439,53 @@ func TestInboundFactsOnlyNarrow(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerRefusedEverywhereWhenEUWestFails: with both eu-west clusters
+// stopped, demo/ledger is served nowhere: eu-central-1 refuses with 503
+// (its allowed clusters are down) and never tries us-east-1, which does
+// not know the service at all; each refusal in eu-central is audited.
+func TestLedgerRefusedEverywhereWhenEUWestFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	auditDir := t.TempDir()
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true, Spec: lab.Spec{AuditDir: auditDir,
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	info := map[string]lab.ClusterInfo{}
+	for _, c := range d.Info().Clusters {
+		info[c.Name] = c
+	}
+	for _, c := range []string{"eu-west-1", "eu-west-2"} {
+		if err := d.StopGateway(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		s := d.Gateway("eu-central-1").Catalog().Snapshot()
+		return !s.ClusterReachable("eu-west-1") && !s.ClusterReachable("eu-west-2")
+	})
+	resp, r := viaProxy(t, info["eu-central-1"].Connect, ledgerURL, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || r.Cluster != "" {
+		t.Fatalf("eu-central-1 -> ledger with eu-west down: %s served by %q, want 503", resp.Status, r.Cluster)
+	}
+	if reason := resp.Header.Get("X-Strait-Reason"); !strings.Contains(reason, "eu-west-1") || !strings.Contains(reason, "eu-west-2") {
+		t.Errorf("reason %q does not name the allowed clusters that are down", reason)
+	}
+	if !importRefuses(t, info["eu-central-1"].Imports["demo/ledger:8080"]) {
+		t.Error("eu-central-1's import port carried the connection")
+	}
+	if resp, _ := viaProxy(t, info["us-east-1"].Connect, ledgerURL, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("us-east-1 -> ledger: %s, want 404", resp.Status)
+	}
+	recs := auditRecords(t, filepath.Join(auditDir, "eu-central-1.jsonl"))
+	for _, entry := range []string{"http", "import"} {
+		if _, ok := findRecord(recs, func(r sovereignty.Record) bool {
+			return r.Decision == "deny" && r.Status == 503 && r.Flow != nil && r.Flow.Service == "demo/ledger" && r.Entry == entry
+		}); !ok {
+			t.Errorf("no audit record of the 503 refusal on the %s entry; have %d records", entry, len(recs))
+		}
+	}
+}

@@ -11,14 +11,14 @@ import (
 	"github.com/straitmesh/strait/sovereignty"
 )
 
-// benchPolicy has ten classes of every matcher kind over six regions, so
+// benchPolicy has fifty classes of every matcher kind over six regions, so
 // a decision walks a realistic number of matchers.
 func benchPolicy() string {
 	var b strings.Builder
 	b.WriteString("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: bench}\nspec:\n")
 	b.WriteString("  regionGroups:\n    eu: [eu-west, eu-central, eu-north]\n    us: [us-east, us-west]\n    ap: [ap-south]\n")
 	b.WriteString("  classes:\n")
-	for i := range 10 {
+	for i := range 50 {
 		group := []string{"eu", "eu, us", "eu, ap"}[i%3] // every two classes share eu, or the policy would not compile
 		fmt.Fprintf(&b, `    - name: class-%d
       allowedRegions: [%s]
@@ -36,7 +36,7 @@ func benchPolicy() string {
 }
 
 // TestBenchResidencyDecide measures one Decide: classify a flow with
-// labels, a source and HTTP headers against ten classes, then decide for
+// labels, a source and HTTP headers against fifty classes, then decide for
 // one candidate.
 func TestBenchResidencyDecide(t *testing.T) {
 	e, err := sovereignty.Compile("bench.yaml", []byte(benchPolicy()))
