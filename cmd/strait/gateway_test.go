@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,13 +32,31 @@ func freePort(t *testing.T) int {
 
 type gwProc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan error
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startGatewayProc(t *testing.T, config string) *gwProc {
 	t.Helper()
-	p := &gwProc{stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &gwProc{stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(os.Args[0], "gateway", "--config", config)
 	p.cmd.Env = append(os.Environ(), "STRAIT_TEST_RUN_MAIN=1")
 	p.cmd.Stderr = p.stderr

@@ -66,15 +66,17 @@ residency policy; an invalid one is refused and the last good one stays.`,
 				return nil
 			}
 			logger := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
-			g, err := gateway.Start(cfg, gateway.Options{Logger: logger, Version: version})
-			if err != nil {
-				return err
-			}
+			// Signals are caught before the gateway starts: once its admin
+			// API answers, a SIGHUP must reload, not kill it.
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			g, err := gateway.Start(cfg, gateway.Options{Logger: logger, Version: version})
+			if err != nil {
+				return err
+			}
 			go func() {
 				for range hup {
 					if err := g.ReloadPolicy(); err != nil {
