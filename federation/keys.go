@@ -204,7 +204,7 @@ func (c *Catalog) saveKeyring() error {
 	if err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(keyringFile{Primary: st.Primary, Keys: st.Keys}, "", "  ")
+	b, _ := json.MarshalIndent(keyringFile(st), "", "  ")
 	tmp, err := os.CreateTemp(filepath.Dir(c.cfg.KeyringFile), ".keyring-*")
 	if err != nil {
 		return fmt.Errorf("save keyring: %w", err)
