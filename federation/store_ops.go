@@ -113,11 +113,11 @@ func (s *Store) Write(ctx context.Context, req *WriteRequest) (*WriteResponse, e
 	return resp, err
 }
 
-func (s *Store) writeOnce(ctx context.Context, r *WriteRequest) (*WriteResponse, error) {
-	if s.raft.State() == raft.Leader {
-		return s.applyLocal(ctx, r)
-	}
-	if r.Forwarded {
+// leaderClient returns the leader's control client for a request this
+// gateway cannot answer itself. A request that was already forwarded once
+// is not forwarded again: its sender learns that leadership moved.
+func (s *Store) leaderClient(forwarded bool) (Control, error) {
+	if forwarded {
 		return nil, ErrNotLeader
 	}
 	addr, ok := s.leaderControl()
@@ -127,6 +127,17 @@ func (s *Store) writeOnce(ctx context.Context, r *WriteRequest) (*WriteResponse,
 	c, err := s.client(addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial leader %s: %v", ErrNoLeader, addr, err)
+	}
+	return c, nil
+}
+
+func (s *Store) writeOnce(ctx context.Context, r *WriteRequest) (*WriteResponse, error) {
+	if s.raft.State() == raft.Leader {
+		return s.applyLocal(ctx, r)
+	}
+	c, err := s.leaderClient(r.Forwarded)
+	if err != nil {
+		return nil, err
 	}
 	fwd := *r
 	fwd.Forwarded = true
@@ -203,16 +214,9 @@ func (s *Store) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, erro
 			resp = s.answer(req, v)
 			return nil
 		}
-		if req.Forwarded {
-			return ErrNotLeader
-		}
-		addr, ok := s.leaderControl()
-		if !ok {
-			return ErrNoLeader
-		}
-		c, err := s.client(addr)
+		c, err := s.leaderClient(req.Forwarded)
 		if err != nil {
-			return fmt.Errorf("%w: dial leader %s: %v", ErrNoLeader, addr, err)
+			return err
 		}
 		fwd := *req
 		fwd.Forwarded = true
@@ -340,16 +344,9 @@ func (s *Store) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, erro
 			resp, err = s.joinLocal(ctx, req.Server)
 			return err
 		}
-		if req.Forwarded {
-			return ErrNotLeader
-		}
-		addr, ok := s.leaderControl()
-		if !ok {
-			return ErrNoLeader
-		}
-		c, err := s.client(addr)
+		c, err := s.leaderClient(req.Forwarded)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrNoLeader, err)
+			return err
 		}
 		fwd := *req
 		fwd.Forwarded = true
@@ -453,16 +450,9 @@ func (s *Store) RemovePeer(ctx context.Context, req *RemovePeerRequest) (*Remove
 			resp = &RemovePeerResponse{Index: rf.Index()}
 			return nil
 		}
-		if req.Forwarded {
-			return ErrNotLeader
-		}
-		addr, ok := s.leaderControl()
-		if !ok {
-			return ErrNoLeader
-		}
-		c, err := s.client(addr)
+		c, err := s.leaderClient(req.Forwarded)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrNoLeader, err)
+			return err
 		}
 		fwd := *req
 		fwd.Forwarded = true
