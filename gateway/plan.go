@@ -73,10 +73,8 @@ func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *s
 	}
 	var remote []*federation.ClusterView
 	for _, c := range snap.Clusters {
-		for _, s := range c.Services {
-			if s.Namespace == t.Namespace && s.Name == t.Name {
-				classify(s.Labels)
-			}
+		if s, ok := c.Service(t.Namespace, t.Name); ok {
+			classify(s.Labels)
 		}
 		if c.Node == snap.Local || c.Cluster == self.cluster || !serves(c, t) {
 			continue // our own cluster is served locally
@@ -112,12 +110,8 @@ func routable(c *federation.ClusterView, t Target) bool {
 	if !c.Reachable {
 		return false
 	}
-	for _, s := range c.Services {
-		if s.Namespace == t.Namespace && s.Name == t.Name && s.HasPort(t.Port) && s.Healthy > 0 {
-			return true
-		}
-	}
-	return false
+	s, ok := c.Service(t.Namespace, t.Name)
+	return ok && s.HasPort(t.Port) && s.Healthy > 0
 }
 
 // denied returns the exporters the policy forbids, in order.

@@ -184,13 +184,11 @@ func firstAnswer(ctx context.Context, cands []candidate, dial func(context.Conte
 	return nil, candidate{}, errors.Join(errs...)
 }
 
+// serves reports whether c exports t's service on t's port (binary search
+// in the view's sorted services: this runs for every new connection).
 func serves(c *federation.ClusterView, t Target) bool {
-	for _, s := range c.Services {
-		if s.Namespace == t.Namespace && s.Name == t.Name && s.HasPort(t.Port) {
-			return true
-		}
-	}
-	return false
+	s, ok := c.Service(t.Namespace, t.Name)
+	return ok && s.HasPort(t.Port)
 }
 
 func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target, facts []byte) (net.Conn, error) {
