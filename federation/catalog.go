@@ -835,7 +835,7 @@ func (nd *nodeData) buildView() *ClusterView {
 			svcs = append(svcs, s.Service)
 		}
 	}
-	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Key() < svcs[j].Key() })
+	SortServices(svcs)
 	v.Services = svcs
 	return v
 }

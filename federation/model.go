@@ -84,7 +84,14 @@ type ClusterView struct {
 	State string `json:"state"`
 }
 
-// Service returns the view's service ns/name.
+// SortServices puts services in the order views keep them (by
+// namespace/name), which ClusterView.Service relies on.
+func SortServices(s []Service) {
+	sort.Slice(s, func(i, j int) bool { return s[i].Key() < s[j].Key() })
+}
+
+// Service returns the view's service ns/name; Services must be sorted
+// (SortServices).
 func (c *ClusterView) Service(ns, name string) (Service, bool) {
 	key := ns + "/" + name
 	i := sort.Search(len(c.Services), func(i int) bool { return c.Services[i].Key() >= key })

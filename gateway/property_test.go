@@ -465,6 +465,7 @@ func snapshotOf(top []mCluster, from string) *federation.Snapshot {
 			}
 			v.Services = append(v.Services, s)
 		}
+		federation.SortServices(v.Services)
 		snap.Clusters = append(snap.Clusters, v)
 	}
 	return snap

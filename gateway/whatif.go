@@ -76,6 +76,7 @@ func (w WhatIf) snapshot(from string, failed map[string]bool) *federation.Snapsh
 			}
 			v.Services = append(v.Services, fs)
 		}
+		federation.SortServices(v.Services)
 		snap.Clusters = append(snap.Clusters, v)
 	}
 	sort.SliceStable(snap.Clusters, func(i, j int) bool { return snap.Clusters[i].Cluster < snap.Clusters[j].Cluster })
