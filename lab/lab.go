@@ -119,7 +119,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		spec.GossipProfile = "local"
 	}
 	if spec.GossipKey == "" {
-		if spec.GossipKey, err = NewGossipKey(); err != nil {
+		if spec.GossipKey, err = federation.GenerateKey(); err != nil {
 			return nil, err
 		}
 	}

@@ -2,8 +2,6 @@ package lab
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"strings"
@@ -157,13 +155,4 @@ func (l *Link) remove(name string) error {
 		return fmt.Errorf("lab: link %s->%s: remove %s: %w", l.From, l.To, name, err)
 	}
 	return nil
-}
-
-// NewGossipKey returns a fresh random 32-byte gossip key, base64-encoded.
-func NewGossipKey() (string, error) {
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		return "", fmt.Errorf("generate gossip key: %w", err)
-	}
-	return base64.StdEncoding.EncodeToString(k), nil
 }
