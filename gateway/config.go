@@ -38,8 +38,13 @@ type Config struct {
 	// State is the Raft-backed routing state. Off until state.dataDir is set.
 	State    federation.StateConfig `mapstructure:"state"`
 	Timeouts Timeouts               `mapstructure:"timeouts"`
-	Health   HealthConfig           `mapstructure:"health"`
-	Log      LogConfig              `mapstructure:"log"`
+	// Tunnels carry streams to other gateways over pooled, multiplexed
+	// mTLS connections.
+	Tunnels TunnelConfig `mapstructure:"tunnels"`
+	// Limits cap what the gateway accepts.
+	Limits LimitsConfig `mapstructure:"limits"`
+	Health HealthConfig `mapstructure:"health"`
+	Log    LogConfig    `mapstructure:"log"`
 
 	// Services is the static discovery source: the local services this
 	// gateway exports to the federation.
@@ -81,6 +86,32 @@ type Timeouts struct {
 	Budget time.Duration `mapstructure:"budget"`
 	// Drain is how long shutdown waits for open connections. Default 5s.
 	Drain time.Duration `mapstructure:"drain"`
+	// Idle closes a connection that carried no byte either way for this
+	// long. Default 1h.
+	Idle time.Duration `mapstructure:"idle"`
+}
+
+// TunnelConfig sets the pooled mTLS tunnels between gateways.
+type TunnelConfig struct {
+	// Enabled opens streams to other gateways on shared tunnels. Off, or
+	// with a peer that does not offer tunnels, every stream is its own
+	// mTLS connection. Default true.
+	Enabled bool `mapstructure:"enabled"`
+	// Keepalive is the interval between pings on an idle tunnel. Default 250ms.
+	Keepalive time.Duration `mapstructure:"keepalive"`
+	// KeepaliveTimeout declares a tunnel dead when a ping is not answered
+	// in time; its streams fail and new ones go elsewhere. Default 500ms.
+	KeepaliveTimeout time.Duration `mapstructure:"keepaliveTimeout"`
+	// PerPeer is the number of tunnels kept to each peer gateway; streams
+	// spread over them. Default 2.
+	PerPeer int `mapstructure:"perPeer"`
+}
+
+// LimitsConfig caps what the gateway accepts.
+type LimitsConfig struct {
+	// MaxConnections caps open connections over all listeners (local
+	// clients and other gateways); more are refused at once. Default 16384.
+	MaxConnections int `mapstructure:"maxConnections"`
 }
 
 // HealthConfig sets the active health check of local endpoints: a TCP
@@ -126,7 +157,9 @@ func DefaultConfig() Config {
 		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Control: "0.0.0.0:15012"},
 		Gossip:      federation.DefaultConfig(),
 		State:       federation.DefaultStateConfig(),
-		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second},
+		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
+		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2},
+		Limits:      LimitsConfig{MaxConnections: 16384},
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
@@ -222,6 +255,7 @@ func (c Config) Validate() error {
 		key string
 		v   time.Duration
 	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.budget", c.Timeouts.Budget}, {"timeouts.drain", c.Timeouts.Drain},
+		{"timeouts.idle", c.Timeouts.Idle}, {"tunnels.keepalive", c.Tunnels.Keepalive}, {"tunnels.keepaliveTimeout", c.Tunnels.KeepaliveTimeout},
 		{"health.interval", c.Health.Interval}, {"health.timeout", c.Health.Timeout}} {
 		if d.v <= 0 {
 			errs = append(errs, configfile.Errorf(d.key, "must be positive, found %s", d.v))
@@ -232,7 +266,8 @@ func (c Config) Validate() error {
 		v   int
 		min int
 	}{{"residency.audit.maxSizeMB", c.Residency.Audit.MaxSizeMB, 1}, {"residency.audit.maxBackups", c.Residency.Audit.MaxBackups, 0},
-		{"residency.audit.maxAgeDays", c.Residency.Audit.MaxAgeDays, 0}} {
+		{"residency.audit.maxAgeDays", c.Residency.Audit.MaxAgeDays, 0},
+		{"tunnels.perPeer", c.Tunnels.PerPeer, 1}, {"limits.maxConnections", c.Limits.MaxConnections, 1}} {
 		if n.v < n.min {
 			errs = append(errs, configfile.Errorf(n.key, "must be at least %d, found %d", n.min, n.v))
 		}

@@ -54,6 +54,9 @@ type Spec struct {
 	GossipKey string
 	// Timeouts override the gateway defaults when non-zero.
 	Timeouts gateway.Timeouts
+	// NoTunnels turns the gateways' pooled tunnels off: every stream
+	// between gateways is its own mTLS connection.
+	NoTunnels bool
 	// Health overrides the gateway's endpoint health check when non-zero.
 	Health gateway.HealthConfig
 	// DirectLinks skips the emulated links: gateways dial each other
@@ -181,6 +184,10 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if spec.Timeouts.Drain > 0 {
 			cfg.Timeouts.Drain = spec.Timeouts.Drain
 		}
+		if spec.Timeouts.Idle > 0 {
+			cfg.Timeouts.Idle = spec.Timeouts.Idle
+		}
+		cfg.Tunnels.Enabled = !spec.NoTunnels
 		if spec.Health.Interval > 0 {
 			cfg.Health = spec.Health
 		}
