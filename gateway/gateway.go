@@ -78,6 +78,10 @@ type Gateway struct {
 	admin     *http.Server
 	serverTLS *tls.Config
 
+	tunnels  *tunnelPool // nil when tunnels are off
+	flows    flowSet
+	draining chan struct{} // closed when shutdown starts
+
 	conns    connTracker
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -180,7 +184,11 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	g.metrics = newMetrics(g.reg)
 	g.serverTLS = g.id.ServerConfig()
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.conns.init()
+	g.conns.init(cfg.Limits.MaxConnections)
+	g.draining = make(chan struct{})
+	if cfg.Tunnels.Enabled {
+		g.tunnels = newTunnelPool(g)
+	}
 	g.setLocal(g.disc.Services())
 	g.health = newHealthChecker(g)
 
@@ -254,17 +262,18 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 
 	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
-	g.goServe("data", func() error { return g.acceptLoop(g.dataLn, g.serveInbound) })
+	g.goServe("data", func() error { return g.acceptLoop("data", g.dataLn, g.serveInbound) })
 	if g.connectLn != nil {
-		g.goServe("connect", func() error { return g.acceptLoop(g.connectLn, g.serveConnect) })
+		g.goServe("connect", func() error { return g.acceptLoop("connect", g.connectLn, g.serveConnect) })
 	}
 	for _, im := range g.imports {
 		g.goServe("import", func() error {
-			return g.acceptLoop(im.ln, func(c net.Conn) { g.serveImport(c, im.Import) })
+			return g.acceptLoop("import", im.ln, func(c net.Conn) { g.serveImport(c, im.Import) })
 		})
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.health.run(g.ctx, &g.wg)
+	go g.reapIdle()
 	g.res.run(g.ctx, &g.wg)
 	if ch := g.disc.Changes(); ch != nil {
 		g.wg.Add(1)
@@ -285,7 +294,7 @@ func (g *Gateway) goServe(name string, serve func() error) {
 	}()
 }
 
-func (g *Gateway) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
+func (g *Gateway) acceptLoop(name string, ln net.Listener, handle func(net.Conn)) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -303,6 +312,9 @@ func (g *Gateway) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 		}
 		backoff = 0
 		if !g.conns.add(c) {
+			if !g.closing.Load() {
+				g.metrics.refused.WithLabelValues(name).Inc()
+			}
 			c.Close()
 			continue
 		}
@@ -391,6 +403,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	var err error
 	g.shutOnce.Do(func() {
 		g.closing.Store(true)
+		close(g.draining)
 		g.closeListeners()
 		err = g.catalog.Shutdown(ctx)
 		if g.control != nil {
@@ -407,6 +420,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			n := g.conns.closeAll()
 			g.log.Warn("drain deadline passed, closed connections", "open", n)
 			g.conns.wait(context.Background())
+		}
+		if g.tunnels != nil {
+			g.tunnels.close()
 		}
 		if aerr := g.admin.Shutdown(ctx); aerr != nil {
 			g.admin.Close()
@@ -431,30 +447,54 @@ func (g *Gateway) closeListeners() {
 	}
 }
 
-// connTracker counts open connections so shutdown can drain them.
+// connTracker counts open connections and tunnel streams, caps them and
+// lets shutdown drain them.
 type connTracker struct {
-	mu     sync.Mutex
-	open   map[net.Conn]struct{}
-	closed bool
-	zero   chan struct{} // closed when open becomes empty after closed
+	mu      sync.Mutex
+	open    map[net.Conn]bool // true: counts against max
+	counted int
+	max     int
+	closed  bool
+	zero    chan struct{} // closed when open becomes empty after closed
 }
 
-func (t *connTracker) init() { t.open = map[net.Conn]struct{}{} }
+func (t *connTracker) init(max int) {
+	t.open = map[net.Conn]bool{}
+	t.max = max
+}
 
+// add tracks c, or reports false when shutting down or at the limit.
 func (t *connTracker) add(c net.Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.closed || (t.max > 0 && t.counted >= t.max) {
 		return false
 	}
-	t.open[c] = struct{}{}
+	t.open[c] = true
+	t.counted++
 	return true
+}
+
+// exempt stops counting c against the limit: a tunnel from another
+// gateway is not a connection but a carrier of streams, each counted.
+func (t *connTracker) exempt(c net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.open[c] {
+		t.open[c] = false
+		t.counted--
+	}
 }
 
 func (t *connTracker) done(c net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.open, c)
+	if counted, ok := t.open[c]; ok {
+		delete(t.open, c)
+		if counted {
+			t.counted--
+		}
+	}
 	if t.closed && len(t.open) == 0 && t.zero != nil {
 		close(t.zero)
 		t.zero = nil

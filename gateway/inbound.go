@@ -13,10 +13,10 @@ import (
 )
 
 // serveInbound handles one connection from another gateway: mTLS with a
-// federation certificate, SNI names the local service, then bytes flow.
+// federation certificate, then either a tunnel (many streams) or a single
+// stream whose target is the SNI.
 func (g *Gateway) serveInbound(raw net.Conn) {
 	defer raw.Close()
-	start := time.Now()
 	tc := tls.Server(raw, g.serverTLS)
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Connect)
 	defer cancel()
@@ -32,20 +32,15 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		g.metrics.handshakeFailures.Inc()
 		return
 	}
+	if cs.NegotiatedProtocol == alpnTunnel {
+		tc.SetDeadline(time.Time{})
+		g.conns.exempt(raw)
+		g.serveTunnel(tc, peer)
+		return
+	}
 	t, err := ParseSNI(cs.ServerName)
 	if err != nil {
 		g.refuseInbound(tc, peer, "", err)
-		return
-	}
-	local := g.local.Load()
-	svc, ok := local.byKey[t.Namespace+"/"+t.Name]
-	if !ok {
-		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("cluster %s does not export %s/%s", g.cfg.Cluster, t.Namespace, t.Name))
-		return
-	}
-	addrs, ok := local.endpoints(svc, t.Port)
-	if !ok {
-		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
 		return
 	}
 	var facts flowFacts
@@ -55,34 +50,60 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 			return
 		}
 	}
-	if err := g.checkInbound(t, svc.Labels, peer, facts); err != nil {
-		g.refuseInbound(tc, peer, t.String(), err)
+	tc.SetDeadline(time.Time{})
+	g.serveStream(tc, peer, t, facts)
+}
+
+// serveStream carries one stream from a peer gateway to a local endpoint
+// of t: it checks the service and the residency policy, dials an
+// endpoint, answers OK and splices. Nothing the peer sent is read before
+// the answer, so a refused stream never reaches a service.
+func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t Target, facts flowFacts) {
+	start := time.Now()
+	local := g.local.Load()
+	svc, ok := local.byKey[t.Namespace+"/"+t.Name]
+	if !ok {
+		g.refuseInbound(s, peer, t.String(), fmt.Errorf("cluster %s does not export %s/%s", g.cfg.Cluster, t.Namespace, t.Name))
 		return
 	}
+	addrs, ok := local.endpoints(svc, t.Port)
+	if !ok {
+		g.refuseInbound(s, peer, t.String(), fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
+		return
+	}
+	if err := g.checkInbound(t, svc.Labels, peer, facts); err != nil {
+		g.refuseInbound(s, peer, t.String(), err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Connect)
 	up, err := g.dialEndpoints(ctx, addrs)
+	cancel()
 	if err != nil {
-		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("%s in %s: %w", t, g.cfg.Cluster, err))
+		g.refuseInbound(s, peer, t.String(), fmt.Errorf("%s in %s: %w", t, g.cfg.Cluster, err))
 		return
 	}
 	defer up.Close()
-	if err := writeStatus(tc, nil); err != nil {
+	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+	if err := writeStatus(s, nil); err != nil {
 		return
 	}
-	tc.SetDeadline(time.Time{})
-	labels := []string{"inbound", t.String(), peer.Cluster}
-	g.metrics.connections.WithLabelValues(append(labels, "ok")...).Inc()
+	s.SetWriteDeadline(time.Time{})
+	svcName := t.String()
+	g.metrics.connections.WithLabelValues("inbound", svcName, peer.Cluster, "ok").Inc()
 	g.metrics.active.WithLabelValues("inbound").Inc()
 	defer g.metrics.active.WithLabelValues("inbound").Dec()
-	in, out := splice(tc, up)
-	g.metrics.bytes.WithLabelValues("inbound", t.String(), "rx").Add(float64(in))
-	g.metrics.bytes.WithLabelValues("inbound", t.String(), "tx").Add(float64(out))
-	g.log.Debug("inbound stream done", "service", t.String(), "peer", peer.Cluster, "rx", in, "tx", out, "dur", time.Since(start))
+	tx, rx := g.splice(s, up)
+	g.metrics.bytes.WithLabelValues("inbound", svcName, peer.Cluster, "tx").Add(float64(tx))
+	g.metrics.bytes.WithLabelValues("inbound", svcName, peer.Cluster, "rx").Add(float64(rx))
+	g.metrics.duration.WithLabelValues("inbound", svcName, peer.Cluster).Observe(time.Since(start).Seconds())
+	g.log.Debug("inbound stream done", "service", svcName, "peer", peer.Cluster, "tx", tx, "rx", rx, "dur", time.Since(start))
 }
 
-func (g *Gateway) refuseInbound(tc *tls.Conn, peer identity.ID, svc string, err error) {
+func (g *Gateway) refuseInbound(s net.Conn, peer identity.ID, svc string, err error) {
 	g.metrics.connections.WithLabelValues("inbound", svc, peer.Cluster, "refused").Inc()
 	g.log.Info("inbound stream refused", "peer", peer.Cluster, "service", svc, "err", err)
-	if werr := writeStatus(tc, err); werr != nil && !errors.Is(werr, net.ErrClosed) {
+	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+	if werr := writeStatus(s, err); werr != nil && !errors.Is(werr, net.ErrClosed) {
 		g.log.Debug("write refusal", "err", werr)
 	}
 }

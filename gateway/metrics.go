@@ -11,6 +11,12 @@ type metrics struct {
 	handshakeFailures prometheus.Counter
 	connectSeconds    *prometheus.HistogramVec
 	endpointsDown     prometheus.Gauge
+	duration          *prometheus.HistogramVec
+	refused           *prometheus.CounterVec
+	idleClosed        prometheus.Counter
+	tunnels           *prometheus.GaugeVec
+	tunnelDials       *prometheus.CounterVec
+	tunnelClosed      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,23 +30,42 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"direction"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_bytes_total", Help: "Payload bytes carried, by direction, service and flow (tx toward the service, rx back).",
-		}, []string{"direction", "service", "flow"}),
+		}, []string{"direction", "service", "cluster", "flow"}),
 		dialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_dial_failures_total", Help: "Failed attempts to reach a candidate cluster for a service.",
 		}, []string{"service", "cluster"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strait_gateway_failovers_total", Help: "Times a connection moved on to a further candidate cluster.",
-		}, []string{"service"}),
+			Name: "strait_gateway_failovers_total", Help: "Times a connection moved on from a candidate cluster (the cluster label) to the next.",
+		}, []string{"service", "cluster"}),
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_gateway_inbound_handshake_failures_total", Help: "Inbound connections refused during the mTLS handshake (no or foreign certificate).",
 		}),
 		connectSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "strait_gateway_connect_seconds", Help: "Time to open a stream through a remote gateway, until its answer.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}, []string{"cluster"}),
+			Name: "strait_gateway_connect_seconds", Help: "Time from a client connection to the answer of the cluster that took it, failovers included, by service and cluster.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
+		}, []string{"service", "cluster"}),
 		endpointsDown: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strait_gateway_local_endpoints_down", Help: "Local endpoint addresses failing their TCP health check.",
 		}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "strait_gateway_connection_duration_seconds", Help: "Lifetime of carried connections, by direction, service and peer or target cluster.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
+		}, []string{"direction", "service", "cluster"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_connections_refused_total", Help: "Connections and tunnel streams refused because limits.maxConnections were open, by listener.",
+		}, []string{"listener"}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_gateway_idle_closed_total", Help: "Connections closed after timeouts.idle without a byte either way.",
+		}),
+		tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_tunnels", Help: "Open tunnels to (outbound) and from (inbound) other gateways.",
+		}, []string{"direction"}),
+		tunnelDials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_tunnel_dials_total", Help: "Tunnels dialled to other gateways, by result (ok, failed, no-tunnels: the peer only takes one connection per stream).",
+		}, []string{"result"}),
+		tunnelClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown).",
+		}, []string{"reason"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -49,7 +74,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown}
+	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
+		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

@@ -61,13 +61,12 @@ func (g *Gateway) serveConnect(c net.Conn) {
 	}
 	up, rt, err := g.connectTarget(g.ctx, t, in)
 	if err != nil {
-		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
 		status := http.StatusServiceUnavailable
 		var nre *NoRouteError
 		if errors.As(err, &nre) {
 			status = nre.Status()
 		}
-		g.log.Info("outbound connection failed", "service", t.String(), "status", status, "err", err)
+		g.outboundFailed(t.String(), in, err)
 		writeHTTPError(c, status, err.Error())
 		return
 	}
@@ -98,7 +97,7 @@ func (g *Gateway) serveConnect(c net.Conn) {
 		// The upstream closes after its response (Connection: close).
 		g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
 		rx, _ := io.Copy(c, up)
-		g.metrics.bytes.WithLabelValues("outbound", t.String(), "rx").Add(float64(rx))
+		g.metrics.bytes.WithLabelValues("outbound", t.String(), rt.cluster, "rx").Add(float64(rx))
 		return
 	}
 	g.carry(c, up, t, rt)
@@ -110,23 +109,19 @@ func (g *Gateway) serveConnect(c net.Conn) {
 func (g *Gateway) serveImport(c net.Conn, im Import) {
 	defer c.Close()
 	t := im.Target()
-	up, rt, err := g.connectTarget(g.ctx, t, flowIn{entry: "import", namespace: im.Namespace})
-	if err != nil {
-		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
-		g.log.Info("outbound connection failed", "service", t.String(), "err", err)
-		return
-	}
-	defer up.Close()
-	g.carry(c, up, t, rt)
+	g.relayTarget(c, t, flowIn{entry: "import", namespace: im.Namespace}, nil)
 }
 
 func (g *Gateway) carry(client, up net.Conn, t Target, rt route) {
-	g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
+	start := time.Now()
+	svc := t.String()
+	g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()
 	g.metrics.active.WithLabelValues("outbound").Inc()
 	defer g.metrics.active.WithLabelValues("outbound").Dec()
-	tx, rx := splice(client, up)
-	g.metrics.bytes.WithLabelValues("outbound", t.String(), "tx").Add(float64(tx))
-	g.metrics.bytes.WithLabelValues("outbound", t.String(), "rx").Add(float64(rx))
+	tx, rx := g.splice(client, up)
+	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "tx").Add(float64(tx))
+	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "rx").Add(float64(rx))
+	g.metrics.duration.WithLabelValues("outbound", svc, rt.cluster).Observe(time.Since(start).Seconds())
 }
 
 func writeHTTPError(w io.Writer, status int, reason string) {
@@ -147,29 +142,4 @@ func headerSafe(s string) string {
 		b = b[:400]
 	}
 	return string(b)
-}
-
-// splice copies both ways until both directions end and returns the bytes
-// copied a->b and b->a. Each side's write half is closed when its source
-// ends, so half-closed protocols work.
-func splice(a, b net.Conn) (ab, ba int64) {
-	done := make(chan int64, 1)
-	go func() {
-		n, _ := io.Copy(b, a)
-		closeWrite(b)
-		done <- n
-	}()
-	ba, _ = io.Copy(a, b)
-	closeWrite(a)
-	ab = <-done
-	return ab, ba
-}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		if cw.CloseWrite() == nil {
-			return
-		}
-	}
-	c.Close()
 }

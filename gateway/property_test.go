@@ -542,7 +542,7 @@ func TestPlanAgainstOracle(t *testing.T) {
 			for _, c := range p.allowed {
 				fails[c.cluster] = r.IntN(3) == 0
 			}
-			conn, chosen, err := firstAnswer(context.Background(), p.allowed, func(_ context.Context, c candidate) (net.Conn, error) {
+			conn, chosen, _, err := firstAnswer(context.Background(), p.allowed, 0, func(_ context.Context, c candidate) (net.Conn, error) {
 				if fails[c.cluster] {
 					return nil, errors.New("connection refused")
 				}

@@ -79,6 +79,9 @@ func (g *Gateway) startResidency(src PolicySource) error {
 	}
 	r.audit = a
 	g.serverTLS.NextProtos = []string{alpnFlow}
+	if g.cfg.Tunnels.Enabled {
+		g.serverTLS.NextProtos = []string{alpnTunnel, alpnFlow}
+	}
 	g.res = r
 	r.sync()
 	return nil

@@ -92,18 +92,31 @@ type route struct {
 	region  string
 }
 
-// connectTarget opens a connection that carries bytes to t, trying every
-// candidate the residency policy allows, in order, within the budget.
-// Nothing has been sent upstream when it moves to the next candidate, so
-// retrying is always safe. A cluster the policy forbids is never dialled:
-// with no allowed cluster left the flow is refused.
-func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.Conn, route, error) {
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
-	defer cancel()
+// attempt is one outbound flow on its way to a target: the plan, the
+// facts every candidate is told, and what each tried candidate answered.
+type attempt struct {
+	g        *Gateway
+	t        Target
+	in       flowIn
+	svc      string // t.String(), the metrics label
+	p        *routePlan
+	eng      *sovereignty.Engine
+	version  uint64
+	facts    []byte
+	next     int    // index in p.allowed of the next candidate to open
+	last     string // the cluster that failed last
+	nre      *NoRouteError
+	refusals int
+	start    time.Time
+}
+
+// prepare plans a flow to t. A flow the policy refuses outright, or with
+// no candidate at all, ends here with a *NoRouteError.
+func (g *Gateway) prepare(t Target, in flowIn) (*attempt, error) {
 	eng, version := g.res.current()
 	if eng == nil {
 		g.res.audit.Refused("outbound", 503)
-		return nil, route{}, &NoRouteError{Target: t, Known: true, Residency: ResidencyUnavailable, Reason: errNoPolicy.Error()}
+		return nil, &NoRouteError{Target: t, Known: true, Residency: ResidencyUnavailable, Reason: errNoPolicy.Error()}
 	}
 	p := g.plan(eng, t, in)
 	g.res.countPlan(p)
@@ -118,70 +131,141 @@ func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.C
 				}
 			}
 		}
-		return nil, route{}, nre
+		return nil, nre
 	}
 	g.res.filtered(in, p, version)
-	facts, ferr := encodeFacts(p.facts(eng, version))
-	if ferr != nil {
-		return nil, route{}, ferr
+	facts, err := encodeFacts(p.facts(eng, version))
+	if err != nil {
+		return nil, err
 	}
-	nre := &NoRouteError{Target: t, Known: true}
-	refusals, attempts := 0, 0
-	conn, c, err := firstAnswer(ctx, p.allowed, func(ctx context.Context, c candidate) (net.Conn, error) {
-		if attempts++; attempts > 1 {
-			g.metrics.failovers.WithLabelValues(t.String()).Inc()
-		}
-		return g.dialCandidate(ctx, c, t, facts)
-	}, func(c candidate, err error) {
-		g.metrics.dialFailures.WithLabelValues(t.String(), c.cluster).Inc()
-		nre.Reasons = append(nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
-		var rr *remoteRefusal
-		if errors.As(err, &rr) && rr.residency() {
-			refusals++
-		}
-	})
-	if err == nil {
-		return conn, route{cluster: c.cluster, region: c.region}, nil
-	}
-	if ctx.Err() != nil {
-		nre.Reasons = append(nre.Reasons, "connect budget exhausted")
-	}
-	switch denied := p.denied(); {
-	case refusals == len(p.allowed):
-		// Every allowed cluster refused the flow for residency at its end.
-		nre.Residency, nre.Reason = ResidencyForbidden, "every allowed cluster refused it at its gateway: "+strings.Join(nre.Reasons, "; ")
-		nre.Reasons = nil
-		g.res.deny("outbound", in, p, nre, version)
-	case len(denied) > 0:
-		// The policy kept the flow from failing over further.
-		nre.Residency = ResidencyUnavailable
-		nre.Reason = fmt.Sprintf("refusing to send the flow elsewhere: %s", denied[0].decision.Describe(g.cfg.Region, sovCand(denied[0].cand)))
-		nre.Rule, nre.Class = denied[0].decision.Rule.ID, denied[0].decision.Rule.Class
-		g.res.deny("outbound", in, p, nre, version)
-	}
-	return nil, route{}, nre
+	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, eng: eng, version: version, facts: facts,
+		nre: &NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
 }
 
-// firstAnswer dials cands in order until one answers, and gives up when
-// ctx ends. It only ever dials what it is given: the planner has already
+// open opens a stream to the next candidate that takes one, in plan
+// order. The stream is not answered yet (see readStatus) unless the
+// candidate is local: then it is a connection to a local endpoint and
+// answered is true. Failing candidates are recorded; an error means none
+// is left or ctx ended.
+func (a *attempt) open(ctx context.Context) (up net.Conn, c candidate, answered bool, err error) {
+	up, c, a.next, err = firstAnswer(ctx, a.p.allowed, a.next, func(ctx context.Context, c candidate) (net.Conn, error) {
+		if a.last != "" {
+			a.g.metrics.failovers.WithLabelValues(a.svc, a.last).Inc()
+		}
+		cctx, cancel := context.WithTimeout(ctx, a.g.cfg.Timeouts.Connect)
+		defer cancel()
+		return a.g.openCandidate(cctx, c, a.t, a.facts)
+	}, a.failed)
+	if err != nil {
+		return nil, candidate{}, false, a.noRoute(ctx)
+	}
+	return up, c, c.local, nil
+}
+
+// firstAnswer dials cands from index from on, in order, until one answers,
+// and gives up when ctx ends; it returns the index after the one that
+// answered. It only ever dials what it is given: the planner has already
 // removed every cluster the residency policy forbids. onFail, when set,
 // sees each failure.
-func firstAnswer(ctx context.Context, cands []candidate, dial func(context.Context, candidate) (net.Conn, error), onFail func(candidate, error)) (net.Conn, candidate, error) {
+func firstAnswer(ctx context.Context, cands []candidate, from int, dial func(context.Context, candidate) (net.Conn, error), onFail func(candidate, error)) (net.Conn, candidate, int, error) {
 	errs := []error{errors.New("no allowed candidate answered")}
-	for _, c := range cands {
+	for i := from; i < len(cands); i++ {
+		if ctx.Err() != nil {
+			break
+		}
+		c := cands[i]
 		conn, err := dial(ctx, c)
 		if err == nil {
-			return conn, c, nil
+			return conn, c, i + 1, nil
 		}
 		if onFail != nil {
 			onFail(c, err)
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", c.cluster, err))
-		if ctx.Err() != nil {
-			break
-		}
 	}
-	return nil, candidate{}, errors.Join(errs...)
+	return nil, candidate{}, len(cands), errors.Join(errs...)
+}
+
+// failed records that c did not take the flow.
+func (a *attempt) failed(c candidate, err error) {
+	a.last = c.cluster
+	a.g.metrics.dialFailures.WithLabelValues(a.svc, c.cluster).Inc()
+	a.nre.Reasons = append(a.nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
+	var rr *remoteRefusal
+	if errors.As(err, &rr) && rr.residency() {
+		a.refusals++
+	}
+}
+
+// answered records that c took the flow.
+func (a *attempt) answered(c candidate) route {
+	a.g.metrics.connectSeconds.WithLabelValues(a.svc, c.cluster).Observe(time.Since(a.start).Seconds())
+	return route{cluster: c.cluster, region: c.region}
+}
+
+// noRoute is the error once every candidate failed: it says whether the
+// residency policy kept the flow from going further.
+func (a *attempt) noRoute(ctx context.Context) *NoRouteError {
+	g, nre := a.g, a.nre
+	if ctx.Err() != nil {
+		nre.Reasons = append(nre.Reasons, "connect budget exhausted")
+	}
+	switch denied := a.p.denied(); {
+	case a.refusals == len(a.p.allowed):
+		// Every allowed cluster refused the flow for residency at its end.
+		nre.Residency, nre.Reason = ResidencyForbidden, "every allowed cluster refused it at its gateway: "+strings.Join(nre.Reasons, "; ")
+		nre.Reasons = nil
+		g.res.deny("outbound", a.in, a.p, nre, a.version)
+	case len(denied) > 0:
+		// The policy kept the flow from failing over further.
+		nre.Residency = ResidencyUnavailable
+		nre.Reason = fmt.Sprintf("refusing to send the flow elsewhere: %s", denied[0].decision.Describe(g.cfg.Region, sovCand(denied[0].cand)))
+		nre.Rule, nre.Class = denied[0].decision.Rule.ID, denied[0].decision.Rule.Class
+		g.res.deny("outbound", a.in, a.p, nre, a.version)
+	}
+	return nre
+}
+
+// connectTarget opens a connection that carries bytes to t and has been
+// answered, trying every candidate the residency policy allows, in order,
+// within the budget. Nothing has been sent upstream when it moves to the
+// next candidate, so retrying is always safe. A cluster the policy
+// forbids is never dialled: with no allowed cluster left the flow is
+// refused.
+func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.Conn, route, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
+	defer cancel()
+	a, err := g.prepare(t, in)
+	if err != nil {
+		return nil, route{}, err
+	}
+	for {
+		up, c, answered, err := a.open(ctx)
+		if err != nil {
+			return nil, route{}, err
+		}
+		if !answered {
+			err = awaitStatus(ctx, up, g.cfg.Timeouts.Connect)
+		}
+		if err == nil {
+			return up, a.answered(c), nil
+		}
+		up.Close()
+		a.failed(c, err)
+	}
+}
+
+// awaitStatus reads the answer of a stream within the connect timeout (and
+// ctx).
+func awaitStatus(ctx context.Context, up net.Conn, timeout time.Duration) error {
+	dl := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	up.SetReadDeadline(dl)
+	err := readStatus(up)
+	up.SetReadDeadline(time.Time{})
+	return err
 }
 
 // serves reports whether c exports t's service on t's port (binary search
@@ -191,42 +275,55 @@ func serves(c *federation.ClusterView, t Target) bool {
 	return ok && s.HasPort(t.Port)
 }
 
-func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target, facts []byte) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Connect)
-	defer cancel()
+// openCandidate opens a stream to t through candidate c and sends its
+// header: on a pooled tunnel when the peer offers them, else on an mTLS
+// connection of its own. For the local cluster it dials an endpoint.
+func (g *Gateway) openCandidate(ctx context.Context, c candidate, t Target, facts []byte) (net.Conn, error) {
 	if c.local {
 		local := g.local.Load()
 		addrs, _ := local.endpoints(local.byKey[t.Namespace+"/"+t.Name], t.Port)
 		return g.dialEndpoints(ctx, addrs)
 	}
-	start := time.Now()
-	raw, err := g.dial(ctx, c.addr)
-	if err != nil {
-		return nil, fmt.Errorf("dial gateway %s: %w", c.addr, err)
-	}
-	tcfg := g.id.ClientConfig(t.SNI())
-	tcfg.NextProtos = []string{alpnFlow}
-	tc := tls.Client(raw, tcfg)
-	if dl, ok := ctx.Deadline(); ok {
-		tc.SetDeadline(dl)
-	}
-	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", c.addr, err)
-	}
-	if tc.ConnectionState().NegotiatedProtocol == alpnFlow {
-		if _, err := tc.Write(facts); err != nil {
-			tc.Close()
-			return nil, fmt.Errorf("send flow facts to gateway %s: %w", c.addr, err)
+	var direct *tls.Conn
+	if g.tunnels != nil {
+		s, d, err := g.tunnels.stream(ctx, c.addr, t)
+		switch {
+		case err == nil && s != nil:
+			if _, err := s.Write(encodeStreamHeader(t, facts)); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("open stream to gateway %s: %w", c.addr, err)
+			}
+			return s, nil
+		case d != nil:
+			direct = d
+		case !errors.Is(err, errNoTunnels):
+			return nil, err
 		}
 	}
-	if err := readStatus(tc); err != nil {
-		tc.Close()
-		return nil, fmt.Errorf("gateway %s: %w", c.addr, err)
+	if direct == nil {
+		raw, err := g.dial(ctx, c.addr)
+		if err != nil {
+			return nil, fmt.Errorf("dial gateway %s: %w", c.addr, err)
+		}
+		tcfg := g.id.ClientConfig(t.SNI())
+		tcfg.NextProtos = []string{alpnFlow}
+		direct = tls.Client(raw, tcfg)
+		if err := direct.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", c.addr, err)
+		}
 	}
-	tc.SetDeadline(time.Time{})
-	g.metrics.connectSeconds.WithLabelValues(c.cluster).Observe(time.Since(start).Seconds())
-	return tc, nil
+	if direct.ConnectionState().NegotiatedProtocol == alpnFlow {
+		if dl, ok := ctx.Deadline(); ok {
+			direct.SetWriteDeadline(dl)
+		}
+		if _, err := direct.Write(facts); err != nil {
+			direct.Close()
+			return nil, fmt.Errorf("send flow facts to gateway %s: %w", c.addr, err)
+		}
+		direct.SetWriteDeadline(time.Time{})
+	}
+	return direct, nil
 }
 
 // dialEndpoints dials local endpoints in order until one answers.

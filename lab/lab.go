@@ -33,6 +33,10 @@ type ClusterSpec struct {
 	DataPort, GossipPort, AdminPort, ConnectPort, ControlPort, RaftPort int
 	// Voter makes the gateway a routing-state voter (Spec.State).
 	Voter bool
+	// NoTunnels turns this gateway's tunnels off (Spec.NoTunnels for all).
+	NoTunnels bool
+	// MaxConnections overrides limits.maxConnections when non-zero.
+	MaxConnections int
 	// Services are the cluster's local services (already running).
 	Services []discovery.Service
 	// Imports give remote services local ports on the gateway.
@@ -187,7 +191,10 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if spec.Timeouts.Idle > 0 {
 			cfg.Timeouts.Idle = spec.Timeouts.Idle
 		}
-		cfg.Tunnels.Enabled = !spec.NoTunnels
+		cfg.Tunnels.Enabled = !spec.NoTunnels && !cs.NoTunnels
+		if cs.MaxConnections > 0 {
+			cfg.Limits.MaxConnections = cs.MaxConnections
+		}
 		if spec.Health.Interval > 0 {
 			cfg.Health = spec.Health
 		}

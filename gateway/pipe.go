@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// copyBufSize is the buffer of one direction of a copy: one read fills
+// several TLS records, so a bulk transfer costs few system calls.
+const copyBufSize = 128 << 10
+
+// spliceChunk is how much one splice(2) call may move between two TCP
+// sockets before the flow's activity clock is touched.
+const spliceChunk = 4 << 20
+
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, copyBufSize)
+	return &b
+}}
+
+// flow is two connections being spliced. The idle reaper closes both when
+// no byte has moved either way for timeouts.idle.
+type flow struct {
+	a, b net.Conn
+	last atomic.Int64 // unix nanoseconds of the last byte either way
+}
+
+func newFlow(a, b net.Conn) *flow {
+	f := &flow{a: a, b: b}
+	f.touch()
+	return f
+}
+
+func (f *flow) touch() { f.last.Store(time.Now().UnixNano()) }
+
+func (f *flow) close() {
+	f.a.Close()
+	f.b.Close()
+}
+
+// flowSet is every flow the gateway carries.
+type flowSet struct {
+	mu sync.Mutex
+	m  map[*flow]struct{}
+}
+
+func (s *flowSet) add(f *flow) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[*flow]struct{}{}
+	}
+	s.m[f] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *flowSet) remove(f *flow) {
+	s.mu.Lock()
+	delete(s.m, f)
+	s.mu.Unlock()
+}
+
+// reap closes the flows idle since before cutoff and returns how many.
+func (s *flowSet) reap(cutoff time.Time) int {
+	c := cutoff.UnixNano()
+	var idle []*flow
+	s.mu.Lock()
+	for f := range s.m {
+		if f.last.Load() < c {
+			idle = append(idle, f)
+		}
+	}
+	s.mu.Unlock()
+	for _, f := range idle {
+		f.close()
+	}
+	return len(idle)
+}
+
+// reapIdle closes idle flows until the gateway stops.
+func (g *Gateway) reapIdle() {
+	defer g.wg.Done()
+	every := min(max(g.cfg.Timeouts.Idle/4, 10*time.Millisecond), 10*time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case now := <-tick.C:
+			if n := g.flows.reap(now.Add(-g.cfg.Timeouts.Idle)); n > 0 {
+				g.metrics.idleClosed.Add(float64(n))
+				g.log.Debug("closed idle connections", "count", n, "idle", g.cfg.Timeouts.Idle)
+			}
+		}
+	}
+}
+
+// splice copies both ways until both directions end and returns the bytes
+// copied a->b and b->a. Each side's write half is closed when its source
+// ends, so half-closed protocols work.
+func (g *Gateway) splice(a, b net.Conn) (ab, ba int64) {
+	f := newFlow(a, b)
+	g.flows.add(f)
+	defer g.flows.remove(f)
+	done := make(chan int64, 1)
+	go func() {
+		n := f.copy(b, a)
+		closeWrite(b)
+		done <- n
+	}()
+	ba = f.copy(a, b)
+	closeWrite(a)
+	ab = <-done
+	return ab, ba
+}
+
+// copy moves src to dst until src ends or either fails. Between two TCP
+// sockets the kernel moves the bytes (splice(2)); otherwise a pooled
+// buffer does.
+func (f *flow) copy(dst, src net.Conn) int64 {
+	if dt, ok := dst.(*net.TCPConn); ok {
+		if st, ok := src.(*net.TCPConn); ok {
+			return f.spliceTCP(dt, st)
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			f.touch()
+			nw, werr := dst.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				dst.Close() // the other direction stops reading from it
+				return n
+			}
+		}
+		if rerr != nil {
+			return n
+		}
+	}
+}
+
+func (f *flow) spliceTCP(dst, src *net.TCPConn) int64 {
+	var n int64
+	for {
+		lr := io.LimitedReader{R: src, N: spliceChunk}
+		k, err := dst.ReadFrom(&lr)
+		n += k
+		if k > 0 {
+			f.touch()
+		}
+		if err != nil {
+			dst.Close()
+			return n
+		}
+		if lr.N > 0 { // src ended before the chunk did
+			return n
+		}
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.Close()
+}

@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// maxEarly bounds the client bytes sent to a candidate before it has
+// answered. They are kept until the answer: if the candidate refuses, it
+// has sent none of them on, and they go to the next candidate.
+const maxEarly = 64 << 10
+
+type relayState int
+
+const (
+	relayPending   relayState = iota // the current candidate has not answered
+	relayConfirmed                   // it answered OK: bytes flow
+	relayClosed                      // the flow failed
+)
+
+// relay carries one client connection of an L4 entry (an import port,
+// SNI passthrough) to its target. It sends the client's first bytes with
+// the stream header instead of waiting for the answer, so over a tunnel a
+// new connection costs one round trip to its first response byte; the
+// bytes are kept for the next candidate until the answer.
+type relay struct {
+	g      *Gateway
+	client net.Conn
+	f      *flow
+
+	mu    sync.Mutex
+	cond  sync.Cond
+	state relayState
+	up    net.Conn
+	early []byte
+	eof   bool // the client half-closed before the answer
+}
+
+// relayTarget carries client to t. first holds bytes already read from the
+// client (a ClientHello), sent ahead of the rest.
+func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte) {
+	svc := t.String()
+	a, err := g.prepare(t, in)
+	if err != nil {
+		g.outboundFailed(svc, in, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Budget)
+	defer cancel()
+	up, c, answered, err := a.open(ctx)
+	if err != nil {
+		g.outboundFailed(svc, in, err)
+		return
+	}
+	if answered && len(first) == 0 {
+		// A local endpoint: nothing to wait for.
+		defer up.Close()
+		g.carry(client, up, t, a.answered(c))
+		return
+	}
+	r := &relay{g: g, client: client, up: up, early: append([]byte(nil), first...)}
+	r.cond.L = &r.mu
+	if len(first) > 0 {
+		up.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+		_, _ = up.Write(first) // a failed write shows in the answer
+	}
+	r.f = newFlow(client, up)
+	g.flows.add(r.f)
+	defer g.flows.remove(r.f)
+	pumped := make(chan int64, 1)
+	go func() { pumped <- r.pump() }()
+	defer func() {
+		r.mu.Lock()
+		up := r.up
+		r.mu.Unlock()
+		up.Close()
+	}()
+
+	for !answered {
+		err := awaitStatus(ctx, up, g.cfg.Timeouts.Connect)
+		if err == nil {
+			break
+		}
+		a.failed(c, err)
+		r.mu.Lock()
+		if !retrySafe(err) && (len(r.early) > 0 || r.eof) {
+			// The stream broke before its answer, after client bytes went
+			// out: they may have reached the service, so they are never
+			// sent anywhere else.
+			r.state = relayClosed
+			r.mu.Unlock()
+			r.cond.Broadcast()
+			client.Close()
+			<-pumped
+			g.metrics.connections.WithLabelValues("outbound", svc, c.cluster, "broken").Inc()
+			g.log.Info("outbound connection broken before its answer", "service", svc, "cluster", c.cluster, "err", err)
+			return
+		}
+		old := r.up
+		var next net.Conn
+		next, c, answered, err = a.open(ctx)
+		if err == nil {
+			next.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+			if len(r.early) > 0 {
+				_, _ = next.Write(r.early)
+			}
+			if r.eof {
+				closeWrite(next)
+			}
+			r.up, up = next, next
+		} else {
+			r.state = relayClosed
+		}
+		r.mu.Unlock()
+		old.Close()
+		if err != nil {
+			r.cond.Broadcast()
+			client.Close()
+			<-pumped
+			g.outboundFailed(svc, in, err)
+			return
+		}
+	}
+	up.SetWriteDeadline(time.Time{})
+	r.mu.Lock()
+	r.state, r.early = relayConfirmed, nil
+	r.mu.Unlock()
+	r.cond.Broadcast()
+
+	rt := a.answered(c)
+	g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()
+	g.metrics.active.WithLabelValues("outbound").Inc()
+	defer g.metrics.active.WithLabelValues("outbound").Dec()
+	rx := r.f.copy(client, up)
+	closeWrite(client)
+	tx := <-pumped
+	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "tx").Add(float64(tx))
+	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "rx").Add(float64(rx))
+	g.metrics.duration.WithLabelValues("outbound", svc, rt.cluster).Observe(time.Since(a.start).Seconds())
+}
+
+// pump copies the client to the current upstream. Before the answer it
+// keeps what it sends (up to maxEarly, then it waits for the answer).
+func (r *relay) pump() int64 {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		k, rerr := r.client.Read(buf)
+		if k > 0 {
+			r.f.touch()
+			r.mu.Lock()
+			for r.state == relayPending && len(r.early)+k > maxEarly {
+				r.cond.Wait()
+			}
+			switch r.state {
+			case relayClosed:
+				r.mu.Unlock()
+				return n
+			case relayPending:
+				r.early = append(r.early, buf[:k]...)
+				_, _ = r.up.Write(buf[:k]) // a failed write shows in the answer
+				r.mu.Unlock()
+			default:
+				up := r.up
+				r.mu.Unlock()
+				if _, err := up.Write(buf[:k]); err != nil {
+					up.Close()
+					return n
+				}
+			}
+			n += int64(k)
+		}
+		if rerr != nil {
+			r.mu.Lock()
+			switch r.state {
+			case relayPending:
+				r.eof = true
+				closeWrite(r.up)
+			case relayConfirmed:
+				closeWrite(r.up)
+			}
+			r.mu.Unlock()
+			return n
+		}
+	}
+}
+
+// retrySafe reports whether a stream that failed before its answer with
+// err certainly sent nothing on: the peer gateway answered ERR, or its
+// multiplexer reset the stream before the gateway accepted it (it was
+// draining, or its backlog was full). The gateway itself never resets a
+// stream before it has answered.
+func retrySafe(err error) bool {
+	var refused *remoteRefusal
+	return errors.As(err, &refused) || errors.Is(err, yamux.ErrConnectionReset)
+}
+
+// outboundFailed counts and logs an outbound flow that found no route.
+func (g *Gateway) outboundFailed(svc string, in flowIn, err error) {
+	g.metrics.connections.WithLabelValues("outbound", svc, "", "failed").Inc()
+	g.log.Info("outbound connection failed", "service", svc, "entry", in.entry, "err", err)
+}

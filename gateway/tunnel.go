@@ -1,0 +1,531 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/straitmesh/strait/identity"
+)
+
+// alpnTunnel is the ALPN protocol of a tunnel: one mTLS connection between
+// two gateways that carries many streams (yamux). Each stream starts with
+// a header (the target's SNI and the flow facts) and is answered with the
+// same status line as a connection of its own.
+const alpnTunnel = "strait-tunnel/1"
+
+// maxStreamName bounds the target name in a stream header (a DNS name).
+const maxStreamName = 255
+
+// noTunnelsFor is how long a peer that did not offer tunnels gets one TLS
+// connection per stream before it is asked again.
+const noTunnelsFor = time.Minute
+
+// streamWindow is each tunnel stream's receive window: enough to keep a
+// bulk transfer moving on a fast path, bounded per stream.
+const streamWindow = 1 << 20
+
+var errTunnelDead = errors.New("tunnel to peer gateway is down")
+
+// encodeStreamHeader is the start of every tunnel stream: the target as a
+// length-prefixed SNI, then the facts line.
+func encodeStreamHeader(t Target, facts []byte) []byte {
+	sni := t.SNI()
+	b := make([]byte, 0, 2+len(sni)+len(facts))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sni)))
+	b = append(b, sni...)
+	return append(b, facts...)
+}
+
+// readStreamHeader reads a stream header; nothing after it is consumed.
+func readStreamHeader(r io.Reader) (Target, flowFacts, error) {
+	var n [2]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return Target{}, flowFacts{}, fmt.Errorf("read stream header: %w", err)
+	}
+	l := int(binary.BigEndian.Uint16(n[:]))
+	if l == 0 || l > maxStreamName {
+		return Target{}, flowFacts{}, fmt.Errorf("read stream header: target name of %d bytes (want 1-%d)", l, maxStreamName)
+	}
+	name := make([]byte, l)
+	if _, err := io.ReadFull(r, name); err != nil {
+		return Target{}, flowFacts{}, fmt.Errorf("read stream header: %w", err)
+	}
+	t, err := ParseSNI(string(name))
+	if err != nil {
+		return Target{}, flowFacts{}, fmt.Errorf("stream header: %w", err)
+	}
+	facts, err := readFacts(r)
+	if err != nil {
+		return t, flowFacts{}, fmt.Errorf("stream header: %w", err)
+	}
+	return t, facts, nil
+}
+
+// activityConn records when a byte last arrived: the keepalive's proof
+// that the peer is alive, whatever the traffic.
+type activityConn struct {
+	net.Conn
+	lastRead atomic.Int64 // unix nanoseconds
+}
+
+func (c *activityConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// tunnel is one multiplexed mTLS connection to or from a peer gateway.
+type tunnel struct {
+	sess    *yamux.Session
+	conn    *activityConn
+	peer    string // the peer's cluster
+	addr    string // dialled address (outbound tunnels)
+	streams atomic.Int64
+	dead    atomic.Bool
+	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
+}
+
+// yamuxConfig is the multiplexer's config. Keepalives are the gateway's
+// own (keepalive), not yamux's: yamux would declare a peer dead only after
+// its write timeout, which also bounds ordinary writes on a slow link.
+func (g *Gateway) yamuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.EnableKeepAlive = false
+	c.KeepAliveInterval = time.Hour
+	c.ConnectionWriteTimeout = 10 * time.Second
+	c.MaxStreamWindowSize = streamWindow
+	c.StreamOpenTimeout = g.cfg.Timeouts.Connect
+	c.StreamCloseTimeout = g.cfg.Timeouts.Drain
+	c.AcceptBacklog = 1024
+	c.LogOutput = nil
+	c.Logger = yamuxLogger{g.log}
+	return c
+}
+
+// yamuxLogger sends the multiplexer's messages to the gateway's log.
+type yamuxLogger struct{ log *slog.Logger }
+
+func (l yamuxLogger) Print(v ...any) {
+	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprint(v...)))
+}
+func (l yamuxLogger) Printf(format string, v ...any) {
+	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+func (l yamuxLogger) Println(v ...any) {
+	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+func newTunnel(g *Gateway, tc *tls.Conn, peer, addr string, server bool) (*tunnel, error) {
+	ac := &activityConn{Conn: tc}
+	ac.lastRead.Store(time.Now().UnixNano())
+	var sess *yamux.Session
+	var err error
+	if server {
+		sess, err = yamux.Server(ac, g.yamuxConfig())
+	} else {
+		sess, err = yamux.Client(ac, g.yamuxConfig())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
+	}
+	t := &tunnel{sess: sess, conn: ac, peer: peer, addr: addr}
+	direction := "outbound"
+	if server {
+		direction = "inbound"
+	}
+	g.metrics.tunnels.WithLabelValues(direction).Inc()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer g.metrics.tunnels.WithLabelValues(direction).Dec()
+		reason := t.keepalive(g.cfg.Tunnels.Keepalive, g.cfg.Tunnels.KeepaliveTimeout, g.ctx.Done())
+		g.metrics.tunnelClosed.WithLabelValues(reason).Inc()
+		g.log.Debug("tunnel closed", "peer", peer, "direction", direction, "reason", reason)
+	}()
+	return t, nil
+}
+
+// keepalive pings the peer every interval and closes the tunnel when
+// nothing at all has arrived from it for timeout while a ping was due: a
+// dead or cut-off peer is noticed within interval+timeout. It returns why
+// the tunnel ended.
+func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}) string {
+	tick := time.NewTicker(min(interval, timeout) / 2)
+	defer tick.Stop()
+	var pinging atomic.Bool
+	lastPing := time.Now()
+	for {
+		select {
+		case <-t.sess.CloseChan():
+			t.dead.Store(true)
+			return "closed"
+		case <-stop:
+			t.dead.Store(true)
+			t.sess.Close()
+			return "shutdown"
+		case now := <-tick.C:
+			silent := now.Sub(time.Unix(0, t.conn.lastRead.Load()))
+			if silent > timeout && pinging.Load() {
+				t.dead.Store(true)
+				t.sess.Close()
+				return "keepalive"
+			}
+			if now.Sub(lastPing) >= interval && pinging.CompareAndSwap(false, true) {
+				lastPing = now
+				go func() {
+					defer pinging.Store(false)
+					if rtt, err := t.sess.Ping(); err == nil {
+						t.rtt.Store(int64(rtt))
+					}
+				}()
+			}
+		}
+	}
+}
+
+// usable reports whether new streams may go on t.
+func (t *tunnel) usable() bool {
+	return !t.dead.Load() && !t.sess.IsClosed()
+}
+
+// open starts a stream on t.
+func (t *tunnel) open() (net.Conn, error) {
+	s, err := t.sess.OpenStream()
+	if err != nil {
+		if errors.Is(err, yamux.ErrRemoteGoAway) || errors.Is(err, yamux.ErrSessionShutdown) {
+			t.dead.Store(true)
+		}
+		return nil, fmt.Errorf("open stream to %s: %w", t.peer, err)
+	}
+	t.streams.Add(1)
+	return &tunnelStream{Stream: s, t: t}, nil
+}
+
+// tunnelStream is one stream of a tunnel; closing it releases its count.
+type tunnelStream struct {
+	*yamux.Stream
+	t    *tunnel
+	once sync.Once
+}
+
+// Close ends the stream both ways: it sends the end of the stream and
+// stops reads and writes still waiting on it.
+func (s *tunnelStream) Close() error {
+	s.once.Do(func() {
+		if s.t.streams.Add(-1) == 0 && s.t.dead.Load() && s.t.addr != "" {
+			s.t.sess.Close() // a retired outbound tunnel ends with its last stream
+		}
+	})
+	err := s.Stream.Close()
+	s.Stream.SetDeadline(time.Now())
+	return err
+}
+
+// CloseWrite half-closes the stream: the peer reads EOF, and the stream
+// stays open for reading until the peer closes its side.
+func (s *tunnelStream) CloseWrite() error { return s.Stream.Close() }
+
+// tunnelPool keeps the gateway's outbound tunnels, a few per peer.
+type tunnelPool struct {
+	g     *Gateway
+	mu    sync.Mutex
+	peers map[string]*tunnelPeer // by data address
+	done  bool
+}
+
+type tunnelPeer struct {
+	tunnels   []*tunnel
+	dialing   chan struct{} // closed when the running dial ends; nil when none runs
+	noTunnels time.Time     // before then, one TLS connection per stream
+	result    *dialResult   // where the running dial reports, when a stream waits for it
+}
+
+func newTunnelPool(g *Gateway) *tunnelPool {
+	return &tunnelPool{g: g, peers: map[string]*tunnelPeer{}}
+}
+
+// errNoTunnels says a peer gets one connection per stream.
+var errNoTunnels = errors.New("peer does not offer tunnels")
+
+// stream opens a stream to the gateway at addr on a pooled tunnel, dialling
+// one when there is none. When the peer turns out not to offer tunnels the
+// connection dialled for the tunnel is returned as the stream's own
+// connection (direct): it used t's SNI and the flow ALPN. With errNoTunnels
+// the caller dials a connection for the stream itself.
+func (p *tunnelPool) stream(ctx context.Context, addr string, t Target) (s net.Conn, direct *tls.Conn, err error) {
+	for attempt := 0; ; attempt++ {
+		p.mu.Lock()
+		if p.done {
+			p.mu.Unlock()
+			return nil, nil, errors.New("gateway is shutting down")
+		}
+		pe := p.peers[addr]
+		if pe == nil {
+			pe = &tunnelPeer{}
+			p.peers[addr] = pe
+		}
+		if time.Now().Before(pe.noTunnels) {
+			p.mu.Unlock()
+			return nil, nil, errNoTunnels
+		}
+		best := pe.pick()
+		if best != nil {
+			if len(pe.tunnels) < p.g.cfg.Tunnels.PerPeer && pe.dialing == nil {
+				p.startDial(pe, addr, t, nil, nil)
+			}
+			p.mu.Unlock()
+			s, err := best.open()
+			if err != nil && attempt < 2 {
+				continue // that tunnel just died: another, or a new one
+			}
+			return s, nil, err
+		}
+		if ch := pe.dialing; ch != nil {
+			p.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("wait for tunnel to %s: %w", addr, ctx.Err())
+			}
+		}
+		var res dialResult
+		p.startDial(pe, addr, t, ctx, &res)
+		ch := pe.dialing
+		p.mu.Unlock()
+		<-ch
+		if res.err != nil || res.direct != nil {
+			return nil, res.direct, res.err
+		}
+		if attempt >= 2 {
+			return nil, nil, errTunnelDead
+		}
+	}
+}
+
+// dialResult is what a dial started for a waiting stream found.
+type dialResult struct {
+	direct *tls.Conn
+	err    error
+}
+
+// startDial dials a tunnel to addr. With ctx (a stream waits) it runs
+// under ctx and reports to res; without, it runs in the background. Either
+// way the connect timeout bounds it. p.mu is held.
+func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t Target, ctx context.Context, res *dialResult) {
+	ch := make(chan struct{})
+	pe.dialing = ch
+	pe.result = res
+	background := ctx == nil
+	if background {
+		ctx = p.g.ctx
+	}
+	p.g.wg.Add(1)
+	go func() {
+		defer p.g.wg.Done()
+		dctx, cancel := context.WithTimeout(ctx, p.g.cfg.Timeouts.Connect)
+		defer cancel()
+		tun, direct, err := p.dial(dctx, addr, t)
+		p.mu.Lock()
+		res := pe.result
+		pe.result = nil
+		pe.dialing = nil
+		switch {
+		case tun != nil && !p.done:
+			pe.tunnels = append(pe.tunnels, tun)
+		case tun != nil:
+			tun.sess.Close()
+		case direct != nil:
+			pe.noTunnels = time.Now().Add(noTunnelsFor)
+			if background {
+				direct.Close()
+				direct = nil
+			}
+		}
+		p.mu.Unlock()
+		if res != nil {
+			res.direct, res.err = direct, err
+		} else if direct != nil {
+			direct.Close()
+		}
+		close(ch)
+	}()
+}
+
+// dial opens an mTLS connection to addr offering the tunnel and the flow
+// protocols, with t's SNI so that a peer without tunnels can take the
+// connection as t's stream.
+func (p *tunnelPool) dial(ctx context.Context, addr string, t Target) (*tunnel, *tls.Conn, error) {
+	g := p.g
+	raw, err := g.dial(ctx, addr)
+	if err != nil {
+		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		return nil, nil, fmt.Errorf("dial gateway %s: %w", addr, err)
+	}
+	tcfg := g.id.ClientConfig(t.SNI())
+	tcfg.NextProtos = []string{alpnTunnel, alpnFlow}
+	tc := tls.Client(raw, tcfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		return nil, nil, fmt.Errorf("mTLS handshake with gateway %s: %w", addr, err)
+	}
+	cs := tc.ConnectionState()
+	if cs.NegotiatedProtocol != alpnTunnel {
+		g.metrics.tunnelDials.WithLabelValues("no-tunnels").Inc()
+		g.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", addr, "retry_in", noTunnelsFor)
+		return nil, tc, nil
+	}
+	peer, err := identity.PeerID(cs)
+	if err != nil {
+		tc.Close()
+		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		return nil, nil, fmt.Errorf("gateway %s: %w", addr, err)
+	}
+	tun, err := newTunnel(g, tc, peer.Cluster, addr, false)
+	if err != nil {
+		tc.Close()
+		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		return nil, nil, err
+	}
+	g.metrics.tunnelDials.WithLabelValues("ok").Inc()
+	return tun, nil, nil
+}
+
+// pick returns the live tunnel with the fewest streams, dropping dead
+// ones. p.mu is held.
+func (pe *tunnelPeer) pick() *tunnel {
+	live := pe.tunnels[:0]
+	var best *tunnel
+	for _, t := range pe.tunnels {
+		if !t.usable() {
+			if t.streams.Load() == 0 {
+				t.sess.Close() // the peer is draining or gone: let it go
+			}
+			continue
+		}
+		live = append(live, t)
+		if best == nil || t.streams.Load() < best.streams.Load() {
+			best = t
+		}
+	}
+	clear(pe.tunnels[len(live):])
+	pe.tunnels = live
+	return best
+}
+
+// close closes every outbound tunnel.
+func (p *tunnelPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+	for _, pe := range p.peers {
+		for _, t := range pe.tunnels {
+			t.sess.Close()
+		}
+		pe.tunnels = nil
+	}
+}
+
+// count returns the number of live outbound tunnels.
+func (p *tunnelPool) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, pe := range p.peers {
+		for _, t := range pe.tunnels {
+			if t.usable() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// serveTunnel serves the streams of a tunnel a peer gateway opened. On
+// shutdown it tells the peer to open no more streams, lets the open ones
+// finish and then closes.
+func (g *Gateway) serveTunnel(tc *tls.Conn, peer identity.ID) {
+	tun, err := newTunnel(g, tc, peer.Cluster, "", true)
+	if err != nil {
+		g.log.Warn("inbound tunnel", "peer", peer.Cluster, "err", err)
+		return
+	}
+	var streams sync.WaitGroup
+	defer streams.Wait()
+	stopDrain := make(chan struct{})
+	defer close(stopDrain)
+	go func() {
+		select {
+		case <-stopDrain:
+			return
+		case <-g.draining:
+		}
+		// No new streams; the peer may have opened some before it heard.
+		// Those arrive within a round trip and are reset unseen, which the
+		// peer retries elsewhere. Closing before could break them midway.
+		_ = tun.sess.GoAway()
+		grace := min(max(2*time.Duration(tun.rtt.Load())+50*time.Millisecond, 100*time.Millisecond), g.cfg.Timeouts.Drain)
+		quiet := time.Now().Add(grace)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for tun.sess.NumStreams() > 0 || time.Now().Before(quiet) {
+			select {
+			case <-stopDrain:
+				return
+			case <-tick.C:
+			}
+		}
+		tun.sess.Close()
+	}()
+	for {
+		ys, err := tun.sess.AcceptStream()
+		if err != nil {
+			return
+		}
+		tun.streams.Add(1)
+		s := &tunnelStream{Stream: ys, t: tun}
+		if !g.conns.add(s) {
+			// Answered like any refusal, so the peer sends the flow elsewhere.
+			g.metrics.refused.WithLabelValues("tunnel").Inc()
+			s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+			_ = writeStatus(s, fmt.Errorf("gateway of %s is at its connection limit (%d)", g.cfg.Cluster, g.cfg.Limits.MaxConnections))
+			s.Close()
+			continue
+		}
+		streams.Add(1)
+		go func() {
+			defer streams.Done()
+			defer g.conns.done(s)
+			g.serveTunnelStream(s, peer)
+		}()
+	}
+}
+
+// serveTunnelStream reads a stream's header and serves it like a
+// connection of its own.
+func (g *Gateway) serveTunnelStream(s *tunnelStream, peer identity.ID) {
+	defer s.Close()
+	s.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+	t, facts, err := readStreamHeader(s)
+	if err != nil {
+		g.refuseInbound(s, peer, "", err)
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	g.serveStream(s, peer, t, facts)
+}

@@ -1,0 +1,366 @@
+package lab_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/lab"
+)
+
+// lineService answers every line it reads with "<cluster> <length>\n".
+func lineService(t *testing.T, key, cluster string) discovery.Service {
+	s, _ := startLineService(t, key, cluster)
+	return s
+}
+
+// startLineService is lineService; stop closes its listener and every
+// connection it holds.
+func startLineService(t *testing.T, key, cluster string) (svc discovery.Service, stop func()) {
+	t.Helper()
+	var mu sync.Mutex
+	var conns []net.Conn
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 1<<20)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := fmt.Fprintf(c, "%s %d\n", cluster, len(line)-1); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	_, ps, _ := net.SplitHostPort(ln.Addr().String())
+	port, _ := strconv.Atoi(ps)
+	ns, name, _ := strings.Cut(key, "/")
+	stop = func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	return discovery.Service{Namespace: ns, Name: name, Endpoints: []string{"127.0.0.1"},
+		Ports: []discovery.Port{{Name: "tcp", Port: 7000, TargetPort: port}}}, stop
+}
+
+// lineConn is a client of a lineService through an import port.
+type lineConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialLine(t *testing.T, addr string) *lineConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &lineConn{c: c, br: bufio.NewReader(c)}
+}
+
+// ask sends a line of n bytes and returns the cluster that answered.
+func (l *lineConn) ask(n int) (string, error) {
+	l.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(l.c, strings.Repeat("x", n)+"\n"); err != nil {
+		return "", err
+	}
+	answer, err := l.br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	cluster, size, _ := strings.Cut(strings.TrimSpace(answer), " ")
+	if size != strconv.Itoa(n) {
+		return cluster, fmt.Errorf("%s saw %s bytes, want %d", cluster, size, n)
+	}
+	return cluster, nil
+}
+
+func askOnce(t *testing.T, addr string, n int) string {
+	t.Helper()
+	cluster, err := dialLine(t, addr).ask(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster
+}
+
+var lineImport = []gateway.Import{{Service: "demo/lines", Port: 7000, Listen: "127.0.0.1:0"}}
+
+func startLineLab(t *testing.T, spec lab.Spec, clusters ...lab.ClusterSpec) *lab.Lab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	spec.Clusters = clusters
+	if spec.Timeouts.Connect == 0 {
+		spec.Timeouts = gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: 3 * time.Second}
+	}
+	if spec.Health.Interval == 0 {
+		spec.Health = gateway.HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond}
+	}
+	l, err := lab.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+func TestTunnelsCarryManyConnectionsOnFewHandshakes(t *testing.T) {
+	for _, tunnels := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tunnels=%v", tunnels), func(t *testing.T) {
+			l := startLineLab(t, lab.Spec{NoTunnels: !tunnels},
+				lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+				lab.ClusterSpec{Name: "b", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "b")}})
+			a, b := l.Gateway("a"), l.Gateway("b")
+			addr := a.ImportAddrs()["demo/lines:7000"]
+			const conns = 40
+			for range conns {
+				if got := askOnce(t, addr, 100); got != "b" {
+					t.Fatalf("answered by %q", got)
+				}
+			}
+			dials := metricValue(t, a, "strait_gateway_tunnel_dials_total", map[string]string{"result": "ok"})
+			if got := inboundFrom(t, b, "demo/lines:7000", "a"); got != conns {
+				t.Fatalf("b carried %v streams from a, want %d", got, conns)
+			}
+			if !tunnels {
+				if dials != 0 {
+					t.Fatalf("%v tunnels dialled with tunnels off", dials)
+				}
+				return
+			}
+			// Two per peer by default, the second dialled in the background.
+			if dials < 1 || dials > 2 {
+				t.Fatalf("%v tunnels dialled for %d connections, want 1-2", dials, conns)
+			}
+			if got := metricValue(t, b, "strait_gateway_tunnels", map[string]string{"direction": "inbound"}); got != dials {
+				t.Fatalf("b has %v inbound tunnels, a dialled %v", got, dials)
+			}
+		})
+	}
+}
+
+func TestTunnelFallsBackToConnectionPerStream(t *testing.T) {
+	l := startLineLab(t, lab.Spec{},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+		lab.ClusterSpec{Name: "b", Region: "r2", NoTunnels: true, Services: []discovery.Service{lineService(t, "demo/lines", "b")}})
+	a := l.Gateway("a")
+	addr := a.ImportAddrs()["demo/lines:7000"]
+	for i := range 10 {
+		if got := askOnce(t, addr, 10+i); got != "b" {
+			t.Fatalf("answered by %q", got)
+		}
+	}
+	if got := metricValue(t, a, "strait_gateway_tunnel_dials_total", map[string]string{"result": "no-tunnels"}); got != 1 {
+		t.Fatalf("peer without tunnels asked %v times, want once (then remembered)", got)
+	}
+	if got := metricValue(t, a, "strait_gateway_tunnel_dials_total", map[string]string{"result": "ok"}); got != 0 {
+		t.Fatalf("%v tunnels to a peer without tunnels", got)
+	}
+	if got := inboundFrom(t, l.Gateway("b"), "demo/lines:7000", "a"); got != 10 {
+		t.Fatalf("b carried %v streams, want 10", got)
+	}
+}
+
+func TestTunnelKeepaliveNoticesCutLink(t *testing.T) {
+	l := startLineLab(t, lab.Spec{},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+		lab.ClusterSpec{Name: "b", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "b")}})
+	a := l.Gateway("a")
+	askOnce(t, a.ImportAddrs()["demo/lines:7000"], 1)
+	waitFor(t, func() bool {
+		return metricValue(t, a, "strait_gateway_tunnels", map[string]string{"direction": "outbound"}) >= 1
+	})
+	if err := l.Link("a", "b").Partition(); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	waitFor(t, func() bool {
+		return metricValue(t, a, "strait_gateway_tunnels", map[string]string{"direction": "outbound"}) == 0
+	})
+	took := time.Since(cut)
+	// Either end's keepalive may fire first (the link passes the other's close).
+	keepalive := map[string]string{"reason": "keepalive"}
+	if metricValue(t, a, "strait_gateway_tunnels_closed_total", keepalive)+metricValue(t, l.Gateway("b"), "strait_gateway_tunnels_closed_total", keepalive) < 1 {
+		t.Fatalf("tunnels closed for another reason than the keepalive")
+	}
+	// keepalive 250ms + timeout 500ms; the slack is for a loaded machine.
+	if took > 1500*time.Millisecond {
+		t.Fatalf("dead peer noticed after %s", took)
+	}
+	t.Logf("cut link noticed after %s", took)
+}
+
+func TestEarlyBytesGoToTheNextClusterWhenOneRefuses(t *testing.T) {
+	// b is preferred (same region) and believed healthy, but its endpoint
+	// is gone: b's gateway answers ERR and the client's first bytes, sent
+	// with the stream, go to c instead.
+	dead, stop := startLineService(t, "demo/lines", "b")
+	l := startLineLab(t, lab.Spec{Health: gateway.HealthConfig{Interval: time.Hour, Timeout: time.Second}},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+		lab.ClusterSpec{Name: "b", Region: "r1", Services: []discovery.Service{dead}},
+		lab.ClusterSpec{Name: "c", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "c")}})
+	a := l.Gateway("a")
+	addr := a.ImportAddrs()["demo/lines:7000"]
+	if got := askOnce(t, addr, 1); got != "b" {
+		t.Fatalf("answered by %q, want b", got)
+	}
+	stop()
+	for _, n := range []int{1, 10_000, 60_000, 200_000} {
+		if got := askOnce(t, addr, n); got != "c" {
+			t.Fatalf("%d bytes answered by %q, want c", n, got)
+		}
+	}
+	if got := metricValue(t, a, "strait_gateway_failovers_total", map[string]string{"service": "demo/lines:7000", "cluster": "b"}); got != 4 {
+		t.Fatalf("%v failovers from b, want 4", got)
+	}
+	if got := metricValue(t, l.Gateway("b"), "strait_gateway_connections_total", map[string]string{"direction": "inbound", "result": "refused"}); got != 4 {
+		t.Fatalf("b refused %v streams, want 4", got)
+	}
+}
+
+func TestDrainFinishesOpenStreamsAndSendsNewOnesElsewhere(t *testing.T) {
+	l := startLineLab(t, lab.Spec{},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+		lab.ClusterSpec{Name: "b", Region: "r1", Services: []discovery.Service{lineService(t, "demo/lines", "b")}},
+		lab.ClusterSpec{Name: "c", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "c")}})
+	addr := l.Gateway("a").ImportAddrs()["demo/lines:7000"]
+	open := dialLine(t, addr)
+	if got, err := open.ask(5); err != nil || got != "b" {
+		t.Fatalf("open connection answered by %q: %v", got, err)
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- l.StopGateway(ctx, "b")
+	}()
+	// New connections go to c while b drains, without a failure.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := askOnce(t, addr, 7)
+		if got == "c" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new connections still go to the draining gateway")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("b stopped (%v) with a stream open and the drain deadline ahead", err)
+	default:
+	}
+	// The open connection still works through the draining gateway.
+	for i := range 3 {
+		if got, err := open.ask(100 + i); err != nil || got != "b" {
+			t.Fatalf("open connection during drain: %q %v", got, err)
+		}
+	}
+	open.c.Close()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2500 * time.Millisecond):
+		t.Fatal("b did not stop once its last stream ended")
+	}
+}
+
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	l := startLineLab(t, lab.Spec{Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second, Idle: 300 * time.Millisecond}},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+		lab.ClusterSpec{Name: "b", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "b")}})
+	addr := l.Gateway("a").ImportAddrs()["demo/lines:7000"]
+	busy, idle := dialLine(t, addr), dialLine(t, addr)
+	for _, c := range []*lineConn{busy, idle} {
+		if _, err := c.ask(3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := busy.ask(3); err != nil {
+			t.Fatalf("busy connection closed: %v", err)
+		}
+	}
+	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := idle.c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection: read %d, %v; want EOF", n, err)
+	}
+	if got := metricValue(t, l.Gateway("a"), "strait_gateway_idle_closed_total", nil); got < 1 {
+		t.Fatalf("idle closes counted %v", got)
+	}
+}
+
+func TestConnectionLimitRefusesTheExcess(t *testing.T) {
+	l := startLineLab(t, lab.Spec{},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport, MaxConnections: 2},
+		lab.ClusterSpec{Name: "b", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "b")}})
+	a := l.Gateway("a")
+	addr := a.ImportAddrs()["demo/lines:7000"]
+	first, second := dialLine(t, addr), dialLine(t, addr)
+	for _, c := range []*lineConn{first, second} {
+		if _, err := c.ask(3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := dialLine(t, addr)
+	if _, err := third.ask(3); err == nil {
+		t.Fatal("a third connection was carried with a limit of 2")
+	}
+	if got := metricValue(t, a, "strait_gateway_connections_refused_total", map[string]string{"listener": "import"}); got != 1 {
+		t.Fatalf("refused %v, want 1", got)
+	}
+	first.c.Close()
+	waitFor(t, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, err = (&lineConn{c: c, br: bufio.NewReader(c)}).ask(4)
+		return err == nil
+	})
+}
