@@ -27,8 +27,22 @@ type Status struct {
 	Clusters  []ClusterStatus `json:"clusters"`
 	// State is the routing state; absent when it is not enabled.
 	State *StateStatus `json:"state,omitempty"`
+	// Tunnels are the pooled tunnels to other gateways.
+	Tunnels []TunnelStatus `json:"tunnels"`
 	// Warnings are conditions that do not stop routing (a stale state).
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// TunnelStatus is one outbound tunnel, or one peer that only takes a
+// connection per stream.
+type TunnelStatus struct {
+	Peer    string  `json:"peer"`
+	Addr    string  `json:"addr"`
+	Streams int64   `json:"streams"`
+	RTTMs   float64 `json:"rttMs"`
+	// State is open, draining (the peer is shutting down: no new streams)
+	// or per-stream (the peer does not offer tunnels).
+	State string `json:"state"`
 }
 
 // Addresses are where the gateway listens.
@@ -90,6 +104,10 @@ func (g *Gateway) Status() Status {
 		Imports:   []ImportStatus{},
 		Members:   []MemberStatus{},
 		Clusters:  []ClusterStatus{},
+		Tunnels:   []TunnelStatus{},
+	}
+	if g.tunnels != nil {
+		st.Tunnels = g.tunnels.status()
 	}
 	if g.cfg.Advertise == "" {
 		st.Addresses.Advertise = g.DataAddr()

@@ -125,6 +125,17 @@ func (s Status) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(s.Tunnels) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TUNNEL TO	ADDRESS	STATE	STREAMS	RTT")
+		for _, t := range s.Tunnels {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2fms\n", orDash(t.Peer), t.Addr, t.State, t.Streams, t.RTTMs)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if len(s.Imports) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -441,19 +442,29 @@ func (p *tunnelPool) close() {
 	}
 }
 
-// count returns the number of live outbound tunnels.
-func (p *tunnelPool) count() int {
+// status lists the outbound tunnels by peer address.
+func (p *tunnelPool) status() []TunnelStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := 0
-	for _, pe := range p.peers {
+	out := []TunnelStatus{}
+	now := time.Now()
+	for addr, pe := range p.peers {
+		if now.Before(pe.noTunnels) {
+			out = append(out, TunnelStatus{Addr: addr, State: "per-stream"})
+		}
 		for _, t := range pe.tunnels {
-			if t.usable() {
-				n++
+			if t.sess.IsClosed() {
+				continue
 			}
+			ts := TunnelStatus{Peer: t.peer, Addr: addr, Streams: t.streams.Load(), RTTMs: float64(t.rtt.Load()) / 1e6, State: "open"}
+			if t.dead.Load() {
+				ts.State = "draining"
+			}
+			out = append(out, ts)
 		}
 	}
-	return n
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr || out[i].Addr == out[j].Addr && out[i].Streams > out[j].Streams })
+	return out
 }
 
 // serveTunnel serves the streams of a tunnel a peer gateway opened. On

@@ -175,6 +175,10 @@ func TestTunnelsCarryManyConnectionsOnFewHandshakes(t *testing.T) {
 			if got := metricValue(t, b, "strait_gateway_tunnels", map[string]string{"direction": "inbound"}); got != dials {
 				t.Fatalf("b has %v inbound tunnels, a dialled %v", got, dials)
 			}
+			st := a.Status().Tunnels
+			if len(st) != int(dials) || st[0].Peer != "b" || st[0].State != "open" || st[0].Addr != b.DataAddr() {
+				t.Fatalf("status tunnels %+v", st)
+			}
 		})
 	}
 }
@@ -198,6 +202,9 @@ func TestTunnelFallsBackToConnectionPerStream(t *testing.T) {
 	}
 	if got := inboundFrom(t, l.Gateway("b"), "demo/lines:7000", "a"); got != 10 {
 		t.Fatalf("b carried %v streams, want 10", got)
+	}
+	if st := a.Status().Tunnels; len(st) != 1 || st[0].State != "per-stream" {
+		t.Fatalf("status tunnels %+v", st)
 	}
 }
 
