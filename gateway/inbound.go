@@ -59,7 +59,7 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		g.refuseInbound(tc, peer, t.String(), err)
 		return
 	}
-	up, err := g.dialEndpoints(ctx, addrs)
+	up, err := g.dialEndpoints(ctx, t, addrs)
 	if err != nil {
 		g.refuseInbound(tc, peer, t.String(), fmt.Errorf("%s in %s: %w", t, g.cfg.Cluster, err))
 		return

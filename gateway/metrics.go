@@ -11,6 +11,9 @@ type metrics struct {
 	handshakeFailures prometheus.Counter
 	connectSeconds    *prometheus.HistogramVec
 	endpointsDown     prometheus.Gauge
+	ejections         *prometheus.CounterVec
+	ejected           *ejectedCollector
+	inflight          *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,6 +44,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		endpointsDown: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strait_gateway_local_endpoints_down", Help: "Local endpoint addresses failing their TCP health check.",
 		}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_ejections_total",
+			Help: "Ejections by passive outlier detection of a local endpoint or a remote gateway, by service and the cluster it is in.",
+		}, []string{"service", "cluster"}),
+		ejected: newEjectedCollector(),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_inflight_streams",
+			Help: "Streams open now, by the cluster they go to (this gateway's own cluster: streams to its local endpoints, from local workloads and other gateways).",
+		}, []string{"cluster"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -49,7 +61,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown}
+	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
+		m.ejections, m.ejected, m.inflight}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

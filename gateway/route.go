@@ -73,6 +73,8 @@ type candidate struct {
 	region  string
 	local   bool   // an endpoint in our own cluster, dialled directly
 	addr    string // remote gateway data address
+	rank    int    // locality rank (plan.go); the selector balances within one
+	healthy int    // healthy endpoints of the service behind a remote gateway
 }
 
 // plan orders the places that serve t and asks the residency policy about
@@ -83,7 +85,8 @@ func (g *Gateway) plan(eng *sovereignty.Engine, t Target, in flowIn) *routePlan 
 		_, hasPort := svc.Target(t.Port)
 		lv = localView{exists: true, hasPort: hasPort, healthy: true, labels: svc.Labels}
 	}
-	return planRoute(selfInfo{cluster: g.cfg.Cluster, region: g.cfg.Region, zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in)
+	return planRoute(selfInfo{cluster: g.cfg.Cluster, region: g.cfg.Region, zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in,
+		g.sel.failover.priority(t.Namespace, t.Name))
 }
 
 // route is where an outbound connection went.
@@ -127,11 +130,11 @@ func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.C
 	}
 	nre := &NoRouteError{Target: t, Known: true}
 	refusals, attempts := 0, 0
-	conn, c, err := firstAnswer(ctx, p.allowed, func(ctx context.Context, c candidate) (net.Conn, error) {
+	conn, c, err := firstAnswer(ctx, g.sel.order(t, p.allowed, g.localEjected(t)), func(ctx context.Context, c candidate) (net.Conn, error) {
 		if attempts++; attempts > 1 {
 			g.metrics.failovers.WithLabelValues(t.String()).Inc()
 		}
-		return g.dialCandidate(ctx, c, t, facts)
+		return g.dialCounted(ctx, c, t, facts)
 	}, func(c candidate, err error) {
 		g.metrics.dialFailures.WithLabelValues(t.String(), c.cluster).Inc()
 		nre.Reasons = append(nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
@@ -197,7 +200,7 @@ func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target, fact
 	if c.local {
 		local := g.local.Load()
 		addrs, _ := local.endpoints(local.byKey[t.Namespace+"/"+t.Name], t.Port)
-		return g.dialEndpoints(ctx, addrs)
+		return g.dialEndpoints(ctx, t, addrs)
 	}
 	start := time.Now()
 	raw, err := g.dial(ctx, c.addr)
@@ -229,24 +232,11 @@ func (g *Gateway) dialCandidate(ctx context.Context, c candidate, t Target, fact
 	return tc, nil
 }
 
-// dialEndpoints dials local endpoints in order until one answers.
-func (g *Gateway) dialEndpoints(ctx context.Context, addrs []string) (net.Conn, error) {
-	if len(addrs) == 0 {
-		return nil, errors.New("no local endpoints")
-	}
-	var d net.Dialer
-	var errs []string
-	for _, a := range addrs {
-		c, err := d.DialContext(ctx, "tcp", a)
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, err.Error())
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, fmt.Errorf("no endpoint answered: %s", strings.Join(errs, "; "))
+// dialEndpoints dials the local endpoints addrs of t until one answers
+// (dialLocal: selection, stream counts, outlier detection). Closing the
+// connection releases its stream count.
+func (g *Gateway) dialEndpoints(ctx context.Context, t Target, addrs []string) (net.Conn, error) {
+	return g.dialLocal(ctx, t, addrs)
 }
 
 // The inbound gateway answers every accepted stream with one status line

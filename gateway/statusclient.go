@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/straitmesh/strait/federation"
 )
@@ -124,6 +125,21 @@ func (s Status) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(s.Ejected) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "EJECTED\tCLUSTER\tSERVICE\tFAILURES\tEJECTIONS\tUNTIL")
+		for _, e := range s.Ejected {
+			what := "endpoint " + e.Endpoint
+			if e.Gateway != "" {
+				what = "gateway " + e.Gateway
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", what, e.Cluster, e.Service, e.Failures, e.Ejections, e.Until.UTC().Format(time.RFC3339))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(s.Imports) > 0 {
 		fmt.Fprintln(w)
