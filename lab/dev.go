@@ -173,8 +173,16 @@ tls:
 	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(SamplePolicy), 0o644); err != nil {
 		return fmt.Errorf("write sample policy: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "failover-profile.json"), []byte(SampleFailover+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write sample failover: %w", err)
+	}
 	return nil
 }
+
+// SampleFailover is the failover priority of demo/profile the tour writes:
+// from the eu-west clusters (where neither exporter is local), us-east-1
+// first, eu-central-1 when us-east-1 cannot take the flow.
+const SampleFailover = `{"priority": ["us-east-1", "eu-central-1"]}`
 
 // Close stops the gateways, links and demo services.
 func (d *Dev) Close() {
@@ -194,6 +202,8 @@ type Info struct {
 	StateDir string `json:"stateDir"`
 	// Policy is the sample residency policy file.
 	Policy string `json:"policy"`
+	// Failover is the sample failover priority of demo/profile.
+	Failover string `json:"failover"`
 }
 
 // ClusterInfo is one cluster of Info.
@@ -225,7 +235,8 @@ type ServiceInfo struct {
 
 // Info describes the running federation.
 func (d *Dev) Info() Info {
-	info := Info{TrustDomain: d.CA.TrustDomain, StateDir: d.StateDir, Policy: filepath.Join(d.StateDir, "cli", "policy.yaml")}
+	info := Info{TrustDomain: d.CA.TrustDomain, StateDir: d.StateDir, Policy: filepath.Join(d.StateDir, "cli", "policy.yaml"),
+		Failover: filepath.Join(d.StateDir, "cli", "failover-profile.json")}
 	for _, name := range d.Clusters() {
 		g, cs := d.Gateway(name), d.Spec(name)
 		ci := ClusterInfo{Name: name, Region: cs.Region, Zone: cs.Zone, Cloud: cs.Cloud,
@@ -306,7 +317,8 @@ Try it (each answer names the cluster and region that served it):
   # from %[1]s, reach demo/ledger, which only the eu-west clusters run (crosses a region)
   curl -s -p -x %[2]s http://ledger.demo.svc.clusterset.local:%[3]d/
 
-  # from %[4]s, reach demo/profile in another cloud
+  # from %[4]s, reach demo/profile in another cloud: eu-central-1 and
+  # us-east-1 share the load (neither is in eu-west)
   curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 
   # from %[1]s again, demo/ledger through a per-import port: no proxy settings needed
@@ -346,6 +358,11 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   %[8]s policy apply --config %[9]s %[11]s
   %[8]s state list --config %[13]s
   %[8]s state peers --config %[13]s
+
+  # a failover priority for demo/profile: from %[4]s every request now goes
+  # to us-east-1, and to eu-central-1 only when us-east-1 cannot take it
+  %[8]s state put failover demo/profile %[14]s --config %[13]s
+  curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self,
-		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig)
+		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig, info.Failover)
 }
