@@ -585,3 +585,87 @@ func TestDialCountedRemote(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectorOrderIsAPermutation: for random candidate lists, open
+// streams and ejections, the selector returns exactly the candidates it
+// was given (it never adds a cluster the planner did not allow, nor drops
+// one), the non-ejected ones first in rank order, the ejected ones after
+// them in the planner's order.
+func TestSelectorOrderIsAPermutation(t *testing.T) {
+	s, _, _ := testSelector(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	tgt := Target{Namespace: "demo", Name: "api", Port: 80}
+	for range 2000 {
+		var cands []candidate
+		rank := 0
+		if r.IntN(2) == 0 {
+			cands = append(cands, candidate{cluster: "self", local: true, rank: rankLocal})
+		}
+		for i := range r.IntN(8) {
+			rank += r.IntN(2)
+			c := cand(fmt.Sprintf("c%d", i), rankZone+rank, 1+r.IntN(4))
+			if r.IntN(3) == 0 {
+				c.addr = fmt.Sprintf("c%d-gw2:15443", i-1) // a second gateway of the previous cluster
+				c.cluster = fmt.Sprintf("c%d", i-1)
+			}
+			cands = append(cands, c)
+		}
+		ejected := map[string]bool{}
+		var releases []func()
+		for _, c := range cands {
+			if !c.local && r.IntN(4) == 0 {
+				ejected[c.addr] = true
+				for range 3 {
+					s.out.failure(gatewayKey(tgt, c.addr), tgt.String(), c.cluster, false)
+				}
+			}
+			if !c.local {
+				for range r.IntN(3) {
+					releases = append(releases, s.acquire(remoteFlight(tgt, c), c.cluster))
+				}
+			}
+		}
+		localEjected := r.IntN(4) == 0
+		got := s.order(tgt, cands, localEjected)
+		key := func(c candidate) string { return c.cluster + "@" + c.addr }
+		a, b := make([]string, 0, len(cands)), make([]string, 0, len(got))
+		for i := range cands {
+			a = append(a, key(cands[i]))
+		}
+		for i := range got {
+			b = append(b, key(got[i]))
+		}
+		slices.Sort(a)
+		slices.Sort(b)
+		if !slices.Equal(a, b) {
+			t.Fatalf("order of %v is %v", a, b)
+		}
+		isLast := func(c candidate) bool { return c.local && localEjected || !c.local && ejected[c.addr] }
+		var last []string
+		for _, c := range cands {
+			if isLast(c) {
+				last = append(last, key(c))
+			}
+		}
+		n := len(got) - len(last)
+		for i, c := range got {
+			switch {
+			case i < n && isLast(c):
+				t.Fatalf("ejected %s at %d of %d before a live candidate", key(c), i, len(got))
+			case i > 0 && i < n && c.rank < got[i-1].rank:
+				t.Fatalf("ranks out of order: %v", got)
+			case i >= n && key(c) != last[i-n]:
+				t.Fatalf("ejected candidates out of order: %v", got[n:])
+			}
+		}
+		for _, c := range cands {
+			s.out.success(gatewayKey(tgt, c.addr))
+		}
+		for _, release := range releases {
+			release()
+		}
+	}
+	if len(s.flight) != 0 {
+		t.Fatalf("streams still counted after every release: %v", s.flight)
+	}
+}
