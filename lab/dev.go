@@ -173,11 +173,14 @@ tls:
 	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(SamplePolicy), 0o644); err != nil {
 		return fmt.Errorf("write sample policy: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "failover-profile.json"), []byte(SampleFailover+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, failoverFile), []byte(SampleFailover+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write sample failover: %w", err)
 	}
 	return nil
 }
+
+// failoverFile holds SampleFailover in the CLI directory.
+const failoverFile = "failover-profile.json"
 
 // SampleFailover is the failover priority of demo/profile the tour writes:
 // from the eu-west clusters (where neither exporter is local), us-east-1
@@ -202,8 +205,6 @@ type Info struct {
 	StateDir string `json:"stateDir"`
 	// Policy is the sample residency policy file.
 	Policy string `json:"policy"`
-	// Failover is the sample failover priority of demo/profile.
-	Failover string `json:"failover"`
 }
 
 // ClusterInfo is one cluster of Info.
@@ -235,8 +236,7 @@ type ServiceInfo struct {
 
 // Info describes the running federation.
 func (d *Dev) Info() Info {
-	info := Info{TrustDomain: d.CA.TrustDomain, StateDir: d.StateDir, Policy: filepath.Join(d.StateDir, "cli", "policy.yaml"),
-		Failover: filepath.Join(d.StateDir, "cli", "failover-profile.json")}
+	info := Info{TrustDomain: d.CA.TrustDomain, StateDir: d.StateDir, Policy: filepath.Join(d.StateDir, "cli", "policy.yaml")}
 	for _, name := range d.Clusters() {
 		g, cs := d.Gateway(name), d.Spec(name)
 		ci := ClusterInfo{Name: name, Region: cs.Region, Zone: cs.Zone, Cloud: cs.Cloud,
@@ -364,5 +364,5 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   %[8]s state put failover demo/profile %[14]s --config %[13]s
   curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self,
-		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig, info.Failover)
+		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig, filepath.Join(info.StateDir, "cli", failoverFile))
 }
