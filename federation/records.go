@@ -87,7 +87,8 @@ type Record struct {
 }
 
 // Failover is the payload of a KindFailover record: clusters to try for
-// the service, best first, after the local cluster.
+// the service, best first, after the local cluster and the clusters of the
+// local zone and region; clusters it does not name come last.
 type Failover struct {
 	Priority []string `json:"priority"`
 }

@@ -31,6 +31,9 @@ type Status struct {
 	Tunnels []TunnelStatus `json:"tunnels"`
 	// Warnings are conditions that do not stop routing (a stale state).
 	Warnings []string `json:"warnings,omitempty"`
+	// Ejected lists the local endpoints and remote gateways that passive
+	// outlier detection ejected: tried only after every other candidate.
+	Ejected []EjectedStatus `json:"ejected,omitempty"`
 }
 
 // TunnelStatus is one outbound tunnel, or one peer that only takes a
@@ -101,6 +104,7 @@ func (g *Gateway) Status() Status {
 		Addresses: Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr()},
 		State:     g.stateStatus(),
 		Warnings:  g.stateWarnings(),
+		Ejected:   g.sel.out.status(),
 		Imports:   []ImportStatus{},
 		Members:   []MemberStatus{},
 		Clusters:  []ClusterStatus{},

@@ -44,7 +44,10 @@ type Config struct {
 	// Limits cap what the gateway accepts.
 	Limits LimitsConfig `mapstructure:"limits"`
 	Health HealthConfig `mapstructure:"health"`
-	Log    LogConfig    `mapstructure:"log"`
+	// Outlier ejects local endpoints and remote gateways that keep
+	// failing to connect.
+	Outlier OutlierConfig `mapstructure:"outlier"`
+	Log     LogConfig     `mapstructure:"log"`
 
 	// Services is the static discovery source: the local services this
 	// gateway exports to the federation.
@@ -123,6 +126,19 @@ type HealthConfig struct {
 	Timeout time.Duration `mapstructure:"timeout"`
 }
 
+// OutlierConfig sets passive outlier ejection: a local endpoint, or a
+// remote cluster's gateway for one service, that fails this many connects
+// in a row is tried only after every other candidate for a while.
+type OutlierConfig struct {
+	// ConsecutiveFailures that eject. Default 3.
+	ConsecutiveFailures int `mapstructure:"consecutiveFailures"`
+	// BaseEjection is the first ejection's length; it doubles with each
+	// further ejection without a success in between. Default 5s.
+	BaseEjection time.Duration `mapstructure:"baseEjection"`
+	// MaxEjection caps the ejection time. Default 5m.
+	MaxEjection time.Duration `mapstructure:"maxEjection"`
+}
+
 // LogConfig sets logging.
 type LogConfig struct {
 	// Level is debug, info (default), warn or error.
@@ -161,6 +177,7 @@ func DefaultConfig() Config {
 		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2},
 		Limits:      LimitsConfig{MaxConnections: 16384},
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
+		Outlier:     OutlierConfig{ConsecutiveFailures: 3, BaseEjection: 5 * time.Second, MaxEjection: 5 * time.Minute},
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
 	}
@@ -256,7 +273,8 @@ func (c Config) Validate() error {
 		v   time.Duration
 	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.budget", c.Timeouts.Budget}, {"timeouts.drain", c.Timeouts.Drain},
 		{"timeouts.idle", c.Timeouts.Idle}, {"tunnels.keepalive", c.Tunnels.Keepalive}, {"tunnels.keepaliveTimeout", c.Tunnels.KeepaliveTimeout},
-		{"health.interval", c.Health.Interval}, {"health.timeout", c.Health.Timeout}} {
+		{"health.interval", c.Health.Interval}, {"health.timeout", c.Health.Timeout},
+		{"outlier.baseEjection", c.Outlier.BaseEjection}, {"outlier.maxEjection", c.Outlier.MaxEjection}} {
 		if d.v <= 0 {
 			errs = append(errs, configfile.Errorf(d.key, "must be positive, found %s", d.v))
 		}
@@ -267,10 +285,14 @@ func (c Config) Validate() error {
 		min int
 	}{{"residency.audit.maxSizeMB", c.Residency.Audit.MaxSizeMB, 1}, {"residency.audit.maxBackups", c.Residency.Audit.MaxBackups, 0},
 		{"residency.audit.maxAgeDays", c.Residency.Audit.MaxAgeDays, 0},
-		{"tunnels.perPeer", c.Tunnels.PerPeer, 1}, {"limits.maxConnections", c.Limits.MaxConnections, 1}} {
+		{"tunnels.perPeer", c.Tunnels.PerPeer, 1}, {"limits.maxConnections", c.Limits.MaxConnections, 1},
+		{"outlier.consecutiveFailures", c.Outlier.ConsecutiveFailures, 1}} {
 		if n.v < n.min {
 			errs = append(errs, configfile.Errorf(n.key, "must be at least %d, found %d", n.min, n.v))
 		}
+	}
+	if c.Outlier.BaseEjection > 0 && c.Outlier.MaxEjection > 0 && c.Outlier.MaxEjection < c.Outlier.BaseEjection {
+		errs = append(errs, configfile.Errorf("outlier.maxEjection", "must be at least outlier.baseEjection (%s), found %s", c.Outlier.BaseEjection, c.Outlier.MaxEjection))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/internal/configfile"
@@ -95,6 +96,10 @@ func TestConfigValidate(t *testing.T) {
 		{"state without dataDir", func(c *Config) {
 			c.State.Voter = true
 		}, "state.dataDir", "required when state.voter"},
+		{"outlier failures", func(c *Config) { c.Outlier.ConsecutiveFailures = 0 }, "outlier.consecutiveFailures", "must be at least 1"},
+		{"outlier base", func(c *Config) { c.Outlier.BaseEjection = 0 }, "outlier.baseEjection", "must be positive"},
+		{"outlier max", func(c *Config) { c.Outlier.MaxEjection = -time.Second }, "outlier.maxEjection", "must be positive"},
+		{"outlier max below base", func(c *Config) { c.Outlier.MaxEjection = time.Second }, "outlier.maxEjection", "must be at least outlier.baseEjection (5s)"},
 		{"state heartbeat", func(c *Config) {
 			withState(c)
 			c.State.HeartbeatTimeout = 0

@@ -60,6 +60,7 @@ type Gateway struct {
 	version string
 	metrics *metrics
 	health  *healthChecker
+	sel     *selector
 	res     *residency
 	catalog *federation.Catalog
 	state   *federation.Store
@@ -182,6 +183,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		g.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
 	g.metrics = newMetrics(g.reg)
+	g.sel = newSelector(cfg.Cluster, cfg.Outlier, g.metrics, systemClock{}, g.log)
 	g.serverTLS = g.id.ServerConfig()
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.conns.init(cfg.Limits.MaxConnections)
@@ -255,6 +257,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		if err := g.startState(ctlAddr); err != nil {
 			return nil, err
 		}
+		g.watchFailover(g.ctx, &g.wg, g.state)
 		if opts.Policy == nil {
 			g.res.useState(g.state, cfg.Residency.StatePolicy)
 		}

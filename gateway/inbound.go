@@ -76,7 +76,7 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t Target, facts flow
 		return
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Connect)
-	up, err := g.dialEndpoints(ctx, addrs)
+	up, err := g.dialEndpoints(ctx, t, addrs)
 	cancel()
 	if err != nil {
 		g.refuseInbound(s, peer, t.String(), fmt.Errorf("%s in %s: %w", t, g.cfg.Cluster, err))

@@ -17,6 +17,9 @@ type metrics struct {
 	tunnels           *prometheus.GaugeVec
 	tunnelDials       *prometheus.CounterVec
 	tunnelClosed      *prometheus.CounterVec
+	ejections         *prometheus.CounterVec
+	ejected           *ejectedCollector
+	inflight          *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,6 +69,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tunnelClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown).",
 		}, []string{"reason"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_ejections_total",
+			Help: "Ejections by passive outlier detection of a local endpoint or a remote gateway, by service and the cluster it is in.",
+		}, []string{"service", "cluster"}),
+		ejected: newEjectedCollector(),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_inflight_streams",
+			Help: "Streams open now, by the cluster they go to (this gateway's own cluster: streams to its local endpoints, from local workloads and other gateways).",
+		}, []string{"cluster"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -75,7 +87,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
-		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed}
+		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
+		m.ejections, m.ejected, m.inflight}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

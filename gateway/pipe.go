@@ -121,8 +121,8 @@ func (g *Gateway) splice(a, b net.Conn) (ab, ba int64) {
 // sockets the kernel moves the bytes (splice(2)); otherwise a pooled
 // buffer does.
 func (f *flow) copy(dst, src net.Conn) int64 {
-	if dt, ok := dst.(*net.TCPConn); ok {
-		if st, ok := src.(*net.TCPConn); ok {
+	if dt, ok := unwrap(dst).(*net.TCPConn); ok {
+		if st, ok := unwrap(src).(*net.TCPConn); ok {
 			return f.spliceTCP(dt, st)
 		}
 	}
@@ -163,6 +163,18 @@ func (f *flow) spliceTCP(dst, src *net.TCPConn) int64 {
 		if lr.N > 0 { // src ended before the chunk did
 			return n
 		}
+	}
+}
+
+// unwrap returns the connection beneath a wrapper that only counts (a
+// tracked connection), never beneath one that transforms the bytes.
+func unwrap(c net.Conn) net.Conn {
+	for {
+		w, ok := c.(interface{ unwrapConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = w.unwrapConn()
 	}
 }
 

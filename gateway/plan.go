@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,12 +51,29 @@ type routePlan struct {
 	allowed    []candidate
 }
 
-// planRoute orders the clusters that export t (the local cluster first,
-// then by locality: same zone, same region, the rest, each group in
-// catalog order) and asks the policy about each. A flow is classified by
+// Locality ranks of candidates. Clusters named by the service's failover
+// priority take rankPriority, rankPriority+1, ... in the order listed;
+// every other remote cluster takes the rank after the last of them.
+const (
+	rankLocal = iota
+	rankZone
+	rankRegion
+	rankPriority
+)
+
+// planRoute orders the clusters that export t and asks the policy about
+// each. The order is by rank: the local cluster, then remote clusters in
+// the same zone, in the same region, then those prio names (the failover
+// priority of the service from the routing state, best first), then the
+// rest; each rank in catalog order. Locality comes first: a cluster of
+// the local zone or region keeps its locality rank whether or not prio
+// names it, and prio orders only the clusters beyond the local region.
+// prio never adds or removes a candidate: an unlisted cluster still comes
+// after the listed ones, and a listed cluster that does not export t, or
+// that the policy forbids, is not a candidate. A flow is classified by
 // the union of the labels every cluster gives the service, so a cluster
 // that forgot a label cannot make a flow unclassified.
-func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *sovereignty.Engine, t Target, in flowIn) *routePlan {
+func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *sovereignty.Engine, t Target, in flowIn, prio []string) *routePlan {
 	p := &routePlan{target: t, known: local.exists || snap.Known(t.Namespace, t.Name)}
 	p.source = sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, SourceCluster: self.cluster, SourceRegion: self.region,
 		SourceNamespace: in.namespace, Headers: in.headers}
@@ -68,7 +86,7 @@ func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *s
 	if local.exists {
 		classify(local.labels)
 		if local.hasPort {
-			p.considered = append(p.considered, planned{cand: candidate{cluster: self.cluster, region: self.region, local: true}, routable: local.healthy})
+			p.considered = append(p.considered, planned{cand: candidate{cluster: self.cluster, region: self.region, local: true, rank: rankLocal}, routable: local.healthy})
 		}
 	}
 	var remote []*federation.ClusterView
@@ -84,16 +102,20 @@ func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *s
 	rank := func(c *federation.ClusterView) int {
 		switch {
 		case self.zone != "" && c.Zone == self.zone:
-			return 0
+			return rankZone
 		case c.Region == self.region:
-			return 1
-		default:
-			return 2
+			return rankRegion
 		}
+		if i := slices.Index(prio, c.Cluster); i >= 0 {
+			return rankPriority + i
+		}
+		return rankPriority + len(prio)
 	}
 	sort.SliceStable(remote, func(i, j int) bool { return rank(remote[i]) < rank(remote[j]) })
 	for _, c := range remote {
-		p.considered = append(p.considered, planned{cand: candidate{cluster: c.Cluster, region: c.Region, addr: c.Gateway}, routable: routable(c, t)})
+		s, _ := c.Service(t.Namespace, t.Name)
+		p.considered = append(p.considered, planned{cand: candidate{cluster: c.Cluster, region: c.Region, addr: c.Gateway, rank: rank(c), healthy: s.Healthy},
+			routable: routable(c, t)})
 	}
 	for i := range p.considered {
 		pl := &p.considered[i]

@@ -485,7 +485,7 @@ func gatewayPlan(eng *sovereignty.Engine, top []mCluster, f mFlow) *routePlan {
 			lv = localView{exists: true, hasPort: slices.Contains(e.ports, f.port), healthy: true, labels: e.labels}
 		}
 	}
-	return planRoute(selfInfo{cluster: self.name, region: self.region, zone: self.zone}, lv, snapshotOf(top, f.from), eng, t, flowIn{entry: "prop", headers: f.headers, namespace: f.srcNS})
+	return planRoute(selfInfo{cluster: self.name, region: self.region, zone: self.zone}, lv, snapshotOf(top, f.from), eng, t, flowIn{entry: "prop", headers: f.headers, namespace: f.srcNS}, nil)
 }
 
 // TestPlanAgainstOracle: random topologies, policies, failure sets and

@@ -73,6 +73,8 @@ type candidate struct {
 	region  string
 	local   bool   // an endpoint in our own cluster, dialled directly
 	addr    string // remote gateway data address
+	rank    int    // locality rank (plan.go); the selector balances within one
+	healthy int    // healthy endpoints of the service behind a remote gateway
 }
 
 // plan orders the places that serve t and asks the residency policy about
@@ -83,7 +85,8 @@ func (g *Gateway) plan(eng *sovereignty.Engine, t Target, in flowIn) *routePlan 
 		_, hasPort := svc.Target(t.Port)
 		lv = localView{exists: true, hasPort: hasPort, healthy: true, labels: svc.Labels}
 	}
-	return planRoute(selfInfo{cluster: g.cfg.Cluster, region: g.cfg.Region, zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in)
+	return planRoute(selfInfo{cluster: g.cfg.Cluster, region: g.cfg.Region, zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in,
+		g.sel.failover.priority(t.Namespace, t.Name))
 }
 
 // route is where an outbound connection went.
@@ -100,10 +103,11 @@ type attempt struct {
 	in       flowIn
 	svc      string // t.String(), the metrics label
 	p        *routePlan
+	cands    []candidate // p.allowed in the order to try them (selector)
 	eng      *sovereignty.Engine
 	version  uint64
 	facts    []byte
-	next     int    // index in p.allowed of the next candidate to open
+	next     int    // index in cands of the next candidate to open
 	last     string // the cluster that failed last
 	nre      *NoRouteError
 	refusals int
@@ -138,8 +142,8 @@ func (g *Gateway) prepare(t Target, in flowIn) (*attempt, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, eng: eng, version: version, facts: facts,
-		nre: &NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
+	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, cands: g.sel.order(t, p.allowed, g.localEjected(t)), eng: eng, version: version,
+		facts: facts, nre: &NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
 }
 
 // open opens a stream to the next candidate that takes one, in plan
@@ -148,13 +152,23 @@ func (g *Gateway) prepare(t Target, in flowIn) (*attempt, error) {
 // answered is true. Failing candidates are recorded; an error means none
 // is left or ctx ended.
 func (a *attempt) open(ctx context.Context) (up net.Conn, c candidate, answered bool, err error) {
-	up, c, a.next, err = firstAnswer(ctx, a.p.allowed, a.next, func(ctx context.Context, c candidate) (net.Conn, error) {
+	up, c, a.next, err = firstAnswer(ctx, a.cands, a.next, func(ctx context.Context, c candidate) (net.Conn, error) {
 		if a.last != "" {
 			a.g.metrics.failovers.WithLabelValues(a.svc, a.last).Inc()
 		}
 		cctx, cancel := context.WithTimeout(ctx, a.g.cfg.Timeouts.Connect)
 		defer cancel()
-		return a.g.openCandidate(cctx, c, a.t, a.facts)
+		if c.local {
+			return a.g.openCandidate(cctx, c, a.t, a.facts) // dialLocal counts and ejects endpoints
+		}
+		// The stream counts against the remote gateway while it is open.
+		release := a.g.sel.acquire(remoteFlight(a.t, c), c.cluster)
+		up, err := a.g.openCandidate(cctx, c, a.t, a.facts)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		return trackConn(up, release), nil
 	}, a.failed)
 	if err != nil {
 		return nil, candidate{}, false, a.noRoute(ctx)
@@ -189,6 +203,9 @@ func firstAnswer(ctx context.Context, cands []candidate, from int, dial func(con
 // failed records that c did not take the flow.
 func (a *attempt) failed(c candidate, err error) {
 	a.last = c.cluster
+	if !c.local && gatewayFault(a.g.ctx, err) {
+		a.g.sel.out.failure(gatewayKey(a.t, c.addr), a.svc, c.cluster, false)
+	}
 	a.g.metrics.dialFailures.WithLabelValues(a.svc, c.cluster).Inc()
 	a.nre.Reasons = append(a.nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
 	var rr *remoteRefusal
@@ -199,6 +216,9 @@ func (a *attempt) failed(c candidate, err error) {
 
 // answered records that c took the flow.
 func (a *attempt) answered(c candidate) route {
+	if !c.local {
+		a.g.sel.out.success(gatewayKey(a.t, c.addr))
+	}
 	a.g.metrics.connectSeconds.WithLabelValues(a.svc, c.cluster).Observe(time.Since(a.start).Seconds())
 	return route{cluster: c.cluster, region: c.region}
 }
@@ -282,7 +302,7 @@ func (g *Gateway) openCandidate(ctx context.Context, c candidate, t Target, fact
 	if c.local {
 		local := g.local.Load()
 		addrs, _ := local.endpoints(local.byKey[t.Namespace+"/"+t.Name], t.Port)
-		return g.dialEndpoints(ctx, addrs)
+		return g.dialEndpoints(ctx, t, addrs)
 	}
 	var direct *tls.Conn
 	if g.tunnels != nil {
@@ -326,24 +346,11 @@ func (g *Gateway) openCandidate(ctx context.Context, c candidate, t Target, fact
 	return direct, nil
 }
 
-// dialEndpoints dials local endpoints in order until one answers.
-func (g *Gateway) dialEndpoints(ctx context.Context, addrs []string) (net.Conn, error) {
-	if len(addrs) == 0 {
-		return nil, errors.New("no local endpoints")
-	}
-	var d net.Dialer
-	var errs []string
-	for _, a := range addrs {
-		c, err := d.DialContext(ctx, "tcp", a)
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, err.Error())
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, fmt.Errorf("no endpoint answered: %s", strings.Join(errs, "; "))
+// dialEndpoints dials the local endpoints addrs of t until one answers
+// (dialLocal: selection, stream counts, outlier detection). Closing the
+// connection releases its stream count.
+func (g *Gateway) dialEndpoints(ctx context.Context, t Target, addrs []string) (net.Conn, error) {
+	return g.dialLocal(ctx, t, addrs)
 }
 
 // The inbound gateway answers every accepted stream with one status line

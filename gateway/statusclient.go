@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/straitmesh/strait/federation"
 )
@@ -128,9 +129,24 @@ func (s Status) WriteTable(w io.Writer) error {
 	if len(s.Tunnels) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TUNNEL TO	ADDRESS	STATE	STREAMS	RTT")
+		fmt.Fprintln(tw, "TUNNEL TO\tADDRESS\tSTATE\tSTREAMS\tRTT")
 		for _, t := range s.Tunnels {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2fms\n", orDash(t.Peer), t.Addr, t.State, t.Streams, t.RTTMs)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(s.Ejected) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "EJECTED\tCLUSTER\tSERVICE\tFAILURES\tEJECTIONS\tUNTIL")
+		for _, e := range s.Ejected {
+			what := "endpoint " + e.Endpoint
+			if e.Gateway != "" {
+				what = "gateway " + e.Gateway
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", what, e.Cluster, e.Service, e.Failures, e.Ejections, e.Until.UTC().Format(time.RFC3339))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -95,7 +95,7 @@ func (w WhatIf) plan(eng *sovereignty.Engine, from string, failed map[string]boo
 			lv = localView{exists: true, hasPort: slices.Contains(s.Ports, t.Port), healthy: s.Healthy > 0 && !fc.Down && !failed[fc.Name], labels: s.Labels}
 		}
 	}
-	return planRoute(selfInfo{cluster: fc.Name, region: fc.Region, zone: fc.Zone}, lv, w.snapshot(from, failed), eng, t, in), nil
+	return planRoute(selfInfo{cluster: fc.Name, region: fc.Region, zone: fc.Zone}, lv, w.snapshot(from, failed), eng, t, in, nil), nil
 }
 
 // port picks the service port a question is about: the one given, or the

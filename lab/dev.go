@@ -173,8 +173,19 @@ tls:
 	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(SamplePolicy), 0o644); err != nil {
 		return fmt.Errorf("write sample policy: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, failoverFile), []byte(SampleFailover+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write sample failover: %w", err)
+	}
 	return nil
 }
+
+// failoverFile holds SampleFailover in the CLI directory.
+const failoverFile = "failover-profile.json"
+
+// SampleFailover is the failover priority of demo/profile the tour writes:
+// from the eu-west clusters (where neither exporter is local), us-east-1
+// first, eu-central-1 when us-east-1 cannot take the flow.
+const SampleFailover = `{"priority": ["us-east-1", "eu-central-1"]}`
 
 // Close stops the gateways, links and demo services.
 func (d *Dev) Close() {
@@ -306,7 +317,8 @@ Try it (each answer names the cluster and region that served it):
   # from %[1]s, reach demo/ledger, which only the eu-west clusters run (crosses a region)
   curl -s -p -x %[2]s http://ledger.demo.svc.clusterset.local:%[3]d/
 
-  # from %[4]s, reach demo/profile in another cloud
+  # from %[4]s, reach demo/profile in another cloud: eu-central-1 and
+  # us-east-1 share the load (neither is in eu-west)
   curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 
   # from %[1]s again, demo/ledger through a per-import port: no proxy settings needed
@@ -346,6 +358,11 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   %[8]s policy apply --config %[9]s %[11]s
   %[8]s state list --config %[13]s
   %[8]s state peers --config %[13]s
+
+  # a failover priority for demo/profile: from %[4]s every request now goes
+  # to us-east-1, and to eu-central-1 only when us-east-1 cannot take it
+  %[8]s state put failover demo/profile %[14]s --config %[13]s
+  curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self,
-		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig)
+		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig, filepath.Join(info.StateDir, "cli", failoverFile))
 }

@@ -63,6 +63,8 @@ type Spec struct {
 	NoTunnels bool
 	// Health overrides the gateway's endpoint health check when non-zero.
 	Health gateway.HealthConfig
+	// Outlier overrides the gateway's outlier ejection when non-zero.
+	Outlier gateway.OutlierConfig
 	// DirectLinks skips the emulated links: gateways dial each other
 	// directly (benchmarks of the gateway itself).
 	DirectLinks bool
@@ -197,6 +199,9 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		if spec.Health.Interval > 0 {
 			cfg.Health = spec.Health
+		}
+		if spec.Outlier.ConsecutiveFailures > 0 {
+			cfg.Outlier = spec.Outlier
 		}
 		cfg.Services = cs.Services
 		cfg.Imports = cs.Imports

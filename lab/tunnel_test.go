@@ -257,11 +257,16 @@ func TestEarlyBytesGoToTheNextClusterWhenOneRefuses(t *testing.T) {
 			t.Fatalf("%d bytes answered by %q, want c", n, got)
 		}
 	}
-	if got := metricValue(t, a, "strait_gateway_failovers_total", map[string]string{"service": "demo/lines:7000", "cluster": "b"}); got != 4 {
-		t.Fatalf("%v failovers from b, want 4", got)
+	// Three refusals in a row eject b (outlier.consecutiveFailures): the
+	// fourth connection goes to c first.
+	if got := metricValue(t, a, "strait_gateway_failovers_total", map[string]string{"service": "demo/lines:7000", "cluster": "b"}); got != 3 {
+		t.Fatalf("%v failovers from b, want 3", got)
 	}
-	if got := metricValue(t, l.Gateway("b"), "strait_gateway_connections_total", map[string]string{"direction": "inbound", "result": "refused"}); got != 4 {
-		t.Fatalf("b refused %v streams, want 4", got)
+	if got := metricValue(t, l.Gateway("b"), "strait_gateway_connections_total", map[string]string{"direction": "inbound", "result": "refused"}); got != 3 {
+		t.Fatalf("b refused %v streams, want 3", got)
+	}
+	if got := metricValue(t, a, "strait_gateway_ejections_total", map[string]string{"service": "demo/lines:7000", "cluster": "b"}); got != 1 {
+		t.Fatalf("b ejected %v times, want 1", got)
 	}
 }
 

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -34,8 +37,8 @@ func TestDevTourRoutingState(t *testing.T) {
 			cmds = append(cmds, strings.Fields(line)[1:])
 		}
 	}
-	if len(cmds) != 3 {
-		t.Fatalf("tour shows %d routing-state commands, want 3:\n%s", len(cmds), tour.String())
+	if len(cmds) != 4 {
+		t.Fatalf("tour shows %d routing-state commands, want 4:\n%s", len(cmds), tour.String())
 	}
 	out, stderr, code := runStrait(t, nil, cmds[0]...)
 	m := regexp.MustCompile(`^policy default applied at index (\d+)\n$`).FindStringSubmatch(out)
@@ -57,6 +60,37 @@ func TestDevTourRoutingState(t *testing.T) {
 		r, ok := d.Gateway(name).RoutingState().Get(federation.KindPolicy, "default")
 		if !ok || r.Value != lab.SamplePolicy {
 			t.Errorf("%s does not route on the applied policy: %+v", name, r)
+		}
+	}
+
+	// The failover priority the tour writes sends demo/profile from
+	// eu-west-1 to us-east-1, within moments, as the tour says.
+	out, stderr, code = runStrait(t, nil, cmds[3]...)
+	if code != 0 || !strings.Contains(out, "failover demo/profile written at index") {
+		t.Fatalf("%v: exit %d, out %q, err %q", cmds[3], code, out, stderr)
+	}
+	proxy, _ := url.Parse("http://" + d.Gateway("eu-west-1").ConnectAddr())
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy), DisableKeepAlives: true}}
+	served := func() string {
+		resp, err := client.Get("http://profile.demo.svc.clusterset.local:8080/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r lab.Reply
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatalf("%s: %v", resp.Status, err)
+		}
+		return r.Cluster
+	}
+	start := time.Now()
+	for n := 0; n < 20; {
+		if served() == "us-east-1" {
+			n++
+			continue
+		}
+		if n = 0; time.Since(start) > 5*time.Second {
+			t.Fatal("5s after the failover record was written, eu-west-1 still sends demo/profile elsewhere than us-east-1")
 		}
 	}
 }
