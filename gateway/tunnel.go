@@ -463,7 +463,9 @@ func (p *tunnelPool) status() []TunnelStatus {
 			out = append(out, ts)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr || out[i].Addr == out[j].Addr && out[i].Streams > out[j].Streams })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Addr < out[j].Addr || out[i].Addr == out[j].Addr && out[i].Streams > out[j].Streams
+	})
 	return out
 }
 
