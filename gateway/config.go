@@ -65,6 +65,10 @@ type ListenConfig struct {
 	// Connect is the HTTP CONNECT port for local workloads. Default
 	// 127.0.0.1:15001; empty disables it.
 	Connect string `mapstructure:"connect"`
+	// Passthrough takes TLS from local workloads and routes it by its SNI
+	// (outbound_.<port>_._.<name>.<ns>.svc.cluster.local) without
+	// terminating it. Default 127.0.0.1:15002; empty disables it.
+	Passthrough string `mapstructure:"passthrough"`
 	// Control is the gRPC control API of the routing state (mTLS). Default
 	// 0.0.0.0:15012; bound only when the routing state is enabled.
 	Control string `mapstructure:"control"`
@@ -154,7 +158,7 @@ func (im Import) Target() Target {
 func DefaultConfig() Config {
 	return Config{
 		TrustDomain: "strait.local",
-		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Control: "0.0.0.0:15012"},
+		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Passthrough: "127.0.0.1:15002", Control: "0.0.0.0:15012"},
 		Gossip:      federation.DefaultConfig(),
 		State:       federation.DefaultStateConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
@@ -205,6 +209,7 @@ func (c Config) Validate() error {
 	addr("listen.data", c.Listen.Data, false)
 	addr("listen.admin", c.Listen.Admin, false)
 	addr("listen.connect", c.Listen.Connect, true)
+	addr("listen.passthrough", c.Listen.Passthrough, true)
 	addr("gossip.bind", c.Gossip.Bind, false)
 	if c.State.Enabled() {
 		addr("listen.control", c.Listen.Control, false)

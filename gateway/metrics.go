@@ -11,6 +11,8 @@ type metrics struct {
 	handshakeFailures prometheus.Counter
 	connectSeconds    *prometheus.HistogramVec
 	endpointsDown     prometheus.Gauge
+
+	passthroughRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		endpointsDown: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strait_gateway_local_endpoints_down", Help: "Local endpoint addresses failing their TCP health check.",
 		}),
+		passthroughRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_passthrough_refused_total",
+			Help: "Connections on the passthrough port closed without being carried, by reason (client_hello, sni, unknown_service, residency, unavailable, upstream).",
+		}, []string{"reason"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -49,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown}
+	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown, m.passthroughRefused}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {
