@@ -56,6 +56,8 @@ type Addresses struct {
 	Admin     string `json:"admin"`
 	Connect   string `json:"connect,omitempty"`
 	Control   string `json:"control,omitempty"`
+	// Passthrough is the TLS passthrough port for local workloads.
+	Passthrough string `json:"passthrough,omitempty"`
 }
 
 // ImportStatus is one per-import local port.
@@ -101,7 +103,7 @@ func (g *Gateway) Status() Status {
 	st := Status{
 		Node: snap.Local, Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone, Cloud: g.cfg.Cloud,
 		Version: g.version, Ready: len(g.notReady()) == 0, StartedAt: g.started,
-		Addresses: Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr()},
+		Addresses: Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr(), Passthrough: g.PassthroughAddr()},
 		State:     g.stateStatus(),
 		Warnings:  g.stateWarnings(),
 		Ejected:   g.sel.out.status(),

@@ -68,6 +68,10 @@ type ListenConfig struct {
 	// Connect is the HTTP CONNECT port for local workloads. Default
 	// 127.0.0.1:15001; empty disables it.
 	Connect string `mapstructure:"connect"`
+	// Passthrough takes TLS from local workloads and routes it by its SNI
+	// (outbound_.<port>_._.<name>.<ns>.svc.cluster.local) without
+	// terminating it. Default 127.0.0.1:15002; empty disables it.
+	Passthrough string `mapstructure:"passthrough"`
 	// Control is the gRPC control API of the routing state (mTLS). Default
 	// 0.0.0.0:15012; bound only when the routing state is enabled.
 	Control string `mapstructure:"control"`
@@ -108,6 +112,12 @@ type TunnelConfig struct {
 	// PerPeer is the number of tunnels kept to each peer gateway; streams
 	// spread over them. Default 2.
 	PerPeer int `mapstructure:"perPeer"`
+	// EarlyData sends a client's first bytes (import ports) right behind
+	// the stream header instead of after the remote answer: a new
+	// connection costs one round trip less. A stream whose tunnel breaks
+	// before the answer is then not retried elsewhere when such bytes went
+	// out. Default true.
+	EarlyData bool `mapstructure:"earlyData"`
 }
 
 // LimitsConfig caps what the gateway accepts.
@@ -170,11 +180,11 @@ func (im Import) Target() Target {
 func DefaultConfig() Config {
 	return Config{
 		TrustDomain: "strait.local",
-		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Control: "0.0.0.0:15012"},
+		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Passthrough: "127.0.0.1:15002", Control: "0.0.0.0:15012"},
 		Gossip:      federation.DefaultConfig(),
 		State:       federation.DefaultStateConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
-		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2},
+		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true},
 		Limits:      LimitsConfig{MaxConnections: 16384},
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Outlier:     OutlierConfig{ConsecutiveFailures: 3, BaseEjection: 5 * time.Second, MaxEjection: 5 * time.Minute},
@@ -222,6 +232,7 @@ func (c Config) Validate() error {
 	addr("listen.data", c.Listen.Data, false)
 	addr("listen.admin", c.Listen.Admin, false)
 	addr("listen.connect", c.Listen.Connect, true)
+	addr("listen.passthrough", c.Listen.Passthrough, true)
 	addr("gossip.bind", c.Gossip.Bind, false)
 	if c.State.Enabled() {
 		addr("listen.control", c.Listen.Control, false)

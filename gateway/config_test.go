@@ -54,6 +54,11 @@ func TestConfigValidate(t *testing.T) {
 		{"import clash", func(c *Config) {
 			c.Imports = []Import{{Service: "demo/a", Port: 80, Listen: "127.0.0.1:15001"}}
 		}, "imports.0.listen", "clashes with listen.connect"},
+		{"passthrough clashes with connect", func(c *Config) { c.Listen.Passthrough = "127.0.0.1:15001" }, "listen.passthrough", "clashes with listen.connect"},
+		{"import clashes with passthrough", func(c *Config) {
+			c.Imports = []Import{{Service: "demo/a", Port: 80, Listen: "0.0.0.0:15002"}}
+		}, "imports.0.listen", "clashes with listen.passthrough"},
+		{"bad passthrough address", func(c *Config) { c.Listen.Passthrough = "15002" }, "listen.passthrough", "want host:port"},
 		{"import service", func(c *Config) { c.Imports = []Import{{Service: "ledger", Port: 80, Listen: "127.0.0.1:0"}} }, "imports.0.service", "want namespace/name"},
 		{"advertise needed", func(c *Config) { c.Listen.Data = "0.0.0.0:15443" }, "advertise", "required when listen.data binds all interfaces"},
 		{"bad address", func(c *Config) { c.Listen.Admin = "localhost" }, "listen.admin", "want host:port"},
@@ -122,6 +127,14 @@ func TestConfigValidate(t *testing.T) {
 	withState(&c)
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config with routing state: %v", err)
+	}
+	if got := DefaultConfig().Listen.Passthrough; got != "127.0.0.1:15002" {
+		t.Errorf("default listen.passthrough %q", got)
+	}
+	c = validConfig()
+	c.Listen.Passthrough = ""
+	if err := c.Validate(); err != nil {
+		t.Fatalf("passthrough disabled: %v", err)
 	}
 }
 

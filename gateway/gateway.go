@@ -78,6 +78,8 @@ type Gateway struct {
 	imports   []*importListener
 	admin     *http.Server
 	serverTLS *tls.Config
+	// passthroughLn is listen.passthrough (passthrough.go); nil when disabled.
+	passthroughLn net.Listener
 
 	tunnels  *tunnelPool // nil when tunnels are off
 	flows    flowSet
@@ -226,6 +228,9 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 			return nil, fmt.Errorf("listen connect on %s: %w", cfg.Listen.Connect, err)
 		}
 	}
+	if err = g.listenPassthrough(); err != nil {
+		return nil, err
+	}
 	for _, im := range cfg.Imports {
 		ln, lerr := net.Listen("tcp", im.Listen)
 		if lerr != nil {
@@ -269,6 +274,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 	if g.connectLn != nil {
 		g.goServe("connect", func() error { return g.acceptLoop("connect", g.connectLn, g.serveConnect) })
 	}
+	g.servePassthroughListener()
 	for _, im := range g.imports {
 		g.goServe("import", func() error {
 			return g.acceptLoop("import", im.ln, func(c net.Conn) { g.serveImport(c, im.Import) })
@@ -283,7 +289,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		go g.watchDiscovery(ch)
 	}
 	g.log.Info("gateway started", "data", g.dataLn.Addr().String(), "advertise", advertise,
-		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports))
+		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "passthrough", g.PassthroughAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports))
 	return g, nil
 }
 
@@ -440,7 +446,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 }
 
 func (g *Gateway) closeListeners() {
-	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.adminLn, g.controlLn} {
+	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.passthroughLn, g.adminLn, g.controlLn} {
 		if ln != nil {
 			ln.Close()
 		}

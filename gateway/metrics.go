@@ -3,23 +3,24 @@ package gateway
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	connections       *prometheus.CounterVec
-	active            *prometheus.GaugeVec
-	bytes             *prometheus.CounterVec
-	dialFailures      *prometheus.CounterVec
-	failovers         *prometheus.CounterVec
-	handshakeFailures prometheus.Counter
-	connectSeconds    *prometheus.HistogramVec
-	endpointsDown     prometheus.Gauge
-	duration          *prometheus.HistogramVec
-	refused           *prometheus.CounterVec
-	idleClosed        prometheus.Counter
-	tunnels           *prometheus.GaugeVec
-	tunnelDials       *prometheus.CounterVec
-	tunnelClosed      *prometheus.CounterVec
-	ejections         *prometheus.CounterVec
-	ejected           *ejectedCollector
-	inflight          *prometheus.GaugeVec
+	connections        *prometheus.CounterVec
+	active             *prometheus.GaugeVec
+	bytes              *prometheus.CounterVec
+	dialFailures       *prometheus.CounterVec
+	failovers          *prometheus.CounterVec
+	handshakeFailures  prometheus.Counter
+	connectSeconds     *prometheus.HistogramVec
+	endpointsDown      prometheus.Gauge
+	duration           *prometheus.HistogramVec
+	refused            *prometheus.CounterVec
+	idleClosed         prometheus.Counter
+	tunnels            *prometheus.GaugeVec
+	tunnelDials        *prometheus.CounterVec
+	tunnelClosed       *prometheus.CounterVec
+	ejections          *prometheus.CounterVec
+	ejected            *ejectedCollector
+	inflight           *prometheus.GaugeVec
+	passthroughRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -78,6 +79,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_inflight_streams",
 			Help: "Streams open now, by the cluster they go to (this gateway's own cluster: streams to its local endpoints, from local workloads and other gateways).",
 		}, []string{"cluster"}),
+		passthroughRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_passthrough_refused_total",
+			Help: "Connections on the passthrough port closed without being carried, by reason (client_hello, sni, unknown_service, residency, unavailable).",
+		}, []string{"reason"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -88,7 +93,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
-		m.ejections, m.ejected, m.inflight}
+		m.ejections, m.ejected, m.inflight, m.passthroughRefused}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

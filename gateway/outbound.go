@@ -109,7 +109,10 @@ func (g *Gateway) serveConnect(c net.Conn) {
 func (g *Gateway) serveImport(c net.Conn, im Import) {
 	defer c.Close()
 	t := im.Target()
-	g.relayTarget(c, t, flowIn{entry: "import", namespace: im.Namespace}, nil)
+	in := flowIn{entry: "import", namespace: im.Namespace}
+	if err := g.relayTarget(c, t, in, nil, false); err != nil {
+		g.outboundFailed(t.String(), in, err)
+	}
 }
 
 func (g *Gateway) carry(client, up net.Conn, t Target, rt route) {

@@ -27,8 +27,8 @@ type localView struct {
 
 // flowIn is what the outbound gateway knows of a flow besides its target.
 type flowIn struct {
-	entry     string      // connect, http or import
-	headers   http.Header // the request headers; nil for L4 (import ports, no parsing)
+	entry     string      // connect, http, import or passthrough
+	headers   http.Header // the request headers; nil for L4 (import and passthrough ports, no parsing)
 	namespace string      // the calling workload's namespace, "" when unknown
 }
 

@@ -38,34 +38,41 @@ type relay struct {
 	state relayState
 	up    net.Conn
 	early []byte
+	safe  int  // leading bytes of early that may reach a service twice (a ClientHello)
+	spec  bool // client bytes may go to up before its answer
 	eof   bool // the client half-closed before the answer
 }
 
 // relayTarget carries client to t. first holds bytes already read from the
-// client (a ClientHello), sent ahead of the rest.
-func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte) {
+// client, sent ahead of the rest; firstSafe says they may reach a service
+// twice (a TLS ClientHello: a second one only starts a second handshake),
+// so a stream that breaks with only them sent is retried. It returns an error, and
+// has sent nothing to the client, when no candidate took the flow; the
+// error is a *NoRouteError when the plan or the candidates said no.
+func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte, firstSafe bool) error {
 	svc := t.String()
 	a, err := g.prepare(t, in)
 	if err != nil {
-		g.outboundFailed(svc, in, err)
-		return
+		return err
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Budget)
 	defer cancel()
 	up, c, answered, err := a.open(ctx)
 	if err != nil {
-		g.outboundFailed(svc, in, err)
-		return
+		return err
 	}
 	if answered && len(first) == 0 {
 		// A local endpoint: nothing to wait for.
 		defer up.Close()
 		g.carry(client, up, t, a.answered(c))
-		return
+		return nil
 	}
-	r := &relay{g: g, client: client, up: up, early: append([]byte(nil), first...)}
+	r := &relay{g: g, client: client, up: up, early: append([]byte(nil), first...), spec: g.speculate(up)}
+	if firstSafe {
+		r.safe = len(first)
+	}
 	r.cond.L = &r.mu
-	if len(first) > 0 {
+	if len(first) > 0 && (r.spec || firstSafe) {
 		up.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
 		_, _ = up.Write(first) // a failed write shows in the answer
 	}
@@ -88,7 +95,7 @@ func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte
 		}
 		a.failed(c, err)
 		r.mu.Lock()
-		if !retrySafe(err) && (len(r.early) > 0 || r.eof) {
+		if !retrySafe(err) && r.sent() {
 			// The stream broke before its answer, after client bytes went
 			// out: they may have reached the service, so they are never
 			// sent anywhere else.
@@ -99,20 +106,21 @@ func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte
 			<-pumped
 			g.metrics.connections.WithLabelValues("outbound", svc, c.cluster, "broken").Inc()
 			g.log.Info("outbound connection broken before its answer", "service", svc, "cluster", c.cluster, "err", err)
-			return
+			return nil
 		}
 		old := r.up
 		var next net.Conn
 		next, c, answered, err = a.open(ctx)
 		if err == nil {
+			r.up, up = next, next
+			r.spec = g.speculate(next)
 			next.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-			if len(r.early) > 0 {
-				_, _ = next.Write(r.early)
+			if n := r.sendable(); n > 0 {
+				_, _ = next.Write(r.early[:n])
 			}
-			if r.eof {
+			if r.eof && r.spec {
 				closeWrite(next)
 			}
-			r.up, up = next, next
 		} else {
 			r.state = relayClosed
 		}
@@ -122,13 +130,24 @@ func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte
 			r.cond.Broadcast()
 			client.Close()
 			<-pumped
-			g.outboundFailed(svc, in, err)
-			return
+			return err
 		}
 	}
 	up.SetWriteDeadline(time.Time{})
 	r.mu.Lock()
-	r.state, r.early = relayConfirmed, nil
+	if n := r.sendable(); n < len(r.early) {
+		// Held back until the answer: send it now.
+		if _, err := up.Write(r.early[n:]); err != nil {
+			r.state = relayClosed
+		}
+	}
+	if r.eof && r.state != relayClosed && !r.spec {
+		closeWrite(up)
+	}
+	if r.state != relayClosed {
+		r.state = relayConfirmed
+	}
+	r.early = nil
 	r.mu.Unlock()
 	r.cond.Broadcast()
 
@@ -138,10 +157,11 @@ func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte
 	defer g.metrics.active.WithLabelValues("outbound").Dec()
 	rx := r.f.copy(client, up)
 	closeWrite(client)
-	tx := <-pumped
+	tx := <-pumped + int64(len(first))
 	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "tx").Add(float64(tx))
 	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "rx").Add(float64(rx))
 	g.metrics.duration.WithLabelValues("outbound", svc, rt.cluster).Observe(time.Since(a.start).Seconds())
+	return nil
 }
 
 // pump copies the client to the current upstream. Before the answer it
@@ -165,7 +185,9 @@ func (r *relay) pump() int64 {
 				return n
 			case relayPending:
 				r.early = append(r.early, buf[:k]...)
-				_, _ = r.up.Write(buf[:k]) // a failed write shows in the answer
+				if r.spec {
+					_, _ = r.up.Write(buf[:k]) // a failed write shows in the answer
+				}
 				r.mu.Unlock()
 			default:
 				up := r.up
@@ -182,7 +204,9 @@ func (r *relay) pump() int64 {
 			switch r.state {
 			case relayPending:
 				r.eof = true
-				closeWrite(r.up)
+				if r.spec {
+					closeWrite(r.up)
+				}
 			case relayConfirmed:
 				closeWrite(r.up)
 			}
@@ -190,6 +214,37 @@ func (r *relay) pump() int64 {
 			return n
 		}
 	}
+}
+
+// sendable is how much of early goes to the current upstream before its
+// answer: all of it when speculating, else only the bytes safe to repeat.
+// r.mu is held.
+func (r *relay) sendable() int {
+	if r.spec {
+		return len(r.early)
+	}
+	return r.safe
+}
+
+// sent reports whether bytes that must not reach a service twice have
+// gone to the current upstream. r.mu is held.
+func (r *relay) sent() bool {
+	return r.spec && (len(r.early) > r.safe || r.eof)
+}
+
+// speculate reports whether client bytes may go to up before it answers:
+// when tunnels.earlyData is on and up is a connection of its own (just
+// handshaken) or a stream on a tunnel that heard from its peer within the
+// last keepalive interval. On a tunnel gone quiet the bytes wait for the
+// answer, so that if the peer is cut off they can still go elsewhere.
+func (g *Gateway) speculate(up net.Conn) bool {
+	if !g.cfg.Tunnels.EarlyData {
+		return false
+	}
+	if s, ok := unwrap(up).(*tunnelStream); ok {
+		return s.t.fresh(g.cfg.Tunnels.Keepalive)
+	}
+	return true
 }
 
 // retrySafe reports whether a stream that failed before its answer with

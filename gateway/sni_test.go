@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -100,6 +101,74 @@ func FuzzParseAuthority(f *testing.F) {
 		}
 		if tg.Port < 1 || tg.Port > 65535 || !isLabel(tg.Name) || !isLabel(tg.Namespace) {
 			t.Fatalf("ParseAuthority(%q) = %+v", s, tg)
+		}
+	})
+}
+
+func TestParseMeshSNI(t *testing.T) {
+	ledger := Target{Namespace: "demo", Name: "ledger", Port: 8443}
+	for _, tc := range []struct {
+		sni  string
+		want Target
+	}{
+		{"outbound_.8443_._.ledger.demo.svc.cluster.local", ledger},
+		{"outbound_.8443_._.ledger.demo.svc.clusterset.local", ledger},
+		{"OUTBOUND_.8443_._.Ledger.DEMO.svc.Cluster.Local", ledger},
+		{"outbound_.1_._.a.b.svc.cluster.local", Target{Namespace: "b", Name: "a", Port: 1}},
+	} {
+		got, err := ParseMeshSNI(tc.sni)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseMeshSNI(%q) = %+v, %v; want %+v", tc.sni, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ name, sni, want string }{
+		{"empty", "", "want outbound_.<port>_._.<name>.<ns>.svc.cluster.local or .svc.clusterset.local"},
+		{"plain host", "ledger.demo.svc.cluster.local", "want outbound_."},
+		{"inbound", "inbound_.8443_._.ledger.demo.svc.cluster.local", "want outbound_."},
+		{"subset", "outbound_.8443_.v1_.ledger.demo.svc.cluster.local", `subset "v1" given`},
+		{"no separator", "outbound_.8443.ledger.demo.svc.cluster.local", `missing "_._." after the port`},
+		{"port zero", "outbound_.0_._.ledger.demo.svc.cluster.local", `port "0" not in 1-65535`},
+		{"other domain", "outbound_.8443_._.ledger.demo.svc.example.com", "want <service>.<namespace>.svc.cluster.local or <service>.<namespace>.svc.clusterset.local"},
+		{"missing namespace", "outbound_.8443_._.ledger.svc.cluster.local", "with DNS labels"},
+		{"extra label", "outbound_.8443_._.x.ledger.demo.svc.cluster.local", "with DNS labels"},
+		{"trailing dot", "outbound_.8443_._.ledger.demo.svc.cluster.local.", "want <service>"},
+		{"kelvin sign is not k", "outbound_.8443_._.\u212aey.demo.svc.cluster.local", "with DNS labels"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseMeshSNI(tc.sni)
+			if !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ParseMeshSNI(%q) = %+v, %v; want ErrBadName with %q", tc.sni, got, err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseMeshSNI checks that parsing never panics, that a parsed target
+// is valid and travels between gateways unchanged, and that the
+// gateways' own form reads the same either way.
+func FuzzParseMeshSNI(f *testing.F) {
+	for _, s := range []string{
+		"outbound_.8443_._.ledger.demo.svc.cluster.local",
+		"outbound_.8080_._.ledger.demo.svc.clusterset.local",
+		"OUTBOUND_.80_._.A.B.SVC.CLUSTER.LOCAL",
+		"outbound_.80_.v1_.a.b.svc.cluster.local",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tg, err := ParseMeshSNI(s)
+		if gw, gwErr := ParseSNI(s); gwErr == nil && (err != nil || gw != tg) {
+			t.Fatalf("ParseSNI(%q) = %+v but ParseMeshSNI = %+v, %v", s, gw, tg, err)
+		}
+		if err != nil {
+			return
+		}
+		if tg.Port < 1 || tg.Port > 65535 || !isLabel(tg.Name) || !isLabel(tg.Namespace) {
+			t.Fatalf("ParseMeshSNI(%q) = %+v", s, tg)
+		}
+		if back, err := ParseSNI(tg.SNI()); err != nil || back != tg {
+			t.Fatalf("ParseMeshSNI(%q) = %+v does not travel: %+v, %v", s, tg, back, err)
 		}
 	})
 }

@@ -80,7 +80,8 @@ func (s Status) WriteTable(w io.Writer) error {
 		ready = "NOT READY"
 	}
 	fmt.Fprintf(w, "Gateway %s  cluster %s  region %s  %s  version %s\n", s.Node, s.Cluster, s.Region, ready, s.Version)
-	fmt.Fprintf(w, "  data %s (advertised %s)  gossip %s  admin %s  connect %s\n", s.Addresses.Data, s.Addresses.Advertise, s.Addresses.Gossip, s.Addresses.Admin, orDash(s.Addresses.Connect))
+	fmt.Fprintf(w, "  data %s (advertised %s)  gossip %s  admin %s  connect %s  passthrough %s\n", s.Addresses.Data, s.Addresses.Advertise, s.Addresses.Gossip,
+		s.Addresses.Admin, orDash(s.Addresses.Connect), orDash(s.Addresses.Passthrough))
 	if st := s.State; st != nil {
 		role := strings.ToLower(st.Role)
 		if !st.Voter {

@@ -198,6 +198,13 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 	}
 }
 
+// fresh reports whether something arrived from the peer within the
+// keepalive interval plus one round trip: the tunnel was alive a moment ago.
+func (t *tunnel) fresh(keepalive time.Duration) bool {
+	quiet := time.Since(time.Unix(0, t.conn.lastRead.Load()))
+	return quiet <= keepalive+time.Duration(t.rtt.Load())+20*time.Millisecond
+}
+
 // usable reports whether new streams may go on t.
 func (t *tunnel) usable() bool {
 	return !t.dead.Load() && !t.sess.IsClosed()

@@ -69,6 +69,9 @@ type DevOptions struct {
 // Dev is a running `strait dev` federation.
 type Dev struct {
 	*Lab
+	// Mesh is the demo services' own CA: they answer HTTPS with its
+	// certificates, for TLS carried end to end by the passthrough ports.
+	Mesh  *MeshCA
 	demos []*DemoService
 }
 
@@ -78,6 +81,9 @@ type Dev struct {
 // port 8080, like separate hosts.
 func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 	d = &Dev{}
+	if d.Mesh, err = NewMeshCA("strait dev mesh CA"); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -94,7 +100,7 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 		if !opts.Ephemeral {
 			gwHost = fmt.Sprintf("127.0.%d.1", i+1)
 			cs.DataPort, cs.GossipPort, cs.AdminPort, cs.ConnectPort = 15443, 7946, 15000, 15001
-			cs.ControlPort, cs.RaftPort = 15012, 8300
+			cs.ControlPort, cs.RaftPort, cs.PassthroughPort = 15012, 8300, 15002
 		}
 		cs.Host = gwHost
 		for j, key := range dc.Services {
@@ -102,14 +108,18 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 			if !opts.Ephemeral {
 				addr = net.JoinHostPort(fmt.Sprintf("127.0.%d.%d", i+1, 10+j), strconv.Itoa(DemoPort))
 			}
-			demo, err := StartDemo(addr, key, dc.Name, dc.Region)
+			ns, name, _ := strings.Cut(key, "/")
+			cert, err := d.Mesh.Issue(key+" in "+dc.Name, name+"."+ns+".svc.cluster.local", name+"."+ns+".svc.clusterset.local")
+			if err != nil {
+				return nil, err
+			}
+			demo, err := StartDemoTLS(addr, key, dc.Name, dc.Region, &cert)
 			if err != nil {
 				return nil, err
 			}
 			d.demos = append(d.demos, demo)
 			host, ps, _ := net.SplitHostPort(demo.Addr())
 			target, _ := strconv.Atoi(ps)
-			ns, name, _ := strings.Cut(key, "/")
 			svc := discovery.Service{Namespace: ns, Name: name, Endpoints: []string{host},
 				Ports: []discovery.Port{{Name: "http", Port: DemoPort, TargetPort: target, Protocol: "http"}}}
 			for _, ds := range demoServices {
@@ -176,6 +186,9 @@ tls:
 	if err := os.WriteFile(filepath.Join(dir, failoverFile), []byte(SampleFailover+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write sample failover: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "mesh-ca.pem"), d.Mesh.CertPEM(), 0o644); err != nil {
+		return fmt.Errorf("write mesh CA: %w", err)
+	}
 	return nil
 }
 
@@ -205,6 +218,9 @@ type Info struct {
 	StateDir string `json:"stateDir"`
 	// Policy is the sample residency policy file.
 	Policy string `json:"policy"`
+	// MeshCA is the PEM file of the CA that signed the demo services'
+	// own TLS certificates (not the federation's).
+	MeshCA string `json:"meshCA"`
 }
 
 // ClusterInfo is one cluster of Info.
@@ -215,10 +231,12 @@ type ClusterInfo struct {
 	Cloud   string `json:"cloud"`
 	Admin   string `json:"admin"`
 	Connect string `json:"connect"`
-	Data    string `json:"data"`
-	Gossip  string `json:"gossip"`
-	Control string `json:"control"`
-	Voter   bool   `json:"voter"`
+	// Passthrough takes TLS routed by its SNI, not terminated.
+	Passthrough string `json:"passthrough"`
+	Data        string `json:"data"`
+	Gossip      string `json:"gossip"`
+	Control     string `json:"control"`
+	Voter       bool   `json:"voter"`
 	// CLIConfig is a config file for the strait CLI (--config) naming this
 	// gateway's control address and a certificate of the federation.
 	CLIConfig string            `json:"cliConfig"`
@@ -236,11 +254,12 @@ type ServiceInfo struct {
 
 // Info describes the running federation.
 func (d *Dev) Info() Info {
-	info := Info{TrustDomain: d.CA.TrustDomain, StateDir: d.StateDir, Policy: filepath.Join(d.StateDir, "cli", "policy.yaml")}
+	info := Info{TrustDomain: d.CA.TrustDomain, StateDir: d.StateDir, Policy: filepath.Join(d.StateDir, "cli", "policy.yaml"),
+		MeshCA: filepath.Join(d.StateDir, "cli", "mesh-ca.pem")}
 	for _, name := range d.Clusters() {
 		g, cs := d.Gateway(name), d.Spec(name)
 		ci := ClusterInfo{Name: name, Region: cs.Region, Zone: cs.Zone, Cloud: cs.Cloud,
-			Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Data: g.DataAddr(), Gossip: g.GossipAddr(), Imports: g.ImportAddrs(),
+			Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Passthrough: g.PassthroughAddr(), Data: g.DataAddr(), Gossip: g.GossipAddr(), Imports: g.ImportAddrs(),
 			Control: g.ControlAddr(), Voter: cs.Voter, CLIConfig: filepath.Join(d.StateDir, "cli", name+".yaml")}
 		for _, s := range d.demos {
 			if s.Cluster == name {
@@ -278,13 +297,13 @@ func WriteInfo(path string, info Info) error {
 func PrintTour(w io.Writer, info Info, self string) {
 	fmt.Fprintf(w, "Strait dev federation: %d clusters, trust domain %s\n\n", len(info.Clusters), info.TrustDomain)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tREGION\tCLOUD\tADMIN\tCONNECT\tSERVICES")
+	fmt.Fprintln(tw, "CLUSTER\tREGION\tCLOUD\tADMIN\tCONNECT\tPASSTHROUGH\tSERVICES")
 	for _, c := range info.Clusters {
 		var svcs []string
 		for _, s := range c.Services {
 			svcs = append(svcs, s.Service)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Region, c.Cloud, c.Admin, c.Connect, strings.Join(svcs, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Region, c.Cloud, c.Admin, c.Connect, orDash(c.Passthrough), strings.Join(svcs, ", "))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nPer-import ports (a local port on each gateway for each remote service):")
@@ -349,6 +368,21 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   %[8]s policy explain --admin %[7]s --service demo/ledger --from %[9]s
   %[8]s policy simulate --admin %[7]s --fail eu-central
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, euc.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin)
+	if euc.Passthrough != "" && info.MeshCA != "" {
+		fmt.Fprintf(w, `
+TLS passthrough: a mesh workload opens TLS to its gateway's passthrough port
+with the SNI outbound_.<port>_._.<service>.<namespace>.svc.cluster.local; the
+gateway routes on that name and carries the session without terminating it.
+The demo services also answer HTTPS, with certificates from a mesh CA of
+their own, not the federation's:
+
+  # from %[1]s, demo/ledger in eu-west over TLS that ends at the service
+  # ("tls": true, "sni" as the service saw it)
+  printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -quiet -connect %[2]s \
+    -servername outbound_.%[3]d_._.ledger.demo.svc.cluster.local \
+    -verify_hostname ledger.demo.svc.cluster.local -verify_return_error -CAfile %[4]s
+`, euc.Name, euc.Passthrough, DemoPort, info.MeshCA)
+	}
 	if len(voters) == 0 {
 		return
 	}
@@ -365,4 +399,11 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   curl -s -p -x %[5]s http://profile.demo.svc.clusterset.local:%[3]d/
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self,
 		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig, filepath.Join(info.StateDir, "cli", failoverFile))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

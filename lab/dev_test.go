@@ -2,7 +2,11 @@ package lab_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -90,5 +94,42 @@ func TestDevTour(t *testing.T) {
 	ledger := byName["eu-west-1"].Services[1]
 	if ledger.Service != "demo/ledger" || ledger.Labels["data-class"] != "pii-eu" {
 		t.Errorf("eu-west-1 ledger: %+v", ledger)
+	}
+
+	// TLS passthrough: the tour's command, done with crypto/tls. The demo
+	// service's own certificate is checked against the mesh CA file the
+	// tour names, and the service saw the SNI the client sent.
+	for _, c := range info.Clusters {
+		if c.Passthrough == "" || !strings.Contains(tour.String(), c.Passthrough) {
+			t.Errorf("%s: passthrough %q not in the tour", c.Name, c.Passthrough)
+		}
+	}
+	sni := "outbound_.8080_._.ledger.demo.svc.cluster.local"
+	for _, want := range []string{"openssl s_client -quiet -connect " + euc.Passthrough, "-servername " + sni,
+		"-verify_hostname ledger.demo.svc.cluster.local -verify_return_error -CAfile " + info.MeshCA} {
+		if !strings.Contains(tour.String(), want) {
+			t.Errorf("tour lacks %q", want)
+		}
+	}
+	caPEM, err := os.ReadFile(info.MeshCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("%s holds no certificate", info.MeshCA)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d tls.Dialer
+			d.Config = &tls.Config{ServerName: sni, InsecureSkipVerify: true,
+				VerifyConnection: func(cs tls.ConnectionState) error {
+					_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: "ledger.demo.svc.cluster.local", Roots: pool})
+					return err
+				}}
+			return d.DialContext(ctx, "tcp", euc.Passthrough)
+		}}}
+	if r := getJSON(t, client, "https://ledger.demo.svc.cluster.local:8080/tls"); !r.TLS || r.SNI != sni || r.Region != "eu-west" || r.Path != "/tls" {
+		t.Errorf("passthrough from eu-central-1 to demo/ledger: %+v", r)
 	}
 }

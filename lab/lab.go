@@ -30,7 +30,7 @@ type ClusterSpec struct {
 	// Host is the loopback address the gateway binds. Default 127.0.0.1.
 	Host string
 	// Fixed ports; 0 picks a free port.
-	DataPort, GossipPort, AdminPort, ConnectPort, ControlPort, RaftPort int
+	DataPort, GossipPort, AdminPort, ConnectPort, ControlPort, RaftPort, PassthroughPort int
 	// Voter makes the gateway a routing-state voter (Spec.State).
 	Voter bool
 	// NoTunnels turns this gateway's tunnels off (Spec.NoTunnels for all).
@@ -174,6 +174,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		cfg.Listen.Data = hostPort(cs.Host, cs.DataPort)
 		cfg.Listen.Admin = hostPort(cs.Host, cs.AdminPort)
 		cfg.Listen.Connect = hostPort(cs.Host, cs.ConnectPort)
+		cfg.Listen.Passthrough = hostPort(cs.Host, cs.PassthroughPort)
 		cfg.Gossip.Bind = hostPort(cs.Host, cs.GossipPort)
 		cfg.Gossip.NodeName = cs.Name
 		cfg.Gossip.Profile = spec.GossipProfile

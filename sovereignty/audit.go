@@ -40,7 +40,7 @@ type Record struct {
 	Region    string    `json:"region"`
 	Decision  string    `json:"decision"`
 	Direction string    `json:"direction,omitempty"` // outbound or inbound
-	Entry     string    `json:"entry,omitempty"`     // connect, http, import or inbound
+	Entry     string    `json:"entry,omitempty"`     // connect, http, import, passthrough or inbound
 	Flow      *FlowInfo `json:"flow,omitempty"`
 	// Status is the HTTP status a refused CONNECT or HTTP client got
 	// (403: the policy allows no cluster; 503: allowed clusters are down).

@@ -78,7 +78,7 @@ func ParseTopology(file string, data []byte) (*Topology, error) {
 	top := &Topology{}
 	root := r.parseDocument(data)
 	if root != nil && r.usable(root, "") {
-		fs := r.object(root, "", "clusters", "trustDomain", "stateDir", "policy")
+		fs := r.object(root, "", "clusters", "trustDomain", "stateDir", "policy", "meshCA")
 		if f, ok := fs["clusters"]; !ok {
 			r.problem(root, "clusters", "required: the list of clusters")
 		} else {
@@ -109,7 +109,7 @@ func (r *reader) topologyCluster(n *yaml.Node, path string) (TopologyCluster, bo
 	var c TopologyCluster
 	ok := true
 	fs := r.object(n, path, "name", "region", "zone", "down", "services",
-		"cloud", "admin", "connect", "data", "gossip", "imports", "control", "voter", "cliConfig") // the last ones: strait dev --info
+		"cloud", "admin", "connect", "passthrough", "data", "gossip", "imports", "control", "voter", "cliConfig") // the last ones: strait dev --info
 	label := func(key string, required bool) string {
 		f, present := fs[key]
 		if !present {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,7 +82,15 @@ func TestGatewayProcessesFederate(t *testing.T) {
 	if _, stderr, code := runStrait(t, nil, "ca", "init", "--dir", caDir); code != 0 {
 		t.Fatalf("ca init: %s", stderr)
 	}
-	demo, err := lab.StartDemo("127.0.0.1:0", "demo/ledger", "b", "eu-west")
+	mesh, err := lab.NewMeshCA("test mesh CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledgerCert, err := mesh.Issue("ledger in b", "ledger.demo.svc.cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := lab.StartDemoTLS("127.0.0.1:0", "demo/ledger", "b", "eu-west", &ledgerCert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +98,9 @@ func TestGatewayProcessesFederate(t *testing.T) {
 	_, demoPort, _ := net.SplitHostPort(demo.Addr())
 
 	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-	type ports struct{ data, admin, connect, gossip, control, raft int }
-	pa := ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
-	pb := ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	type ports struct{ data, admin, connect, gossip, control, raft, passthrough int }
+	pa := ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	pb := ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
 	write := func(name, region string, p ports, extra string) string {
 		out := filepath.Join(dir, name)
 		if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--cluster", name, "--region", region, "--out", out); code != 0 {
@@ -99,11 +108,11 @@ func TestGatewayProcessesFederate(t *testing.T) {
 		}
 		cfg := fmt.Sprintf(`cluster: %[1]s
 region: %[2]s
-listen: {data: "127.0.0.1:%[3]d", admin: "127.0.0.1:%[4]d", connect: "127.0.0.1:%[5]d", control: "127.0.0.1:%[11]d"}
+listen: {data: "127.0.0.1:%[3]d", admin: "127.0.0.1:%[4]d", connect: "127.0.0.1:%[5]d", control: "127.0.0.1:%[11]d", passthrough: "127.0.0.1:%[12]d"}
 tls: {cert: %[7]s/cert.pem, key: %[7]s/key.pem, ca: %[7]s/ca.pem}
 gossip: {bind: "127.0.0.1:%[6]d", key: %[8]s, profile: local, join: ["127.0.0.1:%[9]d"]}
 timeouts: {connect: 1s, budget: 2s, drain: 2s}
-%[10]s`, name, region, p.data, p.admin, p.connect, p.gossip, out, key, pb.gossip, extra, p.control)
+%[10]s`, name, region, p.data, p.admin, p.connect, p.gossip, out, key, pb.gossip, extra, p.control, p.passthrough)
 		path := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
@@ -175,6 +184,26 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 		t.Fatalf("reply %s (%v)", body, err)
 	}
 
+	// TLS passthrough: the demo service's own TLS, routed by SNI through
+	// a's passthrough port, verified with the mesh CA.
+	sni := "outbound_.8080_._.ledger.demo.svc.cluster.local"
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", pa.passthrough), &tls.Config{
+		ServerName: sni, InsecureSkipVerify: true, VerifyConnection: mesh.VerifyName("ledger.demo.svc.cluster.local")})
+	if err != nil {
+		t.Fatalf("TLS through a's passthrough port: %v\na stderr:\n%s", err, a.stderr)
+	}
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(tc, "GET /tls HTTP/1.1\r\nHost: ledger\r\nConnection: close\r\n\r\n")
+	r3, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(r3.Body)
+	tc.Close()
+	if err := json.Unmarshal(body, &reply); err != nil || reply.Cluster != "b" || !reply.TLS || reply.SNI != sni || reply.Path != "/tls" {
+		t.Fatalf("passthrough reply %s (%v)", body, err)
+	}
+
 	// The routing state, operated with the gateways' own config files: a
 	// policy applied through the non-voter a is read back from b.
 	policy := filepath.Join(dir, "policy.yaml")
@@ -190,7 +219,8 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 	if code != 0 || !strings.Contains(out, "# policy eu-data at index "+index+" ") {
 		t.Fatalf("state get from b: exit %d, %q %q", code, out, stderr)
 	}
-	if out, _, _ := runStrait(t, nil, "status", "--admin", adminA); !strings.Contains(out, "routing state: follower (non-voter), leader b-") {
+	if out, _, _ := runStrait(t, nil, "status", "--admin", adminA); !strings.Contains(out, "routing state: follower (non-voter), leader b-") ||
+		!strings.Contains(out, fmt.Sprintf("passthrough 127.0.0.1:%d", pa.passthrough)) {
 		t.Errorf("status of a:\n%s", out)
 	}
 

@@ -153,7 +153,8 @@ func TestStatusAgainstLiveGateway(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"Gateway eu-central-1", "MEMBER", "us-east-1", "demo/ledger", "data-class=pii-eu", "IMPORT"} {
+	for _, want := range []string{"Gateway eu-central-1", "MEMBER", "us-east-1", "demo/ledger", "data-class=pii-eu", "IMPORT",
+		"passthrough " + d.Gateway("eu-central-1").PassthroughAddr()} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status table lacks %q:\n%s", want, out)
 		}
@@ -180,7 +181,8 @@ func TestDevRunsForDurationAndWritesInfo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s\n%s", code, out, stderr)
 	}
-	for _, want := range []string{"eu-west-1", "eu-west-2", "eu-central-1", "us-east-1", "curl -s -p -x", "ledger.demo.svc.clusterset.local:8080", "Stopping"} {
+	for _, want := range []string{"eu-west-1", "eu-west-2", "eu-central-1", "us-east-1", "curl -s -p -x", "ledger.demo.svc.clusterset.local:8080",
+		"PASSTHROUGH", "-servername outbound_.8080_._.ledger.demo.svc.cluster.local", "Stopping"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -193,11 +195,11 @@ func TestDevRunsForDurationAndWritesInfo(t *testing.T) {
 	if err := json.Unmarshal(b, &in); err != nil {
 		t.Fatal(err)
 	}
-	if len(in.Clusters) != 4 {
-		t.Fatalf("info lists %d clusters", len(in.Clusters))
+	if len(in.Clusters) != 4 || !strings.HasSuffix(in.MeshCA, "mesh-ca.pem") {
+		t.Fatalf("info lists %d clusters, mesh CA %q", len(in.Clusters), in.MeshCA)
 	}
 	for _, c := range in.Clusters {
-		if c.Region == "" || c.Admin == "" || c.Connect == "" || len(c.Imports) != 3 {
+		if c.Region == "" || c.Admin == "" || c.Connect == "" || c.Passthrough == "" || len(c.Imports) != 3 {
 			t.Errorf("info for %s incomplete: %+v", c.Name, c)
 		}
 	}

@@ -45,7 +45,7 @@ func TestGatewayProcessResidencyPolicy(t *testing.T) {
 	admin := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`cluster: a
 region: eu-west
-listen: {data: "127.0.0.1:%d", admin: "127.0.0.1:%d", connect: "127.0.0.1:%d"}
+listen: {data: "127.0.0.1:%d", admin: "127.0.0.1:%d", connect: "127.0.0.1:%d", passthrough: ""}
 tls: {cert: %[4]s/cert.pem, key: %[4]s/key.pem, ca: %[4]s/ca.pem}
 gossip: {bind: "127.0.0.1:%d", profile: local, key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}
 timeouts: {drain: 1s}
@@ -110,7 +110,9 @@ residency:
 	}
 	// The file watcher may have taken the same updates; the SIGHUP handler
 	// logs its own outcome either way.
-	for _, want := range []string{"SIGHUP: residency policy not reloaded", "SIGHUP: residency policy reloaded"} {
+	for _, want := range []string{"SIGHUP: residency policy not reloaded", "SIGHUP: residency policy reloaded",
+		`passthrough=""`} { // listen.passthrough: "" binds nothing
+
 		if !strings.Contains(p.stderr.String(), want) {
 			t.Errorf("gateway log lacks %q:\n%s", want, p.stderr)
 		}
