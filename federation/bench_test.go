@@ -61,7 +61,7 @@ func pool(t *testing.T, n int, profile string) []*Catalog {
 		var wg sync.WaitGroup
 		for _, c := range cats {
 			wg.Add(1)
-			go func() { defer wg.Done(); c.kill() }()
+			go func() { defer wg.Done(); c.Kill() }()
 		}
 		wg.Wait()
 	})
@@ -227,7 +227,7 @@ func TestBenchCatalogFailureDetect(t *testing.T) {
 		killed[victim] = true
 		node := cats[victim].Name()
 		start := time.Now()
-		cats[victim].kill()
+		cats[victim].Kill()
 		got := waitAll(t, cats, killed, start, func(s *Snapshot) bool {
 			v := view(s, node)
 			return v != nil && !v.Reachable
@@ -305,7 +305,7 @@ func TestBenchCatalogJoinSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer seed.kill()
+	defer seed.Kill()
 	labels := map[string]string{"app.kubernetes.io/part-of": "shop"}
 	for c := range clusters {
 		wn := &wireNode{nodeHeader: nodeHeader{Node: fmt.Sprintf("gw-%03d", c), Cluster: fmt.Sprintf("c%03d", c), Region: fmt.Sprintf("r%d", c%5),
@@ -332,7 +332,7 @@ func TestBenchCatalogJoinSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.kill()
+	defer nc.Kill()
 	if _, err := nc.Join([]string{seed.GossipAddr()}); err != nil {
 		t.Fatal(err)
 	}

@@ -67,15 +67,6 @@ func start(t *testing.T, n testNode) *Catalog {
 	return c
 }
 
-// kill stops gossip without a leave message, as a crash would.
-func (c *Catalog) kill() {
-	c.closeOnce.Do(func() {
-		c.cancel()
-		c.ml.Shutdown()
-		c.bg.Wait()
-	})
-}
-
 func svc(name string, healthy int) Service {
 	return Service{Namespace: "demo", Name: name, Ports: []Port{{Port: 8080}}, Healthy: healthy, Total: 2}
 }
@@ -158,7 +149,7 @@ func TestCatalogMarksCrashedGatewayDead(t *testing.T) {
 	a := start(t, testNode{name: "a", key: testKey})
 	b := start(t, testNode{name: "b", key: testKey, join: []string{a.GossipAddr()}, svcs: []Service{svc("x", 1)}})
 	waitView(t, a, "b", func(s *Snapshot) bool { return len(s.Exporters("demo", "x", 8080)) == 1 })
-	b.kill()
+	b.Kill()
 	waitView(t, a, "b dead", func(s *Snapshot) bool {
 		v := view(s, "b")
 		return v != nil && v.State == "dead" && !v.Reachable && len(s.Exporters("demo", "x", 8080)) == 0
@@ -178,7 +169,7 @@ func TestCatalogHAPairDoesNotFight(t *testing.T) {
 		return len(ex) == 1 && ex[0].Node == "c-gw2" && slices.Equal(names(view(s, "c-gw1")), []string{"x"}) &&
 			slices.Equal(names(view(s, "c-gw2")), []string{"x", "y"})
 	})
-	g2.kill()
+	g2.Kill()
 	waitView(t, a, "cluster c still reachable through gw1", func(s *Snapshot) bool {
 		return view(s, "c-gw2").State == "dead" && s.ClusterReachable("c")
 	})

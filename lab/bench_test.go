@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +19,33 @@ import (
 	"github.com/straitmesh/strait/lab"
 )
 
-// sinkServer reads everything a client sends, then answers with one byte.
-// A client that sends nothing gets the byte at once (a ping).
-func sinkServer(t *testing.T) string {
+// Helpers shared by the lab's benchmarks (make bench-dataplane). Every
+// server runs in the test process on 127.0.0.1; every load loop is bounded
+// in count and in time.
+
+// bench prints one result line: BENCH <name> <value> <unit>.
+func bench(name string, v float64, unit string) { fmt.Printf("BENCH %s %.3f %s\n", name, v, unit) }
+
+// percentile returns the p-quantile (0..1) of vs by nearest rank, sorting
+// vs in place. NaN when vs is empty.
+func percentile(vs []float64, p float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(vs)
+	i := int(math.Ceil(p*float64(len(vs)))) - 1
+	return vs[min(max(i, 0), len(vs)-1)]
+}
+
+func median(vs []float64) float64 { return percentile(vs, 0.5) }
+
+// serveTCP accepts on a loopback port until the test ends and runs handle
+// for each connection, closing it afterwards.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("listen for a bench server: %v", err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -34,107 +56,270 @@ func sinkServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				var hdr [8]byte
-				if _, err := io.ReadFull(c, hdr[:]); err != nil {
-					return
-				}
-				n, _ := strconv.ParseInt(string(hdr[:]), 16, 64)
-				io.CopyN(io.Discard, c, n)
-				c.Write([]byte{1})
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
 }
 
-// transfer sends n bytes to addr and waits for the answer.
+// sinkServer reads everything a client sends, then answers with one byte.
+// A client that sends nothing gets the byte at once (a ping).
+func sinkServer(t *testing.T) string {
+	return serveTCP(t, func(c net.Conn) {
+		var hdr [8]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		n, _ := strconv.ParseInt(string(hdr[:]), 16, 64)
+		io.CopyN(io.Discard, c, n)
+		c.Write([]byte{1})
+	})
+}
+
+// transfer sends n bytes to a sinkServer at addr and waits for the answer.
 func transfer(addr string, n int64) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return err
+		return fmt.Errorf("dial %s: %w", addr, err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
 	if _, err := fmt.Fprintf(c, "%08x", n); err != nil {
-		return err
+		return fmt.Errorf("send length: %w", err)
 	}
 	buf := make([]byte, 256<<10)
 	for sent := int64(0); sent < n; {
 		k := min(int64(len(buf)), n-sent)
 		if _, err := c.Write(buf[:k]); err != nil {
-			return err
+			return fmt.Errorf("send after %d bytes: %w", sent, err)
 		}
 		sent += k
 	}
 	var ack [1]byte
-	_, err = io.ReadFull(c, ack[:])
-	return err
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	return nil
 }
 
-func benchLab(t *testing.T, sink string) *lab.Lab {
-	t.Helper()
-	_, ps, _ := net.SplitHostPort(sink)
+// msgSize is the size of every request and response of the
+// request/response benchmarks.
+const msgSize = 64
+
+// echoServer answers each msgSize-byte request with a msgSize-byte
+// response until the client closes.
+func echoServer(t *testing.T) string {
+	return serveTCP(t, func(c net.Conn) {
+		buf := make([]byte, msgSize)
+		for {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// nameServer reads one msgSize-byte request, answers with name and closes,
+// so that a client knows which cluster served it.
+func nameServer(t *testing.T, name string) string {
+	return serveTCP(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, msgSize)); err != nil {
+			return
+		}
+		io.WriteString(c, name)
+	})
+}
+
+// firstByte connects to addr, sends one request to an echoServer and
+// returns the time from since until the first response byte. It reads the
+// rest of the response before it closes.
+func firstByte(addr string, since time.Time, timeout time.Duration) (time.Duration, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	buf := make([]byte, msgSize)
+	if _, err := c.Write(buf); err != nil {
+		return 0, fmt.Errorf("send request: %w", err)
+	}
+	if _, err := io.ReadFull(c, buf[:1]); err != nil {
+		return 0, fmt.Errorf("read first response byte: %w", err)
+	}
+	took := time.Since(since)
+	if _, err := io.ReadFull(c, buf[1:]); err != nil {
+		return 0, fmt.Errorf("read response: %w", err)
+	}
+	return took, nil
+}
+
+// benchPort is the service port of every benchmark service.
+const benchPort = 9000
+
+// benchService is the service bench/<name>, port benchPort, served at addr.
+func benchService(name, addr string) discovery.Service {
+	_, ps, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(ps)
-	svc := discovery.Service{Namespace: "bench", Name: "sink", Endpoints: []string{"127.0.0.1"},
-		Ports: []discovery.Port{{Port: 9000, TargetPort: port}}}
+	return discovery.Service{Namespace: "bench", Name: name, Endpoints: []string{"127.0.0.1"},
+		Ports: []discovery.Port{{Port: benchPort, TargetPort: port}}}
+}
+
+// benchImport gives bench/<name> a local port on a gateway.
+func benchImport(name string) gateway.Import {
+	return gateway.Import{Service: "bench/" + name, Port: benchPort, Listen: "127.0.0.1:0"}
+}
+
+// importAddr is the address of cluster's local port for bench/<name>.
+func importAddr(t *testing.T, l *lab.Lab, cluster, name string) string {
+	t.Helper()
+	key := "bench/" + name + ":" + strconv.Itoa(benchPort)
+	addr := l.Gateway(cluster).ImportAddrs()[key]
+	if addr == "" {
+		t.Fatalf("cluster %s has no import %s", cluster, key)
+	}
+	return addr
+}
+
+// startBenchLab starts a lab that the test closes when it ends.
+func startBenchLab(t *testing.T, spec lab.Spec) *lab.Lab {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Spec{DirectLinks: true, Clusters: []lab.ClusterSpec{
-		{Name: "a", Region: "r1", Imports: []gateway.Import{{Service: "bench/sink", Port: 9000, Listen: "127.0.0.1:0"}}},
-		{Name: "b", Region: "r2", Services: []discovery.Service{svc}},
-	}})
+	l, err := lab.Start(ctx, spec)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start lab: %v", err)
 	}
 	t.Cleanup(l.Close)
 	return l
 }
 
-func bench(name string, v float64, unit string) { fmt.Printf("BENCH %s %.3f %s\n", name, v, unit) }
-
-// TestBenchDataplaneFoundation measures bulk throughput and new-connection
-// latency through two gateways (client -> A -> mTLS -> B -> server) against
-// the same traffic sent directly, in one run.
-func TestBenchDataplaneFoundation(t *testing.T) {
-	sink := sinkServer(t)
-	l := benchLab(t, sink)
-	via := l.Gateway("a").ImportAddrs()["bench/sink:9000"]
-
-	const size = 512 << 20
-	throughput := func(addr string) float64 {
-		best := 0.0
-		for range 3 {
-			start := time.Now()
-			if err := transfer(addr, size); err != nil {
-				t.Fatal(err)
-			}
-			best = max(best, float64(size)/(1<<20)/time.Since(start).Seconds())
+// requestResponse runs conns persistent connections to an echoServer at
+// addr, rate requests a second in all, for d. The schedule is open-loop:
+// request i of a connection is sent at its scheduled time whether or not
+// earlier responses have come back, and each latency is measured from that
+// scheduled time, so a stall counts against every request it delays
+// (no coordinated omission). It returns the latencies in microseconds.
+func requestResponse(addr string, conns int, rate float64, d time.Duration) ([]float64, error) {
+	perConn := rate / float64(conns)
+	interval := time.Duration(float64(time.Second) / perConn)
+	n := int(perConn * d.Seconds())
+	cs := make([]net.Conn, 0, conns)
+	defer func() {
+		for _, c := range cs {
+			c.Close()
 		}
-		return best
-	}
-	direct, gw := throughput(sink), throughput(via)
-	bench("direct_throughput_mibs", direct, "MiB/s")
-	bench("foundation_throughput_mibs", gw, "MiB/s")
-	bench("foundation_vs_direct_throughput_x", gw/direct, "x")
-
-	const conns = 500
-	latency := func(addr string) (p50, p99 float64) {
-		var ds []float64
-		for range conns {
-			start := time.Now()
-			if err := transfer(addr, 0); err != nil {
-				t.Fatal(err)
-			}
-			ds = append(ds, float64(time.Since(start).Microseconds())/1000)
+	}()
+	buf := make([]byte, msgSize)
+	for range conns {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
 		}
-		sort.Float64s(ds)
-		return ds[len(ds)/2], ds[len(ds)*99/100]
+		cs = append(cs, c)
+		c.SetDeadline(time.Now().Add(d + 30*time.Second))
+		for range 20 { // warm up: buffers, the tunnel, the scheduler
+			if _, err := c.Write(buf); err != nil {
+				return nil, fmt.Errorf("warm-up request: %w", err)
+			}
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return nil, fmt.Errorf("warm-up response: %w", err)
+			}
+		}
 	}
-	d50, d99 := latency(sink)
-	g50, g99 := latency(via)
-	bench("direct_newconn_p50_ms", d50, "ms")
-	bench("direct_newconn_p99_ms", d99, "ms")
-	bench("foundation_newconn_p50_ms", g50, "ms")
-	bench("foundation_newconn_p99_ms", g99, "ms")
-	bench("foundation_vs_direct_newconn_p99_x", g99/d99, "x")
+	start := time.Now().Add(20 * time.Millisecond)
+	lat := make([][]float64, conns)
+	errs := make([]error, conns)
+	var wg sync.WaitGroup
+	for k, c := range cs {
+		// Connections are staggered so that the requests of all of them
+		// are evenly spaced.
+		first := start.Add(time.Duration(k) * interval / time.Duration(conns))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat[k], errs[k] = scheduledRequests(c, first, interval, n)
+		}()
+	}
+	wg.Wait()
+	var all []float64
+	for k := range cs {
+		if errs[k] != nil {
+			return nil, fmt.Errorf("connection %d: %w", k, errs[k])
+		}
+		all = append(all, lat[k]...)
+	}
+	return all, nil
+}
+
+// scheduledRequests sends n requests on c, request i at first+i*interval,
+// and reads the responses as they come; latencies in microseconds.
+func scheduledRequests(c net.Conn, first time.Time, interval time.Duration, n int) ([]float64, error) {
+	lat := make([]float64, n)
+	read := make(chan error, 1)
+	go func() {
+		resp := make([]byte, msgSize)
+		for i := range n {
+			if _, err := io.ReadFull(c, resp); err != nil {
+				read <- fmt.Errorf("response %d of %d: %w", i, n, err)
+				return
+			}
+			lat[i] = float64(time.Since(first.Add(time.Duration(i)*interval)).Nanoseconds()) / 1e3
+		}
+		read <- nil
+	}()
+	req := make([]byte, msgSize)
+	for i := range n {
+		time.Sleep(time.Until(first.Add(time.Duration(i) * interval)))
+		if _, err := c.Write(req); err != nil {
+			c.Close()
+			<-read
+			return nil, fmt.Errorf("request %d of %d: %w", i, n, err)
+		}
+	}
+	if err := <-read; err != nil {
+		return nil, err
+	}
+	return lat, nil
+}
+
+// newConnections opens a new connection to an echoServer at addr for every
+// request, rate a second for d, on an open-loop schedule: connect, send,
+// first response byte (the latency, from the scheduled time, in
+// microseconds), read the rest, close. It also returns how many failed and
+// the first error.
+func newConnections(addr string, rate float64, d time.Duration) (lat []float64, failed int, firstErr error) {
+	interval := time.Duration(float64(time.Second) / rate)
+	n := int(rate * d.Seconds())
+	lats := make([]float64, n)
+	errs := make([]error, n)
+	start := time.Now().Add(20 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(at))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			took, err := firstByte(addr, at, 10*time.Second)
+			lats[i], errs[i] = float64(took.Nanoseconds())/1e3, err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		lat = append(lat, lats[i])
+	}
+	return lat, failed, firstErr
 }

@@ -465,6 +465,24 @@ func (l *Lab) StopGateway(ctx context.Context, name string) error {
 	return g.Shutdown(ctx)
 }
 
+// KillGateway stops cluster name's gateway as the death of its process
+// would (gateway.Kill): listeners and connections closed at once, no
+// drain, no gossip leave.
+func (l *Lab) KillGateway(name string) error {
+	l.mu.Lock()
+	g := l.gateways[name]
+	already := l.stopped[name]
+	l.stopped[name] = true
+	l.mu.Unlock()
+	if g == nil {
+		return fmt.Errorf("lab: no cluster %s", name)
+	}
+	if !already {
+		g.Kill()
+	}
+	return nil
+}
+
 // WaitConverged waits until every running gateway sees every other running
 // gateway as reachable with the services it exports.
 func (l *Lab) WaitConverged(ctx context.Context) error {

@@ -1,0 +1,189 @@
+//go:build bench
+
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/identity"
+)
+
+// HAProxy is the baseline of the data-plane benchmarks: two instances set
+// up as a pair of gateways is. A takes plain TCP on loopback and carries
+// each connection over TLS 1.3, with a client certificate, to B; B
+// requires a client certificate from the lab's CA and forwards to the
+// server. HAProxy keeps its defaults otherwise (among them, TLS session
+// resumption between A and B).
+
+// haproxyBinary finds haproxy, installing it with apt-get when missing.
+func haproxyBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	t.Log("haproxy not found: installing it with apt-get")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, args := range [][]string{{"update"}, {"install", "-y", "haproxy"}} {
+		cmd := exec.CommandContext(ctx, "apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("haproxy is needed as the baseline and is not installed; apt-get %s failed: %v\n%s\ninstall haproxy and run again",
+				strings.Join(args, " "), err, tail(out, 2000))
+		}
+	}
+	for _, name := range []string{"haproxy", "/usr/sbin/haproxy"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("haproxy is needed as the baseline and is still not found after apt-get install haproxy; install it and put it on PATH")
+	return ""
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// haproxyPair starts HAProxy A and B in front of servers and returns A's
+// address for each server, in order. Both are killed when the test ends.
+func haproxyPair(t *testing.T, ca *identity.CA, servers ...string) []string {
+	t.Helper()
+	bin := haproxyBinary(t)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM(), 0o644); err != nil {
+		t.Fatalf("write CA for haproxy: %v", err)
+	}
+	pemA, pemB := haproxyCert(t, ca, dir, "haproxy-a"), haproxyCert(t, ca, dir, "haproxy-b")
+
+	const global = `global
+	nbthread 2
+
+defaults
+	mode tcp
+	timeout connect 3s
+	timeout client 60s
+	timeout server 60s
+`
+	var cfgA, cfgB strings.Builder
+	cfgA.WriteString(global)
+	cfgB.WriteString(global)
+	var front, back []string
+	for i, server := range servers {
+		a, b := freePort(t), freePort(t)
+		front, back = append(front, a), append(back, b)
+		fmt.Fprintf(&cfgA, `
+frontend in%[1]d
+	bind %[2]s
+	default_backend out%[1]d
+
+backend out%[1]d
+	server b %[3]s ssl verify required ca-file %[4]s crt %[5]s ssl-min-ver TLSv1.3
+`, i, a, b, caFile, pemA)
+		fmt.Fprintf(&cfgB, `
+frontend in%[1]d
+	bind %[2]s ssl crt %[3]s ca-file %[4]s verify required ssl-min-ver TLSv1.3
+	default_backend out%[1]d
+
+backend out%[1]d
+	server s %[5]s
+`, i, b, pemB, caFile, server)
+	}
+	startHAProxy(t, bin, dir, "b", cfgB.String(), back)
+	startHAProxy(t, bin, dir, "a", cfgA.String(), front)
+	return front
+}
+
+// haproxyCert issues a certificate from ca and writes it with its key to
+// one PEM file, as HAProxy wants them.
+func haproxyCert(t *testing.T, ca *identity.CA, dir, name string) string {
+	t.Helper()
+	cert, key, err := ca.IssuePEM("bench", name, 24*time.Hour)
+	if err != nil {
+		t.Fatalf("issue certificate for %s: %v", name, err)
+	}
+	file := filepath.Join(dir, name+".pem")
+	if err := os.WriteFile(file, append(cert, key...), 0o600); err != nil {
+		t.Fatalf("write certificate for %s: %v", name, err)
+	}
+	return file
+}
+
+// freePort returns a loopback address whose port was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startHAProxy checks cfg with haproxy -c, runs haproxy on it in the
+// foreground and waits until every address in addrs accepts.
+func startHAProxy(t *testing.T, bin, dir, name, cfg string, addrs []string) {
+	t.Helper()
+	file := filepath.Join(dir, name+".cfg")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatalf("write haproxy %s config: %v", name, err)
+	}
+	if out, err := exec.Command(bin, "-c", "-f", file).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy %s: %s refuses its config: %v\n%s\n--- %s\n%s", name, bin, err, out, file, cfg)
+	}
+	logFile := filepath.Join(dir, name+".log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatalf("haproxy %s log: %v", name, err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", file)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		t.Fatalf("start haproxy %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		log.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for _, addr := range addrs {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-exited:
+				out, _ := os.ReadFile(logFile)
+				t.Fatalf("haproxy %s exited (%v) before accepting on %s:\n%s", name, waitErr, addr, out)
+			default:
+			}
+			if time.Now().After(deadline) {
+				out, _ := os.ReadFile(logFile)
+				t.Fatalf("haproxy %s does not accept on %s after 10s: %v\n%s", name, addr, err, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+//go:build bench
+
+package lab_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/lab"
+)
+
+// TestBenchDataplaneWAN measures a new client connection across a WAN:
+// 50 ms round trip between the gateways (the lab's link delays every byte
+// by 25 ms each way), from the client's connect to the import port until
+// its first response byte, with pooled tunnels and without.
+//
+// The link delays bytes, not TCP's own handshake (the client of the link
+// connects to a local proxy), so a fresh connection between gateways costs
+// one round trip less here than on a real WAN.
+func TestBenchDataplaneWAN(t *testing.T) {
+	const oneWay = 25 * time.Millisecond
+	const rtt = 2 * oneWay
+	echo := echoServer(t)
+	measure := func(t *testing.T, noTunnels bool) (p50, p90 float64) {
+		l := startBenchLab(t, lab.Spec{NoTunnels: noTunnels, Clusters: []lab.ClusterSpec{
+			{Name: "a", Region: "r1", Imports: []gateway.Import{benchImport("echo")}},
+			{Name: "b", Region: "r2", Services: []discovery.Service{benchService("echo", echo)}},
+		}})
+		for _, link := range []*lab.Link{l.Link("a", "b"), l.Link("b", "a")} {
+			if err := link.SetLatency(oneWay, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		addr := importAddr(t, l, "a", "echo")
+		// Warm up: the first connections open the pooled tunnels.
+		for range 5 {
+			if _, err := firstByte(addr, time.Now(), 10*time.Second); err != nil {
+				t.Fatalf("warm-up connection: %v", err)
+			}
+		}
+		var ms []float64
+		for range 20 {
+			took, err := firstByte(addr, time.Now(), 10*time.Second)
+			if err != nil {
+				t.Fatalf("connection: %v", err)
+			}
+			ms = append(ms, float64(took.Microseconds())/1000)
+		}
+		return median(ms), percentile(ms, 0.9)
+	}
+	var tun50, tun90, raw50, raw90 float64
+	t.Run("tunnels", func(t *testing.T) { tun50, tun90 = measure(t, false) })
+	t.Run("notunnels", func(t *testing.T) { raw50, raw90 = measure(t, true) })
+	if t.Failed() {
+		return
+	}
+	bench("dataplane_wan_newconn_ms", tun50, "ms")
+	bench("dataplane_wan_newconn_p90_ms", tun90, "ms")
+	bench("dataplane_wan_newconn_notunnels_ms", raw50, "ms")
+	bench("dataplane_wan_newconn_notunnels_p90_ms", raw90, "ms")
+	bench("dataplane_wan_newconn_rtt", tun50/float64(rtt.Milliseconds()), "x")
+}
