@@ -14,6 +14,9 @@ func (g *Gateway) Kill() {
 		g.closing.Store(true)
 		g.closeListeners()
 		g.conns.kill()
+		if g.tunnels != nil {
+			g.tunnels.close()
+		}
 		g.cancel()
 		g.catalog.Kill()
 		if g.control != nil {
