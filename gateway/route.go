@@ -285,6 +285,9 @@ func awaitStatus(ctx context.Context, up net.Conn, timeout time.Duration) error 
 	up.SetReadDeadline(dl)
 	err := readStatus(up)
 	up.SetReadDeadline(time.Time{})
+	if s, ok := unwrap(up).(*tunnelStream); ok {
+		s.answered()
+	}
 	return err
 }
 

@@ -98,6 +98,7 @@ type tunnel struct {
 	streams atomic.Int64
 	dead    atomic.Bool
 	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
+	pending atomic.Int64 // outbound streams opened and not answered yet
 }
 
 // yamuxConfig is the multiplexer's config. Keepalives are the gateway's
@@ -198,11 +199,17 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 	}
 }
 
-// fresh reports whether something arrived from the peer within the
-// keepalive interval plus one round trip: the tunnel was alive a moment ago.
+// fresh reports whether the tunnel looks alive right now: something
+// arrived from the peer within the keepalive interval plus a round trip,
+// and, when other streams wait for their answers, within two round trips.
+// A peer cut off stops being fresh within milliseconds under traffic.
 func (t *tunnel) fresh(keepalive time.Duration) bool {
 	quiet := time.Since(time.Unix(0, t.conn.lastRead.Load()))
-	return quiet <= keepalive+time.Duration(t.rtt.Load())+20*time.Millisecond
+	rtt := time.Duration(t.rtt.Load())
+	if t.pending.Load() > 1 && quiet > 2*rtt+5*time.Millisecond {
+		return false
+	}
+	return quiet <= keepalive+rtt+20*time.Millisecond
 }
 
 // usable reports whether new streams may go on t.
@@ -220,19 +227,31 @@ func (t *tunnel) open() (net.Conn, error) {
 		return nil, fmt.Errorf("open stream to %s: %w", t.peer, err)
 	}
 	t.streams.Add(1)
-	return &tunnelStream{Stream: s, t: t}, nil
+	t.pending.Add(1)
+	ts := &tunnelStream{Stream: s, t: t}
+	ts.awaiting.Store(true)
+	return ts, nil
 }
 
 // tunnelStream is one stream of a tunnel; closing it releases its count.
 type tunnelStream struct {
 	*yamux.Stream
-	t    *tunnel
-	once sync.Once
+	t        *tunnel
+	once     sync.Once
+	awaiting atomic.Bool // opened here and not answered yet
+}
+
+// answered marks the stream's answer read (or given up on).
+func (s *tunnelStream) answered() {
+	if s.awaiting.CompareAndSwap(true, false) {
+		s.t.pending.Add(-1)
+	}
 }
 
 // Close ends the stream both ways: it sends the end of the stream and
 // stops reads and writes still waiting on it.
 func (s *tunnelStream) Close() error {
+	s.answered()
 	s.once.Do(func() {
 		if s.t.streams.Add(-1) == 0 && s.t.dead.Load() && s.t.addr != "" {
 			s.t.sess.Close() // a retired outbound tunnel ends with its last stream

@@ -61,6 +61,9 @@ type Spec struct {
 	// NoTunnels turns the gateways' pooled tunnels off: every stream
 	// between gateways is its own mTLS connection.
 	NoTunnels bool
+	// NoEarlyData turns tunnels.earlyData off: client bytes wait for the
+	// remote answer.
+	NoEarlyData bool
 	// Health overrides the gateway's endpoint health check when non-zero.
 	Health gateway.HealthConfig
 	// Outlier overrides the gateway's outlier ejection when non-zero.
@@ -195,6 +198,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			cfg.Timeouts.Idle = spec.Timeouts.Idle
 		}
 		cfg.Tunnels.Enabled = !spec.NoTunnels && !cs.NoTunnels
+		cfg.Tunnels.EarlyData = !spec.NoEarlyData
 		if cs.MaxConnections > 0 {
 			cfg.Limits.MaxConnections = cs.MaxConnections
 		}

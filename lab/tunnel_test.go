@@ -376,3 +376,46 @@ func TestConnectionLimitRefusesTheExcess(t *testing.T) {
 		return err == nil
 	})
 }
+
+func TestWithoutEarlyDataACutTunnelFailsOverEveryConnection(t *testing.T) {
+	l := startLineLab(t, lab.Spec{NoEarlyData: true},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+		lab.ClusterSpec{Name: "b", Region: "r1", Services: []discovery.Service{lineService(t, "demo/lines", "b")}},
+		lab.ClusterSpec{Name: "c", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "c")}})
+	addr := l.Gateway("a").ImportAddrs()["demo/lines:7000"]
+	if got := askOnce(t, addr, 10); got != "b" {
+		t.Fatalf("answered by %q, want b", got)
+	}
+	if err := l.Link("a", "b").Partition(); err != nil {
+		t.Fatal(err)
+	}
+	// Each client sends at once; the bytes wait for b's answer, which never
+	// comes, and go to c when the keepalive gives the tunnel up.
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			lc := &lineConn{c: c, br: bufio.NewReader(c)}
+			got, err := lc.ask(1000 + i)
+			if err == nil && got != "c" {
+				err = fmt.Errorf("answered by %q, want c", got)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
