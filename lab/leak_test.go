@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"testing"
@@ -28,6 +29,14 @@ func TestNoLeaksAfterThousandsOfConnections(t *testing.T) {
 	l := twoClusters(t)
 	imp := l.Gateway("a").ImportAddrs()["demo/ledger:8080"]
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	// Every fifth request goes through the proxy port (the path that waits
+	// for the remote answer) instead of the import port (first bytes sent
+	// with the stream); both share the pooled tunnels.
+	proxyURL, err := url.Parse("http://" + l.Gateway("a").ConnectAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaProxy := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyURL(proxyURL)}}
 	// Warm up: the first connections create pools and timers that live on.
 	for range 20 {
 		getJSON(t, client, "http://"+imp+"/")
@@ -48,9 +57,14 @@ func TestNoLeaksAfterThousandsOfConnections(t *testing.T) {
 			c.Close()
 			continue
 		}
+		if i%5 == 4 {
+			getJSON(t, viaProxy, "http://ledger.demo.svc.clusterset.local:8080/")
+			continue
+		}
 		getJSON(t, client, "http://"+imp+"/")
 	}
 	client.CloseIdleConnections()
+	viaProxy.CloseIdleConnections()
 
 	var g, fd int
 	// No runtime.GC here: finalizers would close leaked sockets and hide them.
