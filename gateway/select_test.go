@@ -289,8 +289,10 @@ func TestOutlierBackoff(t *testing.T) {
 	o := s.out
 	k := endpointKey("10.0.0.1:80")
 	fail := func() bool { return o.failure(k, "demo/api:80", "a", true) }
-	if fail() || fail() {
-		t.Fatal("ejected before 3 failures")
+	for i := range 2 {
+		if fail() {
+			t.Fatalf("ejected after %d failures", i+1)
+		}
 	}
 	if o.isEjected(k) {
 		t.Fatal("ejected after 2 failures")
@@ -337,8 +339,10 @@ func TestOutlierBackoff(t *testing.T) {
 	if len(o.status()) != 0 {
 		t.Fatalf("status after success: %+v", o.status())
 	}
-	if fail() || fail() || !fail() {
-		t.Fatal("after a success: not ejected on exactly the third failure")
+	for i, want := range []bool{false, false, true} {
+		if fail() != want {
+			t.Fatalf("after a success: failure %d ejected=%v, want %v", i+1, !want, want)
+		}
 	}
 	if st := o.status(); len(st) != 1 || st[0].Ejections != 1 || !st[0].Until.Equal(clk.Now().Add(5*time.Second)) {
 		t.Fatalf("after a success: status %+v, want the base ejection", st)
