@@ -132,7 +132,11 @@ func (s Status) WriteTable(w io.Writer) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "TUNNEL TO\tADDRESS\tSTATE\tSTREAMS\tRTT")
 		for _, t := range s.Tunnels {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2fms\n", orDash(t.Peer), t.Addr, t.State, t.Streams, t.RTTMs)
+			rtt := "-"
+			if t.RTTMs > 0 {
+				rtt = time.Duration(t.RTTMs * float64(time.Millisecond)).Round(time.Microsecond).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", orDash(t.Peer), t.Addr, t.State, t.Streams, rtt)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -190,8 +190,9 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 				lastPing = now
 				go func() {
 					defer pinging.Store(false)
-					if rtt, err := t.sess.Ping(); err == nil {
-						t.rtt.Store(int64(rtt))
+					start := time.Now() // yamux times from after its write; a fast answer can beat that
+					if _, err := t.sess.Ping(); err == nil {
+						t.rtt.Store(int64(time.Since(start)))
 					}
 				}()
 			}
