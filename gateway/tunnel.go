@@ -79,12 +79,17 @@ func readStreamHeader(r io.Reader) (Target, flowFacts, error) {
 type activityConn struct {
 	net.Conn
 	lastRead atomic.Int64 // unix nanoseconds
+	shared   *pathHealth  // the peer's, shared by its tunnels; nil inbound
 }
 
 func (c *activityConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		c.lastRead.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.lastRead.Store(now)
+		if c.shared != nil {
+			c.shared.lastRead.Store(now)
+		}
 	}
 	return n, err
 }
@@ -98,7 +103,13 @@ type tunnel struct {
 	streams atomic.Int64
 	dead    atomic.Bool
 	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
-	pending atomic.Int64 // outbound streams opened and not answered yet
+}
+
+// pathHealth is what all tunnels to one peer know of the path: they share
+// it, so one cut off shows on all of them at once.
+type pathHealth struct {
+	lastRead atomic.Int64 // unix nanoseconds, any tunnel
+	pending  atomic.Int64 // streams waiting for their answer, all tunnels
 }
 
 // yamuxConfig is the multiplexer's config. Keepalives are the gateway's
@@ -131,9 +142,13 @@ func (l yamuxLogger) Println(v ...any) {
 	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
-func newTunnel(g *Gateway, tc *tls.Conn, peer, addr string, server bool) (*tunnel, error) {
-	ac := &activityConn{Conn: tc}
+func newTunnel(g *Gateway, tc *tls.Conn, peer, addr string, path *pathHealth) (*tunnel, error) {
+	server := path == nil
+	ac := &activityConn{Conn: tc, shared: path}
 	ac.lastRead.Store(time.Now().UnixNano())
+	if path != nil {
+		path.lastRead.Store(ac.lastRead.Load())
+	}
 	var sess *yamux.Session
 	var err error
 	if server {
@@ -207,8 +222,10 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 func (t *tunnel) fresh(keepalive time.Duration) bool {
 	quiet := time.Since(time.Unix(0, t.conn.lastRead.Load()))
 	rtt := time.Duration(t.rtt.Load())
-	if t.pending.Load() > 1 && quiet > 2*rtt+5*time.Millisecond {
-		return false
+	if p := t.conn.shared; p != nil && p.pending.Load() > 1 {
+		if time.Since(time.Unix(0, p.lastRead.Load())) > 2*rtt+5*time.Millisecond {
+			return false
+		}
 	}
 	return quiet <= keepalive+rtt+20*time.Millisecond
 }
@@ -228,7 +245,9 @@ func (t *tunnel) open() (net.Conn, error) {
 		return nil, fmt.Errorf("open stream to %s: %w", t.peer, err)
 	}
 	t.streams.Add(1)
-	t.pending.Add(1)
+	if p := t.conn.shared; p != nil {
+		p.pending.Add(1)
+	}
 	ts := &tunnelStream{Stream: s, t: t}
 	ts.awaiting.Store(true)
 	return ts, nil
@@ -245,7 +264,9 @@ type tunnelStream struct {
 // answered marks the stream's answer read (or given up on).
 func (s *tunnelStream) answered() {
 	if s.awaiting.CompareAndSwap(true, false) {
-		s.t.pending.Add(-1)
+		if p := s.t.conn.shared; p != nil {
+			p.pending.Add(-1)
+		}
 	}
 }
 
@@ -276,6 +297,7 @@ type tunnelPool struct {
 }
 
 type tunnelPeer struct {
+	path      pathHealth
 	tunnels   []*tunnel
 	dialing   chan struct{} // closed when the running dial ends; nil when none runs
 	noTunnels time.Time     // before then, one TLS connection per stream
@@ -367,7 +389,7 @@ func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t Target, ctx contex
 		defer p.g.wg.Done()
 		dctx, cancel := context.WithTimeout(ctx, p.g.cfg.Timeouts.Connect)
 		defer cancel()
-		tun, direct, err := p.dial(dctx, addr, t)
+		tun, direct, err := p.dial(dctx, addr, t, &pe.path)
 		p.mu.Lock()
 		res := pe.result
 		pe.result = nil
@@ -397,7 +419,7 @@ func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t Target, ctx contex
 // dial opens an mTLS connection to addr offering the tunnel and the flow
 // protocols, with t's SNI so that a peer without tunnels can take the
 // connection as t's stream.
-func (p *tunnelPool) dial(ctx context.Context, addr string, t Target) (*tunnel, *tls.Conn, error) {
+func (p *tunnelPool) dial(ctx context.Context, addr string, t Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
 	g := p.g
 	raw, err := g.dial(ctx, addr)
 	if err != nil {
@@ -424,7 +446,7 @@ func (p *tunnelPool) dial(ctx context.Context, addr string, t Target) (*tunnel, 
 		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
 		return nil, nil, fmt.Errorf("gateway %s: %w", addr, err)
 	}
-	tun, err := newTunnel(g, tc, peer.Cluster, addr, false)
+	tun, err := newTunnel(g, tc, peer.Cluster, addr, path)
 	if err != nil {
 		tc.Close()
 		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
@@ -500,7 +522,7 @@ func (p *tunnelPool) status() []TunnelStatus {
 // shutdown it tells the peer to open no more streams, lets the open ones
 // finish and then closes.
 func (g *Gateway) serveTunnel(tc *tls.Conn, peer identity.ID) {
-	tun, err := newTunnel(g, tc, peer.Cluster, "", true)
+	tun, err := newTunnel(g, tc, peer.Cluster, "", nil)
 	if err != nil {
 		g.log.Warn("inbound tunnel", "peer", peer.Cluster, "err", err)
 		return

@@ -20,17 +20,23 @@ import (
 // when the cluster they use, b (same region), goes away and c (another
 // region) has to take over, under a steady stream of new connections:
 // once when b's gateway dies (killed, no drain, no gossip leave) and once
-// when the path from a to b silently drops everything (a blackhole).
+// when the path from a to b silently drops everything (a blackhole). The
+// _noearly figures are the same with tunnels.earlyData off: client bytes
+// wait for the remote answer, so every stream that fails before it can
+// go elsewhere.
 func TestBenchDataplaneFailover(t *testing.T) {
 	for _, fault := range []struct {
 		name, prefix string
+		noEarly      bool
 		do           func(*lab.Lab) error
 	}{
-		{"kill", "failover", func(l *lab.Lab) error { return l.KillGateway("b") }},
-		{"blackhole", "failover_blackhole", func(l *lab.Lab) error { return l.Link("a", "b").Partition() }},
+		{"kill", "failover", false, func(l *lab.Lab) error { return l.KillGateway("b") }},
+		{"blackhole", "failover_blackhole", false, func(l *lab.Lab) error { return l.Link("a", "b").Partition() }},
+		{"kill-noearly", "failover_noearly", true, func(l *lab.Lab) error { return l.KillGateway("b") }},
+		{"blackhole-noearly", "failover_blackhole_noearly", true, func(l *lab.Lab) error { return l.Link("a", "b").Partition() }},
 	} {
 		t.Run(fault.name, func(t *testing.T) {
-			l := failoverLab(t)
+			l := failoverLab(t, fault.noEarly)
 			addr := importAddr(t, l, "a", "who")
 			for range 20 {
 				if who, err := whoAnswers(addr, 5*time.Second); err != nil || who != "b" {
@@ -45,8 +51,9 @@ func TestBenchDataplaneFailover(t *testing.T) {
 
 // failoverLab: a imports bench/who, b (a's region) and c (another region)
 // export it, each from a server that answers with its cluster's name.
-func failoverLab(t *testing.T) *lab.Lab {
+func failoverLab(t *testing.T, noEarlyData bool) *lab.Lab {
 	return startBenchLab(t, lab.Spec{
+		NoEarlyData: noEarlyData,
 		// A user who wants fast failover configures a short connect
 		// timeout (1 s instead of the default 3 s): it bounds how long a
 		// silent cluster holds a new connection before the next is tried.
