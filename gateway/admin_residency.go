@@ -39,7 +39,7 @@ func (g *Gateway) ResidencyStatus() ResidencyStatus {
 	eng, version := g.res.current()
 	st := ResidencyStatus{Regions: []string{}, Groups: map[string][]string{}, Classes: []ResidencyClass{}, Headers: []string{}}
 	if rj, ok := g.res.src.(PolicyRejections); ok {
-		if _, err := rj.LastRejection(); err != nil {
+		if _, _, err := rj.LastRejection(); err != nil {
 			st.Rejected = err.Error()
 		}
 	}

@@ -42,7 +42,9 @@ type PolicySource interface {
 // refused update (0: none yet) and that update's error; the gateway
 // audits each new one.
 type PolicyRejections interface {
-	LastRejection() (seq uint64, err error)
+	// LastRejection returns the count of refused updates, the version in
+	// force when the last was refused, and why.
+	LastRejection() (seq, inForce uint64, err error)
 }
 
 // PolicyOrigin is implemented by a PolicySource that can say where its
@@ -72,6 +74,7 @@ type MemoryPolicySource struct {
 	cur     atomic.Pointer[versioned]
 	changes chan struct{}
 	rejSeq  uint64
+	rejAt   uint64
 	rejErr  error
 }
 
@@ -117,6 +120,9 @@ func (s *MemoryPolicySource) SetDocument(name string, doc []byte) (uint64, error
 		s.mu.Lock()
 		s.rejSeq++
 		s.rejErr = err
+		if v := s.cur.Load(); v != nil {
+			s.rejAt = v.version
+		}
 		s.mu.Unlock()
 		notify(s.changes)
 		return 0, err
@@ -125,10 +131,10 @@ func (s *MemoryPolicySource) SetDocument(name string, doc []byte) (uint64, error
 }
 
 // LastRejection implements PolicyRejections.
-func (s *MemoryPolicySource) LastRejection() (uint64, error) {
+func (s *MemoryPolicySource) LastRejection() (uint64, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rejSeq, s.rejErr
+	return s.rejSeq, s.rejAt, s.rejErr
 }
 
 // Origin implements PolicyOrigin.
@@ -145,6 +151,7 @@ type FilePolicySource struct {
 	cur     atomic.Pointer[versioned]
 	changes chan struct{}
 	rejSeq  uint64
+	rejAt   uint64
 	rejErr  error
 }
 
@@ -176,10 +183,10 @@ func (s *FilePolicySource) Changes() <-chan struct{} { return s.changes }
 func (s *FilePolicySource) Origin() string { return "file:" + s.path }
 
 // LastRejection implements PolicyRejections.
-func (s *FilePolicySource) LastRejection() (uint64, error) {
+func (s *FilePolicySource) LastRejection() (uint64, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rejSeq, s.rejErr
+	return s.rejSeq, s.rejAt, s.rejErr
 }
 
 // Reload reads the file again. An unchanged document is a no-op; a valid
@@ -194,6 +201,7 @@ func (s *FilePolicySource) Reload() error {
 	if err != nil {
 		s.rejSeq++
 		s.rejErr = err
+		s.rejAt = cur.version
 		s.log.Error("residency policy update refused; the last good policy stays in force",
 			"file", s.path, "version", cur.version, "err", err)
 		notify(s.changes)

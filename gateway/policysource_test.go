@@ -65,8 +65,8 @@ func TestFilePolicySourceReload(t *testing.T) {
 	if v != 1 || e.Name() != "p" {
 		t.Errorf("after a refused update: version %d", v)
 	}
-	if seq, rerr := s.LastRejection(); seq != 1 || rerr == nil {
-		t.Errorf("rejection not reported: %d %v", seq, rerr)
+	if seq, at, rerr := s.LastRejection(); seq != 1 || at != 1 || rerr == nil {
+		t.Errorf("rejection not reported with version 1 in force: %d %d %v", seq, at, rerr)
 	}
 	write(t, path, strings.Replace(goodPolicy, "name: p}", "name: p2}", 1))
 	if err := s.Reload(); err != nil {

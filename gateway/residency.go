@@ -39,8 +39,9 @@ type residency struct {
 	audit  *sovereignty.Auditor
 
 	// Owned by the watch loop (and Start before it runs).
-	applied uint64
-	rejSeq  uint64
+	applied    uint64
+	appliedEng *sovereignty.Engine // the policy of version applied
+	rejSeq     uint64
 
 	mu   sync.Mutex
 	seen map[string]struct{} // filtered candidates already audited under the current version
@@ -112,12 +113,28 @@ func (r *residency) run(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 }
 
-// sync audits what changed at the source since the last call.
+// sync audits what changed at the source since the last call, in the
+// order it happened: a refused update made while the policy this gateway
+// last applied was in force is recorded before a newer policy.
 func (r *residency) sync() {
 	eng, version := r.src.Current()
+	var rejErr error
+	var rejAt uint64
+	if rj, ok := r.src.(PolicyRejections); ok {
+		var seq uint64
+		if seq, rejAt, rejErr = rj.LastRejection(); seq > r.rejSeq && rejErr != nil {
+			r.rejSeq = seq
+		} else {
+			rejErr = nil
+		}
+	}
+	if rejErr != nil && rejAt <= r.applied && version != r.applied {
+		r.audit.PolicyRejected(r.info(r.appliedEng, r.applied), r.origin, rejErr)
+		rejErr = nil
+	}
 	if eng != nil && version != r.applied {
 		prev := r.applied
-		r.applied = version
+		r.applied, r.appliedEng = version, eng
 		r.mu.Lock()
 		clear(r.seen)
 		r.mu.Unlock()
@@ -130,11 +147,8 @@ func (r *residency) sync() {
 			r.g.catalog.SetScope(r.g.CatalogScope())
 		}
 	}
-	if rj, ok := r.src.(PolicyRejections); ok {
-		if seq, err := rj.LastRejection(); seq > r.rejSeq && err != nil {
-			r.rejSeq = seq
-			r.audit.PolicyRejected(r.info(eng, version), r.origin, err)
-		}
+	if rejErr != nil {
+		r.audit.PolicyRejected(r.info(eng, version), r.origin, rejErr)
 	}
 }
 

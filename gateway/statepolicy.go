@@ -29,6 +29,7 @@ type statePolicySource struct {
 	version uint64
 	seen    uint64 // index of the record last looked at
 	rejSeq  uint64
+	rejAt   uint64
 	rejErr  error
 }
 
@@ -70,6 +71,7 @@ func (s *statePolicySource) refresh() bool {
 	if err != nil {
 		s.rejSeq++
 		s.rejErr = err
+		s.rejAt = s.version
 		return true
 	}
 	s.eng, s.version = eng, r.Index
@@ -98,10 +100,10 @@ func (s *statePolicySource) Current() (*sovereignty.Engine, uint64) {
 func (s *statePolicySource) Changes() <-chan struct{} { return s.changes }
 
 // LastRejection implements PolicyRejections.
-func (s *statePolicySource) LastRejection() (uint64, error) {
+func (s *statePolicySource) LastRejection() (uint64, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rejSeq, s.rejErr
+	return s.rejSeq, s.rejAt, s.rejErr
 }
 
 // Origin implements PolicyOrigin.
