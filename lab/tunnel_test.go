@@ -114,9 +114,12 @@ func (l *lineConn) ask(n int) (string, error) {
 	return cluster, nil
 }
 
+// askOnce asks one question on a connection of its own and closes it.
 func askOnce(t *testing.T, addr string, n int) string {
 	t.Helper()
-	cluster, err := dialLine(t, addr).ask(n)
+	lc := dialLine(t, addr)
+	defer lc.c.Close()
+	cluster, err := lc.ask(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +274,9 @@ func TestEarlyBytesGoToTheNextClusterWhenOneRefuses(t *testing.T) {
 }
 
 func TestDrainFinishesOpenStreamsAndSendsNewOnesElsewhere(t *testing.T) {
-	l := startLineLab(t, lab.Spec{},
+	// A drain deadline far beyond the test's waits: b must stop because its
+	// last stream ended, not because the deadline passed.
+	l := startLineLab(t, lab.Spec{Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: 30 * time.Second}},
 		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
 		lab.ClusterSpec{Name: "b", Region: "r1", Services: []discovery.Service{lineService(t, "demo/lines", "b")}},
 		lab.ClusterSpec{Name: "c", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "c")}})
@@ -282,7 +287,7 @@ func TestDrainFinishesOpenStreamsAndSendsNewOnesElsewhere(t *testing.T) {
 	}
 	stopped := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		stopped <- l.StopGateway(ctx, "b")
 	}()
@@ -315,7 +320,7 @@ func TestDrainFinishesOpenStreamsAndSendsNewOnesElsewhere(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(2500 * time.Millisecond):
+	case <-time.After(8 * time.Second):
 		t.Fatal("b did not stop once its last stream ended")
 	}
 }
