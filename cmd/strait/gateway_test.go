@@ -224,7 +224,55 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 		t.Errorf("status of a:\n%s", out)
 	}
 
+	// SIGTERM drains: a stream open through b keeps working until its
+	// client is done, and b then stops without waiting for the deadline.
+	held, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pa.connect), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(held, "CONNECT ledger.demo.svc.clusterset.local:8080 HTTP/1.1\r\nHost: x\r\n\r\n")
+	hr := bufio.NewReader(held)
+	if r, err := http.ReadResponse(hr, &http.Request{Method: http.MethodConnect}); err != nil || r.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", r, err)
+	}
+	get := func(path string) {
+		t.Helper()
+		fmt.Fprintf(held, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		r, err := http.ReadResponse(hr, nil)
+		if err != nil {
+			t.Fatalf("GET %s on the held stream: %v\nb stderr:\n%s", path, err, b.stderr)
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &reply); err != nil || reply.Cluster != "b" || reply.Path != path {
+			t.Fatalf("GET %s on the held stream: %s (%v)", path, body, err)
+		}
+	}
+	get("/before")
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-b.done:
+		b.done <- err
+		t.Fatalf("b exited (%v) with a stream open\n%s", err, b.stderr)
+	default:
+	}
+	get("/during-drain")
+	held.Close()
+	select {
+	case err := <-b.done:
+		b.done <- err
+		if err != nil || strings.Contains(b.stderr.String(), "drain deadline passed") || !strings.Contains(b.stderr.String(), "gateway stopped") {
+			t.Errorf("b after its last stream: exit %v\n%s", err, b.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("b still running 15s after SIGTERM")
+	}
+
 	for name, p := range map[string]*gwProc{"a": a, "b": b} {
+		if name == "b" {
+			continue
+		}
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-p.done:
