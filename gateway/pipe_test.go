@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// A flow between two TCP sockets (a local candidate) moves bytes with
+// splice(2) in chunks, both ways, keeps half-close, and its activity
+// clock follows the bytes.
+func TestSpliceBetweenTCPSockets(t *testing.T) {
+	client, gwClient := tcpPair(t)
+	gwUp, server := tcpPair(t)
+	g := &Gateway{}
+	up := make([]byte, 3*spliceChunk+12345) // more than one chunk
+	down := make([]byte, 1<<20)
+	rand.Read(up)
+	rand.Read(down)
+	type result struct{ ab, ba int64 }
+	done := make(chan result, 1)
+	go func() {
+		ab, ba := g.splice(gwClient, trackConn(gwUp, func() {}))
+		done <- result{ab, ba}
+	}()
+	var f *flow
+	for f == nil {
+		g.flows.mu.Lock()
+		for fl := range g.flows.m {
+			f = fl
+		}
+		g.flows.mu.Unlock()
+	}
+	before := f.last.Load()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(server) // ends when the client half-closes
+		got <- b
+	}()
+	if _, err := client.Write(up); err != nil {
+		t.Fatal(err)
+	}
+	client.CloseWrite()
+	if b := <-got; !bytes.Equal(b, up) {
+		t.Fatalf("server got %d bytes, want %d intact", len(b), len(up))
+	}
+	// The other direction still works after the half-close.
+	if _, err := server.Write(down); err != nil {
+		t.Fatal(err)
+	}
+	server.CloseWrite()
+	b, _ := io.ReadAll(client)
+	if !bytes.Equal(b, down) {
+		t.Fatalf("client got %d bytes, want %d intact", len(b), len(down))
+	}
+	r := <-done
+	if r.ab != int64(len(up)) || r.ba != int64(len(down)) {
+		t.Fatalf("counted %d/%d bytes, want %d/%d", r.ab, r.ba, len(up), len(down))
+	}
+	if f.last.Load() <= before {
+		t.Fatal("activity clock did not move with the bytes")
+	}
+	if len(g.flows.m) != 0 {
+		t.Fatal("flow still registered after both directions ended")
+	}
+}
+
+func TestReapClosesOnlyIdleFlows(t *testing.T) {
+	a1, b1 := tcpPair(t)
+	a2, b2 := tcpPair(t)
+	var s flowSet
+	idle, busy := newFlow(a1, b1), newFlow(a2, b2)
+	s.add(idle)
+	s.add(busy)
+	idle.last.Store(time.Now().Add(-time.Minute).UnixNano())
+	if n := s.reap(time.Now().Add(-time.Second)); n != 1 {
+		t.Fatalf("reaped %d flows, want 1", n)
+	}
+	a1.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := a1.Read(make([]byte, 1)); err == nil {
+		t.Fatal("idle flow's connection still open")
+	}
+	a2.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := a2.Write([]byte("x")); err != nil {
+		t.Fatalf("busy flow's connection closed: %v", err)
+	}
+}
