@@ -50,6 +50,9 @@ func newTestFed(t *testing.T) *testFed {
 		t.Fatal(err)
 	}
 	f := &testFed{t: t, ca: ca}
+	// The first TempDir registers the removal of every later one; cleanups
+	// run last-registered first, so the nodes stop before their data goes.
+	t.TempDir()
 	t.Cleanup(func() {
 		for _, n := range f.nodes {
 			n.stop()
