@@ -43,8 +43,9 @@ type TunnelStatus struct {
 	Addr    string  `json:"addr"`
 	Streams int64   `json:"streams"`
 	RTTMs   float64 `json:"rttMs"`
-	// State is open, draining (the peer is shutting down: no new streams)
-	// or per-stream (the peer does not offer tunnels).
+	// State is open, draining (the peer is shutting down: no new streams),
+	// per-stream (the peer does not offer tunnels) or down (the peer did
+	// not answer: tried last, probed until it does).
 	State string `json:"state"`
 }
 

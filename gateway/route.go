@@ -142,7 +142,11 @@ func (g *Gateway) prepare(t Target, in flowIn) (*attempt, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, cands: g.sel.order(t, p.allowed, g.localEjected(t)), eng: eng, version: version,
+	cands := g.sel.order(t, p.allowed, g.localEjected(t))
+	if g.tunnels != nil {
+		cands = g.tunnels.demote(cands)
+	}
+	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, cands: cands, eng: eng, version: version,
 		facts: facts, nre: &NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
 }
 

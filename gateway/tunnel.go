@@ -172,6 +172,9 @@ func newTunnel(g *Gateway, tc *tls.Conn, peer, addr string, path *pathHealth) (*
 		reason := t.keepalive(g.cfg.Tunnels.Keepalive, g.cfg.Tunnels.KeepaliveTimeout, g.ctx.Done())
 		g.metrics.tunnelClosed.WithLabelValues(reason).Inc()
 		g.log.Debug("tunnel closed", "peer", peer, "direction", direction, "reason", reason)
+		if reason == "keepalive" && !server && g.tunnels != nil {
+			g.tunnels.markDown(addr, errTunnelDead)
+		}
 	}()
 	return t, nil
 }
@@ -302,6 +305,11 @@ type tunnelPeer struct {
 	dialing   chan struct{} // closed when the running dial ends; nil when none runs
 	noTunnels time.Time     // before then, one TLS connection per stream
 	result    *dialResult   // where the running dial reports, when a stream waits for it
+	// down: the last tunnel died of its keepalive or the last dial failed,
+	// and no dial has worked since. Streams try the peer last; a probe
+	// dials it in the background until it answers.
+	down    bool
+	probing bool
 }
 
 func newTunnelPool(g *Gateway) *tunnelPool {
@@ -394,6 +402,11 @@ func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t Target, ctx contex
 		res := pe.result
 		pe.result = nil
 		pe.dialing = nil
+		if err != nil && !errors.Is(err, context.Canceled) {
+			p.markDownLocked(pe, addr, err)
+		} else if err == nil {
+			pe.down = false
+		}
 		switch {
 		case tun != nil && !p.done:
 			pe.tunnels = append(pe.tunnels, tun)
@@ -456,6 +469,122 @@ func (p *tunnelPool) dial(ctx context.Context, addr string, t Target, path *path
 	return tun, nil, nil
 }
 
+// markDown records that addr did not answer and starts a probe.
+func (p *tunnelPool) markDown(addr string, why error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pe := p.peers[addr]; pe != nil {
+		p.markDownLocked(pe, addr, why)
+	}
+}
+
+func (p *tunnelPool) markDownLocked(pe *tunnelPeer, addr string, why error) {
+	if p.done {
+		return
+	}
+	if !pe.down {
+		p.g.log.Info("peer gateway down: tried last until it answers again", "addr", addr, "err", why)
+	}
+	pe.down = true
+	if pe.probing {
+		return
+	}
+	pe.probing = true
+	p.g.wg.Add(1)
+	go p.probe(pe, addr)
+}
+
+// probe dials a down peer, backing off from the keepalive interval to
+// probeMax, until a dial works (the peer is up again and its tunnel is
+// pooled) or the gateway stops.
+func (p *tunnelPool) probe(pe *tunnelPeer, addr string) {
+	defer p.g.wg.Done()
+	wait := p.g.cfg.Tunnels.Keepalive
+	probeTarget := Target{Namespace: "strait", Name: "probe", Port: 1}
+	for {
+		select {
+		case <-p.g.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, probeMax)
+		p.mu.Lock()
+		if !pe.down || p.done || !p.known(addr) {
+			// Up again, or gone from the federation: nothing to wait for.
+			pe.probing = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(p.g.ctx, p.g.cfg.Timeouts.Connect)
+		tun, direct, err := p.dial(ctx, addr, probeTarget, &pe.path)
+		cancel()
+		if direct != nil {
+			direct.Close() // up, without tunnels
+		}
+		if err != nil {
+			continue
+		}
+		p.mu.Lock()
+		pe.down, pe.probing = false, false
+		if tun != nil {
+			if p.done {
+				tun.sess.Close()
+			} else {
+				pe.tunnels = append(pe.tunnels, tun)
+			}
+		}
+		if direct != nil {
+			pe.noTunnels = time.Now().Add(noTunnelsFor)
+		}
+		p.mu.Unlock()
+		p.g.log.Info("peer gateway answers again", "addr", addr)
+		return
+	}
+}
+
+// known reports whether the catalog still lists a gateway at addr.
+func (p *tunnelPool) known(addr string) bool {
+	if p.g.catalog == nil {
+		return true
+	}
+	for _, c := range p.g.catalog.Snapshot().Clusters {
+		if c.Gateway == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// probeMax bounds the wait between two probes of a down peer.
+const probeMax = 5 * time.Second
+
+// isDown reports whether the peer at addr is down (markDown).
+func (p *tunnelPool) isDown(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pe := p.peers[addr]
+	return pe != nil && pe.down
+}
+
+// demote moves the candidates whose gateway is down behind the others,
+// keeping both groups' order: it never removes one.
+func (p *tunnelPool) demote(cands []candidate) []candidate {
+	var down []candidate
+	out := cands[:0:0]
+	for _, c := range cands {
+		if !c.local && p.isDown(c.addr) {
+			down = append(down, c)
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(down) == 0 {
+		return cands
+	}
+	return append(out, down...)
+}
+
 // pick returns the live tunnel with the fewest streams, dropping dead
 // ones. p.mu is held.
 func (pe *tunnelPeer) pick() *tunnel {
@@ -498,6 +627,9 @@ func (p *tunnelPool) status() []TunnelStatus {
 	out := []TunnelStatus{}
 	now := time.Now()
 	for addr, pe := range p.peers {
+		if pe.down {
+			out = append(out, TunnelStatus{Addr: addr, State: "down"})
+		}
 		if now.Before(pe.noTunnels) {
 			out = append(out, TunnelStatus{Addr: addr, State: "per-stream"})
 		}

@@ -424,3 +424,46 @@ func TestWithoutEarlyDataACutTunnelFailsOverEveryConnection(t *testing.T) {
 		}
 	}
 }
+
+func TestCutPeerIsTriedLastUntilItAnswers(t *testing.T) {
+	// Default connect timeout (3s): without knowing b is cut off, every new
+	// connection would first wait for a tunnel to b that never comes.
+	l := startLineLab(t, lab.Spec{Timeouts: gateway.Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: time.Second}},
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+		lab.ClusterSpec{Name: "b", Region: "r1", Services: []discovery.Service{lineService(t, "demo/lines", "b")}},
+		lab.ClusterSpec{Name: "c", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "c")}})
+	a, b := l.Gateway("a"), l.Gateway("b")
+	addr := a.ImportAddrs()["demo/lines:7000"]
+	if got := askOnce(t, addr, 1); got != "b" {
+		t.Fatalf("answered by %q, want b", got)
+	}
+	if err := l.Link("a", "b").Partition(); err != nil {
+		t.Fatal(err)
+	}
+	down := func() bool {
+		for _, tu := range a.Status().Tunnels {
+			if tu.Addr == b.DataAddr() && tu.State == "down" {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, down)
+	for i := range 5 {
+		start := time.Now()
+		if got := askOnce(t, addr, 10+i); got != "c" {
+			t.Fatalf("answered by %q, want c", got)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("connection %d took %s: the cut peer was tried first", i, took)
+		}
+	}
+	// Healed, the probe finds b again and traffic returns to it.
+	if err := l.Link("a", "b").Heal(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !down() })
+	if got := askOnce(t, addr, 3); got != "b" {
+		t.Fatalf("after heal: answered by %q, want b", got)
+	}
+}
