@@ -94,6 +94,45 @@ func (c *activityConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// frameCoalescer joins a small data frame's header and body, which the
+// multiplexer writes one after the other, into one write: one TLS record
+// and one system call instead of two. Only the multiplexer's send loop
+// writes, one write at a time. The header of a data frame always comes
+// with its body right behind it; any other write goes through at once.
+type frameCoalescer struct {
+	net.Conn
+	hdr  [yamuxHeader]byte
+	held bool
+	buf  []byte
+}
+
+const (
+	yamuxHeader = 12
+	yamuxData   = 0 // the data frame type
+	// smallFrame is the largest body joined with its header: together
+	// they fit one TLS record.
+	smallFrame = 16<<10 - yamuxHeader
+)
+
+func (c *frameCoalescer) Write(p []byte) (int, error) {
+	if c.held {
+		c.held = false
+		c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
+		if _, err := c.Conn.Write(c.buf); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if len(p) == yamuxHeader && p[1] == yamuxData {
+		if n := binary.BigEndian.Uint32(p[8:12]); n > 0 && n <= smallFrame {
+			copy(c.hdr[:], p)
+			c.held = true
+			return len(p), nil
+		}
+	}
+	return c.Conn.Write(p)
+}
+
 // tunnel is one multiplexed mTLS connection to or from a peer gateway.
 type tunnel struct {
 	sess    *yamux.Session
@@ -151,10 +190,11 @@ func newTunnel(g *Gateway, tc *tls.Conn, peer, addr string, path *pathHealth) (*
 	}
 	var sess *yamux.Session
 	var err error
+	fc := &frameCoalescer{Conn: ac}
 	if server {
-		sess, err = yamux.Server(ac, g.yamuxConfig())
+		sess, err = yamux.Server(fc, g.yamuxConfig())
 	} else {
-		sess, err = yamux.Client(ac, g.yamuxConfig())
+		sess, err = yamux.Client(fc, g.yamuxConfig())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
