@@ -55,6 +55,11 @@ func TestConfigValidate(t *testing.T) {
 			c.Imports = []Import{{Service: "demo/a", Port: 80, Listen: "127.0.0.1:15001"}}
 		}, "imports.0.listen", "clashes with listen.connect"},
 		{"passthrough clashes with connect", func(c *Config) { c.Listen.Passthrough = "127.0.0.1:15001" }, "listen.passthrough", "clashes with listen.connect"},
+		{"no tunnel keepalive", func(c *Config) { c.Tunnels.Keepalive = 0 }, "tunnels.keepalive", "must be positive"},
+		{"negative keepalive timeout", func(c *Config) { c.Tunnels.KeepaliveTimeout = -time.Second }, "tunnels.keepaliveTimeout", "must be positive"},
+		{"no tunnels per peer", func(c *Config) { c.Tunnels.PerPeer = 0 }, "tunnels.perPeer", "must be at least 1"},
+		{"no connections", func(c *Config) { c.Limits.MaxConnections = 0 }, "limits.maxConnections", "must be at least 1"},
+		{"no idle timeout", func(c *Config) { c.Timeouts.Idle = 0 }, "timeouts.idle", "must be positive"},
 		{"import clashes with passthrough", func(c *Config) {
 			c.Imports = []Import{{Service: "demo/a", Port: 80, Listen: "0.0.0.0:15002"}}
 		}, "imports.0.listen", "clashes with listen.passthrough"},
