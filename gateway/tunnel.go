@@ -240,7 +240,13 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 		case now := <-tick.C:
 			silent := now.Sub(time.Unix(0, t.conn.lastRead.Load()))
 			if silent > timeout && pinging.Load() {
+				// Close the socket beneath TLS first: a polite close would
+				// try to send close_notify to a peer that is not reading,
+				// and hold up the failure of every stream on the tunnel.
 				t.dead.Store(true)
+				if tc, ok := t.conn.Conn.(*tls.Conn); ok {
+					tc.NetConn().Close()
+				}
 				t.sess.Close()
 				return "keepalive"
 			}
@@ -266,7 +272,7 @@ func (t *tunnel) fresh(keepalive time.Duration) bool {
 	quiet := time.Since(time.Unix(0, t.conn.lastRead.Load()))
 	rtt := time.Duration(t.rtt.Load())
 	if p := t.conn.shared; p != nil && p.pending.Load() > 1 {
-		if time.Since(time.Unix(0, p.lastRead.Load())) > 2*rtt+5*time.Millisecond {
+		if time.Since(time.Unix(0, p.lastRead.Load())) > 2*rtt+time.Millisecond {
 			return false
 		}
 	}
