@@ -160,8 +160,13 @@ func (g *Gateway) yamuxConfig() *yamux.Config {
 	c.KeepAliveInterval = time.Hour
 	c.ConnectionWriteTimeout = 10 * time.Second
 	c.MaxStreamWindowSize = streamWindow
-	c.StreamOpenTimeout = g.cfg.Timeouts.Connect
-	c.StreamCloseTimeout = g.cfg.Timeouts.Drain
+	// Neither of yamux's stream timers: an unacknowledged open closes the
+	// whole session (every stream on it), and a half-closed stream is
+	// reset once the close timeout passes even while the other direction
+	// still carries its answer. The answer deadline, the keepalive and the
+	// idle timeout bound streams instead.
+	c.StreamOpenTimeout = 0
+	c.StreamCloseTimeout = 0
 	c.AcceptBacklog = 1024
 	c.LogOutput = nil
 	c.Logger = yamuxLogger{g.log}

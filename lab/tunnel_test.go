@@ -467,3 +467,72 @@ func TestCutPeerIsTriedLastUntilItAnswers(t *testing.T) {
 		t.Fatalf("after heal: answered by %q, want b", got)
 	}
 }
+
+// tailService reads until its client half-closes, then answers for a
+// while: a client that sends its request and half-closes, then reads a
+// long answer.
+func tailService(t *testing.T, chunks int, every time.Duration) discovery.Service {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				for i := range chunks {
+					if _, err := fmt.Fprintf(c, "chunk %d of a %d-byte request\n", i, n); err != nil {
+						return
+					}
+					time.Sleep(every)
+				}
+			}()
+		}
+	}()
+	_, ps, _ := net.SplitHostPort(ln.Addr().String())
+	port, _ := strconv.Atoi(ps)
+	return discovery.Service{Namespace: "demo", Name: "lines", Endpoints: []string{"127.0.0.1"},
+		Ports: []discovery.Port{{Name: "tcp", Port: 7000, TargetPort: port}}}
+}
+
+func TestHalfClosedStreamOutlivesTheDrainTimeout(t *testing.T) {
+	for _, tunnels := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tunnels=%v", tunnels), func(t *testing.T) {
+			l := startLineLab(t, lab.Spec{NoTunnels: !tunnels, Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: 500 * time.Millisecond}},
+				lab.ClusterSpec{Name: "a", Region: "r1", Imports: lineImport},
+				lab.ClusterSpec{Name: "b", Region: "r2", Services: []discovery.Service{tailService(t, 15, 100*time.Millisecond)}})
+			c, err := net.DialTimeout("tcp", l.Gateway("a").ImportAddrs()["demo/lines:7000"], time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, strings.Repeat("q", 1000)); err != nil {
+				t.Fatal(err)
+			}
+			c.(*net.TCPConn).CloseWrite()
+			answer, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("after %d bytes: %v", len(answer), err)
+			}
+			if lines := strings.Count(string(answer), "of a 1000-byte request\n"); lines != 15 {
+				t.Fatalf("got %d of 15 chunks 1.5 s after the half-close:\n%s", lines, answer)
+			}
+		})
+	}
+}
