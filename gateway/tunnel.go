@@ -158,7 +158,10 @@ func (g *Gateway) yamuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.EnableKeepAlive = false
 	c.KeepAliveInterval = time.Hour
-	c.ConnectionWriteTimeout = 10 * time.Second
+	// A stream's write waits its turn behind the other streams' frames; on
+	// a slow, busy link that can take a while, and the keepalive, not this,
+	// decides that a peer is gone.
+	c.ConnectionWriteTimeout = time.Minute
 	c.MaxStreamWindowSize = streamWindow
 	// Neither of yamux's stream timers: an unacknowledged open closes the
 	// whole session (every stream on it), and a half-closed stream is
