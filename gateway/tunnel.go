@@ -33,10 +33,6 @@ const maxStreamName = 255
 // connection per stream before it is asked again.
 const noTunnelsFor = time.Minute
 
-// streamWindow is each tunnel stream's receive window: enough to keep a
-// bulk transfer moving on a fast path, bounded per stream.
-const streamWindow = 1 << 20
-
 var errTunnelDead = errors.New("tunnel to peer gateway is down")
 
 // encodeStreamHeader is the start of every tunnel stream: the target as a
@@ -162,7 +158,7 @@ func (g *Gateway) yamuxConfig() *yamux.Config {
 	// a slow, busy link that can take a while, and the keepalive, not this,
 	// decides that a peer is gone.
 	c.ConnectionWriteTimeout = time.Minute
-	c.MaxStreamWindowSize = streamWindow
+	c.MaxStreamWindowSize = uint32(g.cfg.Tunnels.StreamWindowKiB) << 10
 	// Neither of yamux's stream timers: an unacknowledged open closes the
 	// whole session (every stream on it), and a half-closed stream is
 	// reset once the close timeout passes even while the other direction

@@ -14,7 +14,8 @@ import (
 // TestBenchDataplaneWAN measures a new client connection across a WAN:
 // 50 ms round trip between the gateways (the lab's link delays every byte
 // by 25 ms each way), from the client's connect to the import port until
-// its first response byte, with pooled tunnels and without.
+// its first response byte, with pooled tunnels and without; and one bulk
+// transfer over the same link each way.
 //
 // The link delays bytes, not TCP's own handshake (the client of the link
 // connects to a local proxy), so a fresh connection between gateways costs
@@ -22,11 +23,12 @@ import (
 func TestBenchDataplaneWAN(t *testing.T) {
 	const oneWay = 25 * time.Millisecond
 	const rtt = 2 * oneWay
-	echo := echoServer(t)
+	echo, sink := echoServer(t), sinkServer(t)
+	var tunMiBs, rawMiBs float64
 	measure := func(t *testing.T, noTunnels bool) (p50, p90 float64) {
 		l := startBenchLab(t, lab.Spec{NoTunnels: noTunnels, Clusters: []lab.ClusterSpec{
-			{Name: "a", Region: "r1", Imports: []gateway.Import{benchImport("echo")}},
-			{Name: "b", Region: "r2", Services: []discovery.Service{benchService("echo", echo)}},
+			{Name: "a", Region: "r1", Imports: []gateway.Import{benchImport("echo"), benchImport("sink")}},
+			{Name: "b", Region: "r2", Services: []discovery.Service{benchService("echo", echo), benchService("sink", sink)}},
 		}})
 		for _, link := range []*lab.Link{l.Link("a", "b"), l.Link("b", "a")} {
 			if err := link.SetLatency(oneWay, 0); err != nil {
@@ -48,6 +50,20 @@ func TestBenchDataplaneWAN(t *testing.T) {
 			}
 			ms = append(ms, float64(took.Microseconds())/1000)
 		}
+		// One bulk stream across the same link: bounded by the tunnel
+		// stream's window per round trip. The lab's link buffers without
+		// TCP's flow control, which flatters the run without tunnels.
+		const size = 64 << 20
+		start := time.Now()
+		if err := transfer(importAddr(t, l, "a", "sink"), size); err != nil {
+			t.Fatalf("bulk transfer: %v", err)
+		}
+		mibs := float64(size) / (1 << 20) / time.Since(start).Seconds()
+		if noTunnels {
+			rawMiBs = mibs
+		} else {
+			tunMiBs = mibs
+		}
 		return median(ms), percentile(ms, 0.9)
 	}
 	var tun50, tun90, raw50, raw90 float64
@@ -61,4 +77,6 @@ func TestBenchDataplaneWAN(t *testing.T) {
 	bench("dataplane_wan_newconn_notunnels_ms", raw50, "ms")
 	bench("dataplane_wan_newconn_notunnels_p90_ms", raw90, "ms")
 	bench("dataplane_wan_newconn_rtt", tun50/float64(rtt.Milliseconds()), "x")
+	bench("dataplane_wan_throughput_mibs", tunMiBs, "MiB/s")
+	bench("dataplane_wan_throughput_notunnels_mibs", rawMiBs, "MiB/s")
 }
