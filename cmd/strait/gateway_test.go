@@ -179,6 +179,7 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(r2.Body)
+	c.Close() // done: an open client connection would hold b's drain below
 	var reply lab.Reply
 	if err := json.Unmarshal(body, &reply); err != nil || reply.Cluster != "b" {
 		t.Fatalf("reply %s (%v)", body, err)
