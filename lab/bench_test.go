@@ -39,30 +39,6 @@ func percentile(vs []float64, p float64) float64 {
 
 func median(vs []float64) float64 { return percentile(vs, 0.5) }
 
-// serveTCP accepts on a loopback port until the test ends and runs handle
-// for each connection, closing it afterwards.
-func serveTCP(t *testing.T, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen for a bench server: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // sinkServer reads everything a client sends, then answers with one byte.
 // A client that sends nothing gets the byte at once (a ping).
 func sinkServer(t *testing.T) string {
@@ -164,10 +140,7 @@ const benchPort = 9000
 
 // benchService is the service bench/<name>, port benchPort, served at addr.
 func benchService(name, addr string) discovery.Service {
-	_, ps, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(ps)
-	return discovery.Service{Namespace: "bench", Name: name, Endpoints: []string{"127.0.0.1"},
-		Ports: []discovery.Port{{Port: benchPort, TargetPort: port}}}
+	return serviceAt("bench/"+name, "", benchPort, addr, nil)
 }
 
 // benchImport gives bench/<name> a local port on a gateway.

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +33,7 @@ func startDemoService(t *testing.T, key, cluster, region string, labels map[stri
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	_, ps, _ := net.SplitHostPort(d.Addr())
-	port, _ := strconv.Atoi(ps)
-	ns, name, _ := strings.Cut(key, "/")
-	return discovery.Service{Namespace: ns, Name: name, Labels: labels, Endpoints: []string{"127.0.0.1"},
-		Ports: []discovery.Port{{Name: "http", Port: 8080, TargetPort: port}}}, d
+	return serviceAt(key, "http", 8080, d.Addr(), labels), d
 }
 
 func startLab(t *testing.T, clusters ...lab.ClusterSpec) *lab.Lab {

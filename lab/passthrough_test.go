@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,41 +45,20 @@ func startTLSService(t *testing.T, mesh *lab.MeshCA, name, cluster string, label
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				tc.SetDeadline(time.Now().Add(10 * time.Second))
-				if err := tc.Handshake(); err != nil {
-					return // health checks connect and leave
-				}
-				cs := tc.ConnectionState()
-				line, _ := json.Marshal(greeting{Cluster: cluster, SNI: cs.ServerName, Client: cs.PeerCertificates[0].Subject.CommonName})
-				if _, err := tc.Write(append(line, '\n')); err != nil {
-					return
-				}
-				io.Copy(tc, tc)
-			}()
+	addr := serve(t, ln, func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			return // health checks connect and leave
 		}
-	}()
-	_, ps, _ := net.SplitHostPort(ln.Addr().String())
-	port, _ := strconv.Atoi(ps)
-	return discovery.Service{Namespace: "demo", Name: name, Labels: labels, Endpoints: []string{"127.0.0.1"},
-		Ports: []discovery.Port{{Name: "tls", Port: 8443, TargetPort: port}}}
+		cs := tc.ConnectionState()
+		line, _ := json.Marshal(greeting{Cluster: cluster, SNI: cs.ServerName, Client: cs.PeerCertificates[0].Subject.CommonName})
+		if _, err := tc.Write(append(line, '\n')); err != nil {
+			return
+		}
+		io.Copy(tc, tc)
+	})
+	return serviceAt("demo/"+name, "tls", 8443, addr, labels)
 }
 
 // countingConn counts the bytes read from the gateway.

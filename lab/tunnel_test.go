@@ -27,48 +27,27 @@ func lineService(t *testing.T, key, cluster string) discovery.Service {
 // connection it holds.
 func startLineService(t *testing.T, key, cluster string) (svc discovery.Service, stop func()) {
 	t.Helper()
-	var mu sync.Mutex
-	var conns []net.Conn
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	var mu sync.Mutex
+	var conns []net.Conn
+	addr := serve(t, ln, func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		br := bufio.NewReaderSize(c, 1<<20)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 1<<20)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := fmt.Fprintf(c, "%s %d\n", cluster, len(line)-1); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := fmt.Fprintf(c, "%s %d\n", cluster, len(line)-1); err != nil {
+				return
+			}
 		}
-	}()
-	_, ps, _ := net.SplitHostPort(ln.Addr().String())
-	port, _ := strconv.Atoi(ps)
-	ns, name, _ := strings.Cut(key, "/")
+	})
 	stop = func() {
 		ln.Close()
 		mu.Lock()
@@ -77,8 +56,7 @@ func startLineService(t *testing.T, key, cluster string) (svc discovery.Service,
 			c.Close()
 		}
 	}
-	return discovery.Service{Namespace: ns, Name: name, Endpoints: []string{"127.0.0.1"},
-		Ports: []discovery.Port{{Name: "tcp", Port: 7000, TargetPort: port}}}, stop
+	return serviceAt(key, "tcp", 7000, addr, nil), stop
 }
 
 // lineConn is a client of a lineService through an import port.
@@ -473,41 +451,16 @@ func TestCutPeerIsTriedLastUntilItAnswers(t *testing.T) {
 // long answer.
 func tailService(t *testing.T, chunks int, every time.Duration) discovery.Service {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	addr := serveTCP(t, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		for i := range chunks {
+			if _, err := fmt.Fprintf(c, "chunk %d of a %d-byte request\n", i, n); err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				for i := range chunks {
-					if _, err := fmt.Fprintf(c, "chunk %d of a %d-byte request\n", i, n); err != nil {
-						return
-					}
-					time.Sleep(every)
-				}
-			}()
+			time.Sleep(every)
 		}
-	}()
-	_, ps, _ := net.SplitHostPort(ln.Addr().String())
-	port, _ := strconv.Atoi(ps)
-	return discovery.Service{Namespace: "demo", Name: "lines", Endpoints: []string{"127.0.0.1"},
-		Ports: []discovery.Port{{Name: "tcp", Port: 7000, TargetPort: port}}}
+	})
+	return serviceAt("demo/lines", "tcp", 7000, addr, nil)
 }
 
 func TestHalfClosedStreamOutlivesTheDrainTimeout(t *testing.T) {
