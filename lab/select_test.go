@@ -12,7 +12,6 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation"
 	"github.com/straitmesh/strait/gateway"
-	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -163,19 +162,7 @@ func TestFailoverPriorityFromRoutingState(t *testing.T) {
 	}
 	defer l.Close()
 
-	cert, err := l.CA.Issue("ops", "cli", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.NewBundle(cert, l.CA.Pool())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl, err := federation.DialControl(l.Gateway("d").ControlAddr(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctl.Close()
+	ctl := opsControl(t, l, "d")
 
 	// where sends n connections from each source and counts where they went.
 	where := func(n int) map[string]int {

@@ -6,8 +6,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/lab"
 )
 
 // serve accepts on ln until the test ends and runs handle for each
@@ -56,4 +60,24 @@ func serviceAt(key, portName string, port int, addr string, labels map[string]st
 	ns, name, _ := strings.Cut(key, "/")
 	return discovery.Service{Namespace: ns, Name: name, Labels: labels, Endpoints: []string{"127.0.0.1"},
 		Ports: []discovery.Port{{Name: portName, Port: port, TargetPort: target}}}
+}
+
+// opsControl is an operator's control-API client, with a certificate of
+// the lab's CA, to cluster's gateway; closed when the test ends.
+func opsControl(t *testing.T, l *lab.Lab, cluster string) *federation.ControlClient {
+	t.Helper()
+	cert, err := l.CA.Issue("ops", "cli", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.NewBundle(cert, l.CA.Pool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := federation.DialControl(l.Gateway(cluster).ControlAddr(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/straitmesh/strait/federation"
 	"github.com/straitmesh/strait/gateway"
-	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -35,19 +34,7 @@ func TestRoutingStateAcrossGateways(t *testing.T) {
 	}
 	defer l.Close()
 
-	cert, err := l.CA.Issue("ops", "cli", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.NewBundle(cert, l.CA.Pool())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := federation.DialControl(l.Gateway("d").ControlAddr(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := opsControl(t, l, "d")
 	w, err := c.Write(ctx, &federation.WriteRequest{Op: federation.OpPut, Kind: federation.KindPolicy, Key: "eu-data", Value: labPolicy})
 	if err != nil {
 		t.Fatalf("apply policy through the non-voter: %v", err)
