@@ -455,16 +455,9 @@ func (l *Lab) applyPolicy(doc []byte) error {
 
 // StopGateway shuts cluster name's gateway down gracefully.
 func (l *Lab) StopGateway(ctx context.Context, name string) error {
-	l.mu.Lock()
-	g := l.gateways[name]
-	already := l.stopped[name]
-	l.stopped[name] = true
-	l.mu.Unlock()
-	if g == nil {
-		return fmt.Errorf("lab: no cluster %s", name)
-	}
-	if already {
-		return nil
+	g, err := l.markStopped(name)
+	if g == nil || err != nil {
+		return err
 	}
 	return g.Shutdown(ctx)
 }
@@ -473,18 +466,27 @@ func (l *Lab) StopGateway(ctx context.Context, name string) error {
 // would (gateway.Kill): listeners and connections closed at once, no
 // drain, no gossip leave.
 func (l *Lab) KillGateway(name string) error {
-	l.mu.Lock()
-	g := l.gateways[name]
-	already := l.stopped[name]
-	l.stopped[name] = true
-	l.mu.Unlock()
-	if g == nil {
-		return fmt.Errorf("lab: no cluster %s", name)
-	}
-	if !already {
+	g, err := l.markStopped(name)
+	if g != nil {
 		g.Kill()
 	}
-	return nil
+	return err
+}
+
+// markStopped records that cluster name's gateway stops and returns it,
+// or nil when it was stopped before.
+func (l *Lab) markStopped(name string) (*gateway.Gateway, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g := l.gateways[name]
+	if g == nil {
+		return nil, fmt.Errorf("lab: no cluster %s", name)
+	}
+	if l.stopped[name] {
+		return nil, nil
+	}
+	l.stopped[name] = true
+	return g, nil
 }
 
 // WaitConverged waits until every running gateway sees every other running
