@@ -436,13 +436,19 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if aerr := g.admin.Shutdown(ctx); aerr != nil {
 			g.admin.Close()
 		}
-		g.cancel()
-		g.wg.Wait()
-		g.metrics.unregister(g.reg)
-		g.res.close()
+		g.release()
 		g.log.Info("gateway stopped")
 	})
 	return err
+}
+
+// release stops every background task, waits for them and lets go of
+// the metrics and the audit trail: the end of Shutdown and Kill.
+func (g *Gateway) release() {
+	g.cancel()
+	g.wg.Wait()
+	g.metrics.unregister(g.reg)
+	g.res.close()
 }
 
 func (g *Gateway) closeListeners() {

@@ -28,9 +28,7 @@ func (g *Gateway) Kill() {
 			}
 		}
 		g.admin.Close()
-		g.wg.Wait()
-		g.metrics.unregister(g.reg)
-		g.res.close()
+		g.release()
 		g.log.Info("gateway killed")
 	})
 }
