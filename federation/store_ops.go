@@ -204,23 +204,35 @@ func (s *Store) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, erro
 	if !req.Consistent {
 		return s.answer(req, s.fsm.View()), nil
 	}
-	var resp *ReadResponse
-	err := s.retry(ctx, func() error {
-		if s.raft.State() == raft.Leader {
-			v, err := s.consistentView(ctx)
-			if err != nil {
-				return err
-			}
-			resp = s.answer(req, v)
-			return nil
+	return onLeader(s, ctx, req.Forwarded, func() (*ReadResponse, error) {
+		v, err := s.consistentView(ctx)
+		if err != nil {
+			return nil, err
 		}
-		c, err := s.leaderClient(req.Forwarded)
+		return s.answer(req, v), nil
+	}, func(c Control) (*ReadResponse, error) {
+		fwd := *req
+		fwd.Forwarded = true
+		return c.Read(ctx, &fwd)
+	})
+}
+
+// onLeader answers a request on the leader: with local when this gateway
+// leads, else through the leader's control API with remote (which marks
+// the request forwarded, so it is not forwarded twice), retrying while
+// leadership moves.
+func onLeader[R any](s *Store, ctx context.Context, forwarded bool, local func() (R, error), remote func(Control) (R, error)) (R, error) {
+	var resp R
+	err := s.retry(ctx, func() (err error) {
+		if s.raft.State() == raft.Leader {
+			resp, err = local()
+			return err
+		}
+		c, err := s.leaderClient(forwarded)
 		if err != nil {
 			return err
 		}
-		fwd := *req
-		fwd.Forwarded = true
-		resp, err = c.Read(ctx, &fwd)
+		resp, err = remote(c)
 		return err
 	})
 	return resp, err
@@ -338,22 +350,13 @@ func (s *Store) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, erro
 	if err := ValidatePayload(KindMember, []byte(memberValue(m))); err != nil {
 		return nil, err
 	}
-	var resp *JoinResponse
-	err := s.retry(ctx, func() (err error) {
-		if s.raft.State() == raft.Leader {
-			resp, err = s.joinLocal(ctx, req.Server)
-			return err
-		}
-		c, err := s.leaderClient(req.Forwarded)
-		if err != nil {
-			return err
-		}
+	return onLeader(s, ctx, req.Forwarded, func() (*JoinResponse, error) {
+		return s.joinLocal(ctx, req.Server)
+	}, func(c Control) (*JoinResponse, error) {
 		fwd := *req
 		fwd.Forwarded = true
-		resp, err = c.Join(ctx, &fwd)
-		return err
+		return c.Join(ctx, &fwd)
 	})
-	return resp, err
 }
 
 func (s *Store) joinLocal(ctx context.Context, info ServerInfo) (*JoinResponse, error) {
@@ -422,44 +425,39 @@ func (s *Store) RemovePeer(ctx context.Context, req *RemovePeerRequest) (*Remove
 	if err := ValidateKey(KindMember, req.ID); err != nil {
 		return nil, err
 	}
-	var resp *RemovePeerResponse
-	err := s.retry(ctx, func() error {
-		if s.raft.State() == raft.Leader {
-			f := s.raft.GetConfiguration()
-			if err := f.Error(); err != nil {
-				return err
-			}
-			found := false
-			for _, srv := range f.Configuration().Servers {
-				found = found || string(srv.ID) == req.ID
-			}
-			if !found {
-				return fmt.Errorf("%w: no server %q in the configuration", ErrInvalid, req.ID)
-			}
-			if req.ID == s.opts.Name {
-				return fmt.Errorf("%w: %s is the leader; stop it first, then remove it through another gateway", ErrInvalid, req.ID)
-			}
-			rf := s.raft.RemoveServer(raft.ServerID(req.ID), 0, timeoutOf(ctx, 10*time.Second))
-			if err := s.await(ctx, rf); err != nil {
-				return fmt.Errorf("remove %s: %w", req.ID, err)
-			}
-			if _, err := s.applyLocal(ctx, &WriteRequest{Op: OpDelete, Kind: KindMember, Key: req.ID, By: callerOf(ctx)}); err != nil {
-				return err
-			}
-			s.log.Info("server removed", "peer", req.ID)
-			resp = &RemovePeerResponse{Index: rf.Index()}
-			return nil
-		}
-		c, err := s.leaderClient(req.Forwarded)
-		if err != nil {
-			return err
-		}
+	return onLeader(s, ctx, req.Forwarded, func() (*RemovePeerResponse, error) {
+		return s.removePeerLocal(ctx, req.ID)
+	}, func(c Control) (*RemovePeerResponse, error) {
 		fwd := *req
 		fwd.Forwarded = true
-		resp, err = c.RemovePeer(ctx, &fwd)
-		return err
+		return c.RemovePeer(ctx, &fwd)
 	})
-	return resp, err
+}
+
+func (s *Store) removePeerLocal(ctx context.Context, id string) (*RemovePeerResponse, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	found := false
+	for _, srv := range f.Configuration().Servers {
+		found = found || string(srv.ID) == id
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: no server %q in the configuration", ErrInvalid, id)
+	}
+	if id == s.opts.Name {
+		return nil, fmt.Errorf("%w: %s is the leader; stop it first, then remove it through another gateway", ErrInvalid, id)
+	}
+	rf := s.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx, 10*time.Second))
+	if err := s.await(ctx, rf); err != nil {
+		return nil, fmt.Errorf("remove %s: %w", id, err)
+	}
+	if _, err := s.applyLocal(ctx, &WriteRequest{Op: OpDelete, Kind: KindMember, Key: id, By: callerOf(ctx)}); err != nil {
+		return nil, err
+	}
+	s.log.Info("server removed", "peer", id)
+	return &RemovePeerResponse{Index: rf.Index()}, nil
 }
 
 // Snapshot returns this replica's state in the snapshot format.
