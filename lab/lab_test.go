@@ -17,6 +17,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/metricstest"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -363,33 +364,5 @@ func waitFor(t *testing.T, cond func() bool) {
 // metricValue sums the samples of metric name whose labels include want.
 func metricValue(t *testing.T, g *gateway.Gateway, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+	return metricstest.Sum(t, g.Registry(), name, want)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/straitmesh/strait/internal/metricstest"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -141,46 +142,10 @@ func TestAuditFileUnwritable(t *testing.T) {
 
 func valueOf(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, w := range want {
-				if have[k] != w {
-					continue next
-				}
-			}
-			v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return v
+	return metricstest.Sum(t, reg, name, want)
 }
 
 func sum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			s += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return s
+	return metricstest.Sum(t, reg, name, nil)
 }
