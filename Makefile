@@ -38,7 +38,7 @@ bench-dataplane:
 # Catalog convergence at 64 and 256 gateways, failure detection, false
 # deaths under CPU load (60 s), join of a 1,000,000-service catalog.
 bench-catalog:
-	$(BENCHRUN) -run '^TestBenchCatalog' ./federation $(BENCHOUT)
+	$(BENCHRUN) -run '^TestBenchCatalog' ./federation/catalog $(BENCHOUT)
 
 # The residency decision path: ns per Decide and allocations (must be 0).
 bench-residency:
@@ -46,12 +46,12 @@ bench-residency:
 
 # Routing-state benchmarks only: commit latency, throughput, leader failover.
 bench-state:
-	set -o pipefail; $(GO) test -tags bench -run '^TestBenchState' -count=1 -v ./federation | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
+	set -o pipefail; $(GO) test -tags bench -run '^TestBenchState' -count=1 -v ./federation/state | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
 
 # The Jepsen-style linearizability test for SOAKTIME (make test runs 6s of it).
 SOAKTIME ?= 3m
 soak:
-	$(GO) test -race -run '^TestJepsenLinearizable$$' -count=1 -v -timeout 30m ./federation -args -jepsen.duration=$(SOAKTIME)
+	$(GO) test -race -run '^TestJepsenLinearizable$$' -count=1 -v -timeout 30m ./federation/state -args -jepsen.duration=$(SOAKTIME)
 
 # Every fuzz target, FUZZTIME each.
 fuzz:
@@ -59,15 +59,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMeshSNI$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzReadClientHello$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./gateway
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./federation/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./internal/configfile
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./sovereignty
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTopology$$' -fuzztime $(FUZZTIME) ./sovereignty
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFacts$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzReadStreamHeader$$' -fuzztime $(FUZZTIME) ./gateway
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./federation
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME) ./federation
-	$(GO) test -run '^$$' -fuzz '^FuzzValidatePayload$$' -fuzztime $(FUZZTIME) ./federation
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./federation/state
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME) ./federation/state
+	$(GO) test -run '^$$' -fuzz '^FuzzValidatePayload$$' -fuzztime $(FUZZTIME) ./federation/state
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/straitmesh/strait/discovery"
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -33,11 +33,11 @@ type Config struct {
 	// data listen address; required when that binds 0.0.0.0 or ::.
 	Advertise string `mapstructure:"advertise"`
 
-	TLS    TLSConfig         `mapstructure:"tls"`
-	Gossip federation.Config `mapstructure:"gossip"`
+	TLS    TLSConfig      `mapstructure:"tls"`
+	Gossip catalog.Config `mapstructure:"gossip"`
 	// State is the Raft-backed routing state. Off until state.dataDir is set.
-	State    federation.StateConfig `mapstructure:"state"`
-	Timeouts Timeouts               `mapstructure:"timeouts"`
+	State    state.Config `mapstructure:"state"`
+	Timeouts Timeouts     `mapstructure:"timeouts"`
 	// Tunnels carry streams to other gateways over pooled, multiplexed
 	// mTLS connections.
 	Tunnels TunnelConfig `mapstructure:"tunnels"`
@@ -190,8 +190,8 @@ func DefaultConfig() Config {
 	return Config{
 		TrustDomain: "strait.local",
 		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Passthrough: "127.0.0.1:15002", Control: "0.0.0.0:15012"},
-		Gossip:      federation.DefaultConfig(),
-		State:       federation.DefaultStateConfig(),
+		Gossip:      catalog.DefaultConfig(),
+		State:       state.DefaultConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
 		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096},
 		Limits:      LimitsConfig{MaxConnections: 16384},
@@ -232,7 +232,7 @@ func (c Config) Validate() error {
 			}
 			return
 		}
-		if _, _, err := hostPort(v); err != nil {
+		if _, _, err := configfile.HostPort(v); err != nil {
 			errs = append(errs, configfile.Errorf(key, "%v", err))
 			return
 		}
@@ -268,10 +268,10 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Advertise != "" {
-		if _, _, err := hostPort(c.Advertise); err != nil {
+		if _, _, err := configfile.HostPort(c.Advertise); err != nil {
 			errs = append(errs, configfile.Errorf("advertise", "%v", err))
 		}
-	} else if h, _, err := hostPort(c.Listen.Data); err == nil && unspecified(h) {
+	} else if h, _, err := configfile.HostPort(c.Listen.Data); err == nil && configfile.Unspecified(h) {
 		errs = append(errs, configfile.Errorf("advertise", "required when listen.data binds all interfaces (%s): other gateways need an address to dial", c.Listen.Data))
 	}
 	if err := c.Gossip.Validate("gossip."); err != nil {
@@ -281,7 +281,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.State.Enabled() && c.State.ControlAdvertise == "" {
-		if h, _, err := hostPort(c.Listen.Control); err == nil && unspecified(h) && c.State.Advertise == "" {
+		if h, _, err := configfile.HostPort(c.Listen.Control); err == nil && configfile.Unspecified(h) && c.State.Advertise == "" {
 			errs = append(errs, configfile.Errorf("state.controlAdvertise", "required when listen.control (%s) and state.bind listen on all interfaces and state.advertise is not set", c.Listen.Control))
 		}
 	}
@@ -339,35 +339,15 @@ func (c Config) AdvertiseAddr() string {
 	return c.Listen.Data
 }
 
-func hostPort(addr string) (string, int, error) {
-	host, ps, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("want host:port, found %q", addr)
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q in %q not in 0-65535", ps, addr)
-	}
-	return host, port, nil
-}
-
-func unspecified(host string) bool {
-	if host == "" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsUnspecified()
-}
-
 // clash reports whether two listen addresses would fight over a port.
 // Port 0 never clashes (the kernel picks a free one).
 func clash(a, b string) bool {
-	ha, pa, _ := hostPort(a)
-	hb, pb, _ := hostPort(b)
+	ha, pa, _ := configfile.HostPort(a)
+	hb, pb, _ := configfile.HostPort(b)
 	if pa == 0 || pa != pb {
 		return false
 	}
-	return ha == hb || unspecified(ha) || unspecified(hb)
+	return ha == hb || configfile.Unspecified(ha) || configfile.Unspecified(hb)
 }
 
 // ControlAdvertise is the control API address other gateways forward
@@ -378,8 +358,8 @@ func (c Config) ControlAdvertise(bound, raftAddr string) string {
 	if c.State.ControlAdvertise != "" {
 		return c.State.ControlAdvertise
 	}
-	h, _, _ := hostPort(c.Listen.Control)
-	if !unspecified(h) {
+	h, _, _ := configfile.HostPort(c.Listen.Control)
+	if !configfile.Unspecified(h) {
 		return bound
 	}
 	rh, _, _ := net.SplitHostPort(raftAddr)

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 )
 
 // failoverTable holds the failover priorities of the routing state
@@ -40,7 +40,7 @@ func (f *failoverTable) priority(ns, name string) []string {
 // refresh installs recs, the failover records of the routing state;
 // records whose index did not change are not parsed again. It reports the
 // services whose priority changed.
-func (f *failoverTable) refresh(recs []federation.Record, log *slog.Logger) []string {
+func (f *failoverTable) refresh(recs []state.Record, log *slog.Logger) []string {
 	next := make(map[string]parsedFailover, len(recs))
 	prio := make(map[string][]string, len(recs))
 	var changed []string
@@ -48,7 +48,7 @@ func (f *failoverTable) refresh(recs []federation.Record, log *slog.Logger) []st
 		old, ok := f.parsed[r.Key]
 		p := old
 		if !ok || old.index != r.Index {
-			var fo federation.Failover
+			var fo state.Failover
 			if err := json.Unmarshal([]byte(r.Value), &fo); err != nil {
 				// The control API validates payloads before they reach the
 				// log; this only happens across versions with other rules.
@@ -79,11 +79,11 @@ func (f *failoverTable) refresh(recs []federation.Record, log *slog.Logger) []st
 
 // watchFailover keeps the gateway's failover priorities equal to those of
 // the routing state until ctx ends.
-func (g *Gateway) watchFailover(ctx context.Context, wg *sync.WaitGroup, store *federation.Store) {
+func (g *Gateway) watchFailover(ctx context.Context, wg *sync.WaitGroup, store *state.Store) {
 	ch, stop := store.Watch()
 	apply := func() {
 		v := store.View()
-		for _, svc := range g.sel.failover.refresh(v.List(federation.KindFailover), g.log) {
+		for _, svc := range g.sel.failover.refresh(v.List(state.KindFailover), g.log) {
 			ns, name, _ := strings.Cut(svc, "/")
 			g.log.Info("failover priority changed", "service", svc, "priority", g.sel.failover.priority(ns, name), "index", v.Index)
 		}

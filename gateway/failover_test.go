@@ -5,11 +5,11 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 )
 
-func failoverRec(key string, index uint64, value string) federation.Record {
-	return federation.Record{Kind: federation.KindFailover, Key: key, Value: value, Index: index}
+func failoverRec(key string, index uint64, value string) state.Record {
+	return state.Record{Kind: state.KindFailover, Key: key, Value: value, Index: index}
 }
 
 // TestFailoverTable: the table follows the records, reports only the
@@ -19,7 +19,7 @@ func TestFailoverTable(t *testing.T) {
 	if got := f.priority("demo", "api"); got != nil {
 		t.Fatalf("empty table: %v", got)
 	}
-	changed := f.refresh([]federation.Record{
+	changed := f.refresh([]state.Record{
 		failoverRec("demo/api", 5, `{"priority": ["c", "b"]}`),
 		failoverRec("demo/web", 6, `{"priority": ["d"]}`),
 	}, discard)
@@ -30,7 +30,7 @@ func TestFailoverTable(t *testing.T) {
 		t.Errorf("demo/api priority %v", got)
 	}
 	// Same priority at a new index, a new priority, a deletion.
-	changed = f.refresh([]federation.Record{
+	changed = f.refresh([]state.Record{
 		failoverRec("demo/api", 7, `{"priority": ["c", "b"]}`),
 		failoverRec("demo/db", 8, `{"priority": ["b", "c"]}`),
 	}, discard)
@@ -42,7 +42,7 @@ func TestFailoverTable(t *testing.T) {
 		t.Errorf("deleted demo/web still has priority %v", got)
 	}
 	// A record that does not parse keeps the last good priority.
-	changed = f.refresh([]federation.Record{
+	changed = f.refresh([]state.Record{
 		failoverRec("demo/api", 9, `{"priority": 7}`),
 		failoverRec("demo/db", 8, `{"priority": ["b", "c"]}`),
 		failoverRec("demo/new", 10, `not json`),
@@ -60,7 +60,7 @@ func TestFailoverTable(t *testing.T) {
 
 func BenchmarkFailoverPriority(b *testing.B) {
 	var f failoverTable
-	var recs []federation.Record
+	var recs []state.Record
 	for i := range 1000 {
 		recs = append(recs, failoverRec(fmt.Sprintf("demo/svc-%d", i), uint64(i+1), `{"priority": ["a", "b", "c"]}`))
 	}

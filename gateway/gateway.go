@@ -19,7 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/straitmesh/strait/discovery"
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/identity"
 )
 
@@ -44,7 +45,7 @@ type Options struct {
 	Policy PolicySource
 	// StateValidator checks routing-state payloads (residency policies)
 	// before they reach the log. Optional.
-	StateValidator federation.Validator
+	StateValidator state.Validator
 	// StateTransport overrides the mTLS Raft transport (tests). Optional.
 	StateTransport raft.Transport
 }
@@ -62,9 +63,9 @@ type Gateway struct {
 	health  *healthChecker
 	sel     *selector
 	res     *residency
-	catalog *federation.Catalog
-	state   *federation.Store
-	control *federation.ControlServer
+	catalog *catalog.Catalog
+	state   *state.Store
+	control *state.ControlServer
 	started time.Time
 	opts    Options
 
@@ -128,18 +129,18 @@ func (t *localTable) endpoints(svc discovery.Service, port int) ([]string, bool)
 }
 
 // exported is what the federation learns about the local services.
-func (t *localTable) exported() []federation.Service {
+func (t *localTable) exported() []catalog.Service {
 	keys := make([]string, 0, len(t.byKey))
 	for k := range t.byKey {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	out := make([]federation.Service, 0, len(keys))
+	out := make([]catalog.Service, 0, len(keys))
 	for _, k := range keys {
 		s := t.byKey[k]
-		fs := federation.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Total: len(s.Endpoints)}
+		fs := catalog.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Total: len(s.Endpoints)}
 		for _, p := range s.Ports {
-			fs.Ports = append(fs.Ports, federation.Port{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
+			fs.Ports = append(fs.Ports, catalog.Port{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
 		}
 		if len(s.Ports) > 0 {
 			addrs, _ := s.Target(s.Ports[0].Port)
@@ -248,9 +249,9 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 			return nil, err
 		}
 	}
-	g.catalog, err = federation.New(cfg.Gossip, federation.Self{
+	g.catalog, err = catalog.New(cfg.Gossip, catalog.Self{
 		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise, ControlAddr: ctlAddr,
-	}, g.local.Load().exported(), federation.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
+	}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +376,7 @@ func (g *Gateway) setDown(down map[string]bool) (*localTable, bool) {
 }
 
 // Catalog returns the gateway's federation catalog.
-func (g *Gateway) Catalog() *federation.Catalog { return g.catalog }
+func (g *Gateway) Catalog() *catalog.Catalog { return g.catalog }
 
 // Config returns the configuration the gateway runs with.
 func (g *Gateway) Config() Config { return g.cfg }

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -73,7 +73,7 @@ const (
 // that the policy forbids, is not a candidate. A flow is classified by
 // the union of the labels every cluster gives the service, so a cluster
 // that forgot a label cannot make a flow unclassified.
-func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *sovereignty.Engine, t Target, in flowIn, prio []string) *routePlan {
+func planRoute(self selfInfo, local localView, snap *catalog.Snapshot, eng *sovereignty.Engine, t Target, in flowIn, prio []string) *routePlan {
 	p := &routePlan{target: t, known: local.exists || snap.Known(t.Namespace, t.Name)}
 	p.source = sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, SourceCluster: self.cluster, SourceRegion: self.region,
 		SourceNamespace: in.namespace, Headers: in.headers}
@@ -89,7 +89,7 @@ func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *s
 			p.considered = append(p.considered, planned{cand: candidate{cluster: self.cluster, region: self.region, local: true, rank: rankLocal}, routable: local.healthy})
 		}
 	}
-	var remote []*federation.ClusterView
+	var remote []*catalog.ClusterView
 	for _, c := range snap.Clusters {
 		if s, ok := c.Service(t.Namespace, t.Name); ok {
 			classify(s.Labels)
@@ -99,7 +99,7 @@ func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *s
 		}
 		remote = append(remote, c)
 	}
-	rank := func(c *federation.ClusterView) int {
+	rank := func(c *catalog.ClusterView) int {
 		switch {
 		case self.zone != "" && c.Zone == self.zone:
 			return rankZone
@@ -128,7 +128,7 @@ func planRoute(self selfInfo, local localView, snap *federation.Snapshot, eng *s
 }
 
 // routable reports whether gossip says c can take t now.
-func routable(c *federation.ClusterView, t Target) bool {
+func routable(c *catalog.ClusterView, t Target) bool {
 	if !c.Reachable {
 		return false
 	}

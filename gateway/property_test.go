@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -453,19 +453,19 @@ func oracle(p mPolicy, top []mCluster, f mFlow) oracleResult {
 
 // --- bridging the model to the gateway's inputs ---
 
-func snapshotOf(top []mCluster, from string) *federation.Snapshot {
-	snap := &federation.Snapshot{Local: from}
+func snapshotOf(top []mCluster, from string) *catalog.Snapshot {
+	snap := &catalog.Snapshot{Local: from}
 	for _, c := range top {
-		v := &federation.ClusterView{Entry: federation.Entry{Node: c.name, Cluster: c.name, Region: c.region, Zone: c.zone, Gateway: c.name + ":15443"},
+		v := &catalog.ClusterView{Entry: catalog.Entry{Node: c.name, Cluster: c.name, Region: c.region, Zone: c.zone, Gateway: c.name + ":15443"},
 			Reachable: !c.down, State: "alive"}
 		for _, e := range c.services {
-			s := federation.Service{Namespace: e.ns, Name: e.name, Labels: e.labels, Healthy: e.healthy, Total: 2}
+			s := catalog.Service{Namespace: e.ns, Name: e.name, Labels: e.labels, Healthy: e.healthy, Total: 2}
 			for _, port := range e.ports {
-				s.Ports = append(s.Ports, federation.Port{Port: port})
+				s.Ports = append(s.Ports, catalog.Port{Port: port})
 			}
 			v.Services = append(v.Services, s)
 		}
-		federation.SortServices(v.Services)
+		catalog.SortServices(v.Services)
 		snap.Clusters = append(snap.Clusters, v)
 	}
 	return snap

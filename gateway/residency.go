@@ -7,7 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -163,7 +164,7 @@ func (r *residency) current() (*sovereignty.Engine, uint64) { return r.src.Curre
 
 // useState makes the routing state the policy source, with the current
 // source as fallback until the state holds a policy.
-func (r *residency) useState(store *federation.Store, name string) {
+func (r *residency) useState(store *state.Store, name string) {
 	if name == "" {
 		name = "default"
 	}
@@ -293,15 +294,15 @@ func (g *Gateway) Policy() (*sovereignty.Engine, uint64) { return g.res.current(
 // The compiled policy is the catalog's scope: a class with
 // catalog: region-only keeps its services' entries from gateways outside
 // its regions.
-var _ federation.Scope = (*sovereignty.Engine)(nil)
+var _ catalog.Scope = (*sovereignty.Engine)(nil)
 
-// CatalogScope returns the federation.Scope of the policy in force, which
+// CatalogScope returns the catalog.Scope of the policy in force, which
 // follows every policy change. With no policy in force yet it fails
 // closed: every service is restricted to no region. residency.sync hands
 // it to the catalog again after each policy change, so entries are
 // re-evaluated.
-func (g *Gateway) CatalogScope() federation.Scope {
-	return federation.ScopeFunc(func(namespace, name string, labels map[string]string) ([]string, bool) {
+func (g *Gateway) CatalogScope() catalog.Scope {
+	return catalog.ScopeFunc(func(namespace, name string, labels map[string]string) ([]string, bool) {
 		eng, _ := g.res.current()
 		if eng == nil {
 			return []string{}, true

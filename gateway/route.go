@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -297,7 +297,7 @@ func awaitStatus(ctx context.Context, up net.Conn, timeout time.Duration) error 
 
 // serves reports whether c exports t's service on t's port (binary search
 // in the view's sorted services: this runs for every new connection).
-func serves(c *federation.ClusterView, t Target) bool {
+func serves(c *catalog.ClusterView, t Target) bool {
 	s, ok := c.Service(t.Namespace, t.Name)
 	return ok && s.HasPort(t.Port)
 }

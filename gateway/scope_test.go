@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -26,7 +26,7 @@ func TestCatalogScopeFollowsThePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var scope federation.Scope = g.CatalogScope()
+	var scope catalog.Scope = g.CatalogScope()
 	ledger := map[string]string{"data-class": "pii-eu"}
 	if regions, restricted := scope.CatalogRegions("demo", "ledger", ledger); !restricted || len(regions) != 0 {
 		t.Errorf("no policy yet: %v %v, want restricted to no region", regions, restricted)

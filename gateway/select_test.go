@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/straitmesh/strait/discovery"
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -70,16 +70,16 @@ spec:
 
 // exporters is a catalog in which each cluster (name:region:zone) exports
 // demo/<svc> on port 80 with healthy endpoints.
-func exporters(svc string, labels map[string]string, healthy int, clusters ...string) *federation.Snapshot {
-	snap := &federation.Snapshot{Local: "self"}
+func exporters(svc string, labels map[string]string, healthy int, clusters ...string) *catalog.Snapshot {
+	snap := &catalog.Snapshot{Local: "self"}
 	for _, c := range clusters {
 		parts := strings.Split(c, ":")
-		v := &federation.ClusterView{Entry: federation.Entry{Node: parts[0], Cluster: parts[0], Region: parts[1], Zone: parts[2], Gateway: parts[0] + ":15443",
-			Services: []federation.Service{{Namespace: "demo", Name: svc, Ports: []federation.Port{{Port: 80}}, Labels: labels, Healthy: healthy, Total: healthy}}},
+		v := &catalog.ClusterView{Entry: catalog.Entry{Node: parts[0], Cluster: parts[0], Region: parts[1], Zone: parts[2], Gateway: parts[0] + ":15443",
+			Services: []catalog.Service{{Namespace: "demo", Name: svc, Ports: []catalog.Port{{Port: 80}}, Labels: labels, Healthy: healthy, Total: healthy}}},
 			Reachable: true, State: "alive"}
 		snap.Clusters = append(snap.Clusters, v)
 	}
-	slices.SortFunc(snap.Clusters, func(a, b *federation.ClusterView) int { return strings.Compare(a.Cluster, b.Cluster) })
+	slices.SortFunc(snap.Clusters, func(a, b *catalog.ClusterView) int { return strings.Compare(a.Cluster, b.Cluster) })
 	return snap
 }
 

@@ -9,7 +9,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/internal/configfile"
 )
 
 // listenControl binds the control API listener, before the catalog starts
@@ -31,7 +32,7 @@ func (g *Gateway) listenControl() (advertised string, err error) {
 func (g *Gateway) startState(ctlAddr string) error {
 	cfg := g.cfg
 	var err error
-	g.state, err = federation.OpenStore(cfg.State, federation.StoreOptions{
+	g.state, err = state.Open(cfg.State, state.Options{
 		Name: g.catalog.Name(), TrustDomain: cfg.TrustDomain, Cluster: cfg.Cluster, Region: cfg.Region,
 		ControlAddr: ctlAddr, Identity: g.id, Transport: g.opts.StateTransport, Validator: g.opts.StateValidator,
 		Logger: g.log, Registry: g.reg,
@@ -39,14 +40,14 @@ func (g *Gateway) startState(ctlAddr string) error {
 	if err != nil {
 		return err
 	}
-	g.control = federation.NewControlServer(g.state, g.id)
+	g.control = state.NewControlServer(g.state, g.id)
 	g.goServe("control", func() error { return g.control.Serve(g.controlLn) })
 	return nil
 }
 
 // RoutingState returns the routing state the gateway routes on, or nil
 // when the routing state is not enabled. It never blocks.
-func (g *Gateway) RoutingState() *federation.View {
+func (g *Gateway) RoutingState() *state.View {
 	if g.state == nil {
 		return nil
 	}
@@ -54,7 +55,7 @@ func (g *Gateway) RoutingState() *federation.View {
 }
 
 // State returns the gateway's routing-state replica, or nil.
-func (g *Gateway) State() *federation.Store { return g.state }
+func (g *Gateway) State() *state.Store { return g.state }
 
 // ControlAddr returns the bound control API address, or "" when disabled.
 func (g *Gateway) ControlAddr() string {
@@ -66,7 +67,7 @@ func (g *Gateway) ControlAddr() string {
 
 // StateStatus is the routing-state part of Status.
 type StateStatus struct {
-	federation.Health
+	state.Health
 	// Policies lists residency policies with the index of their version.
 	Policies []PolicyStatus `json:"policies"`
 }
@@ -82,7 +83,7 @@ func (g *Gateway) stateStatus() *StateStatus {
 		return nil
 	}
 	st := &StateStatus{Health: g.state.Health(), Policies: []PolicyStatus{}}
-	for _, r := range g.state.View().List(federation.KindPolicy) {
+	for _, r := range g.state.View().List(state.KindPolicy) {
 		st.Policies = append(st.Policies, PolicyStatus{Name: r.Key, Index: r.Index})
 	}
 	return st
@@ -134,7 +135,7 @@ func ControlTarget(file string) (addr string, tls TLSConfig, err error) {
 	if doc.Listen.Control != "" {
 		addr = doc.Listen.Control
 	}
-	if h, p, err := net.SplitHostPort(addr); err == nil && unspecified(h) {
+	if h, p, err := net.SplitHostPort(addr); err == nil && configfile.Unspecified(h) {
 		addr = net.JoinHostPort("127.0.0.1", p)
 	}
 	tls = TLSConfig{Cert: doc.TLS.Cert, Key: doc.TLS.Key, CA: doc.TLS.CA}

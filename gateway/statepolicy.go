@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -17,7 +17,7 @@ import (
 // rejection; the control API validates payloads before they reach the
 // log, so that is only possible across versions with different rules.
 type statePolicySource struct {
-	store    *federation.Store
+	store    *state.Store
 	name     string
 	fallback PolicySource
 	changes  chan struct{}
@@ -33,7 +33,7 @@ type statePolicySource struct {
 	rejErr  error
 }
 
-func newStatePolicySource(store *federation.Store, name string, fallback PolicySource) *statePolicySource {
+func newStatePolicySource(store *state.Store, name string, fallback PolicySource) *statePolicySource {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &statePolicySource{store: store, name: name, fallback: fallback, changes: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	s.refresh()
@@ -60,7 +60,7 @@ func newStatePolicySource(store *federation.Store, name string, fallback PolicyS
 // refresh compiles the policy record if it changed; it reports whether
 // anything the gateway sees changed.
 func (s *statePolicySource) refresh() bool {
-	r, ok := s.store.View().Get(federation.KindPolicy, s.name)
+	r, ok := s.store.View().Get(state.KindPolicy, s.name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !ok || r.Index == s.seen {
@@ -117,7 +117,7 @@ func (s *statePolicySource) close() {
 // validateStatePayload is the routing state's check of residency policies:
 // the same compiler every gateway runs, before the write reaches the log.
 func validateStatePayload(kind string, payload []byte) error {
-	if kind != federation.KindPolicy {
+	if kind != state.KindPolicy {
 		return nil
 	}
 	_, err := sovereignty.Compile("policy", payload)

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 )
 
 // FetchStatus reads /v1/status from a gateway's admin address (host:port
@@ -24,15 +24,15 @@ func FetchStatus(ctx context.Context, admin string) (Status, error) {
 }
 
 // FetchKeys reads the installed gossip keys from a gateway's admin API.
-func FetchKeys(ctx context.Context, admin string) (federation.KeyStatus, error) {
-	var ks federation.KeyStatus
+func FetchKeys(ctx context.Context, admin string) (catalog.KeyStatus, error) {
+	var ks catalog.KeyStatus
 	err := adminCall(ctx, admin, http.MethodGet, "/v1/keys", nil, &ks)
 	return ks, err
 }
 
 // KeyOp asks a gateway to apply a gossip key operation federation-wide.
-func KeyOp(ctx context.Context, admin, op, key string) (federation.KeyResult, error) {
-	var res federation.KeyResult
+func KeyOp(ctx context.Context, admin, op, key string) (catalog.KeyResult, error) {
+	var res catalog.KeyResult
 	err := adminCall(ctx, admin, http.MethodPost, "/v1/keys/"+op, map[string]string{"key": key}, &res)
 	return res, err
 }

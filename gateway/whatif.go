@@ -9,7 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -61,22 +61,22 @@ func (w WhatIf) failed() (map[string]bool, error) {
 
 // snapshot renders the topology as the catalog of the gateway in cluster
 // from, with failed clusters unreachable.
-func (w WhatIf) snapshot(from string, failed map[string]bool) *federation.Snapshot {
-	snap := &federation.Snapshot{Local: from}
+func (w WhatIf) snapshot(from string, failed map[string]bool) *catalog.Snapshot {
+	snap := &catalog.Snapshot{Local: from}
 	for _, c := range w.Top.Clusters {
-		v := &federation.ClusterView{Entry: federation.Entry{Node: c.Name, Cluster: c.Name, Region: c.Region, Zone: c.Zone, Gateway: c.Name},
+		v := &catalog.ClusterView{Entry: catalog.Entry{Node: c.Name, Cluster: c.Name, Region: c.Region, Zone: c.Zone, Gateway: c.Name},
 			Reachable: !c.Down && !failed[c.Name], State: "alive"}
 		if !v.Reachable {
 			v.State = "dead"
 		}
 		for _, s := range c.Services {
-			fs := federation.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Healthy: s.Healthy, Total: s.Healthy}
+			fs := catalog.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Healthy: s.Healthy, Total: s.Healthy}
 			for _, p := range s.Ports {
-				fs.Ports = append(fs.Ports, federation.Port{Port: p})
+				fs.Ports = append(fs.Ports, catalog.Port{Port: p})
 			}
 			v.Services = append(v.Services, fs)
 		}
-		federation.SortServices(v.Services)
+		catalog.SortServices(v.Services)
 		snap.Clusters = append(snap.Clusters, v)
 	}
 	sort.SliceStable(snap.Clusters, func(i, j int) bool { return snap.Clusters[i].Cluster < snap.Clusters[j].Cluster })

@@ -8,6 +8,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/internal/benchreport"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -51,10 +52,10 @@ func TestBenchDataplane(t *testing.T) {
 	thr := map[string]float64{}
 	for _, p := range paths {
 		thr[p.name] = median(mibs[p.name])
-		bench(p.name+"_throughput_mibs", thr[p.name], "MiB/s")
+		benchreport.Print(p.name+"_throughput_mibs", thr[p.name], "MiB/s")
 	}
-	bench("dataplane_vs_haproxy_throughput_x", thr["dataplane"]/thr["haproxy"], "x")
-	bench("dataplane_vs_direct_throughput_x", thr["dataplane"]/thr["direct"], "x")
+	benchreport.Print("dataplane_vs_haproxy_throughput_x", thr["dataplane"]/thr["haproxy"], "x")
+	benchreport.Print("dataplane_vs_direct_throughput_x", thr["dataplane"]/thr["direct"], "x")
 
 	// Request/response: 2,000 a second over 4 persistent connections, 5 s.
 	rr := map[string]float64{}
@@ -63,10 +64,10 @@ func TestBenchDataplane(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s request/response: %v", p.name, err)
 		}
-		rr[p.name] = percentile(lat, 0.99)
-		bench(p.name+"_rr_p99_us", rr[p.name], "us")
+		rr[p.name] = benchreport.Percentile(lat, 0.99)
+		benchreport.Print(p.name+"_rr_p99_us", rr[p.name], "us")
 	}
-	bench("dataplane_vs_haproxy_rr_p99_x", rr["dataplane"]/rr["haproxy"], "x")
+	benchreport.Print("dataplane_vs_haproxy_rr_p99_x", rr["dataplane"]/rr["haproxy"], "x")
 
 	// A new connection per request: 500 a second for 4 s. Between the
 	// gateways it is a stream on a pooled tunnel, no TLS handshake; HAProxy
@@ -77,8 +78,8 @@ func TestBenchDataplane(t *testing.T) {
 		if failed > 0 {
 			t.Errorf("%s new connections: %d failed, first: %v", p.name, failed, err)
 		}
-		nc[p.name] = percentile(lat, 0.99)
-		bench(p.name+"_newconn_p99_us", nc[p.name], "us")
+		nc[p.name] = benchreport.Percentile(lat, 0.99)
+		benchreport.Print(p.name+"_newconn_p99_us", nc[p.name], "us")
 	}
-	bench("dataplane_vs_haproxy_newconn_p99_x", nc["dataplane"]/nc["haproxy"], "x")
+	benchreport.Print("dataplane_vs_haproxy_newconn_p99_x", nc["dataplane"]/nc["haproxy"], "x")
 }

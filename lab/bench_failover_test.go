@@ -13,6 +13,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/internal/benchreport"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -190,10 +191,10 @@ func reportFailover(t *testing.T, prefix string, faultAt time.Time, attempts []a
 	if failed > 0 {
 		t.Logf("%s: %d of %d connections failed, first: %v", prefix, failed, len(attempts), firstErr)
 	}
-	if p99 := percentile(warmMs, 0.99); p99 > 100 {
+	if p99 := benchreport.Percentile(warmMs, 0.99); p99 > 100 {
 		t.Logf("%s: connections before the fault took up to %.0f ms (p99): the machine is overloaded, the figures measure that too", prefix, p99)
 	}
-	bench(prefix+"_ms", float64(recovered.Sub(faultAt).Microseconds())/1000, "ms")
-	bench(prefix+"_worst_conn_ms", float64(worst.Microseconds())/1000, "ms")
-	bench(prefix+"_failed_conns", float64(failed), "conns")
+	benchreport.Print(prefix+"_ms", float64(recovered.Sub(faultAt).Microseconds())/1000, "ms")
+	benchreport.Print(prefix+"_worst_conn_ms", float64(worst.Microseconds())/1000, "ms")
+	benchreport.Print(prefix+"_failed_conns", float64(failed), "conns")
 }

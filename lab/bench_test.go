@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net"
-	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/internal/benchreport"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -23,21 +22,7 @@ import (
 // server runs in the test process on 127.0.0.1; every load loop is bounded
 // in count and in time.
 
-// bench prints one result line: BENCH <name> <value> <unit>.
-func bench(name string, v float64, unit string) { fmt.Printf("BENCH %s %.3f %s\n", name, v, unit) }
-
-// percentile returns the p-quantile (0..1) of vs by nearest rank, sorting
-// vs in place. NaN when vs is empty.
-func percentile(vs []float64, p float64) float64 {
-	if len(vs) == 0 {
-		return math.NaN()
-	}
-	sort.Float64s(vs)
-	i := int(math.Ceil(p*float64(len(vs)))) - 1
-	return vs[min(max(i, 0), len(vs)-1)]
-}
-
-func median(vs []float64) float64 { return percentile(vs, 0.5) }
+func median(vs []float64) float64 { return benchreport.Percentile(vs, 0.5) }
 
 // sinkServer reads everything a client sends, then answers with one byte.
 // A client that sends nothing gets the byte at once (a ping).

@@ -8,6 +8,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/internal/benchreport"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -64,7 +65,7 @@ func TestBenchDataplaneWAN(t *testing.T) {
 		} else {
 			tunMiBs = mibs
 		}
-		return median(ms), percentile(ms, 0.9)
+		return median(ms), benchreport.Percentile(ms, 0.9)
 	}
 	var tun50, tun90, raw50, raw90 float64
 	t.Run("tunnels", func(t *testing.T) { tun50, tun90 = measure(t, false) })
@@ -72,11 +73,11 @@ func TestBenchDataplaneWAN(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	bench("dataplane_wan_newconn_ms", tun50, "ms")
-	bench("dataplane_wan_newconn_p90_ms", tun90, "ms")
-	bench("dataplane_wan_newconn_notunnels_ms", raw50, "ms")
-	bench("dataplane_wan_newconn_notunnels_p90_ms", raw90, "ms")
-	bench("dataplane_wan_newconn_rtt", tun50/float64(rtt.Milliseconds()), "x")
-	bench("dataplane_wan_throughput_mibs", tunMiBs, "MiB/s")
-	bench("dataplane_wan_throughput_notunnels_mibs", rawMiBs, "MiB/s")
+	benchreport.Print("dataplane_wan_newconn_ms", tun50, "ms")
+	benchreport.Print("dataplane_wan_newconn_p90_ms", tun90, "ms")
+	benchreport.Print("dataplane_wan_newconn_notunnels_ms", raw50, "ms")
+	benchreport.Print("dataplane_wan_newconn_notunnels_p90_ms", raw90, "ms")
+	benchreport.Print("dataplane_wan_newconn_rtt", tun50/float64(rtt.Milliseconds()), "x")
+	benchreport.Print("dataplane_wan_throughput_mibs", tunMiBs, "MiB/s")
+	benchreport.Print("dataplane_wan_throughput_notunnels_mibs", rawMiBs, "MiB/s")
 }

@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/discovery"
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
@@ -131,7 +132,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		spec.GossipProfile = "local"
 	}
 	if spec.GossipKey == "" {
-		if spec.GossipKey, err = federation.GenerateKey(); err != nil {
+		if spec.GossipKey, err = catalog.GenerateKey(); err != nil {
 			return nil, err
 		}
 	}
@@ -429,7 +430,7 @@ func (l *Lab) applyPolicy(doc []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := via.State().Write(ctx, &federation.WriteRequest{Op: federation.OpPut, Kind: federation.KindPolicy, Key: "default", Value: string(doc)})
+	resp, err := via.State().Write(ctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: "default", Value: string(doc)})
 	if err != nil {
 		return fmt.Errorf("lab: apply policy: %w", err)
 	}

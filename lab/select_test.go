@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/discovery"
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/lab"
 )
@@ -184,9 +184,9 @@ func TestFailoverPriorityFromRoutingState(t *testing.T) {
 	}
 	put := func(prio ...string) {
 		t.Helper()
-		v, _ := json.Marshal(federation.Failover{Priority: prio})
+		v, _ := json.Marshal(state.Failover{Priority: prio})
 		start := time.Now()
-		if _, err := ctl.Write(ctx, &federation.WriteRequest{Op: federation.OpPut, Kind: federation.KindFailover, Key: "demo/api", Value: string(v)}); err != nil {
+		if _, err := ctl.Write(ctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindFailover, Key: "demo/api", Value: string(v)}); err != nil {
 			t.Fatal(err)
 		}
 		awaitOnly(t, where, prio[0], start)
@@ -195,7 +195,7 @@ func TestFailoverPriorityFromRoutingState(t *testing.T) {
 	put("b", "c")
 
 	start := time.Now()
-	if _, err := ctl.Write(ctx, &federation.WriteRequest{Op: federation.OpDelete, Kind: federation.KindFailover, Key: "demo/api"}); err != nil {
+	if _, err := ctl.Write(ctx, &state.WriteRequest{Op: state.OpDelete, Kind: state.KindFailover, Key: "demo/api"}); err != nil {
 		t.Fatal(err)
 	}
 	for {

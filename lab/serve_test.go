@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/discovery"
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/lab"
 )
@@ -64,7 +64,7 @@ func serviceAt(key, portName string, port int, addr string, labels map[string]st
 
 // opsControl is an operator's control-API client, with a certificate of
 // the lab's CA, to cluster's gateway; closed when the test ends.
-func opsControl(t *testing.T, l *lab.Lab, cluster string) *federation.ControlClient {
+func opsControl(t *testing.T, l *lab.Lab, cluster string) *state.ControlClient {
 	t.Helper()
 	cert, err := l.CA.Issue("ops", "cli", time.Hour)
 	if err != nil {
@@ -74,7 +74,7 @@ func opsControl(t *testing.T, l *lab.Lab, cluster string) *federation.ControlCli
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := federation.DialControl(l.Gateway(cluster).ControlAddr(), id)
+	c, err := state.DialControl(l.Gateway(cluster).ControlAddr(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

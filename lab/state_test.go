@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/lab"
 )
@@ -35,7 +35,7 @@ func TestRoutingStateAcrossGateways(t *testing.T) {
 	defer l.Close()
 
 	c := opsControl(t, l, "d")
-	w, err := c.Write(ctx, &federation.WriteRequest{Op: federation.OpPut, Kind: federation.KindPolicy, Key: "eu-data", Value: labPolicy})
+	w, err := c.Write(ctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: "eu-data", Value: labPolicy})
 	if err != nil {
 		t.Fatalf("apply policy through the non-voter: %v", err)
 	}
@@ -43,7 +43,7 @@ func TestRoutingStateAcrossGateways(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range l.Clusters() {
-		r, ok := l.Gateway(name).RoutingState().Get(federation.KindPolicy, "eu-data")
+		r, ok := l.Gateway(name).RoutingState().Get(state.KindPolicy, "eu-data")
 		if !ok || r.Index != w.Index {
 			t.Errorf("%s: policy %+v (%v), want index %d", name, r, ok, w.Index)
 		}
@@ -84,7 +84,7 @@ func TestRoutingStateAcrossGateways(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r, ok := l.Gateway("c").RoutingState().Get(federation.KindPolicy, "eu-data"); !ok || r.Index != w.Index {
+	if r, ok := l.Gateway("c").RoutingState().Get(state.KindPolicy, "eu-data"); !ok || r.Index != w.Index {
 		t.Fatalf("without quorum the policy is %+v (%v)", r, ok)
 	}
 	st, err = gateway.FetchStatus(ctx, l.Gateway("c").AdminAddr())

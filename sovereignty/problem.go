@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/straitmesh/strait/internal/yamlerr"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/straitmesh/strait/internal/yamlerr"
 
 	"go.yaml.in/yaml/v3"
 )

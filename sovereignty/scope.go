@@ -7,7 +7,7 @@ package sovereignty
 // and headers describe traffic, not services, so they never scope the
 // catalog. The result is sorted and owned by the caller.
 //
-// *Engine implements federation.Scope with it.
+// *Engine implements catalog.Scope with it.
 func (e *Engine) CatalogRegions(namespace, name string, labels map[string]string) (regions []string, restricted bool) {
 	f := Flow{Namespace: namespace, Name: name, Labels: labels}
 	all := set{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/gateway"
 )
 
@@ -43,7 +43,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 		Short: "Print a new random gossip key",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, err := federation.GenerateKey()
+			k, err := catalog.GenerateKey()
 			if err != nil {
 				return err
 			}
@@ -86,7 +86,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 			Short: op.short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				if _, err := federation.DecodeKey(args[0]); err != nil {
+				if _, err := catalog.DecodeKey(args[0]); err != nil {
 					return &usageError{err}
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)

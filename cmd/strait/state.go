@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
@@ -34,7 +34,7 @@ func (f *controlFlags) add(cmd *cobra.Command) {
 }
 
 // dial returns a control client and a context bounded by --timeout.
-func (f *controlFlags) dial(cmd *cobra.Command) (*federation.ControlClient, context.Context, func(), error) {
+func (f *controlFlags) dial(cmd *cobra.Command) (*state.ControlClient, context.Context, func(), error) {
 	addr, tls := f.control, gateway.TLSConfig{Cert: f.cert, Key: f.key, CA: f.ca}
 	if f.config != "" {
 		caddr, ctls, err := gateway.ControlTarget(f.config)
@@ -56,7 +56,7 @@ func (f *controlFlags) dial(cmd *cobra.Command) (*federation.ControlClient, cont
 	if err != nil {
 		return nil, nil, nil, &usageError{err}
 	}
-	c, err := federation.DialControl(addr, id)
+	c, err := state.DialControl(addr, id)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -73,7 +73,7 @@ func first(a, b string) string {
 
 // remoteErr turns a rejected payload into a usage error (exit code 2).
 func remoteErr(err error) error {
-	if errors.Is(err, federation.ErrInvalid) || errors.Is(err, federation.ErrBadSnapshot) {
+	if errors.Is(err, state.ErrInvalid) || errors.Is(err, state.ErrBadSnapshot) {
 		return &usageError{err}
 	}
 	return err
@@ -96,14 +96,14 @@ func newPolicyApplyCmd() *cobra.Command {
 			if _, err := sovereignty.Compile(args[0], data); err != nil {
 				return &usageError{err}
 			}
-			if err := federation.ValidatePayload(federation.KindPolicy, data); err != nil {
+			if err := state.ValidatePayload(state.KindPolicy, data); err != nil {
 				return &usageError{fmt.Errorf("%s: %w", args[0], err)}
 			}
-			key := first(name, federation.PolicyName(data))
+			key := first(name, state.PolicyName(data))
 			if key == "" {
 				return &usageError{fmt.Errorf("%s: the policy has no metadata.name; pass --name", args[0])}
 			}
-			if err := federation.ValidateKey(federation.KindPolicy, key); err != nil {
+			if err := state.ValidateKey(state.KindPolicy, key); err != nil {
 				return &usageError{err}
 			}
 			c, ctx, done, err := cf.dial(cmd)
@@ -111,7 +111,7 @@ func newPolicyApplyCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			resp, err := c.Write(ctx, &federation.WriteRequest{Op: federation.OpPut, Kind: federation.KindPolicy, Key: key, Value: string(data)})
+			resp, err := c.Write(ctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: key, Value: string(data)})
 			if err != nil {
 				return remoteErr(err)
 			}
@@ -148,7 +148,7 @@ the leader, which confirms its leadership first.`,
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
-	read := func(cmd *cobra.Command, req *federation.ReadRequest, one bool) error {
+	read := func(cmd *cobra.Command, req *state.ReadRequest, one bool) error {
 		if err := checkOutput(); err != nil {
 			return err
 		}
@@ -169,20 +169,20 @@ the leader, which confirms its leadership first.`,
 		case output == "json":
 			return printJSON(cmd, resp)
 		case one:
-			return federation.WriteRecord(cmd.OutOrStdout(), resp)
+			return state.WriteRecord(cmd.OutOrStdout(), resp)
 		}
-		return federation.WriteRecords(cmd.OutOrStdout(), resp)
+		return state.WriteRecords(cmd.OutOrStdout(), resp)
 	}
 	get := &cobra.Command{
 		Use: "get KIND KEY", Short: "Print one record and the index it is at", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			return read(cmd, &federation.ReadRequest{Kind: a[0], Key: a[1]}, true)
+			return read(cmd, &state.ReadRequest{Kind: a[0], Key: a[1]}, true)
 		},
 	}
 	list := &cobra.Command{
 		Use: "list [KIND]", Short: "List records (of one kind)", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			req := &federation.ReadRequest{}
+			req := &state.ReadRequest{}
 			if len(a) == 1 {
 				req.Kind = a[0]
 			}
@@ -204,18 +204,18 @@ the leader, which confirms its leadership first.`,
 				return err
 			}
 			defer done()
-			resp, err := c.History(ctx, &federation.HistoryRequest{Kind: a[0], Key: a[1]})
+			resp, err := c.History(ctx, &state.HistoryRequest{Kind: a[0], Key: a[1]})
 			if err != nil {
 				return remoteErr(err)
 			}
 			if output == "json" {
 				return printJSON(cmd, resp)
 			}
-			return federation.WriteHistory(cmd.OutOrStdout(), a[0], a[1], resp)
+			return state.WriteHistory(cmd.OutOrStdout(), a[0], a[1], resp)
 		},
 	}
 	history.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	write := func(cmd *cobra.Command, req *federation.WriteRequest) error {
+	write := func(cmd *cobra.Command, req *state.WriteRequest) error {
 		c, ctx, done, err := cf.dial(cmd)
 		if err != nil {
 			return err
@@ -225,7 +225,7 @@ the leader, which confirms its leadership first.`,
 		if err != nil {
 			return remoteErr(err)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s at index %d\n", req.Kind, req.Key, map[string]string{federation.OpPut: "written", federation.OpDelete: "deleted"}[req.Op], resp.Index)
+		fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s at index %d\n", req.Kind, req.Key, map[string]string{state.OpPut: "written", state.OpDelete: "deleted"}[req.Op], resp.Index)
 		return nil
 	}
 	put := &cobra.Command{
@@ -241,16 +241,16 @@ the leader, which confirms its leadership first.`,
 			if err != nil {
 				return &usageError{err}
 			}
-			if err := federation.ValidatePayload(a[0], data); err != nil {
+			if err := state.ValidatePayload(a[0], data); err != nil {
 				return &usageError{err}
 			}
-			return write(cmd, &federation.WriteRequest{Op: federation.OpPut, Kind: a[0], Key: a[1], Value: string(data)})
+			return write(cmd, &state.WriteRequest{Op: state.OpPut, Kind: a[0], Key: a[1], Value: string(data)})
 		},
 	}
 	del := &cobra.Command{
 		Use: "delete KIND KEY", Short: "Delete a record", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			return write(cmd, &federation.WriteRequest{Op: federation.OpDelete, Kind: a[0], Key: a[1]})
+			return write(cmd, &state.WriteRequest{Op: state.OpDelete, Kind: a[0], Key: a[1]})
 		},
 	}
 	peers := &cobra.Command{
@@ -264,14 +264,14 @@ the leader, which confirms its leadership first.`,
 				return err
 			}
 			defer done()
-			resp, err := c.Peers(ctx, &federation.PeersRequest{})
+			resp, err := c.Peers(ctx, &state.PeersRequest{})
 			if err != nil {
 				return err
 			}
 			if output == "json" {
 				return printJSON(cmd, resp)
 			}
-			return federation.WritePeers(cmd.OutOrStdout(), resp)
+			return state.WritePeers(cmd.OutOrStdout(), resp)
 		},
 	}
 	peers.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
@@ -283,7 +283,7 @@ the leader, which confirms its leadership first.`,
 				return err
 			}
 			defer done()
-			resp, err := c.RemovePeer(ctx, &federation.RemovePeerRequest{ID: a[0]})
+			resp, err := c.RemovePeer(ctx, &state.RemovePeerRequest{ID: a[0]})
 			if err != nil {
 				return remoteErr(err)
 			}
@@ -300,7 +300,7 @@ the leader, which confirms its leadership first.`,
 				return err
 			}
 			defer done()
-			resp, err := c.Snapshot(ctx, &federation.SnapshotRequest{})
+			resp, err := c.Snapshot(ctx, &state.SnapshotRequest{})
 			if err != nil {
 				return err
 			}
@@ -328,7 +328,7 @@ records) are kept. A corrupted snapshot or one of another trust domain is refuse
 				return err
 			}
 			defer done()
-			resp, err := c.Restore(ctx, &federation.RestoreRequest{Data: data})
+			resp, err := c.Restore(ctx, &state.RestoreRequest{Data: data})
 			if err != nil {
 				return remoteErr(err)
 			}
@@ -342,5 +342,5 @@ records) are kept. A corrupted snapshot or one of another trust domain is refuse
 }
 
 func readAll(r io.Reader) ([]byte, error) {
-	return io.ReadAll(io.LimitReader(r, federation.MaxValueBytes+1))
+	return io.ReadAll(io.LimitReader(r, state.MaxValueBytes+1))
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/straitmesh/strait/federation"
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -57,7 +57,7 @@ func TestDevTourRoutingState(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range d.Clusters() {
-		r, ok := d.Gateway(name).RoutingState().Get(federation.KindPolicy, "default")
+		r, ok := d.Gateway(name).RoutingState().Get(state.KindPolicy, "default")
 		if !ok || r.Value != lab.SamplePolicy {
 			t.Errorf("%s does not route on the applied policy: %+v", name, r)
 		}

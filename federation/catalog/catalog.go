@@ -1,0 +1,916 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/straitmesh/strait/internal/configfile"
+)
+
+// Self describes the local gateway to the federation.
+type Self struct {
+	Cluster string
+	Region  string
+	Zone    string
+	Cloud   string
+	// DataAddr is the host:port of this gateway's mTLS data-plane listener
+	// as other gateways should dial it.
+	DataAddr string
+	// ControlAddr is the gateway's control-API address, if any.
+	ControlAddr string
+}
+
+// nodeMeta is carried in memberlist node metadata (limit 512 bytes).
+type nodeMeta struct {
+	Cluster string `json:"c"`
+	Region  string `json:"r"`
+	Zone    string `json:"z,omitempty"`
+	Cloud   string `json:"k,omitempty"`
+	Data    string `json:"d"`
+	Control string `json:"g,omitempty"`
+}
+
+// Options are a catalog's dependencies; every field is optional.
+type Options struct {
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	// Scope keeps region-only services away from other regions. nil: none.
+	Scope Scope
+	// Now is the clock for tombstone collection. Default time.Now.
+	Now func() time.Time
+}
+
+// nodeData is everything known about one gateway.
+type nodeData struct {
+	nodeHeader
+	public  map[string]*record // gossiped to everyone
+	scoped  map[string]*record // sent only to gateways in allowed regions
+	state   string
+	stateAt time.Time
+	maxVer  uint64       // newest version ever seen from this gateway
+	view    *ClusterView // cached; nil when stale
+}
+
+// Catalog is one gateway's view of the federation. It is safe for
+// concurrent use; Snapshot never blocks.
+type Catalog struct {
+	log     *slog.Logger
+	self    Self
+	name    string
+	cfg     Config
+	now     func() time.Time
+	ml      *memberlist.Memberlist
+	mlReady atomic.Pointer[memberlist.Memberlist] // set once Create returns; read by gossip goroutines
+	queue   *memberlist.TransmitLimitedQueue
+	keyring *memberlist.Keyring
+	metrics *catalogMetrics
+
+	mu         sync.Mutex
+	nodes      map[string]*nodeData
+	forgotten  map[string]uint64 // collected nodes -> newest version seen; older data is not resurrected
+	lastVer    uint64
+	scope      Scope
+	scopeOf    map[string][]string // own service key -> allowed regions (restricted services only)
+	watch      map[chan struct{}]struct{}
+	order      []*nodeData // nodes sorted by cluster, node
+	orderStale bool        // set when nodes are added or removed
+	pubReq     chan struct{}
+	stateGen   uint64 // bumped on every change to public state
+	stateMsg   []byte // cached LocalState for stateGen
+	stateAt    uint64
+	keyWaits   map[string]chan keyAck
+
+	snap atomic.Pointer[Snapshot]
+
+	sends      chan sendJob
+	bg         sync.WaitGroup
+	ctx        context.Context
+	cancel     context.CancelFunc
+	closeOnce  sync.Once
+	packetSize int
+}
+
+type sendJob struct {
+	to  *memberlist.Node
+	msg []byte
+}
+
+// New creates the local gateway's catalog and starts gossiping. It joins
+// cfg.Join in the background, retrying until one peer answers or the
+// catalog is shut down.
+func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := cfg.Validate(""); err != nil {
+		return nil, fmt.Errorf("gossip config: %w", err)
+	}
+	host, port, _ := configfile.HostPort(cfg.Bind)
+	name := cfg.NodeName
+	if name == "" {
+		h, _ := os.Hostname()
+		name = self.Cluster + "-" + h
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Catalog{
+		log:       opts.Logger.With("component", "catalog", "node", name),
+		self:      self,
+		name:      name,
+		cfg:       cfg,
+		now:       opts.Now,
+		nodes:     map[string]*nodeData{},
+		forgotten: map[string]uint64{},
+		scope:     opts.Scope,
+		scopeOf:   map[string][]string{},
+		watch:     map[chan struct{}]struct{}{},
+		keyWaits:  map[string]chan keyAck{},
+		metrics:   newCatalogMetrics(opts.Registry),
+		sends:     make(chan sendJob, 4096),
+		pubReq:    make(chan struct{}, 1),
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	c.lastVer = uint64(c.now().UnixNano())
+	own := &nodeData{
+		nodeHeader: nodeHeader{Node: name, Cluster: self.Cluster, Region: self.Region, Zone: self.Zone, Cloud: self.Cloud,
+			Gateway: self.DataAddr, Control: self.ControlAddr, Version: c.lastVer},
+		public: map[string]*record{}, scoped: map[string]*record{}, state: "alive", stateAt: c.now(),
+	}
+	c.nodes[name] = own
+	c.applyOwn(services)
+
+	mc, err := cfg.memberlistConfig()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	tr, err := newTransport(host, port, c.log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	mc.Transport = tr
+	mc.Name = name
+	mc.BindAddr = host
+	mc.BindPort = tr.port()
+	mc.AdvertisePort = tr.port()
+	if cfg.Advertise != "" {
+		mc.AdvertiseAddr, mc.AdvertisePort, _ = configfile.HostPort(cfg.Advertise)
+	}
+	if !cfg.Insecure {
+		keys, err := cfg.keys()
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		kr, err := memberlist.NewKeyring(keys, keys[0])
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+		c.keyring = kr
+	}
+	mc.Delegate = (*delegate)(c)
+	mc.Events = (*events)(c)
+	mc.Logger = log.New(&slogWriter{log: c.log}, "", 0)
+	c.packetSize = mc.UDPBufferSize - 100
+	c.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes: func() int {
+			if ml := c.mlReady.Load(); ml != nil {
+				return ml.NumMembers()
+			}
+			return 1
+		},
+		RetransmitMult: mc.RetransmitMult,
+	}
+	c.publishNow()
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		cancel()
+		tr.Shutdown()
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
+	}
+	c.ml = ml
+	c.mlReady.Store(ml)
+	c.log.Info("gossip started", "addr", c.GossipAddr(), "cluster", self.Cluster, "region", self.Region,
+		"profile", cfg.Profile, "encrypted", !cfg.Insecure)
+
+	workers := 4
+	for range workers {
+		c.bg.Add(1)
+		go c.sendLoop()
+	}
+	c.bg.Add(4)
+	go c.publishLoop()
+	go c.joinLoop(cfg.Join)
+	go c.gcLoop()
+	go c.scopedAntiEntropy(mc.PushPullInterval)
+	return c, nil
+}
+
+// Name returns this gateway's node name.
+func (c *Catalog) Name() string { return c.name }
+
+// GossipAddr returns the address other gateways join at.
+func (c *Catalog) GossipAddr() string {
+	n := c.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+func (c *Catalog) joinLoop(peers []string) {
+	defer c.bg.Done()
+	if len(peers) == 0 {
+		return
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		n, err := c.ml.Join(peers)
+		if n > 0 {
+			c.log.Info("joined federation", "contacted", n)
+			return
+		}
+		c.log.Warn("join failed, retrying", "peers", peers, "err", err, "in", backoff)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// Join contacts the given gossip addresses now and reports how many answered.
+func (c *Catalog) Join(addrs []string) (int, error) {
+	n, err := c.ml.Join(addrs)
+	if err != nil && n == 0 {
+		return 0, fmt.Errorf("join %v: %w", addrs, err)
+	}
+	return n, nil
+}
+
+// SetServices replaces the services this gateway exports and tells the
+// federation at once: changed services go to every member directly and
+// through gossip; services the scope restricts go only to members in
+// their allowed regions.
+func (c *Catalog) SetServices(services []Service) {
+	c.mu.Lock()
+	pub, scoped := c.applyOwn(services)
+	c.mu.Unlock()
+	c.publishNow()
+	c.disseminate(pub, scoped)
+}
+
+// SetScope installs a new residency scope and re-issues every own service
+// whose audience changes.
+func (c *Catalog) SetScope(s Scope) {
+	c.mu.Lock()
+	c.scope = s
+	own := c.nodes[c.name]
+	current := make([]Service, 0, len(own.public))
+	for k, r := range own.public {
+		if sr, ok := own.scoped[k]; ok && !sr.Deleted {
+			current = append(current, sr.Service)
+		} else if !r.Deleted {
+			current = append(current, r.Service)
+		}
+	}
+	pub, scoped := c.applyOwn(current)
+	c.mu.Unlock()
+	c.publishNow()
+	c.disseminate(pub, scoped)
+}
+
+// applyOwn computes new own records for services; c.mu is held (or the
+// catalog is not yet shared). It returns the changed public and scoped
+// records.
+func (c *Catalog) applyOwn(services []Service) (pub, scoped []*record) {
+	own := c.nodes[c.name]
+	now := c.now()
+	next := func() uint64 {
+		c.lastVer = max(uint64(now.UnixNano()), c.lastVer+1)
+		return c.lastVer
+	}
+	want := make(map[string]Service, len(services))
+	for _, s := range cloneServices(services) {
+		want[s.Key()] = s
+	}
+	for key, s := range want {
+		var regions []string
+		restricted := false
+		if c.scope != nil {
+			regions, restricted = c.scope.CatalogRegions(s.Namespace, s.Name, s.Labels)
+		}
+		oldPub, oldScoped := own.public[key], own.scoped[key]
+		wasRestricted := oldScoped != nil && !oldScoped.Deleted
+		var cur *record
+		if wasRestricted {
+			cur = oldScoped
+		} else if oldPub != nil && !oldPub.Deleted {
+			cur = oldPub
+		}
+		if cur != nil && restricted == wasRestricted && serviceEqual(cur.Service, s) &&
+			(!restricted || slices.Equal(c.scopeOf[key], regions)) {
+			continue
+		}
+		v := next()
+		if restricted {
+			sr := &record{Service: s, Version: v, Scoped: true, Changed: now.UnixNano()}
+			own.scoped[key] = sr
+			scoped = append(scoped, sr)
+			c.scopeOf[key] = regions
+			// Everyone else learns only that there is nothing to see.
+			tomb := &record{Service: Service{Namespace: s.Namespace, Name: s.Name}, Version: v, Deleted: true, Changed: now.UnixNano(), deletedAt: now}
+			own.public[key] = tomb
+			pub = append(pub, tomb)
+		} else {
+			r := &record{Service: s, Version: v, Changed: now.UnixNano()}
+			own.public[key] = r
+			pub = append(pub, r)
+			if wasRestricted {
+				tomb := &record{Service: Service{Namespace: s.Namespace, Name: s.Name}, Version: v, Deleted: true, Scoped: true, Changed: now.UnixNano(), deletedAt: now}
+				own.scoped[key] = tomb
+				scoped = append(scoped, tomb)
+			}
+			delete(c.scopeOf, key)
+		}
+	}
+	for key, r := range own.public {
+		if _, ok := want[key]; ok || r.Deleted {
+			continue
+		}
+		v := next()
+		tomb := &record{Service: Service{Namespace: r.Namespace, Name: r.Name}, Version: v, Deleted: true, Changed: now.UnixNano(), deletedAt: now}
+		own.public[key] = tomb
+		pub = append(pub, tomb)
+		if sr, ok := own.scoped[key]; ok && !sr.Deleted {
+			st := &record{Service: tomb.Service, Version: v, Deleted: true, Scoped: true, Changed: now.UnixNano(), deletedAt: now}
+			own.scoped[key] = st
+			scoped = append(scoped, st)
+		}
+		delete(c.scopeOf, key)
+	}
+	if len(pub)+len(scoped) > 0 {
+		own.view = nil
+		c.stateGen++
+	}
+	return pub, scoped
+}
+
+func serviceEqual(a, b Service) bool {
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.Healthy == b.Healthy && a.Total == b.Total &&
+		a.Weight == b.Weight && slices.Equal(a.Ports, b.Ports) && reflect.DeepEqual(labelsOrNil(a.Labels), labelsOrNil(b.Labels))
+}
+
+func labelsOrNil(l map[string]string) map[string]string {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+// disseminate sends changed own records: public ones to every member
+// (one UDP packet when they fit, else a reliable stream) and into the
+// gossip queue; scoped ones only to members in the allowed regions.
+func (c *Catalog) disseminate(pub, scoped []*record) {
+	ml := c.mlReady.Load()
+	if ml == nil || len(pub)+len(scoped) == 0 {
+		return
+	}
+	c.mu.Lock()
+	hdr := c.nodes[c.name].nodeHeader
+	scopeOf := make(map[string][]string, len(scoped))
+	for _, r := range scoped {
+		scopeOf[r.Key()] = c.scopeOf[r.Key()]
+	}
+	c.mu.Unlock()
+	members := ml.Members()
+	if len(pub) > 0 {
+		msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: pub}}})
+		c.metrics.deltas.Inc()
+		if len(msg) <= c.packetSize {
+			c.queue.QueueBroadcast(deltaBroadcast{msg: msg})
+		}
+		for _, m := range members {
+			if m.Name != c.name {
+				c.send(m, msg)
+			}
+		}
+	}
+	if len(scoped) == 0 {
+		return
+	}
+	for _, m := range members {
+		if m.Name == c.name {
+			continue
+		}
+		region := metaRegion(m)
+		var recs []*record
+		for _, r := range scoped {
+			if r.Deleted || slices.Contains(scopeOf[r.Key()], region) {
+				recs = append(recs, r)
+			}
+		}
+		if len(recs) > 0 {
+			c.send(m, encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: recs}}}))
+		}
+	}
+}
+
+// send delivers msg to one member: a UDP packet when it fits, otherwise
+// a TCP stream from the send workers.
+func (c *Catalog) send(to *memberlist.Node, msg []byte) {
+	ml := c.mlReady.Load()
+	if ml == nil {
+		return
+	}
+	if len(msg) <= c.packetSize {
+		if err := ml.SendBestEffort(to, msg); err == nil {
+			c.metrics.bytesSent.Add(float64(len(msg)))
+			c.metrics.deltaBytes.Add(float64(len(msg)))
+			return
+		}
+	}
+	select {
+	case c.sends <- sendJob{to: to, msg: msg}:
+	case <-c.ctx.Done():
+	default:
+		c.metrics.sendDrops.Inc()
+	}
+}
+
+func (c *Catalog) sendLoop() {
+	defer c.bg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case j := <-c.sends:
+			if ml := c.mlReady.Load(); ml != nil {
+				if err := ml.SendReliable(j.to, j.msg); err != nil {
+					c.log.Debug("direct catalog send failed", "peer", j.to.Name, "err", err)
+					continue
+				}
+				c.metrics.bytesSent.Add(float64(len(j.msg)))
+				c.metrics.deltaBytes.Add(float64(len(j.msg)))
+			}
+		}
+	}
+}
+
+// sendOwnTo hands a member our whole entry directly: the public part, and
+// the scoped services its region may see.
+func (c *Catalog) sendOwnTo(n *memberlist.Node) {
+	c.mu.Lock()
+	own := c.nodes[c.name]
+	hdr := own.nodeHeader
+	pub := make([]*record, 0, len(own.public))
+	for _, r := range own.public {
+		pub = append(pub, r)
+	}
+	region := metaRegion(n)
+	var scoped []*record
+	for k, r := range own.scoped {
+		if r.Deleted || slices.Contains(c.scopeOf[k], region) {
+			scoped = append(scoped, r)
+		}
+	}
+	c.mu.Unlock()
+	c.send(n, encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: append(pub, scoped...)}}}))
+}
+
+// scopedAntiEntropy periodically re-sends scoped services to the members
+// allowed to see them: they are never part of push/pull, so this is what
+// repairs a lost direct send.
+func (c *Catalog) scopedAntiEntropy(every time.Duration) {
+	defer c.bg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		n := len(c.nodes[c.name].scoped)
+		c.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		for _, m := range c.ml.Members() {
+			if m.Name != c.name {
+				c.sendOwnTo(m)
+			}
+		}
+	}
+}
+
+func metaRegion(n *memberlist.Node) string {
+	var m nodeMeta
+	if json.Unmarshal(n.Meta, &m) != nil {
+		return ""
+	}
+	return m.Region
+}
+
+// Snapshot returns the current immutable view of the catalog.
+func (c *Catalog) Snapshot() *Snapshot { return c.snap.Load() }
+
+// Watch returns a channel that receives a value (coalesced) after every
+// change to the catalog, and a function that stops the watch.
+func (c *Catalog) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	c.watch[ch] = struct{}{}
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.watch, ch)
+		c.mu.Unlock()
+	}
+}
+
+// Members returns the number of gateways memberlist believes are alive.
+func (c *Catalog) Members() int { return c.ml.NumMembers() }
+
+// Shutdown announces a graceful leave (so others can tell "left" from
+// "dead"), leaves the pool and stops gossip.
+func (c *Catalog) Shutdown(ctx context.Context) error {
+	var err error
+	c.closeOnce.Do(func() {
+		timeout := time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(dl))
+		}
+		c.announceLeaving()
+		if lerr := c.ml.Leave(timeout); lerr != nil {
+			c.log.Warn("leave gossip pool", "err", lerr)
+		}
+		c.cancel()
+		err = c.ml.Shutdown()
+		c.bg.Wait()
+		c.metrics.unregister()
+	})
+	return err
+}
+
+// announceLeaving tells every member directly that this gateway is going
+// away on purpose, before memberlist's leave message.
+func (c *Catalog) announceLeaving() {
+	c.mu.Lock()
+	c.lastVer++
+	own := c.nodes[c.name]
+	own.Version, own.Leaving = c.lastVer, true
+	hdr := own.nodeHeader
+	c.stateGen++
+	c.mu.Unlock()
+	msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr}}})
+	for _, m := range c.ml.Members() {
+		if m.Name != c.name {
+			_ = c.ml.SendBestEffort(m, msg)
+		}
+	}
+}
+
+// merge applies what peers sent; per record and per header, the newer
+// version wins. It reports whether anything changed.
+func (c *Catalog) merge(nodes []*wireNode, direct bool) {
+	now := c.now()
+	changed := false
+	var reissue, reissueScoped []*record
+	c.mu.Lock()
+	for _, wn := range nodes {
+		if wn.Node == c.name {
+			p, sc := c.echoLocked(wn, now)
+			reissue, reissueScoped = append(reissue, p...), append(reissueScoped, sc...)
+			continue
+		}
+		if fv, ok := c.forgotten[wn.Node]; ok {
+			if wn.Version <= fv && maxRecordVersion(wn.Records) <= fv {
+				continue // a collected gateway's old state: do not resurrect
+			}
+			delete(c.forgotten, wn.Node)
+		}
+		nd, ok := c.nodes[wn.Node]
+		if !ok {
+			nd = &nodeData{nodeHeader: wn.nodeHeader, public: map[string]*record{}, scoped: map[string]*record{}, state: "unknown", stateAt: now}
+			nd.Version = 0
+			c.nodes[wn.Node] = nd
+			c.orderStale = true
+			changed = true
+		}
+		nd.maxVer = max(nd.maxVer, wn.Version, maxRecordVersion(wn.Records))
+		if wn.Version > nd.Version {
+			nd.nodeHeader = wn.nodeHeader
+			nd.view = nil
+			changed = true
+		}
+		for _, r := range wn.Records {
+			if r.Scoped && !direct {
+				continue // scoped records travel only directly from their owner
+			}
+			m := nd.public
+			if r.Scoped {
+				m = nd.scoped
+			}
+			if old, ok := m[r.Key()]; ok && old.Version >= r.Version {
+				continue
+			}
+			if r.Deleted {
+				r.deletedAt = now
+			}
+			m[r.Key()] = r
+			nd.view = nil
+			changed = true
+			if r.Changed > 0 {
+				if d := now.Sub(time.Unix(0, r.Changed)); d >= 0 && d < time.Hour {
+					c.metrics.propagation.Observe(d.Seconds())
+				}
+			}
+		}
+	}
+	if changed {
+		c.stateGen++
+	}
+	c.mu.Unlock()
+	if changed || len(reissue) > 0 {
+		c.publish()
+	}
+	if len(reissue) > 0 {
+		c.disseminate(reissue, reissueScoped)
+	}
+}
+
+// echoLocked handles our own entry coming back, possibly from before a
+// restart: any record of ours that others hold at a version newer than
+// ours is re-issued with a newer version still, so our current state wins
+// everywhere. Our current records echoed back unchanged are ignored.
+func (c *Catalog) echoLocked(wn *wireNode, now time.Time) (pub, scoped []*record) {
+	own := c.nodes[c.name]
+	if wn.Version > own.Version {
+		c.lastVer = max(c.lastVer, wn.Version) + 1
+		own.Version = c.lastVer
+		c.stateGen++
+	}
+	for _, r := range wn.Records {
+		if r.Scoped {
+			continue
+		}
+		cur := own.public[r.Key()]
+		if cur != nil && cur.Version >= r.Version {
+			continue
+		}
+		c.lastVer = max(c.lastVer, r.Version) + 1
+		var nr *record
+		if cur != nil {
+			cp := *cur
+			nr = &cp
+		} else {
+			nr = &record{Service: Service{Namespace: r.Namespace, Name: r.Name}, Deleted: true, deletedAt: now}
+		}
+		nr.Version, nr.Changed = c.lastVer, now.UnixNano()
+		own.public[r.Key()] = nr
+		pub = append(pub, nr)
+		// A restricted service is a public tombstone and a scoped record
+		// of one version: keep them paired.
+		if sr, ok := own.scoped[r.Key()]; ok {
+			cp := *sr
+			cp.Version, cp.Changed = nr.Version, nr.Changed
+			own.scoped[r.Key()] = &cp
+			scoped = append(scoped, &cp)
+		}
+	}
+	if len(pub) > 0 {
+		own.view = nil
+		c.stateGen++
+	}
+	return pub, scoped
+}
+
+func maxRecordVersion(rs []*record) uint64 {
+	var v uint64
+	for _, r := range rs {
+		v = max(v, r.Version)
+	}
+	return v
+}
+
+func (c *Catalog) setState(node *memberlist.Node, state string) {
+	c.mu.Lock()
+	nd, ok := c.nodes[node.Name]
+	if !ok {
+		if state != "alive" {
+			c.mu.Unlock()
+			return
+		}
+		// Known from metadata before its catalog arrives: routable
+		// address, no services yet.
+		var m nodeMeta
+		_ = json.Unmarshal(node.Meta, &m)
+		nd = &nodeData{nodeHeader: nodeHeader{Node: node.Name, Cluster: m.Cluster, Region: m.Region, Zone: m.Zone, Cloud: m.Cloud, Gateway: m.Data, Control: m.Control},
+			public: map[string]*record{}, scoped: map[string]*record{}}
+		c.nodes[node.Name] = nd
+		c.orderStale = true
+		delete(c.forgotten, node.Name)
+	}
+	if state == "alive" && nd.Leaving && nd.state != "alive" {
+		// Back after a graceful leave: its next entry will clear Leaving.
+		nd.Leaving = false
+	}
+	nd.state, nd.stateAt, nd.view = state, c.now(), nil
+	c.mu.Unlock()
+	c.publish()
+}
+
+// publish asks the publisher to rebuild the snapshot. Requests made while
+// it is busy collapse into one, so a burst of gossip costs one rebuild.
+func (c *Catalog) publish() {
+	select {
+	case c.pubReq <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Catalog) publishLoop() {
+	defer c.bg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.pubReq:
+			c.publishNow()
+		}
+	}
+}
+
+// publishNow rebuilds stale views and the snapshot, then wakes watchers.
+func (c *Catalog) publishNow() {
+	c.mu.Lock()
+	if c.orderStale || len(c.order) != len(c.nodes) {
+		c.orderStale = false
+		c.order = c.order[:0]
+		for _, nd := range c.nodes {
+			c.order = append(c.order, nd)
+		}
+		sort.Slice(c.order, func(i, j int) bool {
+			a, b := c.order[i], c.order[j]
+			return a.Cluster < b.Cluster || a.Cluster == b.Cluster && a.Node < b.Node
+		})
+	}
+	views := make([]*ClusterView, len(c.order))
+	var byState [4]int
+	services := 0
+	for i, nd := range c.order {
+		if nd.view == nil {
+			nd.view = nd.buildView()
+		}
+		views[i] = nd.view
+		byState[stateIndex(nd.state)]++
+		services += len(nd.view.Services)
+	}
+	c.snap.Store(&Snapshot{Local: c.name, Clusters: views})
+	for ch := range c.watch {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	c.mu.Unlock()
+	c.metrics.entries.Set(float64(services))
+	for i, st := range states {
+		c.metrics.members.WithLabelValues(st).Set(float64(byState[i]))
+	}
+}
+
+var states = [4]string{"alive", "dead", "left", "unknown"}
+
+func stateIndex(s string) int {
+	for i, st := range states {
+		if st == s {
+			return i
+		}
+	}
+	return 3
+}
+
+// buildView merges public and scoped records: per service the newest
+// version wins, and on a tie the live record beats the tombstone (a
+// restricted service has a public tombstone and a scoped record of one
+// version; a service whose restriction was lifted, the reverse).
+func (nd *nodeData) buildView() *ClusterView {
+	v := &ClusterView{Entry: Entry{Node: nd.Node, Cluster: nd.Cluster, Region: nd.Region, Zone: nd.Zone, Cloud: nd.Cloud,
+		Gateway: nd.Gateway, Control: nd.Control, Version: nd.Version, Leaving: nd.Leaving}, State: nd.state, Reachable: nd.state == "alive"}
+	svcs := make([]Service, 0, len(nd.public)+len(nd.scoped))
+	for k, r := range nd.public {
+		best := r
+		if s, ok := nd.scoped[k]; ok && (s.Version > r.Version || s.Version == r.Version && !s.Deleted) {
+			best = s
+		}
+		v.Version = max(v.Version, best.Version)
+		if !best.Deleted {
+			svcs = append(svcs, best.Service)
+		}
+	}
+	for k, s := range nd.scoped {
+		if _, ok := nd.public[k]; !ok && !s.Deleted {
+			v.Version = max(v.Version, s.Version)
+			svcs = append(svcs, s.Service)
+		}
+	}
+	SortServices(svcs)
+	v.Services = svcs
+	return v
+}
+
+// gcLoop collects tombstones and departed gateways after the grace period.
+func (c *Catalog) gcLoop() {
+	defer c.bg.Done()
+	every := max(c.cfg.TombstoneTTL/10, time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			if c.collect() {
+				c.publish()
+			}
+		}
+	}
+}
+
+// collect removes tombstones and dead or departed gateways older than the
+// grace period. Collected gateways are remembered by version so that old
+// copies of their state arriving later are not resurrected.
+func (c *Catalog) collect() bool {
+	cutoff := c.now().Add(-c.cfg.TombstoneTTL)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := false
+	for name, nd := range c.nodes {
+		if name != c.name && (nd.state == "dead" || nd.state == "left") && nd.stateAt.Before(cutoff) {
+			c.forgotten[name] = nd.maxVer
+			delete(c.nodes, name)
+			c.orderStale = true
+			changed = true
+			continue
+		}
+		for _, m := range []map[string]*record{nd.public, nd.scoped} {
+			for k, r := range m {
+				if r.Deleted && r.deletedAt.Before(cutoff) {
+					delete(m, k)
+					changed = true
+				}
+			}
+		}
+	}
+	if changed {
+		c.stateGen++
+		c.metrics.collected.Inc()
+	}
+	return changed
+}
+
+func cloneServices(in []Service) []Service {
+	out := make([]Service, len(in))
+	for i, s := range in {
+		s.Ports = append([]Port(nil), s.Ports...)
+		if len(s.Labels) > 0 {
+			l := make(map[string]string, len(s.Labels))
+			for k, v := range s.Labels {
+				l[k] = v
+			}
+			s.Labels = l
+		} else {
+			s.Labels = nil
+		}
+		out[i] = s
+	}
+	return out
+}
+
+type deltaBroadcast struct{ msg []byte }
+
+func (b deltaBroadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b deltaBroadcast) Message() []byte                       { return b.msg }
+func (b deltaBroadcast) Finished()                             {}

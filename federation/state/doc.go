@@ -1,0 +1,30 @@
+// Package state is the federation's routing state: a hashicorp/raft state
+// machine (Store) replicated to every gateway, a few voters and every
+// other gateway a non-voter, with its records, snapshots, mTLS Raft
+// transport, log store, and the gRPC control API server and client.
+// Invariants:
+//
+//   - Linearizable: a write is acknowledged once committed by a quorum and
+//     applied; a consistent read sees every write acknowledged before it
+//     began. No acknowledged write is lost through partitions, lost or
+//     delayed messages, or voters killed and restarted from disk
+//     (TestJepsenLinearizable checks the history with porcupine).
+//   - Every record version is the Raft index of the change that wrote it.
+//   - A write retried with the same request ID applies once and answers
+//     with its first index (TestStateIdempotentRetries, FSM dedup over the
+//     last 10,000 request IDs).
+//   - Payloads are checked before they reach the log; applying a log entry
+//     checks only what every gateway version agrees on, so replicas never
+//     diverge over a validator (TestStateRejectsBadPayloads,
+//     FuzzDecodeCommand, FuzzValidatePayload).
+//   - A corrupted, truncated or foreign snapshot is refused, never
+//     partially applied (TestStateSnapshotRestoreAndCompaction,
+//     FuzzDecodeSnapshot).
+//   - What a gateway routes on never goes back: a gateway restarting
+//     without a quorum routes on the state it last applied, from its own
+//     disk, and says it may be stale (TestStateStaticStability).
+//   - The Raft log survives truncated tails across restarts
+//     (TestLogStoreMatchesModel).
+//   - Every request that needs the leader goes through one helper that
+//     answers on the leader or forwards to it (onLeader).
+package state

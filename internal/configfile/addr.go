@@ -1,0 +1,31 @@
+package configfile
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// HostPort splits a configured host:port address and checks the port, for
+// Validate methods: the error says what was expected and what was found.
+func HostPort(addr string) (host string, port int, err error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("want host:port, found %q", addr)
+	}
+	port, err = strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q in %q not in 0-65535", ps, addr)
+	}
+	return host, port, nil
+}
+
+// Unspecified reports whether host listens on every interface (empty,
+// 0.0.0.0 or ::), so that it cannot be advertised to others as it is.
+func Unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
