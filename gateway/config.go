@@ -10,6 +10,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -180,9 +181,9 @@ type Import struct {
 }
 
 // Target returns the import's destination.
-func (im Import) Target() Target {
+func (im Import) Target() wire.Target {
 	ns, name, _ := strings.Cut(im.Service, "/")
-	return Target{Namespace: ns, Name: name, Port: im.Port}
+	return wire.Target{Namespace: ns, Name: name, Port: im.Port}
 }
 
 // DefaultConfig returns a config with every documented default set.
@@ -217,7 +218,7 @@ func (c Config) Validate() error {
 	req("tls.key", c.TLS.Key)
 	req("tls.ca", c.TLS.CA)
 	for _, k := range []struct{ key, v string }{{"cluster", c.Cluster}, {"region", c.Region}, {"zone", c.Zone}} {
-		if k.v != "" && !isLabel(k.v) {
+		if k.v != "" && !wire.IsLabel(k.v) {
 			errs = append(errs, configfile.Errorf(k.key, "%q is not a DNS label (lower-case letters, digits, '-')", k.v))
 		}
 	}
@@ -249,14 +250,14 @@ func (c Config) Validate() error {
 	}
 	for i, im := range c.Imports {
 		key := fmt.Sprintf("imports.%d", i)
-		if ns, name, ok := strings.Cut(im.Service, "/"); !ok || !isLabel(ns) || !isLabel(name) {
+		if ns, name, ok := strings.Cut(im.Service, "/"); !ok || !wire.IsLabel(ns) || !wire.IsLabel(name) {
 			errs = append(errs, configfile.Errorf(key+".service", "want namespace/name, found %q", im.Service))
 		}
 		if im.Port < 1 || im.Port > 65535 {
 			errs = append(errs, configfile.Errorf(key+".port", "%d out of range 1-65535", im.Port))
 		}
 		addr(key+".listen", im.Listen, false)
-		if im.Namespace != "" && !isLabel(im.Namespace) {
+		if im.Namespace != "" && !wire.IsLabel(im.Namespace) {
 			errs = append(errs, configfile.Errorf(key+".namespace", "%q is not a DNS label (lower-case letters, digits, '-')", im.Namespace))
 		}
 	}

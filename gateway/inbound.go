@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -32,20 +33,20 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		g.metrics.handshakeFailures.Inc()
 		return
 	}
-	if cs.NegotiatedProtocol == alpnTunnel {
+	if cs.NegotiatedProtocol == wire.ALPNTunnel {
 		tc.SetDeadline(time.Time{})
 		g.conns.exempt(raw)
 		g.serveTunnel(tc, peer)
 		return
 	}
-	t, err := ParseSNI(cs.ServerName)
+	t, err := wire.ParseSNI(cs.ServerName)
 	if err != nil {
 		g.refuseInbound(tc, peer, "", err)
 		return
 	}
-	var facts flowFacts
-	if cs.NegotiatedProtocol == alpnFlow {
-		if facts, err = readFacts(tc); err != nil {
+	var facts wire.Facts
+	if cs.NegotiatedProtocol == wire.ALPNFlow {
+		if facts, err = wire.ReadFacts(tc); err != nil {
 			g.refuseInbound(tc, peer, t.String(), err)
 			return
 		}
@@ -58,7 +59,7 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 // of t: it checks the service and the residency policy, dials an
 // endpoint, answers OK and splices. Nothing the peer sent is read before
 // the answer, so a refused stream never reaches a service.
-func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t Target, facts flowFacts) {
+func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts wire.Facts) {
 	start := time.Now()
 	local := g.local.Load()
 	svc, ok := local.byKey[t.Namespace+"/"+t.Name]
@@ -84,7 +85,7 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t Target, facts flow
 	}
 	defer up.Close()
 	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	if err := writeStatus(s, nil); err != nil {
+	if err := wire.WriteAnswer(s, nil); err != nil {
 		return
 	}
 	s.SetWriteDeadline(time.Time{})
@@ -103,7 +104,7 @@ func (g *Gateway) refuseInbound(s net.Conn, peer identity.ID, svc string, err er
 	g.metrics.connections.WithLabelValues("inbound", svc, peer.Cluster, "refused").Inc()
 	g.log.Info("inbound stream refused", "peer", peer.Cluster, "service", svc, "err", err)
 	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	if werr := writeStatus(s, err); werr != nil && !errors.Is(werr, net.ErrClosed) {
+	if werr := wire.WriteAnswer(s, err); werr != nil && !errors.Is(werr, net.ErrClosed) {
 		g.log.Debug("write refusal", "err", werr)
 	}
 }
@@ -111,11 +112,11 @@ func (g *Gateway) refuseInbound(s net.Conn, peer identity.ID, svc string, err er
 // checkInbound decides a stream again at the receiving end (defence in
 // depth): the source region is the one in the peer's certificate, the
 // labels this cluster's own, and the peer's facts can only narrow.
-func (g *Gateway) checkInbound(t Target, labels map[string]string, peer identity.ID, facts flowFacts) error {
+func (g *Gateway) checkInbound(t wire.Target, labels map[string]string, peer identity.ID, facts wire.Facts) error {
 	eng, version := g.res.current()
 	if eng == nil {
 		g.res.audit.Refused("inbound", 503)
-		return errors.New(residencyPrefix + errNoPolicy.Error())
+		return errors.New(wire.ResidencyPrefix + errNoPolicy.Error())
 	}
 	self := sovereignty.Candidate{Cluster: g.cfg.Cluster, Region: g.cfg.Region}
 	v := decideInbound(eng, self, t, labels, peer, facts)
@@ -123,7 +124,7 @@ func (g *Gateway) checkInbound(t Target, labels map[string]string, peer identity
 	if v.decision.Allow {
 		return nil
 	}
-	reason := residencyPrefix + v.reason
+	reason := wire.ResidencyPrefix + v.reason
 	g.res.audit.Refused("inbound", 403)
 	fi := &sovereignty.FlowInfo{Service: t.Namespace + "/" + t.Name, Port: t.Port, Protocol: "tcp", SourceCluster: peer.Cluster,
 		SourceRegion: peer.Region, SourceNamespace: facts.Namespace, Classes: v.classes}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/straitmesh/strait/gateway/wire"
 )
 
 // sourceNamespaceHeader lets a workload on the CONNECT port say which
@@ -46,7 +48,7 @@ func (g *Gateway) serveConnect(c net.Conn) {
 		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
 		return
 	}
-	t, err := ParseAuthority(authority)
+	t, err := wire.ParseAuthority(authority)
 	if err != nil {
 		writeHTTPError(c, http.StatusBadRequest, err.Error())
 		return
@@ -55,7 +57,7 @@ func (g *Gateway) serveConnect(c net.Conn) {
 	if req.Method == http.MethodConnect {
 		in.entry = "connect"
 	}
-	if in.namespace != "" && !isLabel(in.namespace) {
+	if in.namespace != "" && !wire.IsLabel(in.namespace) {
 		writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("%s: %q is not a namespace (a DNS label)", sourceNamespaceHeader, in.namespace))
 		return
 	}
@@ -115,7 +117,7 @@ func (g *Gateway) serveImport(c net.Conn, im Import) {
 	}
 }
 
-func (g *Gateway) carry(client, up net.Conn, t Target, rt route) {
+func (g *Gateway) carry(client, up net.Conn, t wire.Target, rt route) {
 	start := time.Now()
 	svc := t.String()
 	g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()

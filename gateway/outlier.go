@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/straitmesh/strait/gateway/wire"
 )
 
 // clock tells the time to code whose behaviour depends on it, so tests can
@@ -24,12 +25,14 @@ func (systemClock) Now() time.Time { return time.Now() }
 // empty: the endpoint address is the same socket whichever service asks),
 // or a remote cluster's gateway for one service target.
 type outlierKey struct {
-	service string // Target.String() for a remote gateway; "" for a local endpoint
+	service string // wire.Target.String() for a remote gateway; "" for a local endpoint
 	addr    string // endpoint or gateway data address
 }
 
-func endpointKey(addr string) outlierKey          { return outlierKey{addr: addr} }
-func gatewayKey(t Target, addr string) outlierKey { return outlierKey{service: t.String(), addr: addr} }
+func endpointKey(addr string) outlierKey { return outlierKey{addr: addr} }
+func gatewayKey(t wire.Target, addr string) outlierKey {
+	return outlierKey{service: t.String(), addr: addr}
+}
 
 // outlierEntry is what is known about a key that failed since its last
 // success. Keys that succeed have no entry.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/straitmesh/strait/gateway/wire"
 )
 
 // Why the passthrough listener closed a connection without carrying it:
@@ -58,16 +60,16 @@ func (g *Gateway) servePassthrough(c net.Conn) {
 	defer c.Close()
 	peer := c.RemoteAddr().String()
 	c.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	hello, err := readClientHello(c)
+	hello, err := wire.ReadClientHello(c)
 	if err != nil {
 		g.refusePassthrough(peer, "", passRefusedHello, err)
 		return
 	}
-	if hello.serverName == "" {
-		g.refusePassthrough(peer, "", passRefusedSNI, fmt.Errorf("%w: the ClientHello carries no server name (SNI)", ErrBadName))
+	if hello.ServerName == "" {
+		g.refusePassthrough(peer, "", passRefusedSNI, fmt.Errorf("%w: the ClientHello carries no server name (SNI)", wire.ErrBadName))
 		return
 	}
-	t, err := ParseMeshSNI(hello.serverName)
+	t, err := wire.ParseMeshSNI(hello.ServerName)
 	if err != nil {
 		g.refusePassthrough(peer, "", passRefusedSNI, err)
 		return
@@ -75,7 +77,7 @@ func (g *Gateway) servePassthrough(c net.Conn) {
 	c.SetReadDeadline(time.Time{})
 	// The ClientHello goes with the stream header, and to the next
 	// candidate if the first refuses.
-	if err := g.relayTarget(c, t, flowIn{entry: "passthrough"}, hello.raw, true); err != nil {
+	if err := g.relayTarget(c, t, flowIn{entry: "passthrough"}, hello.Raw, true); err != nil {
 		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
 		g.refusePassthrough(peer, t.String(), passRefusal(err), err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -43,7 +44,7 @@ type planned struct {
 // gateway would try it, each with the residency decision, and the allowed
 // routable ones, which are the only ones ever dialled.
 type routePlan struct {
-	target     Target
+	target     wire.Target
 	known      bool
 	source     sovereignty.Flow // the flow as classified, Labels left nil
 	classes    sovereignty.Classes
@@ -73,7 +74,7 @@ const (
 // that the policy forbids, is not a candidate. A flow is classified by
 // the union of the labels every cluster gives the service, so a cluster
 // that forgot a label cannot make a flow unclassified.
-func planRoute(self selfInfo, local localView, snap *catalog.Snapshot, eng *sovereignty.Engine, t Target, in flowIn, prio []string) *routePlan {
+func planRoute(self selfInfo, local localView, snap *catalog.Snapshot, eng *sovereignty.Engine, t wire.Target, in flowIn, prio []string) *routePlan {
 	p := &routePlan{target: t, known: local.exists || snap.Known(t.Namespace, t.Name)}
 	p.source = sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, SourceCluster: self.cluster, SourceRegion: self.region,
 		SourceNamespace: in.namespace, Headers: in.headers}
@@ -128,7 +129,7 @@ func planRoute(self selfInfo, local localView, snap *catalog.Snapshot, eng *sove
 }
 
 // routable reports whether gossip says c can take t now.
-func routable(c *catalog.ClusterView, t Target) bool {
+func routable(c *catalog.ClusterView, t wire.Target) bool {
 	if !c.Reachable {
 		return false
 	}
@@ -210,8 +211,8 @@ func isAre(n int) string {
 // facts are what the outbound gateway tells the inbound one about the
 // flow: its classes, the regions they allow, and the classifying facts
 // the inbound gateway cannot see for itself.
-func (p *routePlan) facts(eng *sovereignty.Engine, version uint64) flowFacts {
-	f := flowFacts{Classes: eng.ClassNames(p.classes), Namespace: p.source.SourceNamespace, Policy: version}
+func (p *routePlan) facts(eng *sovereignty.Engine, version uint64) wire.Facts {
+	f := wire.Facts{Classes: eng.ClassNames(p.classes), Namespace: p.source.SourceNamespace, Policy: version}
 	f.Regions, f.Restricted = eng.AllowedRegions(p.classes)
 	for _, name := range eng.HeaderNames() {
 		if vs := p.source.Headers[name]; len(vs) > 0 {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -478,7 +479,7 @@ func gatewayPlan(eng *sovereignty.Engine, top []mCluster, f mFlow) *routePlan {
 			self = c
 		}
 	}
-	t := Target{Namespace: f.ns, Name: f.name, Port: f.port}
+	t := wire.Target{Namespace: f.ns, Name: f.name, Port: f.port}
 	lv := localView{}
 	for _, e := range self.services {
 		if e.ns == f.ns && e.name == f.name {
@@ -607,8 +608,8 @@ func checkInboundAgrees(t *testing.T, r *rand.Rand, mp mPolicy, eng *sovereignty
 		}
 	}
 	self := sovereignty.Candidate{Cluster: dst.name, Region: dst.region}
-	target := Target{Namespace: f.ns, Name: f.name, Port: f.port}
-	expect := func(src mCluster, facts flowFacts) bool {
+	target := wire.Target{Namespace: f.ns, Name: f.name, Port: f.port}
+	expect := func(src mCluster, facts wire.Facts) bool {
 		g := mFlow{ns: f.ns, name: f.name, port: f.port, from: src.name, srcNS: facts.Namespace, headers: facts.Header()}
 		own, amb := mp.oracleClasses(g, src.region, labels)
 		all := map[string]bool{}
@@ -633,12 +634,12 @@ func checkInboundAgrees(t *testing.T, r *rand.Rand, mp mPolicy, eng *sovereignty
 	honest := p.facts(eng, 1)
 	cases := []struct {
 		src   mCluster
-		facts flowFacts
+		facts wire.Facts
 	}{{src, honest}}
 	// Forged facts from any cluster's certificate: random classes, regions
 	// and restriction. The source region still comes from the certificate.
 	for range 3 {
-		forged := flowFacts{Namespace: pick(r, append(nsPool, "")), Headers: honest.Headers, Restricted: r.IntN(2) == 0}
+		forged := wire.Facts{Namespace: pick(r, append(nsPool, "")), Headers: honest.Headers, Restricted: r.IntN(2) == 0}
 		for _, c := range mp.classes {
 			if r.IntN(2) == 0 {
 				forged.Classes = append(forged.Classes, c.name)
@@ -647,7 +648,7 @@ func checkInboundAgrees(t *testing.T, r *rand.Rand, mp mPolicy, eng *sovereignty
 		forged.Regions = subset(r, regionPool, 0)
 		cases = append(cases, struct {
 			src   mCluster
-			facts flowFacts
+			facts wire.Facts
 		}{pick(r, top), forged})
 	}
 	for _, tc := range cases {

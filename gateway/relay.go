@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/straitmesh/strait/gateway/wire"
 )
 
 // maxEarly bounds the client bytes sent to a candidate before it has
@@ -49,7 +50,7 @@ type relay struct {
 // so a stream that breaks with only them sent is retried. It returns an error, and
 // has sent nothing to the client, when no candidate took the flow; the
 // error is a *NoRouteError when the plan or the candidates said no.
-func (g *Gateway) relayTarget(client net.Conn, t Target, in flowIn, first []byte, firstSafe bool) error {
+func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in flowIn, first []byte, firstSafe bool) error {
 	svc := t.String()
 	a, err := g.prepare(t, in)
 	if err != nil {
@@ -253,7 +254,7 @@ func (g *Gateway) speculate(up net.Conn) bool {
 // draining, or its backlog was full). The gateway itself never resets a
 // stream before it has answered.
 func retrySafe(err error) bool {
-	var refused *remoteRefusal
+	var refused *wire.Refusal
 	return errors.As(err, &refused) || errors.Is(err, yamux.ErrConnectionReset)
 }
 

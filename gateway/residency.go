@@ -9,6 +9,7 @@ import (
 
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -80,9 +81,9 @@ func (g *Gateway) startResidency(src PolicySource) error {
 		return fmt.Errorf("residency audit: %w", err)
 	}
 	r.audit = a
-	g.serverTLS.NextProtos = []string{alpnFlow}
+	g.serverTLS.NextProtos = []string{wire.ALPNFlow}
 	if g.cfg.Tunnels.Enabled {
-		g.serverTLS.NextProtos = []string{alpnTunnel, alpnFlow}
+		g.serverTLS.NextProtos = []string{wire.ALPNTunnel, wire.ALPNFlow}
 	}
 	g.res = r
 	r.sync()

@@ -5,19 +5,19 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
 // NoRouteError says why a connection to a target could not be made. It
 // lists every candidate tried and why it failed.
 type NoRouteError struct {
-	Target Target
+	Target wire.Target
 	// Known is false when no cluster, reachable or not, exports the service.
 	Known   bool
 	Reasons []string
@@ -79,7 +79,7 @@ type candidate struct {
 
 // plan orders the places that serve t and asks the residency policy about
 // each (planRoute). eng is the policy in force.
-func (g *Gateway) plan(eng *sovereignty.Engine, t Target, in flowIn) *routePlan {
+func (g *Gateway) plan(eng *sovereignty.Engine, t wire.Target, in flowIn) *routePlan {
 	lv := localView{}
 	if svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]; ok {
 		_, hasPort := svc.Target(t.Port)
@@ -99,7 +99,7 @@ type route struct {
 // facts every candidate is told, and what each tried candidate answered.
 type attempt struct {
 	g        *Gateway
-	t        Target
+	t        wire.Target
 	in       flowIn
 	svc      string // t.String(), the metrics label
 	p        *routePlan
@@ -116,7 +116,7 @@ type attempt struct {
 
 // prepare plans a flow to t. A flow the policy refuses outright, or with
 // no candidate at all, ends here with a *NoRouteError.
-func (g *Gateway) prepare(t Target, in flowIn) (*attempt, error) {
+func (g *Gateway) prepare(t wire.Target, in flowIn) (*attempt, error) {
 	eng, version := g.res.current()
 	if eng == nil {
 		g.res.audit.Refused("outbound", 503)
@@ -138,7 +138,7 @@ func (g *Gateway) prepare(t Target, in flowIn) (*attempt, error) {
 		return nil, nre
 	}
 	g.res.filtered(in, p, version)
-	facts, err := encodeFacts(p.facts(eng, version))
+	facts, err := wire.EncodeFacts(p.facts(eng, version))
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func (g *Gateway) prepare(t Target, in flowIn) (*attempt, error) {
 }
 
 // open opens a stream to the next candidate that takes one, in plan
-// order. The stream is not answered yet (see readStatus) unless the
+// order. The stream is not answered yet (see wire.ReadAnswer) unless the
 // candidate is local: then it is a connection to a local endpoint and
 // answered is true. Failing candidates are recorded; an error means none
 // is left or ctx ended.
@@ -212,8 +212,8 @@ func (a *attempt) failed(c candidate, err error) {
 	}
 	a.g.metrics.dialFailures.WithLabelValues(a.svc, c.cluster).Inc()
 	a.nre.Reasons = append(a.nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
-	var rr *remoteRefusal
-	if errors.As(err, &rr) && rr.residency() {
+	var rr *wire.Refusal
+	if errors.As(err, &rr) && rr.Residency() {
 		a.refusals++
 	}
 }
@@ -256,7 +256,7 @@ func (a *attempt) noRoute(ctx context.Context) *NoRouteError {
 // next candidate, so retrying is always safe. A cluster the policy
 // forbids is never dialled: with no allowed cluster left the flow is
 // refused.
-func (g *Gateway) connectTarget(ctx context.Context, t Target, in flowIn) (net.Conn, route, error) {
+func (g *Gateway) connectTarget(ctx context.Context, t wire.Target, in flowIn) (net.Conn, route, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
 	defer cancel()
 	a, err := g.prepare(t, in)
@@ -287,7 +287,7 @@ func awaitStatus(ctx context.Context, up net.Conn, timeout time.Duration) error 
 		dl = d
 	}
 	up.SetReadDeadline(dl)
-	err := readStatus(up)
+	err := wire.ReadAnswer(up)
 	up.SetReadDeadline(time.Time{})
 	if s, ok := unwrap(up).(*tunnelStream); ok {
 		s.answered()
@@ -297,7 +297,7 @@ func awaitStatus(ctx context.Context, up net.Conn, timeout time.Duration) error 
 
 // serves reports whether c exports t's service on t's port (binary search
 // in the view's sorted services: this runs for every new connection).
-func serves(c *catalog.ClusterView, t Target) bool {
+func serves(c *catalog.ClusterView, t wire.Target) bool {
 	s, ok := c.Service(t.Namespace, t.Name)
 	return ok && s.HasPort(t.Port)
 }
@@ -305,7 +305,7 @@ func serves(c *catalog.ClusterView, t Target) bool {
 // openCandidate opens a stream to t through candidate c and sends its
 // header: on a pooled tunnel when the peer offers them, else on an mTLS
 // connection of its own. For the local cluster it dials an endpoint.
-func (g *Gateway) openCandidate(ctx context.Context, c candidate, t Target, facts []byte) (net.Conn, error) {
+func (g *Gateway) openCandidate(ctx context.Context, c candidate, t wire.Target, facts []byte) (net.Conn, error) {
 	if c.local {
 		local := g.local.Load()
 		addrs, _ := local.endpoints(local.byKey[t.Namespace+"/"+t.Name], t.Port)
@@ -316,7 +316,7 @@ func (g *Gateway) openCandidate(ctx context.Context, c candidate, t Target, fact
 		s, d, err := g.tunnels.stream(ctx, c.addr, t)
 		switch {
 		case err == nil && s != nil:
-			if _, err := s.Write(encodeStreamHeader(t, facts)); err != nil {
+			if _, err := s.Write(wire.EncodeStreamHeader(t, facts)); err != nil {
 				s.Close()
 				return nil, fmt.Errorf("open stream to gateway %s: %w", c.addr, err)
 			}
@@ -333,14 +333,14 @@ func (g *Gateway) openCandidate(ctx context.Context, c candidate, t Target, fact
 			return nil, fmt.Errorf("dial gateway %s: %w", c.addr, err)
 		}
 		tcfg := g.id.ClientConfig(t.SNI())
-		tcfg.NextProtos = []string{alpnFlow}
+		tcfg.NextProtos = []string{wire.ALPNFlow}
 		direct = tls.Client(raw, tcfg)
 		if err := direct.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", c.addr, err)
 		}
 	}
-	if direct.ConnectionState().NegotiatedProtocol == alpnFlow {
+	if direct.ConnectionState().NegotiatedProtocol == wire.ALPNFlow {
 		if dl, ok := ctx.Deadline(); ok {
 			direct.SetWriteDeadline(dl)
 		}
@@ -356,60 +356,6 @@ func (g *Gateway) openCandidate(ctx context.Context, c candidate, t Target, fact
 // dialEndpoints dials the local endpoints addrs of t until one answers
 // (dialLocal: selection, stream counts, outlier detection). Closing the
 // connection releases its stream count.
-func (g *Gateway) dialEndpoints(ctx context.Context, t Target, addrs []string) (net.Conn, error) {
+func (g *Gateway) dialEndpoints(ctx context.Context, t wire.Target, addrs []string) (net.Conn, error) {
 	return g.dialLocal(ctx, t, addrs)
 }
-
-// The inbound gateway answers every accepted stream with one status line
-// before any payload: "OK\n", or "ERR <reason>\n" and close. It lets the
-// outbound side fail over before it has sent a byte.
-const maxStatusLine = 512
-
-func writeStatus(w io.Writer, err error) error {
-	line := "OK\n"
-	if err != nil {
-		line = "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
-		if len(line) > maxStatusLine-1 {
-			line = line[:maxStatusLine-1]
-		}
-		line += "\n"
-	}
-	_, werr := io.WriteString(w, line)
-	return werr
-}
-
-// readStatus reads the status line one byte at a time so that no payload
-// byte sent right after it is consumed.
-func readStatus(r io.Reader) error {
-	var buf [maxStatusLine]byte
-	for n := 0; n < len(buf); n++ {
-		if _, err := io.ReadFull(r, buf[n:n+1]); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return errors.New("closed the stream before answering")
-			}
-			return fmt.Errorf("read answer: %w", err)
-		}
-		if buf[n] == '\n' {
-			line := string(buf[:n])
-			if line == "OK" {
-				return nil
-			}
-			if reason, ok := strings.CutPrefix(line, "ERR "); ok {
-				return &remoteRefusal{reason}
-			}
-			return fmt.Errorf("unexpected answer %q", line)
-		}
-	}
-	return errors.New("answer longer than 512 bytes")
-}
-
-// remoteRefusal is an "ERR <reason>" answer from another gateway.
-type remoteRefusal struct{ reason string }
-
-func (e *remoteRefusal) Error() string { return e.reason }
-
-// residency reports whether the remote gateway refused for residency.
-func (e *remoteRefusal) residency() bool { return strings.HasPrefix(e.reason, residencyPrefix) }
-
-// residencyPrefix starts every residency refusal an inbound gateway sends.
-const residencyPrefix = "residency: "

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/straitmesh/strait/gateway/wire"
 )
 
 // Endpoint selection. The planner (plan.go) decides where a flow may go
@@ -98,7 +99,7 @@ func (s *selector) inflight(k flightKey) int {
 	return s.flight[k]
 }
 
-func remoteFlight(t Target, c candidate) flightKey {
+func remoteFlight(t wire.Target, c candidate) flightKey {
 	return flightKey{service: t.String(), addr: c.addr}
 }
 
@@ -106,7 +107,7 @@ func remoteFlight(t Target, c candidate) flightKey {
 // them for one connection. cands are in rank order; localEjected says
 // every local endpoint of t is ejected, which demotes the local cluster
 // like an ejected gateway.
-func (s *selector) order(t Target, cands []candidate, localEjected bool) []candidate {
+func (s *selector) order(t wire.Target, cands []candidate, localEjected bool) []candidate {
 	if len(cands) == 0 {
 		return nil
 	}
@@ -142,7 +143,7 @@ func (s *selector) order(t Target, cands []candidate, localEjected bool) []candi
 
 // leadGroup moves the two-choice pick of one rank to its front, keeping the
 // order of the others.
-func (s *selector) leadGroup(t Target, g []candidate) {
+func (s *selector) leadGroup(t wire.Target, g []candidate) {
 	gateways := map[string]int{}
 	for _, c := range g {
 		gateways[c.cluster]++
@@ -246,7 +247,7 @@ func (s *selector) orderEndpoints(addrs []string, down map[string]bool) []string
 }
 
 // localEjected reports whether every local endpoint of t is ejected.
-func (g *Gateway) localEjected(t Target) bool {
+func (g *Gateway) localEjected(t wire.Target) bool {
 	svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]
 	if !ok {
 		return false
@@ -266,7 +267,7 @@ func (g *Gateway) localEjected(t Target) bool {
 // dialLocal dials the local endpoints addrs of t, in the selector's order,
 // until one answers. The connection it returns releases its stream count
 // when closed.
-func (g *Gateway) dialLocal(ctx context.Context, t Target, addrs []string) (net.Conn, error) {
+func (g *Gateway) dialLocal(ctx context.Context, t wire.Target, addrs []string) (net.Conn, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("no local endpoints")
 	}
@@ -301,8 +302,8 @@ func (g *Gateway) dialLocal(ctx context.Context, t Target, addrs []string) (net.
 // (ctx cancelled: the client or the gateway is going away). A timeout
 // counts: the gateway took the whole time.
 func gatewayFault(ctx context.Context, err error) bool {
-	var rr *remoteRefusal
-	return !(errors.As(err, &rr) && rr.residency()) && !errors.Is(ctx.Err(), context.Canceled)
+	var rr *wire.Refusal
+	return !(errors.As(err, &rr) && rr.Residency()) && !errors.Is(ctx.Err(), context.Canceled)
 }
 
 // trackedConn releases its stream count once, when it is closed.

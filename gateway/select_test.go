@@ -19,6 +19,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -100,7 +101,7 @@ func TestPlanOrdersFailoverAfterLocality(t *testing.T) {
 	snap := exporters("api", nil, 2,
 		"b:eu-west:eu-west-1a", "c:eu-west:eu-west-1b", "d:eu-central:eu-central-1a",
 		"e:us-east:us-east-1a", "f:ap-south:ap-south-1a", "g:us-west:us-west-1a")
-	tgt := Target{Namespace: "demo", Name: "api", Port: 80}
+	tgt := wire.Target{Namespace: "demo", Name: "api", Port: 80}
 	local := localView{exists: true, hasPort: true, healthy: true}
 	allow := sovereignty.AllowAll()
 	for _, tc := range []struct {
@@ -134,7 +135,7 @@ func TestPlanOrdersFailoverAfterLocality(t *testing.T) {
 		t.Fatal(err)
 	}
 	pii := exporters("ledger", map[string]string{"data-class": "pii-eu"}, 1, "d:eu-central:eu-central-1a", "e:us-east:us-east-1a", "f:eu-central:eu-central-1b")
-	lt := Target{Namespace: "demo", Name: "ledger", Port: 80}
+	lt := wire.Target{Namespace: "demo", Name: "ledger", Port: 80}
 	p = planRoute(self, localView{}, pii, eng, lt, flowIn{entry: "test"}, []string{"e", "f"})
 	if got := names(p.allowed); got != "f,d" {
 		t.Errorf("pii-eu with priority [e f]: allowed %s, want f,d", got)
@@ -212,7 +213,7 @@ func TestPickTwoPrefersLeastRequest(t *testing.T) {
 // streams steer the pick.
 func TestSelectorOrder(t *testing.T) {
 	s, clk, _ := testSelector(t)
-	tgt := Target{Namespace: "demo", Name: "api", Port: 80}
+	tgt := wire.Target{Namespace: "demo", Name: "api", Port: 80}
 	local := candidate{cluster: "a", region: "r", local: true, rank: rankLocal}
 	cands := []candidate{local, cand("b", 1, 1), cand("c", 3, 1), cand("d", 3, 3), cand("e", 4, 1)}
 
@@ -271,7 +272,7 @@ func TestSelectorOrder(t *testing.T) {
 		}
 	}
 	// Another service's gateways are not ejected.
-	other := Target{Namespace: "demo", Name: "other", Port: 80}
+	other := wire.Target{Namespace: "demo", Name: "other", Port: 80}
 	if got := names(s.order(other, cands[:3], false)); got != "a,b,c" {
 		t.Errorf("other service: order %s", got)
 	}
@@ -348,7 +349,7 @@ func TestOutlierBackoff(t *testing.T) {
 		t.Fatalf("after a success: status %+v, want the base ejection", st)
 	}
 	// A failure, a success, a failure: never three in a row.
-	k2 := gatewayKey(Target{Namespace: "demo", Name: "api", Port: 80}, "b:15443")
+	k2 := gatewayKey(wire.Target{Namespace: "demo", Name: "api", Port: 80}, "b:15443")
 	for range 10 {
 		o.failure(k2, "demo/api:80", "b", false)
 		o.failure(k2, "demo/api:80", "b", false)
@@ -430,7 +431,7 @@ func TestDialLocalCountsAndEjects(t *testing.T) {
 	deadLn.Close()
 	liveAddr, deadAddr := live.Addr().String(), "127.0.0.2:"+port
 	g, clk := selectGateway(t, liveAddr, deadAddr)
-	tgt := Target{Namespace: "demo", Name: "api", Port: 80}
+	tgt := wire.Target{Namespace: "demo", Name: "api", Port: 80}
 	addrs, _ := g.local.Load().endpoints(g.local.Load().byKey["demo/api"], 80)
 	ctx := context.Background()
 	gauge := g.metrics.inflight.WithLabelValues("a")
@@ -550,7 +551,7 @@ func TestOpenRemoteCounts(t *testing.T) {
 	g, _ := selectGateway(t)
 	g.ctx = context.Background()
 	g.cfg.Timeouts.Connect = time.Second
-	tgt := Target{Namespace: "demo", Name: "api", Port: 80}
+	tgt := wire.Target{Namespace: "demo", Name: "api", Port: 80}
 	c := cand("b", rankPriority, 1)
 	g.dial = func(ctx context.Context, addr string) (net.Conn, error) { return nil, errors.New("connection refused") }
 	for range 3 {
@@ -581,8 +582,8 @@ func TestOpenRemoteCounts(t *testing.T) {
 		want bool
 	}{
 		{ctx, errors.New("dial gateway b:15443: connection refused"), true},
-		{ctx, fmt.Errorf("gateway b:15443: %w", &remoteRefusal{"demo/api:80 in b: no endpoint answered"}), true},
-		{ctx, fmt.Errorf("gateway b:15443: %w", &remoteRefusal{residencyPrefix + "class pii-eu allows regions [eu]"}), false},
+		{ctx, fmt.Errorf("gateway b:15443: %w", &wire.Refusal{Reason: "demo/api:80 in b: no endpoint answered"}), true},
+		{ctx, fmt.Errorf("gateway b:15443: %w", &wire.Refusal{Reason: wire.ResidencyPrefix + "class pii-eu allows regions [eu]"}), false},
 		{cancelled, context.Canceled, false},
 		{expired, context.DeadlineExceeded, true},
 	} {
@@ -600,7 +601,7 @@ func TestOpenRemoteCounts(t *testing.T) {
 func TestSelectorOrderIsAPermutation(t *testing.T) {
 	s, _, _ := testSelector(t)
 	r := rand.New(rand.NewPCG(7, 8))
-	tgt := Target{Namespace: "demo", Name: "api", Port: 80}
+	tgt := wire.Target{Namespace: "demo", Name: "api", Port: 80}
 	for range 2000 {
 		var cands []candidate
 		rank := 0

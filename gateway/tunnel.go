@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -17,58 +16,15 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 )
-
-// alpnTunnel is the ALPN protocol of a tunnel: one mTLS connection between
-// two gateways that carries many streams (yamux). Each stream starts with
-// a header (the target's SNI and the flow facts) and is answered with the
-// same status line as a connection of its own.
-const alpnTunnel = "strait-tunnel/1"
-
-// maxStreamName bounds the target name in a stream header (a DNS name).
-const maxStreamName = 255
 
 // noTunnelsFor is how long a peer that did not offer tunnels gets one TLS
 // connection per stream before it is asked again.
 const noTunnelsFor = time.Minute
 
 var errTunnelDead = errors.New("tunnel to peer gateway is down")
-
-// encodeStreamHeader is the start of every tunnel stream: the target as a
-// length-prefixed SNI, then the facts line.
-func encodeStreamHeader(t Target, facts []byte) []byte {
-	sni := t.SNI()
-	b := make([]byte, 0, 2+len(sni)+len(facts))
-	b = binary.BigEndian.AppendUint16(b, uint16(len(sni)))
-	b = append(b, sni...)
-	return append(b, facts...)
-}
-
-// readStreamHeader reads a stream header; nothing after it is consumed.
-func readStreamHeader(r io.Reader) (Target, flowFacts, error) {
-	var n [2]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return Target{}, flowFacts{}, fmt.Errorf("read stream header: %w", err)
-	}
-	l := int(binary.BigEndian.Uint16(n[:]))
-	if l == 0 || l > maxStreamName {
-		return Target{}, flowFacts{}, fmt.Errorf("read stream header: target name of %d bytes (want 1-%d)", l, maxStreamName)
-	}
-	name := make([]byte, l)
-	if _, err := io.ReadFull(r, name); err != nil {
-		return Target{}, flowFacts{}, fmt.Errorf("read stream header: %w", err)
-	}
-	t, err := ParseSNI(string(name))
-	if err != nil {
-		return Target{}, flowFacts{}, fmt.Errorf("stream header: %w", err)
-	}
-	facts, err := readFacts(r)
-	if err != nil {
-		return t, flowFacts{}, fmt.Errorf("stream header: %w", err)
-	}
-	return t, facts, nil
-}
 
 // activityConn records when a byte last arrived: the keepalive's proof
 // that the peer is alive, whatever the traffic.
@@ -374,7 +330,7 @@ var errNoTunnels = errors.New("peer does not offer tunnels")
 // connection dialled for the tunnel is returned as the stream's own
 // connection (direct): it used t's SNI and the flow ALPN. With errNoTunnels
 // the caller dials a connection for the stream itself.
-func (p *tunnelPool) stream(ctx context.Context, addr string, t Target) (s net.Conn, direct *tls.Conn, err error) {
+func (p *tunnelPool) stream(ctx context.Context, addr string, t wire.Target) (s net.Conn, direct *tls.Conn, err error) {
 	for attempt := 0; ; attempt++ {
 		p.mu.Lock()
 		if p.done {
@@ -434,7 +390,7 @@ type dialResult struct {
 // startDial dials a tunnel to addr. With ctx (a stream waits) it runs
 // under ctx and reports to res; without, it runs in the background. Either
 // way the connect timeout bounds it. p.mu is held.
-func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t Target, ctx context.Context, res *dialResult) {
+func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx context.Context, res *dialResult) {
 	ch := make(chan struct{})
 	pe.dialing = ch
 	pe.result = res
@@ -482,7 +438,7 @@ func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t Target, ctx contex
 // dial opens an mTLS connection to addr offering the tunnel and the flow
 // protocols, with t's SNI so that a peer without tunnels can take the
 // connection as t's stream.
-func (p *tunnelPool) dial(ctx context.Context, addr string, t Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
+func (p *tunnelPool) dial(ctx context.Context, addr string, t wire.Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
 	g := p.g
 	raw, err := g.dial(ctx, addr)
 	if err != nil {
@@ -490,7 +446,7 @@ func (p *tunnelPool) dial(ctx context.Context, addr string, t Target, path *path
 		return nil, nil, fmt.Errorf("dial gateway %s: %w", addr, err)
 	}
 	tcfg := g.id.ClientConfig(t.SNI())
-	tcfg.NextProtos = []string{alpnTunnel, alpnFlow}
+	tcfg.NextProtos = []string{wire.ALPNTunnel, wire.ALPNFlow}
 	tc := tls.Client(raw, tcfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
@@ -498,7 +454,7 @@ func (p *tunnelPool) dial(ctx context.Context, addr string, t Target, path *path
 		return nil, nil, fmt.Errorf("mTLS handshake with gateway %s: %w", addr, err)
 	}
 	cs := tc.ConnectionState()
-	if cs.NegotiatedProtocol != alpnTunnel {
+	if cs.NegotiatedProtocol != wire.ALPNTunnel {
 		g.metrics.tunnelDials.WithLabelValues("no-tunnels").Inc()
 		g.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", addr, "retry_in", noTunnelsFor)
 		return nil, tc, nil
@@ -550,7 +506,7 @@ func (p *tunnelPool) markDownLocked(pe *tunnelPeer, addr string, why error) {
 func (p *tunnelPool) probe(pe *tunnelPeer, addr string) {
 	defer p.g.wg.Done()
 	wait := p.g.cfg.Tunnels.Keepalive
-	probeTarget := Target{Namespace: "strait", Name: "probe", Port: 1}
+	probeTarget := wire.Target{Namespace: "strait", Name: "probe", Port: 1}
 	for {
 		select {
 		case <-p.g.ctx.Done():
@@ -747,7 +703,7 @@ func (g *Gateway) serveTunnel(tc *tls.Conn, peer identity.ID) {
 			// Answered like any refusal, so the peer sends the flow elsewhere.
 			g.metrics.refused.WithLabelValues("tunnel").Inc()
 			s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-			_ = writeStatus(s, fmt.Errorf("gateway of %s is at its connection limit (%d)", g.cfg.Cluster, g.cfg.Limits.MaxConnections))
+			_ = wire.WriteAnswer(s, fmt.Errorf("gateway of %s is at its connection limit (%d)", g.cfg.Cluster, g.cfg.Limits.MaxConnections))
 			s.Close()
 			continue
 		}
@@ -765,7 +721,7 @@ func (g *Gateway) serveTunnel(tc *tls.Conn, peer identity.ID) {
 func (g *Gateway) serveTunnelStream(s *tunnelStream, peer identity.ID) {
 	defer s.Close()
 	s.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	t, facts, err := readStreamHeader(s)
+	t, facts, err := wire.ReadStreamHeader(s)
 	if err != nil {
 		g.refuseInbound(s, peer, "", err)
 		return

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -84,7 +85,7 @@ func (w WhatIf) snapshot(from string, failed map[string]bool) *catalog.Snapshot 
 }
 
 // plan runs the gateway's planner for a flow from cluster from.
-func (w WhatIf) plan(eng *sovereignty.Engine, from string, failed map[string]bool, t Target, in flowIn) (*routePlan, error) {
+func (w WhatIf) plan(eng *sovereignty.Engine, from string, failed map[string]bool, t wire.Target, in flowIn) (*routePlan, error) {
 	fc, ok := w.Top.Cluster(from)
 	if !ok {
 		return nil, fmt.Errorf("no cluster %s in the topology", from)
@@ -174,7 +175,7 @@ func (w WhatIf) Explain(q ExplainQuery) (*Explanation, error) {
 	if !ok {
 		port = 1 // unknown service: the plan says 404
 	}
-	t := Target{Namespace: q.Namespace, Name: q.Name, Port: port}
+	t := wire.Target{Namespace: q.Namespace, Name: q.Name, Port: port}
 	in := flowIn{entry: "explain", headers: q.Headers, namespace: q.SourceNamespace}
 	p, err := w.plan(w.Policy, q.From, failed, t, in)
 	if err != nil {
@@ -335,7 +336,7 @@ func orNone(s []string) string {
 // flowKey is one flow the tooling enumerates.
 type flowKey struct {
 	service string
-	target  Target
+	target  wire.Target
 	from    string
 	variant sovereignty.Variant
 }
@@ -346,7 +347,7 @@ func (w WhatIf) flows(variants []sovereignty.Variant) []flowKey {
 	for _, svc := range w.Top.Services() {
 		ns, name, _ := strings.Cut(svc, "/")
 		port, _ := w.port(ns, name, 0)
-		t := Target{Namespace: ns, Name: name, Port: port}
+		t := wire.Target{Namespace: ns, Name: name, Port: port}
 		clusters := make([]string, 0, len(w.Top.Clusters))
 		for _, c := range w.Top.Clusters {
 			clusters = append(clusters, c.Name)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/internal/metricstest"
 	"github.com/straitmesh/strait/lab"
@@ -182,7 +183,7 @@ func TestCrossClusterThroughBothGateways(t *testing.T) {
 func TestInboundRefusesClientWithoutFederationCertificate(t *testing.T) {
 	l := twoClusters(t)
 	b := l.Gateway("b")
-	sni := gateway.Target{Namespace: "demo", Name: "ledger", Port: 8080}.SNI()
+	sni := wire.Target{Namespace: "demo", Name: "ledger", Port: 8080}.SNI()
 	foreign, err := identity.NewCA("strait.local", time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/straitmesh/strait/deploy/examples"
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/lab"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -400,7 +401,7 @@ func TestInboundFactsOnlyNarrow(t *testing.T) {
 		}
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", data, &tls.Config{
 			Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"strait-flow/1"},
-			ServerName: gateway.Target{Namespace: "demo", Name: service, Port: 8080}.SNI(),
+			ServerName: wire.Target{Namespace: "demo", Name: service, Port: 8080}.SNI(),
 		})
 		if err != nil {
 			t.Fatal(err)

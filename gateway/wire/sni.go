@@ -1,4 +1,4 @@
-package gateway
+package wire
 
 import (
 	"errors"
@@ -97,7 +97,7 @@ func parseHost(host string, suffixes ...string) (Target, error) {
 			continue
 		}
 		name, ns, ok := strings.Cut(base, ".")
-		if !ok || !isLabel(name) || !isLabel(ns) {
+		if !ok || !IsLabel(name) || !IsLabel(ns) {
 			return Target{}, fmt.Errorf("want <service>.<namespace>%s with DNS labels", suffix)
 		}
 		return Target{Namespace: ns, Name: name}, nil
@@ -113,7 +113,7 @@ func parsePort(s string) (int, error) {
 	return p, nil
 }
 
-func isLabel(s string) bool {
+func IsLabel(s string) bool {
 	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
 		return false
 	}

@@ -1,4 +1,4 @@
-package gateway
+package wire
 
 import (
 	"errors"
@@ -99,7 +99,7 @@ func FuzzParseAuthority(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if tg.Port < 1 || tg.Port > 65535 || !isLabel(tg.Name) || !isLabel(tg.Namespace) {
+		if tg.Port < 1 || tg.Port > 65535 || !IsLabel(tg.Name) || !IsLabel(tg.Namespace) {
 			t.Fatalf("ParseAuthority(%q) = %+v", s, tg)
 		}
 	})
@@ -164,7 +164,7 @@ func FuzzParseMeshSNI(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if tg.Port < 1 || tg.Port > 65535 || !isLabel(tg.Name) || !isLabel(tg.Namespace) {
+		if tg.Port < 1 || tg.Port > 65535 || !IsLabel(tg.Name) || !IsLabel(tg.Namespace) {
 			t.Fatalf("ParseMeshSNI(%q) = %+v", s, tg)
 		}
 		if back, err := ParseSNI(tg.SNI()); err != nil || back != tg {

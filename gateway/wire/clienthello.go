@@ -1,4 +1,4 @@
-package gateway
+package wire
 
 import (
 	"errors"
@@ -31,19 +31,19 @@ const (
 	serverNameTypeHostName   = 0
 )
 
-// clientHello is what the passthrough listener read from a client.
-type clientHello struct {
-	// raw is every byte read from the client, record headers included,
+// ClientHello is what the passthrough listener read from a client.
+type ClientHello struct {
+	// Raw is every byte read from the client, record headers included,
 	// to be written upstream unchanged.
-	raw []byte
-	// serverName is the SNI host name, "" when the client sent none.
-	serverName string
+	Raw []byte
+	// ServerName is the SNI host name, "" when the client sent none.
+	ServerName string
 }
 
-// readClientHello reads the TLS records that carry the client's
+// ReadClientHello reads the TLS records that carry the client's
 // ClientHello, and no byte more, without answering anything. It reads at
 // most maxHelloRead bytes.
-func readClientHello(r io.Reader) (*clientHello, error) {
+func ReadClientHello(r io.Reader) (*ClientHello, error) {
 	raw := make([]byte, 0, 512)
 	var msg []byte // handshake bytes so far
 	for records := 0; ; records++ {
@@ -94,7 +94,7 @@ func readClientHello(r io.Reader) (*clientHello, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadClientHello, err)
 		}
-		return &clientHello{raw: raw, serverName: name}, nil
+		return &ClientHello{Raw: raw, ServerName: name}, nil
 	}
 }
 

@@ -1,4 +1,4 @@
-package gateway
+package wire
 
 import (
 	"bytes"
@@ -119,7 +119,7 @@ func TestReadClientHelloFromCryptoTLS(t *testing.T) {
 				}
 				// Bytes after the ClientHello are not read: they go upstream later.
 				r := bytes.NewReader(append(append([]byte(nil), input.raw...), "early data"...))
-				h, err := readClientHello(r)
+				h, err := ReadClientHello(r)
 				if input.records > maxHelloRecords {
 					if !errors.Is(err, ErrBadClientHello) || !strings.Contains(err.Error(), "not complete after 16 records") {
 						t.Errorf("%s: %v, want the record limit", input.name, err)
@@ -129,11 +129,11 @@ func TestReadClientHelloFromCryptoTLS(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", input.name, err)
 				}
-				if h.serverName != tc.want {
-					t.Errorf("%s: server name %q, want %q", input.name, h.serverName, tc.want)
+				if h.ServerName != tc.want {
+					t.Errorf("%s: server name %q, want %q", input.name, h.ServerName, tc.want)
 				}
-				if !bytes.Equal(h.raw, input.raw) {
-					t.Errorf("%s: raw is %d bytes, want the %d bytes of the ClientHello records", input.name, len(h.raw), len(input.raw))
+				if !bytes.Equal(h.Raw, input.raw) {
+					t.Errorf("%s: raw is %d bytes, want the %d bytes of the ClientHello records", input.name, len(h.Raw), len(input.raw))
 				}
 				if r.Len() != len("early data") {
 					t.Errorf("%s: read %d bytes past the ClientHello", input.name, len("early data")-r.Len())
@@ -200,8 +200,8 @@ func TestReadClientHelloBuilt(t *testing.T) {
 	for _, tc := range ok {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := handshakeRecord(tc.body)
-			h, err := readClientHello(bytes.NewReader(raw))
-			if err != nil || h.serverName != tc.want {
+			h, err := ReadClientHello(bytes.NewReader(raw))
+			if err != nil || h.ServerName != tc.want {
 				t.Fatalf("readClientHello = %+v, %v; want %q", h, err, tc.want)
 			}
 			if got, ok := cryptoServerName(raw); ok && got != tc.want {
@@ -247,7 +247,7 @@ func TestReadClientHelloBuilt(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := readClientHello(bytes.NewReader(handshakeRecord(tc.body)))
+			h, err := ReadClientHello(bytes.NewReader(handshakeRecord(tc.body)))
 			if !errors.Is(err, ErrBadClientHello) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("readClientHello = %+v, %v; want ErrBadClientHello with %q", h, err, tc.want)
 			}
@@ -276,7 +276,7 @@ func TestReadClientHelloRecordErrors(t *testing.T) {
 		{"record inside the hello", interleaved, "record of type 20 inside the ClientHello"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := readClientHello(bytes.NewReader(tc.in))
+			h, err := ReadClientHello(bytes.NewReader(tc.in))
 			if !errors.Is(err, ErrBadClientHello) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("readClientHello = %+v, %v; want ErrBadClientHello with %q", h, err, tc.want)
 			}
@@ -284,13 +284,13 @@ func TestReadClientHelloRecordErrors(t *testing.T) {
 	}
 
 	t.Run("closed before a byte", func(t *testing.T) {
-		_, err := readClientHello(bytes.NewReader(nil))
+		_, err := ReadClientHello(bytes.NewReader(nil))
 		if !errors.Is(err, io.EOF) || errors.Is(err, ErrBadClientHello) || !strings.Contains(err.Error(), "closed before a ClientHello") {
 			t.Fatalf("err %v", err)
 		}
 	})
 	for _, cut := range []int{3, recordHeaderLen, recordHeaderLen + 10, len(hello) - 1} {
-		_, err := readClientHello(bytes.NewReader(hello[:cut]))
+		_, err := ReadClientHello(bytes.NewReader(hello[:cut]))
 		if !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrBadClientHello) {
 			t.Errorf("cut after %d bytes: %v, want io.ErrUnexpectedEOF", cut, err)
 		}
@@ -301,7 +301,7 @@ func TestReadClientHelloRecordErrors(t *testing.T) {
 		defer b.Close()
 		go b.Write(hello[:10])
 		a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		_, err := readClientHello(a)
+		_, err := ReadClientHello(a)
 		if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "after 10 bytes") {
 			t.Fatalf("err %v", err)
 		}
@@ -349,7 +349,7 @@ func TestReadClientHelloLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cr := &countingReader{r: tc.r}
-			_, err := readClientHello(cr)
+			_, err := ReadClientHello(cr)
 			if !errors.Is(err, ErrBadClientHello) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
@@ -361,8 +361,8 @@ func TestReadClientHelloLimits(t *testing.T) {
 	// The largest ClientHello allowed, split over the most records allowed.
 	body := helloBody(sniExt("a.example"), ext(21, make([]byte, maxClientHello-4-len(helloBody(sniExt("a.example")))-4)))
 	raw := reframe(t, handshakeRecord(body), maxClientHello/maxHelloRecords)
-	h, err := readClientHello(bytes.NewReader(raw))
-	if err != nil || h.serverName != "a.example" || len(h.raw) != len(raw) || len(raw) > maxHelloRead {
+	h, err := ReadClientHello(bytes.NewReader(raw))
+	if err != nil || h.ServerName != "a.example" || len(h.Raw) != len(raw) || len(raw) > maxHelloRead {
 		t.Fatalf("largest ClientHello (%d bytes in %d records): %v", len(raw), maxHelloRecords, err)
 	}
 	if name, ok := cryptoServerName(raw); !ok || name != "a.example" {
@@ -390,7 +390,7 @@ func FuzzReadClientHello(f *testing.F) {
 	f.Add([]byte{22, 3, 1, 0, 4, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cr := &countingReader{r: bytes.NewReader(data)}
-		h, err := readClientHello(cr)
+		h, err := ReadClientHello(cr)
 		if cr.n > maxHelloRead {
 			t.Fatalf("read %d bytes, more than %d", cr.n, maxHelloRead)
 		}
@@ -400,11 +400,11 @@ func FuzzReadClientHello(f *testing.F) {
 			}
 			return
 		}
-		if len(h.raw) != cr.n || !bytes.Equal(h.raw, data[:cr.n]) {
-			t.Fatalf("raw (%d bytes) is not what was read (%d bytes)", len(h.raw), cr.n)
+		if len(h.Raw) != cr.n || !bytes.Equal(h.Raw, data[:cr.n]) {
+			t.Fatalf("raw (%d bytes) is not what was read (%d bytes)", len(h.Raw), cr.n)
 		}
-		if name, ok := cryptoServerName(h.raw); ok && name != h.serverName {
-			t.Fatalf("server name %q, crypto/tls reads %q", h.serverName, name)
+		if name, ok := cryptoServerName(h.Raw); ok && name != h.ServerName {
+			t.Fatalf("server name %q, crypto/tls reads %q", h.ServerName, name)
 		}
 	})
 }

@@ -1,0 +1,207 @@
+package wire
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	"github.com/straitmesh/strait/sovereignty"
+)
+
+// ALPNTunnel is the ALPN protocol of a tunnel: one mTLS connection between
+// two gateways that carries many streams (yamux). Each stream starts with
+// a header (the target's SNI and the flow facts) and is answered with the
+// same status line as a connection of its own.
+const ALPNTunnel = "strait-tunnel/1"
+
+// ALPNFlow is the ALPN protocol with which two gateways agree that the
+// outbound one sends a flow-facts line right after the mTLS handshake,
+// before the inbound one answers. A peer that does not offer it sends no
+// facts, and the inbound gateway then classifies only by what it sees.
+const ALPNFlow = "strait-flow/1"
+
+// MaxStreamName bounds the target name in a stream header (a DNS name).
+const MaxStreamName = 255
+
+// EncodeStreamHeader is the start of every tunnel stream: the target as a
+// length-prefixed SNI, then the facts line.
+func EncodeStreamHeader(t Target, facts []byte) []byte {
+	sni := t.SNI()
+	b := make([]byte, 0, 2+len(sni)+len(facts))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sni)))
+	b = append(b, sni...)
+	return append(b, facts...)
+}
+
+// ReadStreamHeader reads a stream header; nothing after it is consumed.
+func ReadStreamHeader(r io.Reader) (Target, Facts, error) {
+	var n [2]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return Target{}, Facts{}, fmt.Errorf("read stream header: %w", err)
+	}
+	l := int(binary.BigEndian.Uint16(n[:]))
+	if l == 0 || l > MaxStreamName {
+		return Target{}, Facts{}, fmt.Errorf("read stream header: target name of %d bytes (want 1-%d)", l, MaxStreamName)
+	}
+	name := make([]byte, l)
+	if _, err := io.ReadFull(r, name); err != nil {
+		return Target{}, Facts{}, fmt.Errorf("read stream header: %w", err)
+	}
+	t, err := ParseSNI(string(name))
+	if err != nil {
+		return Target{}, Facts{}, fmt.Errorf("stream header: %w", err)
+	}
+	facts, err := ReadFacts(r)
+	if err != nil {
+		return t, Facts{}, fmt.Errorf("stream header: %w", err)
+	}
+	return t, facts, nil
+}
+
+// MaxFactsLine bounds the facts line.
+const MaxFactsLine = 4096
+
+// Facts is the one JSON line the outbound gateway sends: what it used
+// to classify the flow. The inbound gateway can only add restrictions with
+// it: claimed classes join the classes it finds itself, and a claimed
+// region set must contain both ends. Nothing in it can widen access.
+type Facts struct {
+	// Classes the outbound gateway found for the flow.
+	Classes []string `json:"classes,omitempty"`
+	// Regions the flow may touch (the intersection of its classes'),
+	// meaningful when Restricted.
+	Regions    []string `json:"regions,omitempty"`
+	Restricted bool     `json:"restricted,omitempty"`
+	// Namespace of the calling workload, as the outbound gateway knows it.
+	Namespace string `json:"namespace,omitempty"`
+	// Headers the outbound gateway's policy classifies by, as the client
+	// sent them. Empty for L4 flows.
+	Headers map[string][]string `json:"headers,omitempty"`
+	// Policy is the outbound gateway's policy version, for the audit trail.
+	Policy uint64 `json:"policy,omitempty"`
+}
+
+var ErrBadFacts = errors.New("bad flow facts")
+
+func EncodeFacts(f Facts) ([]byte, error) {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode flow facts: %w", err)
+	}
+	if len(b)+1 > MaxFactsLine {
+		return nil, fmt.Errorf("encode flow facts: %d bytes exceeds %d", len(b)+1, MaxFactsLine)
+	}
+	return append(b, '\n'), nil
+}
+
+// ReadFacts reads the facts line one byte at a time, so nothing after it
+// is consumed, and validates it.
+func ReadFacts(r io.Reader) (Facts, error) {
+	var buf [MaxFactsLine]byte
+	for n := 0; n < len(buf); n++ {
+		if _, err := io.ReadFull(r, buf[n:n+1]); err != nil {
+			return Facts{}, fmt.Errorf("%w: %v", ErrBadFacts, err)
+		}
+		if buf[n] == '\n' {
+			return DecodeFacts(buf[:n])
+		}
+	}
+	return Facts{}, fmt.Errorf("%w: longer than %d bytes", ErrBadFacts, MaxFactsLine)
+}
+
+// DecodeFacts parses and bounds one facts line.
+func DecodeFacts(b []byte) (Facts, error) {
+	var f Facts
+	if err := json.Unmarshal(b, &f); err != nil {
+		return Facts{}, fmt.Errorf("%w: %v", ErrBadFacts, err)
+	}
+	if len(f.Classes) > sovereignty.MaxClasses || len(f.Regions) > sovereignty.MaxRegions || len(f.Headers) > 32 {
+		return Facts{}, fmt.Errorf("%w: too many classes, regions or headers", ErrBadFacts)
+	}
+	for _, s := range append(append([]string{}, f.Classes...), f.Regions...) {
+		if !IsLabel(s) {
+			return Facts{}, fmt.Errorf("%w: %q is not a class or region name", ErrBadFacts, s)
+		}
+	}
+	if f.Namespace != "" && !IsLabel(f.Namespace) {
+		return Facts{}, fmt.Errorf("%w: namespace %q", ErrBadFacts, f.Namespace)
+	}
+	for k, vs := range f.Headers {
+		if len(vs) == 0 || len(vs) > 8 || k == "" {
+			return Facts{}, fmt.Errorf("%w: header %q", ErrBadFacts, k)
+		}
+	}
+	return f, nil
+}
+
+// Header returns the facts' headers as an http.Header with canonical keys.
+func (f Facts) Header() http.Header {
+	if len(f.Headers) == 0 {
+		return nil
+	}
+	h := make(http.Header, len(f.Headers))
+	for k, vs := range f.Headers {
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		h[ck] = append(h[ck], vs...)
+	}
+	return h
+}
+
+// The inbound gateway answers every accepted stream with one status line
+// before any payload: "OK\n", or "ERR <reason>\n" and close. It lets the
+// outbound side fail over before it has sent a byte.
+const MaxAnswerLine = 512
+
+func WriteAnswer(w io.Writer, err error) error {
+	line := "OK\n"
+	if err != nil {
+		line = "ERR " + strings.ReplaceAll(err.Error(), "\n", " ")
+		if len(line) > MaxAnswerLine-1 {
+			line = line[:MaxAnswerLine-1]
+		}
+		line += "\n"
+	}
+	_, werr := io.WriteString(w, line)
+	return werr
+}
+
+// ReadAnswer reads the status line one byte at a time so that no payload
+// byte sent right after it is consumed.
+func ReadAnswer(r io.Reader) error {
+	var buf [MaxAnswerLine]byte
+	for n := 0; n < len(buf); n++ {
+		if _, err := io.ReadFull(r, buf[n:n+1]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return errors.New("closed the stream before answering")
+			}
+			return fmt.Errorf("read answer: %w", err)
+		}
+		if buf[n] == '\n' {
+			line := string(buf[:n])
+			if line == "OK" {
+				return nil
+			}
+			if reason, ok := strings.CutPrefix(line, "ERR "); ok {
+				return &Refusal{reason}
+			}
+			return fmt.Errorf("unexpected answer %q", line)
+		}
+	}
+	return errors.New("answer longer than 512 bytes")
+}
+
+// Refusal is an "ERR <reason>" answer from another gateway.
+type Refusal struct{ Reason string }
+
+func (e *Refusal) Error() string { return e.Reason }
+
+// residency reports whether the remote gateway refused for residency.
+func (e *Refusal) Residency() bool { return strings.HasPrefix(e.Reason, ResidencyPrefix) }
+
+// ResidencyPrefix starts every residency refusal an inbound gateway sends.
+const ResidencyPrefix = "residency: "
