@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/straitmesh/strait/gateway/route"
 )
 
 // Status is the document served on /v1/status and printed by `strait status`.
@@ -33,7 +34,7 @@ type Status struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Ejected lists the local endpoints and remote gateways that passive
 	// outlier detection ejected: tried only after every other candidate.
-	Ejected []EjectedStatus `json:"ejected,omitempty"`
+	Ejected []route.EjectedStatus `json:"ejected,omitempty"`
 }
 
 // TunnelStatus is one outbound tunnel, or one peer that only takes a
@@ -107,7 +108,7 @@ func (g *Gateway) Status() Status {
 		Addresses: Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr(), Passthrough: g.PassthroughAddr()},
 		State:     g.stateStatus(),
 		Warnings:  g.stateWarnings(),
-		Ejected:   g.sel.out.status(),
+		Ejected:   g.sel.Out.Status(),
 		Imports:   []ImportStatus{},
 		Members:   []MemberStatus{},
 		Clusters:  []ClusterStatus{},

@@ -10,6 +10,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/sovereignty"
@@ -47,8 +48,8 @@ type Config struct {
 	Health HealthConfig `mapstructure:"health"`
 	// Outlier ejects local endpoints and remote gateways that keep
 	// failing to connect.
-	Outlier OutlierConfig `mapstructure:"outlier"`
-	Log     LogConfig     `mapstructure:"log"`
+	Outlier route.OutlierConfig `mapstructure:"outlier"`
+	Log     LogConfig           `mapstructure:"log"`
 
 	// Services is the static discovery source: the local services this
 	// gateway exports to the federation.
@@ -146,19 +147,6 @@ type HealthConfig struct {
 	Timeout time.Duration `mapstructure:"timeout"`
 }
 
-// OutlierConfig sets passive outlier ejection: a local endpoint, or a
-// remote cluster's gateway for one service, that fails this many connects
-// in a row is tried only after every other candidate for a while.
-type OutlierConfig struct {
-	// ConsecutiveFailures that eject. Default 3.
-	ConsecutiveFailures int `mapstructure:"consecutiveFailures"`
-	// BaseEjection is the first ejection's length; it doubles with each
-	// further ejection without a success in between. Default 5s.
-	BaseEjection time.Duration `mapstructure:"baseEjection"`
-	// MaxEjection caps the ejection time. Default 5m.
-	MaxEjection time.Duration `mapstructure:"maxEjection"`
-}
-
 // LogConfig sets logging.
 type LogConfig struct {
 	// Level is debug, info (default), warn or error.
@@ -197,7 +185,7 @@ func DefaultConfig() Config {
 		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096},
 		Limits:      LimitsConfig{MaxConnections: 16384},
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
-		Outlier:     OutlierConfig{ConsecutiveFailures: 3, BaseEjection: 5 * time.Second, MaxEjection: 5 * time.Minute},
+		Outlier:     route.DefaultOutlierConfig(),
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
 	}

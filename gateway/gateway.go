@@ -21,6 +21,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/identity"
 )
 
@@ -61,7 +62,7 @@ type Gateway struct {
 	version string
 	metrics *metrics
 	health  *healthChecker
-	sel     *selector
+	sel     *route.Selector
 	res     *residency
 	catalog *catalog.Catalog
 	state   *state.Store
@@ -186,7 +187,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		g.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
 	g.metrics = newMetrics(g.reg)
-	g.sel = newSelector(cfg.Cluster, cfg.Outlier, g.metrics, systemClock{}, g.log)
+	g.sel = route.NewSelector(cfg.Cluster, cfg.Outlier, g.metrics.selector(), route.SystemClock{}, g.log)
 	g.serverTLS = g.id.ServerConfig()
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.conns.init(cfg.Limits.MaxConnections)

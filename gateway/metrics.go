@@ -1,6 +1,9 @@
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/straitmesh/strait/gateway/route"
+)
 
 type metrics struct {
 	connections        *prometheus.CounterVec
@@ -18,7 +21,7 @@ type metrics struct {
 	tunnelDials        *prometheus.CounterVec
 	tunnelClosed       *prometheus.CounterVec
 	ejections          *prometheus.CounterVec
-	ejected            *ejectedCollector
+	ejected            *route.EjectedCollector
 	inflight           *prometheus.GaugeVec
 	passthroughRefused *prometheus.CounterVec
 }
@@ -74,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_ejections_total",
 			Help: "Ejections by passive outlier detection of a local endpoint or a remote gateway, by service and the cluster it is in.",
 		}, []string{"service", "cluster"}),
-		ejected: newEjectedCollector(),
+		ejected: route.NewEjectedCollector(),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "strait_gateway_inflight_streams",
 			Help: "Streams open now, by the cluster they go to (this gateway's own cluster: streams to its local endpoints, from local workloads and other gateways).",
@@ -100,4 +103,9 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 	for _, c := range m.all() {
 		reg.Unregister(c)
 	}
+}
+
+// selector returns the collectors the endpoint selector updates.
+func (m *metrics) selector() route.Metrics {
+	return route.Metrics{Ejections: m.ejections, Inflight: m.inflight, Ejected: m.ejected}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 )
 
@@ -53,18 +54,18 @@ func (g *Gateway) serveConnect(c net.Conn) {
 		writeHTTPError(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	in := flowIn{entry: "http", headers: req.Header, namespace: req.Header.Get(sourceNamespaceHeader)}
+	in := route.FlowIn{Entry: "http", Headers: req.Header, Namespace: req.Header.Get(sourceNamespaceHeader)}
 	if req.Method == http.MethodConnect {
-		in.entry = "connect"
+		in.Entry = "connect"
 	}
-	if in.namespace != "" && !wire.IsLabel(in.namespace) {
-		writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("%s: %q is not a namespace (a DNS label)", sourceNamespaceHeader, in.namespace))
+	if in.Namespace != "" && !wire.IsLabel(in.Namespace) {
+		writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("%s: %q is not a namespace (a DNS label)", sourceNamespaceHeader, in.Namespace))
 		return
 	}
 	up, rt, err := g.connectTarget(g.ctx, t, in)
 	if err != nil {
 		status := http.StatusServiceUnavailable
-		var nre *NoRouteError
+		var nre *route.NoRouteError
 		if errors.As(err, &nre) {
 			status = nre.Status()
 		}
@@ -111,13 +112,13 @@ func (g *Gateway) serveConnect(c net.Conn) {
 func (g *Gateway) serveImport(c net.Conn, im Import) {
 	defer c.Close()
 	t := im.Target()
-	in := flowIn{entry: "import", namespace: im.Namespace}
+	in := route.FlowIn{Entry: "import", Namespace: im.Namespace}
 	if err := g.relayTarget(c, t, in, nil, false); err != nil {
 		g.outboundFailed(t.String(), in, err)
 	}
 }
 
-func (g *Gateway) carry(client, up net.Conn, t wire.Target, rt route) {
+func (g *Gateway) carry(client, up net.Conn, t wire.Target, rt destination) {
 	start := time.Now()
 	svc := t.String()
 	g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()

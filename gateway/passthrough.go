@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 )
 
@@ -77,7 +78,7 @@ func (g *Gateway) servePassthrough(c net.Conn) {
 	c.SetReadDeadline(time.Time{})
 	// The ClientHello goes with the stream header, and to the next
 	// candidate if the first refuses.
-	if err := g.relayTarget(c, t, flowIn{entry: "passthrough"}, hello.Raw, true); err != nil {
+	if err := g.relayTarget(c, t, route.FlowIn{Entry: "passthrough"}, hello.Raw, true); err != nil {
 		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
 		g.refusePassthrough(peer, t.String(), passRefusal(err), err)
 	}
@@ -85,7 +86,7 @@ func (g *Gateway) servePassthrough(c net.Conn) {
 
 // passRefusal names the reason label of a connectTarget failure.
 func passRefusal(err error) string {
-	var nre *NoRouteError
+	var nre *route.NoRouteError
 	switch {
 	case !errors.As(err, &nre):
 		return passRefusedUnavailable

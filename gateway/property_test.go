@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
@@ -472,7 +473,7 @@ func snapshotOf(top []mCluster, from string) *catalog.Snapshot {
 	return snap
 }
 
-func gatewayPlan(eng *sovereignty.Engine, top []mCluster, f mFlow) *routePlan {
+func gatewayPlan(eng *sovereignty.Engine, top []mCluster, f mFlow) *route.Plan {
 	var self mCluster
 	for _, c := range top {
 		if c.name == f.from {
@@ -480,13 +481,13 @@ func gatewayPlan(eng *sovereignty.Engine, top []mCluster, f mFlow) *routePlan {
 		}
 	}
 	t := wire.Target{Namespace: f.ns, Name: f.name, Port: f.port}
-	lv := localView{}
+	lv := route.LocalView{}
 	for _, e := range self.services {
 		if e.ns == f.ns && e.name == f.name {
-			lv = localView{exists: true, hasPort: slices.Contains(e.ports, f.port), healthy: true, labels: e.labels}
+			lv = route.LocalView{Exists: true, HasPort: slices.Contains(e.ports, f.port), Healthy: true, Labels: e.labels}
 		}
 	}
-	return planRoute(selfInfo{cluster: self.name, region: self.region, zone: self.zone}, lv, snapshotOf(top, f.from), eng, t, flowIn{entry: "prop", headers: f.headers, namespace: f.srcNS}, nil)
+	return route.NewPlan(route.Self{Cluster: self.name, Region: self.region, Zone: self.zone}, lv, snapshotOf(top, f.from), eng, t, route.FlowIn{Entry: "prop", Headers: f.headers, Namespace: f.srcNS}, nil)
 }
 
 // TestPlanAgainstOracle: random topologies, policies, failure sets and
@@ -521,14 +522,14 @@ func TestPlanAgainstOracle(t *testing.T) {
 			want := oracle(mp, top, f)
 			p := gatewayPlan(eng, top, f)
 			var got []string
-			for _, c := range p.allowed {
-				got = append(got, c.cluster)
+			for _, c := range p.Allowed {
+				got = append(got, c.Cluster)
 			}
 			if strings.Join(got, ",") != strings.Join(want.allowed, ",") {
 				t.Fatalf("flow %+v\npolicy:\n%s\ntopology %+v\ngateway would try [%s], oracle allows [%s]",
 					f, doc, top, strings.Join(got, ","), strings.Join(want.allowed, ","))
 			}
-			nre := p.refusal(eng)
+			nre := p.Refusal(eng)
 			if (nre == nil) != (want.status == 0) || nre != nil && nre.Status() != want.status {
 				t.Fatalf("flow %+v\npolicy:\n%s\ntopology %+v\ngateway refusal %v, oracle status %d", f, doc, top, nre, want.status)
 			}
@@ -540,11 +541,11 @@ func TestPlanAgainstOracle(t *testing.T) {
 			// The gateway's choice: the first allowed cluster that answers,
 			// with a random set of them failing at connect time.
 			fails := map[string]bool{}
-			for _, c := range p.allowed {
-				fails[c.cluster] = r.IntN(3) == 0
+			for _, c := range p.Allowed {
+				fails[c.Cluster] = r.IntN(3) == 0
 			}
-			conn, chosen, _, err := firstAnswer(context.Background(), p.allowed, 0, func(_ context.Context, c candidate) (net.Conn, error) {
-				if fails[c.cluster] {
+			conn, chosen, _, err := firstAnswer(context.Background(), p.Allowed, 0, func(_ context.Context, c route.Candidate) (net.Conn, error) {
+				if fails[c.Cluster] {
 					return nil, errors.New("connection refused")
 				}
 				a, b := net.Pipe()
@@ -552,22 +553,22 @@ func TestPlanAgainstOracle(t *testing.T) {
 				return a, nil
 			}, nil)
 			if err != nil {
-				for _, c := range p.allowed {
-					if !fails[c.cluster] {
-						t.Fatalf("gave up with %s answering", c.cluster)
+				for _, c := range p.Allowed {
+					if !fails[c.Cluster] {
+						t.Fatalf("gave up with %s answering", c.Cluster)
 					}
 				}
 				continue
 			}
 			conn.Close()
 			routed++
-			if chosen.cluster != p.allowed[0].cluster {
+			if chosen.Cluster != p.Allowed[0].Cluster {
 				failedOver++
 			}
-			if !slices.Contains(want.allowed, chosen.cluster) || fails[chosen.cluster] {
-				t.Fatalf("gateway chose %s; oracle allows %v", chosen.cluster, want.allowed)
+			if !slices.Contains(want.allowed, chosen.Cluster) || fails[chosen.Cluster] {
+				t.Fatalf("gateway chose %s; oracle allows %v", chosen.Cluster, want.allowed)
 			}
-			if p.facts(eng, 1).Restricted {
+			if p.Facts(eng, 1).Restricted {
 				restricted++
 			}
 			checkInboundAgrees(t, r, mp, eng, top, f, p, chosen, doc)
@@ -590,14 +591,14 @@ func TestPlanAgainstOracle(t *testing.T) {
 // the claimed classes added, and a claimed region set holds both ends.
 // Whatever the facts say, the inbound gateway never allows what its own
 // view forbids.
-func checkInboundAgrees(t *testing.T, r *rand.Rand, mp mPolicy, eng *sovereignty.Engine, top []mCluster, f mFlow, p *routePlan, chosen candidate, doc string) {
+func checkInboundAgrees(t *testing.T, r *rand.Rand, mp mPolicy, eng *sovereignty.Engine, top []mCluster, f mFlow, p *route.Plan, chosen route.Candidate, doc string) {
 	t.Helper()
-	if chosen.local {
+	if chosen.Local {
 		return
 	}
 	var dst mCluster
 	for _, c := range top {
-		if c.name == chosen.cluster {
+		if c.name == chosen.Cluster {
 			dst = c
 		}
 	}
@@ -631,7 +632,7 @@ func checkInboundAgrees(t *testing.T, r *rand.Rand, mp mPolicy, eng *sovereignty
 			src = c
 		}
 	}
-	honest := p.facts(eng, 1)
+	honest := p.Facts(eng, 1)
 	cases := []struct {
 		src   mCluster
 		facts wire.Facts

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 )
 
@@ -49,8 +50,8 @@ type relay struct {
 // twice (a TLS ClientHello: a second one only starts a second handshake),
 // so a stream that breaks with only them sent is retried. It returns an error, and
 // has sent nothing to the client, when no candidate took the flow; the
-// error is a *NoRouteError when the plan or the candidates said no.
-func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in flowIn, first []byte, firstSafe bool) error {
+// error is a *route.NoRouteError when the plan or the candidates said no.
+func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in route.FlowIn, first []byte, firstSafe bool) error {
 	svc := t.String()
 	a, err := g.prepare(t, in)
 	if err != nil {
@@ -105,8 +106,8 @@ func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in flowIn, first [
 			r.cond.Broadcast()
 			client.Close()
 			<-pumped
-			g.metrics.connections.WithLabelValues("outbound", svc, c.cluster, "broken").Inc()
-			g.log.Info("outbound connection broken before its answer", "service", svc, "cluster", c.cluster, "err", err)
+			g.metrics.connections.WithLabelValues("outbound", svc, c.Cluster, "broken").Inc()
+			g.log.Info("outbound connection broken before its answer", "service", svc, "cluster", c.Cluster, "err", err)
 			return nil
 		}
 		old := r.up
@@ -259,7 +260,7 @@ func retrySafe(err error) bool {
 }
 
 // outboundFailed counts and logs an outbound flow that found no route.
-func (g *Gateway) outboundFailed(svc string, in flowIn, err error) {
+func (g *Gateway) outboundFailed(svc string, in route.FlowIn, err error) {
 	g.metrics.connections.WithLabelValues("outbound", svc, "", "failed").Inc()
-	g.log.Info("outbound connection failed", "service", svc, "entry", in.entry, "err", err)
+	g.log.Info("outbound connection failed", "service", svc, "entry", in.Entry, "err", err)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -185,21 +186,21 @@ func (r *residency) close() {
 }
 
 // countPlan counts every decision the plan acted on.
-func (r *residency) countPlan(p *routePlan) {
-	for _, pl := range p.considered {
-		r.audit.Count(pl.decision)
+func (r *residency) countPlan(p *route.Plan) {
+	for _, pl := range p.Considered {
+		r.audit.Count(pl.Decision)
 	}
 }
 
 // flowInfo renders the flow of a plan for an audit record.
-func flowInfo(p *routePlan, eng *sovereignty.Engine, in flowIn) *sovereignty.FlowInfo {
-	fi := &sovereignty.FlowInfo{Service: p.target.Namespace + "/" + p.target.Name, Port: p.target.Port, Protocol: "tcp",
-		SourceCluster: p.source.SourceCluster, SourceRegion: p.source.SourceRegion, SourceNamespace: in.namespace,
-		Classes: eng.ClassNames(p.classes)}
-	if in.headers != nil {
+func flowInfo(p *route.Plan, eng *sovereignty.Engine, in route.FlowIn) *sovereignty.FlowInfo {
+	fi := &sovereignty.FlowInfo{Service: p.Target.Namespace + "/" + p.Target.Name, Port: p.Target.Port, Protocol: "tcp",
+		SourceCluster: p.Source.SourceCluster, SourceRegion: p.Source.SourceRegion, SourceNamespace: in.Namespace,
+		Classes: eng.ClassNames(p.Classes)}
+	if in.Headers != nil {
 		fi.Protocol = "http"
 		for _, name := range eng.HeaderNames() {
-			if v := in.headers.Get(name); v != "" {
+			if v := in.Headers.Get(name); v != "" {
 				if fi.Headers == nil {
 					fi.Headers = map[string]string{}
 				}
@@ -210,14 +211,14 @@ func flowInfo(p *routePlan, eng *sovereignty.Engine, in flowIn) *sovereignty.Flo
 	return fi
 }
 
-func candidateInfos(p *routePlan) []sovereignty.CandidateInfo {
-	out := make([]sovereignty.CandidateInfo, 0, len(p.considered))
-	for _, pl := range p.considered {
-		ci := sovereignty.CandidateInfo{Cluster: pl.cand.cluster, Region: pl.cand.region, Decision: "allow", Rule: pl.decision.Rule.ID}
+func candidateInfos(p *route.Plan) []sovereignty.CandidateInfo {
+	out := make([]sovereignty.CandidateInfo, 0, len(p.Considered))
+	for _, pl := range p.Considered {
+		ci := sovereignty.CandidateInfo{Cluster: pl.Cand.Cluster, Region: pl.Cand.Region, Decision: "allow", Rule: pl.Decision.Rule.ID}
 		switch {
-		case !pl.decision.Allow:
+		case !pl.Decision.Allow:
 			ci.Decision = "deny"
-		case !pl.routable:
+		case !pl.Routable:
 			ci.Decision = "down"
 		}
 		out = append(out, ci)
@@ -226,36 +227,36 @@ func candidateInfos(p *routePlan) []sovereignty.CandidateInfo {
 }
 
 // deny audits and counts a refused outbound flow.
-func (r *residency) deny(direction string, in flowIn, p *routePlan, nre *NoRouteError, version uint64) {
+func (r *residency) deny(direction string, in route.FlowIn, p *route.Plan, nre *route.NoRouteError, version uint64) {
 	eng, _ := r.current()
 	status := nre.Status()
 	r.audit.Refused(direction, status)
-	rec := sovereignty.Record{Kind: sovereignty.KindDecision, Decision: sovereignty.DecisionDeny, Direction: direction, Entry: in.entry,
+	rec := sovereignty.Record{Kind: sovereignty.KindDecision, Decision: sovereignty.DecisionDeny, Direction: direction, Entry: in.Entry,
 		Status: status, Rule: nre.Rule, Class: nre.Class, Reason: nre.Error(), Policy: r.info(eng, version)}
 	if eng != nil {
 		rec.Flow = flowInfo(p, eng, in)
 		rec.Candidates = candidateInfos(p)
-		for _, pl := range p.considered {
-			if pl.decision.Rule.ID == nre.Rule {
-				rec.RuleAt = pl.decision.Rule.Path + " at " + pl.decision.Rule.At
+		for _, pl := range p.Considered {
+			if pl.Decision.Rule.ID == nre.Rule {
+				rec.RuleAt = pl.Decision.Rule.Path + " at " + pl.Decision.Rule.At
 				break
 			}
 		}
 	}
 	r.audit.Write(rec)
-	r.g.log.Info("flow refused for residency", "service", p.target.String(), "status", status, "rule", nre.Rule, "class", nre.Class, "reason", nre.Reason)
+	r.g.log.Info("flow refused for residency", "service", p.Target.String(), "status", status, "rule", nre.Rule, "class", nre.Class, "reason", nre.Reason)
 }
 
 // filtered audits the candidates the policy removed from a flow that
 // still has somewhere to go, once per route and policy version.
-func (r *residency) filtered(in flowIn, p *routePlan, version uint64) {
-	denied := p.denied()
+func (r *residency) filtered(in route.FlowIn, p *route.Plan, version uint64) {
+	denied := p.Denied()
 	if len(denied) == 0 {
 		return
 	}
 	eng, _ := r.current()
 	for _, d := range denied {
-		key := fmt.Sprintf("%s|%s|%s|%s|%v", p.target, in.namespace, d.cand.cluster, d.decision.Rule.ID, classKey(eng, p))
+		key := fmt.Sprintf("%s|%s|%s|%s|%v", p.Target, in.Namespace, d.Cand.Cluster, d.Decision.Rule.ID, classKey(eng, p))
 		r.mu.Lock()
 		_, dup := r.seen[key]
 		if !dup {
@@ -268,14 +269,14 @@ func (r *residency) filtered(in flowIn, p *routePlan, version uint64) {
 		if dup {
 			continue
 		}
-		r.audit.Write(sovereignty.Record{Kind: sovereignty.KindDecision, Decision: sovereignty.DecisionFiltered, Direction: "outbound", Entry: in.entry,
-			Flow: flowInfo(p, eng, in), Rule: d.decision.Rule.ID, RuleAt: d.decision.Rule.Path + " at " + d.decision.Rule.At, Class: d.decision.Rule.Class,
-			Reason: d.decision.Describe(p.source.SourceRegion, sovCand(d.cand)), Candidates: candidateInfos(p), Policy: r.info(eng, version)})
+		r.audit.Write(sovereignty.Record{Kind: sovereignty.KindDecision, Decision: sovereignty.DecisionFiltered, Direction: "outbound", Entry: in.Entry,
+			Flow: flowInfo(p, eng, in), Rule: d.Decision.Rule.ID, RuleAt: d.Decision.Rule.Path + " at " + d.Decision.Rule.At, Class: d.Decision.Rule.Class,
+			Reason: d.Decision.Describe(p.Source.SourceRegion, route.SovCandidate(d.Cand)), Candidates: candidateInfos(p), Policy: r.info(eng, version)})
 	}
 }
 
-func classKey(eng *sovereignty.Engine, p *routePlan) []string {
-	names := eng.ClassNames(p.classes)
+func classKey(eng *sovereignty.Engine, p *route.Plan) []string {
+	names := eng.ClassNames(p.Classes)
 	sort.Strings(names)
 	return names
 }

@@ -9,88 +9,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
-// NoRouteError says why a connection to a target could not be made. It
-// lists every candidate tried and why it failed.
-type NoRouteError struct {
-	Target wire.Target
-	// Known is false when no cluster, reachable or not, exports the service.
-	Known   bool
-	Reasons []string
-	// Residency is set when the residency policy shaped the outcome:
-	// ResidencyForbidden when it allows none of the clusters that export
-	// the service, ResidencyUnavailable when it allows some but none of
-	// them could take the flow (it is then never sent elsewhere).
-	Residency string
-	// Reason, Rule and Class say which policy rule decided, for people
-	// and the audit trail.
-	Reason, Rule, Class string
-}
-
-// Residency outcomes of a NoRouteError.
-const (
-	ResidencyForbidden   = "forbidden"
-	ResidencyUnavailable = "unavailable"
-)
-
-func (e *NoRouteError) Error() string {
-	switch {
-	case !e.Known:
-		return fmt.Sprintf("no cluster exports %s", e.Target)
-	case e.Residency == ResidencyForbidden:
-		return fmt.Sprintf("residency: %s refused: %s", e.Target, e.Reason)
-	case e.Residency == ResidencyUnavailable:
-		msg := fmt.Sprintf("residency: no allowed cluster can take %s: %s", e.Target, e.Reason)
-		if len(e.Reasons) > 0 {
-			msg += "; tried: " + strings.Join(e.Reasons, "; ")
-		}
-		return msg
-	case len(e.Reasons) == 0:
-		return fmt.Sprintf("no reachable cluster has a healthy endpoint of %s", e.Target)
-	}
-	return fmt.Sprintf("no candidate for %s answered: %s", e.Target, strings.Join(e.Reasons, "; "))
-}
-
-// Status is the HTTP status a proxy client gets for e: 404 when no
-// cluster exports the service, 403 when residency allows none, else 503.
-func (e *NoRouteError) Status() int {
-	switch {
-	case !e.Known:
-		return 404
-	case e.Residency == ResidencyForbidden:
-		return 403
-	}
-	return 503
-}
-
-// candidate is one place a connection to a target can go.
-type candidate struct {
-	cluster string
-	region  string
-	local   bool   // an endpoint in our own cluster, dialled directly
-	addr    string // remote gateway data address
-	rank    int    // locality rank (plan.go); the selector balances within one
-	healthy int    // healthy endpoints of the service behind a remote gateway
-}
-
 // plan orders the places that serve t and asks the residency policy about
-// each (planRoute). eng is the policy in force.
-func (g *Gateway) plan(eng *sovereignty.Engine, t wire.Target, in flowIn) *routePlan {
-	lv := localView{}
+// each (route.NewPlan). eng is the policy in force.
+func (g *Gateway) plan(eng *sovereignty.Engine, t wire.Target, in route.FlowIn) *route.Plan {
+	lv := route.LocalView{}
 	if svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]; ok {
 		_, hasPort := svc.Target(t.Port)
-		lv = localView{exists: true, hasPort: hasPort, healthy: true, labels: svc.Labels}
+		lv = route.LocalView{Exists: true, HasPort: hasPort, Healthy: true, Labels: svc.Labels}
 	}
-	return planRoute(selfInfo{cluster: g.cfg.Cluster, region: g.cfg.Region, zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in,
-		g.sel.failover.priority(t.Namespace, t.Name))
+	return route.NewPlan(route.Self{Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in,
+		g.sel.Failover.Priority(t.Namespace, t.Name))
 }
 
 // route is where an outbound connection went.
-type route struct {
+type destination struct {
 	cluster string
 	region  string
 }
@@ -100,37 +37,37 @@ type route struct {
 type attempt struct {
 	g        *Gateway
 	t        wire.Target
-	in       flowIn
+	in       route.FlowIn
 	svc      string // t.String(), the metrics label
-	p        *routePlan
-	cands    []candidate // p.allowed in the order to try them (selector)
+	p        *route.Plan
+	cands    []route.Candidate // p.allowed in the order to try them (selector)
 	eng      *sovereignty.Engine
 	version  uint64
 	facts    []byte
 	next     int    // index in cands of the next candidate to open
 	last     string // the cluster that failed last
-	nre      *NoRouteError
+	nre      *route.NoRouteError
 	refusals int
 	start    time.Time
 }
 
 // prepare plans a flow to t. A flow the policy refuses outright, or with
-// no candidate at all, ends here with a *NoRouteError.
-func (g *Gateway) prepare(t wire.Target, in flowIn) (*attempt, error) {
+// no candidate at all, ends here with a *route.NoRouteError.
+func (g *Gateway) prepare(t wire.Target, in route.FlowIn) (*attempt, error) {
 	eng, version := g.res.current()
 	if eng == nil {
 		g.res.audit.Refused("outbound", 503)
-		return nil, &NoRouteError{Target: t, Known: true, Residency: ResidencyUnavailable, Reason: errNoPolicy.Error()}
+		return nil, &route.NoRouteError{Target: t, Known: true, Residency: route.ResidencyUnavailable, Reason: errNoPolicy.Error()}
 	}
 	p := g.plan(eng, t, in)
 	g.res.countPlan(p)
-	if nre := p.refusal(eng); nre != nil {
+	if nre := p.Refusal(eng); nre != nil {
 		if nre.Residency != "" {
 			g.res.deny("outbound", in, p, nre, version)
 		}
-		if len(p.considered) == 0 && nre.Known {
+		if len(p.Considered) == 0 && nre.Known {
 			for _, c := range g.catalog.Snapshot().Clusters {
-				if !c.Reachable && serves(c, t) {
+				if !c.Reachable && route.Serves(c, t) {
 					nre.Reasons = append(nre.Reasons, fmt.Sprintf("%s: gateway %s", c.Cluster, c.State))
 				}
 			}
@@ -138,16 +75,16 @@ func (g *Gateway) prepare(t wire.Target, in flowIn) (*attempt, error) {
 		return nil, nre
 	}
 	g.res.filtered(in, p, version)
-	facts, err := wire.EncodeFacts(p.facts(eng, version))
+	facts, err := wire.EncodeFacts(p.Facts(eng, version))
 	if err != nil {
 		return nil, err
 	}
-	cands := g.sel.order(t, p.allowed, g.localEjected(t))
+	cands := g.sel.Order(t, p.Allowed, g.localEjected(t))
 	if g.tunnels != nil {
 		cands = g.tunnels.demote(cands)
 	}
 	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, cands: cands, eng: eng, version: version,
-		facts: facts, nre: &NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
+		facts: facts, nre: &route.NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
 }
 
 // open opens a stream to the next candidate that takes one, in plan
@@ -155,18 +92,18 @@ func (g *Gateway) prepare(t wire.Target, in flowIn) (*attempt, error) {
 // candidate is local: then it is a connection to a local endpoint and
 // answered is true. Failing candidates are recorded; an error means none
 // is left or ctx ended.
-func (a *attempt) open(ctx context.Context) (up net.Conn, c candidate, answered bool, err error) {
-	up, c, a.next, err = firstAnswer(ctx, a.cands, a.next, func(ctx context.Context, c candidate) (net.Conn, error) {
+func (a *attempt) open(ctx context.Context) (up net.Conn, c route.Candidate, answered bool, err error) {
+	up, c, a.next, err = firstAnswer(ctx, a.cands, a.next, func(ctx context.Context, c route.Candidate) (net.Conn, error) {
 		if a.last != "" {
 			a.g.metrics.failovers.WithLabelValues(a.svc, a.last).Inc()
 		}
 		cctx, cancel := context.WithTimeout(ctx, a.g.cfg.Timeouts.Connect)
 		defer cancel()
-		if c.local {
+		if c.Local {
 			return a.g.openCandidate(cctx, c, a.t, a.facts) // dialLocal counts and ejects endpoints
 		}
 		// The stream counts against the remote gateway while it is open.
-		release := a.g.sel.acquire(remoteFlight(a.t, c), c.cluster)
+		release := a.g.sel.Acquire(route.RemoteFlight(a.t, c), c.Cluster)
 		up, err := a.g.openCandidate(cctx, c, a.t, a.facts)
 		if err != nil {
 			release()
@@ -175,9 +112,9 @@ func (a *attempt) open(ctx context.Context) (up net.Conn, c candidate, answered 
 		return trackConn(up, release), nil
 	}, a.failed)
 	if err != nil {
-		return nil, candidate{}, false, a.noRoute(ctx)
+		return nil, route.Candidate{}, false, a.noRoute(ctx)
 	}
-	return up, c, c.local, nil
+	return up, c, c.Local, nil
 }
 
 // firstAnswer dials cands from index from on, in order, until one answers,
@@ -185,7 +122,7 @@ func (a *attempt) open(ctx context.Context) (up net.Conn, c candidate, answered 
 // answered. It only ever dials what it is given: the planner has already
 // removed every cluster the residency policy forbids. onFail, when set,
 // sees each failure.
-func firstAnswer(ctx context.Context, cands []candidate, from int, dial func(context.Context, candidate) (net.Conn, error), onFail func(candidate, error)) (net.Conn, candidate, int, error) {
+func firstAnswer(ctx context.Context, cands []route.Candidate, from int, dial func(context.Context, route.Candidate) (net.Conn, error), onFail func(route.Candidate, error)) (net.Conn, route.Candidate, int, error) {
 	errs := []error{errors.New("no allowed candidate answered")}
 	for i := from; i < len(cands); i++ {
 		if ctx.Err() != nil {
@@ -199,19 +136,19 @@ func firstAnswer(ctx context.Context, cands []candidate, from int, dial func(con
 		if onFail != nil {
 			onFail(c, err)
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", c.cluster, err))
+		errs = append(errs, fmt.Errorf("%s: %w", c.Cluster, err))
 	}
-	return nil, candidate{}, len(cands), errors.Join(errs...)
+	return nil, route.Candidate{}, len(cands), errors.Join(errs...)
 }
 
 // failed records that c did not take the flow.
-func (a *attempt) failed(c candidate, err error) {
-	a.last = c.cluster
-	if !c.local && gatewayFault(a.g.ctx, err) {
-		a.g.sel.out.failure(gatewayKey(a.t, c.addr), a.svc, c.cluster, false)
+func (a *attempt) failed(c route.Candidate, err error) {
+	a.last = c.Cluster
+	if !c.Local && route.GatewayFault(a.g.ctx, err) {
+		a.g.sel.Out.Failure(route.GatewayKey(a.t, c.Addr), a.svc, c.Cluster, false)
 	}
-	a.g.metrics.dialFailures.WithLabelValues(a.svc, c.cluster).Inc()
-	a.nre.Reasons = append(a.nre.Reasons, fmt.Sprintf("%s: %v", c.cluster, err))
+	a.g.metrics.dialFailures.WithLabelValues(a.svc, c.Cluster).Inc()
+	a.nre.Reasons = append(a.nre.Reasons, fmt.Sprintf("%s: %v", c.Cluster, err))
 	var rr *wire.Refusal
 	if errors.As(err, &rr) && rr.Residency() {
 		a.refusals++
@@ -219,32 +156,32 @@ func (a *attempt) failed(c candidate, err error) {
 }
 
 // answered records that c took the flow.
-func (a *attempt) answered(c candidate) route {
-	if !c.local {
-		a.g.sel.out.success(gatewayKey(a.t, c.addr))
+func (a *attempt) answered(c route.Candidate) destination {
+	if !c.Local {
+		a.g.sel.Out.Success(route.GatewayKey(a.t, c.Addr))
 	}
-	a.g.metrics.connectSeconds.WithLabelValues(a.svc, c.cluster).Observe(time.Since(a.start).Seconds())
-	return route{cluster: c.cluster, region: c.region}
+	a.g.metrics.connectSeconds.WithLabelValues(a.svc, c.Cluster).Observe(time.Since(a.start).Seconds())
+	return destination{cluster: c.Cluster, region: c.Region}
 }
 
 // noRoute is the error once every candidate failed: it says whether the
 // residency policy kept the flow from going further.
-func (a *attempt) noRoute(ctx context.Context) *NoRouteError {
+func (a *attempt) noRoute(ctx context.Context) *route.NoRouteError {
 	g, nre := a.g, a.nre
 	if ctx.Err() != nil {
 		nre.Reasons = append(nre.Reasons, "connect budget exhausted")
 	}
-	switch denied := a.p.denied(); {
-	case a.refusals == len(a.p.allowed):
+	switch denied := a.p.Denied(); {
+	case a.refusals == len(a.p.Allowed):
 		// Every allowed cluster refused the flow for residency at its end.
-		nre.Residency, nre.Reason = ResidencyForbidden, "every allowed cluster refused it at its gateway: "+strings.Join(nre.Reasons, "; ")
+		nre.Residency, nre.Reason = route.ResidencyForbidden, "every allowed cluster refused it at its gateway: "+strings.Join(nre.Reasons, "; ")
 		nre.Reasons = nil
 		g.res.deny("outbound", a.in, a.p, nre, a.version)
 	case len(denied) > 0:
 		// The policy kept the flow from failing over further.
-		nre.Residency = ResidencyUnavailable
-		nre.Reason = fmt.Sprintf("refusing to send the flow elsewhere: %s", denied[0].decision.Describe(g.cfg.Region, sovCand(denied[0].cand)))
-		nre.Rule, nre.Class = denied[0].decision.Rule.ID, denied[0].decision.Rule.Class
+		nre.Residency = route.ResidencyUnavailable
+		nre.Reason = fmt.Sprintf("refusing to send the flow elsewhere: %s", denied[0].Decision.Describe(g.cfg.Region, route.SovCandidate(denied[0].Cand)))
+		nre.Rule, nre.Class = denied[0].Decision.Rule.ID, denied[0].Decision.Rule.Class
 		g.res.deny("outbound", a.in, a.p, nre, a.version)
 	}
 	return nre
@@ -256,17 +193,17 @@ func (a *attempt) noRoute(ctx context.Context) *NoRouteError {
 // next candidate, so retrying is always safe. A cluster the policy
 // forbids is never dialled: with no allowed cluster left the flow is
 // refused.
-func (g *Gateway) connectTarget(ctx context.Context, t wire.Target, in flowIn) (net.Conn, route, error) {
+func (g *Gateway) connectTarget(ctx context.Context, t wire.Target, in route.FlowIn) (net.Conn, destination, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
 	defer cancel()
 	a, err := g.prepare(t, in)
 	if err != nil {
-		return nil, route{}, err
+		return nil, destination{}, err
 	}
 	for {
 		up, c, answered, err := a.open(ctx)
 		if err != nil {
-			return nil, route{}, err
+			return nil, destination{}, err
 		}
 		if !answered {
 			err = awaitStatus(ctx, up, g.cfg.Timeouts.Connect)
@@ -295,30 +232,23 @@ func awaitStatus(ctx context.Context, up net.Conn, timeout time.Duration) error 
 	return err
 }
 
-// serves reports whether c exports t's service on t's port (binary search
-// in the view's sorted services: this runs for every new connection).
-func serves(c *catalog.ClusterView, t wire.Target) bool {
-	s, ok := c.Service(t.Namespace, t.Name)
-	return ok && s.HasPort(t.Port)
-}
-
 // openCandidate opens a stream to t through candidate c and sends its
 // header: on a pooled tunnel when the peer offers them, else on an mTLS
 // connection of its own. For the local cluster it dials an endpoint.
-func (g *Gateway) openCandidate(ctx context.Context, c candidate, t wire.Target, facts []byte) (net.Conn, error) {
-	if c.local {
+func (g *Gateway) openCandidate(ctx context.Context, c route.Candidate, t wire.Target, facts []byte) (net.Conn, error) {
+	if c.Local {
 		local := g.local.Load()
 		addrs, _ := local.endpoints(local.byKey[t.Namespace+"/"+t.Name], t.Port)
 		return g.dialEndpoints(ctx, t, addrs)
 	}
 	var direct *tls.Conn
 	if g.tunnels != nil {
-		s, d, err := g.tunnels.stream(ctx, c.addr, t)
+		s, d, err := g.tunnels.stream(ctx, c.Addr, t)
 		switch {
 		case err == nil && s != nil:
 			if _, err := s.Write(wire.EncodeStreamHeader(t, facts)); err != nil {
 				s.Close()
-				return nil, fmt.Errorf("open stream to gateway %s: %w", c.addr, err)
+				return nil, fmt.Errorf("open stream to gateway %s: %w", c.Addr, err)
 			}
 			return s, nil
 		case d != nil:
@@ -328,16 +258,16 @@ func (g *Gateway) openCandidate(ctx context.Context, c candidate, t wire.Target,
 		}
 	}
 	if direct == nil {
-		raw, err := g.dial(ctx, c.addr)
+		raw, err := g.dial(ctx, c.Addr)
 		if err != nil {
-			return nil, fmt.Errorf("dial gateway %s: %w", c.addr, err)
+			return nil, fmt.Errorf("dial gateway %s: %w", c.Addr, err)
 		}
 		tcfg := g.id.ClientConfig(t.SNI())
 		tcfg.NextProtos = []string{wire.ALPNFlow}
 		direct = tls.Client(raw, tcfg)
 		if err := direct.HandshakeContext(ctx); err != nil {
 			raw.Close()
-			return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", c.addr, err)
+			return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", c.Addr, err)
 		}
 	}
 	if direct.ConnectionState().NegotiatedProtocol == wire.ALPNFlow {
@@ -346,7 +276,7 @@ func (g *Gateway) openCandidate(ctx context.Context, c candidate, t wire.Target,
 		}
 		if _, err := direct.Write(facts); err != nil {
 			direct.Close()
-			return nil, fmt.Errorf("send flow facts to gateway %s: %w", c.addr, err)
+			return nil, fmt.Errorf("send flow facts to gateway %s: %w", c.Addr, err)
 		}
 		direct.SetWriteDeadline(time.Time{})
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 )
@@ -575,11 +576,11 @@ func (p *tunnelPool) isDown(addr string) bool {
 
 // demote moves the candidates whose gateway is down behind the others,
 // keeping both groups' order: it never removes one.
-func (p *tunnelPool) demote(cands []candidate) []candidate {
-	var down []candidate
+func (p *tunnelPool) demote(cands []route.Candidate) []route.Candidate {
+	var down []route.Candidate
 	out := cands[:0:0]
 	for _, c := range cands {
-		if !c.local && p.isDown(c.addr) {
+		if !c.Local && p.isDown(c.Addr) {
 			down = append(down, c)
 			continue
 		}

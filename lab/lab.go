@@ -18,6 +18,7 @@ import (
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -68,7 +69,7 @@ type Spec struct {
 	// Health overrides the gateway's endpoint health check when non-zero.
 	Health gateway.HealthConfig
 	// Outlier overrides the gateway's outlier ejection when non-zero.
-	Outlier gateway.OutlierConfig
+	Outlier route.OutlierConfig
 	// DirectLinks skips the emulated links: gateways dial each other
 	// directly (benchmarks of the gateway itself).
 	DirectLinks bool

@@ -12,6 +12,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -60,7 +61,7 @@ func TestOutlierEjectsDeadLocalEndpoint(t *testing.T) {
 		// The health check ran once at start and will not run again: only
 		// the outlier detection can notice the endpoint die.
 		Health:  gateway.HealthConfig{Interval: time.Hour, Timeout: 500 * time.Millisecond},
-		Outlier: gateway.OutlierConfig{ConsecutiveFailures: 3, BaseEjection: time.Minute, MaxEjection: 5 * time.Minute},
+		Outlier: route.OutlierConfig{ConsecutiveFailures: 3, BaseEjection: time.Minute, MaxEjection: 5 * time.Minute},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,7 @@ func TestOutlierEjectsDeadLocalEndpoint(t *testing.T) {
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	url := "http://" + a.ImportAddrs()["demo/ledger:8080"] + "/"
-	ejected := func() []gateway.EjectedStatus {
+	ejected := func() []route.EjectedStatus {
 		st, err := gateway.FetchStatus(ctx, b.AdminAddr())
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +95,7 @@ func TestOutlierEjectsDeadLocalEndpoint(t *testing.T) {
 		}
 	}
 	t.Logf("ejected after %d connections", n)
-	want := gateway.EjectedStatus{Service: "demo/ledger:8080", Cluster: "b", Endpoint: dead, Failures: 3, Ejections: 1}
+	want := route.EjectedStatus{Service: "demo/ledger:8080", Cluster: "b", Endpoint: dead, Failures: 3, Ejections: 1}
 	check := func(when string) {
 		t.Helper()
 		ej := ejected()

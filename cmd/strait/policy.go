@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -67,8 +68,8 @@ func (f *whatIfFlags) register(cmd *cobra.Command, withPolicy bool) {
 }
 
 // load reads the topology and, when needPolicy, the policy.
-func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (gateway.WhatIf, *gateway.Status, error) {
-	var w gateway.WhatIf
+func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, *gateway.Status, error) {
+	var w route.WhatIf
 	if f.output != "text" && f.output != "json" {
 		return w, nil, &usageError{fmt.Errorf("-o: want text or json, found %q", f.output)}
 	}
@@ -155,7 +156,7 @@ func newPolicyExplainCmd() *cobra.Command {
 			if _, ok := w.Top.Cluster(from); !ok {
 				return &usageError{fmt.Errorf("--from %s: no such cluster in the topology", from)}
 			}
-			ex, err := w.Explain(gateway.ExplainQuery{Namespace: ns, Name: name, Port: port, From: from, Headers: h, SourceNamespace: namespace})
+			ex, err := w.Explain(route.ExplainQuery{Namespace: ns, Name: name, Port: port, From: from, Headers: h, SourceNamespace: namespace})
 			if err != nil {
 				return &usageError{err}
 			}

@@ -1,4 +1,4 @@
-package gateway
+package route
 
 import (
 	"log/slog"
@@ -11,27 +11,27 @@ import (
 	"github.com/straitmesh/strait/gateway/wire"
 )
 
-// clock tells the time to code whose behaviour depends on it, so tests can
+// Clock tells the time to code whose behaviour depends on it, so tests can
 // move it by hand.
-type clock interface {
+type Clock interface {
 	Now() time.Time
 }
 
-type systemClock struct{}
+type SystemClock struct{}
 
-func (systemClock) Now() time.Time { return time.Now() }
+func (SystemClock) Now() time.Time { return time.Now() }
 
-// outlierKey names one thing that can be ejected: a local endpoint (service
+// OutlierKey names one thing that can be ejected: a local endpoint (service
 // empty: the endpoint address is the same socket whichever service asks),
 // or a remote cluster's gateway for one service target.
-type outlierKey struct {
+type OutlierKey struct {
 	service string // wire.Target.String() for a remote gateway; "" for a local endpoint
 	addr    string // endpoint or gateway data address
 }
 
-func endpointKey(addr string) outlierKey { return outlierKey{addr: addr} }
-func gatewayKey(t wire.Target, addr string) outlierKey {
-	return outlierKey{service: t.String(), addr: addr}
+func EndpointKey(addr string) OutlierKey { return OutlierKey{addr: addr} }
+func GatewayKey(t wire.Target, addr string) OutlierKey {
+	return OutlierKey{service: t.String(), addr: addr}
 }
 
 // outlierEntry is what is known about a key that failed since its last
@@ -45,21 +45,21 @@ type outlierEntry struct {
 	last             time.Time // last failure
 }
 
-// outliers is passive outlier detection. A key that fails
+// Outliers is passive outlier detection. A key that fails
 // cfg.ConsecutiveFailures connects in a row is ejected for
 // cfg.BaseEjection; a key whose ejection has ended is on probation: its
 // next failure ejects it again, for twice as long each time up to
 // cfg.MaxEjection. One success forgets everything about the key. An
 // ejected key is never removed from the candidates: it is only tried after
 // every other one.
-type outliers struct {
+type Outliers struct {
 	cfg   OutlierConfig
-	clock clock
+	clock Clock
 	log   *slog.Logger
 	count *prometheus.CounterVec // strait_gateway_ejections_total, may be nil
 
 	mu sync.Mutex
-	m  map[outlierKey]*outlierEntry
+	m  map[OutlierKey]*outlierEntry
 }
 
 // maxOutlierEntries bounds the memory of keys that failed and were never
@@ -67,12 +67,12 @@ type outliers struct {
 // ejected are dropped.
 const maxOutlierEntries = 8192
 
-func newOutliers(cfg OutlierConfig, clk clock, log *slog.Logger, count *prometheus.CounterVec) *outliers {
-	return &outliers{cfg: cfg, clock: clk, log: log, count: count, m: map[outlierKey]*outlierEntry{}}
+func NewOutliers(cfg OutlierConfig, clk Clock, log *slog.Logger, count *prometheus.CounterVec) *Outliers {
+	return &Outliers{cfg: cfg, clock: clk, log: log, count: count, m: map[OutlierKey]*outlierEntry{}}
 }
 
-// success records a connect that worked.
-func (o *outliers) success(k outlierKey) {
+// Success records a connect that worked.
+func (o *Outliers) Success(k OutlierKey) {
 	o.mu.Lock()
 	e, ok := o.m[k]
 	if ok {
@@ -84,8 +84,8 @@ func (o *outliers) success(k outlierKey) {
 	}
 }
 
-// failure records a failed connect and reports whether it ejected k.
-func (o *outliers) failure(k outlierKey, service, cluster string, local bool) bool {
+// Failure records a failed connect and reports whether it ejected k.
+func (o *Outliers) Failure(k OutlierKey, service, cluster string, local bool) bool {
 	now := o.clock.Now()
 	o.mu.Lock()
 	e, ok := o.m[k]
@@ -116,7 +116,7 @@ func (o *outliers) failure(k outlierKey, service, cluster string, local bool) bo
 }
 
 // ejectionTime is the length of the n-th ejection in a row.
-func (o *outliers) ejectionTime(n int) time.Duration {
+func (o *Outliers) ejectionTime(n int) time.Duration {
 	d := o.cfg.BaseEjection
 	for i := 1; i < n && d < o.cfg.MaxEjection; i++ {
 		d *= 2
@@ -124,7 +124,7 @@ func (o *outliers) ejectionTime(n int) time.Duration {
 	return min(d, o.cfg.MaxEjection)
 }
 
-func (o *outliers) pruneLocked(now time.Time) {
+func (o *Outliers) pruneLocked(now time.Time) {
 	for k, e := range o.m {
 		if !now.Before(e.until) {
 			delete(o.m, k)
@@ -132,8 +132,8 @@ func (o *outliers) pruneLocked(now time.Time) {
 	}
 }
 
-// ejected reports which of keys are ejected now.
-func (o *outliers) ejected(keys []outlierKey, out []bool) {
+// Ejected reports which of keys are Ejected now.
+func (o *Outliers) Ejected(keys []OutlierKey, out []bool) {
 	now := o.clock.Now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -147,9 +147,9 @@ func (o *outliers) ejected(keys []outlierKey, out []bool) {
 	}
 }
 
-func (o *outliers) isEjected(k outlierKey) bool {
+func (o *Outliers) IsEjected(k OutlierKey) bool {
 	var out [1]bool
-	o.ejected([]outlierKey{k}, out[:])
+	o.Ejected([]OutlierKey{k}, out[:])
 	return out[0]
 }
 
@@ -171,8 +171,8 @@ type EjectedStatus struct {
 	Until     time.Time `json:"until"`
 }
 
-// status lists what is ejected now, by cluster, service and address.
-func (o *outliers) status() []EjectedStatus {
+// Status lists what is ejected now, by cluster, service and address.
+func (o *Outliers) Status() []EjectedStatus {
 	now := o.clock.Now()
 	o.mu.Lock()
 	var out []EjectedStatus
@@ -202,32 +202,55 @@ func (o *outliers) status() []EjectedStatus {
 	return out
 }
 
-// ejectedCollector exports strait_gateway_ejected from the outliers it is
+// EjectedCollector exports strait_gateway_ejected from the outliers it is
 // given once they exist; expiry is evaluated when it is scraped.
-type ejectedCollector struct {
+type EjectedCollector struct {
 	desc *prometheus.Desc
-	src  atomic.Pointer[outliers]
+	src  atomic.Pointer[Outliers]
 }
 
-func newEjectedCollector() *ejectedCollector {
-	return &ejectedCollector{desc: prometheus.NewDesc("strait_gateway_ejected",
+func NewEjectedCollector() *EjectedCollector {
+	return &EjectedCollector{desc: prometheus.NewDesc("strait_gateway_ejected",
 		"Local endpoints and remote gateways ejected now by passive outlier detection, by service and the cluster they are in.",
 		[]string{"service", "cluster"}, nil)}
 }
 
-func (c *ejectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *EjectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c *ejectedCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *EjectedCollector) Collect(ch chan<- prometheus.Metric) {
 	o := c.src.Load()
 	if o == nil {
 		return
 	}
 	type labels struct{ service, cluster string }
 	n := map[labels]int{}
-	for _, s := range o.status() {
+	for _, s := range o.Status() {
 		n[labels{s.Service, s.Cluster}]++
 	}
 	for l, v := range n {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), l.service, l.cluster)
 	}
 }
+
+// OutlierConfig sets passive outlier ejection: a local endpoint, or a
+// remote cluster's gateway for one service, that fails this many connects
+// in a row is tried only after every other candidate for a while.
+type OutlierConfig struct {
+	// ConsecutiveFailures that eject. Default 3.
+	ConsecutiveFailures int `mapstructure:"consecutiveFailures"`
+	// BaseEjection is the first ejection's length; it doubles with each
+	// further ejection without a success in between. Default 5s.
+	BaseEjection time.Duration `mapstructure:"baseEjection"`
+	// MaxEjection caps the ejection time. Default 5m.
+	MaxEjection time.Duration `mapstructure:"maxEjection"`
+}
+
+// DefaultOutlierConfig ejects after 3 failed connects in a row, for 5s,
+// doubling up to 5m.
+func DefaultOutlierConfig() OutlierConfig {
+	return OutlierConfig{ConsecutiveFailures: 3, BaseEjection: 5 * time.Second, MaxEjection: 5 * time.Minute}
+}
+
+// SetRand replaces the selector's uniform random source in [0, 1), for
+// deterministic orders in tests.
+func (s *Selector) SetRand(float func() float64) { s.float = float }

@@ -1,4 +1,4 @@
-package gateway
+package route
 
 import (
 	"fmt"
@@ -15,22 +15,22 @@ func failoverRec(key string, index uint64, value string) state.Record {
 // TestFailoverTable: the table follows the records, reports only the
 // services whose priority changed, and keeps the last priority that parsed.
 func TestFailoverTable(t *testing.T) {
-	var f failoverTable
-	if got := f.priority("demo", "api"); got != nil {
+	var f FailoverTable
+	if got := f.Priority("demo", "api"); got != nil {
 		t.Fatalf("empty table: %v", got)
 	}
-	changed := f.refresh([]state.Record{
+	changed := f.Refresh([]state.Record{
 		failoverRec("demo/api", 5, `{"priority": ["c", "b"]}`),
 		failoverRec("demo/web", 6, `{"priority": ["d"]}`),
 	}, discard)
 	if !slices.Equal(changed, []string{"demo/api", "demo/web"}) {
 		t.Errorf("changed %v", changed)
 	}
-	if got := f.priority("demo", "api"); !slices.Equal(got, []string{"c", "b"}) {
+	if got := f.Priority("demo", "api"); !slices.Equal(got, []string{"c", "b"}) {
 		t.Errorf("demo/api priority %v", got)
 	}
 	// Same priority at a new index, a new priority, a deletion.
-	changed = f.refresh([]state.Record{
+	changed = f.Refresh([]state.Record{
 		failoverRec("demo/api", 7, `{"priority": ["c", "b"]}`),
 		failoverRec("demo/db", 8, `{"priority": ["b", "c"]}`),
 	}, discard)
@@ -38,11 +38,11 @@ func TestFailoverTable(t *testing.T) {
 	if !slices.Equal(changed, []string{"demo/db", "demo/web"}) {
 		t.Errorf("changed %v, want demo/db and demo/web", changed)
 	}
-	if got := f.priority("demo", "web"); got != nil {
+	if got := f.Priority("demo", "web"); got != nil {
 		t.Errorf("deleted demo/web still has priority %v", got)
 	}
 	// A record that does not parse keeps the last good priority.
-	changed = f.refresh([]state.Record{
+	changed = f.Refresh([]state.Record{
 		failoverRec("demo/api", 9, `{"priority": 7}`),
 		failoverRec("demo/db", 8, `{"priority": ["b", "c"]}`),
 		failoverRec("demo/new", 10, `not json`),
@@ -50,24 +50,24 @@ func TestFailoverTable(t *testing.T) {
 	if len(changed) != 0 {
 		t.Errorf("changed %v after unparsable records", changed)
 	}
-	if got := f.priority("demo", "api"); !slices.Equal(got, []string{"c", "b"}) {
+	if got := f.Priority("demo", "api"); !slices.Equal(got, []string{"c", "b"}) {
 		t.Errorf("demo/api priority %v after an unparsable update", got)
 	}
-	if got := f.priority("demo", "new"); got != nil {
+	if got := f.Priority("demo", "new"); got != nil {
 		t.Errorf("unparsable demo/new has priority %v", got)
 	}
 }
 
 func BenchmarkFailoverPriority(b *testing.B) {
-	var f failoverTable
+	var f FailoverTable
 	var recs []state.Record
 	for i := range 1000 {
 		recs = append(recs, failoverRec(fmt.Sprintf("demo/svc-%d", i), uint64(i+1), `{"priority": ["a", "b", "c"]}`))
 	}
-	f.refresh(recs, discard)
+	f.Refresh(recs, discard)
 	b.ReportAllocs()
 	for b.Loop() {
-		if f.priority("demo", "svc-500") == nil {
+		if f.Priority("demo", "svc-500") == nil {
 			b.Fatal("no priority")
 		}
 	}

@@ -1,14 +1,10 @@
-package gateway
+package route
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,41 +33,45 @@ import (
 // Nothing here adds a candidate: the selector only permutes what the
 // planner allowed.
 
-// selector orders candidates and counts open streams.
-type selector struct {
+// Selector orders candidates and counts open streams.
+type Selector struct {
 	cluster  string // this gateway's cluster
-	out      *outliers
-	failover *failoverTable
+	Out      *Outliers
+	Failover *FailoverTable
 	gauge    *prometheus.GaugeVec // strait_gateway_inflight_streams, may be nil
 	float    func() float64       // uniform in [0, 1)
 
 	mu     sync.Mutex
-	flight map[flightKey]int
+	flight map[FlightKey]int
 }
 
-// flightKey names what open streams are counted against: a local endpoint
+// FlightKey names what open streams are counted against: a local endpoint
 // (service empty), or a remote gateway for one service target.
-type flightKey struct {
-	service string
-	addr    string
+type FlightKey struct {
+	Service string
+	Addr    string
 }
 
-func newSelector(cluster string, cfg OutlierConfig, m *metrics, clk clock, log *slog.Logger) *selector {
-	s := &selector{cluster: cluster, failover: &failoverTable{}, float: rand.Float64, flight: map[flightKey]int{}}
-	var count *prometheus.CounterVec
-	if m != nil {
-		count, s.gauge = m.ejections, m.inflight
-	}
-	s.out = newOutliers(cfg, clk, log, count)
-	if m != nil {
-		m.ejected.src.Store(s.out)
+// Metrics are the selector's collectors; any of them may be nil.
+type Metrics struct {
+	Ejections *prometheus.CounterVec // strait_gateway_ejections_total
+	Inflight  *prometheus.GaugeVec   // strait_gateway_inflight_streams
+	Ejected   *EjectedCollector      // strait_gateway_ejected
+}
+
+// NewSelector returns the selector of a gateway in cluster.
+func NewSelector(cluster string, cfg OutlierConfig, m Metrics, clk Clock, log *slog.Logger) *Selector {
+	s := &Selector{cluster: cluster, Failover: &FailoverTable{}, float: rand.Float64, flight: map[FlightKey]int{}, gauge: m.Inflight}
+	s.Out = NewOutliers(cfg, clk, log, m.Ejections)
+	if m.Ejected != nil {
+		m.Ejected.src.Store(s.Out)
 	}
 	return s
 }
 
-// acquire counts one stream to k, in cluster, and returns the function
+// Acquire counts one stream to k, in cluster, and returns the function
 // that releases it. Release is idempotent.
-func (s *selector) acquire(k flightKey, cluster string) func() {
+func (s *Selector) Acquire(k FlightKey, cluster string) func() {
 	s.mu.Lock()
 	s.flight[k]++
 	s.mu.Unlock()
@@ -93,36 +93,36 @@ func (s *selector) acquire(k flightKey, cluster string) func() {
 	}
 }
 
-func (s *selector) inflight(k flightKey) int {
+func (s *Selector) Inflight(k FlightKey) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.flight[k]
 }
 
-func remoteFlight(t wire.Target, c candidate) flightKey {
-	return flightKey{service: t.String(), addr: c.addr}
+func RemoteFlight(t wire.Target, c Candidate) FlightKey {
+	return FlightKey{Service: t.String(), Addr: c.Addr}
 }
 
-// order returns the candidates the planner allowed, in the order to dial
-// them for one connection. cands are in rank order; localEjected says
+// Order returns the candidates the planner allowed, in the Order to dial
+// them for one connection. cands are in rank Order; localEjected says
 // every local endpoint of t is ejected, which demotes the local cluster
 // like an ejected gateway.
-func (s *selector) order(t wire.Target, cands []candidate, localEjected bool) []candidate {
+func (s *Selector) Order(t wire.Target, cands []Candidate, localEjected bool) []Candidate {
 	if len(cands) == 0 {
 		return nil
 	}
-	keys := make([]outlierKey, len(cands))
+	keys := make([]OutlierKey, len(cands))
 	for i, c := range cands {
-		if !c.local {
-			keys[i] = gatewayKey(t, c.addr)
+		if !c.Local {
+			keys[i] = GatewayKey(t, c.Addr)
 		}
 	}
 	ejected := make([]bool, len(cands))
-	s.out.ejected(keys, ejected)
-	live := make([]candidate, 0, len(cands))
-	var last []candidate
+	s.Out.Ejected(keys, ejected)
+	live := make([]Candidate, 0, len(cands))
+	var last []Candidate
 	for i, c := range cands {
-		if c.local && localEjected || !c.local && ejected[i] {
+		if c.Local && localEjected || !c.Local && ejected[i] {
 			last = append(last, c)
 		} else {
 			live = append(live, c)
@@ -130,7 +130,7 @@ func (s *selector) order(t wire.Target, cands []candidate, localEjected bool) []
 	}
 	for lo := 0; lo < len(live); {
 		hi := lo + 1
-		for hi < len(live) && live[hi].rank == live[lo].rank {
+		for hi < len(live) && live[hi].Rank == live[lo].Rank {
 			hi++
 		}
 		if hi-lo > 1 {
@@ -143,17 +143,17 @@ func (s *selector) order(t wire.Target, cands []candidate, localEjected bool) []
 
 // leadGroup moves the two-choice pick of one rank to its front, keeping the
 // order of the others.
-func (s *selector) leadGroup(t wire.Target, g []candidate) {
+func (s *Selector) leadGroup(t wire.Target, g []Candidate) {
 	gateways := map[string]int{}
 	for _, c := range g {
-		gateways[c.cluster]++
+		gateways[c.Cluster]++
 	}
 	weight := make([]float64, len(g))
 	load := make([]float64, len(g))
 	s.mu.Lock()
 	for i, c := range g {
-		weight[i] = float64(max(c.healthy, 1)) / float64(gateways[c.cluster])
-		load[i] = float64(s.flight[remoteFlight(t, c)])
+		weight[i] = float64(max(c.Healthy, 1)) / float64(gateways[c.Cluster])
+		load[i] = float64(s.flight[RemoteFlight(t, c)])
 	}
 	s.mu.Unlock()
 	promote(g, pickTwo(weight, load, s.float))
@@ -205,20 +205,20 @@ func pickTwo(weight, load []float64, float func() float64) int {
 	return a
 }
 
-// orderEndpoints orders the dial addresses of a local service port for one
+// OrderEndpoints orders the dial addresses of a local service port for one
 // connection: the two-choice pick among healthy endpoints that are not
 // ejected, the other healthy ones, those failing their health check, then
 // the ejected ones.
-func (s *selector) orderEndpoints(addrs []string, down map[string]bool) []string {
+func (s *Selector) OrderEndpoints(addrs []string, down map[string]bool) []string {
 	if len(addrs) == 0 {
 		return nil
 	}
-	keys := make([]outlierKey, len(addrs))
+	keys := make([]OutlierKey, len(addrs))
 	for i, a := range addrs {
-		keys[i] = endpointKey(a)
+		keys[i] = EndpointKey(a)
 	}
 	ejected := make([]bool, len(addrs))
-	s.out.ejected(keys, ejected)
+	s.Out.Ejected(keys, ejected)
 	out := make([]string, 0, len(addrs))
 	var sick, last []string
 	for i, a := range addrs {
@@ -237,7 +237,7 @@ func (s *selector) orderEndpoints(addrs []string, down map[string]bool) []string
 		s.mu.Lock()
 		for i, a := range out {
 			weight[i] = 1
-			load[i] = float64(s.flight[flightKey{addr: a}])
+			load[i] = float64(s.flight[FlightKey{Addr: a}])
 		}
 		s.mu.Unlock()
 		promote(out, pickTwo(weight, load, s.float))
@@ -246,104 +246,12 @@ func (s *selector) orderEndpoints(addrs []string, down map[string]bool) []string
 	return append(out, last...)
 }
 
-// localEjected reports whether every local endpoint of t is ejected.
-func (g *Gateway) localEjected(t wire.Target) bool {
-	svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]
-	if !ok {
-		return false
-	}
-	addrs, _ := svc.Target(t.Port)
-	if len(addrs) == 0 {
-		return false
-	}
-	for _, a := range addrs {
-		if !g.sel.out.isEjected(endpointKey(a)) {
-			return false
-		}
-	}
-	return true
-}
-
-// dialLocal dials the local endpoints addrs of t, in the selector's order,
-// until one answers. The connection it returns releases its stream count
-// when closed.
-func (g *Gateway) dialLocal(ctx context.Context, t wire.Target, addrs []string) (net.Conn, error) {
-	if len(addrs) == 0 {
-		return nil, errors.New("no local endpoints")
-	}
-	var d net.Dialer
-	var errs []string
-	svc := t.String()
-	for _, a := range g.sel.orderEndpoints(addrs, g.local.Load().down) {
-		if ctx.Err() != nil {
-			break
-		}
-		release := g.sel.acquire(flightKey{addr: a}, g.cfg.Cluster)
-		c, err := d.DialContext(ctx, "tcp", a)
-		if err == nil {
-			g.sel.out.success(endpointKey(a))
-			return trackConn(c, release), nil
-		}
-		release()
-		if !errors.Is(ctx.Err(), context.Canceled) {
-			g.sel.out.failure(endpointKey(a), svc, g.cfg.Cluster, true)
-		}
-		errs = append(errs, err.Error())
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("no endpoint dialled: %w", ctx.Err())
-	}
-	return nil, fmt.Errorf("no endpoint answered: %s", strings.Join(errs, "; "))
-}
-
-// gatewayFault reports whether a failed connect through a remote gateway
+// GatewayFault reports whether a failed connect through a remote gateway
 // counts against it: not when its residency policy refused the flow (that
 // says nothing of its health) nor when the connection was given up on
 // (ctx cancelled: the client or the gateway is going away). A timeout
 // counts: the gateway took the whole time.
-func gatewayFault(ctx context.Context, err error) bool {
+func GatewayFault(ctx context.Context, err error) bool {
 	var rr *wire.Refusal
 	return !(errors.As(err, &rr) && rr.Residency()) && !errors.Is(ctx.Err(), context.Canceled)
-}
-
-// trackedConn releases its stream count once, when it is closed.
-type trackedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func trackConn(c net.Conn, release func()) net.Conn { return &trackedConn{Conn: c, release: release} }
-
-// unwrapConn is the connection beneath, for the zero-copy path of splice.
-func (c *trackedConn) unwrapConn() net.Conn { return c.Conn }
-
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
-// CloseWrite half-closes the connection when the one beneath can.
-func (c *trackedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
-}
-
-// ReadFrom and WriteTo keep the zero-copy paths of the connection beneath
-// for splice.
-func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
-
-func (c *trackedConn) WriteTo(w io.Writer) (int64, error) {
-	if wt, ok := c.Conn.(io.WriterTo); ok {
-		return wt.WriteTo(w)
-	}
-	return io.Copy(w, struct{ io.Reader }{c.Conn})
 }

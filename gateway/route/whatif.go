@@ -1,4 +1,4 @@
-package gateway
+package route
 
 import (
 	"fmt"
@@ -15,24 +15,9 @@ import (
 )
 
 // The residency tooling (strait policy explain, diff, simulate) answers
-// "what would the gateways do" with the gateway's own planner, planRoute,
+// "what would the gateways do" with the gateway's own planner, NewPlan,
 // run over a topology instead of a live catalog: the same ordering, the
 // same classification, the same engine.
-
-// Topology returns the federation as this status document shows it, for
-// the residency tooling in live mode.
-func (s Status) Topology() *sovereignty.Topology {
-	top := &sovereignty.Topology{}
-	for _, c := range s.Clusters {
-		tc := sovereignty.TopologyCluster{Name: c.Cluster, Region: c.Region, Zone: c.Zone, Down: !c.Reachable}
-		for _, svc := range c.Services {
-			ns, name, _ := strings.Cut(svc.Service, "/")
-			tc.Services = append(tc.Services, sovereignty.TopologyService{Namespace: ns, Name: name, Ports: svc.Ports, Labels: svc.Labels, Healthy: svc.Healthy})
-		}
-		top.Clusters = append(top.Clusters, tc)
-	}
-	return top
-}
 
 // WhatIf is a residency question about a topology.
 type WhatIf struct {
@@ -85,18 +70,18 @@ func (w WhatIf) snapshot(from string, failed map[string]bool) *catalog.Snapshot 
 }
 
 // plan runs the gateway's planner for a flow from cluster from.
-func (w WhatIf) plan(eng *sovereignty.Engine, from string, failed map[string]bool, t wire.Target, in flowIn) (*routePlan, error) {
+func (w WhatIf) plan(eng *sovereignty.Engine, from string, failed map[string]bool, t wire.Target, in FlowIn) (*Plan, error) {
 	fc, ok := w.Top.Cluster(from)
 	if !ok {
 		return nil, fmt.Errorf("no cluster %s in the topology", from)
 	}
-	lv := localView{}
+	lv := LocalView{}
 	for _, s := range fc.Services {
 		if s.Namespace == t.Namespace && s.Name == t.Name {
-			lv = localView{exists: true, hasPort: slices.Contains(s.Ports, t.Port), healthy: s.Healthy > 0 && !fc.Down && !failed[fc.Name], labels: s.Labels}
+			lv = LocalView{Exists: true, HasPort: slices.Contains(s.Ports, t.Port), Healthy: s.Healthy > 0 && !fc.Down && !failed[fc.Name], Labels: s.Labels}
 		}
 	}
-	return planRoute(selfInfo{cluster: fc.Name, region: fc.Region, zone: fc.Zone}, lv, w.snapshot(from, failed), eng, t, in, nil), nil
+	return NewPlan(Self{Cluster: fc.Name, Region: fc.Region, Zone: fc.Zone}, lv, w.snapshot(from, failed), eng, t, in, nil), nil
 }
 
 // port picks the service port a question is about: the one given, or the
@@ -176,17 +161,17 @@ func (w WhatIf) Explain(q ExplainQuery) (*Explanation, error) {
 		port = 1 // unknown service: the plan says 404
 	}
 	t := wire.Target{Namespace: q.Namespace, Name: q.Name, Port: port}
-	in := flowIn{entry: "explain", headers: q.Headers, namespace: q.SourceNamespace}
+	in := FlowIn{Entry: "explain", Headers: q.Headers, Namespace: q.SourceNamespace}
 	p, err := w.plan(w.Policy, q.From, failed, t, in)
 	if err != nil {
 		return nil, err
 	}
 	eng := w.Policy
-	ex := &Explanation{Service: t.String(), From: q.From, FromRegion: p.source.SourceRegion, Traffic: trafficLabel(q.Headers, q.SourceNamespace),
+	ex := &Explanation{Service: t.String(), From: q.From, FromRegion: p.Source.SourceRegion, Traffic: trafficLabel(q.Headers, q.SourceNamespace),
 		Policy: sovereignty.PolicyInfo{Name: eng.Name(), Version: w.Version, Digest: eng.Digest()}, Classes: []ExplainedClass{}}
 	matched := map[string][]sovereignty.MatcherInfo{}
 	addMatches := func(labels map[string]string) {
-		f := p.source
+		f := p.Source
 		f.Labels = labels
 		for cls, ms := range eng.Matched(&f) {
 			for _, m := range ms {
@@ -204,28 +189,28 @@ func (w WhatIf) Explain(q ExplainQuery) (*Explanation, error) {
 			}
 		}
 	}
-	for _, name := range eng.ClassNames(p.classes) {
+	for _, name := range eng.ClassNames(p.Classes) {
 		ci, _ := eng.Class(name)
 		ms := matched[name]
 		sort.Slice(ms, func(i, j int) bool { return ms[i].Path < ms[j].Path })
 		ex.Classes = append(ex.Classes, ExplainedClass{Name: name, Allowed: ci.Allowed, MatchedBy: ms})
 	}
-	ex.Regions, ex.Restricted = eng.AllowedRegions(p.classes)
+	ex.Regions, ex.Restricted = eng.AllowedRegions(p.Classes)
 	order := 0
-	for _, pl := range p.considered {
-		ec := ExplainedCandidate{Cluster: pl.cand.cluster, Region: pl.cand.region, State: "up", Decision: "allow", Rule: pl.decision.Rule.ID,
-			Why: pl.decision.Describe(p.source.SourceRegion, sovCand(pl.cand))}
+	for _, pl := range p.Considered {
+		ec := ExplainedCandidate{Cluster: pl.Cand.Cluster, Region: pl.Cand.Region, State: "up", Decision: "allow", Rule: pl.Decision.Rule.ID,
+			Why: pl.Decision.Describe(p.Source.SourceRegion, SovCandidate(pl.Cand))}
 		switch {
-		case pl.cand.local && !pl.routable:
+		case pl.Cand.Local && !pl.Routable:
 			ec.State = "local, down"
-		case pl.cand.local:
+		case pl.Cand.Local:
 			ec.State = "local"
-		case !pl.routable:
+		case !pl.Routable:
 			ec.State = "down"
 		}
-		if !pl.decision.Allow {
+		if !pl.Decision.Allow {
 			ec.Decision = "deny"
-		} else if pl.routable {
+		} else if pl.Routable {
 			order++
 			ec.Order = order
 		}
@@ -256,13 +241,13 @@ func trafficLabel(h http.Header, ns string) string {
 }
 
 // outcome is where a plan sends a flow, or why it is refused.
-func outcome(p *routePlan, eng *sovereignty.Engine) (int, string) {
-	if nre := p.refusal(eng); nre != nil {
+func outcome(p *Plan, eng *sovereignty.Engine) (int, string) {
+	if nre := p.Refusal(eng); nre != nil {
 		return nre.Status(), nre.Error()
 	}
 	var names []string
-	for _, c := range p.allowed {
-		names = append(names, c.cluster)
+	for _, c := range p.Allowed {
+		names = append(names, c.Cluster)
 	}
 	s := "goes to " + names[0]
 	if len(names) > 1 {
@@ -362,8 +347,8 @@ func (w WhatIf) flows(variants []sovereignty.Variant) []flowKey {
 	return out
 }
 
-func (f flowKey) in() flowIn {
-	return flowIn{entry: "simulate", headers: f.variant.Headers, namespace: f.variant.Namespace}
+func (f flowKey) in() FlowIn {
+	return FlowIn{Entry: "simulate", Headers: f.variant.Headers, Namespace: f.variant.Namespace}
 }
 
 // SimRow is one flow of a simulation.
@@ -392,10 +377,10 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("REFUSED %d", o.Status)
 }
 
-func outcomeOf(p *routePlan, eng *sovereignty.Engine) Outcome {
+func outcomeOf(p *Plan, eng *sovereignty.Engine) Outcome {
 	status, reason := outcome(p, eng)
 	if status == http.StatusOK {
-		return Outcome{Cluster: p.allowed[0].cluster, Status: status}
+		return Outcome{Cluster: p.Allowed[0].Cluster, Status: status}
 	}
 	return Outcome{Status: status, Reason: reason}
 }
@@ -551,12 +536,12 @@ func (w WhatIf) Diff(old, new *sovereignty.Engine, oldVersion uint64) (*PolicyDi
 		if err != nil {
 			return nil, err
 		}
-		for i := range pn.considered {
-			a, b := po.considered[i], pn.considered[i]
-			if a.decision.Allow != b.decision.Allow {
-				d.Decisions = append(d.Decisions, DiffRow{Service: f.service, From: f.from, Traffic: f.variant.Label, To: b.cand.cluster,
-					Old: verdict(a.decision), New: verdict(b.decision), Rule: b.decision.Rule.ID,
-					Why: b.decision.Describe(pn.source.SourceRegion, sovCand(b.cand))})
+		for i := range pn.Considered {
+			a, b := po.Considered[i], pn.Considered[i]
+			if a.Decision.Allow != b.Decision.Allow {
+				d.Decisions = append(d.Decisions, DiffRow{Service: f.service, From: f.from, Traffic: f.variant.Label, To: b.Cand.Cluster,
+					Old: verdict(a.Decision), New: verdict(b.Decision), Rule: b.Decision.Rule.ID,
+					Why: b.Decision.Describe(pn.Source.SourceRegion, SovCandidate(b.Cand))})
 			}
 		}
 		if oo, on := outcomeOf(po, old), outcomeOf(pn, new); oo.Cluster != on.Cluster || oo.Status != on.Status {
