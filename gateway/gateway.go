@@ -21,6 +21,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/identity"
 )
@@ -270,7 +271,7 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		}
 	}
 
-	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	g.admin = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 5 * time.Second}
 	g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
 	g.goServe("data", func() error { return g.acceptLoop("data", g.dataLn, g.serveInbound) })
 	if g.connectLn != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -169,13 +170,13 @@ func TestGatewayPolicyLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status := func() gateway.ResidencyStatus {
+	status := func() admin.ResidencyStatus {
 		resp, err := http.Get("http://" + g.AdminAddr() + "/v1/residency")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var st gateway.ResidencyStatus
+		var st admin.ResidencyStatus
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/internal/configfile"
 )
 
@@ -65,33 +66,20 @@ func (g *Gateway) ControlAddr() string {
 	return g.controlLn.Addr().String()
 }
 
-// StateStatus is the routing-state part of Status.
-type StateStatus struct {
-	state.Health
-	// Policies lists residency policies with the index of their version.
-	Policies []PolicyStatus `json:"policies"`
-}
-
-// PolicyStatus is one residency policy the gateway holds.
-type PolicyStatus struct {
-	Name  string `json:"name"`
-	Index uint64 `json:"index"`
-}
-
-func (g *Gateway) stateStatus() *StateStatus {
+func (g *Gateway) stateStatus() *admin.StateStatus {
 	if g.state == nil {
 		return nil
 	}
-	st := &StateStatus{Health: g.state.Health(), Policies: []PolicyStatus{}}
+	st := &admin.StateStatus{Health: g.state.Health(), Policies: []admin.PolicyStatus{}}
 	for _, r := range g.state.View().List(state.KindPolicy) {
-		st.Policies = append(st.Policies, PolicyStatus{Name: r.Key, Index: r.Index})
+		st.Policies = append(st.Policies, admin.PolicyStatus{Name: r.Key, Index: r.Index})
 	}
 	return st
 }
 
-// stateWarnings says why the routing state may be stale; the gateway
+// Warnings says why the routing state may be stale; the gateway
 // still routes on it (static stability), so these do not fail /readyz.
-func (g *Gateway) stateWarnings() []string {
+func (g *Gateway) Warnings() []string {
 	if g.state == nil {
 		return nil
 	}

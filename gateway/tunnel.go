@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
@@ -628,23 +629,23 @@ func (p *tunnelPool) close() {
 }
 
 // status lists the outbound tunnels by peer address.
-func (p *tunnelPool) status() []TunnelStatus {
+func (p *tunnelPool) status() []admin.TunnelStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := []TunnelStatus{}
+	out := []admin.TunnelStatus{}
 	now := time.Now()
 	for addr, pe := range p.peers {
 		if pe.down {
-			out = append(out, TunnelStatus{Addr: addr, State: "down"})
+			out = append(out, admin.TunnelStatus{Addr: addr, State: "down"})
 		}
 		if now.Before(pe.noTunnels) {
-			out = append(out, TunnelStatus{Addr: addr, State: "per-stream"})
+			out = append(out, admin.TunnelStatus{Addr: addr, State: "per-stream"})
 		}
 		for _, t := range pe.tunnels {
 			if t.sess.IsClosed() {
 				continue
 			}
-			ts := TunnelStatus{Peer: t.peer, Addr: addr, Streams: t.streams.Load(), RTTMs: float64(t.rtt.Load()) / 1e6, State: "open"}
+			ts := admin.TunnelStatus{Peer: t.peer, Addr: addr, Streams: t.streams.Load(), RTTMs: float64(t.rtt.Load()) / 1e6, State: "open"}
 			if t.dead.Load() {
 				ts.State = "draining"
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/lab"
 )
@@ -79,7 +80,7 @@ func TestOutlierEjectsDeadLocalEndpoint(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	url := "http://" + a.ImportAddrs()["demo/ledger:8080"] + "/"
 	ejected := func() []route.EjectedStatus {
-		st, err := gateway.FetchStatus(ctx, b.AdminAddr())
+		st, err := admin.FetchStatus(ctx, b.AdminAddr())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/federation/state"
-	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -48,7 +48,7 @@ func TestRoutingStateAcrossGateways(t *testing.T) {
 			t.Errorf("%s: policy %+v (%v), want index %d", name, r, ok, w.Index)
 		}
 	}
-	st, err := gateway.FetchStatus(ctx, l.Gateway("c").AdminAddr())
+	st, err := admin.FetchStatus(ctx, l.Gateway("c").AdminAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestRoutingStateAcrossGateways(t *testing.T) {
 	if r, ok := l.Gateway("c").RoutingState().Get(state.KindPolicy, "eu-data"); !ok || r.Index != w.Index {
 		t.Fatalf("without quorum the policy is %+v (%v)", r, ok)
 	}
-	st, err = gateway.FetchStatus(ctx, l.Gateway("c").AdminAddr())
+	st, err = admin.FetchStatus(ctx, l.Gateway("c").AdminAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/straitmesh/strait/federation/catalog"
-	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 )
 
 func adminFlag(cmd *cobra.Command, admin *string) {
@@ -51,7 +51,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 			return nil
 		},
 	})
-	var admin string
+	var adminAddr string
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the keys installed on a gateway",
@@ -59,7 +59,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			ks, err := gateway.FetchKeys(ctx, admin)
+			ks, err := admin.FetchKeys(ctx, adminAddr)
 			if err != nil {
 				return err
 			}
@@ -73,14 +73,14 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 			return nil
 		},
 	}
-	adminFlag(list, &admin)
+	adminFlag(list, &adminAddr)
 	cmd.AddCommand(list)
 	for _, op := range []struct{ name, short string }{
 		{"install", "Install a key on every gateway (accepted, not yet used)"},
 		{"use", "Make an installed key the one every gateway sends with"},
 		{"remove", "Remove a key from every gateway"},
 	} {
-		var admin, output string
+		var adminAddr, output string
 		c := &cobra.Command{
 			Use:   op.name + " KEY",
 			Short: op.short,
@@ -91,7 +91,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 				defer cancel()
-				res, err := gateway.KeyOp(ctx, admin, op.name, args[0])
+				res, err := admin.KeyOp(ctx, adminAddr, op.name, args[0])
 				if err != nil {
 					return err
 				}
@@ -118,7 +118,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 				return nil
 			},
 		}
-		adminFlag(c, &admin)
+		adminFlag(c, &adminAddr)
 		c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 		cmd.AddCommand(c)
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -147,9 +147,9 @@ func TestStatusAgainstLiveGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	admin := d.Gateway("eu-central-1").AdminAddr()
+	adminAddr := d.Gateway("eu-central-1").AdminAddr()
 
-	out, stderr, code := runStrait(t, nil, "status", "--admin", admin)
+	out, stderr, code := runStrait(t, nil, "status", "--admin", adminAddr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -160,8 +160,8 @@ func TestStatusAgainstLiveGateway(t *testing.T) {
 		}
 	}
 
-	out, _, code = runStrait(t, []string{"STRAIT_ADMIN=" + admin}, "status", "-o", "json")
-	var st gateway.Status
+	out, _, code = runStrait(t, []string{"STRAIT_ADMIN=" + adminAddr}, "status", "-o", "json")
+	var st admin.Status
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
 		t.Fatalf("status -o json: exit %d: %s", code, out)
 	}
@@ -213,8 +213,8 @@ func TestKeysRotationThroughCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	admin := d.Gateway("us-east-1").AdminAddr()
-	env := []string{"STRAIT_ADMIN=" + admin}
+	adminAddr := d.Gateway("us-east-1").AdminAddr()
+	env := []string{"STRAIT_ADMIN=" + adminAddr}
 
 	out, _, code := runStrait(t, env, "keys", "list")
 	if code != 0 || !strings.Contains(out, "(primary)") {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -68,7 +68,7 @@ func (f *whatIfFlags) register(cmd *cobra.Command, withPolicy bool) {
 }
 
 // load reads the topology and, when needPolicy, the policy.
-func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, *gateway.Status, error) {
+func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, *admin.Status, error) {
 	var w route.WhatIf
 	if f.output != "text" && f.output != "json" {
 		return w, nil, &usageError{fmt.Errorf("-o: want text or json, found %q", f.output)}
@@ -76,7 +76,7 @@ func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, 
 	if (f.topology == "") == (f.admin == "") {
 		return w, nil, &usageError{errors.New("give either --topology FILE or --admin ADDR")}
 	}
-	var st *gateway.Status
+	var st *admin.Status
 	if f.topology != "" {
 		top, err := sovereignty.LoadTopology(f.topology)
 		if err != nil {
@@ -84,7 +84,7 @@ func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, 
 		}
 		w.Top = top
 	} else {
-		s, err := gateway.FetchStatus(ctx, f.admin)
+		s, err := admin.FetchStatus(ctx, f.admin)
 		if err != nil {
 			return w, nil, err
 		}
@@ -100,7 +100,7 @@ func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, 
 			}
 			w.Policy = e
 		case f.admin != "":
-			e, v, err := gateway.FetchPolicy(ctx, f.admin)
+			e, v, err := admin.FetchPolicy(ctx, f.admin)
 			if err != nil {
 				return w, nil, err
 			}
@@ -214,7 +214,7 @@ single file, OLD is the gateway's policy in force.`,
 				if f.admin == "" {
 					return &usageError{errors.New("give OLD and NEW, or NEW with --admin ADDR to compare with the policy in force")}
 				}
-				if old, oldVersion, err = gateway.FetchPolicy(ctx, f.admin); err != nil {
+				if old, oldVersion, err = admin.FetchPolicy(ctx, f.admin); err != nil {
 					return err
 				}
 			} else if old, err = sovereignty.LoadFile(args[0]); err != nil {

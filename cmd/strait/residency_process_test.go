@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 )
 
 // TestGatewayProcessResidencyPolicy runs `strait gateway` with a policy
@@ -42,7 +42,7 @@ func TestGatewayProcessResidencyPolicy(t *testing.T) {
 		}
 	}
 	writePolicy(strings.Replace(string(example), "  classes:", "  clases:", 1))
-	admin := freePort(t)
+	adminPort := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`cluster: a
 region: eu-west
 listen: {data: "127.0.0.1:%d", admin: "127.0.0.1:%d", connect: "127.0.0.1:%d", passthrough: ""}
@@ -52,7 +52,7 @@ timeouts: {drain: 1s}
 residency:
   policy: %s
   audit: {file: %s, maxSizeMB: 5}
-`, freePort(t), admin, freePort(t), tlsDir, freePort(t), policy, filepath.Join(dir, "audit.jsonl")))
+`, freePort(t), adminPort, freePort(t), tlsDir, freePort(t), policy, filepath.Join(dir, "audit.jsonl")))
 
 	_, stderr, code := runStrait(t, nil, "gateway", "--config", cfg, "--check")
 	if code != 2 || !strings.Contains(stderr, policy+`:9:3: spec.clases: unknown key (did you mean "classes"?)`) {
@@ -69,9 +69,9 @@ residency:
 		t.Fatalf("--check: exit %d\n%s%s", code, out, stderr)
 	}
 	p := startGatewayProc(t, cfg)
-	status := func() gateway.ResidencyStatus {
-		var st gateway.ResidencyStatus
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/residency", admin))
+	status := func() admin.ResidencyStatus {
+		var st admin.ResidencyStatus
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/residency", adminPort))
 		if err != nil {
 			return st
 		}
@@ -79,7 +79,7 @@ residency:
 		_ = json.NewDecoder(resp.Body).Decode(&st)
 		return st
 	}
-	waitUntil := func(what string, cond func(gateway.ResidencyStatus) bool) {
+	waitUntil := func(what string, cond func(admin.ResidencyStatus) bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for !cond(status()) {
@@ -89,16 +89,16 @@ residency:
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	waitUntil("started on version 1", func(st gateway.ResidencyStatus) bool { return st.InForce && st.Policy.Version == 1 })
+	waitUntil("started on version 1", func(st admin.ResidencyStatus) bool { return st.InForce && st.Policy.Version == 1 })
 
 	writePolicy(strings.Replace(string(example), "[eu]", "[eu-north]", 1))
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitUntil("refused update reported", func(st gateway.ResidencyStatus) bool {
+	waitUntil("refused update reported", func(st admin.ResidencyStatus) bool {
 		return st.Policy.Version == 1 && strings.Contains(st.Rejected, `unknown region or group "eu-north"`)
 	})
 	writePolicy(strings.Replace(string(example), "[eu]", "[eu-west]", 1))
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitUntil("good update in force", func(st gateway.ResidencyStatus) bool {
+	waitUntil("good update in force", func(st admin.ResidencyStatus) bool {
 		return st.Policy.Version == 2 && len(st.Classes) == 1 && strings.Join(st.Classes[0].Allowed, ",") == "eu-west"
 	})
 	p.cmd.Process.Signal(syscall.SIGTERM)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/lab"
 	"github.com/straitmesh/strait/sovereignty"
@@ -186,7 +187,7 @@ Runs until interrupted or for --duration.`,
 }
 
 func newStatusCmd() *cobra.Command {
-	var admin, output string
+	var adminAddr, output string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show a gateway's members, clusters and exported services",
@@ -197,7 +198,7 @@ func newStatusCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			st, err := gateway.FetchStatus(ctx, admin)
+			st, err := admin.FetchStatus(ctx, adminAddr)
 			if err != nil {
 				return err
 			}
@@ -209,7 +210,7 @@ func newStatusCmd() *cobra.Command {
 			return st.WriteTable(cmd.OutOrStdout())
 		},
 	}
-	adminFlag(cmd, &admin)
+	adminFlag(cmd, &adminAddr)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }

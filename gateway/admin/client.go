@@ -1,4 +1,4 @@
-package gateway
+package admin
 
 import (
 	"bytes"
@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/straitmesh/strait/federation/catalog"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // FetchStatus reads /v1/status from a gateway's admin address (host:port
@@ -190,4 +192,41 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// FetchPolicy reads the policy in force from a gateway's admin address
+// and compiles it under the file name the gateway has for it, so rule
+// positions read as they do in the gateway's own audit trail.
+func FetchPolicy(ctx context.Context, admin string) (*sovereignty.Engine, uint64, error) {
+	url := admin
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	url = strings.TrimSuffix(url, "/") + "/v1/residency/policy"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, sovereignty.MaxFileBytes+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, 0, fmt.Errorf("policy from %s: %s: %s", admin, resp.Status, strings.TrimSpace(string(body)))
+	}
+	version, _ := strconv.ParseUint(resp.Header.Get("X-Strait-Policy-Version"), 10, 64)
+	name := resp.Header.Get("X-Strait-Policy-File")
+	if name == "" {
+		name = url
+	}
+	eng, err := sovereignty.Compile(name, body)
+	if err != nil {
+		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
+	}
+	return eng, version, nil
 }
