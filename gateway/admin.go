@@ -24,9 +24,7 @@ func (g *Gateway) Status() admin.Status {
 		Clusters:  []admin.ClusterStatus{},
 		Tunnels:   []admin.TunnelStatus{},
 	}
-	if g.tunnels != nil {
-		st.Tunnels = g.tunnels.status()
-	}
+	st.Tunnels = g.tunnels.Status()
 	if g.cfg.Advertise == "" {
 		st.Addresses.Advertise = g.DataAddr()
 	}

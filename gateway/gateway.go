@@ -23,6 +23,7 @@ import (
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/identity"
 )
 
@@ -84,7 +85,7 @@ type Gateway struct {
 	// passthroughLn is listen.passthrough (passthrough.go); nil when disabled.
 	passthroughLn net.Listener
 
-	tunnels  *tunnelPool // nil when tunnels are off
+	tunnels  *tunnel.Pool // inbound tunnels always; outbound when tunnels.enabled
 	flows    flowSet
 	draining chan struct{} // closed when shutdown starts
 
@@ -94,6 +95,11 @@ type Gateway struct {
 	wg       sync.WaitGroup
 	shutOnce sync.Once
 	closing  atomic.Bool
+	life     lifecycle
+
+	// advertise and controlAdvertise are the data-plane and control
+	// addresses other gateways dial (listen).
+	advertise, controlAdvertise string
 }
 
 type importListener struct {
@@ -158,21 +164,25 @@ func (t *localTable) exported() []catalog.Service {
 }
 
 // Start validates cfg, binds every listener, joins the federation and
-// starts serving. On error nothing is left running.
-func Start(cfg Config, opts Options) (g *Gateway, err error) {
+// starts serving. On error nothing is left running: the components that
+// started are stopped in reverse order, and the error names the one that
+// failed (an address in use names the address).
+func Start(cfg Config, opts Options) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid gateway config: %w", err)
 	}
-	g = &Gateway{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, id: opts.Identity, disc: opts.Discovery, dial: opts.DialGateway, version: opts.Version, started: time.Now()}
+	g := &Gateway{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, id: opts.Identity, disc: opts.Discovery, dial: opts.DialGateway, version: opts.Version, started: time.Now()}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
 	g.log = g.log.With("cluster", cfg.Cluster, "region", cfg.Region)
+	g.life.log = g.log
 	if g.reg == nil {
 		g.reg = prometheus.NewRegistry()
 		g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if g.id == nil {
+		var err error
 		if g.id, err = identity.LoadFiles(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA); err != nil {
 			return nil, fmt.Errorf("gateway identity: %w", err)
 		}
@@ -187,92 +197,136 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		d := &net.Dialer{KeepAlive: 15 * time.Second}
 		g.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	g.metrics = newMetrics(g.reg)
-	g.sel = route.NewSelector(cfg.Cluster, cfg.Outlier, g.metrics.selector(), route.SystemClock{}, g.log)
 	g.serverTLS = g.id.ServerConfig()
-	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.conns.init(cfg.Limits.MaxConnections)
-	g.draining = make(chan struct{})
-	if cfg.Tunnels.Enabled {
-		g.tunnels = newTunnelPool(g)
+	if cfg.State.Enabled() && g.opts.StateValidator == nil {
+		g.opts.StateValidator = validateStatePayload
 	}
-	g.setLocal(g.disc.Services())
-	g.health = newHealthChecker(g)
-
-	started := g // the named result is nil once an error is returned
-	defer func() {
-		if err != nil {
-			g := started
-			if g.res != nil {
-				g.res.close()
-			}
-			g.closeListeners()
-			if g.catalog != nil {
-				_ = g.catalog.Shutdown(context.Background())
-			}
-			g.metrics.unregister(g.reg)
-			if g.state != nil {
-				_ = g.state.Close()
-			}
-			g.cancel()
-		}
-	}()
-	if err = g.startResidency(opts.Policy); err != nil {
+	if err := g.life.start(g.components()); err != nil {
 		return nil, err
 	}
+	g.log.Info("gateway started", "data", g.dataLn.Addr().String(), "advertise", g.advertise,
+		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "passthrough", g.PassthroughAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports))
+	return g, nil
+}
+
+// components is the gateway's lifecycle, in start order; see lifecycle.
+// Stopping walks it backwards: stop accepting, close the routing state,
+// leave the gossip pool, drain open connections, close tunnels and the
+// admin server, then the background tasks, the audit trail and the
+// metrics.
+func (g *Gateway) components() []component {
+	cfg := g.cfg
+	cs := []component{
+		{name: "metrics", start: func() error {
+			g.metrics = newMetrics(g.reg)
+			g.sel = route.NewSelector(cfg.Cluster, cfg.Outlier, g.metrics.selector(), route.SystemClock{}, g.log)
+			return nil
+		}, kill: func() { g.metrics.unregister(g.reg) }},
+		{name: "residency", start: func() error { return g.startResidency(g.opts.Policy) }, kill: func() { g.res.close() }},
+		{name: "tasks", start: func() error {
+			g.ctx, g.cancel = context.WithCancel(context.Background())
+			g.conns.init(cfg.Limits.MaxConnections)
+			g.draining = make(chan struct{})
+			g.tunnels = tunnel.NewPool(g.ctx, tunnel.Config{PerPeer: cfg.Tunnels.PerPeer, Keepalive: cfg.Tunnels.Keepalive,
+				KeepaliveTimeout: cfg.Tunnels.KeepaliveTimeout, Connect: cfg.Timeouts.Connect, Drain: cfg.Timeouts.Drain,
+				StreamWindowKiB: cfg.Tunnels.StreamWindowKiB}, g.id, g.dial, g.knownGateway, g.metrics.tunnel(), g.log, nil)
+			g.setLocal(g.disc.Services())
+			g.health = newHealthChecker(g)
+			return nil
+		}, kill: func() {
+			g.cancel()
+			g.wg.Wait()
+			g.tunnels.Wait()
+		}},
+		{name: "listeners", start: g.listen, kill: g.closeListeners},
+		{name: "admin server", start: func() error {
+			g.admin = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 5 * time.Second}
+			g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
+			return nil
+		}, drain: func(ctx context.Context) error {
+			if err := g.admin.Shutdown(ctx); err != nil {
+				g.admin.Close()
+			}
+			return nil
+		}, kill: func() { g.admin.Close() }},
+		{name: "tunnels", kill: func() { g.tunnels.Close() }},
+		{name: "connections", drain: g.drainConns, kill: g.conns.kill},
+		{name: "catalog", start: func() (err error) {
+			g.catalog, err = catalog.New(cfg.Gossip, catalog.Self{
+				Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: g.advertise, ControlAddr: g.controlAdvertise,
+			}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
+			return err
+		}, drain: func(ctx context.Context) error { return g.catalog.Shutdown(ctx) }, kill: func() { g.catalog.Kill() }},
+	}
+	if cfg.State.Enabled() {
+		cs = append(cs, component{name: "routing state", start: g.startState, drain: func(ctx context.Context) error {
+			g.control.GracefulStop(ctx)
+			return g.state.Close()
+		}, kill: func() {
+			g.control.Stop()
+			if err := g.state.Close(); err != nil {
+				g.log.Warn("close routing state", "err", err)
+			}
+		}})
+	}
+	return append(cs,
+		component{name: "serving", start: g.serve, drain: func(context.Context) error {
+			g.closeListeners()
+			return nil
+		}, kill: func() {
+			g.closeListeners()
+			g.conns.kill()
+		}},
+		// Last to start, first to stop: readiness fails and the tunnels
+		// peers opened are told to open no more streams.
+		component{name: "readiness", drain: func(context.Context) error {
+			g.closing.Store(true)
+			close(g.draining)
+			return nil
+		}, kill: func() { g.closing.Store(true) }},
+	)
+}
+
+// listen binds every listener: data, admin, connect, passthrough, the
+// imports and the control API (before the catalog starts, so that its
+// gossip metadata can carry the address).
+func (g *Gateway) listen() (err error) {
+	cfg := g.cfg
 	if g.dataLn, err = net.Listen("tcp", cfg.Listen.Data); err != nil {
-		return nil, fmt.Errorf("listen data plane on %s: %w", cfg.Listen.Data, err)
+		return fmt.Errorf("listen data plane on %s: %w", cfg.Listen.Data, err)
 	}
 	if g.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
-		return nil, fmt.Errorf("listen admin on %s: %w", cfg.Listen.Admin, err)
+		return fmt.Errorf("listen admin on %s: %w", cfg.Listen.Admin, err)
 	}
 	if cfg.Listen.Connect != "" {
 		if g.connectLn, err = net.Listen("tcp", cfg.Listen.Connect); err != nil {
-			return nil, fmt.Errorf("listen connect on %s: %w", cfg.Listen.Connect, err)
+			return fmt.Errorf("listen connect on %s: %w", cfg.Listen.Connect, err)
 		}
 	}
 	if err = g.listenPassthrough(); err != nil {
-		return nil, err
+		return err
 	}
 	for _, im := range cfg.Imports {
 		ln, lerr := net.Listen("tcp", im.Listen)
 		if lerr != nil {
-			return nil, fmt.Errorf("listen import %s:%d on %s: %w", im.Service, im.Port, im.Listen, lerr)
+			return fmt.Errorf("listen import %s:%d on %s: %w", im.Service, im.Port, im.Listen, lerr)
 		}
 		g.imports = append(g.imports, &importListener{Import: im, ln: ln})
 	}
-	advertise := cfg.Advertise
-	if advertise == "" {
-		advertise = g.dataLn.Addr().String()
+	g.advertise = cfg.Advertise
+	if g.advertise == "" {
+		g.advertise = g.dataLn.Addr().String()
 	}
-	var ctlAddr string
 	if cfg.State.Enabled() {
-		if ctlAddr, err = g.listenControl(); err != nil {
-			return nil, err
+		if g.controlAdvertise, err = g.listenControl(); err != nil {
+			return err
 		}
 	}
-	g.catalog, err = catalog.New(cfg.Gossip, catalog.Self{
-		Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: advertise, ControlAddr: ctlAddr,
-	}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
-	if err != nil {
-		return nil, err
-	}
+	return nil
+}
 
-	if cfg.State.Enabled() {
-		if g.opts.StateValidator == nil {
-			g.opts.StateValidator = validateStatePayload
-		}
-		if err := g.startState(ctlAddr); err != nil {
-			return nil, err
-		}
-		g.watchFailover(g.ctx, &g.wg, g.state)
-		if opts.Policy == nil {
-			g.res.useState(g.state, cfg.Residency.StatePolicy)
-		}
-	}
-
-	g.admin = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 5 * time.Second}
-	g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
+// serve starts the accept loops and the background tasks.
+func (g *Gateway) serve() error {
 	g.goServe("data", func() error { return g.acceptLoop("data", g.dataLn, g.serveInbound) })
 	if g.connectLn != nil {
 		g.goServe("connect", func() error { return g.acceptLoop("connect", g.connectLn, g.serveConnect) })
@@ -291,9 +345,20 @@ func Start(cfg Config, opts Options) (g *Gateway, err error) {
 		g.wg.Add(1)
 		go g.watchDiscovery(ch)
 	}
-	g.log.Info("gateway started", "data", g.dataLn.Addr().String(), "advertise", advertise,
-		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "passthrough", g.PassthroughAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports))
-	return g, nil
+	return nil
+}
+
+// drainConns waits for open connections and streams to end, up to
+// timeouts.drain or ctx, then closes the rest.
+func (g *Gateway) drainConns(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Drain)
+	defer cancel()
+	if !g.conns.wait(dctx) {
+		n := g.conns.closeAll()
+		g.log.Warn("drain deadline passed, closed connections", "open", n)
+		g.conns.wait(context.Background())
+	}
+	return nil
 }
 
 func (g *Gateway) goServe(name string, serve func() error) {
@@ -410,48 +475,15 @@ func (g *Gateway) ImportAddrs() map[string]string {
 }
 
 // Shutdown stops accepting, leaves the federation, waits for open
-// connections up to the drain timeout or ctx, then closes the rest.
+// connections up to the drain timeout or ctx, then closes the rest: the
+// lifecycle's components drained in reverse order of start.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	var err error
 	g.shutOnce.Do(func() {
-		g.closing.Store(true)
-		close(g.draining)
-		g.closeListeners()
-		err = g.catalog.Shutdown(ctx)
-		if g.control != nil {
-			g.control.GracefulStop(ctx)
-		}
-		if g.state != nil {
-			if serr := g.state.Close(); serr != nil {
-				err = errors.Join(err, serr)
-			}
-		}
-		dctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Drain)
-		defer cancel()
-		if !g.conns.wait(dctx) {
-			n := g.conns.closeAll()
-			g.log.Warn("drain deadline passed, closed connections", "open", n)
-			g.conns.wait(context.Background())
-		}
-		if g.tunnels != nil {
-			g.tunnels.close()
-		}
-		if aerr := g.admin.Shutdown(ctx); aerr != nil {
-			g.admin.Close()
-		}
-		g.release()
+		err = g.life.drain(ctx)
 		g.log.Info("gateway stopped")
 	})
 	return err
-}
-
-// release stops every background task, waits for them and lets go of
-// the metrics and the audit trail: the end of Shutdown and Kill.
-func (g *Gateway) release() {
-	g.cancel()
-	g.wg.Wait()
-	g.metrics.unregister(g.reg)
-	g.res.close()
 }
 
 func (g *Gateway) closeListeners() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
@@ -36,7 +37,10 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 	if cs.NegotiatedProtocol == wire.ALPNTunnel {
 		tc.SetDeadline(time.Time{})
 		g.conns.exempt(raw)
-		g.serveTunnel(tc, peer)
+		g.tunnels.Serve(tc, peer.Cluster, g.draining, g.admitTunnelStream, func(s *tunnel.Stream) {
+			defer g.conns.done(s)
+			g.serveTunnelStream(s, peer)
+		})
 		return
 	}
 	t, err := wire.ParseSNI(cs.ServerName)
@@ -140,4 +144,45 @@ func (g *Gateway) checkInbound(t wire.Target, labels map[string]string, peer ide
 		Reason: reason, Candidates: []sovereignty.CandidateInfo{{Cluster: g.cfg.Cluster, Region: g.cfg.Region, Decision: "deny", Rule: v.decision.Rule.ID}},
 		Policy: g.res.info(eng, version)})
 	return errors.New(reason)
+}
+
+// admitTunnelStream counts a stream a peer opened against
+// limits.maxConnections; over the limit it is answered like any refusal,
+// so that the peer sends the flow elsewhere.
+func (g *Gateway) admitTunnelStream(s *tunnel.Stream) bool {
+	if g.conns.add(s) {
+		return true
+	}
+	g.metrics.refused.WithLabelValues("tunnel").Inc()
+	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+	_ = wire.WriteAnswer(s, fmt.Errorf("gateway of %s is at its connection limit (%d)", g.cfg.Cluster, g.cfg.Limits.MaxConnections))
+	s.Close()
+	return false
+}
+
+// knownGateway reports whether the catalog still lists a gateway at addr.
+func (g *Gateway) knownGateway(addr string) bool {
+	if g.catalog == nil {
+		return true
+	}
+	for _, c := range g.catalog.Snapshot().Clusters {
+		if c.Gateway == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// serveTunnelStream reads a stream's header and serves it like a
+// connection of its own.
+func (g *Gateway) serveTunnelStream(s *tunnel.Stream, peer identity.ID) {
+	defer s.Close()
+	s.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
+	t, facts, err := wire.ReadStreamHeader(s)
+	if err != nil {
+		g.refuseInbound(s, peer, "", err)
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	g.serveStream(s, peer, t, facts)
 }

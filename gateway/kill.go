@@ -11,24 +11,7 @@ package gateway
 // Kill, does nothing.
 func (g *Gateway) Kill() {
 	g.shutOnce.Do(func() {
-		g.closing.Store(true)
-		g.closeListeners()
-		g.conns.kill()
-		if g.tunnels != nil {
-			g.tunnels.close()
-		}
-		g.cancel()
-		g.catalog.Kill()
-		if g.control != nil {
-			g.control.Stop()
-		}
-		if g.state != nil {
-			if err := g.state.Close(); err != nil {
-				g.log.Warn("close routing state", "err", err)
-			}
-		}
-		g.admin.Close()
-		g.release()
+		g.life.kill()
 		g.log.Info("gateway killed")
 	})
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/tunnel"
 )
 
 type metrics struct {
@@ -108,4 +109,9 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 // selector returns the collectors the endpoint selector updates.
 func (m *metrics) selector() route.Metrics {
 	return route.Metrics{Ejections: m.ejections, Inflight: m.inflight, Ejected: m.ejected}
+}
+
+// tunnel returns the collectors of the tunnel pool.
+func (m *metrics) tunnel() tunnel.Metrics {
+	return tunnel.Metrics{Tunnels: m.tunnels, Dials: m.tunnelDials, Closed: m.tunnelClosed}
 }

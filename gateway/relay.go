@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 )
 
@@ -243,8 +244,8 @@ func (g *Gateway) speculate(up net.Conn) bool {
 	if !g.cfg.Tunnels.EarlyData {
 		return false
 	}
-	if s, ok := unwrap(up).(*tunnelStream); ok {
-		return s.t.fresh(g.cfg.Tunnels.Keepalive)
+	if s, ok := unwrap(up).(*tunnel.Stream); ok {
+		return s.Fresh()
 	}
 	return true
 }

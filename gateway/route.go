@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -80,8 +81,8 @@ func (g *Gateway) prepare(t wire.Target, in route.FlowIn) (*attempt, error) {
 		return nil, err
 	}
 	cands := g.sel.Order(t, p.Allowed, g.localEjected(t))
-	if g.tunnels != nil {
-		cands = g.tunnels.demote(cands)
+	if g.cfg.Tunnels.Enabled {
+		cands = g.tunnels.Demote(cands)
 	}
 	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, cands: cands, eng: eng, version: version,
 		facts: facts, nre: &route.NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
@@ -226,8 +227,8 @@ func awaitStatus(ctx context.Context, up net.Conn, timeout time.Duration) error 
 	up.SetReadDeadline(dl)
 	err := wire.ReadAnswer(up)
 	up.SetReadDeadline(time.Time{})
-	if s, ok := unwrap(up).(*tunnelStream); ok {
-		s.answered()
+	if s, ok := unwrap(up).(*tunnel.Stream); ok {
+		s.Answered()
 	}
 	return err
 }
@@ -242,8 +243,8 @@ func (g *Gateway) openCandidate(ctx context.Context, c route.Candidate, t wire.T
 		return g.dialEndpoints(ctx, t, addrs)
 	}
 	var direct *tls.Conn
-	if g.tunnels != nil {
-		s, d, err := g.tunnels.stream(ctx, c.Addr, t)
+	if g.cfg.Tunnels.Enabled {
+		s, d, err := g.tunnels.Stream(ctx, c.Addr, t)
 		switch {
 		case err == nil && s != nil:
 			if _, err := s.Write(wire.EncodeStreamHeader(t, facts)); err != nil {
@@ -253,7 +254,7 @@ func (g *Gateway) openCandidate(ctx context.Context, c route.Candidate, t wire.T
 			return s, nil
 		case d != nil:
 			direct = d
-		case !errors.Is(err, errNoTunnels):
+		case !errors.Is(err, tunnel.ErrNoTunnels):
 			return nil, err
 		}
 	}

@@ -28,10 +28,12 @@ func (g *Gateway) listenControl() (advertised string, err error) {
 	return cfg.ControlAdvertise(g.controlLn.Addr().String(), raftAddr), nil
 }
 
-// startState opens the routing state and serves its control API on the
-// listener listenControl bound.
-func (g *Gateway) startState(ctlAddr string) error {
+// startState opens the routing state, serves its control API on the
+// listener listenControl bound and follows its failover priorities and,
+// unless another policy source was given, its residency policy.
+func (g *Gateway) startState() error {
 	cfg := g.cfg
+	ctlAddr := g.controlAdvertise
 	var err error
 	g.state, err = state.Open(cfg.State, state.Options{
 		Name: g.catalog.Name(), TrustDomain: cfg.TrustDomain, Cluster: cfg.Cluster, Region: cfg.Region,
@@ -43,6 +45,10 @@ func (g *Gateway) startState(ctlAddr string) error {
 	}
 	g.control = state.NewControlServer(g.state, g.id)
 	g.goServe("control", func() error { return g.control.Serve(g.controlLn) })
+	g.watchFailover(g.ctx, &g.wg, g.state)
+	if g.opts.Policy == nil {
+		g.res.useState(g.state, cfg.Residency.StatePolicy)
+	}
 	return nil
 }
 

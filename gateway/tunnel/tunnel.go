@@ -1,4 +1,4 @@
-package gateway
+package tunnel
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
@@ -22,11 +23,40 @@ import (
 	"github.com/straitmesh/strait/identity"
 )
 
+// Config is a pool's settings; the gateway fills it from its own config
+// (tunnels.* and timeouts.*).
+type Config struct {
+	// PerPeer is how many tunnels are kept to each peer (tunnels.perPeer).
+	PerPeer int
+	// Keepalive is the ping interval; KeepaliveTimeout how long a tunnel
+	// may hear nothing while a ping is due before it is closed.
+	Keepalive, KeepaliveTimeout time.Duration
+	// Connect bounds one dial with its handshake (timeouts.connect).
+	Connect time.Duration
+	// Drain bounds how long an inbound tunnel waits for its streams when
+	// the gateway drains (timeouts.drain).
+	Drain time.Duration
+	// StreamWindowKiB is each stream's flow-control window.
+	StreamWindowKiB int
+}
+
+// Metrics are the pool's collectors.
+type Metrics struct {
+	Tunnels *prometheus.GaugeVec   // strait_gateway_tunnels{direction}
+	Dials   *prometheus.CounterVec // strait_gateway_tunnel_dials_total{result}
+	Closed  *prometheus.CounterVec // strait_gateway_tunnels_closed_total{reason}
+}
+
+// Dialer opens the TCP connection beneath a tunnel.
+type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+
 // noTunnelsFor is how long a peer that did not offer tunnels gets one TLS
 // connection per stream before it is asked again.
 const noTunnelsFor = time.Minute
 
-var errTunnelDead = errors.New("tunnel to peer gateway is down")
+// ErrDead says the tunnel to a peer died (its keepalive) and no other
+// could be had.
+var ErrDead = errors.New("tunnel to peer gateway is down")
 
 // activityConn records when a byte last arrived: the keepalive's proof
 // that the peer is alive, whatever the traffic.
@@ -34,12 +64,13 @@ type activityConn struct {
 	net.Conn
 	lastRead atomic.Int64 // unix nanoseconds
 	shared   *pathHealth  // the peer's, shared by its tunnels; nil inbound
+	now      func() time.Time
 }
 
 func (c *activityConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		now := time.Now().UnixNano()
+		now := c.now().UnixNano()
 		c.lastRead.Store(now)
 		if c.shared != nil {
 			c.shared.lastRead.Store(now)
@@ -96,6 +127,8 @@ type tunnel struct {
 	streams atomic.Int64
 	dead    atomic.Bool
 	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
+	now     func() time.Time
+	ping    time.Duration // the keepalive interval
 }
 
 // pathHealth is what all tunnels to one peer know of the path: they share
@@ -105,10 +138,10 @@ type pathHealth struct {
 	pending  atomic.Int64 // streams waiting for their answer, all tunnels
 }
 
-// yamuxConfig is the multiplexer's config. Keepalives are the gateway's
+// yamuxConfig is the multiplexer's config. Keepalives are the pool's
 // own (keepalive), not yamux's: yamux would declare a peer dead only after
 // its write timeout, which also bounds ordinary writes on a slow link.
-func (g *Gateway) yamuxConfig() *yamux.Config {
+func (p *Pool) yamuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.EnableKeepAlive = false
 	c.KeepAliveInterval = time.Hour
@@ -116,7 +149,7 @@ func (g *Gateway) yamuxConfig() *yamux.Config {
 	// a slow, busy link that can take a while, and the keepalive, not this,
 	// decides that a peer is gone.
 	c.ConnectionWriteTimeout = time.Minute
-	c.MaxStreamWindowSize = uint32(g.cfg.Tunnels.StreamWindowKiB) << 10
+	c.MaxStreamWindowSize = uint32(p.cfg.StreamWindowKiB) << 10
 	// Neither of yamux's stream timers: an unacknowledged open closes the
 	// whole session (every stream on it), and a half-closed stream is
 	// reset once the close timeout passes even while the other direction
@@ -126,7 +159,7 @@ func (g *Gateway) yamuxConfig() *yamux.Config {
 	c.StreamCloseTimeout = 0
 	c.AcceptBacklog = 1024
 	c.LogOutput = nil
-	c.Logger = yamuxLogger{g.log}
+	c.Logger = yamuxLogger{p.log}
 	return c
 }
 
@@ -143,10 +176,10 @@ func (l yamuxLogger) Println(v ...any) {
 	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
-func newTunnel(g *Gateway, tc *tls.Conn, peer, addr string, path *pathHealth) (*tunnel, error) {
+func (p *Pool) newTunnel(tc *tls.Conn, peer, addr string, path *pathHealth) (*tunnel, error) {
 	server := path == nil
-	ac := &activityConn{Conn: tc, shared: path}
-	ac.lastRead.Store(time.Now().UnixNano())
+	ac := &activityConn{Conn: tc, shared: path, now: p.now}
+	ac.lastRead.Store(p.now().UnixNano())
 	if path != nil {
 		path.lastRead.Store(ac.lastRead.Load())
 	}
@@ -154,28 +187,28 @@ func newTunnel(g *Gateway, tc *tls.Conn, peer, addr string, path *pathHealth) (*
 	var err error
 	fc := &frameCoalescer{Conn: ac}
 	if server {
-		sess, err = yamux.Server(fc, g.yamuxConfig())
+		sess, err = yamux.Server(fc, p.yamuxConfig())
 	} else {
-		sess, err = yamux.Client(fc, g.yamuxConfig())
+		sess, err = yamux.Client(fc, p.yamuxConfig())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
 	}
-	t := &tunnel{sess: sess, conn: ac, peer: peer, addr: addr}
+	t := &tunnel{sess: sess, conn: ac, peer: peer, addr: addr, now: p.now, ping: p.cfg.Keepalive}
 	direction := "outbound"
 	if server {
 		direction = "inbound"
 	}
-	g.metrics.tunnels.WithLabelValues(direction).Inc()
-	g.wg.Add(1)
+	p.m.Tunnels.WithLabelValues(direction).Inc()
+	p.wg.Add(1)
 	go func() {
-		defer g.wg.Done()
-		defer g.metrics.tunnels.WithLabelValues(direction).Dec()
-		reason := t.keepalive(g.cfg.Tunnels.Keepalive, g.cfg.Tunnels.KeepaliveTimeout, g.ctx.Done())
-		g.metrics.tunnelClosed.WithLabelValues(reason).Inc()
-		g.log.Debug("tunnel closed", "peer", peer, "direction", direction, "reason", reason)
-		if reason == "keepalive" && !server && g.tunnels != nil {
-			g.tunnels.markDown(addr, errTunnelDead)
+		defer p.wg.Done()
+		defer p.m.Tunnels.WithLabelValues(direction).Dec()
+		reason := t.keepalive(p.cfg.Keepalive, p.cfg.KeepaliveTimeout, p.ctx.Done())
+		p.m.Closed.WithLabelValues(reason).Inc()
+		p.log.Debug("tunnel closed", "peer", peer, "direction", direction, "reason", reason)
+		if reason == "keepalive" && !server {
+			p.markDown(addr, ErrDead)
 		}
 	}()
 	return t, nil
@@ -189,7 +222,7 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 	tick := time.NewTicker(min(interval, timeout) / 2)
 	defer tick.Stop()
 	var pinging atomic.Bool
-	lastPing := time.Now()
+	lastPing := t.now()
 	for {
 		select {
 		case <-t.sess.CloseChan():
@@ -231,10 +264,11 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 // and, when other streams wait for their answers, within two round trips.
 // A peer cut off stops being fresh within milliseconds under traffic.
 func (t *tunnel) fresh(keepalive time.Duration) bool {
-	quiet := time.Since(time.Unix(0, t.conn.lastRead.Load()))
+	now := t.now()
+	quiet := now.Sub(time.Unix(0, t.conn.lastRead.Load()))
 	rtt := time.Duration(t.rtt.Load())
 	if p := t.conn.shared; p != nil && p.pending.Load() > 1 {
-		if time.Since(time.Unix(0, p.lastRead.Load())) > 2*rtt+time.Millisecond {
+		if now.Sub(time.Unix(0, p.lastRead.Load())) > 2*rtt+time.Millisecond {
 			return false
 		}
 	}
@@ -259,21 +293,21 @@ func (t *tunnel) open() (net.Conn, error) {
 	if p := t.conn.shared; p != nil {
 		p.pending.Add(1)
 	}
-	ts := &tunnelStream{Stream: s, t: t}
+	ts := &Stream{Stream: s, t: t}
 	ts.awaiting.Store(true)
 	return ts, nil
 }
 
-// tunnelStream is one stream of a tunnel; closing it releases its count.
-type tunnelStream struct {
+// Stream is one stream of a tunnel; closing it releases its count.
+type Stream struct {
 	*yamux.Stream
 	t        *tunnel
 	once     sync.Once
 	awaiting atomic.Bool // opened here and not answered yet
 }
 
-// answered marks the stream's answer read (or given up on).
-func (s *tunnelStream) answered() {
+// Answered marks the stream's answer read (or given up on).
+func (s *Stream) Answered() {
 	if s.awaiting.CompareAndSwap(true, false) {
 		if p := s.t.conn.shared; p != nil {
 			p.pending.Add(-1)
@@ -283,8 +317,8 @@ func (s *tunnelStream) answered() {
 
 // Close ends the stream both ways: it sends the end of the stream and
 // stops reads and writes still waiting on it.
-func (s *tunnelStream) Close() error {
-	s.answered()
+func (s *Stream) Close() error {
+	s.Answered()
 	s.once.Do(func() {
 		if s.t.streams.Add(-1) == 0 && s.t.dead.Load() && s.t.addr != "" {
 			s.t.sess.Close() // a retired outbound tunnel ends with its last stream
@@ -297,11 +331,22 @@ func (s *tunnelStream) Close() error {
 
 // CloseWrite half-closes the stream: the peer reads EOF, and the stream
 // stays open for reading until the peer closes its side.
-func (s *tunnelStream) CloseWrite() error { return s.Stream.Close() }
+func (s *Stream) CloseWrite() error { return s.Stream.Close() }
 
-// tunnelPool keeps the gateway's outbound tunnels, a few per peer.
-type tunnelPool struct {
-	g     *Gateway
+// Pool keeps a gateway's outbound tunnels, a few per peer, and serves the
+// inbound ones. Its goroutines end once its context ends and every tunnel
+// has closed (Close, then Wait).
+type Pool struct {
+	cfg   Config
+	id    *identity.Bundle
+	dial  Dialer
+	known func(addr string) bool
+	m     Metrics
+	log   *slog.Logger
+	now   func() time.Time
+	ctx   context.Context
+	wg    sync.WaitGroup
+
 	mu    sync.Mutex
 	peers map[string]*tunnelPeer // by data address
 	done  bool
@@ -320,19 +365,29 @@ type tunnelPeer struct {
 	probing bool
 }
 
-func newTunnelPool(g *Gateway) *tunnelPool {
-	return &tunnelPool{g: g, peers: map[string]*tunnelPeer{}}
+// NewPool returns a pool that dials with dial and id's certificate, and
+// stops its goroutines when ctx ends. known reports whether the catalog
+// still lists a gateway at addr (a down peer that is gone is no longer
+// probed); nil means always. now is the clock (time.Now when nil).
+func NewPool(ctx context.Context, cfg Config, id *identity.Bundle, dial Dialer, known func(addr string) bool, m Metrics, log *slog.Logger, now func() time.Time) *Pool {
+	if known == nil {
+		known = func(string) bool { return true }
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Pool{cfg: cfg, id: id, dial: dial, known: known, m: m, log: log, now: now, ctx: ctx, peers: map[string]*tunnelPeer{}}
 }
 
-// errNoTunnels says a peer gets one connection per stream.
-var errNoTunnels = errors.New("peer does not offer tunnels")
+// ErrNoTunnels says a peer gets one connection per stream.
+var ErrNoTunnels = errors.New("peer does not offer tunnels")
 
-// stream opens a stream to the gateway at addr on a pooled tunnel, dialling
+// Stream opens a stream to the gateway at addr on a pooled tunnel, dialling
 // one when there is none. When the peer turns out not to offer tunnels the
 // connection dialled for the tunnel is returned as the stream's own
-// connection (direct): it used t's SNI and the flow ALPN. With errNoTunnels
+// connection (direct): it used t's SNI and the flow ALPN. With ErrNoTunnels
 // the caller dials a connection for the stream itself.
-func (p *tunnelPool) stream(ctx context.Context, addr string, t wire.Target) (s net.Conn, direct *tls.Conn, err error) {
+func (p *Pool) Stream(ctx context.Context, addr string, t wire.Target) (s net.Conn, direct *tls.Conn, err error) {
 	for attempt := 0; ; attempt++ {
 		p.mu.Lock()
 		if p.done {
@@ -344,13 +399,13 @@ func (p *tunnelPool) stream(ctx context.Context, addr string, t wire.Target) (s 
 			pe = &tunnelPeer{}
 			p.peers[addr] = pe
 		}
-		if time.Now().Before(pe.noTunnels) {
+		if p.now().Before(pe.noTunnels) {
 			p.mu.Unlock()
-			return nil, nil, errNoTunnels
+			return nil, nil, ErrNoTunnels
 		}
 		best := pe.pick()
 		if best != nil {
-			if len(pe.tunnels) < p.g.cfg.Tunnels.PerPeer && pe.dialing == nil {
+			if len(pe.tunnels) < p.cfg.PerPeer && pe.dialing == nil {
 				p.startDial(pe, addr, t, nil, nil)
 			}
 			p.mu.Unlock()
@@ -378,7 +433,7 @@ func (p *tunnelPool) stream(ctx context.Context, addr string, t wire.Target) (s 
 			return nil, res.direct, res.err
 		}
 		if attempt >= 2 {
-			return nil, nil, errTunnelDead
+			return nil, nil, ErrDead
 		}
 	}
 }
@@ -392,20 +447,20 @@ type dialResult struct {
 // startDial dials a tunnel to addr. With ctx (a stream waits) it runs
 // under ctx and reports to res; without, it runs in the background. Either
 // way the connect timeout bounds it. p.mu is held.
-func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx context.Context, res *dialResult) {
+func (p *Pool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx context.Context, res *dialResult) {
 	ch := make(chan struct{})
 	pe.dialing = ch
 	pe.result = res
 	background := ctx == nil
 	if background {
-		ctx = p.g.ctx
+		ctx = p.ctx
 	}
-	p.g.wg.Add(1)
+	p.wg.Add(1)
 	go func() {
-		defer p.g.wg.Done()
-		dctx, cancel := context.WithTimeout(ctx, p.g.cfg.Timeouts.Connect)
+		defer p.wg.Done()
+		dctx, cancel := context.WithTimeout(ctx, p.cfg.Connect)
 		defer cancel()
-		tun, direct, err := p.dial(dctx, addr, t, &pe.path)
+		tun, direct, err := p.dialTunnel(dctx, addr, t, &pe.path)
 		p.mu.Lock()
 		res := pe.result
 		pe.result = nil
@@ -421,7 +476,7 @@ func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx c
 		case tun != nil:
 			tun.sess.Close()
 		case direct != nil:
-			pe.noTunnels = time.Now().Add(noTunnelsFor)
+			pe.noTunnels = p.now().Add(noTunnelsFor)
 			if background {
 				direct.Close()
 				direct = nil
@@ -437,48 +492,47 @@ func (p *tunnelPool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx c
 	}()
 }
 
-// dial opens an mTLS connection to addr offering the tunnel and the flow
-// protocols, with t's SNI so that a peer without tunnels can take the
+// dialTunnel opens an mTLS connection to addr offering the tunnel and the
+// flow protocols, with t's SNI so that a peer without tunnels can take the
 // connection as t's stream.
-func (p *tunnelPool) dial(ctx context.Context, addr string, t wire.Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
-	g := p.g
-	raw, err := g.dial(ctx, addr)
+func (p *Pool) dialTunnel(ctx context.Context, addr string, t wire.Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
+	raw, err := p.dial(ctx, addr)
 	if err != nil {
-		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		p.m.Dials.WithLabelValues("failed").Inc()
 		return nil, nil, fmt.Errorf("dial gateway %s: %w", addr, err)
 	}
-	tcfg := g.id.ClientConfig(t.SNI())
+	tcfg := p.id.ClientConfig(t.SNI())
 	tcfg.NextProtos = []string{wire.ALPNTunnel, wire.ALPNFlow}
 	tc := tls.Client(raw, tcfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		p.m.Dials.WithLabelValues("failed").Inc()
 		return nil, nil, fmt.Errorf("mTLS handshake with gateway %s: %w", addr, err)
 	}
 	cs := tc.ConnectionState()
 	if cs.NegotiatedProtocol != wire.ALPNTunnel {
-		g.metrics.tunnelDials.WithLabelValues("no-tunnels").Inc()
-		g.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", addr, "retry_in", noTunnelsFor)
+		p.m.Dials.WithLabelValues("no-tunnels").Inc()
+		p.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", addr, "retry_in", noTunnelsFor)
 		return nil, tc, nil
 	}
 	peer, err := identity.PeerID(cs)
 	if err != nil {
 		tc.Close()
-		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		p.m.Dials.WithLabelValues("failed").Inc()
 		return nil, nil, fmt.Errorf("gateway %s: %w", addr, err)
 	}
-	tun, err := newTunnel(g, tc, peer.Cluster, addr, path)
+	tun, err := p.newTunnel(tc, peer.Cluster, addr, path)
 	if err != nil {
 		tc.Close()
-		g.metrics.tunnelDials.WithLabelValues("failed").Inc()
+		p.m.Dials.WithLabelValues("failed").Inc()
 		return nil, nil, err
 	}
-	g.metrics.tunnelDials.WithLabelValues("ok").Inc()
+	p.m.Dials.WithLabelValues("ok").Inc()
 	return tun, nil, nil
 }
 
 // markDown records that addr did not answer and starts a probe.
-func (p *tunnelPool) markDown(addr string, why error) {
+func (p *Pool) markDown(addr string, why error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if pe := p.peers[addr]; pe != nil {
@@ -486,32 +540,32 @@ func (p *tunnelPool) markDown(addr string, why error) {
 	}
 }
 
-func (p *tunnelPool) markDownLocked(pe *tunnelPeer, addr string, why error) {
+func (p *Pool) markDownLocked(pe *tunnelPeer, addr string, why error) {
 	if p.done {
 		return
 	}
 	if !pe.down {
-		p.g.log.Info("peer gateway down: tried last until it answers again", "addr", addr, "err", why)
+		p.log.Info("peer gateway down: tried last until it answers again", "addr", addr, "err", why)
 	}
 	pe.down = true
 	if pe.probing {
 		return
 	}
 	pe.probing = true
-	p.g.wg.Add(1)
+	p.wg.Add(1)
 	go p.probe(pe, addr)
 }
 
 // probe dials a down peer, backing off from the keepalive interval to
 // probeMax, until a dial works (the peer is up again and its tunnel is
 // pooled) or the gateway stops.
-func (p *tunnelPool) probe(pe *tunnelPeer, addr string) {
-	defer p.g.wg.Done()
-	wait := p.g.cfg.Tunnels.Keepalive
+func (p *Pool) probe(pe *tunnelPeer, addr string) {
+	defer p.wg.Done()
+	wait := p.cfg.Keepalive
 	probeTarget := wire.Target{Namespace: "strait", Name: "probe", Port: 1}
 	for {
 		select {
-		case <-p.g.ctx.Done():
+		case <-p.ctx.Done():
 			return
 		case <-time.After(wait):
 		}
@@ -524,8 +578,8 @@ func (p *tunnelPool) probe(pe *tunnelPeer, addr string) {
 			return
 		}
 		p.mu.Unlock()
-		ctx, cancel := context.WithTimeout(p.g.ctx, p.g.cfg.Timeouts.Connect)
-		tun, direct, err := p.dial(ctx, addr, probeTarget, &pe.path)
+		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.Connect)
+		tun, direct, err := p.dialTunnel(ctx, addr, probeTarget, &pe.path)
 		cancel()
 		if direct != nil {
 			direct.Close() // up, without tunnels
@@ -543,41 +597,28 @@ func (p *tunnelPool) probe(pe *tunnelPeer, addr string) {
 			}
 		}
 		if direct != nil {
-			pe.noTunnels = time.Now().Add(noTunnelsFor)
+			pe.noTunnels = p.now().Add(noTunnelsFor)
 		}
 		p.mu.Unlock()
-		p.g.log.Info("peer gateway answers again", "addr", addr)
+		p.log.Info("peer gateway answers again", "addr", addr)
 		return
 	}
-}
-
-// known reports whether the catalog still lists a gateway at addr.
-func (p *tunnelPool) known(addr string) bool {
-	if p.g.catalog == nil {
-		return true
-	}
-	for _, c := range p.g.catalog.Snapshot().Clusters {
-		if c.Gateway == addr {
-			return true
-		}
-	}
-	return false
 }
 
 // probeMax bounds the wait between two probes of a down peer.
 const probeMax = 5 * time.Second
 
 // isDown reports whether the peer at addr is down (markDown).
-func (p *tunnelPool) isDown(addr string) bool {
+func (p *Pool) isDown(addr string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pe := p.peers[addr]
 	return pe != nil && pe.down
 }
 
-// demote moves the candidates whose gateway is down behind the others,
+// Demote moves the candidates whose gateway is down behind the others,
 // keeping both groups' order: it never removes one.
-func (p *tunnelPool) demote(cands []route.Candidate) []route.Candidate {
+func (p *Pool) Demote(cands []route.Candidate) []route.Candidate {
 	var down []route.Candidate
 	out := cands[:0:0]
 	for _, c := range cands {
@@ -615,8 +656,9 @@ func (pe *tunnelPeer) pick() *tunnel {
 	return best
 }
 
-// close closes every outbound tunnel.
-func (p *tunnelPool) close() {
+// Close closes every outbound tunnel and takes no more; Wait then waits
+// for the pool's goroutines, which end with the pool's context.
+func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done = true
@@ -628,12 +670,16 @@ func (p *tunnelPool) close() {
 	}
 }
 
-// status lists the outbound tunnels by peer address.
-func (p *tunnelPool) status() []admin.TunnelStatus {
+// Wait waits until every goroutine of the pool has ended: call it after
+// Close and after the pool's context has ended.
+func (p *Pool) Wait() { p.wg.Wait() }
+
+// Status lists the outbound tunnels by peer address.
+func (p *Pool) Status() []admin.TunnelStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := []admin.TunnelStatus{}
-	now := time.Now()
+	now := p.now()
 	for addr, pe := range p.peers {
 		if pe.down {
 			out = append(out, admin.TunnelStatus{Addr: addr, State: "down"})
@@ -658,13 +704,16 @@ func (p *tunnelPool) status() []admin.TunnelStatus {
 	return out
 }
 
-// serveTunnel serves the streams of a tunnel a peer gateway opened. On
-// shutdown it tells the peer to open no more streams, lets the open ones
-// finish and then closes.
-func (g *Gateway) serveTunnel(tc *tls.Conn, peer identity.ID) {
-	tun, err := newTunnel(g, tc, peer.Cluster, "", nil)
+// Serve serves the streams of a tunnel that peer (a cluster) opened on
+// tc, until the tunnel ends. Each stream goes to admit in the accept loop:
+// false means admit answered and closed it; otherwise handle serves it in
+// a goroutine of its own, and Serve returns only once every handle has.
+// When draining closes, it tells the peer to open no more streams, lets
+// the open ones finish (at most Config.Drain) and then closes.
+func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit func(*Stream) bool, handle func(*Stream)) {
+	tun, err := p.newTunnel(tc, peer, "", nil)
 	if err != nil {
-		g.log.Warn("inbound tunnel", "peer", peer.Cluster, "err", err)
+		p.log.Warn("inbound tunnel", "peer", peer, "err", err)
 		return
 	}
 	var streams sync.WaitGroup
@@ -675,13 +724,13 @@ func (g *Gateway) serveTunnel(tc *tls.Conn, peer identity.ID) {
 		select {
 		case <-stopDrain:
 			return
-		case <-g.draining:
+		case <-draining:
 		}
 		// No new streams; the peer may have opened some before it heard.
 		// Those arrive within a round trip and are reset unseen, which the
 		// peer retries elsewhere. Closing before could break them midway.
 		_ = tun.sess.GoAway()
-		grace := min(max(2*time.Duration(tun.rtt.Load())+50*time.Millisecond, 100*time.Millisecond), g.cfg.Timeouts.Drain)
+		grace := min(max(2*time.Duration(tun.rtt.Load())+50*time.Millisecond, 100*time.Millisecond), p.cfg.Drain)
 		quiet := time.Now().Add(grace)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
@@ -700,34 +749,18 @@ func (g *Gateway) serveTunnel(tc *tls.Conn, peer identity.ID) {
 			return
 		}
 		tun.streams.Add(1)
-		s := &tunnelStream{Stream: ys, t: tun}
-		if !g.conns.add(s) {
-			// Answered like any refusal, so the peer sends the flow elsewhere.
-			g.metrics.refused.WithLabelValues("tunnel").Inc()
-			s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-			_ = wire.WriteAnswer(s, fmt.Errorf("gateway of %s is at its connection limit (%d)", g.cfg.Cluster, g.cfg.Limits.MaxConnections))
-			s.Close()
+		s := &Stream{Stream: ys, t: tun}
+		if !admit(s) {
 			continue
 		}
 		streams.Add(1)
 		go func() {
 			defer streams.Done()
-			defer g.conns.done(s)
-			g.serveTunnelStream(s, peer)
+			handle(s)
 		}()
 	}
 }
 
-// serveTunnelStream reads a stream's header and serves it like a
-// connection of its own.
-func (g *Gateway) serveTunnelStream(s *tunnelStream, peer identity.ID) {
-	defer s.Close()
-	s.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	t, facts, err := wire.ReadStreamHeader(s)
-	if err != nil {
-		g.refuseInbound(s, peer, "", err)
-		return
-	}
-	s.SetReadDeadline(time.Time{})
-	g.serveStream(s, peer, t, facts)
-}
+// Fresh reports whether the stream's tunnel looks alive right now (see
+// tunnel.fresh), for sending a client's first bytes before the answer.
+func (s *Stream) Fresh() bool { return s.t.fresh(s.t.ping) }
