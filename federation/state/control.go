@@ -10,7 +10,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -22,6 +25,15 @@ import (
 // proto/strait/state/v1/control.proto and generated into package statev1.
 // Every caller must hold a certificate of the federation's trust domain;
 // its SPIFFE ID is recorded as the author of the writes it makes.
+//
+//	service                                   what
+//	strait.state.v1.Control                   the methods of Control
+//	grpc.health.v1.Health                     SERVING for "" and for
+//	                                          strait.state.v1.Control while
+//	                                          the server runs, NOT_SERVING
+//	                                          once it stops
+//	grpc.reflection.v1.ServerReflection       descriptors of the services,
+//	grpc.reflection.v1alpha.ServerReflection  for tools such as grpcurl
 //
 // Go code speaks Control and its Go types; the messages of statev1 exist
 // only between ControlClient and ControlServer (control_wire.go converts).
@@ -105,9 +117,15 @@ func withPeerCaller(ctx context.Context) context.Context {
 	return WithCaller(ctx, id.String())
 }
 
-// ControlServer serves the control API of a Store.
+// ControlServer serves the control API of a Store, with the standard
+// health and reflection services beside it. It is started on a Store
+// that is open and stopped before the Store closes, so its health says
+// SERVING exactly while the Store is up.
 type ControlServer struct {
-	srv *grpc.Server
+	srv    *grpc.Server
+	health *health.Server
+	down   context.Context // canceled when the server stops
+	stop   context.CancelFunc
 }
 
 // NewControlServer returns a gRPC server for c that accepts only mTLS
@@ -118,17 +136,30 @@ func NewControlServer(c Control, id *identity.Bundle) *ControlServer {
 		grpc.MaxRecvMsgSize(maxControlMsg), grpc.MaxSendMsgSize(maxControlMsg),
 	)
 	statev1.RegisterControlServer(srv, controlService{c: c})
-	return &ControlServer{srv: srv}
+	s := &ControlServer{srv: srv, health: health.NewServer()}
+	s.down, s.stop = context.WithCancel(context.Background())
+	for _, svc := range []string{"", statev1.Control_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	healthpb.RegisterHealthServer(srv, &healthService{Server: s.health, down: s.down})
+	reflection.Register(srv)
+	return s
 }
 
 // Serve accepts on ln until Stop.
 func (s *ControlServer) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
-// Stop closes the listener and every connection and waits for handlers.
-func (s *ControlServer) Stop() { s.srv.Stop() }
+// Stop reports NOT_SERVING, closes the listener and every connection and
+// waits for handlers.
+func (s *ControlServer) Stop() {
+	s.goingDown()
+	s.srv.Stop()
+}
 
-// GracefulStop stops accepting and waits for pending calls or ctx.
+// GracefulStop reports NOT_SERVING (ending health watches), stops
+// accepting and waits for pending calls or ctx.
 func (s *ControlServer) GracefulStop(ctx context.Context) {
+	s.goingDown()
 	done := make(chan struct{})
 	go func() {
 		s.srv.GracefulStop()
@@ -140,6 +171,59 @@ func (s *ControlServer) GracefulStop(ctx context.Context) {
 		s.srv.Stop()
 		<-done
 	}
+}
+
+func (s *ControlServer) goingDown() {
+	s.health.Shutdown()
+	s.stop()
+}
+
+// healthService is grpc's standard health service, except that a watch
+// ends when the server goes down: the watcher is told NOT_SERVING, then
+// its stream closes, so that GracefulStop does not wait for watchers.
+type healthService struct {
+	*health.Server
+	down context.Context
+}
+
+// Watch streams the status of a service until the client leaves or the
+// server goes down.
+func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream grpc.ServerStreamingServer[healthpb.HealthCheckResponse]) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(h.down, cancel)()
+	w := &watchStream{ServerStreamingServer: stream, ctx: ctx, last: -1}
+	err := h.Server.Watch(req, w)
+	if h.down.Err() == nil || stream.Context().Err() != nil {
+		return err
+	}
+	// Going down. The inner Watch may have seen its context end before the
+	// NOT_SERVING that Shutdown queued: say it here.
+	if w.last == healthpb.HealthCheckResponse_SERVING {
+		if err := stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING}); err != nil {
+			return err
+		}
+	}
+	return status.Error(codes.Unavailable, "control server stopping")
+}
+
+// watchStream is a watch's stream with a context that ends when the server
+// goes down; it remembers the last status sent. Only the handler's
+// goroutine uses it.
+type watchStream struct {
+	grpc.ServerStreamingServer[healthpb.HealthCheckResponse]
+	ctx  context.Context
+	last healthpb.HealthCheckResponse_ServingStatus
+}
+
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+func (w *watchStream) Send(r *healthpb.HealthCheckResponse) error {
+	if err := w.ServerStreamingServer.Send(r); err != nil {
+		return err
+	}
+	w.last = r.GetStatus()
+	return nil
 }
 
 // toStatus maps errors to gRPC codes the client maps back.

@@ -1,12 +1,166 @@
 package state
 
 import (
+	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/straitmesh/strait/federation/state/statev1"
 )
+
+// grpcurlVersion is the grpcurl the operator's commands in
+// docs/architecture.md were checked with.
+const grpcurlVersion = "v1.9.3"
+
+// TestControlGrpcurl lists, describes and calls the control API with the
+// grpcurl binary, as an operator would: through server reflection, with a
+// certificate of the federation.
+func TestControlGrpcurl(t *testing.T) {
+	bin := t.TempDir()
+	build := exec.Command("go", "install", "github.com/fullstorydev/grpcurl/cmd/grpcurl@"+grpcurlVersion)
+	build.Env = append(os.Environ(), "GOBIN="+bin)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("cannot build grpcurl %s: %v\n%s", grpcurlVersion, err, out)
+	}
+	certs := t.TempDir()
+	f := newTestFed(t)
+	if err := f.ca.WriteFiles(certs, "ops", "grpcurl", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	n := f.add(true, 1)
+	f.waitMembers()
+
+	// Gateway certificates name a SPIFFE ID, not a host, so grpcurl cannot
+	// check the server's name: -insecure. The server still checks ours.
+	tlsFlags := []string{"-insecure", "-cert", filepath.Join(certs, "cert.pem"), "-key", filepath.Join(certs, "key.pem")}
+	grpcurl := func(args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(bin, "grpcurl"), append([]string{"-max-time", "10"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		t.Logf("grpcurl %s\n%s", strings.Join(args, " "), out)
+		return string(out), err
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := grpcurl(append(tlsFlags, args...)...)
+		if err != nil {
+			t.Fatalf("grpcurl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+
+	list := strings.Fields(run(n.ctlAddr, "list"))
+	for _, want := range []string{"strait.state.v1.Control", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+		if !slices.Contains(list, want) {
+			t.Errorf("grpcurl list: %q, want %s among them", list, want)
+		}
+	}
+	desc := run(n.ctlAddr, "describe", "strait.state.v1.Control")
+	for _, rpc := range []string{"Write", "Read", "History", "Join", "Discover", "Peers", "RemovePeer", "Snapshot", "Restore"} {
+		if !strings.Contains(desc, "rpc "+rpc+" ( .strait.state.v1."+rpc+"Request ) returns ( .strait.state.v1."+rpc+"Response )") {
+			t.Errorf("grpcurl describe lacks %s:\n%s", rpc, desc)
+		}
+	}
+	if out := run("-d", `{"service":"strait.state.v1.Control"}`, n.ctlAddr, "grpc.health.v1.Health/Check"); !strings.Contains(out, `"status": "SERVING"`) {
+		t.Errorf("health check: %s", out)
+	}
+
+	const value = `{"priority":["eu-west-1"]}`
+	var wr statev1.WriteResponse
+	unmarshal(t, run("-d", `{"op":"put","kind":"failover","key":"demo/ledger","value":"{\"priority\":[\"eu-west-1\"]}"}`, n.ctlAddr, "strait.state.v1.Control/Write"), &wr)
+	var rr statev1.ReadResponse
+	unmarshal(t, run("-d", `{"kind":"failover","key":"demo/ledger","consistent":true}`, n.ctlAddr, "strait.state.v1.Control/Read"), &rr)
+	if len(rr.Records) != 1 {
+		t.Fatalf("read after write: %v", &rr)
+	}
+	r := rr.Records[0]
+	if wr.Index == 0 || r.Index != wr.Index || r.Value != value || r.By != "spiffe://strait.local/region/ops/cluster/grpcurl" || r.Time == nil {
+		t.Errorf("read %v after write at %d: want the value at that index, by grpcurl's certificate, with its time", r, wr.Index)
+	}
+	if rr.Node != n.name {
+		t.Errorf("read answered by %q, want %q", rr.Node, n.name)
+	}
+	// Bad input is INVALID_ARGUMENT, as for the Go client.
+	if out, err := grpcurl(append(tlsFlags, "-d", `{"op":"put","kind":"failover","key":"ledger","value":"{}"}`, n.ctlAddr, "strait.state.v1.Control/Write")...); err == nil || !strings.Contains(out, "InvalidArgument") {
+		t.Errorf("a bad key: %v\n%s", err, out)
+	}
+
+	// Without a certificate of the federation nothing is answered.
+	if out, err := grpcurl("-insecure", "-connect-timeout", "2", n.ctlAddr, "list"); err == nil {
+		t.Errorf("grpcurl without a client certificate listed services:\n%s", out)
+	}
+}
+
+func unmarshal(t *testing.T, out string, m proto.Message) {
+	t.Helper()
+	if err := protojson.Unmarshal([]byte(out), m); err != nil {
+		t.Fatalf("grpcurl answered %q: %v", out, err)
+	}
+}
+
+// TestControlHealth checks the standard health service: SERVING while the
+// server runs; on a graceful stop a watcher is told NOT_SERVING and its
+// stream ends, so the stop does not wait for it.
+func TestControlHealth(t *testing.T) {
+	f := newTestFed(t)
+	n := f.add(true, 1)
+	hc := healthpb.NewHealthClient(f.client(n).cc)
+	ctx := ctx10(t)
+	for _, svc := range []string{"", "strait.state.v1.Control"} {
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("check %q: %v, %v; want SERVING", svc, r, err)
+		}
+	}
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "strait.state.v1.Other"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("check of an unknown service: %v; want NotFound", err)
+	}
+	watch := func(svc string, want healthpb.HealthCheckResponse_ServingStatus) healthpb.Health_WatchClient {
+		t.Helper()
+		w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := w.Recv(); err != nil || r.GetStatus() != want {
+			t.Fatalf("watch %q: %v, %v; want %v", svc, r, err, want)
+		}
+		return w
+	}
+	w := watch("strait.state.v1.Control", healthpb.HealthCheckResponse_SERVING)
+	unknown := watch("strait.state.v1.Other", healthpb.HealthCheckResponse_SERVICE_UNKNOWN)
+
+	stopped := make(chan struct{})
+	go func() {
+		n.ctl.GracefulStop(context.Background())
+		close(stopped)
+	}()
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("watch during stop: %v, %v; want NOT_SERVING", r, err)
+	}
+	for _, s := range []healthpb.Health_WatchClient{w, unknown} {
+		if r, err := s.Recv(); err == nil {
+			t.Fatalf("watch after NOT_SERVING: %v; want the stream to end", r)
+		}
+	}
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("GracefulStop still waits after its health watches ended")
+	}
+}
 
 // TestControlRefusesNonUTF8 checks that a string protobuf cannot carry is
 // refused as invalid by the client, before anything reaches the store.

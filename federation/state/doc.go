@@ -32,4 +32,7 @@
 //   - Every field of the control API's Go types crosses the wire
 //     (TestControlWireRoundTrip), and the committed generated code is what
 //     the .proto gives (TestGeneratedCodeIsCurrent).
+//   - The control server's health is SERVING while it serves and
+//     NOT_SERVING once it stops; a graceful stop ends health watches
+//     rather than waiting for them (TestControlHealth).
 package state
