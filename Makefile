@@ -6,13 +6,27 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION := v0.8.2
+# Code generation from proto/ (buf.yaml, buf.gen.yaml). protoc-gen-go is
+# built at go.mod's google.golang.org/protobuf, which its output needs.
+# TestGeneratedCodeIsCurrent (federation/state/statev1) reads these two lines.
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+TOOLS                      := $(CURDIR)/bin/tools
 
-.PHONY: all build test demo bench bench-dataplane bench-catalog bench-residency bench-state soak fuzz lint clean
+.PHONY: all build generate test demo bench bench-dataplane bench-catalog bench-residency bench-state soak fuzz lint clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strait
+
+# Regenerates the committed Go code of proto/ (federation/state/statev1).
+generate:
+	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	$(GO) build -o $(TOOLS)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(TOOLS)/buf lint
+	PATH="$(TOOLS):$$PATH" $(TOOLS)/buf generate
 
 test:
 	$(GO) vet ./...

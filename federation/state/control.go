@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,63 +10,95 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/straitmesh/strait/federation/state/statev1"
 	"github.com/straitmesh/strait/identity"
 )
 
-// The control API is gRPC over mTLS with JSON messages: a hand-written
-// service description and codec, no generated code. Every caller must hold
-// a certificate of the federation's trust domain; its SPIFFE ID is
-// recorded as the author of the writes it makes.
-const (
-	controlService = "strait.state.v1.Control"
-	maxControlMsg  = 64 << 20
-)
+// The control API is gRPC over mTLS with protobuf messages, defined in
+// proto/strait/state/v1/control.proto and generated into package statev1.
+// Every caller must hold a certificate of the federation's trust domain;
+// its SPIFFE ID is recorded as the author of the writes it makes.
+//
+//	service                                   what
+//	strait.state.v1.Control                   the methods of Control
+//	grpc.health.v1.Health                     SERVING for "" and for
+//	                                          strait.state.v1.Control while
+//	                                          the server runs, NOT_SERVING
+//	                                          once it stops
+//	grpc.reflection.v1.ServerReflection       descriptors of the services,
+//	grpc.reflection.v1alpha.ServerReflection  for tools such as grpcurl
+//
+// Go code speaks Control and its Go types; the messages of statev1 exist
+// only between ControlClient and ControlServer (control_wire.go converts).
+// Errors travel as status codes (toStatus) and are mapped back to the
+// sentinel errors on the client (remoteError).
+const maxControlMsg = 64 << 20
 
-type jsonCodec struct{}
-
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-func (jsonCodec) Name() string                       { return "json" }
-
-func unary[Req, Resp any](name string, call func(Control, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
-	full := "/" + controlService + "/" + name
-	return grpc.MethodDesc{MethodName: name, Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-		req := new(Req)
-		if err := dec(req); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "decode %s request: %v", name, err)
-		}
-		h := func(ctx context.Context, r any) (any, error) {
-			resp, err := call(srv.(Control), withPeerCaller(ctx), r.(*Req))
-			if err != nil {
-				return nil, toStatus(err)
-			}
-			return resp, nil
-		}
-		if ic == nil {
-			return h(ctx, req)
-		}
-		return ic(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: full}, h)
-	}}
+// controlService serves Control over the generated service interface.
+// It embeds UnsafeControlServer rather than UnimplementedControlServer so
+// that an RPC added to the .proto fails the build until it is served.
+type controlService struct {
+	statev1.UnsafeControlServer
+	c Control
 }
 
-var controlDesc = grpc.ServiceDesc{
-	ServiceName: controlService,
-	HandlerType: (*Control)(nil),
-	Methods: []grpc.MethodDesc{
-		unary("Write", Control.Write),
-		unary("Read", Control.Read),
-		unary("History", Control.History),
-		unary("Join", Control.Join),
-		unary("Discover", Control.Discover),
-		unary("Peers", Control.Peers),
-		unary("RemovePeer", Control.RemovePeer),
-		unary("Snapshot", Control.Snapshot),
-		unary("Restore", Control.Restore),
-	},
-	Metadata: "strait/state/v1/control.json",
+var _ statev1.ControlServer = controlService{}
+
+// serve calls a Control method with the caller's identity from its
+// certificate and maps its error to a status.
+func serve[Req, Resp, PResp any](ctx context.Context, call func(context.Context, *Req) (*Resp, error), req *Req, out func(*Resp) PResp) (PResp, error) {
+	var zero PResp
+	resp, err := call(withPeerCaller(ctx), req)
+	if err != nil {
+		return zero, toStatus(err)
+	}
+	if resp == nil {
+		return zero, status.Error(codes.Internal, "no response")
+	}
+	return out(resp), nil
+}
+
+func (s controlService) Write(ctx context.Context, req *statev1.WriteRequest) (*statev1.WriteResponse, error) {
+	return serve(ctx, s.c.Write, writeRequestFromPB(req), writeResponseToPB)
+}
+
+func (s controlService) Read(ctx context.Context, req *statev1.ReadRequest) (*statev1.ReadResponse, error) {
+	return serve(ctx, s.c.Read, readRequestFromPB(req), readResponseToPB)
+}
+
+func (s controlService) History(ctx context.Context, req *statev1.HistoryRequest) (*statev1.HistoryResponse, error) {
+	return serve(ctx, s.c.History, historyRequestFromPB(req), historyResponseToPB)
+}
+
+func (s controlService) Join(ctx context.Context, req *statev1.JoinRequest) (*statev1.JoinResponse, error) {
+	return serve(ctx, s.c.Join, joinRequestFromPB(req), joinResponseToPB)
+}
+
+func (s controlService) Discover(ctx context.Context, req *statev1.DiscoverRequest) (*statev1.DiscoverResponse, error) {
+	return serve(ctx, s.c.Discover, discoverRequestFromPB(req), discoverResponseToPB)
+}
+
+func (s controlService) Peers(ctx context.Context, req *statev1.PeersRequest) (*statev1.PeersResponse, error) {
+	return serve(ctx, s.c.Peers, &PeersRequest{}, peersResponseToPB)
+}
+
+func (s controlService) RemovePeer(ctx context.Context, req *statev1.RemovePeerRequest) (*statev1.RemovePeerResponse, error) {
+	return serve(ctx, s.c.RemovePeer, removePeerRequestFromPB(req), removePeerResponseToPB)
+}
+
+func (s controlService) Snapshot(ctx context.Context, req *statev1.SnapshotRequest) (*statev1.SnapshotResponse, error) {
+	return serve(ctx, s.c.Snapshot, &SnapshotRequest{}, snapshotResponseToPB)
+}
+
+func (s controlService) Restore(ctx context.Context, req *statev1.RestoreRequest) (*statev1.RestoreResponse, error) {
+	return serve(ctx, s.c.Restore, restoreRequestFromPB(req), restoreResponseToPB)
 }
 
 func withPeerCaller(ctx context.Context) context.Context {
@@ -86,9 +117,15 @@ func withPeerCaller(ctx context.Context) context.Context {
 	return WithCaller(ctx, id.String())
 }
 
-// ControlServer serves the control API of a Store.
+// ControlServer serves the control API of a Store, with the standard
+// health and reflection services beside it. It is started on a Store
+// that is open and stopped before the Store closes, so its health says
+// SERVING exactly while the Store is up.
 type ControlServer struct {
-	srv *grpc.Server
+	srv    *grpc.Server
+	health *health.Server
+	down   context.Context // canceled when the server stops
+	stop   context.CancelFunc
 }
 
 // NewControlServer returns a gRPC server for c that accepts only mTLS
@@ -96,21 +133,33 @@ type ControlServer struct {
 func NewControlServer(c Control, id *identity.Bundle) *ControlServer {
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(id.ServerConfig())),
-		grpc.ForceServerCodec(jsonCodec{}),
 		grpc.MaxRecvMsgSize(maxControlMsg), grpc.MaxSendMsgSize(maxControlMsg),
 	)
-	srv.RegisterService(&controlDesc, c)
-	return &ControlServer{srv: srv}
+	statev1.RegisterControlServer(srv, controlService{c: c})
+	s := &ControlServer{srv: srv, health: health.NewServer()}
+	s.down, s.stop = context.WithCancel(context.Background())
+	for _, svc := range []string{"", statev1.Control_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	healthpb.RegisterHealthServer(srv, &healthService{Server: s.health, down: s.down})
+	reflection.Register(srv)
+	return s
 }
 
 // Serve accepts on ln until Stop.
 func (s *ControlServer) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
-// Stop closes the listener and every connection and waits for handlers.
-func (s *ControlServer) Stop() { s.srv.Stop() }
+// Stop reports NOT_SERVING, closes the listener and every connection and
+// waits for handlers.
+func (s *ControlServer) Stop() {
+	s.goingDown()
+	s.srv.Stop()
+}
 
-// GracefulStop stops accepting and waits for pending calls or ctx.
+// GracefulStop reports NOT_SERVING (ending health watches), stops
+// accepting and waits for pending calls or ctx.
 func (s *ControlServer) GracefulStop(ctx context.Context) {
+	s.goingDown()
 	done := make(chan struct{})
 	go func() {
 		s.srv.GracefulStop()
@@ -122,6 +171,59 @@ func (s *ControlServer) GracefulStop(ctx context.Context) {
 		s.srv.Stop()
 		<-done
 	}
+}
+
+func (s *ControlServer) goingDown() {
+	s.health.Shutdown()
+	s.stop()
+}
+
+// healthService is grpc's standard health service, except that a watch
+// ends when the server goes down: the watcher is told NOT_SERVING, then
+// its stream closes, so that GracefulStop does not wait for watchers.
+type healthService struct {
+	*health.Server
+	down context.Context
+}
+
+// Watch streams the status of a service until the client leaves or the
+// server goes down.
+func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream grpc.ServerStreamingServer[healthpb.HealthCheckResponse]) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(h.down, cancel)()
+	w := &watchStream{ServerStreamingServer: stream, ctx: ctx, last: -1}
+	err := h.Server.Watch(req, w)
+	if h.down.Err() == nil || stream.Context().Err() != nil {
+		return err
+	}
+	// Going down. The inner Watch may have seen its context end before the
+	// NOT_SERVING that Shutdown queued: say it here.
+	if w.last == healthpb.HealthCheckResponse_SERVING {
+		if err := stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING}); err != nil {
+			return err
+		}
+	}
+	return status.Error(codes.Unavailable, "control server stopping")
+}
+
+// watchStream is a watch's stream with a context that ends when the server
+// goes down; it remembers the last status sent. Only the handler's
+// goroutine uses it.
+type watchStream struct {
+	grpc.ServerStreamingServer[healthpb.HealthCheckResponse]
+	ctx  context.Context
+	last healthpb.HealthCheckResponse_ServingStatus
+}
+
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+func (w *watchStream) Send(r *healthpb.HealthCheckResponse) error {
+	if err := w.ServerStreamingServer.Send(r); err != nil {
+		return err
+	}
+	w.last = r.GetStatus()
+	return nil
 }
 
 // toStatus maps errors to gRPC codes the client maps back.
@@ -188,6 +290,7 @@ func fromStatus(addr, method string, err error) error {
 type ControlClient struct {
 	addr string
 	cc   *grpc.ClientConn
+	rpc  statev1.ControlClient
 }
 
 var _ Control = (*ControlClient)(nil)
@@ -197,49 +300,57 @@ var _ Control = (*ControlClient)(nil)
 func DialControl(addr string, id *identity.Bundle) (*ControlClient, error) {
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(id.ClientConfig("control.strait"))),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(jsonCodec{}), grpc.MaxCallRecvMsgSize(maxControlMsg), grpc.MaxCallSendMsgSize(maxControlMsg)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxControlMsg), grpc.MaxCallSendMsgSize(maxControlMsg)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("control client for %s: %w", addr, err)
 	}
-	return &ControlClient{addr: addr, cc: cc}, nil
+	return &ControlClient{addr: addr, cc: cc, rpc: statev1.NewControlClient(cc)}, nil
 }
 
 // Close closes the connection.
 func (c *ControlClient) Close() error { return c.cc.Close() }
 
-func invoke[Resp any](ctx context.Context, c *ControlClient, method string, req any) (*Resp, error) {
-	resp := new(Resp)
-	if err := c.cc.Invoke(ctx, "/"+controlService+"/"+method, req, resp); err != nil {
+// invoke converts a request to its message, calls method and converts the
+// answer back. A request protobuf cannot carry (a string that is not
+// UTF-8) is refused as invalid before anything is sent.
+func invoke[Req any, PReq proto.Message, PResp, Resp any](ctx context.Context, c *ControlClient, method string, req *Req,
+	in func(*Req) PReq, call func(context.Context, PReq, ...grpc.CallOption) (PResp, error), out func(PResp) *Resp) (*Resp, error) {
+	preq := in(req)
+	if err := checkUTF8(preq); err != nil {
+		return nil, fmt.Errorf("control %s to %s: %w", method, c.addr, err)
+	}
+	resp, err := call(ctx, preq)
+	if err != nil {
 		return nil, fromStatus(c.addr, method, err)
 	}
-	return resp, nil
+	return out(resp), nil
 }
 
 func (c *ControlClient) Write(ctx context.Context, req *WriteRequest) (*WriteResponse, error) {
-	return invoke[WriteResponse](ctx, c, "Write", req)
+	return invoke(ctx, c, "Write", req, writeRequestToPB, c.rpc.Write, writeResponseFromPB)
 }
 func (c *ControlClient) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error) {
-	return invoke[ReadResponse](ctx, c, "Read", req)
+	return invoke(ctx, c, "Read", req, readRequestToPB, c.rpc.Read, readResponseFromPB)
 }
 func (c *ControlClient) History(ctx context.Context, req *HistoryRequest) (*HistoryResponse, error) {
-	return invoke[HistoryResponse](ctx, c, "History", req)
+	return invoke(ctx, c, "History", req, historyRequestToPB, c.rpc.History, historyResponseFromPB)
 }
 func (c *ControlClient) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
-	return invoke[JoinResponse](ctx, c, "Join", req)
+	return invoke(ctx, c, "Join", req, joinRequestToPB, c.rpc.Join, joinResponseFromPB)
 }
 func (c *ControlClient) Discover(ctx context.Context, req *DiscoverRequest) (*DiscoverResponse, error) {
-	return invoke[DiscoverResponse](ctx, c, "Discover", req)
+	return invoke(ctx, c, "Discover", req, discoverRequestToPB, c.rpc.Discover, discoverResponseFromPB)
 }
 func (c *ControlClient) Peers(ctx context.Context, req *PeersRequest) (*PeersResponse, error) {
-	return invoke[PeersResponse](ctx, c, "Peers", req)
+	return invoke(ctx, c, "Peers", req, peersRequestToPB, c.rpc.Peers, peersResponseFromPB)
 }
 func (c *ControlClient) RemovePeer(ctx context.Context, req *RemovePeerRequest) (*RemovePeerResponse, error) {
-	return invoke[RemovePeerResponse](ctx, c, "RemovePeer", req)
+	return invoke(ctx, c, "RemovePeer", req, removePeerRequestToPB, c.rpc.RemovePeer, removePeerResponseFromPB)
 }
 func (c *ControlClient) Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error) {
-	return invoke[SnapshotResponse](ctx, c, "Snapshot", req)
+	return invoke(ctx, c, "Snapshot", req, snapshotRequestToPB, c.rpc.Snapshot, snapshotResponseFromPB)
 }
 func (c *ControlClient) Restore(ctx context.Context, req *RestoreRequest) (*RestoreResponse, error) {
-	return invoke[RestoreResponse](ctx, c, "Restore", req)
+	return invoke(ctx, c, "Restore", req, restoreRequestToPB, c.rpc.Restore, restoreResponseFromPB)
 }

@@ -1,7 +1,9 @@
 // Package state is the federation's routing state: a hashicorp/raft state
 // machine (Store) replicated to every gateway, a few voters and every
 // other gateway a non-voter, with its records, snapshots, mTLS Raft
-// transport, log store, and the gRPC control API server and client.
+// transport, log store, and the gRPC control API server and client (its
+// messages are package statev1, generated from
+// proto/strait/state/v1/control.proto; Go callers see only Control).
 // Invariants:
 //
 //   - Linearizable: a write is acknowledged once committed by a quorum and
@@ -27,4 +29,10 @@
 //     (TestLogStoreMatchesModel).
 //   - Every request that needs the leader goes through one helper that
 //     answers on the leader or forwards to it (onLeader).
+//   - Every field of the control API's Go types crosses the wire
+//     (TestControlWireRoundTrip), and the committed generated code is what
+//     the .proto gives (TestGeneratedCodeIsCurrent).
+//   - The control server's health is SERVING while it serves and
+//     NOT_SERVING once it stops; a graceful stop ends health watches
+//     rather than waiting for them (TestControlHealth).
 package state
