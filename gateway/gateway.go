@@ -292,6 +292,11 @@ func (g *Gateway) components() []component {
 // gossip metadata can carry the address).
 func (g *Gateway) listen() (err error) {
 	cfg := g.cfg
+	defer func() {
+		if err != nil {
+			g.closeListeners() // what was bound before the failure
+		}
+	}()
 	if g.dataLn, err = net.Listen("tcp", cfg.Listen.Data); err != nil {
 		return fmt.Errorf("listen data plane on %s: %w", cfg.Listen.Data, err)
 	}
@@ -365,7 +370,7 @@ func (g *Gateway) goServe(name string, serve func() error) {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		if err := serve(); err != nil && !g.closing.Load() {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) && !g.closing.Load() {
 			g.log.Error("listener stopped", "listener", name, "err", err)
 		}
 	}()

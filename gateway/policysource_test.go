@@ -131,8 +131,13 @@ func startGatewayWith(t *testing.T, cfg gateway.Config, policy gateway.PolicySou
 	}
 	cfg.Cluster, cfg.Region = "a", "eu-west"
 	cfg.TLS = gateway.TLSConfig{Cert: "x", Key: "x", CA: "x"}
-	cfg.Listen = gateway.ListenConfig{Data: "127.0.0.1:0", Admin: "127.0.0.1:0", Connect: "127.0.0.1:0"}
-	cfg.Gossip.Bind, cfg.Gossip.Profile, cfg.Gossip.NodeName = "127.0.0.1:0", "local", "a"
+	if cfg.Listen.Data == "" {
+		cfg.Listen = gateway.ListenConfig{Data: "127.0.0.1:0", Admin: "127.0.0.1:0", Connect: "127.0.0.1:0"}
+	}
+	if cfg.Gossip.Bind == "" {
+		cfg.Gossip.Bind = "127.0.0.1:0"
+	}
+	cfg.Gossip.Profile, cfg.Gossip.NodeName = "local", "a"
 	cfg.Gossip.Key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 	g, err := gateway.Start(cfg, gateway.Options{Identity: b, Policy: policy})
 	if err == nil {

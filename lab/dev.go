@@ -84,9 +84,10 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 	if d.Mesh, err = NewMeshCA("strait dev mesh CA"); err != nil {
 		return nil, err
 	}
+	started := d // the named result is nil once an error is returned
 	defer func() {
 		if err != nil {
-			d.Close()
+			started.Close()
 		}
 	}()
 	spec := opts.Spec

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,5 +246,34 @@ func TestKeysRotationThroughCLI(t *testing.T) {
 	_, stderr, code = runStrait(t, env, "keys", "remove", newKey)
 	if code != 1 || !strings.Contains(stderr, "primary") {
 		t.Fatalf("removing the primary: exit %d %s", code, stderr)
+	}
+}
+
+// TestDevNamesTheAddressInUse: `strait dev` while another process holds
+// one of its ports (here the third gateway's data port, so two gateways
+// and the demo services are up when it fails) exits non-zero with a
+// message naming the address, after stopping what it started.
+func TestDevNamesTheAddressInUse(t *testing.T) {
+	const taken = "127.0.3.1:15443"
+	hold, err := net.Listen("tcp", taken)
+	if err != nil {
+		t.Fatalf("hold %s: %v", taken, err)
+	}
+	defer hold.Close()
+	out, stderr, code := runStrait(t, nil, "dev", "--duration", "30s")
+	if code == 0 {
+		t.Fatalf("strait dev started with %s taken:\n%s", taken, out)
+	}
+	if !strings.Contains(stderr, taken) || !strings.Contains(stderr, "address already in use") || strings.Contains(stderr, "panic") {
+		t.Fatalf("exit %d; stderr does not name %s in use:\n%s", code, taken, stderr)
+	}
+	// Nothing it started is left: the first gateway's ports bind again.
+	for _, a := range []string{"127.0.1.1:15443", "127.0.1.1:15000", "127.0.1.11:8080"} {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Errorf("%s still bound after strait dev failed: %v", a, err)
+			continue
+		}
+		ln.Close()
 	}
 }

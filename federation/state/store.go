@@ -114,9 +114,14 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		known: map[string]ServerInfo{}, clients: map[string]Control{}, persistCh: make(chan struct{}, 1)}
 	s.started = s.now()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	opened := s // the named result is nil once an error is returned
 	defer func() {
 		if err != nil {
+			s := opened
 			s.cancel()
+			if s.metrics != nil {
+				s.metrics.unregister()
+			}
 			if s.trans != nil && opts.Transport == nil {
 				if c, ok := s.trans.(io.Closer); ok {
 					c.Close()
