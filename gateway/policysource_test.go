@@ -131,10 +131,11 @@ func startGatewayWith(t *testing.T, cfg gateway.Config, policy gateway.PolicySou
 	}
 	cfg.Cluster, cfg.Region = "a", "eu-west"
 	cfg.TLS = gateway.TLSConfig{Cert: "x", Key: "x", CA: "x"}
-	if cfg.Listen.Data == "" {
+	def := gateway.DefaultConfig()
+	if cfg.Listen.Data == "" || cfg.Listen.Data == def.Listen.Data {
 		cfg.Listen = gateway.ListenConfig{Data: "127.0.0.1:0", Admin: "127.0.0.1:0", Connect: "127.0.0.1:0"}
 	}
-	if cfg.Gossip.Bind == "" {
+	if cfg.Gossip.Bind == "" || cfg.Gossip.Bind == def.Gossip.Bind {
 		cfg.Gossip.Bind = "127.0.0.1:0"
 	}
 	cfg.Gossip.Profile, cfg.Gossip.NodeName = "local", "a"
