@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/straitmesh/strait/internal/yamlerr"
+	"github.com/straitmesh/strait/internal/yamlpos"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -157,7 +157,7 @@ func (r *reader) parseDocument(data []byte) *yaml.Node {
 
 func (r *reader) syntax(err error, data []byte) {
 	p := Problem{File: r.file}
-	p.Line, p.Msg = yamlerr.Syntax(err, data)
+	p.Line, p.Msg = yamlpos.Syntax(err, data)
 	r.problems = append(r.problems, p)
 }
 

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/straitmesh/strait/internal/yamlerr"
 	"io"
 	"iter"
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/straitmesh/strait/internal/yamlpos"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -44,7 +45,7 @@ func parse(file string, data []byte) (*yaml.Node, []Problem) {
 
 func syntaxProblem(file string, data []byte, err error) Problem {
 	p := Problem{File: file, Source: "file"}
-	p.Line, p.Msg = yamlerr.Syntax(err, data)
+	p.Line, p.Msg = yamlpos.Syntax(err, data)
 	return p
 }
 

@@ -1,4 +1,4 @@
-package yamlerr
+package yamlpos
 
 import (
 	"strings"
