@@ -3,10 +3,10 @@ package sovereignty_test
 import (
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/straitmesh/strait/internal/fuzzseed"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -14,17 +14,7 @@ import (
 // panics, a failure is an *Error whose every problem names the file, and a
 // policy that compiles decides every flow without panicking.
 func FuzzCompile(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, s := range seeds {
-		data, err := os.ReadFile(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
+	fuzzseed.Files(f, filepath.Join("testdata", "seed", "*.yaml"))
 	f.Add([]byte(decisionPolicy))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := sovereignty.Compile("fuzz.yaml", data)
@@ -62,17 +52,7 @@ func FuzzCompile(f *testing.F) {
 // FuzzParseTopology: the topology reader never panics; a failure is an
 // *Error with positioned problems, a success has named, regioned clusters.
 func FuzzParseTopology(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "topology", "*.yaml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, s := range seeds {
-		data, err := os.ReadFile(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
+	fuzzseed.Files(f, filepath.Join("testdata", "topology", "*.yaml"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		top, err := sovereignty.ParseTopology("fuzz.yaml", data)
 		if err != nil {
