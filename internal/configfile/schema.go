@@ -4,27 +4,19 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/straitmesh/strait/internal/yamlpos"
 )
 
-var durationType = reflect.TypeFor[time.Duration]()
-
 // isLeaf reports whether a value of type t is set from a single string, so
 // an environment variable or a flag can set it.
 func isLeaf(t reflect.Type) bool {
-	if yamlpos.IsText(t) || t == durationType {
+	switch {
+	case yamlpos.IsScalar(t):
 		return true
-	}
-	switch t.Kind() {
-	case reflect.String, reflect.Bool, reflect.Float32, reflect.Float64,
-		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return true
-	case reflect.Slice:
+	case t.Kind() == reflect.Slice:
 		return t.Elem().Kind() == reflect.String && !yamlpos.IsText(t.Elem())
-	case reflect.Pointer:
+	case t.Kind() == reflect.Pointer:
 		return isLeaf(t.Elem())
 	}
 	return false

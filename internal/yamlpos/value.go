@@ -86,8 +86,9 @@ func IsText(t reflect.Type) bool {
 	return t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(textUnmarshalerType)
 }
 
-// isScalar reports whether t is read from one scalar.
-func isScalar(t reflect.Type) bool {
+// IsScalar reports whether a value of type t is read from one scalar:
+// text, durations, strings, booleans and numbers.
+func IsScalar(t reflect.Type) bool {
 	if IsText(t) || t == durationType {
 		return true
 	}
@@ -118,7 +119,7 @@ func (r *Reader) Value(n *yaml.Node, t reflect.Type, key string) (any, bool) {
 	if IsNull(v) {
 		return nil, true
 	}
-	if isScalar(t) {
+	if IsScalar(t) {
 		return r.scalar(n, v, t, key)
 	}
 	switch t.Kind() {
@@ -165,29 +166,14 @@ func (r *Reader) scalar(at, n *yaml.Node, t reflect.Type, key string) (any, bool
 	}
 	// A plain YAML number: YAML resolves it (0x1F, 1_000, .inf).
 	var v any
-	var fits bool
-	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		var i int64
-		if tag != "!!int" {
-			return r.mismatch(at, n, t, key)
-		}
-		err := n.Decode(&i)
-		v, fits = i, err == nil && !reflect.New(t).Elem().OverflowInt(i)
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		var u uint64
-		if tag != "!!int" {
-			return r.mismatch(at, n, t, key)
-		}
-		err := n.Decode(&u)
-		v, fits = u, err == nil && !reflect.New(t).Elem().OverflowUint(u)
-	case reflect.Float32, reflect.Float64:
-		var f float64
-		if tag != "!!int" && tag != "!!float" {
-			return r.mismatch(at, n, t, key)
-		}
-		err := n.Decode(&f)
-		v, fits = f, err == nil && !reflect.New(t).Elem().OverflowFloat(f)
+	fits := false
+	switch k, in := t.Kind(), reflect.New(t).Elem(); {
+	case k >= reflect.Int && k <= reflect.Int64 && tag == "!!int":
+		v, fits = decodeNumber(n, in.OverflowInt)
+	case k >= reflect.Uint && k <= reflect.Uint64 && tag == "!!int":
+		v, fits = decodeNumber(n, in.OverflowUint)
+	case (k == reflect.Float32 || k == reflect.Float64) && (tag == "!!int" || tag == "!!float"):
+		v, fits = decodeNumber(n, in.OverflowFloat)
 	default:
 		return r.mismatch(at, n, t, key)
 	}
@@ -196,6 +182,13 @@ func (r *Reader) scalar(at, n *yaml.Node, t reflect.Type, key string) (any, bool
 		return nil, false
 	}
 	return v, true
+}
+
+// decodeNumber decodes a YAML number and reports whether it fits.
+func decodeNumber[T int64 | uint64 | float64](n *yaml.Node, overflows func(T) bool) (T, bool) {
+	var x T
+	err := n.Decode(&x)
+	return x, err == nil && !overflows(x)
 }
 
 func (r *Reader) structValue(at, n *yaml.Node, t reflect.Type, key string) (any, bool) {
