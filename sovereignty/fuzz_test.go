@@ -3,7 +3,6 @@ package sovereignty_test
 import (
 	"errors"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"github.com/straitmesh/strait/internal/fuzzseed"
@@ -14,21 +13,11 @@ import (
 // panics, a failure is an *Error whose every problem names the file, and a
 // policy that compiles decides every flow without panicking.
 func FuzzCompile(f *testing.F) {
-	fuzzseed.Files(f, filepath.Join("testdata", "seed", "*.yaml"))
+	fuzzseed.Files(f, "testdata/seed/*.yaml")
 	f.Add([]byte(decisionPolicy))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := sovereignty.Compile("fuzz.yaml", data)
-		if err != nil {
-			var pe *sovereignty.Error
-			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
-				t.Fatalf("Compile returned %T with no problems: %v", err, err)
-			}
-			for _, p := range pe.Problems {
-				if p.File != "fuzz.yaml" || p.Msg == "" {
-					t.Fatalf("problem without file or message: %+v", p)
-				}
-			}
-			_ = pe.Error()
+		if refused(t, "Compile", err) {
 			return
 		}
 		flows := []sovereignty.Flow{
@@ -50,16 +39,13 @@ func FuzzCompile(f *testing.F) {
 }
 
 // FuzzParseTopology: the topology reader never panics; a failure is an
-// *Error with positioned problems, a success has named, regioned clusters.
+// *Error whose every problem names the file, a success has named,
+// regioned clusters.
 func FuzzParseTopology(f *testing.F) {
-	fuzzseed.Files(f, filepath.Join("testdata", "topology", "*.yaml"))
+	fuzzseed.Files(f, "testdata/topology/*.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		top, err := sovereignty.ParseTopology("fuzz.yaml", data)
-		if err != nil {
-			var pe *sovereignty.Error
-			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
-				t.Fatalf("ParseTopology returned %T with no problems: %v", err, err)
-			}
+		if refused(t, "ParseTopology", err) {
 			return
 		}
 		for _, c := range top.Clusters {
@@ -69,4 +55,24 @@ func FuzzParseTopology(f *testing.F) {
 		}
 		_ = top.Services()
 	})
+}
+
+// refused reports whether fn refused the fuzz document; a refusal must be
+// an *Error whose every problem names the file and says what is wrong.
+func refused(t *testing.T, fn string, err error) bool {
+	t.Helper()
+	if err == nil {
+		return false
+	}
+	var pe *sovereignty.Error
+	if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+		t.Fatalf("%s returned %T with no problems: %v", fn, err, err)
+	}
+	for _, p := range pe.Problems {
+		if p.File != "fuzz.yaml" || p.Msg == "" {
+			t.Fatalf("problem without file or message: %+v", p)
+		}
+	}
+	_ = pe.Error()
+	return true
 }
