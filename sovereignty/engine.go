@@ -5,8 +5,11 @@ import (
 	"math/bits"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/straitmesh/strait/internal/yamlpos"
 )
 
 // Flow is what the engine knows about one connection or request.
@@ -190,7 +193,7 @@ type class struct {
 type svcMatcher struct {
 	path, at        string
 	namespace, name string
-	labels          []pair
+	labels          []yamlpos.Pair
 }
 
 type srcMatcher struct {
@@ -268,7 +271,7 @@ func compile(p *policy) *Engine {
 		for _, m := range cs.headers {
 			key := textproto.CanonicalMIMEHeaderKey(m.name)
 			c.headers = append(c.headers, hdrMatcher{path: m.path, at: at(p.file, m.node), key: key, value: m.value, hasValue: m.hasValue})
-			if !contains(e.classifying, key) {
+			if !slices.Contains(e.classifying, key) {
 				e.classifying = append(e.classifying, key)
 			}
 			if _, seen := headerIdx[key]; !seen && m.hasValue {

@@ -3,10 +3,9 @@ package sovereignty_test
 import (
 	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/straitmesh/strait/internal/fuzzseed"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -14,31 +13,11 @@ import (
 // panics, a failure is an *Error whose every problem names the file, and a
 // policy that compiles decides every flow without panicking.
 func FuzzCompile(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, s := range seeds {
-		data, err := os.ReadFile(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
+	fuzzseed.Files(f, "testdata/seed/*.yaml")
 	f.Add([]byte(decisionPolicy))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := sovereignty.Compile("fuzz.yaml", data)
-		if err != nil {
-			var pe *sovereignty.Error
-			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
-				t.Fatalf("Compile returned %T with no problems: %v", err, err)
-			}
-			for _, p := range pe.Problems {
-				if p.File != "fuzz.yaml" || p.Msg == "" {
-					t.Fatalf("problem without file or message: %+v", p)
-				}
-			}
-			_ = pe.Error()
+		if refused(t, "Compile", err) {
 			return
 		}
 		flows := []sovereignty.Flow{
@@ -60,26 +39,13 @@ func FuzzCompile(f *testing.F) {
 }
 
 // FuzzParseTopology: the topology reader never panics; a failure is an
-// *Error with positioned problems, a success has named, regioned clusters.
+// *Error whose every problem names the file, a success has named,
+// regioned clusters.
 func FuzzParseTopology(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "topology", "*.yaml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, s := range seeds {
-		data, err := os.ReadFile(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
+	fuzzseed.Files(f, "testdata/topology/*.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		top, err := sovereignty.ParseTopology("fuzz.yaml", data)
-		if err != nil {
-			var pe *sovereignty.Error
-			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
-				t.Fatalf("ParseTopology returned %T with no problems: %v", err, err)
-			}
+		if refused(t, "ParseTopology", err) {
 			return
 		}
 		for _, c := range top.Clusters {
@@ -89,4 +55,24 @@ func FuzzParseTopology(f *testing.F) {
 		}
 		_ = top.Services()
 	})
+}
+
+// refused reports whether fn refused the fuzz document; a refusal must be
+// an *Error whose every problem names the file and says what is wrong.
+func refused(t *testing.T, fn string, err error) bool {
+	t.Helper()
+	if err == nil {
+		return false
+	}
+	var pe *sovereignty.Error
+	if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+		t.Fatalf("%s returned %T with no problems: %v", fn, err, err)
+	}
+	for _, p := range pe.Problems {
+		if p.File != "fuzz.yaml" || p.Msg == "" {
+			t.Fatalf("problem without file or message: %+v", p)
+		}
+	}
+	_ = pe.Error()
+	return true
 }

@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/straitmesh/strait/internal/yamlpos"
 )
 
 // APIVersion is the policy file version this package reads.
@@ -35,13 +38,13 @@ type policy struct {
 	file       string
 	apiVersion string
 	name       string
-	regions    []named     // spec.regions: regions named outside any group
-	groups     []group     // spec.regionGroups, in file order
-	classes    []classSpec // spec.classes
-	deflt      string      // spec.default: allow or deny
-	defaultAt  *yaml.Node  // spec.default's value node, or nil
-	specAt     *yaml.Node  // spec's key node
-	root       *yaml.Node  // the document's mapping
+	regions    []yamlpos.Scalar // spec.regions: regions named outside any group
+	groups     []group          // spec.regionGroups, in file order
+	classes    []classSpec      // spec.classes
+	deflt      string           // spec.default: allow or deny
+	defaultAt  *yaml.Node       // spec.default's value node, or nil
+	specAt     *yaml.Node       // spec's key node
+	root       *yaml.Node       // the document's mapping
 	digest     string
 	source     []byte
 }
@@ -49,7 +52,7 @@ type policy struct {
 type group struct {
 	name    string
 	node    *yaml.Node
-	members []named
+	members []yamlpos.Scalar
 }
 
 type classSpec struct {
@@ -58,7 +61,7 @@ type classSpec struct {
 	nameNode    *yaml.Node
 	node        *yaml.Node // the class mapping
 	description string
-	allowed     []named
+	allowed     []yamlpos.Scalar
 	allowedNode *yaml.Node
 	allowedList bool // allowedRegions held a list
 	services    []serviceMatch
@@ -74,7 +77,7 @@ type serviceMatch struct {
 	node      *yaml.Node
 	namespace string
 	name      string
-	labels    []pair
+	labels    []yamlpos.Pair
 }
 
 type sourceMatch struct {
@@ -98,7 +101,7 @@ type headerMatch struct {
 func LoadFile(path string) (*Engine, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{What: "policy", File: path, Problems: []Problem{{File: path, Msg: "cannot read policy: " + readErr(err)}}}
+		return nil, &Error{What: "policy", Problems: []Problem{{File: path, Msg: "cannot read policy: " + readErr(err)}}}
 	}
 	return Compile(path, data)
 }
@@ -122,224 +125,221 @@ func Compile(file string, data []byte) (*Engine, error) {
 		probs = append(probs, p.validate()...)
 	}
 	if len(probs) > 0 {
-		sortProblems(probs)
-		return nil, &Error{What: "policy", File: file, Problems: probs}
+		yamlpos.Sort(probs)
+		return nil, &Error{What: "policy", Problems: probs}
 	}
 	return compile(p), nil
 }
 
 // parse reads the structure of a policy: types, known keys, required keys.
 func parse(file string, data []byte) (*policy, []Problem) {
-	r := &reader{file: file}
+	r := newReader(file)
 	sum := sha256.Sum256(data)
 	p := &policy{file: file, digest: "sha256:" + hex.EncodeToString(sum[:]), source: append([]byte(nil), data...)}
-	root := r.parseDocument(data)
+	root := r.document(data)
 	if root == nil {
-		return p, r.problems
-	}
-	if !r.usable(root, "") {
-		return p, r.problems
+		return p, r.Problems()
 	}
 	if root.Kind != yaml.MappingNode {
-		r.problem(root, "", "expected a policy (a mapping with apiVersion, kind, metadata and spec), found %s", describe(root))
-		return p, r.problems
+		r.Problemf(root, "", "expected a policy (a mapping with apiVersion, kind, metadata and spec), found %s", yamlpos.Found(root))
+		return p, r.Problems()
 	}
 	p.root = root
-	top := r.object(root, "", "apiVersion", "kind", "metadata", "spec")
+	top := r.Mapping(root, "", "apiVersion", "kind", "metadata", "spec")
 	if f, ok := top["apiVersion"]; !ok {
-		r.problem(root, "apiVersion", "required: the policy file version, %q", APIVersion)
-	} else if v, ok := r.str(f.val, "apiVersion"); ok {
+		r.Missing(root, "apiVersion", fmt.Sprintf("the policy file version, %q", APIVersion))
+	} else if v, ok := r.Text(f.Value, "apiVersion"); ok {
 		p.apiVersion = v
 		if v != APIVersion {
-			r.problem(f.val, "apiVersion", "unsupported version %q; this gateway reads %q", v, APIVersion)
+			r.Problemf(f.Value, "apiVersion", "unsupported version %q; this gateway reads %q", v, APIVersion)
 		}
 	}
 	if f, ok := top["kind"]; !ok {
-		r.problem(root, "kind", "required: %q", Kind)
-	} else if v, ok := r.str(f.val, "kind"); ok && v != Kind {
-		r.problem(f.val, "kind", "expected %q, found %q", Kind, v)
+		r.Missing(root, "kind", strconv.Quote(Kind))
+	} else if v, ok := r.Text(f.Value, "kind"); ok && v != Kind {
+		r.Problemf(f.Value, "kind", "expected %q, found %q", Kind, v)
 	}
 	if f, ok := top["metadata"]; !ok {
-		r.problem(root, "metadata", "required: a mapping with the policy's name")
+		r.Missing(root, "metadata", "a mapping with the policy's name")
 	} else {
-		md := r.object(f.val, "metadata", "name", "description")
+		md := r.Mapping(f.Value, "metadata", "name", "description")
 		if nf, ok := md["name"]; !ok {
-			if isNull(f.val) || f.val.Kind == yaml.MappingNode {
-				r.problem(f.key, "metadata.name", "required: the policy's name")
+			if yamlpos.IsNull(f.Value) || f.Value.Kind == yaml.MappingNode {
+				r.Missing(f.Key, "metadata.name", "the policy's name")
 			}
-		} else if v, ok := r.str(nf.val, "metadata.name"); ok {
+		} else if v, ok := r.Text(nf.Value, "metadata.name"); ok {
 			p.name = v
 			if !isLabel(v) {
-				r.problem(nf.val, "metadata.name", "%q is not a DNS label (lower-case letters, digits, '-')", v)
+				r.Problemf(nf.Value, "metadata.name", "%q is not a DNS label (lower-case letters, digits, '-')", v)
 			}
 		}
 		if df, ok := md["description"]; ok {
-			r.str(df.val, "metadata.description")
+			r.Text(df.Value, "metadata.description")
 		}
 	}
 	f, ok := top["spec"]
 	if !ok {
-		r.problem(root, "spec", "required: the region groups and classes")
-		return p, r.problems
+		r.Missing(root, "spec", "the region groups and classes")
+		return p, r.Problems()
 	}
-	p.specAt = f.key
-	spec := r.object(f.val, "spec", "regions", "regionGroups", "classes", "default")
-	if isNull(f.val) {
-		r.problem(f.key, "spec", "required: the region groups and classes")
+	p.specAt = f.Key
+	spec := r.Mapping(f.Value, "spec", "regions", "regionGroups", "classes", "default")
+	if yamlpos.IsNull(f.Value) {
+		r.Missing(f.Key, "spec", "the region groups and classes")
 	}
 	if rf, ok := spec["regions"]; ok {
-		p.regions = r.strList(rf.val, "spec.regions")
+		p.regions = r.Texts(rf.Value, "spec.regions")
 	}
 	if gf, ok := spec["regionGroups"]; ok {
-		p.groups = r.groups(gf.val)
+		p.groups = r.groups(gf.Value)
 	}
 	if cf, ok := spec["classes"]; ok {
-		for i, item := range r.list(cf.val, "spec.classes") {
+		for i, item := range r.List(cf.Value, "spec.classes") {
 			p.classes = append(p.classes, r.class(item, index("spec.classes", i)))
 		}
 	}
 	p.deflt = "allow"
 	if df, ok := spec["default"]; ok {
-		if v, ok := r.str(df.val, "spec.default"); ok {
-			p.deflt, p.defaultAt = v, df.val
+		if v, ok := r.Text(df.Value, "spec.default"); ok {
+			p.deflt, p.defaultAt = v, df.Value
 			if v != "allow" && v != "deny" {
-				r.problem(df.val, "spec.default", "expected allow or deny, found %q", v)
+				r.Problemf(df.Value, "spec.default", "expected allow or deny, found %q", v)
 			}
 		}
 	}
-	return p, r.problems
+	return p, r.Problems()
 }
 
-func (r *reader) groups(n *yaml.Node) []group {
+func (r reader) groups(n *yaml.Node) []group {
 	var out []group
-	if !r.usable(n, "spec.regionGroups") || isNull(n) {
+	if r.Node(n, "spec.regionGroups") == nil || yamlpos.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		r.problem(n, "spec.regionGroups", "expected a mapping of group name to regions, found %s", describe(n))
+		r.Problemf(n, "spec.regionGroups", "expected a mapping of group name to regions, found %s", yamlpos.Found(n))
 		return nil
 	}
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		name, ok := r.str(k, "spec.regionGroups")
+		name, ok := r.Text(k, "spec.regionGroups")
 		if !ok {
 			continue
 		}
 		path := "spec.regionGroups." + name
 		if first, dup := seen[name]; dup {
-			r.problem(k, path, "duplicate group (already defined at line %d)", first.Line)
+			r.Problemf(k, path, "duplicate group (already defined at line %d)", first.Line)
 			continue
 		}
 		seen[name] = k
 		g := group{name: name, node: k}
-		if r.usable(v, path) && v.Kind != yaml.SequenceNode {
-			r.problem(v, path, "expected a list of regions, found %s", describe(v))
+		if r.Node(v, path) != nil && v.Kind != yaml.SequenceNode {
+			r.Problemf(v, path, "expected a list of regions, found %s", yamlpos.Found(v))
 		} else {
-			g.members = r.strList(v, path)
+			g.members = r.Texts(v, path)
 		}
 		out = append(out, g)
 	}
 	return out
 }
 
-func (r *reader) class(n *yaml.Node, path string) classSpec {
+func (r reader) class(n *yaml.Node, path string) classSpec {
 	c := classSpec{path: path, node: n}
-	fs := r.object(n, path, "name", "description", "allowedRegions", "match", "catalog")
-	if n != nil && (n.Kind != yaml.MappingNode || isNull(n)) {
-		if isNull(n) {
-			r.problem(n, path, "expected a class (a mapping with name, allowedRegions and match), found nothing")
+	fs := r.Mapping(n, path, "name", "description", "allowedRegions", "match", "catalog")
+	if n != nil && (n.Kind != yaml.MappingNode || yamlpos.IsNull(n)) {
+		if yamlpos.IsNull(n) {
+			r.Problemf(n, path, "expected a class (a mapping with name, allowedRegions and match), found nothing")
 		}
 		return c
 	}
 	if f, ok := fs["name"]; !ok {
-		r.problem(n, path+".name", "required: the class name")
-	} else if v, ok := r.str(f.val, path+".name"); ok {
-		c.name, c.nameNode = v, f.val
+		r.Missing(n, path+".name", "the class name")
+	} else if v, ok := r.Text(f.Value, path+".name"); ok {
+		c.name, c.nameNode = v, f.Value
 	}
 	if f, ok := fs["description"]; ok {
-		c.description, _ = r.str(f.val, path+".description")
+		c.description, _ = r.Text(f.Value, path+".description")
 	}
 	if f, ok := fs["allowedRegions"]; !ok {
-		r.problem(n, path+".allowedRegions", "required: the regions or region groups this class may touch")
+		r.Missing(n, path+".allowedRegions", "the regions or region groups this class may touch")
 	} else {
-		c.allowedNode = f.key
-		c.allowedList = f.val.Kind == yaml.SequenceNode
-		c.allowed = r.strList(f.val, path+".allowedRegions")
+		c.allowedNode = f.Key
+		c.allowedList = f.Value.Kind == yaml.SequenceNode
+		c.allowed = r.Texts(f.Value, path+".allowedRegions")
 	}
 	if f, ok := fs["match"]; !ok {
-		r.problem(n, path+".match", "required: services, sources or headers that put traffic in this class")
+		r.Missing(n, path+".match", "services, sources or headers that put traffic in this class")
 	} else {
-		c.matchNode = f.key
+		c.matchNode = f.Key
 		mp := path + ".match"
-		m := r.object(f.val, mp, "services", "sources", "headers")
+		m := r.Mapping(f.Value, mp, "services", "sources", "headers")
 		if sf, ok := m["services"]; ok {
-			for i, item := range r.list(sf.val, mp+".services") {
+			for i, item := range r.List(sf.Value, mp+".services") {
 				c.services = append(c.services, r.serviceMatch(item, index(mp+".services", i)))
 			}
 		}
 		if sf, ok := m["sources"]; ok {
-			for i, item := range r.list(sf.val, mp+".sources") {
+			for i, item := range r.List(sf.Value, mp+".sources") {
 				c.sources = append(c.sources, r.sourceMatch(item, index(mp+".sources", i)))
 			}
 		}
 		if hf, ok := m["headers"]; ok {
-			for i, item := range r.list(hf.val, mp+".headers") {
+			for i, item := range r.List(hf.Value, mp+".headers") {
 				c.headers = append(c.headers, r.headerMatch(item, index(mp+".headers", i)))
 			}
 		}
 	}
 	c.catalog = CatalogAll
 	if f, ok := fs["catalog"]; ok {
-		if v, ok := r.str(f.val, path+".catalog"); ok {
-			c.catalog, c.catalogNode = v, f.val
+		if v, ok := r.Text(f.Value, path+".catalog"); ok {
+			c.catalog, c.catalogNode = v, f.Value
 			if v != CatalogAll && v != CatalogRegionOnly {
-				r.problem(f.val, path+".catalog", "expected %s or %s, found %q", CatalogAll, CatalogRegionOnly, v)
+				r.Problemf(f.Value, path+".catalog", "expected %s or %s, found %q", CatalogAll, CatalogRegionOnly, v)
 			}
 		}
 	}
 	return c
 }
 
-func (r *reader) serviceMatch(n *yaml.Node, path string) serviceMatch {
+func (r reader) serviceMatch(n *yaml.Node, path string) serviceMatch {
 	m := serviceMatch{path: path, node: n}
-	fs := r.object(n, path, "namespace", "name", "labels")
+	fs := r.Mapping(n, path, "namespace", "name", "labels")
 	if f, ok := fs["namespace"]; ok {
-		m.namespace, _ = r.str(f.val, path+".namespace")
+		m.namespace, _ = r.Text(f.Value, path+".namespace")
 	}
 	if f, ok := fs["name"]; ok {
-		m.name, _ = r.str(f.val, path+".name")
+		m.name, _ = r.Text(f.Value, path+".name")
 	}
 	if f, ok := fs["labels"]; ok {
-		m.labels = r.strMap(f.val, path+".labels")
+		m.labels = r.TextMap(f.Value, path+".labels")
 	}
 	return m
 }
 
-func (r *reader) sourceMatch(n *yaml.Node, path string) sourceMatch {
+func (r reader) sourceMatch(n *yaml.Node, path string) sourceMatch {
 	m := sourceMatch{path: path, node: n}
-	fs := r.object(n, path, "cluster", "region", "namespace")
+	fs := r.Mapping(n, path, "cluster", "region", "namespace")
 	if f, ok := fs["cluster"]; ok {
-		m.cluster, _ = r.str(f.val, path+".cluster")
+		m.cluster, _ = r.Text(f.Value, path+".cluster")
 	}
 	if f, ok := fs["region"]; ok {
-		m.region, _ = r.str(f.val, path+".region")
-		m.regionNode = f.val
+		m.region, _ = r.Text(f.Value, path+".region")
+		m.regionNode = f.Value
 	}
 	if f, ok := fs["namespace"]; ok {
-		m.namespace, _ = r.str(f.val, path+".namespace")
+		m.namespace, _ = r.Text(f.Value, path+".namespace")
 	}
 	return m
 }
 
-func (r *reader) headerMatch(n *yaml.Node, path string) headerMatch {
+func (r reader) headerMatch(n *yaml.Node, path string) headerMatch {
 	m := headerMatch{path: path, node: n}
-	fs := r.object(n, path, "name", "value")
+	fs := r.Mapping(n, path, "name", "value")
 	if f, ok := fs["name"]; ok {
-		m.name, _ = r.str(f.val, path+".name")
+		m.name, _ = r.Text(f.Value, path+".name")
 	}
 	if f, ok := fs["value"]; ok {
-		m.value, m.hasValue = r.str(f.val, path+".value")
+		m.value, m.hasValue = r.Text(f.Value, path+".value")
 	}
 	return m
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/straitmesh/strait/internal/yamlpos"
 )
 
 // Topology is a federation as the tooling sees it: clusters, their
@@ -67,30 +69,29 @@ func (t *Topology) Services() []string {
 func LoadTopology(path string) (*Topology, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{What: "topology", File: path, Problems: []Problem{{File: path, Msg: "cannot read topology: " + readErr(err)}}}
+		return nil, &Error{What: "topology", Problems: []Problem{{File: path, Msg: "cannot read topology: " + readErr(err)}}}
 	}
 	return ParseTopology(path, data)
 }
 
 // ParseTopology parses and validates a topology document.
 func ParseTopology(file string, data []byte) (*Topology, error) {
-	r := &reader{file: file}
+	r := newReader(file)
 	top := &Topology{}
-	root := r.parseDocument(data)
-	if root != nil && r.usable(root, "") {
-		fs := r.object(root, "", "clusters", "trustDomain", "stateDir", "policy", "meshCA")
+	if root := r.document(data); root != nil {
+		fs := r.Mapping(root, "", "clusters", "trustDomain", "stateDir", "policy", "meshCA")
 		if f, ok := fs["clusters"]; !ok {
-			r.problem(root, "clusters", "required: the list of clusters")
+			r.Missing(root, "clusters", "the list of clusters")
 		} else {
 			seen := map[string]*yaml.Node{}
-			for i, item := range r.list(f.val, "clusters") {
+			for i, item := range r.List(f.Value, "clusters") {
 				path := index("clusters", i)
 				c, ok := r.topologyCluster(item, path)
 				if !ok {
 					continue
 				}
 				if first := seen[c.Name]; first != nil {
-					r.problem(item, path+".name", "cluster %q listed twice (first at line %d)", c.Name, first.Line)
+					r.Problemf(item, path+".name", "cluster %q listed twice (first at line %d)", c.Name, first.Line)
 					continue
 				}
 				seen[c.Name] = item
@@ -98,30 +99,30 @@ func ParseTopology(file string, data []byte) (*Topology, error) {
 			}
 		}
 	}
-	if len(r.problems) > 0 {
-		sortProblems(r.problems)
-		return nil, &Error{What: "topology", File: file, Problems: r.problems}
+	if probs := r.Problems(); len(probs) > 0 {
+		yamlpos.Sort(probs)
+		return nil, &Error{What: "topology", Problems: probs}
 	}
 	return top, nil
 }
 
-func (r *reader) topologyCluster(n *yaml.Node, path string) (TopologyCluster, bool) {
+func (r reader) topologyCluster(n *yaml.Node, path string) (TopologyCluster, bool) {
 	var c TopologyCluster
 	ok := true
-	fs := r.object(n, path, "name", "region", "zone", "down", "services",
+	fs := r.Mapping(n, path, "name", "region", "zone", "down", "services",
 		"cloud", "admin", "connect", "passthrough", "data", "gossip", "imports", "control", "voter", "cliConfig") // the last ones: strait dev --info
 	label := func(key string, required bool) string {
 		f, present := fs[key]
 		if !present {
 			if required {
-				r.problem(n, path+"."+key, "required")
+				r.Missing(n, path+"."+key, "")
 				ok = false
 			}
 			return ""
 		}
-		v, good := r.str(f.val, path+"."+key)
+		v, good := r.Text(f.Value, path+"."+key)
 		if good && !isLabel(v) {
-			r.problem(f.val, path+"."+key, "%q is not a DNS label (lower-case letters, digits, '-')", v)
+			r.Problemf(f.Value, path+"."+key, "%q is not a DNS label (lower-case letters, digits, '-')", v)
 			good = false
 		}
 		ok = ok && good
@@ -131,16 +132,16 @@ func (r *reader) topologyCluster(n *yaml.Node, path string) (TopologyCluster, bo
 	c.Region = label("region", true)
 	c.Zone = label("zone", false)
 	if f, present := fs["down"]; present {
-		v, good := r.str(f.val, path+".down")
+		v, good := r.Text(f.Value, path+".down")
 		b, err := strconv.ParseBool(v)
 		if good && err != nil {
-			r.problem(f.val, path+".down", "expected true or false, found %q", v)
+			r.Problemf(f.Value, path+".down", "expected true or false, found %q", v)
 		}
 		c.Down = b
 	}
 	if f, present := fs["services"]; present {
 		seen := map[string]bool{}
-		for i, item := range r.list(f.val, path+".services") {
+		for i, item := range r.List(f.Value, path+".services") {
 			sp := index(path+".services", i)
 			s, good := r.topologyService(item, sp)
 			if !good {
@@ -148,7 +149,7 @@ func (r *reader) topologyCluster(n *yaml.Node, path string) (TopologyCluster, bo
 				continue
 			}
 			if seen[s.Key()] {
-				r.problem(item, sp+".service", "service %s listed twice", s.Key())
+				r.Problemf(item, sp+".service", "service %s listed twice", s.Key())
 				ok = false
 				continue
 			}
@@ -159,17 +160,17 @@ func (r *reader) topologyCluster(n *yaml.Node, path string) (TopologyCluster, bo
 	return c, ok
 }
 
-func (r *reader) topologyService(n *yaml.Node, path string) (TopologyService, bool) {
+func (r reader) topologyService(n *yaml.Node, path string) (TopologyService, bool) {
 	s := TopologyService{Healthy: 1}
 	ok := true
-	fs := r.object(n, path, "service", "ports", "labels", "healthy", "endpoint")
+	fs := r.Mapping(n, path, "service", "ports", "labels", "healthy", "endpoint")
 	if f, present := fs["service"]; !present {
-		r.problem(n, path+".service", "required: namespace/name")
+		r.Missing(n, path+".service", "namespace/name")
 		ok = false
-	} else if v, good := r.str(f.val, path+".service"); good {
+	} else if v, good := r.Text(f.Value, path+".service"); good {
 		ns, name, cut := strings.Cut(v, "/")
 		if !cut || !isLabel(ns) || !isLabel(name) {
-			r.problem(f.val, path+".service", "want namespace/name with DNS labels, found %q", v)
+			r.Problemf(f.Value, path+".service", "want namespace/name with DNS labels, found %q", v)
 			ok = false
 		}
 		s.Namespace, s.Name = ns, name
@@ -177,10 +178,10 @@ func (r *reader) topologyService(n *yaml.Node, path string) (TopologyService, bo
 		ok = false
 	}
 	if f, present := fs["ports"]; present {
-		for i, p := range r.strList(f.val, path+".ports") {
+		for i, p := range r.Texts(f.Value, path+".ports") {
 			port, err := strconv.Atoi(p.Value)
 			if err != nil || port < 1 || port > 65535 {
-				r.problem(p.Node, index(path+".ports", i), "expected a port 1-65535, found %q", p.Value)
+				r.Problemf(p.Node, index(path+".ports", i), "expected a port 1-65535, found %q", p.Value)
 				ok = false
 				continue
 			}
@@ -188,7 +189,7 @@ func (r *reader) topologyService(n *yaml.Node, path string) (TopologyService, bo
 		}
 	}
 	if f, present := fs["labels"]; present {
-		for _, l := range r.strMap(f.val, path+".labels") {
+		for _, l := range r.TextMap(f.Value, path+".labels") {
 			if s.Labels == nil {
 				s.Labels = map[string]string{}
 			}
@@ -196,10 +197,10 @@ func (r *reader) topologyService(n *yaml.Node, path string) (TopologyService, bo
 		}
 	}
 	if f, present := fs["healthy"]; present {
-		v, good := r.str(f.val, path+".healthy")
+		v, good := r.Text(f.Value, path+".healthy")
 		h, err := strconv.Atoi(v)
 		if good && (err != nil || h < 0) {
-			r.problem(f.val, path+".healthy", "expected a count of healthy endpoints (0 or more), found %q", v)
+			r.Problemf(f.Value, path+".healthy", "expected a count of healthy endpoints (0 or more), found %q", v)
 			ok = false
 		}
 		s.Healthy = h

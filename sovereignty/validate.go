@@ -6,13 +6,15 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/straitmesh/strait/internal/yamlpos"
 )
 
 // validate checks what the structure cannot: names, references between
 // regions, groups and classes, empty matchers and classes whose allowed
 // regions cannot overlap on a flow they both match.
 func (p *policy) validate() []Problem {
-	r := &reader{file: p.file}
+	r := newReader(p.file)
 	regions := map[string]*yaml.Node{} // every region the policy knows
 	groups := map[string][]string{}
 	groupNode := map[string]*yaml.Node{}
@@ -21,9 +23,9 @@ func (p *policy) validate() []Problem {
 		path := index("spec.regions", i)
 		switch {
 		case !isLabel(rg.Value):
-			r.problem(rg.Node, path, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", rg.Value)
+			r.Problemf(rg.Node, path, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", rg.Value)
 		case regions[rg.Value] != nil:
-			r.problem(rg.Node, path, "region %q listed twice (first at line %d)", rg.Value, regions[rg.Value].Line)
+			r.Problemf(rg.Node, path, "region %q listed twice (first at line %d)", rg.Value, regions[rg.Value].Line)
 		default:
 			regions[rg.Value] = rg.Node
 		}
@@ -31,7 +33,7 @@ func (p *policy) validate() []Problem {
 	for _, g := range p.groups {
 		path := "spec.regionGroups." + g.name
 		if !isLabel(g.name) {
-			r.problem(g.node, path, "%q is not a group name (a DNS label: lower-case letters, digits, '-')", g.name)
+			r.Problemf(g.node, path, "%q is not a group name (a DNS label: lower-case letters, digits, '-')", g.name)
 			continue
 		}
 		groupNode[g.name] = g.node
@@ -41,10 +43,10 @@ func (p *policy) validate() []Problem {
 			mp := index(path, i)
 			switch {
 			case !isLabel(m.Value):
-				r.problem(m.Node, mp, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", m.Value)
+				r.Problemf(m.Node, mp, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", m.Value)
 				continue
 			case seen[m.Value] != nil:
-				r.problem(m.Node, mp, "region %q listed twice in group %s (first at line %d)", m.Value, g.name, seen[m.Value].Line)
+				r.Problemf(m.Node, mp, "region %q listed twice in group %s (first at line %d)", m.Value, g.name, seen[m.Value].Line)
 				continue
 			}
 			seen[m.Value] = m.Node
@@ -57,14 +59,14 @@ func (p *policy) validate() []Problem {
 	}
 	for _, g := range p.groups {
 		if _, isRegion := regions[g.name]; isRegion && groupNode[g.name] != nil {
-			r.problem(g.node, "spec.regionGroups."+g.name, "group %q has the name of a region (line %d); names must say one thing", g.name, regions[g.name].Line)
+			r.Problemf(g.node, "spec.regionGroups."+g.name, "group %q has the name of a region (line %d); names must say one thing", g.name, regions[g.name].Line)
 		}
 	}
 	if len(regions) > MaxRegions {
-		r.problem(p.specAt, "spec", "%d regions; the limit is %d", len(regions), MaxRegions)
+		r.Problemf(p.specAt, "spec", "%d regions; the limit is %d", len(regions), MaxRegions)
 	}
 	if len(p.classes) > MaxClasses {
-		r.problem(p.specAt, "spec.classes", "%d classes; the limit is %d", len(p.classes), MaxClasses)
+		r.Problemf(p.specAt, "spec.classes", "%d classes; the limit is %d", len(p.classes), MaxClasses)
 	}
 
 	knownNames := func() string {
@@ -98,10 +100,10 @@ func (p *policy) validate() []Problem {
 		if c.nameNode != nil {
 			switch {
 			case !isLabel(c.name):
-				r.problem(c.nameNode, c.path+".name", "%q is not a class name (a DNS label: lower-case letters, digits, '-')", c.name)
+				r.Problemf(c.nameNode, c.path+".name", "%q is not a class name (a DNS label: lower-case letters, digits, '-')", c.name)
 				ok = false
 			case names[c.name] != nil:
-				r.problem(c.nameNode, c.path+".name", "class %q defined twice (first at line %d)", c.name, names[c.name].Line)
+				r.Problemf(c.nameNode, c.path+".name", "class %q defined twice (first at line %d)", c.name, names[c.name].Line)
 				ok = false
 			default:
 				names[c.name] = c.nameNode
@@ -115,13 +117,13 @@ func (p *policy) validate() []Problem {
 		// Allowed regions and their effective (group-expanded) set.
 		set := map[string]bool{}
 		if c.allowedList && len(c.allowed) == 0 {
-			r.problem(c.allowedNode, c.path+".allowedRegions", "empty: a class must allow at least one region")
+			r.Problemf(c.allowedNode, c.path+".allowedRegions", "empty: a class must allow at least one region")
 			ok = false
 		}
 		for i, a := range c.allowed {
 			rs, known := expand(a.Value)
 			if !known {
-				r.problem(a.Node, index(c.path+".allowedRegions", i), "unknown region or group %q (%s)", a.Value, knownNames())
+				r.Problemf(a.Node, index(c.path+".allowedRegions", i), "unknown region or group %q (%s)", a.Value, knownNames())
 				ok = false
 				continue
 			}
@@ -130,12 +132,12 @@ func (p *policy) validate() []Problem {
 			}
 		}
 		if ok && len(set) == 0 && len(c.allowed) > 0 {
-			r.problem(c.allowedNode, c.path+".allowedRegions", "the effective region set is empty (%s expand to no region): every flow in the class would be refused", strings.Join(values(c.allowed), ", "))
+			r.Problemf(c.allowedNode, c.path+".allowedRegions", "the effective region set is empty (%s expand to no region): every flow in the class would be refused", strings.Join(values(c.allowed), ", "))
 			ok = false
 		}
 		// Matchers.
 		if c.matchNode != nil && len(c.services)+len(c.sources)+len(c.headers) == 0 {
-			r.problem(c.matchNode, c.path+".match", "no matcher: give at least one of services, sources or headers")
+			r.Problemf(c.matchNode, c.path+".match", "no matcher: give at least one of services, sources or headers")
 			ok = false
 		}
 		for _, m := range c.services {
@@ -143,20 +145,20 @@ func (p *policy) validate() []Problem {
 				continue
 			}
 			if m.namespace == "" && m.name == "" && len(m.labels) == 0 {
-				r.problem(m.node, m.path, "empty matcher: it would match every service; give namespace, name or labels")
+				r.Problemf(m.node, m.path, "empty matcher: it would match every service; give namespace, name or labels")
 				ok = false
 			}
 			if m.namespace != "" && !isLabel(m.namespace) {
-				r.problem(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
+				r.Problemf(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
 				ok = false
 			}
 			if m.name != "" && !isLabel(m.name) {
-				r.problem(m.node, m.path+".name", "%q is not a service name (a DNS label)", m.name)
+				r.Problemf(m.node, m.path+".name", "%q is not a service name (a DNS label)", m.name)
 				ok = false
 			}
 			for _, l := range m.labels {
 				if !isLabelKey(l.Key) {
-					r.problem(l.Node, m.path+".labels."+l.Key, "%q is not a label key", l.Key)
+					r.Problemf(l.Node, m.path+".labels."+l.Key, "%q is not a label key", l.Key)
 					ok = false
 				}
 			}
@@ -166,23 +168,23 @@ func (p *policy) validate() []Problem {
 				continue
 			}
 			if m.cluster == "" && m.region == "" && m.namespace == "" {
-				r.problem(m.node, m.path, "empty matcher: it would match every source; give cluster, region or namespace")
+				r.Problemf(m.node, m.path, "empty matcher: it would match every source; give cluster, region or namespace")
 				ok = false
 			}
 			if m.cluster != "" && !isLabel(m.cluster) {
-				r.problem(m.node, m.path+".cluster", "%q is not a cluster name (a DNS label)", m.cluster)
+				r.Problemf(m.node, m.path+".cluster", "%q is not a cluster name (a DNS label)", m.cluster)
 				ok = false
 			}
 			if m.namespace != "" && !isLabel(m.namespace) {
-				r.problem(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
+				r.Problemf(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
 				ok = false
 			}
 			if m.region != "" {
 				if rs, known := expand(m.region); !known {
-					r.problem(m.regionNode, m.path+".region", "unknown region or group %q (%s)", m.region, knownNames())
+					r.Problemf(m.regionNode, m.path+".region", "unknown region or group %q (%s)", m.region, knownNames())
 					ok = false
 				} else if len(rs) == 0 {
-					r.problem(m.regionNode, m.path+".region", "group %q has no region: the matcher could never match", m.region)
+					r.Problemf(m.regionNode, m.path+".region", "group %q has no region: the matcher could never match", m.region)
 					ok = false
 				}
 			}
@@ -193,15 +195,15 @@ func (p *policy) validate() []Problem {
 			}
 			switch {
 			case m.name == "":
-				r.problem(m.node, m.path+".name", "required: the header name")
+				r.Missing(m.node, m.path+".name", "the header name")
 				ok = false
 			case !isHeaderName(m.name):
-				r.problem(m.node, m.path+".name", "%q is not an HTTP header name", m.name)
+				r.Problemf(m.node, m.path+".name", "%q is not an HTTP header name", m.name)
 				ok = false
 			}
 		}
 		if c.catalog == CatalogRegionOnly && len(c.services) == 0 {
-			r.problem(c.catalogNode, c.path+".catalog", "region-only scopes catalog entries of services: the class needs a services matcher")
+			r.Problemf(c.catalogNode, c.path+".catalog", "region-only scopes catalog entries of services: the class needs a services matcher")
 			ok = false
 		}
 		if ok {
@@ -221,12 +223,12 @@ func (p *policy) validate() []Problem {
 			if !can {
 				continue
 			}
-			r.problem(b.nameNode, b.path,
+			r.Problemf(b.nameNode, b.path,
 				"classes %q (line %d) and %q (line %d) can match the same flow (%s) but allow disjoint regions [%s] and [%s]: such a flow would always be refused; narrow a matcher or share a region",
 				a.name, a.nameNode.Line, b.name, b.nameNode.Line, w, strings.Join(effective[i], " "), strings.Join(effective[j], " "))
 		}
 	}
-	return r.problems
+	return r.Problems()
 }
 
 // coMatch reports whether some flow can satisfy a matcher of a and a
@@ -331,7 +333,7 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-func values(ns []named) []string {
+func values(ns []yamlpos.Scalar) []string {
 	out := make([]string, len(ns))
 	for i, n := range ns {
 		out[i] = n.Value

@@ -7,13 +7,13 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/straitmesh/strait/internal/yamlpos"
 )
 
 // FieldError is a semantic validation problem a component's Validate
@@ -38,80 +38,14 @@ func Errorf(key, format string, args ...any) *FieldError {
 	return &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Problem is one positioned problem.
-type Problem struct {
-	File   string // the config file being loaded; "" when there is none
-	Line   int    // 1-based; 0 when unknown or not from the file
-	Column int    // 1-based; 0 when unknown
-	Key    string // dotted key, "" when the problem is not about one key
-	Msg    string // what is wrong: what was expected and what was found
-	// Source says which layer the value came from: "file", "env STRAIT_X",
-	// "flag --x", or "" for a default or a missing value.
-	Source string
-}
-
-// String renders the problem for people, e.g.
-//
-//	gw.yaml:12:3: key listen.dta: unknown key (did you mean "data"?)
-//	gw.yaml: key cluster: required value missing
-//	env STRAIT_LISTEN_PORT: key listen.port: expected an integer, found "abc"
-func (p Problem) String() string {
-	var b strings.Builder
-	switch {
-	case strings.HasPrefix(p.Source, "env ") || strings.HasPrefix(p.Source, "flag "):
-		b.WriteString(p.Source)
-	case p.File != "":
-		b.WriteString(p.File)
-		if p.Line > 0 {
-			b.WriteString(":" + strconv.Itoa(p.Line))
-			if p.Column > 0 {
-				b.WriteString(":" + strconv.Itoa(p.Column))
-			}
-		}
-	}
-	if b.Len() > 0 {
-		b.WriteString(": ")
-	}
-	if p.Key != "" {
-		b.WriteString("key " + p.Key + ": ")
-	}
-	b.WriteString(p.Msg)
-	return b.String()
-}
+// Problem is one positioned problem; its Key is a configuration key.
+type Problem = yamlpos.Problem
 
 // Error holds every problem Load found.
-type Error struct {
-	Problems []Problem
-}
+type Error = yamlpos.Error
 
-// maxRendered caps the problems Error renders; Problems holds them all.
-const maxRendered = 100
-
-// Error returns a header naming the file, then one problem per line, at
-// most maxRendered of them.
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString("invalid config")
-	for _, p := range e.Problems {
-		if p.File != "" {
-			b.WriteString(" " + p.File)
-			break
-		}
-	}
-	s := "s"
-	if len(e.Problems) == 1 {
-		s = ""
-	}
-	fmt.Fprintf(&b, " (%d problem%s):", len(e.Problems), s)
-	for i, p := range e.Problems {
-		if i == maxRendered {
-			fmt.Fprintf(&b, "\n  ... and %d more", len(e.Problems)-i)
-			break
-		}
-		b.WriteString("\n  " + p.String())
-	}
-	return b.String()
-}
+// maxRendered is how many problems an Error renders.
+const maxRendered = yamlpos.MaxRendered
 
 // Options says where Load reads configuration from.
 type Options struct {
@@ -128,12 +62,27 @@ type Options struct {
 	// "cluster" -> "cluster". Every entry must name a defined flag and a
 	// leaf key, or Load reports it.
 	FlagKeys map[string]string
+	// Subset says out holds only some of the file's keys, e.g. what a
+	// client needs from a gateway's config: other keys are skipped, not
+	// reported as unknown. The keys out does hold are checked as usual.
+	Subset bool
 }
 
 // keyDelim separates key segments inside viper. It is not "." so that map
 // keys such as "app.kubernetes.io/name" stay whole; the walker rejects keys
 // that contain it.
 const keyDelim = "\x00"
+
+// Limits on what Load reads from a file; real config files are far below
+// them.
+const (
+	// nodeBudget bounds the nodes read, aliases expanded, so an aliased
+	// document cannot make Load do unbounded work.
+	nodeBudget = 200_000
+	// maxFileProblems stops the reading of a file that is mostly wrong,
+	// usually not a config file at all.
+	maxFileProblems = 1000
+)
 
 // Load fills out (a pointer to a struct already holding defaults) from the
 // file, then the environment, then flags, and then, if out has a
@@ -148,36 +97,33 @@ func Load(opts Options, out any) error {
 	}
 	t := rv.Elem().Type()
 
-	w := newWalker(opts.File)
-	var doc *yaml.Node
+	r := yamlpos.NewReader(yamlpos.Options{File: opts.File, Aliases: true, FoldCase: true, Subset: opts.Subset,
+		MaxNodes: nodeBudget, MaxProblems: maxFileProblems})
+	var fileMap map[string]any
 	parsed := true
 	if opts.File != "" {
 		data, err := os.ReadFile(opts.File)
 		if err != nil {
 			return &Error{Problems: []Problem{readProblem(opts.File, err)}}
 		}
-		var probs []Problem
-		doc, probs = parse(opts.File, data)
-		if doc == nil && len(probs) > 0 {
-			parsed = false
+		root, ok := r.Parse(data)
+		parsed = ok || root != nil
+		if root != nil {
+			v, _ := r.Value(root, t, "")
+			fileMap, _ = v.(map[string]any)
 		}
-		w.problems = append(w.problems, probs...)
 	}
-	var fileMap map[string]any
-	if doc != nil {
-		fileMap = w.document(doc, t)
-	}
-	problems := slices.Clone(w.problems) // restore may report again into w.problems
+	problems := r.Problems()
 
 	l := &layers{
 		v:       viper.NewWithOptions(viper.KeyDelimiter(keyDelim)),
 		file:    opts.File,
-		present: w.present,
 		sources: map[string]string{},
 	}
 	if fileMap != nil {
-		// MergeConfigMap only lower-cases and merges; it cannot fail.
-		_ = l.v.MergeConfigMap(fileMap)
+		// MergeConfigMap only lower-cases (in place, hence the copy) and
+		// merges; it cannot fail.
+		_ = l.v.MergeConfigMap(plainCopy(fileMap).(map[string]any))
 	}
 	leaves := leavesOf(t)
 	if opts.EnvPrefix != "" {
@@ -188,13 +134,13 @@ func Load(opts Options, out any) error {
 	}
 	problems = append(problems, l.problems...)
 
-	if !parsed || w.tooLarge {
+	if !parsed || r.Stopped() {
 		// Nothing, or only part of the file, was read: decoding and
 		// validating would only add noise.
 		return &Error{Problems: problems}
 	}
 
-	clearReplaced(rv.Elem(), "", l.present)
+	clearReplaced(rv.Elem(), "", fileMap, l.sources)
 	err := l.v.UnmarshalExact(out,
 		viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 			mapstructure.TextUnmarshallerHookFunc(),
@@ -205,14 +151,11 @@ func Load(opts Options, out any) error {
 		problems = append(problems, Problem{File: opts.File, Msg: "cannot decode: " + err.Error()})
 		return &Error{Problems: problems}
 	}
-	if doc != nil && len(doc.Content) > 0 {
-		w.budget = nodeBudget
-		w.restore(doc.Content[0], rv.Elem())
-	}
+	restoreKeys(rv.Elem(), fileMap)
 
 	if val, ok := out.(interface{ Validate() error }); ok {
 		if err := val.Validate(); err != nil {
-			problems = append(problems, validateProblems(err, opts.File, w, l.sources, problems)...)
+			problems = append(problems, validateProblems(err, opts.File, r, l.sources, problems)...)
 		}
 	}
 	if len(problems) > 0 {
@@ -226,15 +169,12 @@ func Load(opts Options, out any) error {
 type layers struct {
 	v        *viper.Viper
 	file     string
-	present  map[string]bool   // lower-cased keys some layer sets
 	sources  map[string]string // lower-cased key -> "env X" or "flag --x"
 	problems []Problem
 }
 
 func (l *layers) set(lf leaf, src string) {
-	key := strings.ToLower(lf.path())
-	l.present[key] = true
-	l.sources[key] = src
+	l.sources[strings.ToLower(lf.path())] = src
 }
 
 func (l *layers) problem(key, src, msg string) {
@@ -252,7 +192,7 @@ func (l *layers) env(prefix string, leaves []leaf) {
 			continue
 		}
 		src := "env " + name
-		if msg := checkText(lf.typ, val); msg != "" {
+		if msg := yamlpos.CheckText(lf.typ, val); msg != "" {
 			l.problem(lf.path(), src, msg)
 			continue
 		}
@@ -287,7 +227,7 @@ func (l *layers) flags(fs *pflag.FlagSet, keys map[string]string, leaves []leaf)
 		}
 		// Slice flags render as "[a,b]"; pflag has already parsed them.
 		if lf.typ.Kind() != reflect.Slice {
-			if msg := checkText(lf.typ, f.Value.String()); msg != "" {
+			if msg := yamlpos.CheckText(lf.typ, f.Value.String()); msg != "" {
 				l.problem(lf.path(), src, msg)
 				continue
 			}
@@ -318,28 +258,102 @@ func envName(prefix string, segs []string) string {
 	return strings.ReplaceAll(name, "-", "_")
 }
 
-// clearReplaced zeroes the lists and maps in v that a layer sets, so that
-// the layer's value replaces the default instead of merging into it (and
-// never writes into a default's backing array).
-func clearReplaced(v reflect.Value, path string, present map[string]bool) {
-	for _, f := range fieldsOf(v.Type()) {
-		p := join(path, f.name)
-		if !present[strings.ToLower(p)] {
+// clearReplaced zeroes the lists and maps in v that a layer sets (file,
+// the file's plain value at this level, or sources), so that the layer's
+// value replaces the default instead of merging into it (and never writes
+// into a default's backing array).
+func clearReplaced(v reflect.Value, path string, file map[string]any, sources map[string]string) {
+	for _, f := range yamlpos.Fields(v.Type()) {
+		p := yamlpos.Join(path, f.Name)
+		fileVal, inFile := file[f.Name]
+		if _, inLayer := sources[strings.ToLower(p)]; !inFile && !inLayer {
 			continue
 		}
-		fv, err := v.FieldByIndexErr(f.index)
-		if err != nil || isText(fv.Type()) {
+		fv, err := v.FieldByIndexErr(f.Index)
+		if err != nil || yamlpos.IsText(fv.Type()) {
 			continue
 		}
+		sub, _ := fileVal.(map[string]any)
 		switch fv.Kind() {
 		case reflect.Slice, reflect.Map, reflect.Array:
 			fv.SetZero()
 		case reflect.Struct:
-			clearReplaced(fv, p, present)
+			clearReplaced(fv, p, sub, sources)
 		case reflect.Pointer:
-			if !fv.IsNil() && fv.Elem().Kind() == reflect.Struct && !isText(fv.Elem().Type()) {
-				clearReplaced(fv.Elem(), p, present)
+			if !fv.IsNil() && fv.Elem().Kind() == reflect.Struct && !yamlpos.IsText(fv.Elem().Type()) {
+				clearReplaced(fv.Elem(), p, sub, sources)
 			}
+		}
+	}
+}
+
+// plainCopy copies a plain value deeply.
+func plainCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[k] = plainCopy(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(v))
+		for i, e := range v {
+			l[i] = plainCopy(e)
+		}
+		return l
+	}
+	return v
+}
+
+// restoreKeys puts back the case of map keys as the file wrote them, which
+// viper lower-cases, walking the decoded value v alongside the file's plain
+// value. The environment and flags set no map keys.
+func restoreKeys(v reflect.Value, file any) {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	if file == nil || yamlpos.IsText(v.Type()) {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		m, _ := file.(map[string]any)
+		for _, f := range yamlpos.Fields(v.Type()) {
+			if fv, err := v.FieldByIndexErr(f.Index); err == nil && m[f.Name] != nil {
+				restoreKeys(fv, m[f.Name])
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		l, _ := file.([]any)
+		for i := 0; i < len(l) && i < v.Len(); i++ {
+			restoreKeys(v.Index(i), l[i])
+		}
+	case reflect.Map:
+		m, _ := file.(map[string]any)
+		if v.Type().Key().Kind() != reflect.String || v.IsNil() {
+			return
+		}
+		kt, et := v.Type().Key(), v.Type().Elem()
+		for name, sub := range m {
+			key := reflect.ValueOf(name).Convert(kt)
+			if lower := reflect.ValueOf(strings.ToLower(name)).Convert(kt); !v.MapIndex(key).IsValid() {
+				if lv := v.MapIndex(lower); lv.IsValid() {
+					v.SetMapIndex(key, lv)
+					v.SetMapIndex(lower, reflect.Value{})
+				}
+			}
+			ev := v.MapIndex(key)
+			if !ev.IsValid() {
+				continue
+			}
+			cp := reflect.New(et).Elem()
+			cp.Set(ev)
+			restoreKeys(cp, sub)
+			v.SetMapIndex(key, cp)
 		}
 	}
 }
@@ -347,7 +361,7 @@ func clearReplaced(v reflect.Value, path string, present map[string]bool) {
 // validateProblems turns what Validate returned into problems, positioned
 // at the key in the file or attributed to the variable or flag that set it.
 // A FieldError under a key that already has a problem is dropped.
-func validateProblems(err error, file string, w *walker, sources map[string]string, earlier []Problem) []Problem {
+func validateProblems(err error, file string, r *yamlpos.Reader, sources map[string]string, earlier []Problem) []Problem {
 	var out []Problem
 	add := func(key, msg string) {
 		key = normalizeKey(key)
@@ -361,7 +375,7 @@ func validateProblems(err error, file string, w *walker, sources map[string]stri
 		p := Problem{File: file, Key: key, Msg: msg}
 		if src, ok := sources[lkey]; ok {
 			p.Source = src
-		} else if n, ok := w.pos[lkey]; ok && key != "" {
+		} else if n, ok := r.At(key); ok && key != "" {
 			p.Line, p.Column, p.Source = n.Line, n.Column, "file"
 		}
 		out = append(out, p)

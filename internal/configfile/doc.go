@@ -10,16 +10,18 @@
 //     the default.
 //   - Nested structs merge field by field; a list or a map that a layer sets
 //     replaces the default wholesale (no element-wise merging with defaults).
-//   - The file is checked against the struct type before viper sees it:
-//     YAML syntax errors, unknown keys at any depth (with a "did you mean"
-//     suggestion), values of the wrong type, duplicate keys, and more than
-//     one YAML document are all reported with file:line:column and the
-//     dotted key (list items as "services.2.name"); a YAML syntax error
-//     carries the line go.yaml.in/yaml/v3 gives, which for an unclosed or
-//     misindented collection is where that collection starts. Keys match their
-//     mapstructure tags case-insensitively, as viper does, so "Data" and
-//     "data" in one mapping are duplicates; map keys keep the case they
-//     were written with even though viper lower-cases them internally.
+//   - The file is checked against the struct type before viper sees it,
+//     by a yamlpos.Reader: YAML syntax errors, unknown keys at any depth
+//     (with a "did you mean" suggestion), values of the wrong type,
+//     duplicate keys, and more than one YAML document are all reported
+//     with file:line:column and the dotted key (list items as
+//     "services.2.name"). Keys match their mapstructure tags
+//     case-insensitively, as viper does, so "Data" and "data" in one
+//     mapping are duplicates; map keys keep the case they were written
+//     with even though viper lower-cases them internally. With
+//     Options.Subset the struct names only some of the file's keys (a
+//     client reading a gateway's control address from its config): the
+//     others are skipped, not reported (TestSubset).
 //   - Only leaf keys reachable through structs (strings, numbers, bools,
 //     durations, encoding.TextUnmarshaler types, []string) can be set from
 //     the environment, as PREFIX_PATH_TO_KEY upper-cased with dots and dashes

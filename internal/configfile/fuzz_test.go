@@ -5,22 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/straitmesh/strait/internal/fuzzseed"
 )
 
 // FuzzLoad feeds arbitrary files to Load: it must never panic, and every
 // failure must be an *Error whose problems render.
 func FuzzLoad(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "seed", "*.yaml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, s := range seeds {
-		data, err := os.ReadFile(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
+	fuzzseed.Files(f, "testdata/seed/*.yaml")
 	f.Add([]byte(validYAML))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file := filepath.Join(t.TempDir(), "gw.yaml")

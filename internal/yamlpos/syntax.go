@@ -1,6 +1,4 @@
-// Package yamlerr turns go.yaml.in/yaml/v3 syntax errors into a 1-based
-// line and a message for people, the same way for every file Strait reads.
-package yamlerr
+package yamlpos
 
 import (
 	"bytes"
