@@ -1,17 +1,12 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/admin"
-	"github.com/straitmesh/strait/internal/configfile"
 )
 
 // listenControl binds the control API listener, before the catalog starts
@@ -98,43 +93,4 @@ func (g *Gateway) Warnings() []string {
 		since = h.StaleSince.UTC().Format(time.RFC3339)
 	}
 	return []string{fmt.Sprintf("routing state may be stale since %s: no contact with a leader (routing on index %d)", since, h.Index)}
-}
-
-// ControlTarget reads from a gateway config file what a client of that
-// gateway's control API needs: its address and the TLS files. Only the
-// listen, state and tls sections are read, so the file need not be valid
-// as a whole; a control address on all interfaces is dialled on loopback.
-func ControlTarget(file string) (addr string, tls TLSConfig, err error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return "", TLSConfig{}, fmt.Errorf("read %s: %w", file, err)
-	}
-	var doc struct {
-		Listen struct {
-			Control string `yaml:"control"`
-		} `yaml:"listen"`
-		State struct {
-			ControlAdvertise string `yaml:"controlAdvertise"`
-		} `yaml:"state"`
-		TLS struct {
-			Cert string `yaml:"cert"`
-			Key  string `yaml:"key"`
-			CA   string `yaml:"ca"`
-		} `yaml:"tls"`
-	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return "", TLSConfig{}, fmt.Errorf("%s: %w", file, err)
-	}
-	addr = DefaultConfig().Listen.Control
-	if doc.Listen.Control != "" {
-		addr = doc.Listen.Control
-	}
-	if h, p, err := net.SplitHostPort(addr); err == nil && configfile.Unspecified(h) {
-		addr = net.JoinHostPort("127.0.0.1", p)
-	}
-	tls = TLSConfig{Cert: doc.TLS.Cert, Key: doc.TLS.Key, CA: doc.TLS.CA}
-	if tls.Cert == "" || tls.Key == "" || tls.CA == "" {
-		return "", TLSConfig{}, errors.New(file + ": tls.cert, tls.key and tls.ca are required to reach the control API")
-	}
-	return addr, tls, nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/straitmesh/strait/federation/state"
-	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -35,24 +34,22 @@ func (f *controlFlags) add(cmd *cobra.Command) {
 
 // dial returns a control client and a context bounded by --timeout.
 func (f *controlFlags) dial(cmd *cobra.Command) (*state.ControlClient, context.Context, func(), error) {
-	addr, tls := f.control, gateway.TLSConfig{Cert: f.cert, Key: f.key, CA: f.ca}
+	addr, cert, key, ca := f.control, f.cert, f.key, f.ca
 	if f.config != "" {
-		caddr, ctls, err := gateway.ControlTarget(f.config)
+		ct, err := loadControlTarget(f.config)
 		if err != nil {
 			return nil, nil, nil, &usageError{err}
 		}
-		if addr == "" {
-			addr = caddr
-		}
-		tls.Cert, tls.Key, tls.CA = first(tls.Cert, ctls.Cert), first(tls.Key, ctls.Key), first(tls.CA, ctls.CA)
+		addr = first(addr, ct.Listen.Control)
+		cert, key, ca = first(cert, ct.TLS.Cert), first(key, ct.TLS.Key), first(ca, ct.TLS.CA)
 	}
 	if addr == "" {
 		addr = "127.0.0.1:15012"
 	}
-	if tls.Cert == "" || tls.Key == "" || tls.CA == "" {
+	if cert == "" || key == "" || ca == "" {
 		return nil, nil, nil, &usageError{errors.New("the control API needs a federation certificate: pass --config GATEWAY.yaml, or --cert, --key and --ca")}
 	}
-	id, err := identity.LoadFiles(tls.Cert, tls.Key, tls.CA)
+	id, err := identity.LoadFiles(cert, key, ca)
 	if err != nil {
 		return nil, nil, nil, &usageError{err}
 	}
