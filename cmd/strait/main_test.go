@@ -46,6 +46,20 @@ func runStrait(t *testing.T, env []string, args ...string) (stdout, stderr strin
 	return out.String(), errb.String(), code
 }
 
+// startDev starts a dev federation on free ports for t and stops it when
+// t ends. ctx bounds the start and whatever the test waits for.
+func startDev(t *testing.T) (ctx context.Context, d *lab.Dev) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return ctx, d
+}
+
 const goodConfig = `cluster: eu-west-1
 region: eu-west
 listen:
@@ -141,13 +155,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestStatusAgainstLiveGateway(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := startDev(t)
 	adminAddr := d.Gateway("eu-central-1").AdminAddr()
 
 	out, stderr, code := runStrait(t, nil, "status", "--admin", adminAddr)
@@ -207,13 +215,7 @@ func TestDevRunsForDurationAndWritesInfo(t *testing.T) {
 }
 
 func TestKeysRotationThroughCLI(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := startDev(t)
 	adminAddr := d.Gateway("us-east-1").AdminAddr()
 	env := []string{"STRAIT_ADMIN=" + adminAddr}
 

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/straitmesh/strait/lab"
 )
@@ -87,13 +85,7 @@ func TestPolicyUsageErrors(t *testing.T) {
 // TestPolicyCommandsLive runs the tooling against a running federation:
 // the topology from /v1/status, the policy in force from the gateway.
 func TestPolicyCommandsLive(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := startDev(t)
 	infoFile := filepath.Join(t.TempDir(), "info.json")
 	if err := lab.WriteInfo(infoFile, d.Info()); err != nil {
 		t.Fatal(err)

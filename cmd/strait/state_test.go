@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -21,13 +20,7 @@ import (
 // a policy applied through one gateway is listed by another at the index
 // the apply printed, on every gateway.
 func TestDevTourRoutingState(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	ctx, d := startDev(t)
 	var tour strings.Builder
 	lab.PrintTour(&tour, d.Info(), "strait")
 	var cmds [][]string
@@ -99,13 +92,7 @@ func TestDevTourRoutingState(t *testing.T) {
 // validation before anything is sent, get/history, snapshot save and
 // restore, and refusing a corrupted snapshot.
 func TestStateCommands(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := startDev(t)
 	info := d.Info()
 	cfg := info.Clusters[1].CLIConfig // the non-voter
 	dir := t.TempDir()
