@@ -15,23 +15,32 @@ import (
 	"github.com/straitmesh/strait/lab"
 )
 
-// TestDevTour runs what the tour printed by `strait dev` tells a user to try.
-func TestDevTour(t *testing.T) {
+// startDev starts the dev federation on free ports with spec for t and
+// stops it when t ends. ctx bounds the start and whatever the test waits
+// for; clusters are the federation's clusters by name.
+func startDev(t *testing.T, spec lab.Spec) (ctx context.Context, d *lab.Dev, clusters map[string]lab.ClusterInfo) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true})
+	t.Cleanup(cancel)
+	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true, Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(d.Close)
+	clusters = map[string]lab.ClusterInfo{}
+	for _, c := range d.Info().Clusters {
+		clusters[c.Name] = c
+	}
+	return ctx, d, clusters
+}
+
+// TestDevTour runs what the tour printed by `strait dev` tells a user to try.
+func TestDevTour(t *testing.T) {
+	_, d, byName := startDev(t, lab.Spec{})
 	info := d.Info()
 	var tour strings.Builder
 	lab.PrintTour(&tour, info, "strait")
 
-	byName := map[string]lab.ClusterInfo{}
-	for _, c := range info.Clusters {
-		byName[c.Name] = c
-	}
 	if len(byName) != 4 || byName["eu-west-1"].Region != "eu-west" || byName["eu-west-2"].Region != "eu-west" ||
 		byName["eu-central-1"].Region != "eu-central" || byName["us-east-1"].Region != "us-east" {
 		t.Fatalf("topology %+v", info.Clusters)

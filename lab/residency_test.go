@@ -129,20 +129,10 @@ var euHeader = http.Header{"X-Data-Residency": {"eu"}}
 // topology: refusals, header classification, and failover that must not
 // cross regions when the allowed cluster is cut off or stopped.
 func TestResidencyInDevFederation(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	auditDir := t.TempDir()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true, Spec: lab.Spec{AuditDir: auditDir,
+	ctx, d, info := startDev(t, lab.Spec{AuditDir: auditDir,
 		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
-		Health:   gateway.HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	info := map[string]lab.ClusterInfo{}
-	for _, c := range d.Info().Clusters {
-		info[c.Name] = c
-	}
+		Health:   gateway.HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond}})
 	euw1, euc1, use1 := info["eu-west-1"], info["eu-central-1"], info["us-east-1"]
 
 	t.Run("ledger is invisible from us-east-1 and refused on every entry", func(t *testing.T) {
@@ -446,19 +436,9 @@ func TestInboundFactsOnlyNarrow(t *testing.T) {
 // (its allowed clusters are down) and never tries us-east-1, which does
 // not know the service at all; each refusal in eu-central is audited.
 func TestLedgerRefusedEverywhereWhenEUWestFails(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	auditDir := t.TempDir()
-	d, err := lab.StartDev(ctx, lab.DevOptions{Ephemeral: true, Spec: lab.Spec{AuditDir: auditDir,
-		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	info := map[string]lab.ClusterInfo{}
-	for _, c := range d.Info().Clusters {
-		info[c.Name] = c
-	}
+	ctx, d, info := startDev(t, lab.Spec{AuditDir: auditDir,
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second}})
 	for _, c := range []string{"eu-west-1", "eu-west-2"} {
 		if err := d.StopGateway(ctx, c); err != nil {
 			t.Fatal(err)
