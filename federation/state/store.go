@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/retry"
 )
 
 // Options carries a Store's identity and dependencies.
@@ -325,24 +326,25 @@ func (s *Store) ensureReady(ctx context.Context) (uint64, error) {
 
 // announceLoop asks the leader (through any reachable gateway) to add this
 // server and record its addresses, until the configuration and the member
-// record both match. It rechecks now and then: addresses change across
-// restarts.
+// record both match. It rechecks every 5s: addresses change across
+// restarts. Failed attempts back off from 200ms to 2s; once this server
+// was in place, a failing recheck retries every 2s (nothing is urgent).
 func (s *Store) announceLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	const recheck, first, most = 5 * time.Second, 200 * time.Millisecond, 2 * time.Second
+	b := retry.New(first, most)
 	for {
+		wait := recheck
 		if s.announced() {
-			backoff = 5 * time.Second
+			b = retry.New(most, most)
 		} else if err := s.announce(ctx); err != nil {
 			s.log.Debug("join federation", "err", err)
-			backoff = min(backoff*2, 2*time.Second)
+			wait = b.Next()
 		} else {
-			backoff = 100 * time.Millisecond
+			b = retry.New(first, most)
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx.Done(), wait) {
 			return
-		case <-time.After(backoff):
 		}
 	}
 }
@@ -408,7 +410,7 @@ func (s *Store) info() ServerInfo {
 // choose the same configuration; one that finds a peer with state joins
 // instead.
 func (s *Store) bootstrapLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	b := retry.New(100*time.Millisecond, time.Second)
 	for {
 		if s.raft.LastIndex() > 0 {
 			return
@@ -436,12 +438,9 @@ func (s *Store) bootstrapLoop(ctx context.Context) {
 		if done := s.maybeBootstrap(); done {
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if !b.Wait(ctx.Done()) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 
