@@ -2,7 +2,6 @@ package state
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -152,7 +151,8 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		}
 		s.watchMu.Unlock()
 	}
-	hlog := newHCLogger(s.log)
+	// Raft's debug and trace lines (every RPC, every append) stay out.
+	hlog := newHCLog(s.log, "raft", hclog.Info)
 	s.meta = &metadb.BoltMetaDB{}
 	if s.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.WithLogger(hlog), wal.WithMetaStore(s.meta)); err != nil {
 		s.meta.Close()
@@ -695,31 +695,6 @@ func timeoutOf(ctx context.Context, def time.Duration) time.Duration {
 func memberValue(m Member) string {
 	b, _ := jsonMarshal(m)
 	return string(b)
-}
-
-// hclogWriter turns hashicorp/raft's log lines into slog records.
-type hclogWriter struct{ log *slog.Logger }
-
-func (w *hclogWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(bytes.NewReader(p))
-	for sc.Scan() {
-		line := sc.Bytes()
-		level := slog.LevelDebug
-		switch {
-		case bytes.Contains(line, []byte("[ERROR]")):
-			level = slog.LevelError
-		case bytes.Contains(line, []byte("[WARN]")):
-			level = slog.LevelWarn
-		case bytes.Contains(line, []byte("[INFO]")):
-			level = slog.LevelInfo
-		}
-		w.log.Log(context.Background(), level, "raft", "msg", string(line))
-	}
-	return len(p), nil
-}
-
-func newHCLogger(log *slog.Logger) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: log}, DisableTime: true})
 }
 
 // listenStream opens the mTLS Raft listener.
