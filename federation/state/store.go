@@ -20,7 +20,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/straitmesh/strait/identity"
@@ -67,9 +66,7 @@ type Store struct {
 	now   func() time.Time
 	fsm   *fsm
 	raft  *raft.Raft
-	wal   *wal.WAL
-	logs  *logStore
-	meta  *metadb.BoltMetaDB // closed by us: WAL.Close leaves it open
+	logs  *wal.WAL // Raft's log and stable store
 	snaps *raft.FileSnapshotStore
 	trans raft.Transport
 	self  Member
@@ -114,21 +111,21 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		known: map[string]ServerInfo{}, clients: map[string]Control{}, persistCh: make(chan struct{}, 1)}
 	s.started = s.now()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	st := s // "return nil, err" clears s before the cleanup runs
 	defer func() {
 		if err != nil {
-			s.cancel()
-			if s.trans != nil && opts.Transport == nil {
-				if c, ok := s.trans.(io.Closer); ok {
+			st.cancel()
+			if st.trans != nil && opts.Transport == nil {
+				if c, ok := st.trans.(io.Closer); ok {
 					c.Close()
 				}
 			}
-			if s.wal != nil {
-				s.wal.Close()
-				s.meta.Close()
+			if st.logs != nil {
+				st.logs.Close()
 			}
 		}
 	}()
-	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "wal"), filepath.Join(cfg.DataDir, "snapshots")} {
+	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "snapshots")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("routing state dir: %w", err)
 		}
@@ -153,13 +150,8 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 	}
 	// Raft's debug and trace lines (every RPC, every append) stay out.
 	hlog := newHCLog(s.log, "raft", hclog.Info)
-	s.meta = &metadb.BoltMetaDB{}
-	if s.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.WithLogger(hlog), wal.WithMetaStore(s.meta)); err != nil {
-		s.meta.Close()
-		return nil, fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
-	}
-	if s.logs, err = openLogStore(s.wal); err != nil {
-		return nil, fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
+	if s.logs, err = openLog(cfg.DataDir, s.log, hlog); err != nil {
+		return nil, err
 	}
 	if s.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog); err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
@@ -641,11 +633,8 @@ func (s *Store) Close() error {
 				c.Close()
 			}
 		}
-		if err := s.wal.Close(); err != nil {
+		if err := s.logs.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log: %w", err))
-		}
-		if err := s.meta.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close raft log metadata: %w", err))
 		}
 		s.mu.Lock()
 		for _, c := range s.clients {
