@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/straitmesh/strait/internal/configfile"
+	"github.com/straitmesh/strait/internal/retry"
 )
 
 // Self describes the local gateway to the federation.
@@ -241,20 +242,18 @@ func (c *Catalog) joinLoop(peers []string) {
 	if len(peers) == 0 {
 		return
 	}
-	backoff := 200 * time.Millisecond
+	b := retry.New(200*time.Millisecond, 10*time.Second)
 	for {
 		n, err := c.ml.Join(peers)
 		if n > 0 {
 			c.log.Info("joined federation", "contacted", n)
 			return
 		}
-		c.log.Warn("join failed, retrying", "peers", peers, "err", err, "in", backoff)
-		select {
-		case <-c.ctx.Done():
+		wait := b.Next()
+		c.log.Warn("join failed, retrying", "peers", peers, "err", err, "in", wait)
+		if !retry.Sleep(c.ctx.Done(), wait) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
 	}
 }
 

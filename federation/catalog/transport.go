@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/straitmesh/strait/internal/retry"
 )
 
 // transport is memberlist's network layer: UDP for probes and gossip, TCP
@@ -173,19 +175,20 @@ func (t *transport) readUDP() {
 
 func (t *transport) acceptTCP() {
 	defer t.wg.Done()
-	var backoff time.Duration
+	b := retry.AcceptBackoff()
 	for {
 		c, err := t.tcp.AcceptTCP()
 		if err != nil {
 			if t.closed.Load() {
 				return
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			t.log.Debug("gossip tcp accept", "err", err)
-			time.Sleep(backoff)
+			if !b.Wait(t.done) {
+				return
+			}
 			continue
 		}
-		backoff = 0
+		b.Reset()
 		select {
 		case t.streams <- c:
 		case <-t.done:

@@ -25,8 +25,13 @@
 //   - What a gateway routes on never goes back: a gateway restarting
 //     without a quorum routes on the state it last applied, from its own
 //     disk, and says it may be stale (TestStateStaticStability).
-//   - The Raft log survives truncated tails across restarts
-//     (TestLogStoreMatchesModel).
+//   - The Raft log (raft-wal, used as it is) survives truncated tails
+//     across restarts (TestLogStoreMatchesModel).
+//   - A data directory written before raft-wal v0.4.1, whose log was in a
+//     format of its own, opens as the same log, term and vote, migrated
+//     once and crash-safely; a directory in neither format is refused
+//     with an error naming it, never misread (TestOldLogIsMigrated,
+//     TestOldLogMigrationResumes, TestOpenRefusesUnknownOldLog).
 //   - Every request that needs the leader goes through one helper that
 //     answers on the leader or forwards to it (onLeader).
 //   - Every field of the control API's Go types crosses the wire

@@ -2,63 +2,204 @@ package state
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"sync"
+	"log/slog"
+	"os"
+	"path/filepath"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
-// logStore keeps Raft's log in raft-wal without ever truncating raft-wal's
-// tail. raft-wal v0.4.0 marks a tail segment it truncates as sealed without
-// writing its index block, and then cannot reopen it (hashicorp/raft-wal
-// issue 31); Raft truncates the tail whenever a follower's log conflicts
-// with a new leader's, which partitions make routine.
+// Raft's log and stable store are raft-wal, used as it is, in
+// <data dir>/raft-log.
 //
-// So raft-wal only ever appends and drops prefixes. Each raft-wal entry
-// stores the Raft index it holds in front of its data; Raft's log is the
-// sequence of runs those indexes form: an entry whose Raft index does not
-// follow the previous one starts a new run that replaces every entry at
-// and above it (a tail truncation) or, if it leaves a gap, everything
-// before it (the log was emptied for a snapshot). Entries below a
-// persisted floor were deleted from the head. Reopening replays the same
-// rules over what raft-wal holds.
+// Gateways built with raft-wal v0.4.0 kept them in <data dir>/wal in a
+// format of their own: v0.4.0 could not reopen a log whose tail it had
+// truncated (hashicorp/raft-wal#31), so that store never truncated
+// raft-wal. Each raft-wal entry carried the Raft index it held in its
+// first 8 data bytes (big-endian); a run of entries whose Raft index went
+// back replaced the entries at and above it, one that skipped ahead
+// replaced everything before it (the log emptied for a snapshot); entries
+// below the Raft index stored under "strait-log-floor" were deleted, and
+// replaying started at the raft-wal index under "strait-log-start". Read
+// as plain raft-wal, that log would put every entry at the wrong index.
 //
-// A tail truncation is not written down by itself: until new entries
-// supersede them, the truncated entries come back after a restart, which
-// is the state before the truncation. Raft allows that: a follower
-// acknowledges nothing before the new entries are stored.
-type logStore struct {
-	w *wal.WAL
+// openLog migrates such a directory once, before Raft starts: it replays
+// the runs into a new raft-wal in raft-log.tmp, copies Raft's term and
+// vote, marks the old directory as migrated, renames raft-log.tmp to
+// raft-log and removes the old directory. A crash before the rename
+// leaves the old directory as it was and the migration runs again; one
+// after it leaves the marked old directory, which the next start removes.
+const (
+	logDir       = "raft-log"
+	oldLogDir    = "wal"
+	migratedMark = "MIGRATED-TO-RAFT-LOG"
+)
 
-	mu   sync.Mutex
-	runs []logRun // live ranges of Raft indexes, ascending
+// errNotOldFormat marks a log in <data dir>/wal that is not in the format
+// before raft-wal v0.4.1 either.
+var errNotOldFormat = errors.New("not the format gateways wrote before raft-wal v0.4.1")
+
+// raftStableKeys are the keys hashicorp/raft keeps in its StableStore.
+var raftStableKeys = [][]byte{[]byte("CurrentTerm"), []byte("LastVoteTerm"), []byte("LastVoteCand")}
+
+// openLog opens Raft's log and stable store in dataDir, first migrating
+// a log that gateways before raft-wal v0.4.1 wrote.
+func openLog(dataDir string, log *slog.Logger, hlog hclog.Logger) (*wal.WAL, error) {
+	dir := filepath.Join(dataDir, logDir)
+	old := filepath.Join(dataDir, oldLogDir)
+	hasDir, err := isDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	hasOld, err := isDir(old)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case hasOld && !hasDir:
+		if err := migrateLog(old, dir, log, hlog); err != nil {
+			return nil, err
+		}
+	case hasOld:
+		if _, err := os.Stat(filepath.Join(old, migratedMark)); err != nil {
+			return nil, fmt.Errorf("raft log: both %s (the format before raft-wal v0.4.1, not migrated) and %s exist, "+
+				"as after running an older gateway over this data directory; remove the one that is stale and restart", old, dir)
+		}
+	}
+	if hasOld {
+		if err := os.RemoveAll(old); err != nil {
+			log.Warn("remove migrated raft log", "dir", old, "err", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft log dir: %w", err)
+	}
+	w, err := openWAL(dir, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
+	}
+	return w, nil
 }
 
-// logRun is Raft indexes first..last, stored from raft-wal index phys on.
-type logRun struct{ first, last, phys uint64 }
+// openWAL opens raft-wal in dir. WAL.Close closes its metadata too, but a
+// failed Open leaves it open.
+func openWAL(dir string, hlog hclog.Logger) (*wal.WAL, error) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithLogger(hlog), wal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, err
+	}
+	return w, nil
+}
 
-// floorKey holds the lowest Raft index not deleted; startKey the raft-wal
-// index a reopen replays from (raft-wal may keep entries it was asked to
-// drop until their segment goes).
-var (
-	floorKey = []byte("strait-log-floor")
-	startKey = []byte("strait-log-start")
-)
+func isDir(path string) (bool, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("raft log dir: %w", err)
+	case !fi.IsDir():
+		return false, fmt.Errorf("raft log dir: %s is not a directory", path)
+	}
+	return true, nil
+}
 
-var (
-	_ raft.LogStore          = (*logStore)(nil)
-	_ raft.StableStore       = (*logStore)(nil)
-	_ raft.MonotonicLogStore = (*logStore)(nil)
-)
+// oldLogHelp says what to do with an old-format log that cannot be migrated.
+func oldLogHelp(old string) string {
+	return fmt.Sprintf("move %s aside and restart: the gateway then starts with an empty log and catches up from "+
+		"the leader (a voter: remove it first with `strait state remove-peer`, and one voter at a time)", old)
+}
 
-func openLogStore(w *wal.WAL) (*logStore, error) {
-	s := &logStore{w: w}
-	floor, err := w.GetUint64(floorKey)
+// migrateLog copies the Raft log and stable store in old, in the format
+// before raft-wal v0.4.1, to a new raft-wal in dir.
+func migrateLog(old, dir string, log *slog.Logger, hlog hclog.Logger) error {
+	src, err := openWAL(old, hlog)
+	if err != nil {
+		return fmt.Errorf("open raft log %s to migrate it: %w; %s", old, err, oldLogHelp(old))
+	}
+	defer src.Close()
+	runs, err := replayOldLog(src)
+	if err != nil {
+		return fmt.Errorf("migrate raft log %s: %w; %s", old, err, oldLogHelp(old))
+	}
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("migrate raft log: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("migrate raft log: %w", err)
+	}
+	dst, err := openWAL(tmp, hlog)
+	if err != nil {
+		return fmt.Errorf("migrate raft log: open %s: %w", tmp, err)
+	}
+	first, last, err := copyOldLog(src, dst, runs)
+	if cerr := dst.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", tmp, cerr)
+	}
+	if errors.Is(err, errNotOldFormat) {
+		return fmt.Errorf("migrate raft log %s: %w; %s", old, err, oldLogHelp(old))
+	}
+	if err != nil {
+		return fmt.Errorf("migrate raft log %s: %w", old, err)
+	}
+	// The new log's files, then the mark, then the rename reach the disk
+	// in that order.
+	if err := syncDir(tmp); err != nil {
+		return fmt.Errorf("migrate raft log %s: %w", old, err)
+	}
+	if err := os.WriteFile(filepath.Join(old, migratedMark), []byte("copied to "+dir+"\n"), 0o600); err != nil {
+		return fmt.Errorf("migrate raft log %s: %w", old, err)
+	}
+	if err := syncDir(old); err != nil {
+		return fmt.Errorf("migrate raft log %s: %w", old, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("migrate raft log %s: %w", old, err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("migrate raft log %s: %w", old, err)
+	}
+	log.Info("migrated raft log to plain raft-wal", "from", old, "to", dir, "first", first, "last", last)
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// oldRun is Raft indexes first..last of an old-format log, stored from
+// raft-wal index phys on.
+type oldRun struct{ first, last, phys uint64 }
+
+// maxRaftIndex bounds the Raft indexes an old-format entry may carry: far
+// above any real log, far below the first 8 bytes of Raft's own payloads
+// read as an index (a configuration's msgpack, a JSON command).
+const maxRaftIndex = 1 << 48
+
+// replayOldLog returns the runs of Raft indexes an old-format log holds,
+// by the rules the old store applied when it opened.
+func replayOldLog(w *wal.WAL) ([]oldRun, error) {
+	floor, err := w.GetUint64([]byte("strait-log-floor"))
 	if err != nil {
 		return nil, fmt.Errorf("read log floor: %w", err)
 	}
-	start, err := w.GetUint64(startKey)
+	start, err := w.GetUint64([]byte("strait-log-start"))
 	if err != nil {
 		return nil, fmt.Errorf("read log start: %w", err)
 	}
@@ -66,211 +207,127 @@ func openLogStore(w *wal.WAL) (*logStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	first = max(first, start)
 	last, err := w.LastIndex()
 	if err != nil {
 		return nil, err
 	}
 	if last == 0 {
-		return s, nil
+		return nil, nil
 	}
-	for p := first; p <= last; p++ {
-		var l raft.Log
-		if err := w.GetLog(p, &l); err != nil {
-			return nil, fmt.Errorf("read raft log entry %d: %w", p, err)
+	var runs []oldRun
+	for p := max(first, start); p <= last; p++ {
+		ri, err := oldIndexAt(w, p)
+		if err != nil {
+			return nil, err
 		}
-		if len(l.Data) < 8 {
-			return nil, fmt.Errorf("raft log entry %d: no index header", p)
-		}
-		ri := binary.BigEndian.Uint64(l.Data)
 		if ri < floor {
 			continue
 		}
-		s.place(ri, p)
+		runs = placeOld(runs, ri, p)
 	}
-	return s, nil
+	return runs, nil
 }
 
-// place records that Raft index ri is stored at raft-wal index p, the
+// oldIndexAt returns the Raft index that raft-wal entry p of an old-format
+// log carries.
+func oldIndexAt(w *wal.WAL, p uint64) (uint64, error) {
+	var l raft.Log
+	if err := w.GetLog(p, &l); err != nil {
+		return 0, fmt.Errorf("read raft-wal entry %d: %w", p, err)
+	}
+	if len(l.Data) < 8 {
+		return 0, fmt.Errorf("raft-wal entry %d carries no Raft index: %w", p, errNotOldFormat)
+	}
+	ri := binary.BigEndian.Uint64(l.Data)
+	if ri == 0 || ri >= maxRaftIndex {
+		return 0, fmt.Errorf("raft-wal entry %d carries Raft index %d: %w", p, ri, errNotOldFormat)
+	}
+	return ri, nil
+}
+
+// placeOld records that Raft index ri is stored at raft-wal index p, the
 // latest entry written.
-func (s *logStore) place(ri, p uint64) {
-	if n := len(s.runs); n > 0 {
-		r := &s.runs[n-1]
+func placeOld(runs []oldRun, ri, p uint64) []oldRun {
+	if n := len(runs); n > 0 {
+		r := &runs[n-1]
 		switch {
 		case ri == r.last+1 && p == r.phys+(r.last-r.first)+1:
 			r.last++
-			return
+			return runs
 		case ri == r.last+1:
 			// Follows in Raft's order, not in raft-wal's: a new run.
 		case ri > r.last+1:
-			s.runs = s.runs[:0] // a gap: everything before was deleted
+			runs = runs[:0] // a gap: everything before was deleted
 		default:
-			s.cut(ri)
+			out := runs[:0] // a conflict: drop ri and above
+			for _, r := range runs {
+				if r.first < ri {
+					r.last = min(r.last, ri-1)
+					out = append(out, r)
+				}
+			}
+			runs = out
 		}
 	}
-	s.runs = append(s.runs, logRun{first: ri, last: ri, phys: p})
+	return append(runs, oldRun{first: ri, last: ri, phys: p})
 }
 
-// cut drops Raft indexes ri and above.
-func (s *logStore) cut(ri uint64) {
-	out := s.runs[:0]
-	for _, r := range s.runs {
-		if r.first >= ri {
+// copyOldLog writes the entries of runs from src to dst at their Raft
+// indexes, and Raft's term and vote, and returns the Raft indexes copied.
+func copyOldLog(src, dst *wal.WAL, runs []oldRun) (first, last uint64, err error) {
+	for _, k := range raftStableKeys {
+		v, err := src.Get(k)
+		if err != nil {
+			return 0, 0, fmt.Errorf("read %s: %w", k, err)
+		}
+		if v == nil {
 			continue
 		}
-		r.last = min(r.last, ri-1)
-		out = append(out, r)
-	}
-	s.runs = out
-}
-
-func (s *logStore) phys(ri uint64) (uint64, bool) {
-	for _, r := range s.runs {
-		if ri >= r.first && ri <= r.last {
-			return r.phys + (ri - r.first), true
+		if err := dst.Set(k, v); err != nil {
+			return 0, 0, fmt.Errorf("write %s: %w", k, err)
 		}
 	}
-	return 0, false
-}
-
-// FirstIndex implements raft.LogStore.
-func (s *logStore) FirstIndex() (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.runs) == 0 {
-		return 0, nil
-	}
-	return s.runs[0].first, nil
-}
-
-// LastIndex implements raft.LogStore.
-func (s *logStore) LastIndex() (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.runs) == 0 {
-		return 0, nil
-	}
-	return s.runs[len(s.runs)-1].last, nil
-}
-
-// GetLog implements raft.LogStore.
-func (s *logStore) GetLog(index uint64, out *raft.Log) error {
-	s.mu.Lock()
-	p, ok := s.phys(index)
-	s.mu.Unlock()
-	if !ok {
-		return raft.ErrLogNotFound
-	}
-	if err := s.w.GetLog(p, out); err != nil {
-		return err
-	}
-	if len(out.Data) < 8 || binary.BigEndian.Uint64(out.Data) != index {
-		return fmt.Errorf("raft log entry %d: stored entry %d holds another index", index, p)
-	}
-	out.Index = index
-	out.Data = out.Data[8:]
-	return nil
-}
-
-// StoreLog implements raft.LogStore.
-func (s *logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
-
-// StoreLogs implements raft.LogStore.
-func (s *logStore) StoreLogs(logs []*raft.Log) error {
-	if len(logs) == 0 {
+	const batch = 256
+	var logs []*raft.Log
+	var term uint64
+	flush := func() error {
+		if len(logs) == 0 {
+			return nil
+		}
+		if err := dst.StoreLogs(logs); err != nil {
+			return fmt.Errorf("write raft log %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
+		}
+		logs = logs[:0]
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next, err := s.w.LastIndex()
-	if err != nil {
-		return err
+	for _, r := range runs {
+		for ri := r.first; ri <= r.last; ri++ {
+			p := r.phys + (ri - r.first)
+			l := new(raft.Log)
+			if err := src.GetLog(p, l); err != nil {
+				return 0, 0, fmt.Errorf("read raft-wal entry %d: %w", p, err)
+			}
+			if len(l.Data) < 8 || binary.BigEndian.Uint64(l.Data) != ri {
+				return 0, 0, fmt.Errorf("raft-wal entry %d does not hold Raft index %d", p, ri)
+			}
+			if l.Term < term {
+				return 0, 0, fmt.Errorf("raft log entry %d has term %d after term %d: %w", ri, l.Term, term, errNotOldFormat)
+			}
+			term = l.Term
+			l.Index, l.Data = ri, l.Data[8:]
+			logs = append(logs, l)
+			if len(logs) == batch {
+				if err := flush(); err != nil {
+					return 0, 0, err
+				}
+			}
+		}
 	}
-	next++
-	batch := make([]*raft.Log, len(logs))
-	for i, l := range logs {
-		data := make([]byte, 8+len(l.Data))
-		binary.BigEndian.PutUint64(data, l.Index)
-		copy(data[8:], l.Data)
-		batch[i] = &raft.Log{Index: next + uint64(i), Term: l.Term, Type: l.Type, Data: data, Extensions: l.Extensions, AppendedAt: l.AppendedAt}
+	if err := flush(); err != nil {
+		return 0, 0, err
 	}
-	if err := s.w.StoreLogs(batch); err != nil {
-		return err
+	if len(runs) > 0 {
+		first, last = runs[0].first, runs[len(runs)-1].last
 	}
-	for i, l := range logs {
-		s.place(l.Index, next+uint64(i))
-	}
-	return nil
+	return first, last, nil
 }
-
-// DeleteRange implements raft.LogStore. Raft deletes either a prefix
-// (compaction), a suffix (conflict), or everything (snapshot install).
-func (s *logStore) DeleteRange(lo, hi uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.runs) == 0 || lo > hi {
-		return nil
-	}
-	first, last := s.runs[0].first, s.runs[len(s.runs)-1].last
-	if hi >= last && lo > first {
-		s.cut(lo)
-		return nil
-	}
-	if hi >= last {
-		hi = last
-	} else if lo > first {
-		return fmt.Errorf("delete raft log %d-%d: only a prefix or a suffix of %d-%d can be deleted", lo, hi, first, last)
-	}
-	// A prefix (or everything): raise the floor first, then drop what
-	// raft-wal holds up to the last entry deleted, keeping raft-wal's last
-	// entry so that its index sequence continues.
-	p, _ := s.phys(hi)
-	if err := s.w.SetUint64(floorKey, hi+1); err != nil {
-		return fmt.Errorf("write log floor: %w", err)
-	}
-	if err := s.w.SetUint64(startKey, p+1); err != nil {
-		return fmt.Errorf("write log start: %w", err)
-	}
-	out := s.runs[:0]
-	for _, r := range s.runs {
-		if r.last <= hi {
-			continue
-		}
-		if r.first <= hi {
-			r.phys += hi + 1 - r.first
-			r.first = hi + 1
-		}
-		out = append(out, r)
-	}
-	s.runs = out
-	wfirst, err := s.w.FirstIndex()
-	if err != nil {
-		return err
-	}
-	wlast, err := s.w.LastIndex()
-	if err != nil {
-		return err
-	}
-	if upto := min(p, wlast-1); wfirst > 0 && upto >= wfirst {
-		if err := s.w.DeleteRange(wfirst, upto); err != nil {
-			return fmt.Errorf("compact raft log: %w", err)
-		}
-	}
-	return nil
-}
-
-// Set implements raft.StableStore.
-func (s *logStore) Set(k, v []byte) error { return s.w.Set(k, v) }
-
-// Get implements raft.StableStore.
-func (s *logStore) Get(k []byte) ([]byte, error) { return s.w.Get(k) }
-
-// SetUint64 implements raft.StableStore.
-func (s *logStore) SetUint64(k []byte, v uint64) error { return s.w.SetUint64(k, v) }
-
-// GetUint64 implements raft.StableStore.
-func (s *logStore) GetUint64(k []byte) (uint64, error) { return s.w.GetUint64(k) }
-
-// IsMonotonic implements raft.MonotonicLogStore: Raft must empty the log
-// rather than leave a gap when it installs a snapshot.
-func (s *logStore) IsMonotonic() bool { return true }

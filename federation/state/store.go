@@ -2,7 +2,6 @@ package state
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,10 +20,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/retry"
 )
 
 // Options carries a Store's identity and dependencies.
@@ -67,9 +66,7 @@ type Store struct {
 	now   func() time.Time
 	fsm   *fsm
 	raft  *raft.Raft
-	wal   *wal.WAL
-	logs  *logStore
-	meta  *metadb.BoltMetaDB // closed by us: WAL.Close leaves it open
+	logs  *wal.WAL // Raft's log and stable store
 	snaps *raft.FileSnapshotStore
 	trans raft.Transport
 	self  Member
@@ -114,26 +111,24 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		known: map[string]ServerInfo{}, clients: map[string]Control{}, persistCh: make(chan struct{}, 1)}
 	s.started = s.now()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	opened := s // the named result is nil once an error is returned
+	st := s // "return nil, err" clears s before the cleanup runs
 	defer func() {
 		if err != nil {
-			s := opened
-			s.cancel()
-			if s.metrics != nil {
-				s.metrics.unregister()
+			st.cancel()
+			if st.metrics != nil {
+				st.metrics.unregister()
 			}
-			if s.trans != nil && opts.Transport == nil {
-				if c, ok := s.trans.(io.Closer); ok {
+			if st.trans != nil && opts.Transport == nil {
+				if c, ok := st.trans.(io.Closer); ok {
 					c.Close()
 				}
 			}
-			if s.wal != nil {
-				s.wal.Close()
-				s.meta.Close()
+			if st.logs != nil {
+				st.logs.Close()
 			}
 		}
 	}()
-	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "wal"), filepath.Join(cfg.DataDir, "snapshots")} {
+	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "snapshots")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("routing state dir: %w", err)
 		}
@@ -156,14 +151,10 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		}
 		s.watchMu.Unlock()
 	}
-	hlog := newHCLogger(s.log)
-	s.meta = &metadb.BoltMetaDB{}
-	if s.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.WithLogger(hlog), wal.WithMetaStore(s.meta)); err != nil {
-		s.meta.Close()
-		return nil, fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
-	}
-	if s.logs, err = openLogStore(s.wal); err != nil {
-		return nil, fmt.Errorf("open raft log in %s: %w", cfg.DataDir, err)
+	// Raft's debug and trace lines (every RPC, every append) stay out.
+	hlog := newHCLog(s.log, "raft", hclog.Info)
+	if s.logs, err = openLog(cfg.DataDir, s.log, hlog); err != nil {
+		return nil, err
 	}
 	if s.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog); err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
@@ -330,24 +321,25 @@ func (s *Store) ensureReady(ctx context.Context) (uint64, error) {
 
 // announceLoop asks the leader (through any reachable gateway) to add this
 // server and record its addresses, until the configuration and the member
-// record both match. It rechecks now and then: addresses change across
-// restarts.
+// record both match. It rechecks every 5s: addresses change across
+// restarts. Failed attempts back off from 200ms to 2s; once this server
+// was in place, a failing recheck retries every 2s (nothing is urgent).
 func (s *Store) announceLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	const recheck, first, most = 5 * time.Second, 200 * time.Millisecond, 2 * time.Second
+	b := retry.New(first, most)
 	for {
+		wait := recheck
 		if s.announced() {
-			backoff = 5 * time.Second
+			b = retry.New(most, most)
 		} else if err := s.announce(ctx); err != nil {
 			s.log.Debug("join federation", "err", err)
-			backoff = min(backoff*2, 2*time.Second)
+			wait = b.Next()
 		} else {
-			backoff = 100 * time.Millisecond
+			b = retry.New(first, most)
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx.Done(), wait) {
 			return
-		case <-time.After(backoff):
 		}
 	}
 }
@@ -413,7 +405,7 @@ func (s *Store) info() ServerInfo {
 // choose the same configuration; one that finds a peer with state joins
 // instead.
 func (s *Store) bootstrapLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	b := retry.New(100*time.Millisecond, time.Second)
 	for {
 		if s.raft.LastIndex() > 0 {
 			return
@@ -441,12 +433,9 @@ func (s *Store) bootstrapLoop(ctx context.Context) {
 		if done := s.maybeBootstrap(); done {
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if !b.Wait(ctx.Done()) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 
@@ -647,11 +636,8 @@ func (s *Store) Close() error {
 				c.Close()
 			}
 		}
-		if err := s.wal.Close(); err != nil {
+		if err := s.logs.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log: %w", err))
-		}
-		if err := s.meta.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close raft log metadata: %w", err))
 		}
 		s.mu.Lock()
 		for _, c := range s.clients {
@@ -701,31 +687,6 @@ func timeoutOf(ctx context.Context, def time.Duration) time.Duration {
 func memberValue(m Member) string {
 	b, _ := jsonMarshal(m)
 	return string(b)
-}
-
-// hclogWriter turns hashicorp/raft's log lines into slog records.
-type hclogWriter struct{ log *slog.Logger }
-
-func (w *hclogWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(bytes.NewReader(p))
-	for sc.Scan() {
-		line := sc.Bytes()
-		level := slog.LevelDebug
-		switch {
-		case bytes.Contains(line, []byte("[ERROR]")):
-			level = slog.LevelError
-		case bytes.Contains(line, []byte("[WARN]")):
-			level = slog.LevelWarn
-		case bytes.Contains(line, []byte("[INFO]")):
-			level = slog.LevelInfo
-		}
-		w.log.Log(context.Background(), level, "raft", "msg", string(line))
-	}
-	return len(p), nil
-}
-
-func newHCLogger(log *slog.Logger) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: log}, DisableTime: true})
 }
 
 // listenStream opens the mTLS Raft listener.

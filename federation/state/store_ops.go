@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/straitmesh/strait/internal/retry"
 )
 
 var _ Control = (*Store)(nil)
@@ -28,16 +30,18 @@ func retryable(err error) bool {
 	return errors.As(err, &u) && u.Unavailable()
 }
 
-// retry runs op until it succeeds, fails for good, or ctx ends.
+// retry runs op until it succeeds, fails for good, or ctx ends, waiting
+// 10ms doubling to 50ms (jittered) between attempts.
 func (s *Store) retry(ctx context.Context, op func() error) error {
-	backoff := 10 * time.Millisecond
+	b := retry.New(10*time.Millisecond, 50*time.Millisecond)
 	for {
 		err := op()
 		if err == nil || !retryable(err) {
 			return err
 		}
+		wait := b.Next()
 		// Answer before the caller's deadline so that it learns why.
-		if d, ok := ctx.Deadline(); ok && time.Until(d) < backoff+50*time.Millisecond {
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait+50*time.Millisecond {
 			return fmt.Errorf("%w (last error: %v)", ErrNoLeader, err)
 		}
 		select {
@@ -45,9 +49,8 @@ func (s *Store) retry(ctx context.Context, op func() error) error {
 			return fmt.Errorf("%w: %w (last error: %v)", ErrNoLeader, ctx.Err(), err)
 		case <-s.ctx.Done():
 			return fmt.Errorf("%w: gateway shutting down (last error: %v)", ErrNoLeader, err)
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 50*time.Millisecond)
 	}
 }
 
