@@ -25,6 +25,7 @@ import (
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/retry"
 )
 
 // Options carries a gateway's dependencies. Every field is optional.
@@ -377,7 +378,7 @@ func (g *Gateway) goServe(name string, serve func() error) {
 }
 
 func (g *Gateway) acceptLoop(name string, ln net.Listener, handle func(net.Conn)) error {
-	var backoff time.Duration
+	backoff := retry.AcceptBackoff()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -386,13 +387,14 @@ func (g *Gateway) acceptLoop(name string, ln net.Listener, handle func(net.Conn)
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
+				if !backoff.Wait(g.ctx.Done()) {
+					return nil
+				}
 				continue
 			}
 			return err
 		}
-		backoff = 0
+		backoff.Reset()
 		if !g.conns.add(c) {
 			if !g.closing.Load() {
 				g.metrics.refused.WithLabelValues(name).Inc()
