@@ -21,6 +21,7 @@ import (
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/retry"
 )
 
 // Config is a pool's settings; the gateway fills it from its own config
@@ -561,15 +562,12 @@ func (p *Pool) markDownLocked(pe *tunnelPeer, addr string, why error) {
 // pooled) or the gateway stops.
 func (p *Pool) probe(pe *tunnelPeer, addr string) {
 	defer p.wg.Done()
-	wait := p.cfg.Keepalive
+	backoff := retry.New(p.cfg.Keepalive, probeMax)
 	probeTarget := wire.Target{Namespace: "strait", Name: "probe", Port: 1}
 	for {
-		select {
-		case <-p.ctx.Done():
+		if !backoff.Wait(p.ctx.Done()) {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, probeMax)
 		p.mu.Lock()
 		if !pe.down || p.done || !p.known(addr) {
 			// Up again, or gone from the federation: nothing to wait for.
