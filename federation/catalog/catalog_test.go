@@ -8,30 +8,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/straitmesh/strait/internal/fakeclock"
 )
 
 var (
 	testKey  = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	otherKey = base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
 )
-
-// fakeClock is the catalog's clock in tests that collect tombstones.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeClock) Now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
-func (f *fakeClock) Add(d time.Duration) {
-	f.mu.Lock()
-	f.t = f.t.Add(d)
-	f.mu.Unlock()
-}
 
 type testNode struct {
 	name, cluster, region, key string
@@ -208,7 +195,7 @@ func TestCatalogVersionsAndEcho(t *testing.T) {
 }
 
 func TestCatalogTombstonesAreCollectedAndNotResurrected(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
+	clock := fakeclock.New(time.Now())
 	a := start(t, testNode{name: "a", key: testKey, now: clock.Now})
 	hdr := nodeHeader{Node: "x", Cluster: "x", Region: "r", Gateway: "127.0.0.1:9", Version: 5}
 	live := &record{Service: Service{Namespace: "demo", Name: "s", Ports: []Port{{Port: 80}}, Healthy: 1, Total: 1}, Version: 10}
