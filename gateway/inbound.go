@@ -94,13 +94,7 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 	}
 	s.SetWriteDeadline(time.Time{})
 	svcName := t.String()
-	g.metrics.connections.WithLabelValues("inbound", svcName, peer.Cluster, "ok").Inc()
-	g.metrics.active.WithLabelValues("inbound").Inc()
-	defer g.metrics.active.WithLabelValues("inbound").Dec()
-	tx, rx := g.splice(s, up)
-	g.metrics.bytes.WithLabelValues("inbound", svcName, peer.Cluster, "tx").Add(float64(tx))
-	g.metrics.bytes.WithLabelValues("inbound", svcName, peer.Cluster, "rx").Add(float64(rx))
-	g.metrics.duration.WithLabelValues("inbound", svcName, peer.Cluster).Observe(time.Since(start).Seconds())
+	tx, rx := g.meteredSplice("inbound", svcName, peer.Cluster, start, s, up)
 	g.log.Debug("inbound stream done", "service", svcName, "peer", peer.Cluster, "tx", tx, "rx", rx, "dur", time.Since(start))
 }
 

@@ -119,15 +119,7 @@ func (g *Gateway) serveImport(c net.Conn, im Import) {
 }
 
 func (g *Gateway) carry(client, up net.Conn, t wire.Target, rt destination) {
-	start := time.Now()
-	svc := t.String()
-	g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()
-	g.metrics.active.WithLabelValues("outbound").Inc()
-	defer g.metrics.active.WithLabelValues("outbound").Dec()
-	tx, rx := g.splice(client, up)
-	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "tx").Add(float64(tx))
-	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "rx").Add(float64(rx))
-	g.metrics.duration.WithLabelValues("outbound", svc, rt.cluster).Observe(time.Since(start).Seconds())
+	g.meteredSplice("outbound", t.String(), rt.cluster, time.Now(), client, up)
 }
 
 func writeHTTPError(w io.Writer, status int, reason string) {

@@ -117,6 +117,20 @@ func (g *Gateway) splice(a, b net.Conn) (ab, ba int64) {
 	return ab, ba
 }
 
+// meteredSplice splices a and b and counts the connection, its bytes and
+// its duration (from start) under dir ("inbound" or "outbound"), the
+// service and the peer cluster. tx is the bytes copied a->b.
+func (g *Gateway) meteredSplice(dir, svc, peer string, start time.Time, a, b net.Conn) (tx, rx int64) {
+	g.metrics.connections.WithLabelValues(dir, svc, peer, "ok").Inc()
+	g.metrics.active.WithLabelValues(dir).Inc()
+	defer g.metrics.active.WithLabelValues(dir).Dec()
+	tx, rx = g.splice(a, b)
+	g.metrics.bytes.WithLabelValues(dir, svc, peer, "tx").Add(float64(tx))
+	g.metrics.bytes.WithLabelValues(dir, svc, peer, "rx").Add(float64(rx))
+	g.metrics.duration.WithLabelValues(dir, svc, peer).Observe(time.Since(start).Seconds())
+	return tx, rx
+}
+
 // copy moves src to dst until src ends or either fails. Between two TCP
 // sockets the kernel moves the bytes (splice(2)); otherwise a pooled
 // buffer does.
