@@ -42,11 +42,6 @@ func KeyOp(ctx context.Context, admin, op, key string) (catalog.KeyResult, error
 // adminCall sends one JSON request to a gateway's admin API. Errors carry
 // the gateway's own message.
 func adminCall(ctx context.Context, admin, method, path string, in, out any) error {
-	url := admin
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
-	}
-	url = strings.TrimSuffix(url, "/") + path
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -55,11 +50,7 @@ func adminCall(ctx context.Context, admin, method, path string, in, out any) err
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, _, err := send(ctx, admin, method, path, body)
 	if err != nil {
 		return fmt.Errorf("admin API at %s: %w", admin, err)
 	}
@@ -72,6 +63,23 @@ func adminCall(ctx context.Context, admin, method, path string, in, out any) err
 		return fmt.Errorf("admin API at %s: decode %s: %w", admin, path, err)
 	}
 	return nil
+}
+
+// send sends one request for path to a gateway's admin address (host:port
+// or URL). It returns the response, whose body the caller closes, and the
+// URL it asked.
+func send(ctx context.Context, admin, method, path string, body io.Reader) (*http.Response, string, error) {
+	url := admin
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	url = strings.TrimSuffix(url, "/") + path
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, url, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	return resp, url, err
 }
 
 // WriteTable prints the status for people: the gateway, members, then
@@ -97,78 +105,71 @@ func (s Status) WriteTable(w io.Writer) error {
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(w, "  WARNING: %s\n", warn)
 	}
-	fmt.Fprintln(w)
+	err := table(w, "MEMBER\tCLUSTER\tREGION\tZONE\tGATEWAY\tSTATE", func(tw io.Writer) {
+		for _, m := range s.Members {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, m.Cluster, m.Region, orDash(m.Zone), m.Gateway, m.State)
+		}
+	})
+	if err == nil {
+		err = table(w, "CLUSTER\tREGION\tREACHABLE\tSERVICE\tPORTS\tHEALTHY\tLABELS", func(tw io.Writer) {
+			for _, c := range s.Clusters {
+				reach := "yes"
+				if !c.Reachable {
+					reach = "NO"
+				}
+				if len(c.Services) == 0 {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\n", c.Cluster, c.Region, reach)
+				}
+				for _, svc := range c.Services {
+					ports := make([]string, len(svc.Ports))
+					for i, p := range svc.Ports {
+						ports[i] = fmt.Sprint(p)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", c.Cluster, c.Region, reach, svc.Service, strings.Join(ports, ","), svc.Healthy, svc.Total, formatLabels(svc.Labels))
+				}
+			}
+		})
+	}
+	if err == nil && len(s.Tunnels) > 0 {
+		err = table(w, "TUNNEL TO\tADDRESS\tSTATE\tSTREAMS\tRTT", func(tw io.Writer) {
+			for _, t := range s.Tunnels {
+				rtt := "-"
+				if t.RTTMs > 0 {
+					rtt = time.Duration(t.RTTMs * float64(time.Millisecond)).Round(time.Microsecond).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", orDash(t.Peer), t.Addr, t.State, t.Streams, rtt)
+			}
+		})
+	}
+	if err == nil && len(s.Ejected) > 0 {
+		err = table(w, "EJECTED\tCLUSTER\tSERVICE\tFAILURES\tEJECTIONS\tUNTIL", func(tw io.Writer) {
+			for _, e := range s.Ejected {
+				what := "endpoint " + e.Endpoint
+				if e.Gateway != "" {
+					what = "gateway " + e.Gateway
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", what, e.Cluster, e.Service, e.Failures, e.Ejections, e.Until.UTC().Format(time.RFC3339))
+			}
+		})
+	}
+	if err == nil && len(s.Imports) > 0 {
+		err = table(w, "IMPORT\tPORT\tLISTEN", func(tw io.Writer) {
+			for _, im := range s.Imports {
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", im.Service, im.Port, im.Listen)
+			}
+		})
+	}
+	return err
+}
 
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tCLUSTER\tREGION\tZONE\tGATEWAY\tSTATE")
-	for _, m := range s.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, m.Cluster, m.Region, orDash(m.Zone), m.Gateway, m.State)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+// table writes a blank line, then the header and the rows aligned in
+// columns.
+func table(w io.Writer, header string, rows func(tw io.Writer)) error {
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tREGION\tREACHABLE\tSERVICE\tPORTS\tHEALTHY\tLABELS")
-	for _, c := range s.Clusters {
-		reach := "yes"
-		if !c.Reachable {
-			reach = "NO"
-		}
-		if len(c.Services) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\n", c.Cluster, c.Region, reach)
-		}
-		for _, svc := range c.Services {
-			ports := make([]string, len(svc.Ports))
-			for i, p := range svc.Ports {
-				ports[i] = fmt.Sprint(p)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", c.Cluster, c.Region, reach, svc.Service, strings.Join(ports, ","), svc.Healthy, svc.Total, formatLabels(svc.Labels))
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(s.Tunnels) > 0 {
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TUNNEL TO\tADDRESS\tSTATE\tSTREAMS\tRTT")
-		for _, t := range s.Tunnels {
-			rtt := "-"
-			if t.RTTMs > 0 {
-				rtt = time.Duration(t.RTTMs * float64(time.Millisecond)).Round(time.Microsecond).String()
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", orDash(t.Peer), t.Addr, t.State, t.Streams, rtt)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(s.Ejected) > 0 {
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "EJECTED\tCLUSTER\tSERVICE\tFAILURES\tEJECTIONS\tUNTIL")
-		for _, e := range s.Ejected {
-			what := "endpoint " + e.Endpoint
-			if e.Gateway != "" {
-				what = "gateway " + e.Gateway
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", what, e.Cluster, e.Service, e.Failures, e.Ejections, e.Until.UTC().Format(time.RFC3339))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(s.Imports) > 0 {
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "IMPORT\tPORT\tLISTEN")
-		for _, im := range s.Imports {
-			fmt.Fprintf(tw, "%s\t%d\t%s\n", im.Service, im.Port, im.Listen)
-		}
-		return tw.Flush()
-	}
-	return nil
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	return tw.Flush()
 }
 
 func formatLabels(l map[string]string) string {
@@ -198,16 +199,7 @@ func orDash(s string) string {
 // and compiles it under the file name the gateway has for it, so rule
 // positions read as they do in the gateway's own audit trail.
 func FetchPolicy(ctx context.Context, admin string) (*sovereignty.Engine, uint64, error) {
-	url := admin
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
-	}
-	url = strings.TrimSuffix(url, "/") + "/v1/residency/policy"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, url, err := send(ctx, admin, http.MethodGet, "/v1/residency/policy", nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
 	}
