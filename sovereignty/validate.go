@@ -148,14 +148,8 @@ func (p *policy) validate() []Problem {
 				r.Problemf(m.node, m.path, "empty matcher: it would match every service; give namespace, name or labels")
 				ok = false
 			}
-			if m.namespace != "" && !isLabel(m.namespace) {
-				r.Problemf(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
-				ok = false
-			}
-			if m.name != "" && !isLabel(m.name) {
-				r.Problemf(m.node, m.path+".name", "%q is not a service name (a DNS label)", m.name)
-				ok = false
-			}
+			ok = r.labelField(m.node, m.path+".namespace", m.namespace, "namespace") && ok
+			ok = r.labelField(m.node, m.path+".name", m.name, "service name") && ok
 			for _, l := range m.labels {
 				if !isLabelKey(l.Key) {
 					r.Problemf(l.Node, m.path+".labels."+l.Key, "%q is not a label key", l.Key)
@@ -171,14 +165,8 @@ func (p *policy) validate() []Problem {
 				r.Problemf(m.node, m.path, "empty matcher: it would match every source; give cluster, region or namespace")
 				ok = false
 			}
-			if m.cluster != "" && !isLabel(m.cluster) {
-				r.Problemf(m.node, m.path+".cluster", "%q is not a cluster name (a DNS label)", m.cluster)
-				ok = false
-			}
-			if m.namespace != "" && !isLabel(m.namespace) {
-				r.Problemf(m.node, m.path+".namespace", "%q is not a namespace (a DNS label)", m.namespace)
-				ok = false
-			}
+			ok = r.labelField(m.node, m.path+".cluster", m.cluster, "cluster name") && ok
+			ok = r.labelField(m.node, m.path+".namespace", m.namespace, "namespace") && ok
 			if m.region != "" {
 				if rs, known := expand(m.region); !known {
 					r.Problemf(m.regionNode, m.path+".region", "unknown region or group %q (%s)", m.region, knownNames())
@@ -231,6 +219,16 @@ func (p *policy) validate() []Problem {
 	return r.Problems()
 }
 
+// labelField reports v, the field at path, unless it is empty or a DNS
+// label; what names the field in the message. It returns whether v passed.
+func (r reader) labelField(n *yaml.Node, path, v, what string) bool {
+	if v == "" || isLabel(v) {
+		return true
+	}
+	r.Problemf(n, path, "%q is not a %s (a DNS label)", v, what)
+	return false
+}
+
 // coMatch reports whether some flow can satisfy a matcher of a and a
 // matcher of b at once, with a description of such a flow.
 func coMatch(a, b classSpec, expand func(string) ([]string, bool)) (string, bool) {
@@ -238,25 +236,20 @@ func coMatch(a, b classSpec, expand func(string) ([]string, bool)) (string, bool
 		kind, path string
 		i          int
 	}
-	var ma, mb []m
-	for i, x := range a.services {
-		ma = append(ma, m{"service", x.path, i})
+	matchers := func(c classSpec) []m {
+		var out []m
+		for i, x := range c.services {
+			out = append(out, m{"service", x.path, i})
+		}
+		for i, x := range c.sources {
+			out = append(out, m{"source", x.path, i})
+		}
+		for i, x := range c.headers {
+			out = append(out, m{"header", x.path, i})
+		}
+		return out
 	}
-	for i, x := range a.sources {
-		ma = append(ma, m{"source", x.path, i})
-	}
-	for i, x := range a.headers {
-		ma = append(ma, m{"header", x.path, i})
-	}
-	for i, x := range b.services {
-		mb = append(mb, m{"service", x.path, i})
-	}
-	for i, x := range b.sources {
-		mb = append(mb, m{"source", x.path, i})
-	}
-	for i, x := range b.headers {
-		mb = append(mb, m{"header", x.path, i})
-	}
+	ma, mb := matchers(a), matchers(b)
 	for _, x := range ma {
 		for _, y := range mb {
 			ok := true
