@@ -304,12 +304,8 @@ func (r reader) class(n *yaml.Node, path string) classSpec {
 func (r reader) serviceMatch(n *yaml.Node, path string) serviceMatch {
 	m := serviceMatch{path: path, node: n}
 	fs := r.Mapping(n, path, "namespace", "name", "labels")
-	if f, ok := fs["namespace"]; ok {
-		m.namespace, _ = r.Text(f.Value, path+".namespace")
-	}
-	if f, ok := fs["name"]; ok {
-		m.name, _ = r.Text(f.Value, path+".name")
-	}
+	m.namespace = r.optText(fs, path, "namespace")
+	m.name = r.optText(fs, path, "name")
 	if f, ok := fs["labels"]; ok {
 		m.labels = r.TextMap(f.Value, path+".labels")
 	}
@@ -319,29 +315,31 @@ func (r reader) serviceMatch(n *yaml.Node, path string) serviceMatch {
 func (r reader) sourceMatch(n *yaml.Node, path string) sourceMatch {
 	m := sourceMatch{path: path, node: n}
 	fs := r.Mapping(n, path, "cluster", "region", "namespace")
-	if f, ok := fs["cluster"]; ok {
-		m.cluster, _ = r.Text(f.Value, path+".cluster")
-	}
-	if f, ok := fs["region"]; ok {
-		m.region, _ = r.Text(f.Value, path+".region")
-		m.regionNode = f.Value
-	}
-	if f, ok := fs["namespace"]; ok {
-		m.namespace, _ = r.Text(f.Value, path+".namespace")
-	}
+	m.cluster = r.optText(fs, path, "cluster")
+	m.region, m.regionNode = r.optText(fs, path, "region"), fs["region"].Value
+	m.namespace = r.optText(fs, path, "namespace")
 	return m
 }
 
 func (r reader) headerMatch(n *yaml.Node, path string) headerMatch {
 	m := headerMatch{path: path, node: n}
 	fs := r.Mapping(n, path, "name", "value")
-	if f, ok := fs["name"]; ok {
-		m.name, _ = r.Text(f.Value, path+".name")
-	}
+	m.name = r.optText(fs, path, "name")
 	if f, ok := fs["value"]; ok {
 		m.value, m.hasValue = r.Text(f.Value, path+".value")
 	}
 	return m
+}
+
+// optText reads field name of a matcher at path as text: "" when it is
+// absent or not text (reported).
+func (r reader) optText(fs map[string]yamlpos.Entry, path, name string) string {
+	f, ok := fs[name]
+	if !ok {
+		return ""
+	}
+	v, _ := r.Text(f.Value, path+"."+name)
+	return v
 }
 
 // at renders a node's position as "file:line:column".
