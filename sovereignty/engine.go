@@ -587,13 +587,7 @@ func (e *Engine) Matched(f *Flow) map[string][]MatcherInfo {
 }
 
 func (m svcMatcher) text() string {
-	var parts []string
-	if m.namespace != "" {
-		parts = append(parts, "namespace="+m.namespace)
-	}
-	if m.name != "" {
-		parts = append(parts, "name="+m.name)
-	}
+	parts := setFields("namespace", m.namespace, "name", m.name)
 	for _, l := range m.labels {
 		parts = append(parts, l.Key+"="+l.Value)
 	}
@@ -601,17 +595,19 @@ func (m svcMatcher) text() string {
 }
 
 func (m srcMatcher) text() string {
+	return strings.Join(setFields("cluster", m.cluster, "region", m.region, "namespace", m.namespace), ",")
+}
+
+// setFields renders the pairs of kv (name, value, name, value...) whose
+// value is set as name=value, in order.
+func setFields(kv ...string) []string {
 	var parts []string
-	if m.cluster != "" {
-		parts = append(parts, "cluster="+m.cluster)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			parts = append(parts, kv[i]+"="+kv[i+1])
+		}
 	}
-	if m.region != "" {
-		parts = append(parts, "region="+m.region)
-	}
-	if m.namespace != "" {
-		parts = append(parts, "namespace="+m.namespace)
-	}
-	return strings.Join(parts, ",")
+	return parts
 }
 
 func (m hdrMatcher) text() string {
