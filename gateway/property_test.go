@@ -168,37 +168,21 @@ func (p mPolicy) yaml() string {
 		if len(c.services) > 0 {
 			b.WriteString("        services:\n")
 			for _, m := range c.services {
-				var f []string
-				if m.ns != "" {
-					f = append(f, "namespace: "+m.ns)
-				}
-				if m.name != "" {
-					f = append(f, "name: "+m.name)
-				}
+				labels := ""
 				if m.labels != nil {
 					var ls []string
 					for _, k := range sortedKeys(m.labels) {
 						ls = append(ls, k+": "+m.labels[k])
 					}
-					f = append(f, "labels: {"+strings.Join(ls, ", ")+"}")
+					labels = "{" + strings.Join(ls, ", ") + "}"
 				}
-				fmt.Fprintf(&b, "          - {%s}\n", strings.Join(f, ", "))
+				fmt.Fprintf(&b, "          - %s\n", flowMapping("namespace", m.ns, "name", m.name, "labels", labels))
 			}
 		}
 		if len(c.sources) > 0 {
 			b.WriteString("        sources:\n")
 			for _, m := range c.sources {
-				var f []string
-				if m.cluster != "" {
-					f = append(f, "cluster: "+m.cluster)
-				}
-				if m.region != "" {
-					f = append(f, "region: "+m.region)
-				}
-				if m.ns != "" {
-					f = append(f, "namespace: "+m.ns)
-				}
-				fmt.Fprintf(&b, "          - {%s}\n", strings.Join(f, ", "))
+				fmt.Fprintf(&b, "          - %s\n", flowMapping("cluster", m.cluster, "region", m.region, "namespace", m.ns))
 			}
 		}
 		if len(c.headers) > 0 {
@@ -216,6 +200,18 @@ func (p mPolicy) yaml() string {
 		b.WriteString("  default: deny\n")
 	}
 	return b.String()
+}
+
+// flowMapping renders the pairs of kv (key, value, key, value...) whose
+// value is set as a YAML flow mapping, in order.
+func flowMapping(kv ...string) string {
+	var f []string
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			f = append(f, kv[i]+": "+kv[i+1])
+		}
+	}
+	return "{" + strings.Join(f, ", ") + "}"
 }
 
 func sortedKeys[V any](m map[string]V) []string {
