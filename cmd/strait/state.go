@@ -32,13 +32,13 @@ func (f *controlFlags) add(cmd *cobra.Command) {
 	pf.DurationVar(&f.timeout, "timeout", 15*time.Second, "how long to wait for an answer (a write waits for a leader)")
 }
 
-// dial returns a control client and a context bounded by --timeout.
-func (f *controlFlags) dial(cmd *cobra.Command) (*state.ControlClient, context.Context, func(), error) {
+// dial returns a client of the control API the flags name.
+func (f *controlFlags) dial() (*state.ControlClient, error) {
 	addr, cert, key, ca := f.control, f.cert, f.key, f.ca
 	if f.config != "" {
 		ct, err := loadControlTarget(f.config)
 		if err != nil {
-			return nil, nil, nil, &usageError{err}
+			return nil, &usageError{err}
 		}
 		addr = first(addr, ct.Listen.Control)
 		cert, key, ca = first(cert, ct.TLS.Cert), first(key, ct.TLS.Key), first(ca, ct.TLS.CA)
@@ -47,18 +47,26 @@ func (f *controlFlags) dial(cmd *cobra.Command) (*state.ControlClient, context.C
 		addr = "127.0.0.1:15012"
 	}
 	if cert == "" || key == "" || ca == "" {
-		return nil, nil, nil, &usageError{errors.New("the control API needs a federation certificate: pass --config GATEWAY.yaml, or --cert, --key and --ca")}
+		return nil, &usageError{errors.New("the control API needs a federation certificate: pass --config GATEWAY.yaml, or --cert, --key and --ca")}
 	}
 	id, err := identity.LoadFiles(cert, key, ca)
 	if err != nil {
-		return nil, nil, nil, &usageError{err}
+		return nil, &usageError{err}
 	}
-	c, err := state.DialControl(addr, id)
+	return state.DialControl(addr, id)
+}
+
+// call sends req with method to the control API the flags name, within
+// --timeout, and closes the connection.
+func call[Req, Resp any](cmd *cobra.Command, f *controlFlags, method func(*state.ControlClient, context.Context, *Req) (*Resp, error), req *Req) (*Resp, error) {
+	c, err := f.dial()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-	return c, ctx, func() { cancel(); c.Close() }, nil
+	defer cancel()
+	return method(c, ctx, req)
 }
 
 func first(a, b string) string {
@@ -103,12 +111,7 @@ func newPolicyApplyCmd() *cobra.Command {
 			if err := state.ValidateKey(state.KindPolicy, key); err != nil {
 				return &usageError{err}
 			}
-			c, ctx, done, err := cf.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.Write(ctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: key, Value: string(data)})
+			resp, err := call(cmd, &cf, (*state.ControlClient).Write, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: key, Value: string(data)})
 			if err != nil {
 				return remoteErr(err)
 			}
@@ -150,12 +153,7 @@ the leader, which confirms its leadership first.`,
 			return err
 		}
 		req.Consistent = consistent
-		c, ctx, done, err := cf.dial(cmd)
-		if err != nil {
-			return err
-		}
-		defer done()
-		resp, err := c.Read(ctx, req)
+		resp, err := call(cmd, &cf, (*state.ControlClient).Read, req)
 		if err != nil {
 			return remoteErr(err)
 		}
@@ -196,12 +194,7 @@ the leader, which confirms its leadership first.`,
 			if err := checkOutput(); err != nil {
 				return err
 			}
-			c, ctx, done, err := cf.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.History(ctx, &state.HistoryRequest{Kind: a[0], Key: a[1]})
+			resp, err := call(cmd, &cf, (*state.ControlClient).History, &state.HistoryRequest{Kind: a[0], Key: a[1]})
 			if err != nil {
 				return remoteErr(err)
 			}
@@ -213,12 +206,7 @@ the leader, which confirms its leadership first.`,
 	}
 	history.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	write := func(cmd *cobra.Command, req *state.WriteRequest) error {
-		c, ctx, done, err := cf.dial(cmd)
-		if err != nil {
-			return err
-		}
-		defer done()
-		resp, err := c.Write(ctx, req)
+		resp, err := call(cmd, &cf, (*state.ControlClient).Write, req)
 		if err != nil {
 			return remoteErr(err)
 		}
@@ -256,12 +244,7 @@ the leader, which confirms its leadership first.`,
 			if err := checkOutput(); err != nil {
 				return err
 			}
-			c, ctx, done, err := cf.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.Peers(ctx, &state.PeersRequest{})
+			resp, err := call(cmd, &cf, (*state.ControlClient).Peers, &state.PeersRequest{})
 			if err != nil {
 				return err
 			}
@@ -275,12 +258,7 @@ the leader, which confirms its leadership first.`,
 	removePeer := &cobra.Command{
 		Use: "remove-peer ID", Short: "Remove a dead server (by ID, see 'state peers') from the Raft configuration", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			c, ctx, done, err := cf.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.RemovePeer(ctx, &state.RemovePeerRequest{ID: a[0]})
+			resp, err := call(cmd, &cf, (*state.ControlClient).RemovePeer, &state.RemovePeerRequest{ID: a[0]})
 			if err != nil {
 				return remoteErr(err)
 			}
@@ -292,12 +270,7 @@ the leader, which confirms its leadership first.`,
 	save := &cobra.Command{
 		Use: "save FILE", Short: "Save the gateway's routing state to FILE", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			c, ctx, done, err := cf.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.Snapshot(ctx, &state.SnapshotRequest{})
+			resp, err := call(cmd, &cf, (*state.ControlClient).Snapshot, &state.SnapshotRequest{})
 			if err != nil {
 				return err
 			}
@@ -320,12 +293,7 @@ records) are kept. A corrupted snapshot or one of another trust domain is refuse
 			if err != nil {
 				return &usageError{err}
 			}
-			c, ctx, done, err := cf.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.Restore(ctx, &state.RestoreRequest{Data: data})
+			resp, err := call(cmd, &cf, (*state.ControlClient).Restore, &state.RestoreRequest{Data: data})
 			if err != nil {
 				return remoteErr(err)
 			}
