@@ -206,7 +206,7 @@ func (c Config) Validate() error {
 	req("tls.key", c.TLS.Key)
 	req("tls.ca", c.TLS.CA)
 	for _, k := range []struct{ key, v string }{{"cluster", c.Cluster}, {"region", c.Region}, {"zone", c.Zone}} {
-		if k.v != "" && !wire.IsLabel(k.v) {
+		if k.v != "" && !sovereignty.IsLabel(k.v) {
 			errs = append(errs, configfile.Errorf(k.key, "%q is not a DNS label (lower-case letters, digits, '-')", k.v))
 		}
 	}
@@ -238,14 +238,14 @@ func (c Config) Validate() error {
 	}
 	for i, im := range c.Imports {
 		key := fmt.Sprintf("imports.%d", i)
-		if ns, name, ok := strings.Cut(im.Service, "/"); !ok || !wire.IsLabel(ns) || !wire.IsLabel(name) {
+		if ns, name, ok := strings.Cut(im.Service, "/"); !ok || !sovereignty.IsLabel(ns) || !sovereignty.IsLabel(name) {
 			errs = append(errs, configfile.Errorf(key+".service", "want namespace/name, found %q", im.Service))
 		}
 		if im.Port < 1 || im.Port > 65535 {
 			errs = append(errs, configfile.Errorf(key+".port", "%d out of range 1-65535", im.Port))
 		}
 		addr(key+".listen", im.Listen, false)
-		if im.Namespace != "" && !wire.IsLabel(im.Namespace) {
+		if im.Namespace != "" && !sovereignty.IsLabel(im.Namespace) {
 			errs = append(errs, configfile.Errorf(key+".namespace", "%q is not a DNS label (lower-case letters, digits, '-')", im.Namespace))
 		}
 	}

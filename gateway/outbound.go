@@ -12,6 +12,7 @@ import (
 
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // sourceNamespaceHeader lets a workload on the CONNECT port say which
@@ -58,7 +59,7 @@ func (g *Gateway) serveConnect(c net.Conn) {
 	if req.Method == http.MethodConnect {
 		in.Entry = "connect"
 	}
-	if in.Namespace != "" && !wire.IsLabel(in.Namespace) {
+	if in.Namespace != "" && !sovereignty.IsLabel(in.Namespace) {
 		writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("%s: %q is not a namespace (a DNS label)", sourceNamespaceHeader, in.Namespace))
 		return
 	}

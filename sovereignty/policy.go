@@ -169,7 +169,7 @@ func parse(file string, data []byte) (*policy, []Problem) {
 			}
 		} else if v, ok := r.Text(nf.Value, "metadata.name"); ok {
 			p.name = v
-			if !isLabel(v) {
+			if !IsLabel(v) {
 				r.Problemf(nf.Value, "metadata.name", "%q is not a DNS label (lower-case letters, digits, '-')", v)
 			}
 		}

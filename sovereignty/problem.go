@@ -50,9 +50,11 @@ func (r reader) document(data []byte) *yaml.Node {
 
 func index(path string, i int) string { return yamlpos.DocumentPaths.Index(path, i) }
 
-// isLabel reports whether s is a DNS label: lower-case letters, digits and
-// '-', not starting or ending with '-', at most 63 bytes.
-func isLabel(s string) bool {
+// IsLabel reports whether s is a DNS label: lower-case letters, digits and
+// '-', not starting or ending with '-', at most 63 bytes. Regions,
+// clusters, namespaces, service and class names are labels, in policies
+// and on the wire alike.
+func IsLabel(s string) bool {
 	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
 		return false
 	}
@@ -79,7 +81,7 @@ func isLabelKey(s string) bool {
 			return false
 		}
 		for _, part := range strings.Split(prefix, ".") {
-			if !isLabel(part) {
+			if !IsLabel(part) {
 				return false
 			}
 		}

@@ -121,7 +121,7 @@ func (r reader) topologyCluster(n *yaml.Node, path string) (TopologyCluster, boo
 			return ""
 		}
 		v, good := r.Text(f.Value, path+"."+key)
-		if good && !isLabel(v) {
+		if good && !IsLabel(v) {
 			r.Problemf(f.Value, path+"."+key, "%q is not a DNS label (lower-case letters, digits, '-')", v)
 			good = false
 		}
@@ -169,7 +169,7 @@ func (r reader) topologyService(n *yaml.Node, path string) (TopologyService, boo
 		ok = false
 	} else if v, good := r.Text(f.Value, path+".service"); good {
 		ns, name, cut := strings.Cut(v, "/")
-		if !cut || !isLabel(ns) || !isLabel(name) {
+		if !cut || !IsLabel(ns) || !IsLabel(name) {
 			r.Problemf(f.Value, path+".service", "want namespace/name with DNS labels, found %q", v)
 			ok = false
 		}

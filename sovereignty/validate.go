@@ -22,7 +22,7 @@ func (p *policy) validate() []Problem {
 	for i, rg := range p.regions {
 		path := index("spec.regions", i)
 		switch {
-		case !isLabel(rg.Value):
+		case !IsLabel(rg.Value):
 			r.Problemf(rg.Node, path, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", rg.Value)
 		case regions[rg.Value] != nil:
 			r.Problemf(rg.Node, path, "region %q listed twice (first at line %d)", rg.Value, regions[rg.Value].Line)
@@ -32,7 +32,7 @@ func (p *policy) validate() []Problem {
 	}
 	for _, g := range p.groups {
 		path := "spec.regionGroups." + g.name
-		if !isLabel(g.name) {
+		if !IsLabel(g.name) {
 			r.Problemf(g.node, path, "%q is not a group name (a DNS label: lower-case letters, digits, '-')", g.name)
 			continue
 		}
@@ -42,7 +42,7 @@ func (p *policy) validate() []Problem {
 		for i, m := range g.members {
 			mp := index(path, i)
 			switch {
-			case !isLabel(m.Value):
+			case !IsLabel(m.Value):
 				r.Problemf(m.Node, mp, "%q is not a region name (a DNS label: lower-case letters, digits, '-')", m.Value)
 				continue
 			case seen[m.Value] != nil:
@@ -99,7 +99,7 @@ func (p *policy) validate() []Problem {
 		ok := true
 		if c.nameNode != nil {
 			switch {
-			case !isLabel(c.name):
+			case !IsLabel(c.name):
 				r.Problemf(c.nameNode, c.path+".name", "%q is not a class name (a DNS label: lower-case letters, digits, '-')", c.name)
 				ok = false
 			case names[c.name] != nil:
@@ -222,7 +222,7 @@ func (p *policy) validate() []Problem {
 // labelField reports v, the field at path, unless it is empty or a DNS
 // label; what names the field in the message. It returns whether v passed.
 func (r reader) labelField(n *yaml.Node, path, v, what string) bool {
-	if v == "" || isLabel(v) {
+	if v == "" || IsLabel(v) {
 		return true
 	}
 	r.Problemf(n, path, "%q is not a %s (a DNS label)", v, what)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // Target names a service port anywhere in the federation.
@@ -97,7 +99,7 @@ func parseHost(host string, suffixes ...string) (Target, error) {
 			continue
 		}
 		name, ns, ok := strings.Cut(base, ".")
-		if !ok || !IsLabel(name) || !IsLabel(ns) {
+		if !ok || !sovereignty.IsLabel(name) || !sovereignty.IsLabel(ns) {
 			return Target{}, fmt.Errorf("want <service>.<namespace>%s with DNS labels", suffix)
 		}
 		return Target{Namespace: ns, Name: name}, nil
@@ -111,19 +113,6 @@ func parsePort(s string) (int, error) {
 		return 0, fmt.Errorf("port %q not in 1-65535", s)
 	}
 	return p, nil
-}
-
-func IsLabel(s string) bool {
-	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // asciiLower lower-cases ASCII letters only, so that no other character

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 func TestSNIRoundTrip(t *testing.T) {
@@ -106,7 +108,7 @@ func FuzzParseAuthority(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if tg.Port < 1 || tg.Port > 65535 || !IsLabel(tg.Name) || !IsLabel(tg.Namespace) {
+		if tg.Port < 1 || tg.Port > 65535 || !sovereignty.IsLabel(tg.Name) || !sovereignty.IsLabel(tg.Namespace) {
 			t.Fatalf("ParseAuthority(%q) = %+v", s, tg)
 		}
 	})
@@ -165,7 +167,7 @@ func FuzzParseMeshSNI(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if tg.Port < 1 || tg.Port > 65535 || !IsLabel(tg.Name) || !IsLabel(tg.Namespace) {
+		if tg.Port < 1 || tg.Port > 65535 || !sovereignty.IsLabel(tg.Name) || !sovereignty.IsLabel(tg.Namespace) {
 			t.Fatalf("ParseMeshSNI(%q) = %+v", s, tg)
 		}
 		if back, err := ParseSNI(tg.SNI()); err != nil || back != tg {

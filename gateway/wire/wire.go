@@ -124,11 +124,11 @@ func DecodeFacts(b []byte) (Facts, error) {
 		return Facts{}, fmt.Errorf("%w: too many classes, regions or headers", ErrBadFacts)
 	}
 	for _, s := range append(append([]string{}, f.Classes...), f.Regions...) {
-		if !IsLabel(s) {
+		if !sovereignty.IsLabel(s) {
 			return Facts{}, fmt.Errorf("%w: %q is not a class or region name", ErrBadFacts, s)
 		}
 	}
-	if f.Namespace != "" && !IsLabel(f.Namespace) {
+	if f.Namespace != "" && !sovereignty.IsLabel(f.Namespace) {
 		return Facts{}, fmt.Errorf("%w: namespace %q", ErrBadFacts, f.Namespace)
 	}
 	for k, vs := range f.Headers {
