@@ -1,0 +1,26 @@
+// Package gateway is the strait gateway process: its config, the wiring of
+// the catalog, the routing state, residency, the tunnels and the admin
+// API, the listeners and their connection handlers (inbound from other
+// gateways; CONNECT, import and passthrough ports for local workloads),
+// and one lifecycle.
+//
+// Invariants:
+//
+//   - One lifecycle (Gateway.components): components start in order and
+//     stop in reverse; a failed start, Shutdown (drain) and Kill walk the
+//     same list, so a failed start leaves nothing listening and no
+//     goroutine behind (TestStartRollsBackWhenAComponentFails).
+//   - A flow is sent only to a candidate the residency policy allows, on
+//     the outbound side (route.NewPlan) and again on the inbound side
+//     (decideInbound), where the source is the peer's verified
+//     certificate and the peer's facts can only narrow
+//     (TestDecideInbound, TestPlanAgainstOracle).
+//   - Without a policy in force every flow is refused; a refused update
+//     leaves the last good policy in force.
+//   - Nothing is retried once a peer answered OK; bytes kept for early
+//     data go elsewhere only when the peer sent nothing on.
+//
+// Decisions live in gateway/route, byte formats in gateway/wire, tunnels
+// in gateway/tunnel and the admin API in gateway/admin; this package only
+// moves bytes and wires them together.
+package gateway

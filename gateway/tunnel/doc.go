@@ -1,0 +1,21 @@
+// Package tunnel keeps pooled, multiplexed mTLS tunnels (yamux over TLS
+// 1.3, ALPN strait-tunnel/1) between gateways: a few per peer, dialled on
+// first use, shared by every stream to that peer, and serves the tunnels
+// peers open. It has its own Config, Dialer, Metrics and clock.
+//
+// Invariants:
+//
+//   - A tunnel that hears nothing from its peer for KeepaliveTimeout while
+//     a ping is due is closed at once (the socket beneath TLS first), and
+//     its streams fail so that they go to the next candidate.
+//   - A peer whose tunnel died that way, or whose dial failed, is down:
+//     Demote moves it behind every other candidate (never removes it) and
+//     a probe dials it with backoff until it answers.
+//   - Each stream has its own flow-control window, so one slow reader
+//     never stalls the tunnel; yamux's stream timers are off, so a
+//     half-closed stream keeps carrying its answer.
+//   - On drain an inbound tunnel tells its peer to open no more streams
+//     (GOAWAY), lets open streams finish within Config.Drain, then closes.
+//   - Every goroutine of a pool ends once its context ends and its tunnels
+//     are closed (Close, then Wait).
+package tunnel
