@@ -240,9 +240,10 @@ func (g *Gateway) components() []component {
 			g.tunnels.Wait()
 		}},
 		{name: "listeners", start: g.listen, kill: g.closeListeners},
+		// Made here and served with the other listeners (serve), once
+		// every component it reports on is up.
 		{name: "admin server", start: func() error {
 			g.admin = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 5 * time.Second}
-			g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
 			return nil
 		}, drain: func(ctx context.Context) error {
 			if err := g.admin.Shutdown(ctx); err != nil {
@@ -331,8 +332,10 @@ func (g *Gateway) listen() (err error) {
 	return nil
 }
 
-// serve starts the accept loops and the background tasks.
+// serve starts the admin server, the accept loops and the background
+// tasks: nothing answers before every component is up.
 func (g *Gateway) serve() error {
+	g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
 	g.goServe("data", func() error { return g.acceptLoop("data", g.dataLn, g.serveInbound) })
 	if g.connectLn != nil {
 		g.goServe("connect", func() error { return g.acceptLoop("connect", g.connectLn, g.serveConnect) })
