@@ -252,13 +252,12 @@ func TestOldLogIsMigrated(t *testing.T) {
 // tell apart.
 func TestOldLogMigrationResumes(t *testing.T) {
 	log, hlog := discardLogs()
-	t.Run("half-written copy", func(t *testing.T) {
+	// reopen opens dataDir after prepare left it as a crash would have, and
+	// checks the migrated log.
+	reopen := func(t *testing.T, prepare func(dataDir string) error) {
+		t.Helper()
 		dataDir, f := oldDataDir(t, "runs")
-		tmp := filepath.Join(dataDir, logDir+".tmp")
-		if err := os.MkdirAll(tmp, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(tmp, "wal-meta.db"), []byte("torn"), 0o600); err != nil {
+		if err := prepare(dataDir); err != nil {
 			t.Fatal(err)
 		}
 		w, err := openLog(dataDir, log, hlog)
@@ -267,21 +266,23 @@ func TestOldLogMigrationResumes(t *testing.T) {
 		}
 		defer w.Close()
 		checkMigrated(t, w, f)
+	}
+	t.Run("half-written copy", func(t *testing.T) {
+		reopen(t, func(dataDir string) error {
+			tmp := filepath.Join(dataDir, logDir+".tmp")
+			if err := os.MkdirAll(tmp, 0o700); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(tmp, "wal-meta.db"), []byte("torn"), 0o600)
+		})
 	})
 	t.Run("marked, copy not yet installed", func(t *testing.T) {
-		dataDir, f := oldDataDir(t, "runs")
-		if err := os.WriteFile(filepath.Join(dataDir, oldLogDir, migratedMark), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(dataDir, logDir+".tmp"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		w, err := openLog(dataDir, log, hlog)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		checkMigrated(t, w, f)
+		reopen(t, func(dataDir string) error {
+			if err := os.WriteFile(filepath.Join(dataDir, oldLogDir, migratedMark), nil, 0o600); err != nil {
+				return err
+			}
+			return os.MkdirAll(filepath.Join(dataDir, logDir+".tmp"), 0o700)
+		})
 	})
 	t.Run("installed, old not yet removed", func(t *testing.T) {
 		dataDir, f := oldDataDir(t, "runs")
