@@ -93,6 +93,9 @@ var (
 	labelPool  = []map[string]string{{"dc": "x"}, {"dc": "y"}, {"tier": "gold"}, {"dc": "x", "tier": "gold"}}
 	hdrPool    = []string{"X-H1", "x-h2"}
 	valPool    = []string{"v1", "v2"}
+	// flowValPool is what clients send: the policy's values in other
+	// cases and spacing, lists, empty items and a value no matcher names.
+	flowValPool = []string{"v1", "v2", "V1", " v2\t", "v1, v2", "v1,,V1", ",", "v3"}
 )
 
 func genPolicy(r *rand.Rand) mPolicy {
@@ -262,13 +265,13 @@ func genFlow(r *rand.Rand, top []mCluster) mFlow {
 		f.headers = http.Header{}
 	case 2:
 		f.headers = http.Header{}
-		f.headers.Add(pick(r, hdrPool), pick(r, valPool))
+		f.headers.Add(pick(r, hdrPool), pick(r, flowValPool))
 	default:
 		f.headers = http.Header{}
 		h := pick(r, hdrPool)
-		f.headers.Add(h, pick(r, valPool))
-		f.headers.Add(h, pick(r, valPool))
-		f.headers.Add(pick(r, hdrPool), pick(r, valPool))
+		f.headers.Add(h, pick(r, flowValPool))
+		f.headers.Add(h, pick(r, flowValPool))
+		f.headers.Add(pick(r, hdrPool), pick(r, flowValPool))
 	}
 	return f
 }
@@ -286,7 +289,8 @@ func (p mPolicy) expand(name string) []string {
 }
 
 // oracleClasses returns the classes that apply to a flow whose service
-// carries labels, and whether a classifying header is ambiguous.
+// carries labels, and whether a classifying header is ambiguous or
+// carries a value no matcher names (either refuses the flow).
 func (p mPolicy) oracleClasses(f mFlow, srcRegion string, labels map[string]string) (map[string]bool, bool) {
 	out := map[string]bool{}
 	for _, c := range p.classes {
@@ -306,41 +310,60 @@ func (p mPolicy) oracleClasses(f mFlow, srcRegion string, labels map[string]stri
 			hit = hit || ok
 		}
 		for _, m := range c.headers {
-			for k, vs := range f.headers {
-				if !strings.EqualFold(k, m.name) {
-					continue
-				}
-				for _, v := range vs {
-					if !m.hasValue || v == m.value {
-						hit = true
-					}
-				}
+			items, present := oracleHeaderItems(f.headers, m.name)
+			if present && !m.hasValue || slices.Contains(items, strings.ToLower(m.value)) {
+				hit = true
 			}
 		}
 		if hit {
 			out[c.name] = true
 		}
 	}
-	ambiguous := false
+	// A classifying header (one a matcher with a value reads) is bad when
+	// its items differ, or when its item is a value no matcher names.
+	bad := false
 	for _, c := range p.classes {
 		for _, m := range c.headers {
 			if !m.hasValue {
 				continue
 			}
-			var vals []string
-			for k, vs := range f.headers {
-				if strings.EqualFold(k, m.name) {
-					vals = append(vals, vs...)
+			items, _ := oracleHeaderItems(f.headers, m.name)
+			if len(items) == 0 {
+				continue
+			}
+			named := false
+			for _, c2 := range p.classes {
+				for _, m2 := range c2.headers {
+					if m2.hasValue && strings.EqualFold(m2.name, m.name) && strings.ToLower(m2.value) == items[0] {
+						named = true
+					}
 				}
 			}
-			for _, v := range vals {
-				if v != vals[0] {
-					ambiguous = true
+			if len(items) > 1 || !named {
+				bad = true
+			}
+		}
+	}
+	return out, bad
+}
+
+// oracleHeaderItems returns the distinct lower-cased non-empty items of
+// every comma-separated value of header name, and whether it is present.
+func oracleHeaderItems(h http.Header, name string) (items []string, present bool) {
+	for k, vs := range h {
+		if !strings.EqualFold(k, name) {
+			continue
+		}
+		present = present || len(vs) > 0
+		for _, v := range vs {
+			for _, it := range strings.Split(v, ",") {
+				if it = strings.ToLower(strings.TrimSpace(it)); it != "" && !slices.Contains(items, it) {
+					items = append(items, it)
 				}
 			}
 		}
 	}
-	return out, ambiguous
+	return items, present
 }
 
 // oracleAllows decides from first principles: every class of the flow
@@ -441,6 +464,8 @@ func oracle(p mPolicy, top []mCluster, f mFlow) oracleResult {
 		res.status = 404
 	case allowedDown:
 		res.status = 503
+	case denied && ambiguous:
+		res.status = 400
 	case denied:
 		res.status = 403
 	default:

@@ -209,6 +209,33 @@ func TestResidencyInDevFederation(t *testing.T) {
 		}
 	})
 
+	t.Run("the marker cannot be dodged by case, spacing or lists", func(t *testing.T) {
+		// From us-east-1 every spelling of eu is pii-eu, refused at the source.
+		for _, v := range []string{"EU", " eu\t", "eu, EU", "eu,"} {
+			resp, r := viaProxy(t, use1.Connect, profileURL, http.Header{"X-Data-Residency": {v}})
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("x-data-residency %q from us-east-1: %s served by %q; want 403", v, resp.Status, r.Cluster)
+			}
+		}
+		// From eu-west-1 it stays in the EU.
+		if resp, r := viaProxy(t, euw1.Connect, profileURL, http.Header{"X-Data-Residency": {"Eu"}}); resp.StatusCode != http.StatusOK || r.Region != "eu-central" {
+			t.Errorf("x-data-residency Eu from eu-west-1: %s served in %q; want eu-central", resp.Status, r.Region)
+		}
+		// Two values, in one list or two fields, and an unknown value are
+		// the client's mistake: 400, audited, never forwarded.
+		for _, h := range []http.Header{{"X-Data-Residency": {"eu, us"}}, {"X-Data-Residency": {"eu", "us"}}, {"X-Data-Residency": {"europe"}}} {
+			resp, r := viaProxy(t, use1.Connect, profileURL, h)
+			if resp.StatusCode != http.StatusBadRequest || r.Cluster != "" || !strings.Contains(resp.Header.Get("X-Strait-Reason"), "X-Data-Residency") {
+				t.Errorf("%v from us-east-1: %s %q served by %q; want 400 naming the header", h, resp.Status, resp.Header.Get("X-Strait-Reason"), r.Cluster)
+			}
+		}
+		if _, ok := findRecord(auditRecords(t, filepath.Join(auditDir, "us-east-1.jsonl")), func(r sovereignty.Record) bool {
+			return r.Decision == "deny" && r.Status == 400 && r.Rule == "header:X-Data-Residency"
+		}); !ok {
+			t.Error("no audit record of a refused header")
+		}
+	})
+
 	t.Run("cut link: unmarked traffic fails over abroad, marked traffic is refused", func(t *testing.T) {
 		link := d.Link("eu-west-1", "eu-central-1")
 		if err := link.Partition(); err != nil {

@@ -27,7 +27,8 @@ type Flow struct {
 	SourceNamespace string
 	// Headers are the HTTP request headers, keyed in canonical form as
 	// net/http keeps them; nil for L4 traffic, which no header matcher
-	// classifies.
+	// classifies. Values compare case-insensitively after trimming
+	// spaces and tabs, and a comma-separated list is its items.
 	Headers http.Header
 }
 
@@ -50,8 +51,13 @@ const (
 	// ReasonDestinationRegion: a class of the flow does not allow the candidate's region.
 	ReasonDestinationRegion
 	// ReasonAmbiguousHeader: a header the policy classifies by carries
-	// several different values.
+	// several different values (in several fields or one comma-separated
+	// list).
 	ReasonAmbiguousHeader
+	// ReasonUnknownHeaderValue: a header the policy classifies by carries
+	// a value no matcher names (refused unless spec.onUnknownValue is
+	// ignore).
+	ReasonUnknownHeaderValue
 )
 
 func (r Reason) String() string {
@@ -66,6 +72,8 @@ func (r Reason) String() string {
 		return "destination-region"
 	case ReasonAmbiguousHeader:
 		return "ambiguous-header"
+	case ReasonUnknownHeaderValue:
+		return "unknown-header-value"
 	}
 	return "unknown"
 }
@@ -113,6 +121,9 @@ func (d Decision) Describe(sourceRegion string, c Candidate) string {
 	case ReasonAmbiguousHeader:
 		return fmt.Sprintf("header %s carries several different values and the policy classifies by it (%s at %s)",
 			strings.TrimPrefix(r.ID, "header:"), r.Path, r.At)
+	case ReasonUnknownHeaderValue:
+		return fmt.Sprintf("header %s carries a value no class of the policy names, and unknown values are refused (spec.onUnknownValue; %s at %s)",
+			strings.TrimPrefix(r.ID, "header:"), r.Path, r.At)
 	}
 	return r.ID
 }
@@ -148,19 +159,26 @@ type Classes struct {
 	// ambiguous is 1 + the index of a classifying header that carried
 	// several different values, or 0.
 	ambiguous int
+	// unknown is 1 + the index of a classifying header that carried a
+	// value no matcher names, or 0 (always 0 under onUnknownValue: ignore).
+	unknown int
 }
 
 // Union returns the classes carried by either.
 func (c Classes) Union(o Classes) Classes {
-	u := Classes{bits: c.bits.or(o.bits), ambiguous: c.ambiguous}
+	u := Classes{bits: c.bits.or(o.bits), ambiguous: c.ambiguous, unknown: c.unknown}
 	if u.ambiguous == 0 {
 		u.ambiguous = o.ambiguous
+	}
+	if u.unknown == 0 {
+		u.unknown = o.unknown
 	}
 	return u
 }
 
-// Empty reports whether no class applies and no header was ambiguous.
-func (c Classes) Empty() bool { return c.bits.empty() && c.ambiguous == 0 }
+// Empty reports whether no class applies and no header was ambiguous or
+// unknown.
+func (c Classes) Empty() bool { return c.bits.empty() && c.ambiguous == 0 && c.unknown == 0 }
 
 // Engine is a compiled, validated policy. It is immutable and safe for
 // concurrent use; Classify and Decide allocate nothing.
@@ -173,8 +191,10 @@ type Engine struct {
 	groups             map[string][]string
 	classes            []class
 	defaultRule        *Rule
-	headerKeys         []string // canonical names of headers with a value matcher
-	headerRules        []*Rule  // per headerKeys entry
+	headerKeys         []string   // canonical names of headers with a value matcher
+	headerRules        []*Rule    // per headerKeys entry
+	headerValues       [][]string // per headerKeys entry: the values matchers name
+	ignoreUnknown      bool       // spec.onUnknownValue: ignore
 	classifying        []string // canonical names of every header any matcher reads
 }
 
@@ -207,13 +227,13 @@ type srcMatcher struct {
 type hdrMatcher struct {
 	path, at string
 	key      string // canonical
-	value    string
+	value    string // trimmed; compared case-insensitively
 	hasValue bool
 }
 
 func compile(p *policy) *Engine {
 	e := &Engine{name: p.name, file: p.file, digest: p.digest, source: p.source, deflt: p.deflt,
-		regionIdx: map[string]int{}, groups: map[string][]string{}}
+		regionIdx: map[string]int{}, groups: map[string][]string{}, ignoreUnknown: p.onUnknownValue == OnUnknownIgnore}
 	names := map[string]bool{}
 	for _, r := range p.regions {
 		names[r.Value] = true
@@ -270,7 +290,8 @@ func compile(p *policy) *Engine {
 		}
 		for _, m := range cs.headers {
 			key := textproto.CanonicalMIMEHeaderKey(m.name)
-			c.headers = append(c.headers, hdrMatcher{path: m.path, at: at(p.file, m.node), key: key, value: m.value, hasValue: m.hasValue})
+			value := strings.Trim(m.value, headerSpace)
+			c.headers = append(c.headers, hdrMatcher{path: m.path, at: at(p.file, m.node), key: key, value: value, hasValue: m.hasValue})
 			if !slices.Contains(e.classifying, key) {
 				e.classifying = append(e.classifying, key)
 			}
@@ -278,6 +299,10 @@ func compile(p *policy) *Engine {
 				headerIdx[key] = len(e.headerKeys)
 				e.headerKeys = append(e.headerKeys, key)
 				e.headerRules = append(e.headerRules, &Rule{ID: "header:" + key, Path: m.path + ".name", At: at(p.file, m.node)})
+				e.headerValues = append(e.headerValues, nil)
+			}
+			if i, ok := headerIdx[key]; ok && m.hasValue && !slices.ContainsFunc(e.headerValues[i], func(v string) bool { return strings.EqualFold(v, value) }) {
+				e.headerValues[i] = append(e.headerValues[i], value)
 			}
 		}
 		e.classes = append(e.classes, c)
@@ -314,16 +339,43 @@ func (e *Engine) Classify(f *Flow) Classes {
 	}
 	if f.Headers != nil {
 		for i, key := range e.headerKeys {
-			vs := f.Headers[key]
-			for j := 1; j < len(vs); j++ {
-				if vs[j] != vs[0] {
-					c.ambiguous = i + 1
-					return c
-				}
+			first, ambiguous := headerValue(f.Headers[key])
+			switch {
+			case ambiguous:
+				c.ambiguous = i + 1
+				return c
+			case first != "" && !e.ignoreUnknown && !slices.ContainsFunc(e.headerValues[i], func(v string) bool { return strings.EqualFold(v, first) }):
+				c.unknown = i + 1
 			}
 		}
 	}
 	return c
+}
+
+// headerSpace is the optional white space around header values and list
+// items (RFC 9110 5.6.3).
+const headerSpace = " \t"
+
+// headerValue returns the one value the fields vs of a header carry: every
+// comma-separated item, trimmed, of every field; empty items are left out.
+// ambiguous is true when two items differ (case-insensitively). It
+// allocates nothing.
+func headerValue(vs []string) (first string, ambiguous bool) {
+	for _, v := range vs {
+		for v != "" {
+			item, rest, _ := strings.Cut(v, ",")
+			v = rest
+			if item = strings.Trim(item, headerSpace); item == "" {
+				continue
+			}
+			if first == "" {
+				first = item
+			} else if !strings.EqualFold(item, first) {
+				return first, true
+			}
+		}
+	}
+	return first, false
 }
 
 func (c *class) matches(f *Flow, src int, srcKnown bool) bool {
@@ -343,10 +395,15 @@ func (c *class) matches(f *Flow, src int, srcKnown bool) bool {
 	if f.Headers != nil {
 		for i := range c.headers {
 			m := &c.headers[i]
-			for _, v := range f.Headers[m.key] {
-				if !m.hasValue || v == m.value {
-					return true
-				}
+			vs := f.Headers[m.key]
+			if len(vs) == 0 {
+				continue
+			}
+			if !m.hasValue {
+				return true
+			}
+			if v, _ := headerValue(vs); strings.EqualFold(v, m.value) {
+				return true
 			}
 		}
 	}
@@ -376,6 +433,9 @@ func (e *Engine) Decide(f *Flow, c Candidate) Decision {
 func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) Decision {
 	if cls.ambiguous > 0 && cls.ambiguous <= len(e.headerRules) {
 		return Decision{Reason: ReasonAmbiguousHeader, Rule: e.headerRules[cls.ambiguous-1]}
+	}
+	if cls.unknown > 0 && cls.unknown <= len(e.headerRules) {
+		return Decision{Reason: ReasonUnknownHeaderValue, Rule: e.headerRules[cls.unknown-1]}
 	}
 	if cls.bits.empty() {
 		return Decision{Allow: e.deflt != "deny", Reason: ReasonDefault, Rule: e.defaultRule}

@@ -58,6 +58,7 @@ func mustCompile(t testing.TB, doc string) *sovereignty.Engine {
 func TestDecide(t *testing.T) {
 	e := mustCompile(t, decisionPolicy)
 	deny := mustCompile(t, strings.Replace(decisionPolicy, "default: allow", "default: deny", 1))
+	ignore := mustCompile(t, strings.Replace(decisionPolicy, "default: allow", "default: allow\n  onUnknownValue: ignore", 1))
 	ledger := map[string]string{"data-class": "pii-eu"}
 	h := func(kv ...string) http.Header {
 		out := http.Header{}
@@ -103,7 +104,19 @@ func TestDecide(t *testing.T) {
 			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
 		{"header names are case-insensitive", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("x-DATA-residency", "eu")}, usEast,
 			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
-		{"header value must match exactly", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "EU")}, usEast,
+		{"header values compare case-insensitively", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "EU")}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"white space around a header value is trimmed", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", " \teu ")}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"a comma-separated list with two values is refused", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "us-east", Headers: h("X-Data-Residency", "eu, us")}, usEast,
+			false, "header:X-Data-Residency", sovereignty.ReasonAmbiguousHeader},
+		{"a list repeating one value, empty items left out, is that value", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "eu,, EU ,")}, euCentral,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"an unknown value of a classifying header is refused", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "e u")}, euCentral,
+			false, "header:X-Data-Residency", sovereignty.ReasonUnknownHeaderValue},
+		{"onUnknownValue ignore: an unknown value is as if absent", ignore, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "e u")}, usEast,
+			true, "default", sovereignty.ReasonDefault},
+		{"an empty classifying header is as if absent", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", " , ")}, usEast,
 			true, "default", sovereignty.ReasonDefault},
 		{"header with the class's value allows its regions", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: h("X-Data-Residency", "eu")}, euCentral,
 			true, "class:pii-eu", sovereignty.ReasonAllowed},

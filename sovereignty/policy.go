@@ -27,6 +27,16 @@ const (
 	CatalogRegionOnly = "region-only"
 )
 
+// What a flow gets whose classifying header carries a value no matcher
+// names (spec.onUnknownValue).
+const (
+	// OnUnknownRefuse refuses the flow (default): a misspelt or
+	// differently cased marker can never slip past its class.
+	OnUnknownRefuse = "refuse"
+	// OnUnknownIgnore classifies the flow as if the header were absent.
+	OnUnknownIgnore = "ignore"
+)
+
 // Limits of one policy; they keep the decision path allocation-free.
 const (
 	MaxClasses = 256
@@ -43,6 +53,8 @@ type policy struct {
 	classes    []classSpec      // spec.classes
 	deflt      string           // spec.default: allow or deny
 	defaultAt  *yaml.Node       // spec.default's value node, or nil
+	// onUnknownValue is spec.onUnknownValue: refuse (default) or ignore.
+	onUnknownValue string
 	specAt     *yaml.Node       // spec's key node
 	root       *yaml.Node       // the document's mapping
 	digest     string
@@ -183,7 +195,7 @@ func parse(file string, data []byte) (*policy, []Problem) {
 		return p, r.Problems()
 	}
 	p.specAt = f.Key
-	spec := r.Mapping(f.Value, "spec", "regions", "regionGroups", "classes", "default")
+	spec := r.Mapping(f.Value, "spec", "regions", "regionGroups", "classes", "default", "onUnknownValue")
 	if yamlpos.IsNull(f.Value) {
 		r.Missing(f.Key, "spec", "the region groups and classes")
 	}
@@ -204,6 +216,15 @@ func parse(file string, data []byte) (*policy, []Problem) {
 			p.deflt, p.defaultAt = v, df.Value
 			if v != "allow" && v != "deny" {
 				r.Problemf(df.Value, "spec.default", "expected allow or deny, found %q", v)
+			}
+		}
+	}
+	p.onUnknownValue = OnUnknownRefuse
+	if uf, ok := spec["onUnknownValue"]; ok {
+		if v, ok := r.Text(uf.Value, "spec.onUnknownValue"); ok {
+			p.onUnknownValue = v
+			if v != OnUnknownRefuse && v != OnUnknownIgnore {
+				r.Problemf(uf.Value, "spec.onUnknownValue", "expected refuse or ignore, found %q", v)
 			}
 		}
 	}

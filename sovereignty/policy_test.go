@@ -78,6 +78,12 @@ func TestPolicyProblems(t *testing.T) {
 			[]string{`12:7: spec.classes[0].match: no matcher: give at least one of services, sources or headers`}},
 		{"header matcher without a name", strings.Replace(base, "        services:\n          - labels: {data-class: pii-eu}\n", "        headers:\n          - {value: eu}\n", 1),
 			[]string{`14:13: spec.classes[0].match.headers[0].name: required: the header name`}},
+		{"header value holding a comma", strings.Replace(base, "        services:\n          - labels: {data-class: pii-eu}\n", "        headers:\n          - {name: x-data-residency, value: \"eu, us\"}\n", 1),
+			[]string{`14:13: spec.classes[0].match.headers[0].value: "eu, us" holds a comma: a header's comma-separated list is read item by item, so no item could equal it`}},
+		{"empty header value", strings.Replace(base, "        services:\n          - labels: {data-class: pii-eu}\n", "        headers:\n          - {name: x-data-residency, value: \" \"}\n", 1),
+			[]string{`14:13: spec.classes[0].match.headers[0].value: empty value: give the value that marks the traffic, or leave value out to match the header with any value`}},
+		{"onUnknownValue neither refuse nor ignore", strings.Replace(base, "  default:", "  onUnknownValue: allow\n  default:", 1),
+			[]string{`15:19: spec.onUnknownValue: expected refuse or ignore, found "allow"`}},
 		{"effective region set empty", strings.Replace(base, "us: [us-east]", "us: [us-east]\n    none: []", 1) + "",
 			nil}, // an unused empty group is fine
 		{"class allowing only an empty group", strings.Replace(strings.Replace(base, "us: [us-east]", "us: [us-east]\n    none: []", 1), "[eu]", "[none]", 1),

@@ -189,6 +189,15 @@ func (p *policy) validate() []Problem {
 				r.Problemf(m.node, m.path+".name", "%q is not an HTTP header name", m.name)
 				ok = false
 			}
+			switch v := strings.Trim(m.value, " \t"); {
+			case !m.hasValue:
+			case v == "":
+				r.Problemf(m.node, m.path+".value", "empty value: give the value that marks the traffic, or leave value out to match the header with any value")
+				ok = false
+			case strings.Contains(v, ","):
+				r.Problemf(m.node, m.path+".value", "%q holds a comma: a header's comma-separated list is read item by item, so no item could equal it", m.value)
+				ok = false
+			}
 		}
 		if c.catalog == CatalogRegionOnly && len(c.services) == 0 {
 			r.Problemf(c.catalogNode, c.path+".catalog", "region-only scopes catalog entries of services: the class needs a services matcher")
@@ -305,7 +314,7 @@ func headersCompatible(x, y headerMatch) bool {
 	if !strings.EqualFold(x.name, y.name) {
 		return true
 	}
-	return !x.hasValue || !y.hasValue || x.value == y.value
+	return !x.hasValue || !y.hasValue || strings.EqualFold(strings.Trim(x.value, " \t"), strings.Trim(y.value, " \t"))
 }
 
 func intersects(a, b []string) bool {

@@ -190,6 +190,7 @@ func (p *Plan) Refusal(eng *sovereignty.Engine) *NoRouteError {
 		nre.Residency = ResidencyForbidden
 		nre.Reason = d.Decision.Describe(p.Source.SourceRegion, SovCandidate(d.Cand))
 		nre.Rule, nre.Class = d.Decision.Rule.ID, d.Decision.Rule.Class
+		nre.BadHeader = d.Decision.Reason == sovereignty.ReasonAmbiguousHeader || d.Decision.Reason == sovereignty.ReasonUnknownHeaderValue
 	}
 	return nre
 }
@@ -244,6 +245,9 @@ type NoRouteError struct {
 	// Reason, Rule and Class say which policy rule decided, for people
 	// and the audit trail.
 	Reason, Rule, Class string
+	// BadHeader is set when a classifying header was ambiguous or carried
+	// a value the policy does not name: the request is at fault (400).
+	BadHeader bool
 }
 
 // Residency outcomes of a NoRouteError.
@@ -271,11 +275,14 @@ func (e *NoRouteError) Error() string {
 }
 
 // Status is the HTTP status a proxy client gets for e: 404 when no
-// cluster exports the service, 403 when residency allows none, else 503.
+// cluster exports the service, 400 when a classifying header was
+// ambiguous or unknown, 403 when residency allows none, else 503.
 func (e *NoRouteError) Status() int {
 	switch {
 	case !e.Known:
 		return 404
+	case e.BadHeader:
+		return 400
 	case e.Residency == ResidencyForbidden:
 		return 403
 	}
