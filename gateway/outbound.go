@@ -15,6 +15,61 @@ import (
 	"github.com/straitmesh/strait/sovereignty"
 )
 
+// Limits of a request head read on the CONNECT port (beyond them: 431).
+const (
+	maxRequestHead   = 64 << 10
+	maxRequestFields = 100
+)
+
+// hopByHop are the connection-specific header fields of RFC 9110 7.6.1
+// (and the proxy ones clients still send): never forwarded.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Transfer-Encoding", "Upgrade", "Trailer",
+	"Proxy-Authorization", "Proxy-Authenticate"}
+
+// forwardHeader removes from h what a proxy must not forward: hop-by-hop
+// fields, the fields the Connection header names, and every X-Strait-*
+// field a client sent (the gateway's own headers are its to set).
+func forwardHeader(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+	for name := range h {
+		if strings.HasPrefix(name, "X-Strait-") {
+			delete(h, name)
+		}
+	}
+}
+
+// headLimiter lets at most n bytes through until lifted: a request head
+// cannot grow the gateway's memory without bound.
+type headLimiter struct {
+	r   io.Reader
+	n   int
+	hit bool
+}
+
+func (l *headLimiter) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n == 0 {
+		l.hit = true
+		return 0, errHeadTooLarge
+	}
+	n, err := l.r.Read(p[:min(len(p), l.n)])
+	l.n -= n
+	return n, err
+}
+
+var errHeadTooLarge = errors.New("request head too large")
+
 // sourceNamespaceHeader lets a workload on the CONNECT port say which
 // namespace it runs in, for classes that match sources by namespace. It is
 // the workload's own claim: it can put a flow in a class, never take one
@@ -28,14 +83,24 @@ const sourceNamespaceHeader = "X-Strait-Source-Namespace"
 func (g *Gateway) serveConnect(c net.Conn) {
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	br := bufio.NewReader(c)
+	limit := &headLimiter{r: c, n: maxRequestHead}
+	br := bufio.NewReader(limit)
 	req, err := http.ReadRequest(br)
-	if err != nil {
+	switch {
+	case limit.hit:
+		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request head larger than %d bytes", maxRequestHead))
+		return
+	case err != nil:
 		if !errors.Is(err, io.EOF) {
 			writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("bad proxy request: %v", err))
 		}
 		return
 	}
+	if n := headerFields(req.Header); n > maxRequestFields {
+		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("%d header fields, more than %d", n, maxRequestFields))
+		return
+	}
+	limit.n = -1 // the head is read; what follows is the client's payload
 	c.SetReadDeadline(time.Time{})
 	var authority string
 	switch {
@@ -91,9 +156,7 @@ func (g *Gateway) serveConnect(c net.Conn) {
 		// client connection may name another service.
 		req.Close = true
 		req.RequestURI = ""
-		req.Header.Del("Proxy-Connection")
-		req.Header.Del("Proxy-Authorization")
-		req.Header.Del(sourceNamespaceHeader)
+		forwardHeader(req.Header)
 		if err := req.Write(up); err != nil {
 			writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("forward request to %s via %s: %v", t, rt.cluster, err))
 			return
@@ -141,4 +204,13 @@ func headerSafe(s string) string {
 		b = b[:400]
 	}
 	return string(b)
+}
+
+// headerFields counts the fields of a request head.
+func headerFields(h http.Header) int {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return n
 }

@@ -26,10 +26,13 @@ type Reply struct {
 	// SNI is the server name of a request that came over TLS.
 	SNI string `json:"sni,omitempty"`
 	TLS bool   `json:"tls,omitempty"`
+	// Headers are the request's headers, on GET /headers only.
+	Headers http.Header `json:"headers,omitempty"`
 }
 
 // DemoService is an HTTP server answering JSON that names the cluster and
-// region that served the request. With a certificate it also speaks TLS
+// region that served the request (and, on GET /headers, the headers it
+// received). With a certificate it also speaks TLS
 // on the same port, to clients whose first byte starts a TLS handshake.
 type DemoService struct {
 	Service, Cluster, Region string
@@ -75,6 +78,9 @@ func (d *DemoService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	reply := Reply{Service: d.Service, Cluster: d.Cluster, Region: d.Region, Endpoint: d.Addr(), Method: r.Method, Path: r.URL.Path, Host: r.Host}
+	if r.URL.Path == "/headers" {
+		reply.Headers = r.Header
+	}
 	if sc, ok := r.Context().Value(demoConnKey{}).(*sniffConn); ok {
 		if tc := sc.tls.Load(); tc != nil {
 			reply.TLS, reply.SNI = true, tc.ConnectionState().ServerName
