@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -79,55 +80,87 @@ const sourceNamespaceHeader = "X-Strait-Source-Namespace"
 // serveConnect handles one local workload connection on the CONNECT port.
 // It accepts "CONNECT <svc>.<ns>.svc.clusterset.local:<port>" and, for
 // plain HTTP proxies, absolute-form requests such as
-// "GET http://<svc>.<ns>.svc.clusterset.local:<port>/path".
+// "GET http://<svc>.<ns>.svc.clusterset.local:<port>/path". Absolute-form
+// requests keep the connection alive: each one is classified, planned and
+// routed on its own, in order, so one connection can carry requests to
+// several services and clusters; pipelined requests wait their turn.
 func (g *Gateway) serveConnect(c net.Conn) {
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	limit := &headLimiter{r: c, n: maxRequestHead}
+	limit := &headLimiter{r: c}
 	br := bufio.NewReader(limit)
+	wait := g.cfg.Timeouts.Connect // for the first request; then as long as the connection may idle
+	for {
+		req, ok := readProxyRequest(c, br, limit, wait)
+		if !ok {
+			return
+		}
+		if req.Method == http.MethodConnect {
+			g.serveConnectTunnel(c, br, req)
+			return
+		}
+		if !g.serveProxyRequest(c, br, req) {
+			return
+		}
+		wait = g.cfg.Timeouts.Idle
+	}
+}
+
+// readProxyRequest reads one request head within wait, bounded in size
+// and fields; on a bad or oversized head it answers the client and
+// reports false.
+func readProxyRequest(c net.Conn, br *bufio.Reader, limit *headLimiter, wait time.Duration) (*http.Request, bool) {
+	c.SetReadDeadline(time.Now().Add(wait))
+	limit.n, limit.hit = maxRequestHead, false
 	req, err := http.ReadRequest(br)
 	switch {
 	case limit.hit:
 		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request head larger than %d bytes", maxRequestHead))
-		return
+		return nil, false
 	case err != nil:
-		if !errors.Is(err, io.EOF) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
 			writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("bad proxy request: %v", err))
 		}
-		return
+		return nil, false
 	}
 	if n := headerFields(req.Header); n > maxRequestFields {
 		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("%d header fields, more than %d", n, maxRequestFields))
-		return
+		return nil, false
 	}
 	limit.n = -1 // the head is read; what follows is the client's payload
 	c.SetReadDeadline(time.Time{})
-	var authority string
-	switch {
-	case req.Method == http.MethodConnect:
-		authority = req.Host
-	case req.URL.IsAbs() && req.URL.Scheme == "http":
-		authority = req.URL.Host
+	if req.Method != http.MethodConnect && !(req.URL.IsAbs() && req.URL.Scheme == "http") {
+		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
+		return nil, false
+	}
+	return req, true
+}
+
+// proxyTarget parses where a proxy request goes and what the gateway
+// knows of it; on a bad request it answers the client and reports false.
+func proxyTarget(c net.Conn, req *http.Request) (wire.Target, route.FlowIn, bool) {
+	authority, entry := req.Host, "connect"
+	if req.Method != http.MethodConnect {
+		authority, entry = req.URL.Host, "http"
 		if req.URL.Port() == "" {
 			authority += ":80"
 		}
-	default:
-		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
-		return
 	}
 	t, err := wire.ParseAuthority(authority)
 	if err != nil {
 		writeHTTPError(c, http.StatusBadRequest, err.Error())
-		return
+		return wire.Target{}, route.FlowIn{}, false
 	}
-	in := route.FlowIn{Entry: "http", Headers: req.Header, Namespace: req.Header.Get(sourceNamespaceHeader)}
-	if req.Method == http.MethodConnect {
-		in.Entry = "connect"
-	}
+	in := route.FlowIn{Entry: entry, Headers: req.Header, Namespace: req.Header.Get(sourceNamespaceHeader)}
 	if in.Namespace != "" && !sovereignty.IsLabel(in.Namespace) {
 		writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("%s: %q is not a namespace (a DNS label)", sourceNamespaceHeader, in.Namespace))
-		return
+		return wire.Target{}, route.FlowIn{}, false
 	}
+	return t, in, true
+}
+
+// connectFor routes a proxy request; when no cluster takes it, it answers
+// the client with the refusal and returns nil.
+func (g *Gateway) connectFor(c net.Conn, t wire.Target, in route.FlowIn) (net.Conn, destination) {
 	up, rt, err := g.connectTarget(g.ctx, t, in)
 	if err != nil {
 		status := http.StatusServiceUnavailable
@@ -137,37 +170,99 @@ func (g *Gateway) serveConnect(c net.Conn) {
 		}
 		g.outboundFailed(t.String(), in, err)
 		writeHTTPError(c, status, err.Error())
+		return nil, rt
+	}
+	return up, rt
+}
+
+// serveConnectTunnel answers a CONNECT once the remote side said OK and
+// carries the bytes both ways.
+func (g *Gateway) serveConnectTunnel(c net.Conn, br *bufio.Reader, req *http.Request) {
+	t, in, ok := proxyTarget(c, req)
+	if !ok {
+		return
+	}
+	up, rt := g.connectFor(c, t, in)
+	if up == nil {
 		return
 	}
 	defer up.Close()
-	if req.Method == http.MethodConnect {
-		if _, err := fmt.Fprintf(c, "HTTP/1.1 200 Connection established\r\nX-Strait-Cluster: %s\r\nX-Strait-Region: %s\r\n\r\n", rt.cluster, rt.region); err != nil {
-			return
-		}
-		// Bytes the client sent right after its CONNECT are already buffered.
-		if n := br.Buffered(); n > 0 {
-			buf, _ := br.Peek(n)
-			if _, err := up.Write(buf); err != nil {
-				return
-			}
-		}
-	} else {
-		// One request per upstream connection: the next request on this
-		// client connection may name another service.
-		req.Close = true
-		req.RequestURI = ""
-		forwardHeader(req.Header)
-		if err := req.Write(up); err != nil {
-			writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("forward request to %s via %s: %v", t, rt.cluster, err))
-			return
-		}
-		// The upstream closes after its response (Connection: close).
-		g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
-		rx, _ := io.Copy(c, up)
-		g.metrics.bytes.WithLabelValues("outbound", t.String(), rt.cluster, "rx").Add(float64(rx))
+	if _, err := fmt.Fprintf(c, "HTTP/1.1 200 Connection established\r\nX-Strait-Cluster: %s\r\nX-Strait-Region: %s\r\n\r\n", rt.cluster, rt.region); err != nil {
 		return
 	}
+	// Bytes the client sent right after its CONNECT are already buffered.
+	if n := br.Buffered(); n > 0 {
+		buf, _ := br.Peek(n)
+		if _, err := up.Write(buf); err != nil {
+			return
+		}
+	}
 	g.carry(c, up, t, rt)
+}
+
+// serveProxyRequest carries one absolute-form request on a stream of its
+// own (the next request may name another service) and writes the
+// response back. It reports whether the client connection can carry
+// another request: not after an error, a refusal (the request body may be
+// unread), or when either side asked to close.
+func (g *Gateway) serveProxyRequest(c net.Conn, br *bufio.Reader, req *http.Request) bool {
+	t, in, ok := proxyTarget(c, req)
+	if !ok {
+		return false
+	}
+	up, rt := g.connectFor(c, t, in)
+	if up == nil {
+		return false
+	}
+	defer up.Close()
+	keepAlive := !req.Close
+	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		if _, err := io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return false
+		}
+	}
+	req.Close = true // upstream: one request per stream
+	req.RequestURI = ""
+	forwardHeader(req.Header)
+	req.Header.Del("Expect")
+	if err := req.Write(up); err != nil {
+		writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("forward request to %s via %s: %v", t, rt.cluster, err))
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(up), req)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 {
+		resp, err = http.ReadResponse(bufio.NewReader(up), req) // 1xx: the final answer follows
+	}
+	if err != nil {
+		g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "broken").Inc()
+		writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("response of %s via %s: %v", t, rt.cluster, err))
+		return false
+	}
+	defer resp.Body.Close()
+	// A body that ends only with the stream cannot be framed for the
+	// client's next request. (The upstream stream itself always closes.)
+	keepAlive = keepAlive && (resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0)
+	forwardHeader(resp.Header)
+	resp.Header.Set("X-Strait-Cluster", rt.cluster)
+	resp.Header.Set("X-Strait-Region", rt.region)
+	resp.Close = !keepAlive
+	cw := &countWriter{w: c}
+	werr := resp.Write(cw)
+	g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
+	g.metrics.bytes.WithLabelValues("outbound", t.String(), rt.cluster, "rx").Add(float64(cw.n))
+	return werr == nil && keepAlive
+}
+
+// countWriter counts what it writes.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // serveImport handles one connection on an import's local port. The

@@ -2,12 +2,16 @@ package lab_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/straitmesh/strait/lab"
 )
 
 // TestProxyForwardsOnlyWhatItMay: on the CONNECT port's absolute-form
@@ -90,4 +94,83 @@ func TestProxyBoundsTheRequestHead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProxyKeepsTheConnectionAndRoutesEachRequest: one keep-alive client
+// connection to eu-west-1's proxy port carries requests to three services
+// served in three clusters, each routed on its own merits: an EU-marked
+// request to demo/profile stays in the EU, and a refused one ends the
+// connection without touching the others. Pipelined requests are answered
+// in order.
+func TestProxyKeepsTheConnectionAndRoutesEachRequest(t *testing.T) {
+	_, _, info := startDev(t, lab.Spec{})
+	proxy := info["eu-west-1"].Connect
+	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	ask := func(t *testing.T, svc, extra string) (*http.Response, lab.Reply) {
+		t.Helper()
+		fmt.Fprintf(c, "GET http://%s.demo.svc.clusterset.local:8080/ HTTP/1.1\r\nHost: %s\r\n%s\r\n", svc, svc, extra)
+		return readReply(t, br)
+	}
+	for _, tc := range []struct {
+		svc, extra, region string
+	}{
+		{"echo", "", "eu-west"},
+		{"ledger", "", "eu-west"},
+		{"profile", "X-Data-Residency: EU\r\n", "eu-central"},
+		{"echo", "", "eu-west"},
+	} {
+		resp, r := ask(t, tc.svc, tc.extra)
+		if resp.StatusCode != http.StatusOK || r.Region != tc.region || r.Service != "demo/"+tc.svc || resp.Close {
+			t.Fatalf("%s: %s from %s (%s), close %v; want 200 from %s on a kept connection", tc.svc, resp.Status, r.Cluster, r.Region, resp.Close, tc.region)
+		}
+		if resp.Header.Get("X-Strait-Cluster") != r.Cluster {
+			t.Errorf("X-Strait-Cluster %q, served by %q", resp.Header.Get("X-Strait-Cluster"), r.Cluster)
+		}
+	}
+
+	// Pipelined: three requests in one write, answered in order.
+	fmt.Fprint(c, "GET http://ledger.demo.svc.clusterset.local:8080/a HTTP/1.1\r\nHost: l\r\n\r\n"+
+		"GET http://profile.demo.svc.clusterset.local:8080/b HTTP/1.1\r\nHost: p\r\nX-Data-Residency: eu\r\n\r\n"+
+		"GET http://echo.demo.svc.clusterset.local:8080/c HTTP/1.1\r\nHost: e\r\n\r\n")
+	for _, want := range []struct{ svc, path string }{{"demo/ledger", "/a"}, {"demo/profile", "/b"}, {"demo/echo", "/c"}} {
+		resp, r := readReply(t, br)
+		if resp.StatusCode != http.StatusOK || r.Service != want.svc || r.Path != want.path {
+			t.Fatalf("pipelined: %s %s %s, want %s %s", resp.Status, r.Service, r.Path, want.svc, want.path)
+		}
+	}
+
+	// A refused request answers and closes: its body may be unread.
+	resp, _ := ask(t, "profile", "X-Data-Residency: eu, us\r\n")
+	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+		t.Fatalf("conflicting marker: %s, close %v; want 400 and close", resp.Status, resp.Close)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("connection still open after a refusal")
+	}
+}
+
+func readReply(t *testing.T, br *bufio.Reader) (*http.Response, lab.Reply) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	var r lab.Reply
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatalf("decode %q: %v", body, err)
+		}
+	}
+	return resp, r
 }
