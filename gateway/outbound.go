@@ -7,19 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
-)
-
-// Limits of a request head read on the CONNECT port (beyond them: 431).
-const (
-	maxRequestHead   = 64 << 10
-	maxRequestFields = 100
 )
 
 // hopByHop are the connection-specific header fields of RFC 9110 7.6.1
@@ -48,29 +41,6 @@ func forwardHeader(h http.Header) {
 	}
 }
 
-// headLimiter lets at most n bytes through until lifted: a request head
-// cannot grow the gateway's memory without bound.
-type headLimiter struct {
-	r   io.Reader
-	n   int
-	hit bool
-}
-
-func (l *headLimiter) Read(p []byte) (int, error) {
-	if l.n < 0 {
-		return l.r.Read(p)
-	}
-	if l.n == 0 {
-		l.hit = true
-		return 0, errHeadTooLarge
-	}
-	n, err := l.r.Read(p[:min(len(p), l.n)])
-	l.n -= n
-	return n, err
-}
-
-var errHeadTooLarge = errors.New("request head too large")
-
 // sourceNamespaceHeader lets a workload on the CONNECT port say which
 // namespace it runs in, for classes that match sources by namespace. It is
 // the workload's own claim: it can put a flow in a class, never take one
@@ -86,11 +56,10 @@ const sourceNamespaceHeader = "X-Strait-Source-Namespace"
 // several services and clusters; pipelined requests wait their turn.
 func (g *Gateway) serveConnect(c net.Conn) {
 	defer c.Close()
-	limit := &headLimiter{r: c}
-	br := bufio.NewReader(limit)
+	br := bufio.NewReader(c)
 	wait := g.cfg.Timeouts.Connect // for the first request; then as long as the connection may idle
 	for {
-		req, ok := readProxyRequest(c, br, limit, wait)
+		req, ok := readProxyRequest(c, br, wait)
 		if !ok {
 			return
 		}
@@ -98,35 +67,30 @@ func (g *Gateway) serveConnect(c net.Conn) {
 			g.serveConnectTunnel(c, br, req)
 			return
 		}
-		if !g.serveProxyRequest(c, br, req) {
+		if !g.serveProxyRequest(c, req) {
 			return
 		}
 		wait = g.cfg.Timeouts.Idle
 	}
 }
 
-// readProxyRequest reads one request head within wait, bounded in size
-// and fields; on a bad or oversized head it answers the client and
-// reports false.
-func readProxyRequest(c net.Conn, br *bufio.Reader, limit *headLimiter, wait time.Duration) (*http.Request, bool) {
+// readProxyRequest reads one request within wait (readRequest); on a bad
+// or oversized head it answers the client and reports false.
+func readProxyRequest(c net.Conn, br *bufio.Reader, wait time.Duration) (*http.Request, bool) {
 	c.SetReadDeadline(time.Now().Add(wait))
-	limit.n, limit.hit = maxRequestHead, false
-	req, err := http.ReadRequest(br)
+	req, err := readRequest(br)
+	var bad *badHeadError
 	switch {
-	case limit.hit:
-		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request head larger than %d bytes", maxRequestHead))
+	case err == nil:
+	case errors.Is(err, errHeadTooLarge):
+		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, err.Error())
 		return nil, false
-	case err != nil:
-		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
-			writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("bad proxy request: %v", err))
-		}
+	case errors.As(err, &bad):
+		writeHTTPError(c, http.StatusBadRequest, "bad proxy request: "+err.Error())
 		return nil, false
-	}
-	if n := headerFields(req.Header); n > maxRequestFields {
-		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("%d header fields, more than %d", n, maxRequestFields))
+	default: // closed, timed out or reset between requests
 		return nil, false
 	}
-	limit.n = -1 // the head is read; what follows is the client's payload
 	c.SetReadDeadline(time.Time{})
 	if req.Method != http.MethodConnect && !(req.URL.IsAbs() && req.URL.Scheme == "http") {
 		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
@@ -205,7 +169,7 @@ func (g *Gateway) serveConnectTunnel(c net.Conn, br *bufio.Reader, req *http.Req
 // response back. It reports whether the client connection can carry
 // another request: not after an error, a refusal (the request body may be
 // unread), or when either side asked to close.
-func (g *Gateway) serveProxyRequest(c net.Conn, br *bufio.Reader, req *http.Request) bool {
+func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	t, in, ok := proxyTarget(c, req)
 	if !ok {
 		return false
@@ -301,11 +265,3 @@ func headerSafe(s string) string {
 	return string(b)
 }
 
-// headerFields counts the fields of a request head.
-func headerFields(h http.Header) int {
-	n := 0
-	for _, vs := range h {
-		n += len(vs)
-	}
-	return n
-}
