@@ -25,6 +25,8 @@ type metrics struct {
 	ejected            *route.EjectedCollector
 	inflight           *prometheus.GaugeVec
 	passthroughRefused *prometheus.CounterVec
+	httpRequests       *prometheus.CounterVec
+	httpSeconds        *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -87,6 +89,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_passthrough_refused_total",
 			Help: "Connections on the passthrough port closed without being carried, by reason (client_hello, sni, unknown_service, residency, unavailable).",
 		}, []string{"reason"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_http_requests_total",
+			Help: "HTTP requests from local workloads routed one by one (the proxy port's absolute-form requests), by service, the cluster that answered (empty when none did) and status code.",
+		}, []string{"service", "cluster", "code"}),
+		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "strait_gateway_http_request_duration_seconds", Help: "From a request's head to the end of its response, by service and the cluster that answered.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"service", "cluster"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -97,7 +107,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
-		m.ejections, m.ejected, m.inflight, m.passthroughRefused}
+		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

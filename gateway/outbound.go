@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,7 +60,7 @@ func (g *Gateway) serveConnect(c net.Conn) {
 	br := bufio.NewReader(c)
 	wait := g.cfg.Timeouts.Connect // for the first request; then as long as the connection may idle
 	for {
-		req, ok := readProxyRequest(c, br, wait)
+		req, ok := g.readProxyRequest(c, br, wait)
 		if !ok {
 			return
 		}
@@ -76,16 +77,18 @@ func (g *Gateway) serveConnect(c net.Conn) {
 
 // readProxyRequest reads one request within wait (readRequest); on a bad
 // or oversized head it answers the client and reports false.
-func readProxyRequest(c net.Conn, br *bufio.Reader, wait time.Duration) (*http.Request, bool) {
+func (g *Gateway) readProxyRequest(c net.Conn, br *bufio.Reader, wait time.Duration) (*http.Request, bool) {
 	c.SetReadDeadline(time.Now().Add(wait))
 	req, err := readRequest(br)
 	var bad *badHeadError
 	switch {
 	case err == nil:
 	case errors.Is(err, errHeadTooLarge):
+		g.metrics.httpRequests.WithLabelValues("", "", "431").Inc()
 		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, err.Error())
 		return nil, false
 	case errors.As(err, &bad):
+		g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
 		writeHTTPError(c, http.StatusBadRequest, "bad proxy request: "+err.Error())
 		return nil, false
 	default: // closed, timed out or reset between requests
@@ -93,6 +96,7 @@ func readProxyRequest(c net.Conn, br *bufio.Reader, wait time.Duration) (*http.R
 	}
 	c.SetReadDeadline(time.Time{})
 	if req.Method != http.MethodConnect && !(req.URL.IsAbs() && req.URL.Scheme == "http") {
+		g.metrics.httpRequests.WithLabelValues("", "", "405").Inc()
 		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
 		return nil, false
 	}
@@ -123,8 +127,8 @@ func proxyTarget(c net.Conn, req *http.Request) (wire.Target, route.FlowIn, bool
 }
 
 // connectFor routes a proxy request; when no cluster takes it, it answers
-// the client with the refusal and returns nil.
-func (g *Gateway) connectFor(c net.Conn, t wire.Target, in route.FlowIn) (net.Conn, destination) {
+// the client with the refusal (status) and returns nil.
+func (g *Gateway) connectFor(c net.Conn, t wire.Target, in route.FlowIn) (up net.Conn, rt destination, status int) {
 	up, rt, err := g.connectTarget(g.ctx, t, in)
 	if err != nil {
 		status := http.StatusServiceUnavailable
@@ -134,9 +138,9 @@ func (g *Gateway) connectFor(c net.Conn, t wire.Target, in route.FlowIn) (net.Co
 		}
 		g.outboundFailed(t.String(), in, err)
 		writeHTTPError(c, status, err.Error())
-		return nil, rt
+		return nil, rt, status
 	}
-	return up, rt
+	return up, rt, http.StatusOK
 }
 
 // serveConnectTunnel answers a CONNECT once the remote side said OK and
@@ -146,7 +150,7 @@ func (g *Gateway) serveConnectTunnel(c net.Conn, br *bufio.Reader, req *http.Req
 	if !ok {
 		return
 	}
-	up, rt := g.connectFor(c, t, in)
+	up, rt, _ := g.connectFor(c, t, in)
 	if up == nil {
 		return
 	}
@@ -170,12 +174,15 @@ func (g *Gateway) serveConnectTunnel(c net.Conn, br *bufio.Reader, req *http.Req
 // another request: not after an error, a refusal (the request body may be
 // unread), or when either side asked to close.
 func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
+	start := time.Now()
 	t, in, ok := proxyTarget(c, req)
 	if !ok {
+		g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
 		return false
 	}
-	up, rt := g.connectFor(c, t, in)
+	up, rt, status := g.connectFor(c, t, in)
 	if up == nil {
+		g.metrics.httpRequests.WithLabelValues(t.String(), "", strconv.Itoa(status)).Inc()
 		return false
 	}
 	defer up.Close()
@@ -190,6 +197,7 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	forwardHeader(req.Header)
 	req.Header.Del("Expect")
 	if err := req.Write(up); err != nil {
+		g.metrics.httpRequests.WithLabelValues(t.String(), rt.cluster, "502").Inc()
 		writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("forward request to %s via %s: %v", t, rt.cluster, err))
 		return false
 	}
@@ -199,6 +207,7 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	}
 	if err != nil {
 		g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "broken").Inc()
+		g.metrics.httpRequests.WithLabelValues(t.String(), rt.cluster, "502").Inc()
 		writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("response of %s via %s: %v", t, rt.cluster, err))
 		return false
 	}
@@ -214,6 +223,8 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	werr := resp.Write(cw)
 	g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
 	g.metrics.bytes.WithLabelValues("outbound", t.String(), rt.cluster, "rx").Add(float64(cw.n))
+	g.metrics.httpRequests.WithLabelValues(t.String(), rt.cluster, strconv.Itoa(resp.StatusCode)).Inc()
+	g.metrics.httpSeconds.WithLabelValues(t.String(), rt.cluster).Observe(time.Since(start).Seconds())
 	return werr == nil && keepAlive
 }
 
@@ -264,4 +275,3 @@ func headerSafe(s string) string {
 	}
 	return string(b)
 }
-

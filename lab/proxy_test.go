@@ -103,7 +103,7 @@ func TestProxyBoundsTheRequestHead(t *testing.T) {
 // connection without touching the others. Pipelined requests are answered
 // in order.
 func TestProxyKeepsTheConnectionAndRoutesEachRequest(t *testing.T) {
-	_, _, info := startDev(t, lab.Spec{})
+	_, d, info := startDev(t, lab.Spec{})
 	proxy := info["eu-west-1"].Connect
 	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
 	if err != nil {
@@ -132,6 +132,10 @@ func TestProxyKeepsTheConnectionAndRoutesEachRequest(t *testing.T) {
 		if resp.Header.Get("X-Strait-Cluster") != r.Cluster {
 			t.Errorf("X-Strait-Cluster %q, served by %q", resp.Header.Get("X-Strait-Cluster"), r.Cluster)
 		}
+	}
+
+	if n := metricValue(t, d.Gateway("eu-west-1"), "strait_gateway_http_requests_total", map[string]string{"service": "demo/profile:8080", "cluster": "eu-central-1", "code": "200"}); n != 1 {
+		t.Errorf("strait_gateway_http_requests_total for profile in eu-central-1: %v, want 1", n)
 	}
 
 	// Pipelined: three requests in one write, answered in order.
