@@ -201,16 +201,24 @@ func (g *Gateway) connectTarget(ctx context.Context, t wire.Target, in route.Flo
 	if err != nil {
 		return nil, destination{}, err
 	}
+	up, _, rt, err := a.connect(ctx)
+	return up, rt, err
+}
+
+// connect opens an answered stream to the next candidate of a that takes
+// one (see connectTarget); a retry after a stream broke calls it again
+// once failed has recorded the broken one.
+func (a *attempt) connect(ctx context.Context) (net.Conn, route.Candidate, destination, error) {
 	for {
 		up, c, answered, err := a.open(ctx)
 		if err != nil {
-			return nil, destination{}, err
+			return nil, route.Candidate{}, destination{}, err
 		}
 		if !answered {
-			err = awaitStatus(ctx, up, g.cfg.Timeouts.Connect)
+			err = awaitStatus(ctx, up, a.g.cfg.Timeouts.Connect)
 		}
 		if err == nil {
-			return up, a.answered(c), nil
+			return up, c, a.answered(c), nil
 		}
 		up.Close()
 		a.failed(c, err)

@@ -66,6 +66,7 @@ type Gateway struct {
 	metrics *metrics
 	health  *healthChecker
 	sel     *route.Selector
+	retries *retryBudget
 	res     *residency
 	catalog *catalog.Catalog
 	state   *state.Store
@@ -221,6 +222,7 @@ func (g *Gateway) components() []component {
 		{name: "metrics", start: func() error {
 			g.metrics = newMetrics(g.reg)
 			g.sel = route.NewSelector(cfg.Cluster, cfg.Outlier, g.metrics.selector(), route.SystemClock{}, g.log)
+			g.retries = newRetryBudget(time.Now)
 			return nil
 		}, kill: func() { g.metrics.unregister(g.reg) }},
 		{name: "residency", start: func() error { return g.startResidency(g.opts.Policy) }, kill: func() { g.res.close() }},

@@ -27,6 +27,7 @@ type metrics struct {
 	passthroughRefused *prometheus.CounterVec
 	httpRequests       *prometheus.CounterVec
 	httpSeconds        *prometheus.HistogramVec
+	httpRetries        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -97,6 +98,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_http_request_duration_seconds", Help: "From a request's head to the end of its response, by service and the cluster that answered.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"service", "cluster"}),
+		httpRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_http_retries_total",
+			Help: "Idempotent requests whose stream broke before a response started, by service and result (retried on the next allowed cluster, or budget: refused by the retry budget).",
+		}, []string{"service", "result"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -107,7 +112,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
-		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds}
+		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -131,16 +133,21 @@ func proxyTarget(c net.Conn, req *http.Request) (wire.Target, route.FlowIn, bool
 func (g *Gateway) connectFor(c net.Conn, t wire.Target, in route.FlowIn) (up net.Conn, rt destination, status int) {
 	up, rt, err := g.connectTarget(g.ctx, t, in)
 	if err != nil {
-		status := http.StatusServiceUnavailable
-		var nre *route.NoRouteError
-		if errors.As(err, &nre) {
-			status = nre.Status()
-		}
-		g.outboundFailed(t.String(), in, err)
-		writeHTTPError(c, status, err.Error())
-		return nil, rt, status
+		return nil, rt, g.refuseProxy(c, t, in, err)
 	}
 	return up, rt, http.StatusOK
+}
+
+// refuseProxy answers a proxy client whose request no cluster took.
+func (g *Gateway) refuseProxy(c net.Conn, t wire.Target, in route.FlowIn, err error) int {
+	status := http.StatusServiceUnavailable
+	var nre *route.NoRouteError
+	if errors.As(err, &nre) {
+		status = nre.Status()
+	}
+	g.outboundFailed(t.String(), in, err)
+	writeHTTPError(c, status, err.Error())
+	return status
 }
 
 // serveConnectTunnel answers a CONNECT once the remote side said OK and
@@ -168,11 +175,28 @@ func (g *Gateway) serveConnectTunnel(c net.Conn, br *bufio.Reader, req *http.Req
 	g.carry(c, up, t, rt)
 }
 
+// maxRetryBody is the largest request body kept so that an idempotent
+// request can be sent again.
+const maxRetryBody = 64 << 10
+
+// idempotent methods may be sent twice (RFC 9110 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
 // serveProxyRequest carries one absolute-form request on a stream of its
 // own (the next request may name another service) and writes the
-// response back. It reports whether the client connection can carry
-// another request: not after an error, a refusal (the request body may be
-// unread), or when either side asked to close.
+// response back. A request that never reached a service moves to the
+// next allowed cluster at once (connect); an idempotent one whose stream
+// broke before its response started is sent once more, to the next
+// allowed cluster of the same plan, within the service's retry budget. It
+// reports whether the client connection can carry another request: not
+// after an error, a refusal (the request body may be unread), or when
+// either side asked to close.
 func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	start := time.Now()
 	t, in, ok := proxyTarget(c, req)
@@ -180,15 +204,34 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 		g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
 		return false
 	}
-	up, rt, status := g.connectFor(c, t, in)
-	if up == nil {
-		g.metrics.httpRequests.WithLabelValues(t.String(), "", strconv.Itoa(status)).Inc()
+	svc := t.String()
+	g.retries.request(svc)
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Budget)
+	defer cancel()
+	fail := func(err error) bool {
+		g.metrics.httpRequests.WithLabelValues(svc, "", strconv.Itoa(g.refuseProxy(c, t, in, err))).Inc()
 		return false
 	}
-	defer up.Close()
+	a, err := g.prepare(t, in)
+	if err != nil {
+		return fail(err)
+	}
+	up, cand, rt, err := a.connect(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() { up.Close() }()
 	keepAlive := !req.Close
 	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
 		if _, err := io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return false
+		}
+	}
+	var body []byte // kept for a retry
+	retryable := idempotent(req.Method) && len(req.TransferEncoding) == 0 && req.ContentLength <= maxRetryBody
+	if retryable && req.ContentLength > 0 {
+		if body, err = io.ReadAll(req.Body); err != nil {
+			writeHTTPError(c, http.StatusBadRequest, fmt.Sprintf("read request body: %v", err))
 			return false
 		}
 	}
@@ -196,19 +239,32 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	req.RequestURI = ""
 	forwardHeader(req.Header)
 	req.Header.Del("Expect")
-	if err := req.Write(up); err != nil {
-		g.metrics.httpRequests.WithLabelValues(t.String(), rt.cluster, "502").Inc()
-		writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("forward request to %s via %s: %v", t, rt.cluster, err))
-		return false
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(up), req)
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 {
-		resp, err = http.ReadResponse(bufio.NewReader(up), req) // 1xx: the final answer follows
-	}
-	if err != nil {
-		g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "broken").Inc()
-		g.metrics.httpRequests.WithLabelValues(t.String(), rt.cluster, "502").Inc()
-		writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("response of %s via %s: %v", t, rt.cluster, err))
+	var resp *http.Response
+	for retried := false; ; retried = true {
+		if body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		if resp, err = roundTrip(up, req); err == nil {
+			break
+		}
+		g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "broken").Inc()
+		switch {
+		case !retryable || retried:
+		case !g.retries.retry(svc):
+			g.metrics.httpRetries.WithLabelValues(svc, "budget").Inc()
+		default:
+			g.metrics.httpRetries.WithLabelValues(svc, "retried").Inc()
+			g.log.Info("request retried on the next allowed cluster", "service", svc, "cluster", rt.cluster, "err", err)
+			up.Close()
+			a.failed(cand, err)
+			if up, cand, rt, err = a.connect(ctx); err != nil {
+				up = nopConn{}
+				return fail(err)
+			}
+			continue
+		}
+		g.metrics.httpRequests.WithLabelValues(svc, rt.cluster, "502").Inc()
+		writeHTTPError(c, http.StatusBadGateway, fmt.Sprintf("%s via %s: %v", t, rt.cluster, err))
 		return false
 	}
 	defer resp.Body.Close()
@@ -221,12 +277,35 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	resp.Close = !keepAlive
 	cw := &countWriter{w: c}
 	werr := resp.Write(cw)
-	g.metrics.connections.WithLabelValues("outbound", t.String(), rt.cluster, "ok").Inc()
-	g.metrics.bytes.WithLabelValues("outbound", t.String(), rt.cluster, "rx").Add(float64(cw.n))
-	g.metrics.httpRequests.WithLabelValues(t.String(), rt.cluster, strconv.Itoa(resp.StatusCode)).Inc()
-	g.metrics.httpSeconds.WithLabelValues(t.String(), rt.cluster).Observe(time.Since(start).Seconds())
+	g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()
+	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "rx").Add(float64(cw.n))
+	g.metrics.httpRequests.WithLabelValues(svc, rt.cluster, strconv.Itoa(resp.StatusCode)).Inc()
+	g.metrics.httpSeconds.WithLabelValues(svc, rt.cluster).Observe(time.Since(start).Seconds())
 	return werr == nil && keepAlive
 }
+
+// roundTrip sends req on up and reads its final response (1xx answers
+// skipped). An error means no response started.
+func roundTrip(up net.Conn, req *http.Request) (*http.Response, error) {
+	if err := req.Write(up); err != nil {
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	br := bufio.NewReader(up)
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+	}
+}
+
+// nopConn stands for a stream that was never opened.
+type nopConn struct{ net.Conn }
+
+func (nopConn) Close() error { return nil }
 
 // countWriter counts what it writes.
 type countWriter struct {

@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -250,4 +253,96 @@ func TestProxyRefusesSmuggling(t *testing.T) {
 			}
 		})
 	}
+}
+
+// breakingService accepts HTTP requests, reads each head, and closes the
+// connection without an answer: an upstream that breaks after the
+// request reached it. It counts the requests it swallowed.
+func breakingService(t *testing.T) (addr string, swallowed func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	n := 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					mu.Lock()
+					n++
+					mu.Unlock()
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+// TestProxyRetriesIdempotentRequestsOnce: the first cluster (same zone)
+// takes requests and breaks before answering. An idempotent request is
+// sent once more to the next allowed cluster and answered there; a POST
+// is not sent twice (502); the retry is counted.
+func TestProxyRetriesIdempotentRequestsOnce(t *testing.T) {
+	addr, swallowed := breakingService(t)
+	broken := serviceAt("demo/api", "http", 8080, addr, nil)
+	healthy := startDemo(t, "demo/api", "c", "eu-west", nil)
+	l := startLab(t,
+		lab.ClusterSpec{Name: "a", Region: "eu-west", Zone: "z1"},
+		lab.ClusterSpec{Name: "b", Region: "eu-west", Zone: "z1", Services: []discovery.Service{broken}},
+		lab.ClusterSpec{Name: "c", Region: "eu-west", Zone: "z2", Services: []discovery.Service{healthy}},
+	)
+	a := l.Gateway("a")
+	const url = "http://api.demo.svc.clusterset.local:8080/"
+	// POST first: b fails fewer times than outlier ejection needs, so it
+	// stays first in line for every request of the test.
+	before := swallowed()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("payload"))
+	if resp, r := proxyDo(t, a.ConnectAddr(), req); resp.StatusCode != http.StatusBadGateway || r.Cluster != "" {
+		t.Fatalf("POST: %s served by %q; want 502, never sent twice", resp.Status, r.Cluster)
+	}
+	if swallowed() != before+1 {
+		t.Errorf("POST reached b %d times, want once", swallowed()-before)
+	}
+	for _, method := range []string{http.MethodPut, http.MethodGet} {
+		before := swallowed()
+		req, _ := http.NewRequest(method, url, strings.NewReader("payload"))
+		resp, r := proxyDo(t, a.ConnectAddr(), req)
+		if resp.StatusCode != http.StatusOK || r.Cluster != "c" || r.Method != method {
+			t.Fatalf("%s: %s served by %q; want 200 from c after a retry", method, resp.Status, r.Cluster)
+		}
+		if swallowed() != before+1 {
+			t.Errorf("%s: b swallowed %d requests, want 1", method, swallowed()-before)
+		}
+	}
+	if n := metricValue(t, a, "strait_gateway_http_retries_total", map[string]string{"service": "demo/api:8080", "result": "retried"}); n != 2 {
+		t.Errorf("retries counted %v, want 2", n)
+	}
+}
+
+func proxyDo(t *testing.T, proxy string, req *http.Request) (*http.Response, lab.Reply) {
+	t.Helper()
+	pu, _ := url.Parse("http://" + proxy)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s via %s: %v", req.Method, req.URL, proxy, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var r lab.Reply
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatalf("decode reply %q: %v", body, err)
+		}
+	}
+	return resp, r
 }
