@@ -338,6 +338,7 @@ func proxyDo(t *testing.T, proxy string, req *http.Request) (*http.Response, lab
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(strings.NewReader(string(body)))
 	var r lab.Reply
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, &r); err != nil {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,8 +27,6 @@ import (
 // with extra request headers, as `curl -x proxy -H ...` does.
 func viaProxy(t *testing.T, proxy, rawURL string, header http.Header) (*http.Response, lab.Reply) {
 	t.Helper()
-	pu, _ := url.Parse("http://" + proxy)
-	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -37,20 +34,7 @@ func viaProxy(t *testing.T, proxy, rawURL string, header http.Header) (*http.Res
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s via %s: %v", rawURL, proxy, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body = io.NopCloser(strings.NewReader(string(body)))
-	var r lab.Reply
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(body, &r); err != nil {
-			t.Fatalf("decode reply %q: %v", body, err)
-		}
-	}
-	return resp, r
+	return proxyDo(t, proxy, req)
 }
 
 // connectWithHeaders opens a CONNECT tunnel carrying extra headers on the
