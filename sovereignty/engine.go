@@ -195,7 +195,7 @@ type Engine struct {
 	headerRules        []*Rule    // per headerKeys entry
 	headerValues       [][]string // per headerKeys entry: the values matchers name
 	ignoreUnknown      bool       // spec.onUnknownValue: ignore
-	classifying        []string // canonical names of every header any matcher reads
+	classifying        []string   // canonical names of every header any matcher reads
 }
 
 type class struct {

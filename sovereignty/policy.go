@@ -55,10 +55,10 @@ type policy struct {
 	defaultAt  *yaml.Node       // spec.default's value node, or nil
 	// onUnknownValue is spec.onUnknownValue: refuse (default) or ignore.
 	onUnknownValue string
-	specAt     *yaml.Node       // spec's key node
-	root       *yaml.Node       // the document's mapping
-	digest     string
-	source     []byte
+	specAt         *yaml.Node // spec's key node
+	root           *yaml.Node // the document's mapping
+	digest         string
+	source         []byte
 }
 
 type group struct {

@@ -33,7 +33,7 @@ func TestControlGrpcurl(t *testing.T) {
 	build := exec.Command("go", "install", "github.com/fullstorydev/grpcurl/cmd/grpcurl@"+grpcurlVersion)
 	build.Env = append(os.Environ(), "GOBIN="+bin)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("cannot build grpcurl %s: %v\n%s", grpcurlVersion, err, out)
+		t.Fatalf("build grpcurl %s (the Go module proxy must be reachable): %v\n%s", grpcurlVersion, err, out)
 	}
 	certs := t.TempDir()
 	f := newTestFed(t)
