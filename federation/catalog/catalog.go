@@ -622,6 +622,11 @@ func (c *Catalog) merge(nodes []*wireNode, direct bool) {
 			nd.nodeHeader = wn.nodeHeader
 			nd.view = nil
 			changed = true
+			if nd.Leaving && nd.state == "dead" {
+				// Its announcement came after the failure detector's
+				// verdict: it left on purpose.
+				nd.state = "left"
+			}
 		}
 		for _, r := range wn.Records {
 			if r.Scoped && !direct {

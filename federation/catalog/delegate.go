@@ -106,7 +106,13 @@ func (e *events) NotifyUpdate(n *memberlist.Node) { (*Catalog)(e).setState(n, "a
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Catalog)(e)
+	// A graceful leave shows either way: memberlist's own leave message
+	// (the node is StateLeft) or the gateway's announcement (Leaving),
+	// whichever arrived first.
 	st := "dead"
+	if n.State == memberlist.StateLeft {
+		st = "left"
+	}
 	c.mu.Lock()
 	if nd, ok := c.nodes[n.Name]; ok && nd.Leaving {
 		st = "left"
