@@ -9,9 +9,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Reply is what a demo service answers to every request.
@@ -32,12 +39,14 @@ type Reply struct {
 
 // DemoService is an HTTP server answering JSON that names the cluster and
 // region that served the request (and, on GET /headers, the headers it
-// received). With a certificate it also speaks TLS
+// received), over HTTP/1.1 and h2c; over HTTP/2 it also answers gRPC's
+// standard health service, SERVING for "" and for its service name. With a certificate it also speaks TLS
 // on the same port, to clients whose first byte starts a TLS handshake.
 type DemoService struct {
 	Service, Cluster, Region string
 	ln                       net.Listener
 	srv                      *http.Server
+	grpc                     *grpc.Server
 	done                     chan struct{}
 }
 
@@ -53,8 +62,21 @@ func StartDemoTLS(addr, service, cluster, region string, cert *tls.Certificate) 
 	if err != nil {
 		return nil, fmt.Errorf("demo %s in %s: listen %s: %w", service, cluster, addr, err)
 	}
-	d := &DemoService{Service: service, Cluster: cluster, Region: region, ln: ln, done: make(chan struct{})}
-	d.srv = &http.Server{Handler: d, ReadHeaderTimeout: 5 * time.Second,
+	d := &DemoService{Service: service, Cluster: cluster, Region: region, ln: ln, done: make(chan struct{}), grpc: grpc.NewServer()}
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(d.grpc, hs)
+	// HTTP/1.1, HTTP/2 with prior knowledge (h2c) and, over HTTP/2, gRPC
+	// (the standard health service) on the one port.
+	handler := h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			d.grpc.ServeHTTP(w, r)
+			return
+		}
+		d.ServeHTTP(w, r)
+	}), &http2.Server{})
+	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, demoConnKey{}, c) }}
 	serveLn := ln
 	if cert != nil {
@@ -94,6 +116,7 @@ func (d *DemoService) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := d.srv.Shutdown(ctx)
+	d.grpc.Stop()
 	<-d.done
 	return err
 }
