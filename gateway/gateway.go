@@ -498,6 +498,22 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// Kill stops the gateway as the death of its process would: every
+// listener and every open connection is closed at once, with no drain,
+// and gossip stops without a leave message, so the other gateways learn
+// of it only from their failure detectors (and from connections that
+// fail). Failover tests use it; operators stop a gateway with Shutdown.
+//
+// Kill does not wait for the handlers of the closed connections: they end
+// as their reads and writes fail. Kill after Shutdown, or Shutdown after
+// Kill, does nothing.
+func (g *Gateway) Kill() {
+	g.shutOnce.Do(func() {
+		g.life.kill()
+		g.log.Info("gateway killed")
+	})
+}
+
 func (g *Gateway) closeListeners() {
 	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.passthroughLn, g.adminLn, g.controlLn} {
 		if ln != nil {
@@ -595,3 +611,11 @@ func (t *connTracker) closeAll() int {
 
 // Registry returns the registry the gateway's metrics live in.
 func (g *Gateway) Registry() *prometheus.Registry { return g.reg }
+
+// kill refuses new connections and closes every open one.
+func (t *connTracker) kill() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.closeAll()
+}

@@ -220,7 +220,11 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 	if err != nil {
 		return fail(err)
 	}
-	defer func() { up.Close() }()
+	defer func() {
+		if up != nil {
+			up.Close()
+		}
+	}()
 	keepAlive := !req.Close
 	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
 		if _, err := io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
@@ -258,7 +262,6 @@ func (g *Gateway) serveProxyRequest(c net.Conn, req *http.Request) bool {
 			up.Close()
 			a.failed(cand, err)
 			if up, cand, rt, err = a.connect(ctx); err != nil {
-				up = nopConn{}
 				return fail(err)
 			}
 			continue
@@ -301,11 +304,6 @@ func roundTrip(up net.Conn, req *http.Request) (*http.Response, error) {
 		}
 	}
 }
-
-// nopConn stands for a stream that was never opened.
-type nopConn struct{ net.Conn }
-
-func (nopConn) Close() error { return nil }
 
 // countWriter counts what it writes.
 type countWriter struct {
