@@ -229,6 +229,7 @@ type hdrMatcher struct {
 	key      string // canonical
 	value    string // trimmed; compared case-insensitively
 	hasValue bool
+	idx      int // with a value: the index of key in Engine.headerKeys
 }
 
 func compile(p *policy) *Engine {
@@ -291,7 +292,6 @@ func compile(p *policy) *Engine {
 		for _, m := range cs.headers {
 			key := textproto.CanonicalMIMEHeaderKey(m.name)
 			value := strings.Trim(m.value, headerSpace)
-			c.headers = append(c.headers, hdrMatcher{path: m.path, at: at(p.file, m.node), key: key, value: value, hasValue: m.hasValue})
 			if !slices.Contains(e.classifying, key) {
 				e.classifying = append(e.classifying, key)
 			}
@@ -301,9 +301,11 @@ func compile(p *policy) *Engine {
 				e.headerRules = append(e.headerRules, &Rule{ID: "header:" + key, Path: m.path + ".name", At: at(p.file, m.node)})
 				e.headerValues = append(e.headerValues, nil)
 			}
-			if i, ok := headerIdx[key]; ok && m.hasValue && !slices.ContainsFunc(e.headerValues[i], func(v string) bool { return strings.EqualFold(v, value) }) {
+			i := headerIdx[key]
+			if m.hasValue && !slices.ContainsFunc(e.headerValues[i], func(v string) bool { return strings.EqualFold(v, value) }) {
 				e.headerValues[i] = append(e.headerValues[i], value)
 			}
+			c.headers = append(c.headers, hdrMatcher{path: m.path, at: at(p.file, m.node), key: key, value: value, hasValue: m.hasValue, idx: i})
 		}
 		e.classes = append(e.classes, c)
 	}
@@ -331,25 +333,38 @@ func (e *Engine) names(s set) []string {
 // one of its matchers matches; within a matcher every field must match.
 func (e *Engine) Classify(f *Flow) Classes {
 	var c Classes
+	// The value of each classifying header, read once for every class.
+	var stack [64]string
+	var values []string
+	if f.Headers != nil {
+		values, c.ambiguous, c.unknown = e.readHeaders(f.Headers, stack[:0])
+	}
 	src, srcKnown := e.regionIdx[f.SourceRegion]
 	for i := range e.classes {
-		if e.classes[i].matches(f, src, srcKnown) {
+		if e.classes[i].matches(f, values, src, srcKnown) {
 			c.bits.add(i)
 		}
 	}
-	if f.Headers != nil {
-		for i, key := range e.headerKeys {
-			first, ambiguous := headerValue(f.Headers[key])
-			switch {
-			case ambiguous:
-				c.ambiguous = i + 1
-				return c
-			case first != "" && !e.ignoreUnknown && !slices.ContainsFunc(e.headerValues[i], func(v string) bool { return strings.EqualFold(v, first) }):
-				c.unknown = i + 1
-			}
-		}
-	}
 	return c
+}
+
+// readHeaders appends to values the value of each classifying header of h
+// (by headerKeys index), and reports the first that is ambiguous and the
+// first whose value no matcher names (each 1 + its index, or 0).
+func (e *Engine) readHeaders(h http.Header, values []string) (_ []string, ambiguous, unknown int) {
+	for i, key := range e.headerKeys {
+		first, amb := headerValue(h[key])
+		switch {
+		case amb:
+			if ambiguous == 0 {
+				ambiguous = i + 1
+			}
+		case first != "" && unknown == 0 && !e.ignoreUnknown && !slices.ContainsFunc(e.headerValues[i], func(v string) bool { return strings.EqualFold(v, first) }):
+			unknown = i + 1
+		}
+		values = append(values, first)
+	}
+	return values, ambiguous, unknown
 }
 
 // headerSpace is the optional white space around header values and list
@@ -378,7 +393,10 @@ func headerValue(vs []string) (first string, ambiguous bool) {
 	return first, false
 }
 
-func (c *class) matches(f *Flow, src int, srcKnown bool) bool {
+// matches reports whether any matcher of c matches f; values are f's
+// classifying header values by Engine.headerKeys index (nil without
+// headers).
+func (c *class) matches(f *Flow, values []string, src int, srcKnown bool) bool {
 	for i := range c.services {
 		if c.services[i].matches(f) {
 			return true
@@ -395,14 +413,7 @@ func (c *class) matches(f *Flow, src int, srcKnown bool) bool {
 	if f.Headers != nil {
 		for i := range c.headers {
 			m := &c.headers[i]
-			vs := f.Headers[m.key]
-			if len(vs) == 0 {
-				continue
-			}
-			if !m.hasValue {
-				return true
-			}
-			if v, _ := headerValue(vs); strings.EqualFold(v, m.value) {
+			if m.hasValue && strings.EqualFold(values[m.idx], m.value) || !m.hasValue && len(f.Headers[m.key]) > 0 {
 				return true
 			}
 		}
@@ -622,6 +633,10 @@ func (e *Engine) classInfo(i int) ClassInfo {
 // matched it.
 func (e *Engine) Matched(f *Flow) map[string][]MatcherInfo {
 	out := map[string][]MatcherInfo{}
+	var values []string
+	if f.Headers != nil {
+		values, _, _ = e.readHeaders(f.Headers, nil)
+	}
 	src, srcKnown := e.regionIdx[f.SourceRegion]
 	for i := range e.classes {
 		c := &e.classes[i]
@@ -632,13 +647,13 @@ func (e *Engine) Matched(f *Flow) map[string][]MatcherInfo {
 		}
 		for _, m := range c.sources {
 			one := class{sources: []srcMatcher{m}}
-			if one.matches(f, src, srcKnown) {
+			if one.matches(f, values, src, srcKnown) {
 				out[c.name] = append(out[c.name], MatcherInfo{Path: m.path, At: m.at, Kind: "source", Text: m.text()})
 			}
 		}
 		for _, m := range c.headers {
 			one := class{headers: []hdrMatcher{m}}
-			if one.matches(f, src, srcKnown) {
+			if one.matches(f, values, src, srcKnown) {
 				out[c.name] = append(out[c.name], MatcherInfo{Path: m.path, At: m.at, Kind: "header", Text: m.text()})
 			}
 		}
