@@ -24,8 +24,23 @@ type Port struct {
 	Port int `mapstructure:"port" json:"port"`
 	// TargetPort is the port endpoints listen on. Default: Port.
 	TargetPort int `mapstructure:"targetPort" json:"targetPort,omitempty"`
-	// Protocol is "tcp" (default) or "http"; informational in v0.
+	// Protocol is how the port speaks: "tcp" (default), "http"
+	// (HTTP/1.1, and HTTP/2 with prior knowledge from clients), "http2"
+	// (h2c) or "grpc". Gateways read each request of an HTTP port and
+	// route it on its own; a tcp port's bytes cannot be read.
 	Protocol string `mapstructure:"protocol" json:"protocol,omitempty"`
+}
+
+// Protocols lists the values of Port.Protocol.
+const Protocols = "tcp, http, http2, grpc"
+
+// ValidProtocol reports whether p is a value of Port.Protocol.
+func ValidProtocol(p string) bool {
+	switch p {
+	case "tcp", "http", "http2", "grpc":
+		return true
+	}
+	return false
 }
 
 // Service is a local service and its endpoints.
@@ -117,10 +132,8 @@ func Validate(prefix string, services []Service) error {
 				errs = append(errs, configfile.Errorf(pk+".port", "port %d listed twice", p.Port))
 			}
 			ports[p.Port] = true
-			switch p.Protocol {
-			case "", "tcp", "http":
-			default:
-				errs = append(errs, configfile.Errorf(pk+".protocol", "want tcp or http, found %q", p.Protocol))
+			if p.Protocol != "" && !ValidProtocol(p.Protocol) {
+				errs = append(errs, configfile.Errorf(pk+".protocol", "want one of %s, found %q", Protocols, p.Protocol))
 			}
 		}
 		for j, e := range s.Endpoints {

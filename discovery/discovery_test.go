@@ -33,7 +33,7 @@ func TestValidate(t *testing.T) {
 		"services.0.namespace":        "required value missing",
 		"services.0.name":             "not a DNS label",
 		"services.0.ports.1.port":     "listed twice",
-		"services.0.ports.1.protocol": "want tcp or http",
+		"services.0.ports.1.protocol": "want one of tcp, http, http2, grpc",
 		"services.0.endpoints.0":      "empty address",
 		"services.1.ports":            "at least one port required",
 	}

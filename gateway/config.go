@@ -50,6 +50,8 @@ type Config struct {
 	// failing to connect.
 	Outlier route.OutlierConfig `mapstructure:"outlier"`
 	Log     LogConfig           `mapstructure:"log"`
+	// HTTP configures the HTTP layer of ports that speak HTTP.
+	HTTP HTTPConfig `mapstructure:"http"`
 
 	// Services is the static discovery source: the local services this
 	// gateway exports to the federation.
@@ -147,6 +149,28 @@ type HealthConfig struct {
 	Timeout time.Duration `mapstructure:"timeout"`
 }
 
+// HTTPConfig configures how the gateway carries requests on ports
+// declared http, http2 or grpc.
+type HTTPConfig struct {
+	// RetryableGRPCMethods are gRPC methods that may be sent twice, as
+	// "/package.Service/Method" or "/package.Service/*": a call whose
+	// upstream broke before its response started is retried once on the
+	// next allowed cluster, like an idempotent HTTP request. Only name
+	// unary methods here: the request is held in memory (64 KiB at most)
+	// until it is sent.
+	RetryableGRPCMethods []string `mapstructure:"retryableGrpcMethods"`
+}
+
+// retryableGRPC reports whether the gRPC method path is listed.
+func (h HTTPConfig) retryableGRPC(path string) bool {
+	for _, m := range h.RetryableGRPCMethods {
+		if m == path || strings.HasSuffix(m, "/*") && strings.HasPrefix(path, m[:len(m)-1]) {
+			return true
+		}
+	}
+	return false
+}
+
 // LogConfig sets logging.
 type LogConfig struct {
 	// Level is debug, info (default), warn or error.
@@ -166,6 +190,11 @@ type Import struct {
 	// Namespace is the namespace of the workloads this port serves, for
 	// residency classes that match sources by namespace. Optional.
 	Namespace string `mapstructure:"namespace"`
+	// Protocol is how the port speaks: http, http2 or grpc (the gateway
+	// reads each request and routes it on its own), or tcp (bytes are
+	// carried as they come, and residency treats the flow as unreadable).
+	// Empty: as the clusters that export the service declare the port.
+	Protocol string `mapstructure:"protocol"`
 }
 
 // Target returns the import's destination.
@@ -247,6 +276,15 @@ func (c Config) Validate() error {
 		addr(key+".listen", im.Listen, false)
 		if im.Namespace != "" && !sovereignty.IsLabel(im.Namespace) {
 			errs = append(errs, configfile.Errorf(key+".namespace", "%q is not a DNS label (lower-case letters, digits, '-')", im.Namespace))
+		}
+		if im.Protocol != "" && !discovery.ValidProtocol(im.Protocol) {
+			errs = append(errs, configfile.Errorf(key+".protocol", "want one of %s, found %q", discovery.Protocols, im.Protocol))
+		}
+	}
+	for i, m := range c.HTTP.RetryableGRPCMethods {
+		svc, method, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
+		if !strings.HasPrefix(m, "/") || !ok || svc == "" || method == "" || strings.Contains(method, "/") || strings.Contains(method, "*") && method != "*" {
+			errs = append(errs, configfile.Errorf(fmt.Sprintf("http.retryableGrpcMethods.%d", i), "want /package.Service/Method or /package.Service/*, found %q", m))
 		}
 	}
 	for i := range binds {

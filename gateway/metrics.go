@@ -28,6 +28,7 @@ type metrics struct {
 	httpRequests       *prometheus.CounterVec
 	httpSeconds        *prometheus.HistogramVec
 	httpRetries        *prometheus.CounterVec
+	grpcRequests       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -92,7 +93,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_http_requests_total",
-			Help: "HTTP requests from local workloads routed one by one (the proxy port's absolute-form requests), by service, the cluster that answered (empty when none did) and status code.",
+			Help: "HTTP requests from local workloads routed one by one (ports that speak HTTP, on every entry, and the proxy port's absolute-form requests), by service, the cluster that answered (empty when none did) and status code.",
 		}, []string{"service", "cluster", "code"}),
 		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "strait_gateway_http_request_duration_seconds", Help: "From a request's head to the end of its response, by service and the cluster that answered.",
@@ -102,6 +103,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_http_retries_total",
 			Help: "Idempotent requests whose stream broke before a response started, by service and result (retried on the next allowed cluster, or budget: refused by the retry budget).",
 		}, []string{"service", "result"}),
+		grpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_grpc_requests_total",
+			Help: "gRPC calls from local workloads that got a response, by service, the cluster that answered and gRPC status code.",
+		}, []string{"service", "cluster", "grpc_status"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -112,7 +117,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
-		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries}
+		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -69,14 +67,17 @@ func StartDemoTLS(addr, service, cluster, region string, cert *tls.Certificate) 
 	healthpb.RegisterHealthServer(d.grpc, hs)
 	// HTTP/1.1, HTTP/2 with prior knowledge (h2c) and, over HTTP/2, gRPC
 	// (the standard health service) on the one port.
-	handler := h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			d.grpc.ServeHTTP(w, r)
 			return
 		}
 		d.ServeHTTP(w, r)
-	}), &http2.Server{})
-	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second,
+	})
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	d.srv = &http.Server{Handler: handler, Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, demoConnKey{}, c) }}
 	serveLn := ln
 	if cert != nil {

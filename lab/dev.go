@@ -135,7 +135,7 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 			if !opts.Ephemeral {
 				port = ds.port
 			}
-			cs.Imports = append(cs.Imports, gateway.Import{Service: ds.key, Port: DemoPort, Listen: net.JoinHostPort(gwHost, strconv.Itoa(port))})
+			cs.Imports = append(cs.Imports, gateway.Import{Service: ds.key, Port: DemoPort, Listen: net.JoinHostPort(gwHost, strconv.Itoa(port)), Protocol: "http"})
 		}
 		spec.Clusters = append(spec.Clusters, cs)
 	}

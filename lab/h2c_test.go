@@ -2,14 +2,11 @@ package lab_test
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -24,11 +21,7 @@ func TestDemoSpeaksH2CAndGRPCThroughAnImportPort(t *testing.T) {
 	l := twoClusters(t)
 	imp := l.Gateway("a").ImportAddrs()["demo/ledger:8080"]
 
-	h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}}}
+	h2 := h2cClient()
 	resp, err := h2.Get("http://" + imp + "/")
 	if err != nil {
 		t.Fatalf("h2c GET through the import port: %v", err)
@@ -53,4 +46,11 @@ func TestDemoSpeaksH2CAndGRPCThroughAnImportPort(t *testing.T) {
 	if err != nil || hc.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("gRPC health of demo/ledger through the import port: %v, %v", hc, err)
 	}
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge to http:// URLs.
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &p}}
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,18 +63,61 @@ func connectWithHeaders(t *testing.T, proxy, authority string, header http.Heade
 	return resp
 }
 
-// importRefuses reports whether a per-import port closes a connection
-// without carrying it anywhere.
-func importRefuses(t *testing.T, addr string) bool {
+// connectAndGet opens a CONNECT tunnel carrying outer on the CONNECT
+// request and, when it is answered 200, sends one GET with inner inside
+// it; it returns both responses, bodies read (inner nil when the CONNECT
+// was refused).
+func connectAndGet(t *testing.T, proxy, authority string, outer, inner http.Header) (*http.Response, *http.Response) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	n, err := c.Read(make([]byte, 1))
-	return n == 0 && err == io.EOF
+	req := &http.Request{Method: http.MethodConnect, Host: authority, URL: &url.URL{Opaque: authority}, Header: outer}
+	if err := req.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		t.Fatalf("CONNECT %s: %v", authority, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp, nil
+	}
+	get, _ := http.NewRequest(http.MethodGet, "http://"+authority+"/", nil)
+	maps.Copy(get.Header, inner)
+	if err := get.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	in, err := http.ReadResponse(br, get)
+	if err != nil {
+		t.Fatalf("GET inside the tunnel to %s: %v", authority, err)
+	}
+	body, _ := io.ReadAll(in.Body)
+	in.Body = io.NopCloser(strings.NewReader(string(body)))
+	return resp, in
+}
+
+// importGet sends one GET through a per-import port of a service that
+// speaks HTTP and returns the response, its body read.
+func importGet(t *testing.T, addr string, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(req.Header, header)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET through import port %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(strings.NewReader(string(body)))
+	return resp
 }
 
 // auditRecords reads a gateway's audit trail.
@@ -133,8 +178,8 @@ func TestResidencyInDevFederation(t *testing.T) {
 		if resp, _ := viaProxy(t, use1.Connect, ledgerURL, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("absolute-form status %s, want 404", resp.Status)
 		}
-		if !importRefuses(t, use1.Imports["demo/ledger:8080"]) {
-			t.Error("per-import port carried the connection")
+		if resp := importGet(t, use1.Imports["demo/ledger:8080"], nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("per-import port: %s, want 404", resp.Status)
 		}
 		after := inboundFrom(t, d.Gateway("eu-west-1"), "demo/ledger:8080", "us-east-1") + inboundFrom(t, d.Gateway("eu-west-2"), "demo/ledger:8080", "us-east-1")
 		if after != before {
@@ -187,9 +232,20 @@ func TestResidencyInDevFederation(t *testing.T) {
 				t.Fatalf("%s, served by %q; want eu-central-1", resp.Status, r.Cluster)
 			}
 		}
-		if resp := connectWithHeaders(t, euw1.Connect, "profile.demo.svc.clusterset.local:8080", euHeader); resp.StatusCode != http.StatusOK ||
-			resp.Header.Get("X-Strait-Cluster") != "eu-central-1" {
-			t.Errorf("CONNECT with the header: %s via %q", resp.Status, resp.Header.Get("X-Strait-Cluster"))
+		// The marker on the CONNECT itself (curl --proxy-header) marks every
+		// request inside the tunnel; so does one on the request.
+		for _, h := range []struct{ outer, inner http.Header }{{euHeader, nil}, {nil, euHeader}} {
+			for range 3 {
+				resp, inner := connectAndGet(t, euw1.Connect, "profile.demo.svc.clusterset.local:8080", h.outer, h.inner)
+				if resp.StatusCode != http.StatusOK || inner == nil || inner.StatusCode != http.StatusOK || inner.Header.Get("X-Strait-Cluster") != "eu-central-1" {
+					t.Fatalf("CONNECT (marker on the CONNECT %v): %s, request inside: %+v", h.outer != nil, resp.Status, inner)
+				}
+			}
+		}
+		// Each request inside a tunnel is routed on its own: marked requests
+		// stay in eu while unmarked ones may go anywhere.
+		if resp := importGet(t, euw1.Imports["demo/profile:8080"], euHeader); resp.StatusCode != http.StatusOK || resp.Header.Get("X-Strait-Cluster") != "eu-central-1" {
+			t.Errorf("import port, marked: %s via %q", resp.Status, resp.Header.Get("X-Strait-Cluster"))
 		}
 	})
 
@@ -466,8 +522,8 @@ func TestLedgerRefusedEverywhereWhenEUWestFails(t *testing.T) {
 	if reason := resp.Header.Get("X-Strait-Reason"); !strings.Contains(reason, "eu-west-1") || !strings.Contains(reason, "eu-west-2") {
 		t.Errorf("reason %q does not name the allowed clusters that are down", reason)
 	}
-	if !importRefuses(t, info["eu-central-1"].Imports["demo/ledger:8080"]) {
-		t.Error("eu-central-1's import port carried the connection")
+	if resp := importGet(t, info["eu-central-1"].Imports["demo/ledger:8080"], nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("eu-central-1's import port: %s, want 503", resp.Status)
 	}
 	if resp, _ := viaProxy(t, info["us-east-1"].Connect, ledgerURL, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("us-east-1 -> ledger: %s, want 404", resp.Status)

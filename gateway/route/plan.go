@@ -31,6 +31,9 @@ type FlowIn struct {
 	Entry     string      // connect, http, import or passthrough
 	Headers   http.Header // the request headers; nil for L4 (import and passthrough ports, no parsing)
 	Namespace string      // the calling workload's namespace, "" when unknown
+	// Unreadable: the flow carries bytes the gateway cannot read (TLS
+	// inside CONNECT, passthrough, tcp ports).
+	Unreadable bool
 }
 
 // Planned is one cluster that exports the target, with the policy's say.

@@ -18,6 +18,12 @@ type Target struct {
 
 func (t Target) String() string { return t.Namespace + "/" + t.Name + ":" + strconv.Itoa(t.Port) }
 
+// Authority returns the host:port clients name t by:
+// <name>.<ns>.svc.clusterset.local:<port>.
+func (t Target) Authority() string {
+	return t.Name + "." + t.Namespace + clustersetSuffix + ":" + strconv.Itoa(t.Port)
+}
+
 // ErrBadName is wrapped by every SNI and host-name parsing failure.
 var ErrBadName = errors.New("bad service name")
 

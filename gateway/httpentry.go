@@ -1,0 +1,734 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/wire"
+)
+
+// The HTTP layer. A port declared http, http2 or grpc is served request by
+// request on every entry (its import port, CONNECT tunnels to it, and
+// absolute-form requests on the proxy port): each request is classified
+// by its own headers, planned and routed on its own, so one client
+// connection can carry requests that go to different clusters. The client
+// speaks HTTP/1.1 (keep-alive, pipelined requests answered in order) or
+// HTTP/2 with prior knowledge (h2c, told by its preface); gRPC is HTTP/2.
+// Each request travels to the chosen gateway on a stream of its own,
+// whose facts are that request's classification, so the inbound gateway
+// re-checks every request; on the stream it is HTTP/1.1 for http ports
+// and h2c for http2 and grpc ports, as the service speaks it.
+
+// Port protocols (discovery.Port.Protocol, Import.Protocol).
+const (
+	protoTCP   = "tcp"
+	protoHTTP  = "http"
+	protoHTTP2 = "http2"
+	protoGRPC  = "grpc"
+)
+
+// speaksHTTP reports whether the gateway reads requests on a port of
+// protocol proto.
+func speaksHTTP(proto string) bool {
+	return proto == protoHTTP || proto == protoHTTP2 || proto == protoGRPC
+}
+
+// portProtocol says how t's port speaks: as declared (by an import), else
+// as this cluster's own service declares it, else as the clusters that
+// export it declare it when they agree. Undeclared or disagreeing ports
+// are tcp: the gateway does not read them, and residency treats their
+// flows as unreadable.
+func (g *Gateway) portProtocol(t wire.Target, declared string) string {
+	if declared != "" {
+		return declared
+	}
+	if svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]; ok {
+		for _, p := range svc.Ports {
+			if p.Port == t.Port {
+				return orTCP(p.Protocol)
+			}
+		}
+	}
+	if g.catalog == nil {
+		return protoTCP
+	}
+	proto := ""
+	for _, c := range g.catalog.Snapshot().Clusters {
+		s, ok := c.Service(t.Namespace, t.Name)
+		if !ok {
+			continue
+		}
+		for _, p := range s.Ports {
+			if p.Port != t.Port {
+				continue
+			}
+			switch pp := orTCP(p.Protocol); {
+			case proto == "":
+				proto = pp
+			case proto != pp:
+				return protoTCP
+			}
+		}
+	}
+	return orTCP(proto)
+}
+
+func orTCP(p string) string {
+	if p == "" {
+		return protoTCP
+	}
+	return p
+}
+
+// h2Preface opens every HTTP/2 connection (RFC 9113 3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// clientSpeaks tells from the first bytes of a client connection whether
+// it speaks HTTP/2 with prior knowledge or TLS; anything else is taken
+// for HTTP/1.1. It waits for the first byte until the read deadline.
+func clientSpeaks(br *bufio.Reader) (h2, tls bool, err error) {
+	b, err := br.Peek(1)
+	if err != nil {
+		return false, false, err
+	}
+	switch b[0] {
+	case 0x16: // a TLS handshake record
+		return false, true, nil
+	case h2Preface[0]:
+		p, err := br.Peek(len(h2Preface))
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			// A short HTTP/1.1 request ("PUT /\r\n...") may end before
+			// the length of the preface: HTTP/1.1 reads and judges it.
+			return false, false, nil
+		}
+		return string(p) == h2Preface, false, nil
+	}
+	return false, false, nil
+}
+
+// serveHTTPPort serves a client connection to t, a port that speaks HTTP,
+// from its first byte (br holds what was read of it). TLS the gateway
+// cannot read is carried as bytes, and residency treats the flow as
+// unreadable; HTTP/2 and HTTP/1.1 are served request by request.
+// outer holds the fields of the CONNECT request that opened the tunnel
+// the connection runs in, nil elsewhere (withOuter).
+func (g *Gateway) serveHTTPPort(c net.Conn, br *bufio.Reader, t wire.Target, in route.FlowIn, outer http.Header, proto string, wait time.Duration) {
+	c.SetReadDeadline(time.Now().Add(wait))
+	h2, isTLS, err := clientSpeaks(br)
+	c.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil:
+		return
+	case isTLS:
+		first, _ := br.Peek(br.Buffered())
+		in.Headers = nil
+		in.Unreadable = true
+		if err := g.relayTarget(c, t, in, append([]byte(nil), first...), false); err != nil {
+			g.outboundFailed(t.String(), in, err)
+		}
+	case h2:
+		g.serveH2(c, br, &t, in, outer, proto)
+	default:
+		g.serveHTTP1(c, br, &t, in, outer, proto, wait)
+	}
+}
+
+// serveHTTP1 serves HTTP/1.1 requests from c one after the other until
+// the client or an error ends the connection. fixed is the target of
+// every request on an import port or inside a CONNECT tunnel; nil on the
+// proxy port, where each request names its target (absolute form), and a
+// CONNECT hands the connection over to a tunnel.
+func (g *Gateway) serveHTTP1(c net.Conn, br *bufio.Reader, fixed *wire.Target, in route.FlowIn, outer http.Header, proto string, wait time.Duration) {
+	for {
+		req, ok := g.readClientRequest(c, br, wait, fixed == nil)
+		if !ok {
+			return
+		}
+		if fixed == nil && req.Method == http.MethodConnect {
+			g.serveConnectTunnel(c, br, req)
+			return
+		}
+		t, rin := *orTarget(fixed), in
+		rin.Headers = req.Header
+		rp := proto
+		if fixed == nil {
+			var ok bool
+			if t, rin, ok = proxyTarget(c, req); !ok {
+				g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
+				return
+			}
+			// Absolute-form requests are HTTP whatever the port says.
+			if rp = g.portProtocol(t, ""); !speaksHTTP(rp) {
+				rp = protoHTTP
+			}
+		} else if outer != nil {
+			rin.Headers = withOuter(req.Header, outer)
+		}
+		if !g.serveRequest1(c, req, t, rin, rp) {
+			return
+		}
+		wait = g.cfg.Timeouts.Idle
+	}
+}
+
+func orTarget(t *wire.Target) *wire.Target {
+	if t == nil {
+		return &wire.Target{}
+	}
+	return t
+}
+
+// withOuter adds to a request's headers the fields of the CONNECT request
+// that opened its tunnel (curl --proxy-header): a tunnel marked for a
+// class marks every request in it. A field both carry with different
+// values makes the request ambiguous.
+func withOuter(h, outer http.Header) http.Header {
+	m := h.Clone()
+	for k, vs := range outer {
+		m[k] = append(m[k], vs...)
+	}
+	return m
+}
+
+// readClientRequest reads one request within wait (readRequest); on a
+// bad or oversized head it answers the client and reports false. On the
+// proxy port a request must be a CONNECT or name an absolute http URL.
+func (g *Gateway) readClientRequest(c net.Conn, br *bufio.Reader, wait time.Duration, proxy bool) (*http.Request, bool) {
+	c.SetReadDeadline(time.Now().Add(wait))
+	req, err := readRequest(br)
+	var bad *badHeadError
+	switch {
+	case err == nil:
+	case errors.Is(err, errHeadTooLarge):
+		g.metrics.httpRequests.WithLabelValues("", "", "431").Inc()
+		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, err.Error())
+		return nil, false
+	case errors.As(err, &bad):
+		g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
+		writeHTTPError(c, http.StatusBadRequest, "bad request: "+err.Error())
+		return nil, false
+	default: // closed, timed out or reset between requests
+		return nil, false
+	}
+	c.SetReadDeadline(time.Time{})
+	if proxy && req.Method != http.MethodConnect && !(req.URL.IsAbs() && req.URL.Scheme == "http") {
+		g.metrics.httpRequests.WithLabelValues("", "", "405").Inc()
+		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
+		return nil, false
+	}
+	if req.Method == http.MethodConnect && !proxy {
+		g.metrics.httpRequests.WithLabelValues("", "", "405").Inc()
+		writeHTTPError(c, http.StatusMethodNotAllowed, "CONNECT is served on the proxy port only")
+		return nil, false
+	}
+	return req, true
+}
+
+// serveRequest1 carries one HTTP/1.1 request to t and writes the response
+// back. It reports whether the client connection can carry another
+// request: not after an error, a refusal (the request body may be
+// unread), or when either side asked to close.
+func (g *Gateway) serveRequest1(c net.Conn, req *http.Request, t wire.Target, in route.FlowIn, proto string) bool {
+	start := time.Now()
+	svc := t.String()
+	keepAlive := !req.Close
+	cont := func() error { return nil }
+	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		cont = func() error {
+			_, err := io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+			return err
+		}
+	}
+	req.Header.Del("Expect")
+	ex, err := g.forward(g.ctx, t, in, req, proto, cont)
+	if err != nil {
+		status := g.refuseRequest(t, in, err)
+		writeHTTPError(c, status, err.Error())
+		g.metrics.httpRequests.WithLabelValues(svc, ex.dest.cluster, strconv.Itoa(status)).Inc()
+		return false
+	}
+	defer ex.close()
+	resp := ex.resp
+	// A body that ends only with the stream cannot be framed for the
+	// client's next request. (The upstream stream itself always closes.)
+	keepAlive = keepAlive && (resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0 || resp.ProtoMajor == 2)
+	resp.Close = !keepAlive
+	if resp.ProtoMajor == 2 {
+		// From an h2c upstream: framed for HTTP/1.1 by resp.Write.
+		resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+	}
+	cw := &countWriter{w: c}
+	werr := resp.Write(cw)
+	g.metrics.bytes.WithLabelValues("outbound", svc, ex.dest.cluster, "rx").Add(float64(cw.n))
+	g.requestDone(svc, ex.dest.cluster, resp, start)
+	return werr == nil && keepAlive
+}
+
+// requestDone counts a request that got a response.
+func (g *Gateway) requestDone(svc, cluster string, resp *http.Response, start time.Time) {
+	g.metrics.httpRequests.WithLabelValues(svc, cluster, strconv.Itoa(resp.StatusCode)).Inc()
+	g.metrics.httpSeconds.WithLabelValues(svc, cluster).Observe(time.Since(start).Seconds())
+	if gs := grpcStatus(resp); gs != "" {
+		g.metrics.grpcRequests.WithLabelValues(svc, cluster, gs).Inc()
+	}
+}
+
+// grpcStatus is the gRPC status of a gRPC response (after its body was
+// read: it is in the trailers, or in the headers of a trailers-only
+// response), "" for other responses.
+func grpcStatus(resp *http.Response) string {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") {
+		return ""
+	}
+	if s := resp.Trailer.Get("Grpc-Status"); s != "" {
+		return s
+	}
+	if s := resp.Header.Get("Grpc-Status"); s != "" {
+		return s
+	}
+	return "unknown"
+}
+
+// refuseRequest counts and audits (forward has) a request no cluster took
+// and returns its status.
+func (g *Gateway) refuseRequest(t wire.Target, in route.FlowIn, err error) int {
+	status := http.StatusServiceUnavailable
+	var nre *route.NoRouteError
+	var ue *upstreamError
+	switch {
+	case errors.As(err, &nre):
+		status = nre.Status()
+	case errors.As(err, &ue):
+		status = http.StatusBadGateway
+	case errors.As(err, new(*badRequestError)):
+		status = http.StatusBadRequest
+	}
+	g.outboundFailed(t.String(), in, err)
+	return status
+}
+
+// upstreamError is a request whose stream broke before its response
+// started, after the request may have reached the service.
+type upstreamError struct {
+	target  wire.Target
+	cluster string
+	err     error
+}
+
+func (e *upstreamError) Error() string {
+	return fmt.Sprintf("%s via %s: %v", e.target, e.cluster, e.err)
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// badRequestError is a request the gateway could not read to its end.
+type badRequestError struct{ err error }
+
+func (e *badRequestError) Error() string { return "read request body: " + e.err.Error() }
+
+func (e *badRequestError) Unwrap() error { return e.err }
+
+// exchange is a request that got a response; close releases its stream
+// once the response body has been read.
+type exchange struct {
+	resp  *http.Response
+	dest  destination
+	close func()
+}
+
+// maxRetryBody is the largest request body kept so that a request can be
+// sent again.
+const maxRetryBody = 64 << 10
+
+// idempotent methods may be sent twice (RFC 9110 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// retryable reports whether req may be sent twice: an idempotent method,
+// or a gRPC method listed in http.retryableGrpcMethods.
+func (g *Gateway) retryable(req *http.Request) bool {
+	if idempotent(req.Method) {
+		return true
+	}
+	return req.Method == http.MethodPost && strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc") &&
+		g.cfg.HTTP.retryableGRPC(req.URL.Path)
+}
+
+// forward carries one request to t on a stream of its own and returns
+// the response, headers read. The request is planned with its own
+// classification (in.Headers). A request that never reached a service
+// moves to the next allowed cluster at once (attempt.connect); a
+// retryable one whose stream broke before its response started is sent
+// once more, to the next allowed cluster of the same plan, within the
+// service's retry budget. cont is called once a cluster took the stream,
+// before the request body is read (100-continue). On error, dest names
+// the cluster that broke, if any.
+func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, req *http.Request, proto string, cont func() error) (*exchange, error) {
+	svc := t.String()
+	g.retries.request(svc)
+	a, err := g.prepare(t, in)
+	if err != nil {
+		return &exchange{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
+	defer cancel()
+	up, cand, rt, err := a.connect(cctx)
+	if err != nil {
+		return &exchange{}, err
+	}
+	if err := cont(); err != nil {
+		up.Close()
+		return &exchange{dest: rt}, err
+	}
+	var body []byte // kept for a retry
+	retry := g.retryable(req)
+	if retry && req.Body != nil && req.Body != http.NoBody {
+		if body, err = readRetryBody(req); err != nil {
+			up.Close()
+			return &exchange{dest: rt}, &badRequestError{err}
+		}
+		retry = body != nil
+	}
+	out := outgoing(ctx, req, t, proto)
+	for retried := false; ; retried = true {
+		if body != nil {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+		}
+		resp, release, err := sendOn(up, out, proto)
+		if err == nil {
+			forwardHeader(resp.Header)
+			resp.Header.Set("X-Strait-Cluster", rt.cluster)
+			resp.Header.Set("X-Strait-Region", rt.region)
+			g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()
+			return &exchange{resp: resp, dest: rt, close: func() {
+				resp.Body.Close()
+				release()
+				up.Close()
+			}}, nil
+		}
+		up.Close()
+		g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "broken").Inc()
+		switch {
+		case !retry || retried:
+		case !g.retries.retry(svc):
+			g.metrics.httpRetries.WithLabelValues(svc, "budget").Inc()
+		default:
+			g.metrics.httpRetries.WithLabelValues(svc, "retried").Inc()
+			g.log.Info("request retried on the next allowed cluster", "service", svc, "cluster", rt.cluster, "err", err)
+			a.failed(cand, err)
+			cctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
+			up, cand, rt, err = a.connect(cctx)
+			cancel()
+			if err != nil {
+				return &exchange{}, err
+			}
+			continue
+		}
+		return &exchange{dest: rt}, &upstreamError{target: t, cluster: rt.cluster, err: err}
+	}
+}
+
+// readRetryBody reads a retryable request's body when it is small enough
+// to keep (maxRetryBody): nil when it is not, and then the request's
+// body still yields every byte.
+func readRetryBody(req *http.Request) ([]byte, error) {
+	if req.ContentLength > maxRetryBody {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, maxRetryBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxRetryBody {
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), req.Body), req.Body}
+		return nil, nil
+	}
+	return b, nil
+}
+
+// outgoing is the request sent upstream for req: the fields a proxy must
+// not forward removed (forwardHeader), "TE: trailers" kept for HTTP/2
+// (gRPC needs it), and one request per stream.
+func outgoing(ctx context.Context, req *http.Request, t wire.Target, proto string) *http.Request {
+	trailers := false
+	for _, v := range req.Header.Values("Te") {
+		for _, item := range strings.Split(v, ",") {
+			trailers = trailers || strings.EqualFold(strings.TrimSpace(item), "trailers")
+		}
+	}
+	out := req.Clone(ctx)
+	forwardHeader(out.Header)
+	out.RequestURI = ""
+	out.URL.Scheme = "http"
+	if out.Host == "" {
+		out.Host = t.Authority()
+	}
+	out.URL.Host = out.Host
+	if proto == protoHTTP {
+		out.Close = true
+		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	} else {
+		out.Close = false
+		out.TransferEncoding = nil
+		if trailers {
+			out.Header.Set("Te", "trailers")
+		}
+	}
+	return out
+}
+
+// h2Upstream speaks h2c with a service on one stream: the stream in the
+// context (upstreamConnKey) is its connection.
+var h2Upstream = func() *http.Transport {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Transport{Protocols: &p, DisableCompression: true, Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			if c, ok := ctx.Value(upstreamConnKey{}).(net.Conn); ok {
+				return c, nil
+			}
+			return nil, errors.New("no stream to speak HTTP/2 on")
+		}}
+}()
+
+type upstreamConnKey struct{}
+
+// sendOn sends req on the stream up in the upstream's protocol and reads
+// the head of its response. An error means no response started. release
+// frees what the exchange holds besides the stream.
+func sendOn(up net.Conn, req *http.Request, proto string) (*http.Response, func(), error) {
+	if proto == protoHTTP {
+		resp, err := roundTrip(up, req)
+		return resp, func() {}, err
+	}
+	cc, err := h2Upstream.NewClientConn(context.WithValue(req.Context(), upstreamConnKey{}, up), "http", req.URL.Host)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start HTTP/2: %w", err)
+	}
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		cc.Close()
+		return nil, nil, fmt.Errorf("HTTP/2 request: %w", err)
+	}
+	return resp, func() { cc.Close() }, nil
+}
+
+// roundTrip sends req on up and reads its final response (1xx answers
+// skipped). An error means no response started.
+func roundTrip(up net.Conn, req *http.Request) (*http.Response, error) {
+	if err := req.Write(up); err != nil {
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	br := bufio.NewReader(up)
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+	}
+}
+
+// countWriter counts what it writes.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// serveH2 serves HTTP/2 with prior knowledge on c (br holds its first
+// bytes, the preface among them). Each stream is a request routed on its
+// own: to fixed, or on the proxy port (fixed nil) to the service its
+// :authority names.
+func (g *Gateway) serveH2(c net.Conn, br *bufio.Reader, fixed *wire.Target, in route.FlowIn, outer http.Header, proto string) {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	ln := newConnListener(&readerConn{Conn: c, r: br})
+	srv := &http.Server{Protocols: &p, IdleTimeout: g.cfg.Timeouts.Idle, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 250},
+		BaseContext: func(net.Listener) context.Context { return g.ctx },
+		ErrorLog:    slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				ln.Close()
+			}
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			g.serveRequest2(w, r, fixed, in, outer, proto)
+		})}
+	_ = srv.Serve(ln) // returns once the connection closed
+}
+
+// connListener hands out one connection, then waits until it is closed.
+type connListener struct {
+	c      chan net.Conn
+	addr   net.Addr
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newConnListener(c net.Conn) *connListener {
+	l := &connListener{c: make(chan net.Conn, 1), addr: c.LocalAddr(), closed: make(chan struct{})}
+	l.c <- c
+	return l
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.c:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
+
+// readerConn reads what a bufio.Reader holds of a connection before the
+// rest of it.
+type readerConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// serveRequest2 carries one HTTP/2 request (ReverseProxy with forward as
+// its transport) and writes the response back.
+func (g *Gateway) serveRequest2(w http.ResponseWriter, r *http.Request, fixed *wire.Target, in route.FlowIn, outer http.Header, proto string) {
+	start := time.Now()
+	var t wire.Target
+	if fixed != nil {
+		t = *fixed
+	} else {
+		authority := r.Host
+		if _, _, err := net.SplitHostPort(authority); err != nil {
+			authority += ":80"
+		}
+		var err error
+		if t, err = wire.ParseAuthority(authority); err != nil {
+			g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
+			writeH2Error(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+		if proto = g.portProtocol(t, ""); !speaksHTTP(proto) {
+			proto = protoHTTP
+		}
+	}
+	svc := t.String()
+	in.Headers = r.Header
+	if outer != nil {
+		in.Headers = withOuter(r.Header, outer)
+	}
+	var ex *exchange
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(*httputil.ProxyRequest) {},
+		Transport: roundTripFunc(func(out *http.Request) (*http.Response, error) {
+			var err error
+			ex, err = g.forward(r.Context(), t, in, out, proto, func() error { return nil })
+			if err != nil {
+				return nil, err
+			}
+			return ex.resp, nil
+		}),
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status := g.refuseRequest(t, in, err)
+			cluster := ""
+			if ex != nil {
+				cluster = ex.dest.cluster
+			}
+			g.metrics.httpRequests.WithLabelValues(svc, cluster, strconv.Itoa(status)).Inc()
+			writeH2Error(w, r, status, err.Error())
+		},
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	rp.ServeHTTP(w, r)
+	if ex != nil && ex.resp != nil {
+		ex.close()
+		g.requestDone(svc, ex.dest.cluster, ex.resp, start)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// grpcCodes maps the gateway's refusals to gRPC status codes.
+var grpcCodes = map[int]int{
+	http.StatusBadRequest:         3,  // INVALID_ARGUMENT
+	http.StatusForbidden:          7,  // PERMISSION_DENIED
+	http.StatusNotFound:           12, // UNIMPLEMENTED, as gRPC maps HTTP 404
+	http.StatusBadGateway:         14, // UNAVAILABLE
+	http.StatusServiceUnavailable: 14,
+}
+
+// writeH2Error answers a request the gateway refused: a gRPC call with a
+// trailers-only response carrying the gRPC status, anything else like an
+// HTTP/1.1 refusal.
+func writeH2Error(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	reason = headerSafe(strings.ReplaceAll(reason, "\n", " "))
+	h := w.Header()
+	h.Set("X-Strait-Reason", reason)
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		code, ok := grpcCodes[status]
+		if !ok {
+			code = 2 // UNKNOWN
+		}
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(code))
+		h.Set("Grpc-Message", grpcMessage(reason))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, reason+"\n")
+}
+
+// grpcMessage percent-encodes a grpc-message value (gRPC over HTTP/2).
+func grpcMessage(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c > '~' || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,293 @@
+package lab_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/lab"
+)
+
+// euOnlyMarked keeps requests marked x-data-residency: eu in r1 and r3.
+const euOnlyMarked = `apiVersion: strait.io/v1
+kind: ResidencyPolicy
+metadata: {name: marked}
+spec:
+  regions: [r1, r2, r3]
+  classes:
+    - name: marked
+      allowedRegions: [r1, r3]
+      match:
+        headers:
+          - {name: x-data-residency, value: eu}
+  default: allow
+`
+
+// httpService is a demo service in cluster whose port 8080 speaks proto.
+func httpService(t *testing.T, key, cluster, region, proto string) discovery.Service {
+	t.Helper()
+	s := startDemo(t, key, cluster, region, nil)
+	s.Ports[0].Protocol = proto
+	return s
+}
+
+// httpLab: a (r3) imports demo/profile, served by b (r2) and c (r1), both
+// beyond a's region and so balanced. Unmarked requests may go to either;
+// marked ones only to c.
+func httpLab(t *testing.T, proto string) *lab.Lab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.Start(ctx, lab.Spec{
+		Clusters: []lab.ClusterSpec{
+			{Name: "a", Region: "r3", Imports: []gateway.Import{{Service: "demo/profile", Port: 8080, Listen: "127.0.0.1:0"}}},
+			{Name: "b", Region: "r2", Services: []discovery.Service{httpService(t, "demo/profile", "b", "r2", proto)}},
+			{Name: "c", Region: "r1", Services: []discovery.Service{httpService(t, "demo/profile", "c", "r1", proto)}},
+		},
+		Policy:   []byte(euOnlyMarked),
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
+		Health:   gateway.HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// TestImportPortRoutesEachHTTP1Request: on one keep-alive HTTP/1.1
+// connection to an import port, marked and unmarked requests alternate;
+// each is routed on its own, so marked ones are served in r1 only while
+// unmarked ones spread over both clusters, and the connection stays open.
+func TestImportPortRoutesEachHTTP1Request(t *testing.T) {
+	l := httpLab(t, "http")
+	addr := l.Gateway("a").ImportAddrs()["demo/profile:8080"]
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	served := map[string]int{}
+	for i := range 40 {
+		marked := i%2 == 0
+		marker := ""
+		if marked {
+			marker = []string{"X-Data-Residency: eu\r\n", "x-data-residency:  EU \r\n", "X-Data-Residency: eu, eu\r\n"}[i%3]
+		}
+		fmt.Fprintf(c, "GET /headers HTTP/1.1\r\nHost: profile\r\nX-Strait-Region: r1\r\nConnection: x-drop\r\nX-Drop: 1\r\n%s\r\n", marker)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on the kept-alive connection: %v", i, err)
+		}
+		var r lab.Reply
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %s, %v", i, resp.Status, err)
+		}
+		if marked && r.Region != "r1" {
+			t.Fatalf("marked request %d (%q) served in %s", i, marker, r.Region)
+		}
+		if got := resp.Header.Get("X-Strait-Cluster"); got != r.Cluster {
+			t.Errorf("X-Strait-Cluster %q, served by %q", got, r.Cluster)
+		}
+		if len(r.Headers["X-Strait-Region"]) > 0 || len(r.Headers["X-Drop"]) > 0 {
+			t.Errorf("service saw a client's X-Strait-* or hop-by-hop field: %v", r.Headers)
+		}
+		if !marked {
+			served[r.Cluster]++
+		}
+	}
+	if served["b"] == 0 || served["c"] == 0 {
+		t.Errorf("unmarked requests served %v: want both clusters", served)
+	}
+	// Conflicting markers are refused with 400, and the connection closes.
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: profile\r\nX-Data-Residency: eu, us\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("ambiguous marker: %v, %v; want 400", resp, err)
+	}
+}
+
+// TestImportPortRoutesEachHTTP2Stream: h2c with prior knowledge on an
+// import port; concurrent streams on one connection are each routed on
+// their own, and a gRPC call carries its marker as metadata.
+func TestImportPortRoutesEachHTTP2Stream(t *testing.T) {
+	l := httpLab(t, "grpc")
+	addr := l.Gateway("a").ImportAddrs()["demo/profile:8080"]
+	client := h2cClient()
+	var mu sync.Mutex
+	served := map[string]int{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+			marked := i%2 == 0
+			if marked {
+				req.Header.Set("X-Data-Residency", "eu")
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			var r lab.Reply
+			if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.ProtoMajor != 2 {
+				errs <- fmt.Errorf("HTTP/%d %s: %v", resp.ProtoMajor, resp.Status, err)
+				return
+			}
+			if marked && r.Region != "r1" {
+				errs <- fmt.Errorf("marked stream served in %s", r.Region)
+			}
+			mu.Lock()
+			served[r.Cluster]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if served["b"] == 0 {
+		t.Errorf("served %v: unmarked streams never went to b", served)
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var hdr metadata.MD
+		resp, err := hc.Check(metadata.AppendToOutgoingContext(ctx, "x-data-residency", "eu"), &healthpb.HealthCheckRequest{Service: "demo/profile"}, grpc.Header(&hdr))
+		cancel()
+		if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("marked gRPC health check: %v, %v", resp, err)
+		}
+		if got := hdr.Get("x-strait-region"); len(got) != 1 || got[0] != "r1" {
+			t.Fatalf("marked gRPC call served in %v", got)
+		}
+	}
+	// A gRPC call the policy refuses ends with a gRPC status, not a
+	// transport error.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = hc.Check(metadata.AppendToOutgoingContext(ctx, "x-data-residency", "eu, us"), &healthpb.HealthCheckRequest{})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(strings.ToLower(status.Convert(err).Message()), "x-data-residency") {
+		t.Fatalf("ambiguous gRPC call: %v, want InvalidArgument naming the header", err)
+	}
+	if n := metricValue(t, l.Gateway("a"), "strait_gateway_grpc_requests_total", map[string]string{"service": "demo/profile:8080", "cluster": "c", "grpc_status": "0"}); n < 10 {
+		t.Errorf("gRPC calls counted with status 0 via c: %v, want >= 10", n)
+	}
+}
+
+// TestConnectTunnelRoutesEachRequest: inside a CONNECT tunnel to a port
+// that speaks HTTP, each request is routed on its own (what HTTPS_PROXY
+// clients do for http:// URLs through `curl -p`).
+func TestConnectTunnelRoutesEachRequest(t *testing.T) {
+	l := httpLab(t, "http")
+	c, err := net.DialTimeout("tcp", l.Gateway("a").ConnectAddr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	const authority = "profile.demo.svc.clusterset.local:8080"
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", authority, authority)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT: %v, %v", resp, err)
+	}
+	served := map[string]int{}
+	for i := range 30 {
+		marked := i%3 == 0
+		marker := ""
+		if marked {
+			marker = "X-Data-Residency: eu\r\n"
+		}
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n", authority, marker)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d in the tunnel: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		region := resp.Header.Get("X-Strait-Region")
+		if marked && region != "r1" {
+			t.Fatalf("marked request %d in the tunnel served in %q", i, region)
+		}
+		served[resp.Header.Get("X-Strait-Cluster")]++
+	}
+	if served["b"] == 0 || served["c"] == 0 {
+		t.Errorf("requests in the tunnel served %v: want both clusters", served)
+	}
+}
+
+// TestHTTPRequestsFailOverOneByOne: with keep-alive HTTP/1.1 and HTTP/2
+// connections open to the import port, the gateway of the cluster that
+// serves them is killed; every following request is served by the other
+// cluster and none fails.
+func TestHTTPRequestsFailOverOneByOne(t *testing.T) {
+	l := httpLab(t, "http")
+	addr := l.Gateway("a").ImportAddrs()["demo/profile:8080"]
+	h1 := &http.Client{Timeout: 10 * time.Second}
+	h2 := h2cClient()
+	get := func(c *http.Client) (string, error) {
+		resp, err := c.Get("http://" + addr + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("status %s: %s", resp.Status, resp.Header.Get("X-Strait-Reason"))
+		}
+		return resp.Header.Get("X-Strait-Cluster"), nil
+	}
+	for _, c := range []*http.Client{h1, h2} {
+		if _, err := get(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.KillGateway("c"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		for _, c := range []*http.Client{h1, h2} {
+			got, err := get(c)
+			if err != nil {
+				t.Fatalf("request %d after c was killed: %v", i, err)
+			}
+			if got != "b" {
+				t.Fatalf("request %d after c was killed served by %q", i, got)
+			}
+		}
+	}
+}
