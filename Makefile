@@ -13,7 +13,7 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS                      := $(CURDIR)/bin/tools
 
-.PHONY: all build generate test demo bench bench-dataplane bench-catalog bench-residency bench-state soak fuzz lint clean
+.PHONY: all build generate test demo bench bench-dataplane bench-l7 bench-catalog bench-residency bench-state soak fuzz lint clean
 
 all: build
 
@@ -39,7 +39,7 @@ demo: build
 BENCHRUN = set -o pipefail; $(GO) test -tags bench -count=1 -v -timeout 60m
 BENCHOUT = | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
 
-bench: bench-dataplane bench-catalog bench-residency bench-state
+bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state
 
 # The data plane against HAProxy and a direct connection: throughput,
 # request/response and new-connection latency; a new connection across a
@@ -48,6 +48,16 @@ bench: bench-dataplane bench-catalog bench-residency bench-state
 # messages are kept in the output.
 bench-dataplane:
 	$(BENCHRUN) -run '^TestBenchDataplane' ./lab | grep -E '^(BENCH|--- FAIL|FAIL|panic|\s+\S+_test\.go:[0-9]+: )'
+
+# HTTP through real `strait gateway` processes against a direct baseline
+# and an HAProxy pair in HTTP mode (h2c in, HTTP/2 over TLS between,
+# HTTP/1.1 to the service), loaded by h2load: req/s and p99 latency; then
+# failed requests and the slowest request when the preferred cluster's
+# gateway is killed under keep-alive HTTP/2 load. Installs haproxy and
+# h2load (nghttp2-client) with apt-get when they are missing. Failure
+# messages are kept in the output.
+bench-l7:
+	$(BENCHRUN) -run '^TestBenchL7$$' ./lab | grep -E '^(BENCH|--- FAIL|FAIL|panic|\s+\S+_test\.go:[0-9]+: )'
 
 # Catalog convergence at 64 and 256 gateways, failure detection, false
 # deaths under CPU load (60 s), join of a 1,000,000-service catalog.

@@ -26,26 +26,36 @@ import (
 // haproxyBinary finds haproxy, installing it with apt-get when missing.
 func haproxyBinary(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
+	return aptBinary(t, "haproxy", "haproxy", "haproxy is needed as the baseline", "/usr/sbin/haproxy")
+}
+
+// aptBinary finds the program name on PATH (or at one of also), and when
+// it is missing installs the Debian package pkg with apt-get (apt-get
+// update first) and looks again. A benchmark cannot run without it: it
+// fails, never skips, saying why (why: "haproxy is needed as the
+// baseline").
+func aptBinary(t *testing.T, name, pkg, why string, also ...string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	t.Log("haproxy not found: installing it with apt-get")
+	t.Logf("%s not found: installing %s with apt-get", name, pkg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	for _, args := range [][]string{{"update"}, {"install", "-y", "haproxy"}} {
+	for _, args := range [][]string{{"update"}, {"install", "-y", pkg}} {
 		cmd := exec.CommandContext(ctx, "apt-get", args...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("haproxy is needed as the baseline and is not installed; apt-get %s failed: %v\n%s\ninstall haproxy and run again",
-				strings.Join(args, " "), err, tail(out, 2000))
+			t.Fatalf("%s and %s is not installed; apt-get %s failed: %v\n%s\ninstall %s and run again",
+				why, name, strings.Join(args, " "), err, tail(out, 2000), pkg)
 		}
 	}
-	for _, name := range []string{"haproxy", "/usr/sbin/haproxy"} {
-		if p, err := exec.LookPath(name); err == nil {
+	for _, p := range append([]string{name}, also...) {
+		if p, err := exec.LookPath(p); err == nil {
 			return p
 		}
 	}
-	t.Fatal("haproxy is needed as the baseline and is still not found after apt-get install haproxy; install it and put it on PATH")
+	t.Fatalf("%s and %s is still not found after apt-get install %s; install it and put it on PATH", why, name, pkg)
 	return ""
 }
 
