@@ -25,6 +25,10 @@
 //     fail closed: a region the policy does not know is in no class's
 //     allowed set, and a classifying header carrying two different values
 //     is refused rather than classified one way (TestDecide).
+//   - A flow the gateway cannot read (Flow.Unreadable, no headers) carries
+//     every class with a header matcher unless the class says
+//     unreadable: allow, so a marker the gateway cannot see never lets a
+//     flow out of its class's regions (TestUnreadable).
 //   - Every Decision names the Rule that made it, with its field path and
 //     position in the policy file (TestDecide).
 //   - CatalogRegions restricts a service only through classes with

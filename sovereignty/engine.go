@@ -30,6 +30,12 @@ type Flow struct {
 	// classifies. Values compare case-insensitively after trimming
 	// spaces and tabs, and a comma-separated list is its items.
 	Headers http.Header
+	// Unreadable says the flow carries bytes the gateway cannot read (TLS
+	// inside CONNECT, the passthrough port, tcp ports), so header matchers
+	// cannot be checked: the flow carries every class with a header
+	// matcher unless the class says unreadable: allow. Set it only with
+	// Headers nil; a flow with headers was read.
+	Unreadable bool
 }
 
 // Candidate is a cluster a flow could be sent to.
@@ -196,6 +202,7 @@ type Engine struct {
 	headerValues       [][]string // per headerKeys entry: the values matchers name
 	ignoreUnknown      bool       // spec.onUnknownValue: ignore
 	classifying        []string   // canonical names of every header any matcher reads
+	unreadable         set        // classes an unreadable flow carries: a header matcher, unreadable not allow
 }
 
 type class struct {
@@ -208,6 +215,10 @@ type class struct {
 	services    []svcMatcher
 	sources     []srcMatcher
 	headers     []hdrMatcher
+	// unreadable is restrict or allow for a class with header matchers,
+	// "" without; unreadableAt says where that comes from.
+	unreadable   string
+	unreadableAt MatcherInfo
 }
 
 type svcMatcher struct {
@@ -307,6 +318,18 @@ func compile(p *policy) *Engine {
 			}
 			c.headers = append(c.headers, hdrMatcher{path: m.path, at: at(p.file, m.node), key: key, value: value, hasValue: m.hasValue, idx: i})
 		}
+		if len(c.headers) > 0 {
+			c.unreadable = cs.unreadable
+			c.unreadableAt = MatcherInfo{Path: cs.path + ".unreadable", At: at(p.file, cs.unreadableNode), Kind: KindUnreadable}
+			if cs.unreadableNode == nil {
+				c.unreadable = UnreadableRestrict
+				c.unreadableAt.Path, c.unreadableAt.At = cs.path+".match.headers", at(p.file, cs.headersNode)
+			}
+			c.unreadableAt.Text = "the flow cannot be read and the class matches headers (unreadable: " + c.unreadable + ")"
+			if c.unreadable != UnreadableAllow {
+				e.unreadable.add(len(e.classes))
+			}
+		}
 		e.classes = append(e.classes, c)
 	}
 	sort.Strings(e.classifying)
@@ -331,6 +354,8 @@ func (e *Engine) names(s set) []string {
 
 // Classify returns the classes that apply to f. A class applies when any
 // one of its matchers matches; within a matcher every field must match.
+// A flow without headers that is Unreadable also carries every class with
+// a header matcher whose unreadable is not allow.
 func (e *Engine) Classify(f *Flow) Classes {
 	var c Classes
 	// The value of each classifying header, read once for every class.
@@ -338,6 +363,8 @@ func (e *Engine) Classify(f *Flow) Classes {
 	var values []string
 	if f.Headers != nil {
 		values, c.ambiguous, c.unknown = e.readHeaders(f.Headers, stack[:0])
+	} else if f.Unreadable {
+		c.bits = e.unreadable
 	}
 	src, srcKnown := e.regionIdx[f.SourceRegion]
 	for i := range e.classes {
@@ -580,17 +607,29 @@ type ClassInfo struct {
 	// AllowedAs lists allowedRegions as written; Allowed has groups expanded.
 	AllowedAs, Allowed []string
 	Catalog            string
-	Rule               *Rule
-	Matchers           []MatcherInfo
+	// Unreadable is what a flow the gateway cannot read gets from the
+	// class: UnreadableRestrict (the default) or UnreadableAllow; "" for a
+	// class without header matchers, which such a flow cannot reach by
+	// headers.
+	Unreadable string
+	Rule       *Rule
+	Matchers   []MatcherInfo
 }
 
-// MatcherInfo describes one matcher of a class.
+// MatcherInfo describes one matcher of a class, or why a class applies
+// to an unreadable flow (Kind KindUnreadable).
 type MatcherInfo struct {
 	Path string // spec.classes[0].match.services[0]
 	At   string // file:line:column
-	Kind string // service, source or header
+	Kind string // service, source, header or unreadable
 	Text string // data-class=pii-eu
 }
+
+// KindUnreadable is the MatcherInfo.Kind Matched reports for a class that
+// applies because the flow cannot be read and the class matches headers.
+// Its Path is the class's unreadable field, or its match.headers when the
+// field is not written.
+const KindUnreadable = "unreadable"
 
 // Class returns the description of the named class.
 func (e *Engine) Class(name string) (ClassInfo, bool) {
@@ -613,7 +652,8 @@ func (e *Engine) ClassList() []ClassInfo {
 
 func (e *Engine) classInfo(i int) ClassInfo {
 	c := &e.classes[i]
-	ci := ClassInfo{Name: c.name, Description: c.description, AllowedAs: c.allowedAs, Allowed: c.rule.Regions, Catalog: CatalogAll, Rule: c.rule}
+	ci := ClassInfo{Name: c.name, Description: c.description, AllowedAs: c.allowedAs, Allowed: c.rule.Regions, Catalog: CatalogAll,
+		Unreadable: c.unreadable, Rule: c.rule}
 	if c.regionOnly {
 		ci.Catalog = CatalogRegionOnly
 	}
@@ -630,12 +670,18 @@ func (e *Engine) classInfo(i int) ClassInfo {
 }
 
 // Matched returns, for each class that applies to f, the matchers that
-// matched it.
+// matched it; a class that applies because f is Unreadable reports a
+// MatcherInfo of Kind KindUnreadable.
 func (e *Engine) Matched(f *Flow) map[string][]MatcherInfo {
 	out := map[string][]MatcherInfo{}
 	var values []string
 	if f.Headers != nil {
 		values, _, _ = e.readHeaders(f.Headers, nil)
+	} else if f.Unreadable {
+		e.unreadable.each(func(i int) {
+			c := &e.classes[i]
+			out[c.name] = append(out[c.name], c.unreadableAt)
+		})
 	}
 	src, srcKnown := e.regionIdx[f.SourceRegion]
 	for i := range e.classes {

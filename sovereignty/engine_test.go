@@ -261,6 +261,14 @@ func TestDecideAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("DecideClasses allocates %v times per call", allocs)
 	}
+	u := sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: "eu-west-1", SourceRegion: "eu-west", Unreadable: true}
+	allocs = testing.AllocsPerRun(1000, func() { d = e.Decide(&u, c) })
+	if allocs != 0 {
+		t.Errorf("Decide allocates %v times per call for an unreadable flow", allocs)
+	}
+	if !d.Allow || d.Rule.ID != "class:pii-eu" {
+		t.Errorf("unreadable flow decided %+v", d)
+	}
 }
 
 // TestEngineConcurrentUse decides from many goroutines at once; with -race
@@ -287,6 +295,144 @@ func TestEngineConcurrentUse(t *testing.T) {
 	for range 8 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestUnreadable: a flow the gateway cannot read carries every class with
+// a header matcher, unless the class says unreadable: allow.
+func TestUnreadable(t *testing.T) {
+	example := readFile(t, examplePath)
+	e := mustCompile(t, example)
+	allow := mustCompile(t, strings.Replace(example, "      catalog: region-only\n", "      catalog: region-only\n      unreadable: allow\n", 1))
+	// Two header classes on one header with disjoint regions compile (a
+	// readable flow carries one value), but an unreadable flow carries both.
+	disjoint := mustCompile(t, `apiVersion: strait.io/v1
+kind: ResidencyPolicy
+metadata: {name: disjoint}
+spec:
+  regionGroups:
+    eu: [eu-west, eu-central]
+    us: [us-east]
+  classes:
+    - name: pii-eu
+      allowedRegions: [eu]
+      match:
+        headers:
+          - {name: x-data-residency, value: eu}
+    - name: pii-us
+      allowedRegions: [us]
+      match:
+        headers:
+          - {name: x-data-residency, value: us}
+`)
+	// decisionPolicy's west-vault has only service and source matchers.
+	d := mustCompile(t, decisionPolicy)
+	euCentral := sovereignty.Candidate{Cluster: "eu-central-1", Region: "eu-central"}
+	usEast := sovereignty.Candidate{Cluster: "us-east-1", Region: "us-east"}
+	euWest := sovereignty.Candidate{Cluster: "eu-west-1", Region: "eu-west"}
+	unreadable := func(from string) sovereignty.Flow {
+		return sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: from + "-1", SourceRegion: from, Unreadable: true}
+	}
+	for _, tc := range []struct {
+		name    string
+		engine  *sovereignty.Engine
+		flow    sovereignty.Flow
+		cand    sovereignty.Candidate
+		classes string
+		allow   bool
+		rule    string
+		reason  sovereignty.Reason
+	}{
+		{"unreadable flow carries the header class and may not leave its regions", e, unreadable("eu-west"), usEast,
+			"pii-eu", false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"unreadable flow stays allowed inside the class's regions", e, unreadable("eu-west"), euCentral,
+			"pii-eu", true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"unreadable flow from outside the class's regions", e, unreadable("us-east"), usEast,
+			"pii-eu", false, "class:pii-eu", sovereignty.ReasonSourceRegion},
+		{"the same flow readable and unmarked is unclassified", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west"}, usEast,
+			"", true, "default", sovereignty.ReasonDefault},
+		{"unreadable: allow leaves the flow out of the class", allow, unreadable("eu-west"), usEast,
+			"", true, "default", sovereignty.ReasonDefault},
+		{"unreadable: allow does not disable the class's other matchers", allow, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "eu-west", Unreadable: true}, usEast,
+			"pii-eu", false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"two header classes with disjoint regions: allowed nowhere (eu)", disjoint, unreadable("eu-west"), euCentral,
+			"pii-eu,pii-us", false, "class:pii-us", sovereignty.ReasonSourceRegion},
+		{"two header classes with disjoint regions: allowed nowhere (us)", disjoint, unreadable("us-east"), usEast,
+			"pii-eu,pii-us", false, "class:pii-eu", sovereignty.ReasonSourceRegion},
+		{"a class with only service and source matchers is unaffected", d, sovereignty.Flow{Namespace: "secrets", Name: "vault", SourceRegion: "eu-central", Unreadable: true}, euCentral,
+			"pii-eu,traced", true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"a readable flow ignores Unreadable", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: http.Header{}, Unreadable: true}, usEast,
+			"", true, "default", sovereignty.ReasonDefault},
+		{"a readable flow ignores Unreadable and is classified by its headers", disjoint, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "us-east", Headers: http.Header{"X-Data-Residency": {"us"}}, Unreadable: true}, usEast,
+			"pii-us", true, "class:pii-us", sovereignty.ReasonAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := strings.Join(tc.engine.ClassNames(tc.engine.Classify(&tc.flow)), ","); got != tc.classes {
+				t.Errorf("classes %q, want %q", got, tc.classes)
+			}
+			dec := tc.engine.Decide(&tc.flow, tc.cand)
+			if dec.Allow != tc.allow || dec.Rule.ID != tc.rule || dec.Reason != tc.reason {
+				t.Errorf("Decide = allow %v rule %s reason %s; want allow %v rule %s reason %s",
+					dec.Allow, dec.Rule.ID, dec.Reason, tc.allow, tc.rule, tc.reason)
+			}
+		})
+	}
+
+	// Allowed nowhere: the classes' regions do not intersect.
+	if regions, restricted := disjoint.AllowedRegions(disjoint.Classify(&sovereignty.Flow{Unreadable: true})); !restricted || len(regions) != 0 {
+		t.Errorf("disjoint classes allow %v (restricted %v), want none", regions, restricted)
+	}
+	for _, c := range []sovereignty.Candidate{euWest, euCentral, usEast} {
+		for _, from := range []string{"eu-west", "eu-central", "us-east"} {
+			f := unreadable(from)
+			if dec := disjoint.Decide(&f, c); dec.Allow {
+				t.Errorf("disjoint classes allowed an unreadable flow from %s to %s", from, c.Region)
+			}
+		}
+	}
+}
+
+// TestUnreadableIsExplained: Matched says a class applies because the flow
+// cannot be read, at the field that says so; ClassInfo shows the setting.
+func TestUnreadableIsExplained(t *testing.T) {
+	example := readFile(t, examplePath)
+	e := mustCompile(t, example)
+	f := sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "eu-west", Unreadable: true}
+	m := e.Matched(&f)["pii-eu"]
+	want := sovereignty.MatcherInfo{Path: "spec.classes[0].match.headers", At: "policy.yaml:17:9", Kind: sovereignty.KindUnreadable,
+		Text: "the flow cannot be read and the class matches headers (unreadable: restrict)"}
+	if len(m) != 2 || m[0] != want || m[1].Kind != "service" {
+		t.Errorf("matched %+v\nwant %+v and the service matcher", m, want)
+	}
+	f.Headers = http.Header{}
+	if m := e.Matched(&f)["pii-eu"]; len(m) != 1 || m[0].Kind != "service" {
+		t.Errorf("a readable flow matched %+v", m)
+	}
+
+	written := mustCompile(t, strings.Replace(example, "      catalog: region-only\n", "      catalog: region-only\n      unreadable: restrict\n", 1))
+	f.Headers = nil
+	if m := written.Matched(&f)["pii-eu"]; len(m) != 2 || m[0].Path != "spec.classes[0].unreadable" || m[0].At != "policy.yaml:20:19" {
+		t.Errorf("with unreadable written, matched %+v", m)
+	}
+	allow := mustCompile(t, strings.Replace(example, "      catalog: region-only\n", "      catalog: region-only\n      unreadable: allow\n", 1))
+	f.Labels = nil
+	if m := allow.Matched(&f); len(m) != 0 {
+		t.Errorf("unreadable: allow matched %+v", m)
+	}
+
+	for _, tc := range []struct {
+		engine *sovereignty.Engine
+		class  string
+		want   string
+	}{
+		{e, "pii-eu", sovereignty.UnreadableRestrict},
+		{written, "pii-eu", sovereignty.UnreadableRestrict},
+		{allow, "pii-eu", sovereignty.UnreadableAllow},
+		{mustCompile(t, decisionPolicy), "west-vault", ""},
+	} {
+		if ci, _ := tc.engine.Class(tc.class); ci.Unreadable != tc.want {
+			t.Errorf("%s: ClassInfo.Unreadable %q, want %q", tc.class, ci.Unreadable, tc.want)
 		}
 	}
 }

@@ -23,6 +23,7 @@ func FuzzCompile(f *testing.F) {
 		flows := []sovereignty.Flow{
 			{Namespace: "demo", Name: "ledger", Labels: map[string]string{"data-class": "pii-eu"}, SourceRegion: "eu-west"},
 			{Namespace: "a", Name: "b", SourceRegion: "x", SourceNamespace: "y", Headers: http.Header{"X-Data-Residency": {"eu", "us"}}},
+			{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Unreadable: true},
 		}
 		for _, r := range append(e.Regions(), "nowhere") {
 			for i := range flows {
@@ -35,6 +36,7 @@ func FuzzCompile(f *testing.F) {
 		}
 		_, _ = e.CatalogRegions("demo", "ledger", map[string]string{"data-class": "pii-eu"})
 		_ = e.ClassList()
+		_ = e.Matched(&flows[2])
 	})
 }
 

@@ -37,6 +37,18 @@ const (
 	OnUnknownIgnore = "ignore"
 )
 
+// What a flow the gateway cannot read (TLS inside CONNECT, the passthrough
+// port, tcp ports) gets from a class with header matchers (a class's
+// unreadable field).
+const (
+	// UnreadableRestrict treats the flow as carrying the class (default):
+	// a header the gateway cannot see cannot take traffic out of its class.
+	UnreadableRestrict = "restrict"
+	// UnreadableAllow leaves the flow out of the class unless another
+	// matcher puts it in.
+	UnreadableAllow = "allow"
+)
+
 // Limits of one policy; they keep the decision path allocation-free.
 const (
 	MaxClasses = 256
@@ -79,9 +91,13 @@ type classSpec struct {
 	services    []serviceMatch
 	sources     []sourceMatch
 	headers     []headerMatch
+	headersNode *yaml.Node // match.headers' key node, or nil
 	matchNode   *yaml.Node
 	catalog     string
 	catalogNode *yaml.Node
+	// unreadable is the unreadable field as written, "" when absent.
+	unreadable     string
+	unreadableNode *yaml.Node
 }
 
 type serviceMatch struct {
@@ -266,7 +282,7 @@ func (r reader) groups(n *yaml.Node) []group {
 
 func (r reader) class(n *yaml.Node, path string) classSpec {
 	c := classSpec{path: path, node: n}
-	fs := r.Mapping(n, path, "name", "description", "allowedRegions", "match", "catalog")
+	fs := r.Mapping(n, path, "name", "description", "allowedRegions", "match", "catalog", "unreadable")
 	if n != nil && (n.Kind != yaml.MappingNode || yamlpos.IsNull(n)) {
 		if yamlpos.IsNull(n) {
 			r.Problemf(n, path, "expected a class (a mapping with name, allowedRegions and match), found nothing")
@@ -305,6 +321,7 @@ func (r reader) class(n *yaml.Node, path string) classSpec {
 			}
 		}
 		if hf, ok := m["headers"]; ok {
+			c.headersNode = hf.Key
 			for i, item := range r.List(hf.Value, mp+".headers") {
 				c.headers = append(c.headers, r.headerMatch(item, index(mp+".headers", i)))
 			}
@@ -316,6 +333,14 @@ func (r reader) class(n *yaml.Node, path string) classSpec {
 			c.catalog, c.catalogNode = v, f.Value
 			if v != CatalogAll && v != CatalogRegionOnly {
 				r.Problemf(f.Value, path+".catalog", "expected %s or %s, found %q", CatalogAll, CatalogRegionOnly, v)
+			}
+		}
+	}
+	if f, ok := fs["unreadable"]; ok {
+		if v, ok := r.Text(f.Value, path+".unreadable"); ok {
+			c.unreadable, c.unreadableNode = v, f.Value
+			if v != UnreadableRestrict && v != UnreadableAllow {
+				r.Problemf(f.Value, path+".unreadable", "expected %s or %s, found %q", UnreadableRestrict, UnreadableAllow, v)
 			}
 		}
 	}

@@ -128,6 +128,16 @@ func TestPolicyProblems(t *testing.T) {
 			[]string{`16:3: spec.default: duplicate key (already set at line 15)`}},
 		{"region-only without a service matcher", strings.Replace(base, "        services:\n          - labels: {data-class: pii-eu}\n", "        sources: [{namespace: x}]\n      catalog: region-only\n", 1),
 			[]string{`14:16: spec.classes[0].catalog: region-only scopes catalog entries of services: the class needs a services matcher`}},
+		{"unreadable neither restrict nor allow", strings.Replace(base, "        services:\n          - labels: {data-class: pii-eu}\n", "        headers: [{name: x-data-residency, value: eu}]\n      unreadable: deny\n", 1),
+			[]string{`14:19: spec.classes[0].unreadable: expected restrict or allow, found "deny"`}},
+		{"unreadable not text", strings.Replace(base, "        services:\n          - labels: {data-class: pii-eu}\n", "        headers: [{name: x-data-residency, value: eu}]\n      unreadable: [allow]\n", 1),
+			[]string{`14:19: spec.classes[0].unreadable: expected a string, found a list`}},
+		{"unreadable on a class without header matchers", strings.Replace(base, "          - labels: {data-class: pii-eu}\n", "          - labels: {data-class: pii-eu}\n      unreadable: allow\n", 1),
+			[]string{`15:19: spec.classes[0].unreadable: unreadable says what flows the gateway cannot read get from the class's header matchers, and the class has none: remove unreadable or add match.headers`}},
+		{"unreadable restrict on a class without header matchers", strings.Replace(base, "          - labels: {data-class: pii-eu}\n", "          - labels: {data-class: pii-eu}\n      unreadable: restrict\n", 1),
+			[]string{`15:19: spec.classes[0].unreadable: unreadable says what flows the gateway cannot read get from the class's header matchers, and the class has none: remove unreadable or add match.headers`}},
+		{"unreadable allow on a class with header matchers", strings.Replace(base, "          - labels: {data-class: pii-eu}\n", "          - labels: {data-class: pii-eu}\n        headers: [{name: x-data-residency, value: eu}]\n      unreadable: allow\n", 1),
+			nil},
 		{"bad header name", strings.Replace(base, "        services:\n          - labels: {data-class: pii-eu}\n", "        headers: [{name: \"x residency\"}]\n", 1),
 			[]string{`13:19: spec.classes[0].match.headers[0].name: "x residency" is not an HTTP header name`}},
 		{"group named like a region", strings.Replace(base, "us: [us-east]", "us: [us-east]\n    eu-west: [eu-west]", 1),
@@ -178,7 +188,7 @@ func TestLoadFileMissing(t *testing.T) {
 func TestSeedsBehave(t *testing.T) {
 	// The fuzz seeds double as fixtures: the valid ones compile, the rest do not.
 	for file, valid := range map[string]bool{
-		"testdata/seed/example.yaml": true, "testdata/seed/two-classes.yaml": true,
+		"testdata/seed/example.yaml": true, "testdata/seed/two-classes.yaml": true, "testdata/seed/unreadable.yaml": true,
 		"testdata/seed/problems.yaml": false, "testdata/seed/alias.yaml": false, "testdata/seed/syntax.yaml": false,
 	} {
 		data, err := os.ReadFile(file)

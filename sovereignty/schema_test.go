@@ -67,6 +67,16 @@ func validate(root, s map[string]any, doc any, path string) error {
 				return fmt.Errorf("%s: %s required", path, r)
 			}
 		}
+		if ds, ok := s["dependentSchemas"].(map[string]any); ok {
+			for k, sub := range ds {
+				if _, present := obj[k]; !present {
+					continue
+				}
+				if err := validate(root, sub.(map[string]any), doc, path); err != nil {
+					return fmt.Errorf("%s given: %w", path+"."+k, err)
+				}
+			}
+		}
 		props, _ := s["properties"].(map[string]any)
 		for k, v := range obj {
 			if pn, ok := s["propertyNames"].(map[string]any); ok {
@@ -109,7 +119,8 @@ func TestSchemaAgreesWithTheParser(t *testing.T) {
 		t.Fatalf("schema is not JSON: %v", err)
 	}
 	full := decisionPolicy // every matcher kind, a presence-only header, spec.regions, catalog
-	docs := map[string]string{"example": readFile(t, examplePath), "two-classes": readFile(t, "testdata/seed/two-classes.yaml"), "decisions": full}
+	docs := map[string]string{"example": readFile(t, examplePath), "two-classes": readFile(t, "testdata/seed/two-classes.yaml"),
+		"unreadable": readFile(t, "testdata/seed/unreadable.yaml"), "decisions": full}
 	for name, doc := range docs {
 		if _, err := sovereignty.Compile(name, []byte(doc)); err != nil {
 			t.Fatalf("%s does not compile: %v", name, err)
@@ -137,6 +148,38 @@ func TestSchemaAgreesWithTheParser(t *testing.T) {
 				t.Errorf("parser: %v", err)
 			}
 			if err := validate(schema, schema, yamlToJSON(t, doc), "$"); err == nil || !strings.Contains(err.Error(), "unknown key bogus") {
+				t.Errorf("schema: %v", err)
+			}
+		})
+	}
+}
+
+// TestSchemaRefusesWhatTheParserRefuses: an unreadable value the parser
+// refuses, and unreadable on a class without header matchers, fail both.
+func TestSchemaRefusesWhatTheParserRefuses(t *testing.T) {
+	raw, err := os.ReadFile("../docs/residency.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatalf("schema is not JSON: %v", err)
+	}
+	for _, tc := range []struct{ name, at, insert, parser, schema string }{
+		{"unreadable value", "          - {name: x-trace-residency}\n", "          - {name: x-trace-residency}\n      unreadable: deny\n",
+			`unreadable: expected restrict or allow, found "deny"`, "deny not in [restrict allow]"},
+		{"unreadable without header matchers", "          - {region: eu-central, namespace: keys}\n", "          - {region: eu-central, namespace: keys}\n      unreadable: allow\n",
+			"spec.classes[1].unreadable: unreadable says what flows the gateway cannot read get", "$.spec.classes[1].unreadable given: $.spec.classes[1].match: headers required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(decisionPolicy, tc.at) {
+				t.Fatalf("fixture lacks %q", tc.at)
+			}
+			doc := strings.Replace(decisionPolicy, tc.at, tc.insert, 1)
+			if _, err := sovereignty.Compile("p.yaml", []byte(doc)); err == nil || !strings.Contains(err.Error(), tc.parser) {
+				t.Errorf("parser: %v", err)
+			}
+			if err := validate(schema, schema, yamlToJSON(t, doc), "$"); err == nil || !strings.Contains(err.Error(), tc.schema) {
 				t.Errorf("schema: %v", err)
 			}
 		})

@@ -209,13 +209,17 @@ func (r reader) topologyService(n *yaml.Node, path string) (TopologyService, boo
 }
 
 // Variant is one way a flow can present itself to the classifier besides
-// its service and source: as L4, with a classifying header value, or from
-// a namespace a source matcher names. The tooling tries each.
+// its service and source: as L4, with a classifying header value, from a
+// namespace a source matcher names, or unreadable. The tooling tries each.
 type Variant struct {
-	// Label says it for people: "tcp", "X-Data-Residency: eu", "namespace eu-customers".
+	// Label says it for people: "tcp", "X-Data-Residency: eu",
+	// "namespace eu-customers", "unreadable".
 	Label     string
 	Headers   http.Header
 	Namespace string
+	// Unreadable marks a flow the gateway cannot read (Flow.Unreadable);
+	// such a variant has no Headers.
+	Unreadable bool
 }
 
 // Variants returns the flow variants that can change a classification

@@ -199,6 +199,10 @@ func (p *policy) validate() []Problem {
 				ok = false
 			}
 		}
+		if c.unreadableNode != nil && len(c.headers) == 0 {
+			r.Problemf(c.unreadableNode, c.path+".unreadable", "unreadable says what flows the gateway cannot read get from the class's header matchers, and the class has none: remove unreadable or add match.headers")
+			ok = false
+		}
 		if c.catalog == CatalogRegionOnly && len(c.services) == 0 {
 			r.Problemf(c.catalogNode, c.path+".catalog", "region-only scopes catalog entries of services: the class needs a services matcher")
 			ok = false

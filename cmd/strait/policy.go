@@ -51,6 +51,9 @@ func newPolicyCheckCmd() *cobra.Command {
 	}
 }
 
+// unreadableUsage is the help of --unreadable on explain and simulate.
+const unreadableUsage = "the gateway cannot read the flow: TLS inside CONNECT, the passthrough port, a tcp port"
+
 // whatIfFlags are the inputs every what-if command shares.
 type whatIfFlags struct {
 	policy, topology, admin, output string
@@ -128,14 +131,18 @@ func newPolicyExplainCmd() *cobra.Command {
 	var service, from, namespace string
 	var headers []string
 	var port int
+	var unreadable bool
 	cmd := &cobra.Command{
-		Use:   "explain --service NS/NAME --from CLUSTER [--header K=V] (--topology FILE | --admin ADDR)",
+		Use:   "explain --service NS/NAME --from CLUSTER [--header K=V | --unreadable] (--topology FILE | --admin ADDR)",
 		Short: "Which classes apply to a flow, which clusters are allowed, in what order traffic would go",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ns, name, ok := strings.Cut(service, "/")
 			if !ok || ns == "" || name == "" {
 				return &usageError{fmt.Errorf("--service: want namespace/name, found %q", service)}
+			}
+			if unreadable && len(headers) > 0 {
+				return &usageError{errors.New("--unreadable and --header conflict: the gateway reads no headers of a flow it cannot read; give one or the other")}
 			}
 			h, err := parseHeaders(headers)
 			if err != nil {
@@ -156,7 +163,8 @@ func newPolicyExplainCmd() *cobra.Command {
 			if _, ok := w.Top.Cluster(from); !ok {
 				return &usageError{fmt.Errorf("--from %s: no such cluster in the topology", from)}
 			}
-			ex, err := w.Explain(route.ExplainQuery{Namespace: ns, Name: name, Port: port, From: from, Headers: h, SourceNamespace: namespace})
+			ex, err := w.Explain(route.ExplainQuery{Namespace: ns, Name: name, Port: port, From: from, Headers: h, SourceNamespace: namespace,
+				Unreadable: unreadable})
 			if err != nil {
 				return &usageError{err}
 			}
@@ -169,6 +177,7 @@ func newPolicyExplainCmd() *cobra.Command {
 	cmd.Flags().StringVar(&from, "from", "", "source cluster (default with --admin: that gateway's cluster)")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "an HTTP request header K=V (repeatable); none means L4 traffic")
 	cmd.Flags().StringVar(&namespace, "namespace", "", "namespace of the calling workload")
+	cmd.Flags().BoolVar(&unreadable, "unreadable", false, unreadableUsage)
 	_ = cmd.MarkFlagRequired("service")
 	return cmd
 }
@@ -237,8 +246,9 @@ single file, OLD is the gateway's policy in force.`,
 
 func newPolicySimulateCmd() *cobra.Command {
 	var f whatIfFlags
+	var unreadable bool
 	cmd := &cobra.Command{
-		Use:   "simulate --fail REGION|CLUSTER ... (--topology FILE | --admin ADDR)",
+		Use:   "simulate --fail REGION|CLUSTER ... [--unreadable] (--topology FILE | --admin ADDR)",
 		Short: "For each service and source: where traffic goes with regions or clusters down, and what is refused",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -248,6 +258,7 @@ func newPolicySimulateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			w.Unreadable = unreadable
 			sim, err := w.Simulate()
 			if err != nil {
 				return &usageError{err}
@@ -256,5 +267,6 @@ func newPolicySimulateCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	cmd.Flags().BoolVar(&unreadable, "unreadable", false, unreadableUsage+" (simulates plain L4 and each source namespace as such flows)")
 	return cmd
 }

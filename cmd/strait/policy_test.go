@@ -46,7 +46,10 @@ func TestPolicyCommandsGolden(t *testing.T) {
 		{"explain-ledger-from-eu-central-1.txt", append([]string{"policy", "explain", "--service", "demo/ledger", "--from", "eu-central-1"}, topo...), 0},
 		{"explain-profile-marked-from-eu-west-1.txt", append([]string{"policy", "explain", "--service", "demo/profile", "--from", "eu-west-1", "--header", "x-data-residency=eu"}, topo...), 0},
 		{"explain-profile-marked-eu-central-down.txt", append([]string{"policy", "explain", "--service", "demo/profile", "--from", "eu-west-1", "--header", "x-data-residency=eu", "--fail", "eu-central-1"}, topo...), 0},
+		{"explain-profile-unreadable-from-eu-west-1.txt", append([]string{"policy", "explain", "--service", "demo/profile", "--from", "eu-west-1", "--unreadable"}, topo...), 0},
+		{"explain-echo-unreadable-from-us-east-1.txt", append([]string{"policy", "explain", "--service", "demo/echo", "--from", "us-east-1", "--unreadable"}, topo...), 0},
 		{"simulate-fail-eu-central.txt", append([]string{"policy", "simulate", "--fail", "eu-central"}, topo...), 0},
+		{"simulate-unreadable-fail-eu-central.txt", append([]string{"policy", "simulate", "--unreadable", "--fail", "eu-central"}, topo...), 0},
 		{"diff-west-only.txt", []string{"policy", "diff", examplePolicy, "testdata/west-only.yaml", "--topology", "testdata/topology.yaml"}, 0},
 		{"diff-same.txt", []string{"policy", "diff", examplePolicy, examplePolicy, "--topology", "testdata/topology.yaml"}, 0},
 	} {
@@ -72,6 +75,9 @@ func TestPolicyUsageErrors(t *testing.T) {
 		{"unknown failure", []string{"policy", "simulate", "--fail", "apac", "--policy", examplePolicy, "--topology", "testdata/topology.yaml"}, "--fail apac: no cluster or region"},
 		{"invalid topology", []string{"policy", "simulate", "--policy", examplePolicy, "--topology", "testdata/bad-policy.yaml"}, "testdata/bad-policy.yaml:1:1: apiVersion: unknown key"},
 		{"diff without old", []string{"policy", "diff", examplePolicy, "--topology", "testdata/topology.yaml"}, "give OLD and NEW"},
+		{"unreadable with a header", []string{"policy", "explain", "--service", "demo/profile", "--from", "eu-west-1", "--unreadable", "--header", "x-data-residency=eu", "--policy", examplePolicy, "--topology", "testdata/topology.yaml"},
+			"--unreadable and --header conflict"},
+		{"unreadable is not a diff flag", []string{"policy", "diff", examplePolicy, examplePolicy, "--unreadable", "--topology", "testdata/topology.yaml"}, "unknown flag: --unreadable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stderr, code := runStrait(t, nil, tc.args...)

@@ -31,8 +31,10 @@ type FlowIn struct {
 	Entry     string      // connect, http, import or passthrough
 	Headers   http.Header // the request headers; nil for L4 (import and passthrough ports, no parsing)
 	Namespace string      // the calling workload's namespace, "" when unknown
-	// Unreadable: the flow carries bytes the gateway cannot read (TLS
-	// inside CONNECT, passthrough, tcp ports).
+	// Unreadable says the gateway cannot read the flow's bytes (TLS inside
+	// CONNECT, the passthrough port, a tcp port). With Headers nil the flow
+	// carries every residency class that matches headers, unless the class
+	// says unreadable: allow (sovereignty.Flow.Unreadable).
 	Unreadable bool
 }
 
@@ -80,7 +82,7 @@ const (
 func NewPlan(self Self, local LocalView, snap *catalog.Snapshot, eng *sovereignty.Engine, t wire.Target, in FlowIn, prio []string) *Plan {
 	p := &Plan{Target: t, Known: local.Exists || snap.Known(t.Namespace, t.Name)}
 	p.Source = sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, SourceCluster: self.Cluster, SourceRegion: self.Region,
-		SourceNamespace: in.Namespace, Headers: in.Headers}
+		SourceNamespace: in.Namespace, Headers: in.Headers, Unreadable: in.Unreadable}
 	classify := func(labels map[string]string) {
 		f := p.Source
 		f.Labels = labels

@@ -1,6 +1,7 @@
 package route
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +27,10 @@ type WhatIf struct {
 	Top     *sovereignty.Topology
 	// Fail lists regions or clusters to take down before answering.
 	Fail []string
+	// Unreadable makes Simulate ask about flows the gateway cannot read
+	// (TLS inside CONNECT, the passthrough port, tcp ports): each variant
+	// without headers, as an unreadable flow.
+	Unreadable bool
 }
 
 // failed resolves Fail to cluster names.
@@ -110,7 +115,8 @@ type Explanation struct {
 	Service    string                 `json:"service"`
 	From       string                 `json:"from"`
 	FromRegion string                 `json:"fromRegion"`
-	Traffic    string                 `json:"traffic"` // tcp, or the headers and namespace given
+	Traffic    string                 `json:"traffic"` // tcp, unreadable, or the headers; and the namespace given
+	Unreadable bool                   `json:"unreadable,omitempty"`
 	Policy     sovereignty.PolicyInfo `json:"policy"`
 	Classes    []ExplainedClass       `json:"classes"`
 	// Regions the flow may touch when Restricted.
@@ -122,7 +128,10 @@ type Explanation struct {
 	Outcome string `json:"outcome"`
 }
 
-// ExplainedClass is one class that applies, and why.
+// ExplainedClass is one class that applies, and why: the matchers that
+// matched, and for an unreadable flow one of Kind
+// sovereignty.KindUnreadable when the class applies because it matches
+// headers.
 type ExplainedClass struct {
 	Name      string                    `json:"name"`
 	Allowed   []string                  `json:"allowed"`
@@ -147,11 +156,17 @@ type ExplainQuery struct {
 	From            string
 	Headers         http.Header
 	SourceNamespace string
+	// Unreadable asks about a flow the gateway cannot read (FlowIn.Unreadable);
+	// it cannot be given with Headers.
+	Unreadable bool
 }
 
 // Explain says which classes apply to a flow, which clusters the policy
 // allows and in what order traffic would try them.
 func (w WhatIf) Explain(q ExplainQuery) (*Explanation, error) {
+	if q.Unreadable && q.Headers != nil {
+		return nil, errors.New("explain: a flow the gateway cannot read has no headers to give: ask with headers or unreadable, not both")
+	}
 	failed, err := w.failed()
 	if err != nil {
 		return nil, err
@@ -161,14 +176,14 @@ func (w WhatIf) Explain(q ExplainQuery) (*Explanation, error) {
 		port = 1 // unknown service: the plan says 404
 	}
 	t := wire.Target{Namespace: q.Namespace, Name: q.Name, Port: port}
-	in := FlowIn{Entry: "explain", Headers: q.Headers, Namespace: q.SourceNamespace}
+	in := FlowIn{Entry: "explain", Headers: q.Headers, Namespace: q.SourceNamespace, Unreadable: q.Unreadable}
 	p, err := w.plan(w.Policy, q.From, failed, t, in)
 	if err != nil {
 		return nil, err
 	}
 	eng := w.Policy
-	ex := &Explanation{Service: t.String(), From: q.From, FromRegion: p.Source.SourceRegion, Traffic: trafficLabel(q.Headers, q.SourceNamespace),
-		Policy: sovereignty.PolicyInfo{Name: eng.Name(), Version: w.Version, Digest: eng.Digest()}, Classes: []ExplainedClass{}}
+	ex := &Explanation{Service: t.String(), From: q.From, FromRegion: p.Source.SourceRegion, Traffic: trafficLabel(q.Headers, q.SourceNamespace, q.Unreadable),
+		Unreadable: q.Unreadable, Policy: sovereignty.PolicyInfo{Name: eng.Name(), Version: w.Version, Digest: eng.Digest()}, Classes: []ExplainedClass{}}
 	matched := map[string][]sovereignty.MatcherInfo{}
 	addMatches := func(labels map[string]string) {
 		f := p.Source
@@ -220,9 +235,14 @@ func (w WhatIf) Explain(q ExplainQuery) (*Explanation, error) {
 	return ex, nil
 }
 
-func trafficLabel(h http.Header, ns string) string {
+// unreadableLabel describes a flow the gateway cannot read.
+const unreadableLabel = "unreadable (TLS inside CONNECT, the passthrough port or a tcp port)"
+
+func trafficLabel(h http.Header, ns string, unreadable bool) string {
 	var parts []string
-	if len(h) == 0 {
+	if unreadable {
+		parts = append(parts, unreadableLabel)
+	} else if len(h) == 0 {
 		parts = append(parts, "tcp (no headers)")
 	} else {
 		keys := make([]string, 0, len(h))
@@ -270,6 +290,10 @@ func (ex *Explanation) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "%s %s, allowed regions %s\n", head, c.Name, strings.Join(c.Allowed, ", "))
 		for _, m := range c.MatchedBy {
+			if m.Kind == sovereignty.KindUnreadable {
+				fmt.Fprintf(w, "           applies: %s; %s at %s\n", m.Text, m.Path, m.At)
+				continue
+			}
 			fmt.Fprintf(w, "           matched by %s (%s) at %s\n", m.Path, m.Text, m.At)
 		}
 	}
@@ -348,7 +372,24 @@ func (w WhatIf) flows(variants []sovereignty.Variant) []flowKey {
 }
 
 func (f flowKey) in() FlowIn {
-	return FlowIn{Entry: "simulate", Headers: f.variant.Headers, Namespace: f.variant.Namespace}
+	return FlowIn{Entry: "simulate", Headers: f.variant.Headers, Namespace: f.variant.Namespace, Unreadable: f.variant.Unreadable}
+}
+
+// unreadableVariants turns the variants without headers into flows the
+// gateway cannot read; a variant with headers was read, so it has none.
+func unreadableVariants(vs []sovereignty.Variant) []sovereignty.Variant {
+	var out []sovereignty.Variant
+	for _, v := range vs {
+		if v.Headers != nil {
+			continue
+		}
+		label := "unreadable"
+		if v.Namespace != "" {
+			label += ", namespace " + v.Namespace
+		}
+		out = append(out, sovereignty.Variant{Label: label, Namespace: v.Namespace, Unreadable: true})
+	}
+	return out
 }
 
 // SimRow is one flow of a simulation.
@@ -393,6 +434,8 @@ type Simulation struct {
 	Rows   []SimRow               `json:"rows"`
 	// SourcesDown lists failed clusters, from which no traffic starts.
 	SourcesDown []string `json:"sourcesDown"`
+	// Unreadable says the flows are ones the gateway cannot read.
+	Unreadable bool `json:"unreadable,omitempty"`
 }
 
 // Simulate says, for each service and source cluster, where traffic goes
@@ -404,8 +447,12 @@ func (w WhatIf) Simulate() (*Simulation, error) {
 		return nil, err
 	}
 	sim := &Simulation{Policy: sovereignty.PolicyInfo{Name: w.Policy.Name(), Version: w.Version, Digest: w.Policy.Digest()},
-		Fail: append([]string{}, w.Fail...), Failed: sortedSet(failed), Rows: []SimRow{}, SourcesDown: sortedSet(failed)}
-	for _, f := range w.flows(w.Policy.Variants()) {
+		Fail: append([]string{}, w.Fail...), Failed: sortedSet(failed), Rows: []SimRow{}, SourcesDown: sortedSet(failed), Unreadable: w.Unreadable}
+	variants := w.Policy.Variants()
+	if w.Unreadable {
+		variants = unreadableVariants(variants)
+	}
+	for _, f := range w.flows(variants) {
 		if failed[f.from] {
 			continue
 		}
@@ -435,11 +482,15 @@ func sortedSet(m map[string]bool) []string {
 // WriteText prints the simulation for people.
 func (s *Simulation) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "Policy:  %s\n", policyLabel(s.Policy))
+	if s.Unreadable {
+		fmt.Fprintf(w, "Traffic: %s\n", unreadableLabel)
+	}
 	if len(s.Fail) > 0 {
 		fmt.Fprintf(w, "Down:    %s (--fail %s)\n\n", orNone(s.Failed), strings.Join(s.Fail, " --fail "))
 	} else {
 		fmt.Fprintf(w, "Down:    (none)\n\n")
 	}
+
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tFROM\tTRAFFIC\tNORMALLY\tWITH FAILURES")
 	moved, refused := 0, map[int]int{}
@@ -523,6 +574,11 @@ func (w WhatIf) Diff(old, new *sovereignty.Engine, oldVersion uint64) (*PolicyDi
 		if !slices.ContainsFunc(variants, func(x sovereignty.Variant) bool { return x.Label == v.Label }) {
 			variants = append(variants, v)
 		}
+	}
+	// Whether a flow the gateway cannot read carries a header class can
+	// change with either policy's header matchers.
+	if len(old.HeaderNames()) > 0 || len(new.HeaderNames()) > 0 {
+		variants = append(variants, sovereignty.Variant{Label: "unreadable", Unreadable: true})
 	}
 	for _, f := range w.flows(variants) {
 		if failed[f.from] {
