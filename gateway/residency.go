@@ -196,7 +196,7 @@ func (r *residency) countPlan(p *route.Plan) {
 func flowInfo(p *route.Plan, eng *sovereignty.Engine, in route.FlowIn) *sovereignty.FlowInfo {
 	fi := &sovereignty.FlowInfo{Service: p.Target.Namespace + "/" + p.Target.Name, Port: p.Target.Port, Protocol: "tcp",
 		SourceCluster: p.Source.SourceCluster, SourceRegion: p.Source.SourceRegion, SourceNamespace: in.Namespace,
-		Classes: eng.ClassNames(p.Classes)}
+		Classes: eng.ClassNames(p.Classes), Unreadable: in.Unreadable}
 	if in.Headers != nil {
 		fi.Protocol = "http"
 		for _, name := range eng.HeaderNames() {

@@ -225,8 +225,10 @@ func TestPassthrough(t *testing.T) {
 			{Name: "b", Region: "eu-central", Services: []discovery.Service{secureB}}, // same region as a: preferred
 			{Name: "c", Region: "us-east", Services: []discovery.Service{secureC, vaultC}},
 		},
-		// pii-eu flows stay in eu; every gateway knows every service.
-		Policy:   []byte(strings.Replace(string(examples.Residency), "catalog: region-only", "", 1)),
+		// pii-eu flows stay in eu; every gateway knows every service;
+		// passthrough flows, which the gateway cannot read, are not put in
+		// pii-eu for its header matcher (the last subtest drops this).
+		Policy:   []byte(strings.Replace(string(examples.Residency), "catalog: region-only", "unreadable: allow", 1)),
 		AuditDir: auditDir,
 		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
 		Health:   gateway.HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond},
@@ -409,6 +411,29 @@ func TestPassthrough(t *testing.T) {
 		})
 		if g, _ := mc.call(t, pass, secureSNI, "secure", 1000, nil); g.Cluster != "c" {
 			t.Fatalf("with b stopped: greeting %+v, want c", g)
+		}
+	})
+
+	t.Run("unreadable flows fail closed", func(t *testing.T) {
+		// Under the shipped policy a passthrough flow, which could carry
+		// the x-data-residency marker unseen, is pii-eu: with b (eu)
+		// stopped it is refused rather than sent to c in us-east.
+		if err := l.SetPolicy([]byte(strings.Replace(string(examples.Residency), "catalog: region-only", "", 1))); err != nil {
+			t.Fatal(err)
+		}
+		tc, read, err := mc.dial(t, pass, secureSNI, "secure", nil)
+		if err == nil {
+			tc.Close()
+			t.Fatal("an unreadable flow from eu-central reached us-east")
+		}
+		if read.Load() != 0 {
+			t.Errorf("the gateway sent %d bytes", read.Load())
+		}
+		rec, ok := findRecord(auditRecords(t, filepath.Join(auditDir, "a.jsonl")), func(r sovereignty.Record) bool {
+			return r.Decision == "deny" && r.Entry == "passthrough" && r.Flow != nil && r.Flow.Service == "demo/secure"
+		})
+		if !ok || !rec.Flow.Unreadable || strings.Join(rec.Flow.Classes, ",") != "pii-eu" || rec.Rule != "class:pii-eu" {
+			t.Errorf("audit record %+v (found %v)", rec, ok)
 		}
 	})
 }

@@ -64,6 +64,9 @@ type FlowInfo struct {
 	SourceNamespace string            `json:"sourceNamespace,omitempty"`
 	Classes         []string          `json:"classes"`
 	Headers         map[string]string `json:"headers,omitempty"` // classifying headers only
+	// Unreadable: the gateway could not read the flow's bytes, so it
+	// carries every class that matches headers (unless unreadable: allow).
+	Unreadable bool `json:"unreadable,omitempty"`
 }
 
 // CandidateInfo is one cluster considered for a flow and what the policy said.

@@ -33,8 +33,9 @@ type Flow struct {
 	// Unreadable says the flow carries bytes the gateway cannot read (TLS
 	// inside CONNECT, the passthrough port, tcp ports), so header matchers
 	// cannot be checked: the flow carries every class with a header
-	// matcher unless the class says unreadable: allow. Set it only with
-	// Headers nil; a flow with headers was read.
+	// matcher unless the class says unreadable: allow. Headers may still
+	// hold what was read around the unreadable bytes (the CONNECT request
+	// of a tunnel carrying TLS).
 	Unreadable bool
 }
 
@@ -354,8 +355,8 @@ func (e *Engine) names(s set) []string {
 
 // Classify returns the classes that apply to f. A class applies when any
 // one of its matchers matches; within a matcher every field must match.
-// A flow without headers that is Unreadable also carries every class with
-// a header matcher whose unreadable is not allow.
+// A flow that is Unreadable also carries every class with a header
+// matcher whose unreadable is not allow.
 func (e *Engine) Classify(f *Flow) Classes {
 	var c Classes
 	// The value of each classifying header, read once for every class.
@@ -363,7 +364,8 @@ func (e *Engine) Classify(f *Flow) Classes {
 	var values []string
 	if f.Headers != nil {
 		values, c.ambiguous, c.unknown = e.readHeaders(f.Headers, stack[:0])
-	} else if f.Unreadable {
+	}
+	if f.Unreadable {
 		c.bits = e.unreadable
 	}
 	src, srcKnown := e.regionIdx[f.SourceRegion]
@@ -677,7 +679,8 @@ func (e *Engine) Matched(f *Flow) map[string][]MatcherInfo {
 	var values []string
 	if f.Headers != nil {
 		values, _, _ = e.readHeaders(f.Headers, nil)
-	} else if f.Unreadable {
+	}
+	if f.Unreadable {
 		e.unreadable.each(func(i int) {
 			c := &e.classes[i]
 			out[c.name] = append(out[c.name], c.unreadableAt)

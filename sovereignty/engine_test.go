@@ -362,10 +362,10 @@ spec:
 			"pii-eu,pii-us", false, "class:pii-eu", sovereignty.ReasonSourceRegion},
 		{"a class with only service and source matchers is unaffected", d, sovereignty.Flow{Namespace: "secrets", Name: "vault", SourceRegion: "eu-central", Unreadable: true}, euCentral,
 			"pii-eu,traced", true, "class:pii-eu", sovereignty.ReasonAllowed},
-		{"a readable flow ignores Unreadable", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: http.Header{}, Unreadable: true}, usEast,
-			"", true, "default", sovereignty.ReasonDefault},
-		{"a readable flow ignores Unreadable and is classified by its headers", disjoint, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "us-east", Headers: http.Header{"X-Data-Residency": {"us"}}, Unreadable: true}, usEast,
-			"pii-us", true, "class:pii-us", sovereignty.ReasonAllowed},
+		{"headers read around unreadable bytes (a CONNECT carrying TLS) add to the classes", e, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: http.Header{}, Unreadable: true}, usEast,
+			"pii-eu", false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"an unreadable flow still has the classes of the headers that were read", disjoint, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "us-east", Headers: http.Header{"X-Data-Residency": {"us"}}, Unreadable: true}, usEast,
+			"pii-eu,pii-us", false, "class:pii-eu", sovereignty.ReasonSourceRegion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := strings.Join(tc.engine.ClassNames(tc.engine.Classify(&tc.flow)), ","); got != tc.classes {
@@ -405,10 +405,11 @@ func TestUnreadableIsExplained(t *testing.T) {
 	if len(m) != 2 || m[0] != want || m[1].Kind != "service" {
 		t.Errorf("matched %+v\nwant %+v and the service matcher", m, want)
 	}
-	f.Headers = http.Header{}
+	f.Headers, f.Unreadable = http.Header{}, false
 	if m := e.Matched(&f)["pii-eu"]; len(m) != 1 || m[0].Kind != "service" {
 		t.Errorf("a readable flow matched %+v", m)
 	}
+	f.Unreadable = true
 
 	written := mustCompile(t, strings.Replace(example, "      catalog: region-only\n", "      catalog: region-only\n      unreadable: restrict\n", 1))
 	f.Headers = nil

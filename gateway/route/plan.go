@@ -32,9 +32,9 @@ type FlowIn struct {
 	Headers   http.Header // the request headers; nil for L4 (import and passthrough ports, no parsing)
 	Namespace string      // the calling workload's namespace, "" when unknown
 	// Unreadable says the gateway cannot read the flow's bytes (TLS inside
-	// CONNECT, the passthrough port, a tcp port). With Headers nil the flow
-	// carries every residency class that matches headers, unless the class
-	// says unreadable: allow (sovereignty.Flow.Unreadable).
+	// CONNECT, the passthrough port, a tcp port): the flow carries every
+	// residency class that matches headers, unless the class says
+	// unreadable: allow (sovereignty.Flow.Unreadable).
 	Unreadable bool
 }
 

@@ -36,7 +36,8 @@ func TestPlanUnreadable(t *testing.T) {
 		{"import of a tcp port is unreadable: kept in eu", eng, FlowIn{Entry: "import", Namespace: "web", Unreadable: true}, "pii-eu", "c"},
 		{"L4 not marked unreadable goes anywhere", eng, FlowIn{Entry: "import"}, "", "c,u"},
 		{"unreadable: allow leaves it unclassified", allow, FlowIn{Entry: "passthrough", Unreadable: true}, "", "c,u"},
-		{"a read flow is classified by its headers", eng, FlowIn{Entry: "http", Headers: http.Header{"Accept": {"*/*"}}, Unreadable: true}, "", "c,u"},
+		{"a read flow is classified by its headers", eng, FlowIn{Entry: "http", Headers: http.Header{"Accept": {"*/*"}}}, "", "c,u"},
+		{"a CONNECT carrying TLS: its head was read, its bytes cannot be", eng, FlowIn{Entry: "connect", Headers: http.Header{"Accept": {"*/*"}}, Unreadable: true}, "pii-eu", "c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewPlan(self, LocalView{}, snap, tc.eng, tgt, tc.in, nil)
