@@ -104,13 +104,14 @@ func (a *attempt) open(ctx context.Context) (up net.Conn, c route.Candidate, ans
 			return a.g.openCandidate(cctx, c, a.t, a.facts) // dialLocal counts and ejects endpoints
 		}
 		// The stream counts against the remote gateway while it is open.
-		release := a.g.sel.Acquire(route.RemoteFlight(a.t, c), c.Cluster)
+		acquire := func() func() { return a.g.sel.Acquire(route.RemoteFlight(a.t, c), c.Cluster) }
+		release := acquire()
 		up, err := a.g.openCandidate(cctx, c, a.t, a.facts)
 		if err != nil {
 			release()
 			return nil, err
 		}
-		return trackConn(up, release), nil
+		return trackConn(up, release, acquire), nil
 	}, a.failed)
 	if err != nil {
 		return nil, route.Candidate{}, false, a.noRoute(ctx)

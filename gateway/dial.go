@@ -45,11 +45,12 @@ func (g *Gateway) dialLocal(ctx context.Context, t wire.Target, addrs []string) 
 		if ctx.Err() != nil {
 			break
 		}
-		release := g.sel.Acquire(route.FlightKey{Addr: a}, g.cfg.Cluster)
+		acquire := func() func() { return g.sel.Acquire(route.FlightKey{Addr: a}, g.cfg.Cluster) }
+		release := acquire()
 		c, err := d.DialContext(ctx, "tcp", a)
 		if err == nil {
 			g.sel.Out.Success(route.EndpointKey(a))
-			return trackConn(c, release), nil
+			return trackConn(c, release, acquire), nil
 		}
 		release()
 		if !errors.Is(ctx.Err(), context.Canceled) {
@@ -63,21 +64,45 @@ func (g *Gateway) dialLocal(ctx context.Context, t wire.Target, addrs []string) 
 	return nil, fmt.Errorf("no endpoint answered: %s", strings.Join(errs, "; "))
 }
 
-// trackedConn releases its stream count once, when it is closed.
+// trackedConn counts as a stream in flight (route.Selector.Acquire)
+// until it is closed, or while it waits between requests unpaused.
 type trackedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	mu      sync.Mutex
+	release func()        // nil while not counted
+	acquire func() func() // counts it again; nil: it cannot be
 }
 
-func trackConn(c net.Conn, release func()) net.Conn { return &trackedConn{Conn: c, release: release} }
+func trackConn(c net.Conn, release func(), acquire func() func()) net.Conn {
+	return &trackedConn{Conn: c, release: release, acquire: acquire}
+}
+
+// pause stops counting the connection (it waits, kept, for a request).
+func (c *trackedConn) pause() {
+	c.mu.Lock()
+	r := c.release
+	c.release = nil
+	c.mu.Unlock()
+	if r != nil {
+		r()
+	}
+}
+
+// resume counts a paused connection again.
+func (c *trackedConn) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.release == nil && c.acquire != nil {
+		c.release = c.acquire()
+	}
+}
 
 // unwrapConn is the connection beneath, for the zero-copy path of splice.
 func (c *trackedConn) unwrapConn() net.Conn { return c.Conn }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.pause()
 	return err
 }
 

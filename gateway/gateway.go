@@ -67,6 +67,7 @@ type Gateway struct {
 	health  *healthChecker
 	sel     *route.Selector
 	retries *retryBudget
+	pool    *upstreamPool // streams kept for the next HTTP request
 	res     *residency
 	catalog *catalog.Catalog
 	state   *state.Store
@@ -255,6 +256,7 @@ func (g *Gateway) components() []component {
 		}, kill: func() { g.admin.Close() }},
 		{name: "tunnels", kill: func() { g.tunnels.Close() }},
 		{name: "connections", drain: g.drainConns, kill: g.conns.kill},
+		{name: "kept streams", start: func() error { g.pool = newUpstreamPool(); return nil }, kill: func() { g.pool.close() }},
 		{name: "catalog", start: func() (err error) {
 			g.catalog, err = catalog.New(cfg.Gossip, catalog.Self{
 				Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: g.advertise, ControlAddr: g.controlAdvertise,

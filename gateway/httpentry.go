@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // The HTTP layer. A port declared http, http2 or grpc is served request by
@@ -153,7 +155,7 @@ func (g *Gateway) serveHTTPPort(c net.Conn, br *bufio.Reader, t wire.Target, in 
 // CONNECT hands the connection over to a tunnel.
 func (g *Gateway) serveHTTP1(c net.Conn, br *bufio.Reader, fixed *wire.Target, in route.FlowIn, outer http.Header, proto string, wait time.Duration) {
 	for {
-		req, ok := g.readClientRequest(c, br, wait, fixed == nil)
+		req, ok := g.readClientRequest(c, br, wait, in.Entry)
 		if !ok {
 			return
 		}
@@ -204,35 +206,40 @@ func withOuter(h, outer http.Header) http.Header {
 }
 
 // readClientRequest reads one request within wait (readRequest); on a
-// bad or oversized head it answers the client and reports false. On the
-// proxy port a request must be a CONNECT or name an absolute http URL.
-func (g *Gateway) readClientRequest(c net.Conn, br *bufio.Reader, wait time.Duration, proxy bool) (*http.Request, bool) {
+// bad or oversized head it answers the client, audits the refusal and
+// reports false. On the proxy port (entry "") a request must be a CONNECT
+// or name an absolute http URL; elsewhere CONNECT is refused.
+func (g *Gateway) readClientRequest(c net.Conn, br *bufio.Reader, wait time.Duration, entry string) (*http.Request, bool) {
+	proxy := entry == ""
+	if proxy {
+		entry = "http"
+	}
+	refuse := func(status int, reason string) (*http.Request, bool) {
+		g.metrics.httpRequests.WithLabelValues("", "", strconv.Itoa(status)).Inc()
+		g.res.audit.Refused("outbound", status)
+		g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindDecision, Decision: sovereignty.DecisionDeny, Direction: "outbound",
+			Entry: entry, Status: status, Reason: reason})
+		writeHTTPError(c, status, reason)
+		return nil, false
+	}
 	c.SetReadDeadline(time.Now().Add(wait))
 	req, err := readRequest(br)
 	var bad *badHeadError
 	switch {
 	case err == nil:
 	case errors.Is(err, errHeadTooLarge):
-		g.metrics.httpRequests.WithLabelValues("", "", "431").Inc()
-		writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, err.Error())
-		return nil, false
+		return refuse(http.StatusRequestHeaderFieldsTooLarge, err.Error())
 	case errors.As(err, &bad):
-		g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
-		writeHTTPError(c, http.StatusBadRequest, "bad request: "+err.Error())
-		return nil, false
+		return refuse(http.StatusBadRequest, "bad request: "+err.Error())
 	default: // closed, timed out or reset between requests
 		return nil, false
 	}
 	c.SetReadDeadline(time.Time{})
-	if proxy && req.Method != http.MethodConnect && !(req.URL.IsAbs() && req.URL.Scheme == "http") {
-		g.metrics.httpRequests.WithLabelValues("", "", "405").Inc()
-		writeHTTPError(c, http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
-		return nil, false
-	}
-	if req.Method == http.MethodConnect && !proxy {
-		g.metrics.httpRequests.WithLabelValues("", "", "405").Inc()
-		writeHTTPError(c, http.StatusMethodNotAllowed, "CONNECT is served on the proxy port only")
-		return nil, false
+	switch {
+	case proxy && req.Method != http.MethodConnect && !(req.URL.IsAbs() && req.URL.Scheme == "http"):
+		return refuse(http.StatusMethodNotAllowed, "this port is an HTTP proxy: send CONNECT <service>.<namespace>.svc.clusterset.local:<port> or an absolute http:// URL")
+	case !proxy && req.Method == http.MethodConnect:
+		return refuse(http.StatusMethodNotAllowed, "CONNECT is served on the proxy port only")
 	}
 	return req, true
 }
@@ -290,7 +297,7 @@ func (g *Gateway) requestDone(svc, cluster string, resp *http.Response, start ti
 // read: it is in the trailers, or in the headers of a trailers-only
 // response), "" for other responses.
 func grpcStatus(resp *http.Response) string {
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") {
+	if !isGRPC(resp.Header) {
 		return ""
 	}
 	if s := resp.Trailer.Get("Grpc-Status"); s != "" {
@@ -368,19 +375,21 @@ func (g *Gateway) retryable(req *http.Request) bool {
 	if idempotent(req.Method) {
 		return true
 	}
-	return req.Method == http.MethodPost && strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc") &&
+	return req.Method == http.MethodPost && isGRPC(req.Header) &&
 		g.cfg.HTTP.retryableGRPC(req.URL.Path)
 }
 
-// forward carries one request to t on a stream of its own and returns
-// the response, headers read. The request is planned with its own
-// classification (in.Headers). A request that never reached a service
-// moves to the next allowed cluster at once (attempt.connect); a
-// retryable one whose stream broke before its response started is sent
-// once more, to the next allowed cluster of the same plan, within the
-// service's retry budget. cont is called once a cluster took the stream,
-// before the request body is read (100-continue). On error, dest names
-// the cluster that broke, if any.
+// forward carries one request to t and returns the response, headers
+// read. The request is planned with its own classification (in.Headers),
+// and goes on a stream kept from an earlier request with the same facts
+// to the cluster its plan put first (upstreamPool), or on a new one. A
+// request that never reached a service moves to the next allowed cluster
+// at once (attempt.connect); a retryable one whose stream broke before
+// its response started is sent once more, to the next allowed cluster of
+// the same plan, within the service's retry budget (a kept stream that
+// turns out closed is replaced first, outside the budget). cont is called
+// once a cluster took the request, before its body is read
+// (100-continue). On error, dest names the cluster that broke, if any.
 func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, req *http.Request, proto string, cont func() error) (*exchange, error) {
 	svc := t.String()
 	g.retries.request(svc)
@@ -388,63 +397,171 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 	if err != nil {
 		return &exchange{}, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
-	defer cancel()
-	up, cand, rt, err := a.connect(cctx)
+	retry := g.retryable(req)
+	// HTTP/1.1 streams are kept for requests that may be sent twice: one
+	// that finds its kept stream closed is sent again.
+	reuse := proto != protoHTTP || retry && req.ContentLength >= 0 && req.ContentLength <= maxRetryBody
+	u, err := g.upstreamFor(ctx, a, proto, reuse)
 	if err != nil {
 		return &exchange{}, err
 	}
 	if err := cont(); err != nil {
-		up.Close()
-		return &exchange{dest: rt}, err
+		u.discard()
+		return &exchange{dest: u.dest}, err
 	}
 	var body []byte // kept for a retry
-	retry := g.retryable(req)
 	if retry && req.Body != nil && req.Body != http.NoBody {
 		if body, err = readRetryBody(req); err != nil {
-			up.Close()
-			return &exchange{dest: rt}, &badRequestError{err}
+			u.discard()
+			return &exchange{dest: u.dest}, &badRequestError{err}
 		}
 		retry = body != nil
 	}
 	out := outgoing(ctx, req, t, proto)
-	for retried := false; ; retried = true {
+	for retried := false; ; {
 		if body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
 		}
-		resp, release, err := sendOn(up, out, proto)
+		kind := "new"
+		if u.reused {
+			kind = "kept"
+		}
+		g.metrics.httpStreams.WithLabelValues(svc, u.dest.cluster, kind).Inc()
+		resp, err := u.roundTrip(out)
 		if err == nil {
-			forwardHeader(resp.Header)
-			resp.Header.Set("X-Strait-Cluster", rt.cluster)
-			resp.Header.Set("X-Strait-Region", rt.region)
-			g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()
-			return &exchange{resp: resp, dest: rt, close: func() {
-				resp.Body.Close()
-				release()
-				up.Close()
-			}}, nil
+			return g.exchanged(u, out, resp, svc), nil
 		}
-		up.Close()
-		g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "broken").Inc()
+		if u.cc == nil {
+			u.conn.Close()
+		}
 		switch {
+		case u.reused && retry:
+			// A kept stream that closed while it waited: open a new one.
+			g.log.Debug("kept stream closed; opening another", "service", svc, "cluster", u.dest.cluster, "err", err)
 		case !retry || retried:
+			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
+			return &exchange{dest: u.dest}, &upstreamError{target: t, cluster: u.dest.cluster, err: err}
 		case !g.retries.retry(svc):
+			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
 			g.metrics.httpRetries.WithLabelValues(svc, "budget").Inc()
+			return &exchange{dest: u.dest}, &upstreamError{target: t, cluster: u.dest.cluster, err: err}
 		default:
+			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
 			g.metrics.httpRetries.WithLabelValues(svc, "retried").Inc()
-			g.log.Info("request retried on the next allowed cluster", "service", svc, "cluster", rt.cluster, "err", err)
-			a.failed(cand, err)
-			cctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
-			up, cand, rt, err = a.connect(cctx)
-			cancel()
-			if err != nil {
-				return &exchange{}, err
-			}
-			continue
+			g.log.Info("request retried on the next allowed cluster", "service", svc, "cluster", u.dest.cluster, "err", err)
+			a.failed(u.cand, err)
+			a.next = max(a.next, slices.Index(a.cands, u.cand)+1)
+			retried = true
 		}
-		return &exchange{dest: rt}, &upstreamError{target: t, cluster: rt.cluster, err: err}
+		if u, err = g.upstreamFor(ctx, a, proto, false); err != nil {
+			return &exchange{}, err
+		}
 	}
+}
+
+// exchanged finishes a request that got a response: its stream goes back
+// to the pool once the body has been read to its end.
+func (g *Gateway) exchanged(u *upstream, out *http.Request, resp *http.Response, svc string) *exchange {
+	forwardHeader(resp.Header)
+	resp.Header.Set("X-Strait-Cluster", u.dest.cluster)
+	resp.Header.Set("X-Strait-Region", u.dest.region)
+	g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "ok").Inc()
+	keep := u.cc == nil && !resp.Close && !out.Close
+	resp.Body = &bodyDone{ReadCloser: resp.Body, done: func(clean bool) {
+		switch {
+		case u.cc != nil: // the connection stays kept
+		case keep && clean:
+			g.pool.putH1(u.key, u.conn, u.br)
+		default:
+			u.conn.Close()
+		}
+	}}
+	return &exchange{resp: resp, dest: u.dest, close: func() { resp.Body.Close() }}
+}
+
+// upstream is where one request goes: an HTTP/1.1 stream, or a stream
+// reserved on an HTTP/2 connection.
+type upstream struct {
+	conn   net.Conn
+	br     *bufio.Reader    // HTTP/1.1
+	cc     *http.ClientConn // HTTP/2
+	cand   route.Candidate
+	dest   destination
+	key    poolKey
+	reused bool
+}
+
+// upstreamFor returns a stream for a's next request: a kept one to the
+// candidate the plan puts next (when reuse), else a new one (connect).
+func (g *Gateway) upstreamFor(ctx context.Context, a *attempt, proto string, reuse bool) (*upstream, error) {
+	if reuse && a.next < len(a.cands) {
+		c := a.cands[a.next]
+		k := keyFor(c, a, proto)
+		dest := destination{cluster: c.Cluster, region: c.Region}
+		if proto == protoHTTP {
+			if conn, br := g.pool.takeH1(k); conn != nil {
+				return &upstream{conn: conn, br: br, cand: c, dest: dest, key: k, reused: true}, nil
+			}
+		} else if cc := g.pool.takeH2(k); cc != nil {
+			return &upstream{cc: cc, cand: c, dest: dest, key: k, reused: true}, nil
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
+	defer cancel()
+	up, c, rt, err := a.connect(cctx)
+	if err != nil {
+		return nil, err
+	}
+	u := &upstream{conn: up, cand: c, dest: rt, key: keyFor(c, a, proto)}
+	if proto == protoHTTP {
+		u.br = bufio.NewReader(up)
+		return u, nil
+	}
+	cc, err := newH2Conn(up, a.t.Authority())
+	if err == nil {
+		err = cc.Reserve()
+	}
+	if err != nil {
+		up.Close()
+		return nil, &upstreamError{target: a.t, cluster: rt.cluster, err: fmt.Errorf("start HTTP/2: %w", err)}
+	}
+	g.pool.putH2(u.key, cc)
+	u.cc = cc
+	return u, nil
+}
+
+// roundTrip sends req and reads the head of its final response (1xx
+// answers skipped). An error means no response started.
+func (u *upstream) roundTrip(req *http.Request) (*http.Response, error) {
+	if u.cc != nil {
+		resp, err := u.cc.RoundTrip(req)
+		if err != nil {
+			return nil, fmt.Errorf("HTTP/2 request: %w", err)
+		}
+		return resp, nil
+	}
+	if err := req.Write(u.conn); err != nil {
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	for {
+		resp, err := http.ReadResponse(u.br, req)
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+	}
+}
+
+// discard gives up a stream before its request was sent.
+func (u *upstream) discard() {
+	if u.cc != nil {
+		u.cc.Release()
+		return
+	}
+	u.conn.Close()
 }
 
 // readRetryBody reads a retryable request's body when it is small enough
@@ -470,7 +587,7 @@ func readRetryBody(req *http.Request) ([]byte, error) {
 
 // outgoing is the request sent upstream for req: the fields a proxy must
 // not forward removed (forwardHeader), "TE: trailers" kept for HTTP/2
-// (gRPC needs it), and one request per stream.
+// (gRPC needs it); the stream stays open for the next request.
 func outgoing(ctx context.Context, req *http.Request, t wire.Target, proto string) *http.Request {
 	trailers := false
 	for _, v := range req.Header.Values("Te") {
@@ -486,8 +603,8 @@ func outgoing(ctx context.Context, req *http.Request, t wire.Target, proto strin
 		out.Host = t.Authority()
 	}
 	out.URL.Host = out.Host
+	out.Close = false
 	if proto == protoHTTP {
-		out.Close = true
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	} else {
 		out.Close = false
@@ -497,60 +614,6 @@ func outgoing(ctx context.Context, req *http.Request, t wire.Target, proto strin
 		}
 	}
 	return out
-}
-
-// h2Upstream speaks h2c with a service on one stream: the stream in the
-// context (upstreamConnKey) is its connection.
-var h2Upstream = func() *http.Transport {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &http.Transport{Protocols: &p, DisableCompression: true, Proxy: nil,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			if c, ok := ctx.Value(upstreamConnKey{}).(net.Conn); ok {
-				return c, nil
-			}
-			return nil, errors.New("no stream to speak HTTP/2 on")
-		}}
-}()
-
-type upstreamConnKey struct{}
-
-// sendOn sends req on the stream up in the upstream's protocol and reads
-// the head of its response. An error means no response started. release
-// frees what the exchange holds besides the stream.
-func sendOn(up net.Conn, req *http.Request, proto string) (*http.Response, func(), error) {
-	if proto == protoHTTP {
-		resp, err := roundTrip(up, req)
-		return resp, func() {}, err
-	}
-	cc, err := h2Upstream.NewClientConn(context.WithValue(req.Context(), upstreamConnKey{}, up), "http", req.URL.Host)
-	if err != nil {
-		return nil, nil, fmt.Errorf("start HTTP/2: %w", err)
-	}
-	resp, err := cc.RoundTrip(req)
-	if err != nil {
-		cc.Close()
-		return nil, nil, fmt.Errorf("HTTP/2 request: %w", err)
-	}
-	return resp, func() { cc.Close() }, nil
-}
-
-// roundTrip sends req on up and reads its final response (1xx answers
-// skipped). An error means no response started.
-func roundTrip(up net.Conn, req *http.Request) (*http.Response, error) {
-	if err := req.Write(up); err != nil {
-		return nil, fmt.Errorf("send request: %w", err)
-	}
-	br := bufio.NewReader(up)
-	for {
-		resp, err := http.ReadResponse(br, req)
-		if err != nil {
-			return nil, fmt.Errorf("read response: %w", err)
-		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, nil
-		}
-	}
 }
 
 // countWriter counts what it writes.
@@ -649,6 +712,10 @@ func (g *Gateway) serveRequest2(w http.ResponseWriter, r *http.Request, fixed *w
 		}
 	}
 	svc := t.String()
+	if proto == protoHTTP && isGRPC(r.Header) {
+		// gRPC needs HTTP/2 end to end (trailers), whatever the port says.
+		proto = protoGRPC
+	}
 	in.Headers = r.Header
 	if outer != nil {
 		in.Headers = withOuter(r.Header, outer)
@@ -683,6 +750,11 @@ func (g *Gateway) serveRequest2(w http.ResponseWriter, r *http.Request, fixed *w
 	}
 }
 
+// isGRPC reports whether a request or response is gRPC.
+func isGRPC(h http.Header) bool {
+	return strings.HasPrefix(h.Get("Content-Type"), "application/grpc")
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -703,7 +775,7 @@ func writeH2Error(w http.ResponseWriter, r *http.Request, status int, reason str
 	reason = headerSafe(strings.ReplaceAll(reason, "\n", " "))
 	h := w.Header()
 	h.Set("X-Strait-Reason", reason)
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+	if isGRPC(r.Header) {
 		code, ok := grpcCodes[status]
 		if !ok {
 			code = 2 // UNKNOWN

@@ -29,6 +29,7 @@ type metrics struct {
 	httpSeconds        *prometheus.HistogramVec
 	httpRetries        *prometheus.CounterVec
 	grpcRequests       *prometheus.CounterVec
+	httpStreams        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -107,6 +108,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_grpc_requests_total",
 			Help: "gRPC calls from local workloads that got a response, by service, the cluster that answered and gRPC status code.",
 		}, []string{"service", "cluster", "grpc_status"}),
+		httpStreams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_http_upstream_streams_total",
+			Help: "Streams HTTP requests went on, by service, cluster and whether the stream was new or kept from an earlier request with the same facts.",
+		}, []string{"service", "cluster", "stream"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -117,7 +122,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
-		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests}
+		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

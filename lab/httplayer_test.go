@@ -291,3 +291,55 @@ func TestHTTPRequestsFailOverOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptStreamsCarryRequestsAndSurviveServiceClose: requests with the
+// same facts reuse the stream the first one opened; a kept stream whose
+// service side closed while it waited is replaced without the client
+// seeing an error, and without spending the retry budget.
+func TestKeptStreamsCarryRequestsAndSurviveServiceClose(t *testing.T) {
+	// The service closes keep-alive connections idle for 50 ms.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{IdleTimeout: 50 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	svc := serviceAt("demo/short", "http", 8080, ln.Addr().String(), nil)
+	svc.Ports[0].Protocol = "http"
+	l := startLab(t,
+		lab.ClusterSpec{Name: "a", Region: "r1", Imports: []gateway.Import{{Service: "demo/short", Port: 8080, Listen: "127.0.0.1:0"}}},
+		lab.ClusterSpec{Name: "b", Region: "r2", Services: []discovery.Service{svc}})
+	addr := l.Gateway("a").ImportAddrs()["demo/short:8080"]
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func() {
+		t.Helper()
+		resp, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+			t.Fatalf("%s %q: %s", resp.Status, body, resp.Header.Get("X-Strait-Reason"))
+		}
+	}
+	streams := func(kind string) float64 {
+		return metricValue(t, l.Gateway("a"), "strait_gateway_http_upstream_streams_total", map[string]string{"service": "demo/short:8080", "cluster": "b", "stream": kind})
+	}
+	for range 20 {
+		get()
+	}
+	if kept, fresh := streams("kept"), streams("new"); kept < 15 || fresh > 5 {
+		t.Errorf("20 requests in a row went on %v new and %v kept streams", fresh, kept)
+	}
+	for range 5 {
+		time.Sleep(150 * time.Millisecond) // the service closes the kept stream's connection
+		get()
+	}
+	if n := metricValue(t, l.Gateway("a"), "strait_gateway_http_retries_total", map[string]string{"service": "demo/short:8080"}); n != 0 {
+		t.Errorf("retries counted %v for kept streams the service closed", n)
+	}
+}
