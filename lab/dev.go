@@ -121,8 +121,10 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 			d.demos = append(d.demos, demo)
 			host, ps, _ := net.SplitHostPort(demo.Addr())
 			target, _ := strconv.Atoi(ps)
+			// http2: the demo answers h2c too, and gRPC only over HTTP/2;
+			// on an http port the gateway would send it HTTP/1.1.
 			svc := discovery.Service{Namespace: ns, Name: name, Endpoints: []string{host},
-				Ports: []discovery.Port{{Name: "http", Port: DemoPort, TargetPort: target, Protocol: "http"}}}
+				Ports: []discovery.Port{{Name: "http", Port: DemoPort, TargetPort: target, Protocol: "http2"}}}
 			for _, ds := range demoServices {
 				if ds.key == key {
 					svc.Labels = ds.labels
@@ -135,7 +137,7 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 			if !opts.Ephemeral {
 				port = ds.port
 			}
-			cs.Imports = append(cs.Imports, gateway.Import{Service: ds.key, Port: DemoPort, Listen: net.JoinHostPort(gwHost, strconv.Itoa(port)), Protocol: "http"})
+			cs.Imports = append(cs.Imports, gateway.Import{Service: ds.key, Port: DemoPort, Listen: net.JoinHostPort(gwHost, strconv.Itoa(port)), Protocol: "http2"})
 		}
 		spec.Clusters = append(spec.Clusters, cs)
 	}
@@ -365,10 +367,19 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   # also when eu-central-1 is down (then 503)
   curl -s -x %[5]s -H 'x-data-residency: eu' http://profile.demo.svc.clusterset.local:%[3]d/
 
+  # the same through %[4]s's demo/profile import port over HTTP/2 (h2c): each
+  # stream is routed on its own, and a marked one stays in the EU (X-Strait-Region)
+  curl -si --http2-prior-knowledge -H 'x-data-residency: eu' http://%[12]s/headers
+
+  # and as a gRPC health check with the marker as metadata: served in
+  # eu-central, never us-east
+  %[8]s probe grpc %[12]s --header x-data-residency=eu
+
   # why: which classes apply, which clusters are allowed, in what order
   %[8]s policy explain --admin %[7]s --service demo/ledger --from %[9]s
   %[8]s policy simulate --admin %[7]s --fail eu-central
-`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, euc.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin)
+`, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, euc.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin,
+		euw.Imports["demo/profile:8080"])
 	if euc.Passthrough != "" && info.MeshCA != "" {
 		fmt.Fprintf(w, `
 TLS passthrough: a mesh workload opens TLS to its gateway's passthrough port

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/straitmesh/strait/lab"
 )
@@ -140,5 +146,84 @@ func TestDevTour(t *testing.T) {
 		}}}
 	if r := getJSON(t, client, "https://ledger.demo.svc.cluster.local:8080/tls"); !r.TLS || r.SNI != sni || r.Region != "eu-west" || r.Path != "/tls" {
 		t.Errorf("passthrough from eu-central-1 to demo/ledger: %+v", r)
+	}
+}
+
+// TestDevTourKeepsHTTP2AndGRPCInTheEU runs the tour's HTTP/2 and gRPC
+// lines: through eu-west-1's demo/profile import port (exported by
+// eu-central-1 and us-east-1), every marked h2c stream and gRPC call on
+// one connection is served in eu-central; unmarked ones are served too
+// (by either exporter).
+func TestDevTourKeepsHTTP2AndGRPCInTheEU(t *testing.T) {
+	ctx, d, byName := startDev(t, lab.Spec{})
+	var tour strings.Builder
+	lab.PrintTour(&tour, d.Info(), "strait")
+	imp := byName["eu-west-1"].Imports["demo/profile:8080"]
+	for _, want := range []string{
+		"curl -si --http2-prior-knowledge -H 'x-data-residency: eu' http://" + imp + "/headers",
+		"strait probe grpc " + imp + " --header x-data-residency=eu",
+	} {
+		if !strings.Contains(tour.String(), want) {
+			t.Errorf("tour lacks %q:\n%s", want, tour.String())
+		}
+	}
+	exporters := []string{"eu-central", "us-east"}
+
+	h2 := h2cClient()
+	for i := range 40 {
+		marked := i%2 == 0
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+imp+"/headers", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if marked {
+			req.Header.Set("X-Data-Residency", "eu")
+		}
+		resp, err := h2.Do(req)
+		if err != nil {
+			t.Fatalf("h2c stream %d (marked %v): %v", i, marked, err)
+		}
+		var r lab.Reply
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		region := resp.Header.Get("X-Strait-Region")
+		switch {
+		case err != nil || resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2:
+			t.Fatalf("h2c stream %d (marked %v): HTTP/%d %s, %v", i, marked, resp.ProtoMajor, resp.Status, err)
+		case region != r.Region || resp.Header.Get("X-Strait-Cluster") != r.Cluster:
+			t.Errorf("h2c stream %d: X-Strait-Cluster %q, X-Strait-Region %q, but served by %s in %s", i, resp.Header.Get("X-Strait-Cluster"), region, r.Cluster, r.Region)
+		case marked && (r.Region != "eu-central" || r.Headers.Get("X-Data-Residency") != "eu"):
+			t.Errorf("marked h2c stream %d served by %s in %s with headers %v; want eu-central with the marker", i, r.Cluster, r.Region, r.Headers)
+		case !slices.Contains(exporters, r.Region):
+			t.Errorf("h2c stream %d served in %s, want one of %v", i, r.Region, exporters)
+		}
+	}
+
+	conn, err := grpc.NewClient(imp, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	for i := range 40 {
+		marked := i%2 == 0
+		cctx := ctx
+		if marked {
+			cctx = metadata.AppendToOutgoingContext(ctx, "x-data-residency", "eu")
+		}
+		var hdr metadata.MD
+		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{}, grpc.Header(&hdr))
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("gRPC health check %d (marked %v): %v, %v", i, marked, resp, err)
+		}
+		region, cluster := hdr.Get("x-strait-region"), hdr.Get("x-strait-cluster")
+		switch {
+		case len(region) != 1 || len(cluster) != 1:
+			t.Errorf("gRPC call %d: x-strait-region %v, x-strait-cluster %v; want one of each", i, region, cluster)
+		case marked && (region[0] != "eu-central" || cluster[0] != "eu-central-1"):
+			t.Errorf("marked gRPC call %d served by %s in %s, want eu-central-1", i, cluster[0], region[0])
+		case !slices.Contains(exporters, region[0]):
+			t.Errorf("gRPC call %d served in %s, want one of %v", i, region[0], exporters)
+		}
 	}
 }
