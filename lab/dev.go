@@ -121,10 +121,8 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 			d.demos = append(d.demos, demo)
 			host, ps, _ := net.SplitHostPort(demo.Addr())
 			target, _ := strconv.Atoi(ps)
-			// http2: the demo answers h2c too, and gRPC only over HTTP/2;
-			// on an http port the gateway would send it HTTP/1.1.
 			svc := discovery.Service{Namespace: ns, Name: name, Endpoints: []string{host},
-				Ports: []discovery.Port{{Name: "http", Port: DemoPort, TargetPort: target, Protocol: "http2"}}}
+				Ports: []discovery.Port{{Name: "http", Port: DemoPort, TargetPort: target, Protocol: "http"}}}
 			for _, ds := range demoServices {
 				if ds.key == key {
 					svc.Labels = ds.labels
@@ -137,7 +135,7 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 			if !opts.Ephemeral {
 				port = ds.port
 			}
-			cs.Imports = append(cs.Imports, gateway.Import{Service: ds.key, Port: DemoPort, Listen: net.JoinHostPort(gwHost, strconv.Itoa(port)), Protocol: "http2"})
+			cs.Imports = append(cs.Imports, gateway.Import{Service: ds.key, Port: DemoPort, Listen: net.JoinHostPort(gwHost, strconv.Itoa(port)), Protocol: "http"})
 		}
 		spec.Clusters = append(spec.Clusters, cs)
 	}
