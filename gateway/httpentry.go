@@ -386,8 +386,9 @@ func (g *Gateway) retryable(req *http.Request) bool {
 // request that never reached a service moves to the next allowed cluster
 // at once (attempt.connect); a retryable one whose stream broke before
 // its response started is sent once more, to the next allowed cluster of
-// the same plan, within the service's retry budget (a kept stream that
-// turns out closed is replaced first, outside the budget). cont is called
+// the same plan, within the service's retry budget (a kept HTTP/1.1
+// stream that turns out closed before answering is replaced first,
+// outside the budget). cont is called
 // once a cluster took the request, before its body is read
 // (100-continue). On error, dest names the cluster that broke, if any.
 func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, req *http.Request, proto string, cont func() error) (*exchange, error) {
@@ -436,7 +437,7 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 			u.conn.Close()
 		}
 		switch {
-		case u.reused && retry:
+		case u.reused && retry && errors.Is(err, errKeptClosed):
 			// A kept stream that closed while it waited: open a new one.
 			g.log.Debug("kept stream closed; opening another", "service", svc, "cluster", u.dest.cluster, "err", err)
 		case !retry || retried:
@@ -444,11 +445,11 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 			return &exchange{dest: u.dest}, &upstreamError{target: t, cluster: u.dest.cluster, err: err}
 		case !g.retries.retry(svc):
 			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
-			g.metrics.httpRetries.WithLabelValues(svc, "budget").Inc()
+			g.metrics.httpRetries.WithLabelValues(svc, u.dest.cluster, "budget").Inc()
 			return &exchange{dest: u.dest}, &upstreamError{target: t, cluster: u.dest.cluster, err: err}
 		default:
 			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
-			g.metrics.httpRetries.WithLabelValues(svc, "retried").Inc()
+			g.metrics.httpRetries.WithLabelValues(svc, u.dest.cluster, "retried").Inc()
 			g.log.Info("request retried on the next allowed cluster", "service", svc, "cluster", u.dest.cluster, "err", err)
 			a.failed(u.cand, err)
 			a.next = max(a.next, slices.Index(a.cands, u.cand)+1)
@@ -542,11 +543,17 @@ func (u *upstream) roundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	if err := req.Write(u.conn); err != nil {
+		if u.reused {
+			err = fmt.Errorf("%w: %w", errKeptClosed, err)
+		}
 		return nil, fmt.Errorf("send request: %w", err)
 	}
-	for {
+	for first := true; ; first = false {
 		resp, err := http.ReadResponse(u.br, req)
 		if err != nil {
+			if u.reused && first && errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("%w: %w", errKeptClosed, err)
+			}
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
@@ -554,6 +561,10 @@ func (u *upstream) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+// errKeptClosed is a kept HTTP/1.1 stream found closed: the request could
+// not be written, or the stream ended before a byte of the response.
+var errKeptClosed = errors.New("kept stream closed")
 
 // discard gives up a stream before its request was sent.
 func (u *upstream) discard() {

@@ -25,7 +25,7 @@ import (
 // stream to the cluster its plan put first.
 
 // maxIdlePerKey bounds the HTTP/1.1 streams kept idle per key.
-const maxIdlePerKey = 64
+const maxIdlePerKey = 512
 
 // idleTimeout closes streams kept idle this long.
 const idleTimeout = 90 * time.Second
@@ -72,6 +72,9 @@ func (p *upstreamPool) putH1(k poolKey, conn net.Conn, br *bufio.Reader) {
 		tc.pause() // an idle stream is no load on its cluster
 	}
 	s := &idleStream{conn: conn, br: br, since: time.Now(), done: make(chan error, 1)}
+	// The watcher's deadline is set before anyone can take the stream,
+	// whose taker cuts it short.
+	conn.SetReadDeadline(s.since.Add(idleTimeout))
 	p.mu.Lock()
 	if p.closed || len(p.idle[k]) >= maxIdlePerKey {
 		p.mu.Unlock()
@@ -80,7 +83,6 @@ func (p *upstreamPool) putH1(k poolKey, conn net.Conn, br *bufio.Reader) {
 	}
 	p.idle[k] = append(p.idle[k], s)
 	p.mu.Unlock()
-	conn.SetReadDeadline(time.Now().Add(idleTimeout))
 	go func() {
 		_, err := br.Peek(1)
 		if err == nil {

@@ -102,8 +102,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"service", "cluster"}),
 		httpRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_http_retries_total",
-			Help: "Idempotent requests whose stream broke before a response started, by service and result (retried on the next allowed cluster, or budget: refused by the retry budget).",
-		}, []string{"service", "result"}),
+			Help: "Retryable requests whose stream broke before a response started, by service, the cluster where it broke and result (retried on the next allowed cluster, or budget: refused by the retry budget).",
+		}, []string{"service", "cluster", "result"}),
 		grpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_grpc_requests_total",
 			Help: "gRPC calls from local workloads that got a response, by service, the cluster that answered and gRPC status code.",

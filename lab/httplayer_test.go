@@ -22,6 +22,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -341,5 +342,161 @@ func TestKeptStreamsCarryRequestsAndSurviveServiceClose(t *testing.T) {
 	}
 	if n := metricValue(t, l.Gateway("a"), "strait_gateway_http_retries_total", map[string]string{"service": "demo/short:8080"}); n != 0 {
 		t.Errorf("retries counted %v for kept streams the service closed", n)
+	}
+}
+
+// abortingGRPCService answers HTTP/2 with prior knowledge and resets every
+// stream before a response starts: an upstream that breaks after the call
+// reached it. It counts the calls it swallowed.
+func abortingGRPCService(t *testing.T) (addr string, swallowed func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	n := 0
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		n++
+		mu.Unlock()
+		panic(http.ErrAbortHandler)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+// TestGRPCRetriesOnlyListedMethods: the nearer cluster takes gRPC calls
+// and resets them before answering. A method listed in
+// http.retryableGrpcMethods is sent once more, to the other cluster, and
+// succeeds; any other method is not sent twice and ends UNAVAILABLE.
+func TestGRPCRetriesOnlyListedMethods(t *testing.T) {
+	addr, swallowed := abortingGRPCService(t)
+	broken := serviceAt("demo/api", "grpc", 8080, addr, nil)
+	broken.Ports[0].Protocol = "grpc"
+	healthy := httpService(t, "demo/api", "c", "eu-west", "grpc")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.Start(ctx, lab.Spec{
+		Clusters: []lab.ClusterSpec{
+			{Name: "a", Region: "eu-west", Zone: "z1", Imports: []gateway.Import{{Service: "demo/api", Port: 8080, Listen: "127.0.0.1:0"}}},
+			{Name: "b", Region: "eu-west", Zone: "z1", Services: []discovery.Service{broken}},
+			{Name: "c", Region: "eu-west", Zone: "z2", Services: []discovery.Service{healthy}},
+		},
+		HTTP:     gateway.HTTPConfig{RetryableGRPCMethods: []string{"/grpc.health.v1.Health/Check"}},
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
+		Outlier:  route.OutlierConfig{ConsecutiveFailures: 100, BaseEjection: time.Second, MaxEjection: time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	a := l.Gateway("a")
+	conn, err := grpc.NewClient(a.ImportAddrs()["demo/api:8080"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	call := func(f func(context.Context) error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return f(ctx)
+	}
+	// Watch is not listed: one attempt, reset by b, UNAVAILABLE.
+	before := swallowed()
+	err = call(func(ctx context.Context) error {
+		w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = w.Recv()
+		return err
+	})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Watch through a resetting cluster: %v, want Unavailable", err)
+	}
+	if swallowed() != before+1 {
+		t.Errorf("Watch reached b %d times, want once", swallowed()-before)
+	}
+	// Check is listed: retried on c.
+	for range 3 {
+		before := swallowed()
+		var hdr metadata.MD
+		err := call(func(ctx context.Context) error {
+			resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&hdr))
+			if err == nil && resp.Status != healthpb.HealthCheckResponse_SERVING {
+				err = fmt.Errorf("status %v", resp.Status)
+			}
+			return err
+		})
+		if err != nil || len(hdr.Get("x-strait-cluster")) != 1 || hdr.Get("x-strait-cluster")[0] != "c" {
+			t.Fatalf("Check: %v, served by %v; want c after a retry", err, hdr.Get("x-strait-cluster"))
+		}
+		if swallowed() != before+1 {
+			t.Errorf("Check reached b %d times, want once", swallowed()-before)
+		}
+	}
+	if n := metricValue(t, a, "strait_gateway_http_retries_total", map[string]string{"service": "demo/api:8080", "cluster": "b", "result": "retried"}); n != 3 {
+		t.Errorf("retries counted %v, want 3", n)
+	}
+	if n := metricValue(t, a, "strait_gateway_grpc_requests_total", map[string]string{"service": "demo/api:8080", "cluster": "c", "grpc_status": "0"}); n != 3 {
+		t.Errorf("gRPC calls counted OK via c: %v, want 3", n)
+	}
+}
+
+// TestImportPortRefusesSmuggling: the smuggling probes of the proxy port,
+// in origin form on an import port that speaks HTTP.
+func TestImportPortRefusesSmuggling(t *testing.T) {
+	_, _, info := startDev(t, lab.Spec{})
+	imp := info["eu-west-1"].Imports["demo/echo:8080"]
+	hidden := "GET / HTTP/1.1\r\nHost: p\r\nX-Data-Residency: us\r\n\r\n"
+	type answer struct {
+		status int
+		body   string // in the demo's reply, when 200
+	}
+	for _, tc := range []struct {
+		name string
+		raw  string
+		want []answer // in order; the connection must close after the last
+	}{
+		{"Content-Length and Transfer-Encoding",
+			"POST / HTTP/1.1\r\nHost: e\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: p\r\n\r\n", []answer{{400, ""}}},
+		{"two different Content-Lengths", "POST / HTTP/1.1\r\nHost: e\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd", []answer{{400, ""}}},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: p\r\nX-Data-Residency: us\r\n eu\r\n\r\n", []answer{{400, ""}}},
+		{"bare LF", "GET / HTTP/1.1\nHost: e\n\n", []answer{{400, ""}}},
+		{"white space before a colon", "GET / HTTP/1.1\r\nHost: e\r\nTransfer-Encoding : chunked\r\n\r\n", []answer{{400, ""}}},
+		{"oversize chunk size", "POST / HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nx\r\n0\r\n\r\n", []answer{{502, ""}}},
+		{"CONNECT is for the proxy port", "CONNECT profile.demo.svc.clusterset.local:8080 HTTP/1.1\r\nHost: x\r\n\r\n", []answer{{405, ""}}},
+		{"a request hidden in a body is that body",
+			"POST /first HTTP/1.1\r\nHost: e\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(hidden)) + hidden +
+				"GET /second HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+			[]answer{{200, "/first"}, {200, "/second"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", imp, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, tc.raw); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			for i, want := range tc.want {
+				resp, r := readReply(t, br)
+				if resp.StatusCode != want.status || r.Path != want.body {
+					t.Fatalf("answer %d: %s for %q, want %d for %q", i+1, resp.Status, r.Path, want.status, want.body)
+				}
+			}
+			if _, err := br.ReadByte(); err == nil {
+				t.Error("connection open after the last answer")
+			}
+		})
 	}
 }

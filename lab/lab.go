@@ -70,6 +70,8 @@ type Spec struct {
 	Health gateway.HealthConfig
 	// Outlier overrides the gateway's outlier ejection when non-zero.
 	Outlier route.OutlierConfig
+	// HTTP configures every gateway's HTTP layer.
+	HTTP gateway.HTTPConfig
 	// DirectLinks skips the emulated links: gateways dial each other
 	// directly (benchmarks of the gateway itself).
 	DirectLinks bool
@@ -212,6 +214,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		cfg.Services = cs.Services
 		cfg.Imports = cs.Imports
+		cfg.HTTP = spec.HTTP
 		if spec.AuditDir != "" {
 			cfg.Residency.Audit.File = filepath.Join(spec.AuditDir, cs.Name+".jsonl")
 		}
