@@ -473,7 +473,7 @@ func (g *Gateway) exchanged(u *upstream, out *http.Request, resp *http.Response,
 		switch {
 		case u.cc != nil: // the connection stays kept
 		case keep && clean:
-			g.pool.putH1(u.key, u.conn, u.br)
+			g.pool.putH1(u.key, u.conn, u.br, u.bw)
 		default:
 			u.conn.Close()
 		}
@@ -486,6 +486,7 @@ func (g *Gateway) exchanged(u *upstream, out *http.Request, resp *http.Response,
 type upstream struct {
 	conn   net.Conn
 	br     *bufio.Reader    // HTTP/1.1
+	bw     *bufio.Writer    // HTTP/1.1
 	cc     *http.ClientConn // HTTP/2
 	cand   route.Candidate
 	dest   destination
@@ -501,8 +502,8 @@ func (g *Gateway) upstreamFor(ctx context.Context, a *attempt, proto string, reu
 		k := keyFor(c, a, proto)
 		dest := destination{cluster: c.Cluster, region: c.Region}
 		if proto == protoHTTP {
-			if conn, br := g.pool.takeH1(k); conn != nil {
-				return &upstream{conn: conn, br: br, cand: c, dest: dest, key: k, reused: true}, nil
+			if conn, br, bw := g.pool.takeH1(k); conn != nil {
+				return &upstream{conn: conn, br: br, bw: bw, cand: c, dest: dest, key: k, reused: true}, nil
 			}
 		} else if cc := g.pool.takeH2(k); cc != nil {
 			return &upstream{cc: cc, cand: c, dest: dest, key: k, reused: true}, nil
@@ -516,7 +517,7 @@ func (g *Gateway) upstreamFor(ctx context.Context, a *attempt, proto string, reu
 	}
 	u := &upstream{conn: up, cand: c, dest: rt, key: keyFor(c, a, proto)}
 	if proto == protoHTTP {
-		u.br = bufio.NewReader(up)
+		u.br, u.bw = bufio.NewReader(up), bufio.NewWriter(up)
 		return u, nil
 	}
 	cc, err := newH2Conn(up, a.t.Authority())
@@ -542,7 +543,11 @@ func (u *upstream) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	}
-	if err := req.Write(u.conn); err != nil {
+	err := req.Write(u.bw)
+	if err == nil {
+		err = u.bw.Flush()
+	}
+	if err != nil {
 		if u.reused {
 			err = fmt.Errorf("%w: %w", errKeptClosed, err)
 		}
@@ -606,7 +611,11 @@ func outgoing(ctx context.Context, req *http.Request, t wire.Target, proto strin
 			trailers = trailers || strings.EqualFold(strings.TrimSpace(item), "trailers")
 		}
 	}
-	out := req.Clone(ctx)
+	// req is the gateway's own (read from the client, or ReverseProxy's
+	// copy): its fields are changed in place, its URL copied.
+	out := req.WithContext(ctx)
+	u := *req.URL
+	out.URL = &u
 	forwardHeader(out.Header)
 	out.RequestURI = ""
 	out.URL.Scheme = "http"
@@ -618,7 +627,6 @@ func outgoing(ctx context.Context, req *http.Request, t wire.Target, proto strin
 	if proto == protoHTTP {
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	} else {
-		out.Close = false
 		out.TransferEncoding = nil
 		if trailers {
 			out.Header.Set("Te", "trailers")
@@ -742,7 +750,8 @@ func (g *Gateway) serveRequest2(w http.ResponseWriter, r *http.Request, fixed *w
 			}
 			return ex.resp, nil
 		}),
-		FlushInterval: -1,
+		FlushInterval: 0, // streaming responses (gRPC, no Content-Length) are flushed at once
+		BufferPool:    bufferPool{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status := g.refuseRequest(t, in, err)
 			cluster := ""
@@ -765,6 +774,12 @@ func (g *Gateway) serveRequest2(w http.ResponseWriter, r *http.Request, fixed *w
 func isGRPC(h http.Header) bool {
 	return strings.HasPrefix(h.Get("Content-Type"), "application/grpc")
 }
+
+// bufferPool lends ReverseProxy the copy buffers of splice.
+type bufferPool struct{}
+
+func (bufferPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBufs.Put(&b) }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
 

@@ -37,14 +37,12 @@ type poolKey struct {
 	proto         string
 }
 
-// idleStream is an HTTP/1.1 stream between requests. A goroutine reads
-// from it while it waits: the peer closing it, or sending anything at all
-// before a request, ends its use.
+// idleStream is an HTTP/1.1 stream between requests.
 type idleStream struct {
 	conn  net.Conn
 	br    *bufio.Reader
+	bw    *bufio.Writer
 	since time.Time
-	done  chan error // the watcher's read: nil never, a deadline error when taken
 }
 
 type upstreamPool struct {
@@ -52,18 +50,69 @@ type upstreamPool struct {
 	idle   map[poolKey][]*idleStream
 	h2     map[poolKey][]*http.ClientConn
 	closed bool
+	stop   chan struct{}
 }
 
 func newUpstreamPool() *upstreamPool {
-	return &upstreamPool{idle: map[poolKey][]*idleStream{}, h2: map[poolKey][]*http.ClientConn{}}
+	p := &upstreamPool{idle: map[poolKey][]*idleStream{}, h2: map[poolKey][]*http.ClientConn{}, stop: make(chan struct{})}
+	go p.sweep(idleTimeout / 3)
+	return p
 }
 
 func keyFor(c route.Candidate, a *attempt, proto string) poolKey {
 	return poolKey{cluster: c.Cluster, addr: c.Addr, target: a.t, facts: string(a.facts), proto: proto}
 }
 
+// sweep closes, every interval, the streams kept idle longer than
+// idleTimeout, and forgets HTTP/2 connections that ended.
+func (p *upstreamPool) sweep(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		var old []*idleStream
+		p.mu.Lock()
+		for k, list := range p.idle {
+			keep := list[:0]
+			for _, s := range list {
+				if time.Since(s.since) >= idleTimeout {
+					old = append(old, s)
+				} else {
+					keep = append(keep, s)
+				}
+			}
+			if len(keep) == 0 {
+				delete(p.idle, k)
+			} else {
+				p.idle[k] = keep
+			}
+		}
+		for k, list := range p.h2 {
+			keep := list[:0]
+			for _, cc := range list {
+				if cc.Err() == nil {
+					keep = append(keep, cc)
+				}
+			}
+			if len(keep) == 0 {
+				delete(p.h2, k)
+			} else {
+				p.h2[k] = keep
+			}
+		}
+		p.mu.Unlock()
+		for _, s := range old {
+			s.conn.Close()
+		}
+	}
+}
+
 // putH1 keeps an HTTP/1.1 stream whose exchange ended cleanly.
-func (p *upstreamPool) putH1(k poolKey, conn net.Conn, br *bufio.Reader) {
+func (p *upstreamPool) putH1(k poolKey, conn net.Conn, br *bufio.Reader, bw *bufio.Writer) {
 	if br.Buffered() > 0 {
 		conn.Close()
 		return
@@ -71,29 +120,14 @@ func (p *upstreamPool) putH1(k poolKey, conn net.Conn, br *bufio.Reader) {
 	if tc, ok := conn.(*trackedConn); ok {
 		tc.pause() // an idle stream is no load on its cluster
 	}
-	s := &idleStream{conn: conn, br: br, since: time.Now(), done: make(chan error, 1)}
-	// The watcher's deadline is set before anyone can take the stream,
-	// whose taker cuts it short.
-	conn.SetReadDeadline(s.since.Add(idleTimeout))
 	p.mu.Lock()
 	if p.closed || len(p.idle[k]) >= maxIdlePerKey {
 		p.mu.Unlock()
 		conn.Close()
 		return
 	}
-	p.idle[k] = append(p.idle[k], s)
+	p.idle[k] = append(p.idle[k], &idleStream{conn: conn, br: br, bw: bw, since: time.Now()})
 	p.mu.Unlock()
-	go func() {
-		_, err := br.Peek(1)
-		if err == nil {
-			err = errors.New("unsolicited bytes on an idle stream")
-		}
-		s.done <- err
-		if !isTimeout(err) || time.Since(s.since) >= idleTimeout {
-			// Dead, or idle too long: whoever takes it finds it gone.
-			p.drop(k, s)
-		}
-	}()
 }
 
 // isTimeout reports whether err is a read deadline passing.
@@ -102,31 +136,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// drop removes s from the pool, if it is still there, and closes it.
-func (p *upstreamPool) drop(k poolKey, s *idleStream) {
-	p.mu.Lock()
-	list := p.idle[k]
-	for i, x := range list {
-		if x == s {
-			p.idle[k] = append(list[:i:i], list[i+1:]...)
-			if len(p.idle[k]) == 0 {
-				delete(p.idle, k)
-			}
-			break
-		}
-	}
-	p.mu.Unlock()
-	s.conn.Close()
-}
-
 // takeH1 returns a kept HTTP/1.1 stream for k that is still open, or nil.
-func (p *upstreamPool) takeH1(k poolKey) (net.Conn, *bufio.Reader) {
+// A read with a deadline already passed tells: a stream its peer closed
+// (or that holds unsolicited bytes) answers at once, an open quiet one
+// times out. (A closed TCP connection to a local endpoint may still look
+// open; the exchange then finds it closed, errKeptClosed.)
+func (p *upstreamPool) takeH1(k poolKey) (net.Conn, *bufio.Reader, *bufio.Writer) {
 	for {
 		p.mu.Lock()
 		list := p.idle[k]
 		if len(list) == 0 {
 			p.mu.Unlock()
-			return nil, nil
+			return nil, nil, nil
 		}
 		s := list[len(list)-1]
 		p.idle[k] = list[:len(list)-1]
@@ -134,16 +155,16 @@ func (p *upstreamPool) takeH1(k poolKey) (net.Conn, *bufio.Reader) {
 			delete(p.idle, k)
 		}
 		p.mu.Unlock()
-		// Stop the watcher: a read cut short by the deadline means the
-		// stream is quiet and open.
-		s.conn.SetReadDeadline(time.Unix(1, 0))
-		err := <-s.done
-		if isTimeout(err) && s.br.Buffered() == 0 && time.Since(s.since) < idleTimeout {
+		if time.Since(s.since) < idleTimeout {
+			s.conn.SetReadDeadline(time.Unix(1, 0))
+			_, err := s.br.Peek(1)
 			s.conn.SetReadDeadline(time.Time{})
-			if tc, ok := s.conn.(*trackedConn); ok {
-				tc.resume()
+			if isTimeout(err) && s.br.Buffered() == 0 {
+				if tc, ok := s.conn.(*trackedConn); ok {
+					tc.resume()
+				}
+				return s.conn, s.br, s.bw
 			}
-			return s.conn, s.br
 		}
 		s.conn.Close()
 	}
@@ -190,7 +211,11 @@ func (p *upstreamPool) putH2(k poolKey, cc *http.ClientConn) {
 func (p *upstreamPool) close() {
 	p.mu.Lock()
 	idle, h2 := p.idle, p.h2
-	p.idle, p.h2, p.closed = map[poolKey][]*idleStream{}, map[poolKey][]*http.ClientConn{}, true
+	p.idle, p.h2 = map[poolKey][]*idleStream{}, map[poolKey][]*http.ClientConn{}
+	if !p.closed {
+		close(p.stop)
+	}
+	p.closed = true
 	p.mu.Unlock()
 	for _, list := range idle {
 		for _, s := range list {
