@@ -192,10 +192,6 @@ func TestProxyRefusesSmuggling(t *testing.T) {
 	const echo = "http://echo.demo.svc.clusterset.local:8080"
 	const profile = "http://profile.demo.svc.clusterset.local:8080"
 	hidden := "GET " + profile + "/ HTTP/1.1\r\nHost: p\r\nX-Data-Residency: us\r\n\r\n"
-	type answer struct {
-		status  int
-		service string // the demo service that answered 200
-	}
 	for _, tc := range []struct {
 		name string
 		raw  string
@@ -203,55 +199,68 @@ func TestProxyRefusesSmuggling(t *testing.T) {
 	}{
 		{"Content-Length and Transfer-Encoding",
 			"POST " + echo + "/ HTTP/1.1\r\nHost: e\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET " + profile + "/ HTTP/1.1\r\nHost: p\r\n\r\n",
-			[]answer{{400, ""}}},
+			[]answer{{status: 400}}},
 		{"two different Content-Lengths",
 			"POST " + echo + "/ HTTP/1.1\r\nHost: e\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
-			[]answer{{400, ""}}},
+			[]answer{{status: 400}}},
 		{"obs-fold",
 			"GET " + profile + "/ HTTP/1.1\r\nHost: p\r\nX-Data-Residency: us\r\n eu\r\n\r\n",
-			[]answer{{400, ""}}},
+			[]answer{{status: 400}}},
 		{"bare LF",
 			"GET " + echo + "/ HTTP/1.1\nHost: e\n\n",
-			[]answer{{400, ""}}},
+			[]answer{{status: 400}}},
 		{"white space before a colon",
 			"GET " + echo + "/ HTTP/1.1\r\nHost: e\r\nTransfer-Encoding : chunked\r\n\r\n",
-			[]answer{{400, ""}}},
+			[]answer{{status: 400}}},
 		{"a transfer coding other than chunked",
 			"POST " + echo + "/ HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-			[]answer{{400, ""}}},
+			[]answer{{status: 400}}},
 		{"oversize chunk size",
 			"POST " + echo + "/ HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nx\r\n0\r\n\r\n",
-			[]answer{{502, ""}}},
+			[]answer{{status: 502}}},
 		{"a request hidden in a body is that body",
 			"POST " + echo + "/ HTTP/1.1\r\nHost: e\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(hidden)) + hidden +
 				"GET " + profile + "/ HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
-			[]answer{{200, "demo/echo"}, {200, "demo/profile"}}},
+			[]answer{{status: 200, service: "demo/echo"}, {status: 200, service: "demo/profile"}}},
 		{"a pipelined request after a chunked body with trailers",
 			"POST " + echo + "/ HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n" +
 				"GET " + profile + "/ HTTP/1.1\r\nHost: p\r\nX-Data-Residency: eu\r\nConnection: close\r\n\r\n",
-			[]answer{{200, "demo/echo"}, {200, "demo/profile"}}},
+			[]answer{{status: 200, service: "demo/echo"}, {status: 200, service: "demo/profile"}}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.WriteString(c, tc.raw); err != nil {
-				t.Fatal(err)
-			}
-			br := bufio.NewReader(c)
-			for i, want := range tc.want {
-				resp, r := readReply(t, br)
-				if resp.StatusCode != want.status || r.Service != want.service {
-					t.Fatalf("answer %d: %s from %q, want %d from %q", i+1, resp.Status, r.Service, want.status, want.service)
-				}
-			}
-			if _, err := br.ReadByte(); err == nil {
-				t.Error("connection open after the last answer")
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { sendProbe(t, proxy, tc.raw, tc.want) })
+	}
+}
+
+// answer is what a probe expects back, in order.
+type answer struct {
+	status  int
+	service string // the demo service that answered 200, when set
+	path    string // the path it saw, when set
+}
+
+// sendProbe writes raw to addr at once and checks the answers in order;
+// the connection must close after the last.
+func sendProbe(t *testing.T, addr, raw string, want []answer) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i, w := range want {
+		resp, r := readReply(t, br)
+		if resp.StatusCode != w.status || r.Service != w.service && w.service != "" || r.Path != w.path && w.path != "" ||
+			w.status != http.StatusOK && r.Service != "" {
+			t.Fatalf("answer %d: %s from %q for %q, want %+v", i+1, resp.Status, r.Service, r.Path, w)
+		}
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("connection open after the last answer")
 	}
 }
 
