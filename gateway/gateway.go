@@ -190,6 +190,12 @@ func Start(cfg Config, opts Options) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway identity: %w", err)
 		}
 	}
+	if !g.id.ID.IsGateway() {
+		return nil, fmt.Errorf("tls.cert %s: identity %s is an %s's; a gateway needs a gateway or voter certificate (strait ca issue)", cfg.TLS.Cert, g.id.ID, g.id.ID.Role)
+	}
+	if cfg.State.Enabled() && cfg.State.Voter && g.id.ID.Role != identity.RoleVoter {
+		return nil, fmt.Errorf("state.voter is set but tls.cert %s names %s, not a voter: issue a voter certificate (strait ca issue --voter)", cfg.TLS.Cert, g.id.ID)
+	}
 	if g.id.ID.Cluster != cfg.Cluster || g.id.ID.Region != cfg.Region || g.id.ID.TrustDomain != cfg.TrustDomain {
 		return nil, fmt.Errorf("gateway identity %s does not match config (cluster %s, region %s, trust domain %s)", g.id.ID, cfg.Cluster, cfg.Region, cfg.TrustDomain)
 	}

@@ -399,9 +399,11 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 		return &exchange{}, err
 	}
 	retry := g.retryable(req)
-	// HTTP/1.1 streams are kept for requests that may be sent twice: one
-	// that finds its kept stream closed is sent again.
-	reuse := proto != protoHTTP || retry && req.ContentLength >= 0 && req.ContentLength <= maxRetryBody
+	// Kept streams carry only requests that may be sent twice: a kept
+	// stream may have broken unseen (its tunnel cut a moment ago), and a
+	// request that cannot be sent again must know whether it reached a
+	// service, which only a new stream's answer tells.
+	reuse := retry && req.ContentLength >= 0 && req.ContentLength <= maxRetryBody
 	u, err := g.upstreamFor(ctx, a, proto, reuse)
 	if err != nil {
 		return &exchange{}, err
@@ -433,9 +435,7 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 		if err == nil {
 			return g.exchanged(u, out, resp, svc), nil
 		}
-		if u.cc == nil {
-			u.conn.Close()
-		}
+		u.drop()
 		switch {
 		case u.reused && retry && errors.Is(err, errKeptClosed):
 			// A kept stream that closed while it waited: open a new one.
@@ -471,7 +471,9 @@ func (g *Gateway) exchanged(u *upstream, out *http.Request, resp *http.Response,
 	keep := u.cc == nil && !resp.Close && !out.Close
 	resp.Body = &bodyDone{ReadCloser: resp.Body, done: func(clean bool) {
 		switch {
-		case u.cc != nil: // the connection stays kept
+		case u.cc != nil && u.shared: // the connection stays kept
+		case u.cc != nil:
+			u.cc.Close()
 		case keep && clean:
 			g.pool.putH1(u.key, u.conn, u.br, u.bw)
 		default:
@@ -488,6 +490,7 @@ type upstream struct {
 	br     *bufio.Reader    // HTTP/1.1
 	bw     *bufio.Writer    // HTTP/1.1
 	cc     *http.ClientConn // HTTP/2
+	shared bool             // cc is kept in the pool for other requests
 	cand   route.Candidate
 	dest   destination
 	key    poolKey
@@ -506,7 +509,7 @@ func (g *Gateway) upstreamFor(ctx context.Context, a *attempt, proto string, reu
 				return &upstream{conn: conn, br: br, bw: bw, cand: c, dest: dest, key: k, reused: true}, nil
 			}
 		} else if cc := g.pool.takeH2(k); cc != nil {
-			return &upstream{cc: cc, cand: c, dest: dest, key: k, reused: true}, nil
+			return &upstream{cc: cc, shared: true, cand: c, dest: dest, key: k, reused: true}, nil
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
@@ -528,8 +531,12 @@ func (g *Gateway) upstreamFor(ctx context.Context, a *attempt, proto string, reu
 		up.Close()
 		return nil, &upstreamError{target: a.t, cluster: rt.cluster, err: fmt.Errorf("start HTTP/2: %w", err)}
 	}
-	g.pool.putH2(u.key, cc)
 	u.cc = cc
+	if reuse {
+		// Shared with the requests after it that may be sent twice.
+		g.pool.putH2(u.key, cc, up)
+		u.shared = true
+	}
 	return u, nil
 }
 
@@ -571,13 +578,23 @@ func (u *upstream) roundTrip(req *http.Request) (*http.Response, error) {
 // not be written, or the stream ended before a byte of the response.
 var errKeptClosed = errors.New("kept stream closed")
 
+// drop gives up a stream whose request failed.
+func (u *upstream) drop() {
+	switch {
+	case u.cc == nil:
+		u.conn.Close()
+	case !u.shared:
+		u.cc.Close()
+	}
+}
+
 // discard gives up a stream before its request was sent.
 func (u *upstream) discard() {
-	if u.cc != nil {
+	if u.cc != nil && u.shared {
 		u.cc.Release()
 		return
 	}
-	u.conn.Close()
+	u.drop()
 }
 
 // readRetryBody reads a retryable request's body when it is small enough

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 )
 
@@ -45,16 +46,22 @@ type idleStream struct {
 	since time.Time
 }
 
+// keptH2 is an HTTP/2 connection on a stream.
+type keptH2 struct {
+	cc   *http.ClientConn
+	conn net.Conn
+}
+
 type upstreamPool struct {
 	mu     sync.Mutex
 	idle   map[poolKey][]*idleStream
-	h2     map[poolKey][]*http.ClientConn
+	h2     map[poolKey][]keptH2
 	closed bool
 	stop   chan struct{}
 }
 
 func newUpstreamPool() *upstreamPool {
-	p := &upstreamPool{idle: map[poolKey][]*idleStream{}, h2: map[poolKey][]*http.ClientConn{}, stop: make(chan struct{})}
+	p := &upstreamPool{idle: map[poolKey][]*idleStream{}, h2: map[poolKey][]keptH2{}, stop: make(chan struct{})}
 	go p.sweep(idleTimeout / 3)
 	return p
 }
@@ -93,9 +100,9 @@ func (p *upstreamPool) sweep(interval time.Duration) {
 		}
 		for k, list := range p.h2 {
 			keep := list[:0]
-			for _, cc := range list {
-				if cc.Err() == nil {
-					keep = append(keep, cc)
+			for _, h := range list {
+				if h.cc.Err() == nil {
+					keep = append(keep, h)
 				}
 			}
 			if len(keep) == 0 {
@@ -155,7 +162,7 @@ func (p *upstreamPool) takeH1(k poolKey) (net.Conn, *bufio.Reader, *bufio.Writer
 			delete(p.idle, k)
 		}
 		p.mu.Unlock()
-		if time.Since(s.since) < idleTimeout {
+		if time.Since(s.since) < idleTimeout && fresh(s.conn) {
 			s.conn.SetReadDeadline(time.Unix(1, 0))
 			_, err := s.br.Peek(1)
 			s.conn.SetReadDeadline(time.Time{})
@@ -171,20 +178,28 @@ func (p *upstreamPool) takeH1(k poolKey) (net.Conn, *bufio.Reader, *bufio.Writer
 }
 
 // takeH2 returns a kept HTTP/2 connection for k with a stream reserved
-// for one request, or nil.
+// for one request, or nil. A connection on a tunnel that has not heard
+// from its peer lately is passed over (and closed): the tunnel may be cut.
 func (p *upstreamPool) takeH2(k poolKey) *http.ClientConn {
+	var stale []keptH2
+	defer func() {
+		for _, h := range stale {
+			h.cc.Close()
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.h2[k]
 	for i := 0; i < len(list); {
-		cc := list[i]
-		if cc.Err() != nil {
+		h := list[i]
+		if h.cc.Err() != nil || !fresh(h.conn) {
+			stale = append(stale, h)
 			list = append(list[:i:i], list[i+1:]...)
 			continue
 		}
-		if cc.Reserve() == nil {
+		if h.cc.Reserve() == nil {
 			p.h2[k] = list
-			return cc
+			return h.cc
 		}
 		i++
 	}
@@ -196,22 +211,31 @@ func (p *upstreamPool) takeH2(k poolKey) *http.ClientConn {
 	return nil
 }
 
-// putH2 keeps a new HTTP/2 connection for k.
-func (p *upstreamPool) putH2(k poolKey, cc *http.ClientConn) {
+// fresh reports whether a kept stream's tunnel heard from its peer
+// lately; a stream of its own (or to a local endpoint) always is.
+func fresh(c net.Conn) bool {
+	if s, ok := unwrap(c).(*tunnel.Stream); ok {
+		return s.Fresh()
+	}
+	return true
+}
+
+// putH2 keeps an HTTP/2 connection on the stream conn for k.
+func (p *upstreamPool) putH2(k poolKey, cc *http.ClientConn, conn net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		cc.Close()
 		return
 	}
-	p.h2[k] = append(p.h2[k], cc)
+	p.h2[k] = append(p.h2[k], keptH2{cc: cc, conn: conn})
 }
 
 // close closes every kept stream.
 func (p *upstreamPool) close() {
 	p.mu.Lock()
 	idle, h2 := p.idle, p.h2
-	p.idle, p.h2 = map[poolKey][]*idleStream{}, map[poolKey][]*http.ClientConn{}
+	p.idle, p.h2 = map[poolKey][]*idleStream{}, map[poolKey][]keptH2{}
 	if !p.closed {
 		close(p.stop)
 	}
@@ -223,8 +247,8 @@ func (p *upstreamPool) close() {
 		}
 	}
 	for _, list := range h2 {
-		for _, cc := range list {
-			cc.Close()
+		for _, h := range list {
+			h.cc.Close()
 		}
 	}
 }

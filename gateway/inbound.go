@@ -30,7 +30,9 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 	}
 	cs := tc.ConnectionState()
 	peer, err := identity.PeerID(cs)
-	if err != nil {
+	if err != nil || !peer.IsGateway() {
+		// Only gateways carry traffic: an operator's certificate opens no
+		// stream.
 		g.metrics.handshakeFailures.Inc()
 		return
 	}

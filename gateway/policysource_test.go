@@ -121,7 +121,11 @@ func startGatewayWith(t *testing.T, cfg gateway.Config, policy gateway.PolicySou
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.Issue("eu-west", "a", time.Hour)
+	role := identity.RoleGateway
+	if cfg.State.Voter {
+		role = identity.RoleVoter
+	}
+	cert, err := ca.IssueID(identity.ID{Role: role, Region: "eu-west", Cluster: "a"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/admin"
+	"github.com/straitmesh/strait/sovereignty"
 )
 
 // listenControl binds the control API listener, before the catalog starts
@@ -34,6 +35,10 @@ func (g *Gateway) startState() error {
 		Name: g.catalog.Name(), TrustDomain: cfg.TrustDomain, Cluster: cfg.Cluster, Region: cfg.Region,
 		ControlAddr: ctlAddr, Identity: g.id, Transport: g.opts.StateTransport, Validator: g.opts.StateValidator,
 		Logger: g.log, Registry: g.reg,
+		OnDenied: func(d state.Denial) {
+			g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindAccess, Decision: sovereignty.DecisionDeny, Direction: "control",
+				Entry: d.RPC, Rule: d.Rule, Reason: d.Reason, Caller: d.Caller})
+		},
 	})
 	if err != nil {
 		return err

@@ -18,36 +18,95 @@ import (
 	"time"
 )
 
-// ID names a gateway: the cluster it fronts and the region it sits in.
+// Role is what an identity may do in the federation.
+type Role string
+
+// Roles. A gateway speaks for its own cluster and region: it carries
+// traffic, gossips its catalog entry and follows the routing state. A
+// voter is a gateway that may also vote in the routing state's Raft
+// group. An operator changes the routing state (policies, failover,
+// exports, trust) and gossip keys; it never carries traffic.
+const (
+	RoleGateway  Role = "gateway"
+	RoleVoter    Role = "voter"
+	RoleOperator Role = "operator"
+)
+
+// ID is a verified identity: a gateway or voter (the cluster it fronts and
+// the region it sits in) or an operator (a name and, optionally, the
+// record kinds it may write).
 type ID struct {
 	TrustDomain string
+	Role        Role // "" reads as RoleGateway
 	Region      string
 	Cluster     string
+	// Name and Scope are an operator's: Scope lists the record kinds it
+	// may write, comma-separated; empty means every kind.
+	Name  string
+	Scope string
 }
 
-// URI returns the SPIFFE ID of id.
+// URI returns the SPIFFE ID of id:
+//
+//	spiffe://TD/gateway/region/R/cluster/C
+//	spiffe://TD/voter/region/R/cluster/C
+//	spiffe://TD/operator/NAME[/scope/KIND,KIND]
 func (id ID) URI() *url.URL {
-	return &url.URL{Scheme: "spiffe", Host: id.TrustDomain, Path: "/region/" + id.Region + "/cluster/" + id.Cluster}
+	var path string
+	switch id.Role {
+	case RoleOperator:
+		path = "/operator/" + id.Name
+		if id.Scope != "" {
+			path += "/scope/" + id.Scope
+		}
+	case RoleVoter:
+		path = "/voter/region/" + id.Region + "/cluster/" + id.Cluster
+	default:
+		path = "/gateway/region/" + id.Region + "/cluster/" + id.Cluster
+	}
+	return &url.URL{Scheme: "spiffe", Host: id.TrustDomain, Path: path}
 }
 
 func (id ID) String() string { return id.URI().String() }
 
+// IsGateway reports whether id speaks for a cluster (a gateway or voter).
+func (id ID) IsGateway() bool { return id.Role == RoleGateway || id.Role == RoleVoter || id.Role == "" }
+
+// MayWrite reports whether id is an operator allowed to write records of
+// kind.
+func (id ID) MayWrite(kind string) bool {
+	if id.Role != RoleOperator {
+		return false
+	}
+	if id.Scope == "" {
+		return true
+	}
+	for _, k := range strings.Split(id.Scope, ",") {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrNoIdentity reports a certificate without a Strait SPIFFE ID.
 var ErrNoIdentity = errors.New("certificate carries no strait identity")
 
-// Parse reads the gateway identity from a certificate. It expects exactly
-// one spiffe URI SAN of the form spiffe://TD/region/R/cluster/C.
+// Parse reads the identity from a certificate. It expects exactly one
+// spiffe URI SAN in one of the forms of ID.URI; the form of earlier
+// releases, spiffe://TD/region/R/cluster/C, reads as a gateway (never a
+// voter or operator).
 func Parse(cert *x509.Certificate) (ID, error) {
 	var found []ID
 	for _, u := range cert.URIs {
 		if u.Scheme != "spiffe" {
 			continue
 		}
-		parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-		if len(parts) != 4 || parts[0] != "region" || parts[2] != "cluster" || parts[1] == "" || parts[3] == "" {
-			return ID{}, fmt.Errorf("%w: malformed spiffe id %q", ErrNoIdentity, u.String())
+		id, err := parseURI(u)
+		if err != nil {
+			return ID{}, err
 		}
-		found = append(found, ID{TrustDomain: u.Host, Region: parts[1], Cluster: parts[3]})
+		found = append(found, id)
 	}
 	switch len(found) {
 	case 0:
@@ -57,6 +116,43 @@ func Parse(cert *x509.Certificate) (ID, error) {
 	default:
 		return ID{}, fmt.Errorf("%w: %d spiffe ids, want one", ErrNoIdentity, len(found))
 	}
+}
+
+// isName reports whether s may name a region, cluster, operator or kind.
+func isName(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func parseURI(u *url.URL) (ID, error) {
+	bad := fmt.Errorf("%w: malformed spiffe id %q", ErrNoIdentity, u.String())
+	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+	for _, p := range parts {
+		if p == "" {
+			return ID{}, bad
+		}
+	}
+	id := ID{TrustDomain: u.Host}
+	switch {
+	case len(parts) == 4 && parts[0] == "region" && parts[2] == "cluster":
+		id.Role, id.Region, id.Cluster = RoleGateway, parts[1], parts[3]
+	case len(parts) == 5 && (parts[0] == "gateway" || parts[0] == "voter") && parts[1] == "region" && parts[3] == "cluster":
+		id.Role, id.Region, id.Cluster = Role(parts[0]), parts[2], parts[4]
+	case len(parts) == 2 && parts[0] == "operator":
+		id.Role, id.Name = RoleOperator, parts[1]
+	case len(parts) == 4 && parts[0] == "operator" && parts[2] == "scope":
+		id.Role, id.Name, id.Scope = RoleOperator, parts[1], parts[3]
+	default:
+		return ID{}, bad
+	}
+	return id, nil
 }
 
 // CA is an in-memory certificate authority for one trust domain.
@@ -163,7 +259,12 @@ func (ca *CA) CertPEM() []byte { return ca.certPEM }
 // Issue signs a gateway certificate for region and cluster, usable as both
 // TLS server and client certificate, valid for validity from now.
 func (ca *CA) Issue(region, cluster string, validity time.Duration) (tls.Certificate, error) {
-	certPEM, keyPEM, err := ca.IssuePEM(region, cluster, validity)
+	return ca.IssueID(ID{Role: RoleGateway, Region: region, Cluster: cluster}, validity)
+}
+
+// IssueID signs a certificate for id (its trust domain is the CA's).
+func (ca *CA) IssueID(id ID, validity time.Duration) (tls.Certificate, error) {
+	certPEM, keyPEM, err := ca.IssueIDPEM(id, validity)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -172,15 +273,32 @@ func (ca *CA) Issue(region, cluster string, validity time.Duration) (tls.Certifi
 
 // IssuePEM is Issue with PEM-encoded output, for writing to files.
 func (ca *CA) IssuePEM(region, cluster string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	id := ID{TrustDomain: ca.TrustDomain, Region: region, Cluster: cluster}
+	return ca.IssueIDPEM(ID{Role: RoleGateway, Region: region, Cluster: cluster}, validity)
+}
+
+// IssueIDPEM is IssueID with PEM-encoded output.
+func (ca *CA) IssueIDPEM(id ID, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	id.TrustDomain = ca.TrustDomain
+	if _, err := parseURI(id.URI()); err != nil {
+		return nil, nil, fmt.Errorf("issue certificate: %w", err)
+	}
+	for _, f := range []string{id.Region, id.Cluster, id.Name, strings.ReplaceAll(id.Scope, ",", "")} {
+		if f != "" && !isName(f) {
+			return nil, nil, fmt.Errorf("issue certificate for %s: %q is not a name (lower-case letters, digits, '-', '.')", id, f)
+		}
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key for %s: %w", id, err)
 	}
+	cn := id.Cluster + "." + id.Region
+	if id.Role == RoleOperator {
+		cn = "operator " + id.Name
+	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: cluster + "." + region},
+		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    now.Add(-time.Minute),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -199,10 +317,16 @@ func (ca *CA) IssuePEM(region, cluster string, validity time.Duration) (certPEM,
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
-// WriteFiles issues a certificate for region and cluster and writes
-// cert.pem, key.pem and ca.pem into dir (created if missing, key mode 0600).
+// WriteFiles issues a gateway certificate for region and cluster and
+// writes cert.pem, key.pem and ca.pem into dir (created if missing, key
+// mode 0600).
 func (ca *CA) WriteFiles(dir, region, cluster string, validity time.Duration) error {
-	certPEM, keyPEM, err := ca.IssuePEM(region, cluster, validity)
+	return ca.WriteIDFiles(dir, ID{Role: RoleGateway, Region: region, Cluster: cluster}, validity)
+}
+
+// WriteIDFiles is WriteFiles for any identity.
+func (ca *CA) WriteIDFiles(dir string, id ID, validity time.Duration) error {
+	certPEM, keyPEM, err := ca.IssueIDPEM(id, validity)
 	if err != nil {
 		return err
 	}

@@ -24,9 +24,59 @@ func TestIssueAndParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ID{TrustDomain: "example.org", Region: "eu-west", Cluster: "eu-west-1"}
-	if b.ID != want || b.ID.String() != "spiffe://example.org/region/eu-west/cluster/eu-west-1" {
+	want := ID{TrustDomain: "example.org", Role: RoleGateway, Region: "eu-west", Cluster: "eu-west-1"}
+	if b.ID != want || b.ID.String() != "spiffe://example.org/gateway/region/eu-west/cluster/eu-west-1" {
 		t.Fatalf("ID = %v", b.ID)
+	}
+}
+
+// TestRoles: each role round-trips through a certificate, and only what
+// it names it may do.
+func TestRoles(t *testing.T) {
+	ca, err := NewCA("example.org", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id        ID
+		uri       string
+		gateway   bool
+		mayPolicy bool
+	}{
+		{ID{Role: RoleGateway, Region: "eu-west", Cluster: "a"}, "spiffe://example.org/gateway/region/eu-west/cluster/a", true, false},
+		{ID{Role: RoleVoter, Region: "eu-west", Cluster: "a"}, "spiffe://example.org/voter/region/eu-west/cluster/a", true, false},
+		{ID{Role: RoleOperator, Name: "alice"}, "spiffe://example.org/operator/alice", false, true},
+		{ID{Role: RoleOperator, Name: "bob", Scope: "failover,export"}, "spiffe://example.org/operator/bob/scope/failover,export", false, false},
+	} {
+		cert, err := ca.IssueID(tc.id, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := NewBundle(cert, ca.Pool())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tc.id
+		want.TrustDomain = "example.org"
+		if b.ID != want || b.ID.String() != tc.uri {
+			t.Errorf("%s: ID %+v (%s)", tc.uri, b.ID, b.ID)
+		}
+		if b.ID.IsGateway() != tc.gateway || b.ID.MayWrite("policy") != tc.mayPolicy {
+			t.Errorf("%s: gateway %v, may write policy %v", tc.uri, b.ID.IsGateway(), b.ID.MayWrite("policy"))
+		}
+	}
+	scoped := ID{Role: RoleOperator, Name: "bob", Scope: "failover,export"}
+	if !scoped.MayWrite("export") || scoped.MayWrite("trust") {
+		t.Errorf("scoped operator: export %v, trust %v", scoped.MayWrite("export"), scoped.MayWrite("trust"))
+	}
+	// The form of earlier releases is a gateway, never a voter.
+	legacy, _ := url.Parse("spiffe://example.org/region/eu-west/cluster/a")
+	id, err := Parse(&x509.Certificate{URIs: []*url.URL{legacy}})
+	if err != nil || id.Role != RoleGateway || id.Cluster != "a" {
+		t.Errorf("legacy id: %+v, %v", id, err)
+	}
+	if _, err := ca.IssueID(ID{Role: RoleOperator}, time.Hour); err == nil {
+		t.Error("issued an operator certificate without a name")
 	}
 }
 
@@ -39,6 +89,9 @@ func TestParseRejects(t *testing.T) {
 		{"wrong path", []string{"spiffe://td/ns/x/sa/y"}},
 		{"empty cluster", []string{"spiffe://td/region/r/cluster/"}},
 		{"two ids", []string{"spiffe://td/region/r/cluster/a", "spiffe://td/region/r/cluster/b"}},
+		{"unknown role", []string{"spiffe://td/admin/region/r/cluster/a"}},
+		{"operator without a name", []string{"spiffe://td/operator"}},
+		{"operator with an empty scope", []string{"spiffe://td/operator/alice/scope/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &x509.Certificate{}

@@ -17,6 +17,7 @@ import (
 	"github.com/straitmesh/strait/deploy/examples"
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/identity"
 )
 
 // DevCluster is one cluster of the `strait dev` federation.
@@ -162,7 +163,7 @@ var SamplePolicy = string(examples.Residency)
 func (d *Dev) writeOperatorFiles() error {
 	dir := filepath.Join(d.StateDir, "cli")
 	tlsDir := filepath.Join(dir, "tls")
-	if err := d.CA.WriteFiles(tlsDir, "dev", "operator", 24*time.Hour); err != nil {
+	if err := d.CA.WriteIDFiles(tlsDir, identity.ID{Role: identity.RoleOperator, Name: "dev"}, 24*time.Hour); err != nil {
 		return err
 	}
 	for _, name := range d.Clusters() {

@@ -259,7 +259,11 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		// The lab supplies the identity; the file paths only satisfy validation.
 		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
-		cert, err := ca.Issue(cs.Region, cs.Name, 24*time.Hour)
+		role := identity.RoleGateway
+		if spec.State && cs.Voter {
+			role = identity.RoleVoter
+		}
+		cert, err := ca.IssueID(identity.ID{Role: role, Region: cs.Region, Cluster: cs.Name}, 24*time.Hour)
 		if err != nil {
 			return nil, err
 		}
@@ -434,7 +438,14 @@ func (l *Lab) applyPolicy(doc []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := via.State().Write(ctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: "default", Value: string(doc)})
+	// As an operator would: through a gateway's control API, with an
+	// operator certificate of its own.
+	ops, err := l.Operator(via.ControlAddr())
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	resp, err := ops.Write(ctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: "default", Value: string(doc)})
 	if err != nil {
 		return fmt.Errorf("lab: apply policy: %w", err)
 	}
@@ -456,6 +467,20 @@ func (l *Lab) applyPolicy(doc []byte) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// Operator returns a control-API client to addr that presents a
+// certificate of the lab's CA for operator "lab".
+func (l *Lab) Operator(addr string) (*state.ControlClient, error) {
+	cert, err := l.CA.IssueID(identity.ID{Role: identity.RoleOperator, Name: "lab"}, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	id, err := identity.NewBundle(cert, l.CA.Pool())
+	if err != nil {
+		return nil, err
+	}
+	return state.DialControl(addr, id)
 }
 
 // StopGateway shuts cluster name's gateway down gracefully.

@@ -6,11 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/state"
-	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -66,15 +64,7 @@ func serviceAt(key, portName string, port int, addr string, labels map[string]st
 // the lab's CA, to cluster's gateway; closed when the test ends.
 func opsControl(t *testing.T, l *lab.Lab, cluster string) *state.ControlClient {
 	t.Helper()
-	cert, err := l.CA.Issue("ops", "cli", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.NewBundle(cert, l.CA.Pool())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := state.DialControl(l.Gateway(cluster).ControlAddr(), id)
+	c, err := l.Operator(l.Gateway(cluster).ControlAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

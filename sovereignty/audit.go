@@ -22,6 +22,9 @@ const (
 	KindDecision = "decision"
 	// KindPolicy records a policy taken into force or an update refused.
 	KindPolicy = "policy"
+	// KindAccess records a change of the routing state refused for the
+	// caller's identity (Direction control, Entry the RPC).
+	KindAccess = "access"
 )
 
 // Audit decisions.
@@ -52,6 +55,9 @@ type Record struct {
 	Candidates []CandidateInfo `json:"candidates,omitempty"`
 	Policy     PolicyInfo      `json:"policy"`
 	Error      string          `json:"error,omitempty"`
+	// Caller is the verified identity (SPIFFE ID) an access record is
+	// about.
+	Caller string `json:"caller,omitempty"`
 }
 
 // FlowInfo is the flow a decision record is about.

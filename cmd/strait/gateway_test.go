@@ -103,7 +103,11 @@ func TestGatewayProcessesFederate(t *testing.T) {
 	pb := ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
 	write := func(name, region string, p ports, extra string) string {
 		out := filepath.Join(dir, name)
-		if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--cluster", name, "--region", region, "--out", out); code != 0 {
+		args := []string{"ca", "issue", "--dir", caDir, "--cluster", name, "--region", region, "--out", out}
+		if strings.Contains(extra, "voter: true") {
+			args = append(args, "--voter")
+		}
+		if _, stderr, code := runStrait(t, nil, args...); code != 0 {
 			t.Fatalf("ca issue: %s", stderr)
 		}
 		cfg := fmt.Sprintf(`cluster: %[1]s
@@ -205,13 +209,27 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 		t.Fatalf("passthrough reply %s (%v)", body, err)
 	}
 
-	// The routing state, operated with the gateways' own config files: a
-	// policy applied through the non-voter a is read back from b.
+	// The routing state: a gateway's own certificate may not write it; an
+	// operator's, issued by strait ca, applies a policy through the
+	// non-voter a, and it is read back from b.
 	policy := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policy, []byte("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: eu-data}\nspec: {default: allow}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, code := runStrait(t, nil, "policy", "apply", "--config", cfgA, policy)
+	if _, stderr, code := runStrait(t, nil, "policy", "apply", "--config", cfgA, policy); code != 1 || !strings.Contains(stderr, "permission denied") ||
+		!strings.Contains(stderr, "rule operator-writes") {
+		t.Fatalf("policy apply with gateway a's certificate: exit %d, %q; want permission denied", code, stderr)
+	}
+	opsDir := filepath.Join(dir, "ops")
+	if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--operator", "alice", "--out", opsDir); code != 0 {
+		t.Fatalf("ca issue --operator: %s", stderr)
+	}
+	cfgOps := filepath.Join(dir, "ops.yaml")
+	if err := os.WriteFile(cfgOps, fmt.Appendf(nil, "cluster: a\nregion: eu-central\nlisten: {control: \"127.0.0.1:%d\"}\ntls: {cert: %q, key: %q, ca: %q}\n",
+		pa.control, filepath.Join(opsDir, "cert.pem"), filepath.Join(opsDir, "key.pem"), filepath.Join(opsDir, "ca.pem")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runStrait(t, nil, "policy", "apply", "--config", cfgOps, policy)
 	if code != 0 || !strings.HasPrefix(out, "policy eu-data applied at index ") {
 		t.Fatalf("policy apply through a: exit %d, %q %q\na stderr:\n%s", code, out, stderr, a.stderr)
 	}

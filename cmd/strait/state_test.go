@@ -119,7 +119,7 @@ func TestStateCommands(t *testing.T) {
 		t.Fatalf("put: exit %d, %q %q", code, out, stderr)
 	}
 	out, stderr, code := runStrait(t, nil, "state", "get", "--consistent", "--config", info.Clusters[3].CLIConfig, "failover", "demo/ledger")
-	if code != 0 || !strings.Contains(out, `{"priority":["eu-west-2","eu-central-1"]}`) || !strings.Contains(out, "by spiffe://strait.local/region/dev/cluster/operator") {
+	if code != 0 || !strings.Contains(out, `{"priority":["eu-west-2","eu-central-1"]}`) || !strings.Contains(out, "by spiffe://strait.local/operator/dev") {
 		t.Fatalf("get: exit %d, %q %q", code, out, stderr)
 	}
 	snap := filepath.Join(dir, "state.snap")

@@ -170,6 +170,8 @@ var (
 	// ErrNotLeader is returned to a forwarding gateway by one that is no
 	// longer the leader.
 	ErrNotLeader = errors.New("not the routing-state leader")
+	// ErrDenied is a change the caller's verified identity may not make.
+	ErrDenied = errors.New("permission denied")
 	// ErrDisabled means the gateway runs without routing state.
 	ErrDisabled = errors.New("routing state is not enabled on this gateway")
 )

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -46,16 +48,40 @@ const maxControlMsg = 64 << 20
 // that an RPC added to the .proto fails the build until it is served.
 type controlService struct {
 	statev1.UnsafeControlServer
-	c Control
+	c     Control
+	authz *authorizer
 }
 
 var _ statev1.ControlServer = controlService{}
 
 // serve calls a Control method with the caller's identity from its
-// certificate and maps its error to a status.
-func serve[Req, Resp, PResp any](ctx context.Context, call func(context.Context, *Req) (*Resp, error), req *Req, out func(*Resp) PResp) (PResp, error) {
+// certificate and maps its error to a status. A method that changes the
+// state (check non-nil) is authorized against the verified caller first
+// and is never forwarded: on a follower it answers FailedPrecondition
+// with the leader's control address in the "strait-leader" trailer, and
+// the caller asks the leader itself, which authorizes the caller by its
+// own certificate.
+func serve[Req, Resp, PResp any](ctx context.Context, s controlService, rpc string, call func(context.Context, *Req) (*Resp, error), req *Req,
+	check func(identity.ID, *Req) error, out func(*Resp) PResp) (PResp, error) {
 	var zero PResp
-	resp, err := call(withPeerCaller(ctx), req)
+	ctx, caller, ok := withPeerCaller(ctx)
+	if check != nil {
+		if !ok {
+			return zero, s.authz.deny(rpc, caller, "the caller presented no strait identity")
+		}
+		if err := check(caller, req); err != nil {
+			return zero, s.authz.deny(rpc, caller, err.Error())
+		}
+		// Checked: the identity is the author of the change.
+		if addr, here := s.authz.leader(); !here {
+			if addr == "" {
+				return zero, toStatus(ErrNoLeader)
+			}
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(leaderTrailer, addr))
+			return zero, toStatus(fmt.Errorf("%w: ask the leader at %s", ErrNotLeader, addr))
+		}
+	}
+	resp, err := call(ctx, req)
 	if err != nil {
 		return zero, toStatus(err)
 	}
@@ -65,56 +91,77 @@ func serve[Req, Resp, PResp any](ctx context.Context, call func(context.Context,
 	return out(resp), nil
 }
 
+func orUnknown(s string) string {
+	if s == "" {
+		return "not known yet"
+	}
+	return s
+}
+
+// leaderTrailer carries the leader's control address with a
+// FailedPrecondition answer.
+const leaderTrailer = "strait-leader"
+
 func (s controlService) Write(ctx context.Context, req *statev1.WriteRequest) (*statev1.WriteResponse, error) {
-	return serve(ctx, s.c.Write, writeRequestFromPB(req), writeResponseToPB)
+	r := writeRequestFromPB(req)
+	// The author is the verified caller, never what it says; a request is
+	// never forwarded on from here.
+	r.Forwarded, r.By = true, ""
+	return serve(ctx, s, "Write", s.c.Write, r, mayWrite, writeResponseToPB)
 }
 
 func (s controlService) Read(ctx context.Context, req *statev1.ReadRequest) (*statev1.ReadResponse, error) {
-	return serve(ctx, s.c.Read, readRequestFromPB(req), readResponseToPB)
+	return serve(ctx, s, "Read", s.c.Read, readRequestFromPB(req), nil, readResponseToPB)
 }
 
 func (s controlService) History(ctx context.Context, req *statev1.HistoryRequest) (*statev1.HistoryResponse, error) {
-	return serve(ctx, s.c.History, historyRequestFromPB(req), historyResponseToPB)
+	return serve(ctx, s, "History", s.c.History, historyRequestFromPB(req), nil, historyResponseToPB)
 }
 
 func (s controlService) Join(ctx context.Context, req *statev1.JoinRequest) (*statev1.JoinResponse, error) {
-	return serve(ctx, s.c.Join, joinRequestFromPB(req), joinResponseToPB)
+	r := joinRequestFromPB(req)
+	r.Forwarded = true
+	return serve(ctx, s, "Join", s.c.Join, r, s.authz.mayJoin, joinResponseToPB)
 }
 
 func (s controlService) Discover(ctx context.Context, req *statev1.DiscoverRequest) (*statev1.DiscoverResponse, error) {
-	return serve(ctx, s.c.Discover, discoverRequestFromPB(req), discoverResponseToPB)
+	return serve(ctx, s, "Discover", s.c.Discover, discoverRequestFromPB(req), nil, discoverResponseToPB)
 }
 
 func (s controlService) Peers(ctx context.Context, req *statev1.PeersRequest) (*statev1.PeersResponse, error) {
-	return serve(ctx, s.c.Peers, &PeersRequest{}, peersResponseToPB)
+	return serve(ctx, s, "Peers", s.c.Peers, &PeersRequest{}, nil, peersResponseToPB)
 }
 
 func (s controlService) RemovePeer(ctx context.Context, req *statev1.RemovePeerRequest) (*statev1.RemovePeerResponse, error) {
-	return serve(ctx, s.c.RemovePeer, removePeerRequestFromPB(req), removePeerResponseToPB)
+	r := removePeerRequestFromPB(req)
+	r.Forwarded = true
+	return serve(ctx, s, "RemovePeer", s.c.RemovePeer, r, mayRemovePeer, removePeerResponseToPB)
 }
 
 func (s controlService) Snapshot(ctx context.Context, req *statev1.SnapshotRequest) (*statev1.SnapshotResponse, error) {
-	return serve(ctx, s.c.Snapshot, &SnapshotRequest{}, snapshotResponseToPB)
+	return serve(ctx, s, "Snapshot", s.c.Snapshot, &SnapshotRequest{}, nil, snapshotResponseToPB)
 }
 
 func (s controlService) Restore(ctx context.Context, req *statev1.RestoreRequest) (*statev1.RestoreResponse, error) {
-	return serve(ctx, s.c.Restore, restoreRequestFromPB(req), restoreResponseToPB)
+	return serve(ctx, s, "Restore", s.c.Restore, restoreRequestFromPB(req), mayRestore, restoreResponseToPB)
 }
 
-func withPeerCaller(ctx context.Context) context.Context {
+// withPeerCaller returns ctx carrying the verified identity of the
+// caller's certificate (the author of its writes), and that identity.
+func withPeerCaller(ctx context.Context) (context.Context, identity.ID, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return ctx
+		return ctx, identity.ID{}, false
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return ctx
+		return ctx, identity.ID{}, false
 	}
 	id, err := identity.PeerID(ti.State)
 	if err != nil {
-		return ctx
+		return ctx, identity.ID{}, false
 	}
-	return WithCaller(ctx, id.String())
+	return WithCaller(ctx, id.String()), id, true
 }
 
 // ControlServer serves the control API of a Store, with the standard
@@ -129,13 +176,14 @@ type ControlServer struct {
 }
 
 // NewControlServer returns a gRPC server for c that accepts only mTLS
-// clients of id's trust domain.
+// clients of id's trust domain and authorizes every change by the
+// caller's verified identity (authz.go).
 func NewControlServer(c Control, id *identity.Bundle) *ControlServer {
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(id.ServerConfig())),
 		grpc.MaxRecvMsgSize(maxControlMsg), grpc.MaxSendMsgSize(maxControlMsg),
 	)
-	statev1.RegisterControlServer(srv, controlService{c: c})
+	statev1.RegisterControlServer(srv, controlService{c: c, authz: newAuthorizer(c)})
 	s := &ControlServer{srv: srv, health: health.NewServer()}
 	s.down, s.stop = context.WithCancel(context.Background())
 	for _, svc := range []string{"", statev1.Control_ServiceDesc.ServiceName} {
@@ -235,6 +283,8 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrDisabled):
 		return status.Error(codes.Unimplemented, err.Error())
+	case errors.Is(err, ErrDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
 	case retryable(err):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
@@ -265,6 +315,8 @@ func (e *remoteError) Is(target error) bool {
 		return e.code == codes.Unavailable
 	case ErrDisabled:
 		return e.code == codes.Unimplemented
+	case ErrDenied:
+		return e.code == codes.PermissionDenied
 	case context.DeadlineExceeded:
 		return e.code == codes.DeadlineExceeded
 	}
@@ -286,14 +338,23 @@ func fromStatus(addr, method string, err error) error {
 	return &remoteError{code: st.Code(), msg: st.Message()}
 }
 
-// ControlClient calls another gateway's control API.
+// ControlClient calls another gateway's control API. A change asked of
+// a follower is answered with the leader's address; the client then asks
+// the leader itself (at most maxRedirects times).
 type ControlClient struct {
 	addr string
+	id   *identity.Bundle
 	cc   *grpc.ClientConn
 	rpc  statev1.ControlClient
+
+	mu     sync.Mutex
+	others map[string]*ControlClient // clients of leaders it was sent to
 }
 
 var _ Control = (*ControlClient)(nil)
+
+// maxRedirects bounds how often one call follows a leader's address.
+const maxRedirects = 3
 
 // DialControl returns a client for the control API at addr, presenting
 // id's certificate. It connects lazily.
@@ -305,52 +366,108 @@ func DialControl(addr string, id *identity.Bundle) (*ControlClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control client for %s: %w", addr, err)
 	}
-	return &ControlClient{addr: addr, cc: cc, rpc: statev1.NewControlClient(cc)}, nil
+	return &ControlClient{addr: addr, id: id, cc: cc, rpc: statev1.NewControlClient(cc), others: map[string]*ControlClient{}}, nil
 }
 
-// Close closes the connection.
-func (c *ControlClient) Close() error { return c.cc.Close() }
+// Close closes the connection, and those to leaders it was sent to.
+func (c *ControlClient) Close() error {
+	c.mu.Lock()
+	others := c.others
+	c.others = map[string]*ControlClient{}
+	c.mu.Unlock()
+	for _, o := range others {
+		o.Close()
+	}
+	return c.cc.Close()
+}
+
+// at returns the client for addr: c itself, or one dialled for it.
+func (c *ControlClient) at(addr string) (*ControlClient, error) {
+	if addr == c.addr {
+		return c, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o, ok := c.others[addr]; ok {
+		return o, nil
+	}
+	o, err := DialControl(addr, c.id)
+	if err != nil {
+		return nil, err
+	}
+	c.others[addr] = o
+	return o, nil
+}
 
 // invoke converts a request to its message, calls method and converts the
-// answer back. A request protobuf cannot carry (a string that is not
-// UTF-8) is refused as invalid before anything is sent.
+// answer back, following a follower to its leader. A request protobuf
+// cannot carry (a string that is not UTF-8) is refused as invalid before
+// anything is sent.
 func invoke[Req any, PReq proto.Message, PResp, Resp any](ctx context.Context, c *ControlClient, method string, req *Req,
-	in func(*Req) PReq, call func(context.Context, PReq, ...grpc.CallOption) (PResp, error), out func(PResp) *Resp) (*Resp, error) {
+	in func(*Req) PReq, call func(statev1.ControlClient) func(context.Context, PReq, ...grpc.CallOption) (PResp, error), out func(PResp) *Resp) (*Resp, error) {
 	preq := in(req)
 	if err := checkUTF8(preq); err != nil {
 		return nil, fmt.Errorf("control %s to %s: %w", method, c.addr, err)
 	}
-	resp, err := call(ctx, preq)
-	if err != nil {
-		return nil, fromStatus(c.addr, method, err)
+	at := c
+	for hop := 0; ; hop++ {
+		var trailer metadata.MD
+		resp, err := call(at.rpc)(ctx, preq, grpc.Trailer(&trailer))
+		if err == nil {
+			return out(resp), nil
+		}
+		leader := trailer.Get(leaderTrailer)
+		if status.Code(err) != codes.FailedPrecondition || len(leader) != 1 || leader[0] == at.addr || hop == maxRedirects {
+			return nil, fromStatus(at.addr, method, err)
+		}
+		if at, err = c.at(leader[0]); err != nil {
+			return nil, fmt.Errorf("control %s: follow the leader to %s: %w", method, leader[0], err)
+		}
 	}
-	return out(resp), nil
 }
 
 func (c *ControlClient) Write(ctx context.Context, req *WriteRequest) (*WriteResponse, error) {
-	return invoke(ctx, c, "Write", req, writeRequestToPB, c.rpc.Write, writeResponseFromPB)
+	return invoke(ctx, c, "Write", req, writeRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.WriteRequest, ...grpc.CallOption) (*statev1.WriteResponse, error) {
+		return r.Write
+	}, writeResponseFromPB)
 }
 func (c *ControlClient) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error) {
-	return invoke(ctx, c, "Read", req, readRequestToPB, c.rpc.Read, readResponseFromPB)
+	return invoke(ctx, c, "Read", req, readRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.ReadRequest, ...grpc.CallOption) (*statev1.ReadResponse, error) {
+		return r.Read
+	}, readResponseFromPB)
 }
 func (c *ControlClient) History(ctx context.Context, req *HistoryRequest) (*HistoryResponse, error) {
-	return invoke(ctx, c, "History", req, historyRequestToPB, c.rpc.History, historyResponseFromPB)
+	return invoke(ctx, c, "History", req, historyRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.HistoryRequest, ...grpc.CallOption) (*statev1.HistoryResponse, error) {
+		return r.History
+	}, historyResponseFromPB)
 }
 func (c *ControlClient) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
-	return invoke(ctx, c, "Join", req, joinRequestToPB, c.rpc.Join, joinResponseFromPB)
+	return invoke(ctx, c, "Join", req, joinRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.JoinRequest, ...grpc.CallOption) (*statev1.JoinResponse, error) {
+		return r.Join
+	}, joinResponseFromPB)
 }
 func (c *ControlClient) Discover(ctx context.Context, req *DiscoverRequest) (*DiscoverResponse, error) {
-	return invoke(ctx, c, "Discover", req, discoverRequestToPB, c.rpc.Discover, discoverResponseFromPB)
+	return invoke(ctx, c, "Discover", req, discoverRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.DiscoverRequest, ...grpc.CallOption) (*statev1.DiscoverResponse, error) {
+		return r.Discover
+	}, discoverResponseFromPB)
 }
 func (c *ControlClient) Peers(ctx context.Context, req *PeersRequest) (*PeersResponse, error) {
-	return invoke(ctx, c, "Peers", req, peersRequestToPB, c.rpc.Peers, peersResponseFromPB)
+	return invoke(ctx, c, "Peers", req, peersRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.PeersRequest, ...grpc.CallOption) (*statev1.PeersResponse, error) {
+		return r.Peers
+	}, peersResponseFromPB)
 }
 func (c *ControlClient) RemovePeer(ctx context.Context, req *RemovePeerRequest) (*RemovePeerResponse, error) {
-	return invoke(ctx, c, "RemovePeer", req, removePeerRequestToPB, c.rpc.RemovePeer, removePeerResponseFromPB)
+	return invoke(ctx, c, "RemovePeer", req, removePeerRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.RemovePeerRequest, ...grpc.CallOption) (*statev1.RemovePeerResponse, error) {
+		return r.RemovePeer
+	}, removePeerResponseFromPB)
 }
 func (c *ControlClient) Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error) {
-	return invoke(ctx, c, "Snapshot", req, snapshotRequestToPB, c.rpc.Snapshot, snapshotResponseFromPB)
+	return invoke(ctx, c, "Snapshot", req, snapshotRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.SnapshotRequest, ...grpc.CallOption) (*statev1.SnapshotResponse, error) {
+		return r.Snapshot
+	}, snapshotResponseFromPB)
 }
 func (c *ControlClient) Restore(ctx context.Context, req *RestoreRequest) (*RestoreResponse, error) {
-	return invoke(ctx, c, "Restore", req, restoreRequestToPB, c.rpc.Restore, restoreResponseFromPB)
+	return invoke(ctx, c, "Restore", req, restoreRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.RestoreRequest, ...grpc.CallOption) (*statev1.RestoreResponse, error) {
+		return r.Restore
+	}, restoreResponseFromPB)
 }

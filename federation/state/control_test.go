@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/straitmesh/strait/federation/state/statev1"
+	"github.com/straitmesh/strait/identity"
 )
 
 // grpcurlVersion is the grpcurl the operator's commands in
@@ -37,7 +38,7 @@ func TestControlGrpcurl(t *testing.T) {
 	}
 	certs := t.TempDir()
 	f := newTestFed(t)
-	if err := f.ca.WriteFiles(certs, "ops", "grpcurl", time.Hour); err != nil {
+	if err := f.ca.WriteIDFiles(certs, identity.ID{Role: identity.RoleOperator, Name: "grpcurl"}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	n := f.add(true, 1)
@@ -87,7 +88,7 @@ func TestControlGrpcurl(t *testing.T) {
 		t.Fatalf("read after write: %v", &rr)
 	}
 	r := rr.Records[0]
-	if wr.Index == 0 || r.Index != wr.Index || r.Value != value || r.By != "spiffe://strait.local/region/ops/cluster/grpcurl" || r.Time == nil {
+	if wr.Index == 0 || r.Index != wr.Index || r.Value != value || r.By != "spiffe://strait.local/operator/grpcurl" || r.Time == nil {
 		t.Errorf("read %v after write at %d: want the value at that index, by grpcurl's certificate, with its time", r, wr.Index)
 	}
 	if rr.Node != n.name {

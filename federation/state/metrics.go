@@ -14,6 +14,7 @@ type storeMetrics struct {
 	applySeconds prometheus.Histogram
 	writes       *prometheus.CounterVec
 	forwarded    prometheus.Counter
+	denied       *prometheus.CounterVec
 }
 
 func newStoreMetrics(s *Store, reg prometheus.Registerer) *storeMetrics {
@@ -31,6 +32,9 @@ func newStoreMetrics(s *Store, reg prometheus.Registerer) *storeMetrics {
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_state_forwarded_total", Help: "Routing-state writes this gateway forwarded to the leader.",
 		}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_state_denied_total", Help: "Control API changes refused for the caller's identity, by RPC and rule.",
+		}, []string{"rpc", "rule"}),
 	}
 	if reg != nil {
 		for _, c := range m.all() {
@@ -41,7 +45,7 @@ func newStoreMetrics(s *Store, reg prometheus.Registerer) *storeMetrics {
 }
 
 func (m *storeMetrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.collector, m.applySeconds, m.writes, m.forwarded}
+	return []prometheus.Collector{m.collector, m.applySeconds, m.writes, m.forwarded, m.denied}
 }
 
 func (m *storeMetrics) unregister() {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -54,6 +55,9 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Now is the clock for staleness. Default time.Now.
 	Now func() time.Time
+	// OnDenied, when set, sees every change the control API refused
+	// (the gateway writes it to its audit trail).
+	OnDenied func(Denial)
 }
 
 // Store is one gateway's replica of the routing state: a Raft server
@@ -164,7 +168,7 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		if opts.Identity == nil {
 			return nil, errors.New("open routing state: an identity is required for the mTLS transport")
 		}
-		stream, err := listenStream(cfg.Bind, cfg.Advertise, opts.Identity)
+		stream, err := listenStream(cfg.Bind, cfg.Advertise, opts.Identity, s.admitRaft)
 		if err != nil {
 			return nil, err
 		}
@@ -689,8 +693,9 @@ func memberValue(m Member) string {
 	return string(b)
 }
 
-// listenStream opens the mTLS Raft listener.
-func listenStream(bind, advertise string, id *identity.Bundle) (*tlsStream, error) {
+// listenStream opens the mTLS Raft listener; admit decides, after the
+// chain is verified, whether a peer may speak Raft to this server.
+func listenStream(bind, advertise string, id *identity.Bundle, admit func(identity.ID) error) (*tlsStream, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen raft on %s: %w", bind, err)
@@ -704,5 +709,54 @@ func listenStream(bind, advertise string, id *identity.Bundle) (*tlsStream, erro
 		}
 		adv = a
 	}
-	return &tlsStream{ln: ln, adv: adv, server: id.ServerConfig(), client: id.ClientConfig("raft.strait")}, nil
+	server := id.ServerConfig()
+	verified := server.VerifyConnection
+	server.VerifyConnection = func(cs tls.ConnectionState) error {
+		if verified != nil {
+			if err := verified(cs); err != nil {
+				return err
+			}
+		}
+		peer, err := identity.PeerID(cs)
+		if err != nil {
+			return err
+		}
+		return admit(peer)
+	}
+	return &tlsStream{ln: ln, adv: adv, server: server, client: id.ClientConfig("raft.strait")}, nil
+}
+
+// admitRaft lets a peer open Raft connections to this server: Raft RPCs
+// are sent by voters only (the leader, candidates), so the peer must hold
+// a voter identity, and, once this server knows the members, be one of
+// them (a server that has not learned them yet is joining, and hears
+// from the leader first). A refusal is counted, logged and handed to
+// OnDenied.
+func (s *Store) admitRaft(peer identity.ID) error {
+	rule := ""
+	switch {
+	case peer.Role != identity.RoleVoter:
+		rule = "raft-voter"
+	default:
+		known, found := false, false
+		for _, r := range s.fsm.View().List(KindMember) {
+			var m Member
+			if strictJSON([]byte(r.Value), &m) != nil || m.Cluster == "" {
+				continue
+			}
+			known = true
+			found = found || m.Cluster == peer.Cluster && m.Region == peer.Region
+		}
+		if !known || found {
+			return nil
+		}
+		rule = "raft-member"
+	}
+	reason := fmt.Sprintf("%s may not speak Raft to this server (rule %s)", peer, rule)
+	s.metrics.denied.WithLabelValues("Raft", rule).Inc()
+	s.log.Warn("raft connection refused", "peer", peer.String(), "rule", rule)
+	if s.opts.OnDenied != nil {
+		s.opts.OnDenied(Denial{RPC: "Raft", Caller: peer.String(), Rule: rule, Reason: reason})
+	}
+	return errors.New(reason)
 }
