@@ -2,12 +2,44 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
 	"sort"
+	"time"
 
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/gateway/admin"
+	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/sovereignty"
 )
+
+// newAdmin makes the admin server, and the probes server with
+// listen.probes: the operator endpoints take the token of admin.tokenFile
+// and the Host names of the listen address and admin.allowedHosts.
+func (g *Gateway) newAdmin() error {
+	cfg := g.cfg
+	access := admin.Access{Hosts: slices.Clone(cfg.Admin.AllowedHosts)}
+	for _, a := range []string{cfg.Listen.Admin, g.AdminAddr()} {
+		if h, _, err := net.SplitHostPort(a); err == nil && !configfile.Unspecified(h) {
+			access.Hosts = append(access.Hosts, h)
+		}
+	}
+	if cfg.Admin.TokenFile != "" {
+		tok, err := admin.ReadTokenFile(cfg.Admin.TokenFile)
+		if err != nil {
+			return fmt.Errorf("admin.tokenFile: %w", err)
+		}
+		access.Auth = append(access.Auth, admin.NewBearerToken(tok))
+	}
+	h := admin.Handler(g, admin.Options{Registry: g.reg, Access: access, Refused: g.metrics.adminRefused, Logger: g.log})
+	g.admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	if g.probesLn != nil {
+		g.probes = &http.Server{Handler: admin.ProbeHandler(g, g.reg), ReadHeaderTimeout: 5 * time.Second}
+	}
+	return nil
+}
 
 // Status returns the gateway's current status.
 func (g *Gateway) Status() admin.Status {
@@ -15,7 +47,7 @@ func (g *Gateway) Status() admin.Status {
 	st := admin.Status{
 		Node: snap.Local, Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone, Cloud: g.cfg.Cloud,
 		Version: g.version, Ready: len(g.NotReady()) == 0, StartedAt: g.started,
-		Addresses: admin.Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr(), Passthrough: g.PassthroughAddr()},
+		Addresses: admin.Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr(), Passthrough: g.PassthroughAddr(), Probes: g.ProbesAddr()},
 		State:     g.stateStatus(),
 		Warnings:  g.Warnings(),
 		Ejected:   g.sel.Out.Status(),

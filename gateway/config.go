@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -31,6 +32,8 @@ type Config struct {
 	TrustDomain string `mapstructure:"trustDomain"`
 
 	Listen ListenConfig `mapstructure:"listen"`
+	// Admin guards the operator endpoints of the admin API.
+	Admin AdminConfig `mapstructure:"admin"`
 	// Advertise is the data-plane address other gateways dial. Default: the
 	// data listen address; required when that binds 0.0.0.0 or ::.
 	Advertise string `mapstructure:"advertise"`
@@ -66,9 +69,15 @@ type Config struct {
 type ListenConfig struct {
 	// Data is the mTLS east-west listener. Default 0.0.0.0:15443.
 	Data string `mapstructure:"data"`
-	// Admin serves /healthz, /readyz, /metrics and /v1/status. Default
-	// 127.0.0.1:15000; it has no authentication, keep it on loopback.
+	// Admin serves the probes (/healthz, /readyz, /metrics) and the
+	// operator endpoints (/v1/...). Default 127.0.0.1:15000. Anywhere but
+	// loopback it needs admin.tokenFile.
 	Admin string `mapstructure:"admin"`
+	// Probes serves /healthz, /readyz and /metrics only, with no Host or
+	// credential check, so it may bind wider than listen.admin for
+	// kubelets and Prometheus. Default empty: the probes are served on
+	// listen.admin only.
+	Probes string `mapstructure:"probes"`
 	// Connect is the HTTP CONNECT port for local workloads. Default
 	// 127.0.0.1:15001; empty disables it.
 	Connect string `mapstructure:"connect"`
@@ -79,6 +88,21 @@ type ListenConfig struct {
 	// Control is the gRPC control API of the routing state (mTLS). Default
 	// 0.0.0.0:15012; bound only when the routing state is enabled.
 	Control string `mapstructure:"control"`
+}
+
+// AdminConfig guards the operator endpoints of the admin API (gossip
+// keys, status, residency views; gateway/admin.Handler lists them).
+type AdminConfig struct {
+	// TokenFile holds the bearer token operator requests must carry
+	// ("Authorization: Bearer <token>"), at least 16 characters; read at
+	// start. Required when listen.admin is not a loopback address. Empty:
+	// operator requests need no credentials, only a loopback connection.
+	TokenFile string `mapstructure:"tokenFile"`
+	// AllowedHosts are Host names (or addresses) operator requests may
+	// carry besides localhost, loopback addresses and the host of
+	// listen.admin: the names operators reach the gateway by. Anything
+	// else is refused, which defeats DNS rebinding. Default none.
+	AllowedHosts []string `mapstructure:"allowedHosts"`
 }
 
 // TLSConfig names the PEM files of the gateway's federation identity.
@@ -258,6 +282,7 @@ func (c Config) Validate() error {
 	}
 	addr("listen.data", c.Listen.Data, false)
 	addr("listen.admin", c.Listen.Admin, false)
+	addr("listen.probes", c.Listen.Probes, true)
 	addr("listen.connect", c.Listen.Connect, true)
 	addr("listen.passthrough", c.Listen.Passthrough, true)
 	addr("gossip.bind", c.Gossip.Bind, false)
@@ -292,6 +317,16 @@ func (c Config) Validate() error {
 			if clash(binds[i].addr, binds[j].addr) {
 				errs = append(errs, configfile.Errorf(binds[i].key, "address %s clashes with %s (%s)", binds[i].addr, binds[j].key, binds[j].addr))
 			}
+		}
+	}
+	if h, _, err := configfile.HostPort(c.Listen.Admin); err == nil && !configfile.Loopback(h) && c.Admin.TokenFile == "" {
+		errs = append(errs, configfile.Errorf("listen.admin", "%s is not a loopback address and admin.tokenFile is not set: "+
+			"the operator endpoints (gossip keys) would be open to the network; set admin.tokenFile, or bind listen.admin to 127.0.0.1 "+
+			"and serve probes and metrics on listen.probes", c.Listen.Admin))
+	}
+	for i, h := range c.Admin.AllowedHosts {
+		if !validHost(h) {
+			errs = append(errs, configfile.Errorf(fmt.Sprintf("admin.allowedHosts.%d", i), "want a host name or an IP address without port, found %q", h))
 		}
 	}
 	if c.Advertise != "" {
@@ -364,6 +399,28 @@ func (c Config) AdvertiseAddr() string {
 		return c.Advertise
 	}
 	return c.Listen.Data
+}
+
+// validHost reports whether h is an IP address or a DNS name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // clash reports whether two listen addresses would fight over a port.

@@ -69,6 +69,14 @@ func TestConfigValidate(t *testing.T) {
 		{"import service", func(c *Config) { c.Imports = []Import{{Service: "ledger", Port: 80, Listen: "127.0.0.1:0"}} }, "imports.0.service", "want namespace/name"},
 		{"advertise needed", func(c *Config) { c.Listen.Data = "0.0.0.0:15443" }, "advertise", "required when listen.data binds all interfaces"},
 		{"bad address", func(c *Config) { c.Listen.Admin = "localhost" }, "listen.admin", "want host:port"},
+		{"admin on all interfaces without a token", func(c *Config) { c.Listen.Admin = "0.0.0.0:15000" }, "listen.admin",
+			"0.0.0.0:15000 is not a loopback address and admin.tokenFile is not set"},
+		{"admin on an interface without a token", func(c *Config) { c.Listen.Admin = "10.0.1.5:15000" }, "listen.admin", "not a loopback address"},
+		{"admin on a name without a token", func(c *Config) { c.Listen.Admin = "gw.internal:15000" }, "listen.admin", "not a loopback address"},
+		{"probes clash with admin", func(c *Config) { c.Listen.Probes = "0.0.0.0:15000" }, "listen.probes", "clashes with listen.admin"},
+		{"bad probes address", func(c *Config) { c.Listen.Probes = "15020" }, "listen.probes", "want host:port"},
+		{"allowed host with a port", func(c *Config) { c.Admin.AllowedHosts = []string{"gw.internal:15000"} }, "admin.allowedHosts.0", "without port"},
+		{"allowed host a URL", func(c *Config) { c.Admin.AllowedHosts = []string{"ok.example", "http://gw"} }, "admin.allowedHosts.1", "want a host name or an IP address"},
 		{"zero timeout", func(c *Config) { c.Timeouts.Connect = 0 }, "timeouts.connect", "must be positive"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level", "want debug, info, warn or error"},
 		{"gossip key", func(c *Config) { c.Gossip.Key = "c2hvcnQ=" }, "gossip.key", "want 16, 24 or 32"},
@@ -142,6 +150,19 @@ func TestConfigValidate(t *testing.T) {
 	c.Listen.Passthrough = ""
 	if err := c.Validate(); err != nil {
 		t.Fatalf("passthrough disabled: %v", err)
+	}
+	for _, admin := range []string{"127.0.0.1:15000", "127.0.3.1:15000", "localhost:15000", "[::1]:15000"} {
+		c = validConfig()
+		c.Listen.Admin = admin
+		if err := c.Validate(); err != nil {
+			t.Errorf("admin on loopback %s without a token: %v", admin, err)
+		}
+	}
+	c = validConfig()
+	c.Listen.Admin, c.Listen.Probes, c.Admin.TokenFile = "0.0.0.0:15000", "0.0.0.0:15020", "/etc/strait/admin-token"
+	c.Admin.AllowedHosts = []string{"gw-1.eu-west.internal", "10.0.1.5", "fd00::5"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("admin on all interfaces with a token: %v", err)
 	}
 }
 

@@ -21,7 +21,6 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
-	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/identity"
@@ -81,9 +80,11 @@ type Gateway struct {
 	dataLn    net.Listener
 	connectLn net.Listener
 	adminLn   net.Listener
+	probesLn  net.Listener // listen.probes; nil when not set
 	controlLn net.Listener
 	imports   []*importListener
 	admin     *http.Server
+	probes    *http.Server // nil without listen.probes
 	serverTLS *tls.Config
 	// passthroughLn is listen.passthrough (passthrough.go); nil when disabled.
 	passthroughLn net.Listener
@@ -251,15 +252,20 @@ func (g *Gateway) components() []component {
 		{name: "listeners", start: g.listen, kill: g.closeListeners},
 		// Made here and served with the other listeners (serve), once
 		// every component it reports on is up.
-		{name: "admin server", start: func() error {
-			g.admin = &http.Server{Handler: admin.Handler(g, g.reg), ReadHeaderTimeout: 5 * time.Second}
-			return nil
-		}, drain: func(ctx context.Context) error {
-			if err := g.admin.Shutdown(ctx); err != nil {
-				g.admin.Close()
+		{name: "admin server", start: g.newAdmin, drain: func(ctx context.Context) error {
+			for _, srv := range []*http.Server{g.admin, g.probes} {
+				if srv != nil && srv.Shutdown(ctx) != nil {
+					srv.Close()
+				}
 			}
 			return nil
-		}, kill: func() { g.admin.Close() }},
+		}, kill: func() {
+			for _, srv := range []*http.Server{g.admin, g.probes} {
+				if srv != nil {
+					srv.Close()
+				}
+			}
+		}},
 		{name: "tunnels", kill: func() { g.tunnels.Close() }},
 		{name: "connections", drain: g.drainConns, kill: g.conns.kill},
 		{name: "kept streams", start: func() error { g.pool = newUpstreamPool(); return nil }, kill: func() { g.pool.close() }},
@@ -315,6 +321,11 @@ func (g *Gateway) listen() (err error) {
 	if g.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
 		return fmt.Errorf("listen admin on %s: %w", cfg.Listen.Admin, err)
 	}
+	if cfg.Listen.Probes != "" {
+		if g.probesLn, err = net.Listen("tcp", cfg.Listen.Probes); err != nil {
+			return fmt.Errorf("listen probes on %s: %w", cfg.Listen.Probes, err)
+		}
+	}
 	if cfg.Listen.Connect != "" {
 		if g.connectLn, err = net.Listen("tcp", cfg.Listen.Connect); err != nil {
 			return fmt.Errorf("listen connect on %s: %w", cfg.Listen.Connect, err)
@@ -346,6 +357,9 @@ func (g *Gateway) listen() (err error) {
 // tasks: nothing answers before every component is up.
 func (g *Gateway) serve() error {
 	g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
+	if g.probes != nil {
+		g.goServe("probes", func() error { return g.probes.Serve(g.probesLn) })
+	}
 	g.goServe("data", func() error { return g.acceptLoop("data", g.dataLn, g.serveInbound) })
 	if g.connectLn != nil {
 		g.goServe("connect", func() error { return g.acceptLoop("connect", g.connectLn, g.serveConnect) })
@@ -474,6 +488,14 @@ func (g *Gateway) DataAddr() string { return g.dataLn.Addr().String() }
 // AdminAddr returns the bound admin address.
 func (g *Gateway) AdminAddr() string { return g.adminLn.Addr().String() }
 
+// ProbesAddr returns the bound probes address, or "" without listen.probes.
+func (g *Gateway) ProbesAddr() string {
+	if g.probesLn == nil {
+		return ""
+	}
+	return g.probesLn.Addr().String()
+}
+
 // GossipAddr returns the address other gateways join at.
 func (g *Gateway) GossipAddr() string { return g.catalog.GossipAddr() }
 
@@ -523,7 +545,7 @@ func (g *Gateway) Kill() {
 }
 
 func (g *Gateway) closeListeners() {
-	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.passthroughLn, g.adminLn, g.controlLn} {
+	for _, ln := range []net.Listener{g.dataLn, g.connectLn, g.passthroughLn, g.adminLn, g.probesLn, g.controlLn} {
 		if ln != nil {
 			ln.Close()
 		}

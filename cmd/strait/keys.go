@@ -5,23 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/straitmesh/strait/federation/catalog"
-	"github.com/straitmesh/strait/gateway/admin"
 )
-
-func adminFlag(cmd *cobra.Command, admin *string) {
-	def := os.Getenv("STRAIT_ADMIN")
-	if def == "" {
-		def = "127.0.0.1:15000"
-	}
-	cmd.Flags().StringVar(admin, "admin", def, "gateway admin address (env STRAIT_ADMIN)")
-}
 
 func newKeysCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -36,7 +26,12 @@ func newKeysCmd() *cobra.Command {
 
 Each operation goes through one gateway's admin API to every live gateway
 and reports which applied it; run the next step only when all did. Set
-gossip.keyringFile so that gateways keep their keys across restarts.`,
+gossip.keyringFile so that gateways keep their keys across restarts.
+
+The admin API never shows a key, only its fingerprint (sha256:…):
+'strait keys list' lists the installed ones, 'strait keys fingerprint KEY'
+prints the fingerprint of a key you hold. With admin.tokenFile set on the
+gateway, pass --admin-token-file (or --config GATEWAY.yaml).`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "generate",
@@ -51,21 +46,37 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 			return nil
 		},
 	})
-	var adminAddr string
+	cmd.AddCommand(&cobra.Command{
+		Use:   "fingerprint KEY",
+		Short: "Print the fingerprint by which the admin API names a key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := catalog.DecodeKey(args[0]); err != nil {
+				return &usageError{err}
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), catalog.KeyFingerprint(args[0]))
+			return nil
+		},
+	})
+	var listFlags adminFlags
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List the keys installed on a gateway",
+		Short: "List the fingerprints of the keys installed on a gateway",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			ks, err := admin.FetchKeys(ctx, adminAddr)
+			c, err := listFlags.client()
 			if err != nil {
 				return err
 			}
-			for _, k := range ks.Keys {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			kl, err := c.Keys(ctx)
+			if err != nil {
+				return err
+			}
+			for _, k := range kl.Keys {
 				mark := ""
-				if k == ks.Primary {
+				if k == kl.Primary {
 					mark = "  (primary)"
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s%s\n", k, mark)
@@ -73,14 +84,17 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 			return nil
 		},
 	}
-	adminFlag(list, &adminAddr)
+	listFlags.register(list)
 	cmd.AddCommand(list)
 	for _, op := range []struct{ name, short string }{
 		{"install", "Install a key on every gateway (accepted, not yet used)"},
 		{"use", "Make an installed key the one every gateway sends with"},
 		{"remove", "Remove a key from every gateway"},
 	} {
-		var adminAddr, output string
+		var (
+			af     adminFlags
+			output string
+		)
 		c := &cobra.Command{
 			Use:   op.name + " KEY",
 			Short: op.short,
@@ -89,9 +103,13 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 				if _, err := catalog.DecodeKey(args[0]); err != nil {
 					return &usageError{err}
 				}
+				ac, err := af.client()
+				if err != nil {
+					return err
+				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 				defer cancel()
-				res, err := admin.KeyOp(ctx, adminAddr, op.name, args[0])
+				res, err := ac.KeyOp(ctx, op.name, args[0])
 				if err != nil {
 					return err
 				}
@@ -102,7 +120,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 						return err
 					}
 				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: applied on %d gateways: %v\n", op.name, len(res.Applied), res.Applied)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s: applied on %d gateways: %v\n", op.name, res.Fingerprint, len(res.Applied), res.Applied)
 					failed := make([]string, 0, len(res.Failed))
 					for n := range res.Failed {
 						failed = append(failed, n)
@@ -118,7 +136,7 @@ gossip.keyringFile so that gateways keep their keys across restarts.`,
 				return nil
 			},
 		}
-		adminFlag(c, &adminAddr)
+		af.register(c)
 		c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 		cmd.AddCommand(c)
 	}

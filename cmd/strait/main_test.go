@@ -99,6 +99,10 @@ func TestGatewayConfigErrors(t *testing.T) {
 			`: key region: required value missing`},
 		{"port clash", strings.Replace(goodConfig, "127.0.0.1:15000", "127.0.0.1:15443", 1), nil,
 			`:5:3: key listen.admin: address 127.0.0.1:15443 clashes with listen.data (127.0.0.1:15443)`},
+		{"admin open to the network", strings.Replace(goodConfig, "127.0.0.1:15000", "0.0.0.0:15000", 1), nil,
+			`:5:3: key listen.admin: 0.0.0.0:15000 is not a loopback address and admin.tokenFile is not set`},
+		{"admin open through the environment", goodConfig, []string{"STRAIT_LISTEN_ADMIN=10.0.0.5:15000"},
+			`env STRAIT_LISTEN_ADMIN: key listen.admin: 10.0.0.5:15000 is not a loopback address`},
 		{"yaml syntax", goodConfig + "services: [\n", nil,
 			`:9:`},
 		{"wrong type from environment", goodConfig, []string{"STRAIT_TIMEOUTS_DRAIN=later"},
@@ -219,21 +223,34 @@ func TestKeysRotationThroughCLI(t *testing.T) {
 	adminAddr := d.Gateway("us-east-1").AdminAddr()
 	env := []string{"STRAIT_ADMIN=" + adminAddr}
 
-	out, _, code := runStrait(t, env, "keys", "list")
-	if code != 0 || !strings.Contains(out, "(primary)") {
-		t.Fatalf("keys list: %d %s", code, out)
+	oldKey := d.Gateway("us-east-1").Config().Gossip.Key
+	fingerprint := func(key string) string {
+		t.Helper()
+		out, stderr, code := runStrait(t, nil, "keys", "fingerprint", key)
+		if code != 0 || !strings.HasPrefix(out, "sha256:") {
+			t.Fatalf("keys fingerprint: exit %d %q %s", code, out, stderr)
+		}
+		return strings.TrimSpace(out)
 	}
-	oldKey := strings.TrimSuffix(strings.Split(out, "\n")[0], "  (primary)")
+	oldPrint := fingerprint(oldKey)
+	out, _, code := runStrait(t, env, "keys", "list")
+	if code != 0 || out != oldPrint+"  (primary)\n" || strings.Contains(out, oldKey) {
+		t.Fatalf("keys list: %d %q, want the fingerprint %s only", code, out, oldPrint)
+	}
 	newKey, _, code := runStrait(t, nil, "keys", "generate")
 	newKey = strings.TrimSpace(newKey)
 	if code != 0 || len(newKey) != 44 {
 		t.Fatalf("generate: %q", newKey)
 	}
-	for _, step := range [][]string{{"install", newKey}, {"use", newKey}, {"remove", oldKey}} {
+	newPrint := fingerprint(newKey)
+	for _, step := range [][]string{{"install", newKey, newPrint}, {"use", newKey, newPrint}, {"remove", oldKey, oldPrint}} {
 		out, stderr, code := runStrait(t, env, "keys", step[0], step[1])
-		if code != 0 || !strings.Contains(out, "applied on 4 gateways") {
+		if code != 0 || !strings.Contains(out, step[0]+" "+step[2]+": applied on 4 gateways") || strings.Contains(out, step[1]) {
 			t.Fatalf("keys %s: exit %d\n%s%s", step[0], code, out, stderr)
 		}
+	}
+	if out, _, _ := runStrait(t, env, "keys", "list"); out != newPrint+"  (primary)\n" {
+		t.Fatalf("keys list after rotation: %q, want %s", out, newPrint)
 	}
 	for _, name := range d.Clusters() {
 		ks, err := d.Gateway(name).Catalog().Keys()

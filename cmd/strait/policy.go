@@ -58,6 +58,7 @@ const unreadableUsage = "the gateway cannot read the flow: TLS inside CONNECT, t
 type whatIfFlags struct {
 	policy, topology, admin, output string
 	fail                            []string
+	adminTokenFile                  string
 }
 
 func (f *whatIfFlags) register(cmd *cobra.Command, withPolicy bool) {
@@ -66,6 +67,7 @@ func (f *whatIfFlags) register(cmd *cobra.Command, withPolicy bool) {
 	}
 	cmd.Flags().StringVar(&f.topology, "topology", "", "topology file: clusters and their services (or a 'strait dev --info' file)")
 	cmd.Flags().StringVar(&f.admin, "admin", "", "a live gateway's admin address: its /v1/status is the topology")
+	tokenFileFlag(cmd, &f.adminTokenFile)
 	cmd.Flags().StringArrayVar(&f.fail, "fail", nil, "take a region or cluster down first (repeatable)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 }
@@ -87,7 +89,11 @@ func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, 
 		}
 		w.Top = top
 	} else {
-		s, err := admin.FetchStatus(ctx, f.admin)
+		c, err := f.client()
+		if err != nil {
+			return w, nil, err
+		}
+		s, err := c.Status(ctx)
 		if err != nil {
 			return w, nil, err
 		}
@@ -103,7 +109,11 @@ func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, 
 			}
 			w.Policy = e
 		case f.admin != "":
-			e, v, err := admin.FetchPolicy(ctx, f.admin)
+			c, err := f.client()
+			if err != nil {
+				return w, nil, err
+			}
+			e, v, err := c.Policy(ctx)
 			if err != nil {
 				return w, nil, err
 			}
@@ -114,6 +124,12 @@ func (f *whatIfFlags) load(ctx context.Context, needPolicy bool) (route.WhatIf, 
 	}
 	w.Fail = f.fail
 	return w, st, nil
+}
+
+// client returns a client of the admin API of --admin.
+func (f *whatIfFlags) client() (admin.Client, error) {
+	af := adminFlags{addr: f.admin, tokenFile: f.adminTokenFile}
+	return af.client()
 }
 
 // textOrJSON prints v as JSON or with its WriteText.
@@ -223,7 +239,11 @@ single file, OLD is the gateway's policy in force.`,
 				if f.admin == "" {
 					return &usageError{errors.New("give OLD and NEW, or NEW with --admin ADDR to compare with the policy in force")}
 				}
-				if old, oldVersion, err = admin.FetchPolicy(ctx, f.admin); err != nil {
+				c, err := f.client()
+				if err != nil {
+					return err
+				}
+				if old, oldVersion, err = c.Policy(ctx); err != nil {
 					return err
 				}
 			} else if old, err = sovereignty.LoadFile(args[0]); err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/straitmesh/strait/gateway"
-	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/lab"
 	"github.com/straitmesh/strait/sovereignty"
@@ -187,7 +186,10 @@ Runs until interrupted or for --duration.`,
 }
 
 func newStatusCmd() *cobra.Command {
-	var adminAddr, output string
+	var (
+		af     adminFlags
+		output string
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show a gateway's members, clusters and exported services",
@@ -196,9 +198,13 @@ func newStatusCmd() *cobra.Command {
 			if output != "table" && output != "json" {
 				return &usageError{fmt.Errorf("-o: want table or json, found %q", output)}
 			}
+			c, err := af.client()
+			if err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			st, err := admin.FetchStatus(ctx, adminAddr)
+			st, err := c.Status(ctx)
 			if err != nil {
 				return err
 			}
@@ -210,7 +216,7 @@ func newStatusCmd() *cobra.Command {
 			return st.WriteTable(cmd.OutOrStdout())
 		},
 	}
-	adminFlag(cmd, &adminAddr)
+	af.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -81,6 +82,19 @@ func (c Config) keys() ([][]byte, error) {
 		return nil, err
 	}
 	return [][]byte{k}, nil
+}
+
+// KeyFingerprint names a gossip key without revealing it: "sha256:" and
+// the first 8 bytes of the SHA-256 of the key's bytes, in hex. What is not
+// a valid key is fingerprinted as its text, so the result never echoes
+// its input.
+func KeyFingerprint(key string) string {
+	b, err := DecodeKey(key)
+	if err != nil {
+		b = []byte(key)
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:8])
 }
 
 // KeyStatus lists the installed keys.

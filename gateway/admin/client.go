@@ -7,209 +7,67 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
 
-	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
+// Client calls one gateway's admin API.
+type Client struct {
+	// Addr is the admin address, host:port or a URL. Its host is sent as
+	// Host, so it must be loopback, the gateway's listen address or one of
+	// its admin.allowedHosts.
+	Addr string
+	// Token is sent as "Authorization: Bearer <token>" when set: the
+	// content of the gateway's admin.tokenFile (ReadTokenFile).
+	Token string
+	// HTTP sends the requests. Default http.DefaultClient.
+	HTTP *http.Client
+}
+
 // FetchStatus reads /v1/status from a gateway's admin address (host:port
-// or URL).
+// or URL) without a token.
 func FetchStatus(ctx context.Context, admin string) (Status, error) {
+	return Client{Addr: admin}.Status(ctx)
+}
+
+// Status reads /v1/status.
+func (c Client) Status(ctx context.Context) (Status, error) {
 	var st Status
-	err := adminCall(ctx, admin, http.MethodGet, "/v1/status", nil, &st)
+	err := c.call(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
 }
 
-// FetchKeys reads the installed gossip keys from a gateway's admin API.
-func FetchKeys(ctx context.Context, admin string) (catalog.KeyStatus, error) {
-	var ks catalog.KeyStatus
-	err := adminCall(ctx, admin, http.MethodGet, "/v1/keys", nil, &ks)
-	return ks, err
+// Keys reads the fingerprints of the installed gossip keys.
+func (c Client) Keys(ctx context.Context) (KeyList, error) {
+	var kl KeyList
+	err := c.call(ctx, http.MethodGet, "/v1/keys", nil, &kl)
+	return kl, err
 }
 
-// KeyOp asks a gateway to apply a gossip key operation federation-wide.
-func KeyOp(ctx context.Context, admin, op, key string) (catalog.KeyResult, error) {
-	var res catalog.KeyResult
-	err := adminCall(ctx, admin, http.MethodPost, "/v1/keys/"+op, map[string]string{"key": key}, &res)
+// KeyOp asks the gateway to apply a gossip key operation federation-wide.
+func (c Client) KeyOp(ctx context.Context, op, key string) (KeyOpResult, error) {
+	var res KeyOpResult
+	err := c.call(ctx, http.MethodPost, "/v1/keys/"+op, map[string]string{"key": key}, &res)
 	return res, err
 }
 
-// adminCall sends one JSON request to a gateway's admin API. Errors carry
-// the gateway's own message.
-func adminCall(ctx context.Context, admin, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	resp, _, err := send(ctx, admin, method, path, body)
+// Policy reads the policy in force and compiles it under the file name
+// the gateway has for it, so rule positions read as they do in the
+// gateway's own audit trail.
+func (c Client) Policy(ctx context.Context) (*sovereignty.Engine, uint64, error) {
+	resp, url, err := c.send(ctx, http.MethodGet, "/v1/residency/policy", nil)
 	if err != nil {
-		return fmt.Errorf("admin API at %s: %w", admin, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("admin API at %s: %s %s: %s", admin, method, path, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
-		return fmt.Errorf("admin API at %s: decode %s: %w", admin, path, err)
-	}
-	return nil
-}
-
-// send sends one request for path to a gateway's admin address (host:port
-// or URL). It returns the response, whose body the caller closes, and the
-// URL it asked.
-func send(ctx context.Context, admin, method, path string, body io.Reader) (*http.Response, string, error) {
-	url := admin
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
-	}
-	url = strings.TrimSuffix(url, "/") + path
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
-	if err != nil {
-		return nil, url, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	return resp, url, err
-}
-
-// WriteTable prints the status for people: the gateway, members, then
-// clusters with their exported services.
-func (s Status) WriteTable(w io.Writer) error {
-	ready := "ready"
-	if !s.Ready {
-		ready = "NOT READY"
-	}
-	fmt.Fprintf(w, "Gateway %s  cluster %s  region %s  %s  version %s\n", s.Node, s.Cluster, s.Region, ready, s.Version)
-	fmt.Fprintf(w, "  data %s (advertised %s)  gossip %s  admin %s  connect %s  passthrough %s\n", s.Addresses.Data, s.Addresses.Advertise, s.Addresses.Gossip,
-		s.Addresses.Admin, orDash(s.Addresses.Connect), orDash(s.Addresses.Passthrough))
-	if st := s.State; st != nil {
-		role := strings.ToLower(st.Role)
-		if !st.Voter {
-			role += " (non-voter)"
-		}
-		fmt.Fprintf(w, "  routing state: %s, leader %s, index %d, control %s\n", role, orDash(st.Leader), st.Index, orDash(s.Addresses.Control))
-		for _, p := range st.Policies {
-			fmt.Fprintf(w, "    policy %s at index %d\n", p.Name, p.Index)
-		}
-	}
-	for _, warn := range s.Warnings {
-		fmt.Fprintf(w, "  WARNING: %s\n", warn)
-	}
-	err := table(w, "MEMBER\tCLUSTER\tREGION\tZONE\tGATEWAY\tSTATE", func(tw io.Writer) {
-		for _, m := range s.Members {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, m.Cluster, m.Region, orDash(m.Zone), m.Gateway, m.State)
-		}
-	})
-	if err == nil {
-		err = table(w, "CLUSTER\tREGION\tREACHABLE\tSERVICE\tPORTS\tHEALTHY\tLABELS", func(tw io.Writer) {
-			for _, c := range s.Clusters {
-				reach := "yes"
-				if !c.Reachable {
-					reach = "NO"
-				}
-				if len(c.Services) == 0 {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\n", c.Cluster, c.Region, reach)
-				}
-				for _, svc := range c.Services {
-					ports := make([]string, len(svc.Ports))
-					for i, p := range svc.Ports {
-						ports[i] = fmt.Sprint(p)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", c.Cluster, c.Region, reach, svc.Service, strings.Join(ports, ","), svc.Healthy, svc.Total, formatLabels(svc.Labels))
-				}
-			}
-		})
-	}
-	if err == nil && len(s.Tunnels) > 0 {
-		err = table(w, "TUNNEL TO\tADDRESS\tSTATE\tSTREAMS\tRTT", func(tw io.Writer) {
-			for _, t := range s.Tunnels {
-				rtt := "-"
-				if t.RTTMs > 0 {
-					rtt = time.Duration(t.RTTMs * float64(time.Millisecond)).Round(time.Microsecond).String()
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", orDash(t.Peer), t.Addr, t.State, t.Streams, rtt)
-			}
-		})
-	}
-	if err == nil && len(s.Ejected) > 0 {
-		err = table(w, "EJECTED\tCLUSTER\tSERVICE\tFAILURES\tEJECTIONS\tUNTIL", func(tw io.Writer) {
-			for _, e := range s.Ejected {
-				what := "endpoint " + e.Endpoint
-				if e.Gateway != "" {
-					what = "gateway " + e.Gateway
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", what, e.Cluster, e.Service, e.Failures, e.Ejections, e.Until.UTC().Format(time.RFC3339))
-			}
-		})
-	}
-	if err == nil && len(s.Imports) > 0 {
-		err = table(w, "IMPORT\tPORT\tLISTEN", func(tw io.Writer) {
-			for _, im := range s.Imports {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", im.Service, im.Port, im.Listen)
-			}
-		})
-	}
-	return err
-}
-
-// table writes a blank line, then the header and the rows aligned in
-// columns.
-func table(w io.Writer, header string, rows func(tw io.Writer)) error {
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, header)
-	rows(tw)
-	return tw.Flush()
-}
-
-func formatLabels(l map[string]string) string {
-	if len(l) == 0 {
-		return "-"
-	}
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + l[k]
-	}
-	return strings.Join(parts, ",")
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// FetchPolicy reads the policy in force from a gateway's admin address
-// and compiles it under the file name the gateway has for it, so rule
-// positions read as they do in the gateway's own audit trail.
-func FetchPolicy(ctx context.Context, admin string) (*sovereignty.Engine, uint64, error) {
-	resp, url, err := send(ctx, admin, http.MethodGet, "/v1/residency/policy", nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
+		return nil, 0, fmt.Errorf("policy from %s: %w", c.Addr, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, sovereignty.MaxFileBytes+1))
 	if err != nil {
-		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
+		return nil, 0, fmt.Errorf("policy from %s: %w", c.Addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, 0, fmt.Errorf("policy from %s: %s: %s", admin, resp.Status, strings.TrimSpace(string(body)))
+		return nil, 0, fmt.Errorf("policy from %s: %s: %s", c.Addr, resp.Status, strings.TrimSpace(string(body)))
 	}
 	version, _ := strconv.ParseUint(resp.Header.Get("X-Strait-Policy-Version"), 10, 64)
 	name := resp.Header.Get("X-Strait-Policy-File")
@@ -218,7 +76,59 @@ func FetchPolicy(ctx context.Context, admin string) (*sovereignty.Engine, uint64
 	}
 	eng, err := sovereignty.Compile(name, body)
 	if err != nil {
-		return nil, 0, fmt.Errorf("policy from %s: %w", admin, err)
+		return nil, 0, fmt.Errorf("policy from %s: %w", c.Addr, err)
 	}
 	return eng, version, nil
+}
+
+// call sends one JSON request. Errors carry the gateway's own message.
+func (c Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	resp, _, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", c.Addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("admin API at %s: %s %s: %s", c.Addr, method, path, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("admin API at %s: decode %s: %w", c.Addr, path, err)
+	}
+	return nil
+}
+
+// send sends one request for path with the token and, with a body, its
+// JSON content type. It returns the response, whose body the caller
+// closes, and the URL it asked.
+func (c Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, string, error) {
+	url := c.Addr
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	url = strings.TrimSuffix(url, "/") + path
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, url, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	return resp, url, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,18 +36,112 @@ type Gateway interface {
 	PolicyInForce() (*sovereignty.Engine, uint64, error)
 }
 
-// Handler serves the admin API of g, with reg's metrics on /metrics:
+// Options configure the admin handlers.
+type Options struct {
+	// Registry's metrics are served on /metrics. Required.
+	Registry *prometheus.Registry
+	// Access guards the operator endpoints.
+	Access Access
+	// Refused counts refused operator requests by "reason" (the Refused*
+	// constants). Optional.
+	Refused *prometheus.CounterVec
+	// Logger gets a line per refused request and per key operation.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler serves the admin API of g. Routes are of two classes:
+//
+// Probe routes answer anyone, with no Host or credential check: kubelets,
+// load balancers and Prometheus address a gateway by whatever IP they
+// know, and these routes neither reveal keys nor change anything.
 //
 //	GET  /healthz                 "ok" while the process runs
 //	GET  /readyz                  200 "ready" (and warnings) or 503 with the reasons
 //	GET  /metrics                 Prometheus metrics
+//
+// Operator routes go through Access (Host, cross-origin, credentials when
+// configured, Content-Type of a POST). The read-only views are operator
+// routes too: they lay out the federation's topology, addresses and
+// policy, which is reconnaissance for whoever can reach the port.
+//
 //	GET  /v1/status               Status as JSON
-//	GET  /v1/keys                 installed gossip keys
-//	POST /v1/keys/{op}            install, use or remove a gossip key: {"key": "<base64>"}
+//	GET  /v1/keys                 fingerprints of the installed gossip keys (KeyList), never the keys
+//	POST /v1/keys/{op}            install, use or remove a gossip key: {"key": "<base64>"}; the
+//	                              answer (KeyOpResult) names the key by its fingerprint only
 //	GET  /v1/residency            the policy in force, as JSON
 //	GET  /v1/residency/policy     the policy document itself (X-Strait-Policy-Version)
-func Handler(g Gateway, reg *prometheus.Registry) http.Handler {
+func Handler(g Gateway, opts Options) http.Handler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	mux := http.NewServeMux()
+	probeRoutes(mux, g, opts.Registry)
+	op := newGuard(opts.Access, opts.Refused, log).operator
+	mux.HandleFunc("GET /v1/keys", op(func(w http.ResponseWriter, r *http.Request) {
+		ks, err := g.Keys()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		kl := KeyList{Primary: catalog.KeyFingerprint(ks.Primary), Keys: make([]string, len(ks.Keys))}
+		for i, k := range ks.Keys {
+			kl.Keys[i] = catalog.KeyFingerprint(k)
+		}
+		writeJSON(w, kl)
+	}))
+	mux.HandleFunc("POST /v1/keys/{op}", op(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Key string `json:"key"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			http.Error(w, "body: want {\"key\": \"<base64>\"}: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+		defer cancel()
+		fp := catalog.KeyFingerprint(req.Key)
+		res, err := g.KeyOp(ctx, r.PathValue("op"), req.Key)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		log.Info("gossip key operation", "op", res.Op, "key", fp, "operator", operatorOf(r.Context()), "remote", r.RemoteAddr,
+			"applied", len(res.Applied), "failed", len(res.Failed))
+		writeJSON(w, KeyOpResult{Fingerprint: fp, KeyResult: res})
+	}))
+	mux.HandleFunc("GET /v1/status", op(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, g.Status())
+	}))
+	mux.HandleFunc("GET /v1/residency", op(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, g.ResidencyStatus())
+	}))
+	mux.HandleFunc("GET /v1/residency/policy", op(func(w http.ResponseWriter, r *http.Request) {
+		eng, version, err := g.PolicyInForce()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Header().Set("X-Strait-Policy-Version", strconv.FormatUint(version, 10))
+		w.Header().Set("X-Strait-Policy-Digest", eng.Digest())
+		w.Header().Set("X-Strait-Policy-File", eng.File())
+		_, _ = w.Write(eng.Source())
+	}))
+	return mux
+}
+
+// ProbeHandler serves the probe routes only (/healthz, /readyz,
+// /metrics), for a listener that may bind wider than the admin one
+// (listen.probes). Every other path is 404 there.
+func ProbeHandler(g Gateway, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	probeRoutes(mux, g, reg)
+	return mux
+}
+
+func probeRoutes(mux *http.ServeMux, g Gateway, reg *prometheus.Registry) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -64,50 +159,29 @@ func Handler(g Gateway, reg *prometheus.Registry) http.Handler {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
-		ks, err := g.Keys()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		writeJSON(w, ks)
-	})
-	mux.HandleFunc("POST /v1/keys/{op}", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Key string `json:"key"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-			http.Error(w, "body: want {\"key\": \"<base64>\"}: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-		defer cancel()
-		res, err := g.KeyOp(ctx, r.PathValue("op"), req.Key)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		writeJSON(w, res)
-	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, g.Status())
-	})
-	mux.HandleFunc("GET /v1/residency", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, g.ResidencyStatus())
-	})
-	mux.HandleFunc("GET /v1/residency/policy", func(w http.ResponseWriter, r *http.Request) {
-		eng, version, err := g.PolicyInForce()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/yaml")
-		w.Header().Set("X-Strait-Policy-Version", strconv.FormatUint(version, 10))
-		w.Header().Set("X-Strait-Policy-Digest", eng.Digest())
-		w.Header().Set("X-Strait-Policy-File", eng.File())
-		_, _ = w.Write(eng.Source())
-	})
-	return mux
+}
+
+// KeyList is the document of GET /v1/keys: the installed gossip keys by
+// fingerprint (catalog.KeyFingerprint), the one gateways send with first.
+type KeyList struct {
+	Primary string   `json:"primary"`
+	Keys    []string `json:"keys"`
+}
+
+// KeyOpResult is the answer of POST /v1/keys/{op}: which gateways applied
+// the operation, and the fingerprint of the key it was about.
+type KeyOpResult struct {
+	Fingerprint string `json:"fingerprint"`
+	catalog.KeyResult
+}
+
+func withOperator(ctx context.Context, who string) context.Context {
+	return context.WithValue(ctx, operatorKey{}, who)
+}
+
+func operatorOf(ctx context.Context) string {
+	s, _ := ctx.Value(operatorKey{}).(string)
+	return s
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

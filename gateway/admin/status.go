@@ -52,8 +52,10 @@ type Addresses struct {
 	Advertise string `json:"advertise"`
 	Gossip    string `json:"gossip"`
 	Admin     string `json:"admin"`
-	Connect   string `json:"connect,omitempty"`
-	Control   string `json:"control,omitempty"`
+	// Probes serves /healthz, /readyz and /metrics only (listen.probes).
+	Probes  string `json:"probes,omitempty"`
+	Connect string `json:"connect,omitempty"`
+	Control string `json:"control,omitempty"`
 	// Passthrough is the TLS passthrough port for local workloads.
 	Passthrough string `json:"passthrough,omitempty"`
 }

@@ -3,7 +3,9 @@ package configfile
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // HostPort splits a configured host:port address and checks the port, for
@@ -28,4 +30,15 @@ func Unspecified(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsUnspecified()
+}
+
+// Loopback reports whether host listens on loopback only: localhost or a
+// loopback address (127.0.0.0/8, ::1). An empty or unspecified host
+// listens on every interface, and any other name may resolve anywhere.
+func Loopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }
