@@ -30,6 +30,7 @@ type metrics struct {
 	httpRetries        *prometheus.CounterVec
 	grpcRequests       *prometheus.CounterVec
 	httpStreams        *prometheus.CounterVec
+	peerMismatch       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -112,6 +113,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_http_upstream_streams_total",
 			Help: "Streams HTTP requests went on, by service, cluster and whether the stream was new or kept from an earlier request with the same facts.",
 		}, []string{"service", "cluster", "stream"}),
+		peerMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_peer_identity_mismatch_total",
+			Help: "Outbound connections to another gateway closed after the handshake because its certificate did not name the cluster and region the catalog lists at its address, by the cluster expected there.",
+		}, []string{"cluster"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -122,7 +127,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
-		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams}
+		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.peerMismatch}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

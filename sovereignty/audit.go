@@ -22,6 +22,10 @@ const (
 	KindDecision = "decision"
 	// KindPolicy records a policy taken into force or an update refused.
 	KindPolicy = "policy"
+	// KindIdentity records an outbound connection refused because the
+	// gateway at a peer's address presented a certificate for another
+	// cluster or region than the catalog lists there.
+	KindIdentity = "identity"
 )
 
 // Audit decisions.
