@@ -251,9 +251,13 @@ func (g *Gateway) openCandidate(ctx context.Context, c route.Candidate, t wire.T
 		addrs, _ := local.endpoints(local.byKey[t.Namespace+"/"+t.Name], t.Port)
 		return g.dialEndpoints(ctx, t, addrs)
 	}
+	// Pinned: the gateway at c.Addr must hold c's cluster and region, or
+	// the pool refuses it (tunnel.MismatchError, counted and audited by
+	// peerMismatch) and the flow moves on to the next candidate.
+	peer := tunnel.PeerOf(c)
 	var direct *tls.Conn
 	if g.cfg.Tunnels.Enabled {
-		s, d, err := g.tunnels.Stream(ctx, c.Addr, t)
+		s, d, err := g.tunnels.Stream(ctx, peer, t)
 		switch {
 		case err == nil && s != nil:
 			if _, err := s.Write(wire.EncodeStreamHeader(t, facts)); err != nil {
@@ -268,16 +272,9 @@ func (g *Gateway) openCandidate(ctx context.Context, c route.Candidate, t wire.T
 		}
 	}
 	if direct == nil {
-		raw, err := g.dial(ctx, c.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("dial gateway %s: %w", c.Addr, err)
-		}
-		tcfg := g.id.ClientConfig(t.SNI())
-		tcfg.NextProtos = []string{wire.ALPNFlow}
-		direct = tls.Client(raw, tcfg)
-		if err := direct.HandshakeContext(ctx); err != nil {
-			raw.Close()
-			return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", c.Addr, err)
+		var err error
+		if direct, err = g.tunnels.Dial(ctx, peer, t); err != nil {
+			return nil, err
 		}
 	}
 	if direct.ConnectionState().NegotiatedProtocol == wire.ALPNFlow {
@@ -291,6 +288,22 @@ func (g *Gateway) openCandidate(ctx context.Context, c route.Candidate, t wire.T
 		direct.SetWriteDeadline(time.Time{})
 	}
 	return direct, nil
+}
+
+// peerMismatch counts, logs and audits a connection the tunnel pool
+// closed because the gateway at a candidate's address presented a
+// certificate for another cluster or region than the catalog lists there
+// (tunnel.Config.Mismatch). The flow, if one waited, moves on to the next
+// candidate: the error is a gateway fault (attempt.failed).
+func (g *Gateway) peerMismatch(e *tunnel.MismatchError) {
+	g.metrics.peerMismatch.WithLabelValues(e.Peer.Cluster).Inc()
+	g.log.Warn("peer gateway presented another identity: connection refused",
+		"peer", e.Peer.Cluster, "peer_region", e.Peer.Region, "addr", e.Peer.Addr, "presented", e.Got.String())
+	eng, version := g.res.current()
+	g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindIdentity, Decision: sovereignty.DecisionDeny, Direction: "outbound",
+		Reason:     e.Error(),
+		Candidates: []sovereignty.CandidateInfo{{Cluster: e.Peer.Cluster, Region: e.Peer.Region, Decision: sovereignty.DecisionDeny}},
+		Policy:     g.res.info(eng, version)})
 }
 
 // dialEndpoints dials the local endpoints addrs of t until one answers

@@ -15,6 +15,11 @@
 //     (decideInbound), where the source is the peer's verified
 //     certificate and the peer's facts can only narrow
 //     (TestDecideInbound, TestPlanAgainstOracle).
+//   - Every outbound connection to another gateway is pinned: its
+//     certificate must name the cluster and region the catalog lists at
+//     the address, or it is closed unused, counted, logged and audited,
+//     and the flow moves on to the next allowed candidate
+//     (tunnel.TestPoolPinsPeers, lab.TestPinnedPeers).
 //   - Without a policy in force every flow is refused; a refused update
 //     leaves the last good policy in force.
 //   - Nothing is retried once a peer answered OK; bytes kept for early

@@ -24,9 +24,10 @@ type inboundVerdict struct {
 // the peer's verified certificate, the destination this cluster, the
 // service labels this cluster's own. The peer's facts can only narrow: the
 // stream must be allowed both on what this gateway sees by itself and with
-// the classes the peer claims added (under "default: deny" a claimed class
-// could otherwise turn a refusal into an allow), and a claimed region set
-// must hold both ends.
+// the classes the peer claims added, and a claimed region set must hold
+// both ends. The facts' namespace, headers and classes are claims to the
+// engine too (sovereignty.Engine.DecideClasses), so under "default: deny"
+// none of them turns a refusal into an allow.
 func decideInbound(eng *sovereignty.Engine, self sovereignty.Candidate, t wire.Target, labels map[string]string, peer identity.ID, facts wire.Facts) inboundVerdict {
 	f := sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, Labels: labels, SourceCluster: peer.Cluster, SourceRegion: peer.Region,
 		SourceNamespace: facts.Namespace, Headers: facts.Header()}

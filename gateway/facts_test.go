@@ -59,6 +59,9 @@ func TestDecideInbound(t *testing.T) {
 		{"default deny: unclassified is refused", deny, euWest, nil, from("eu-west"), wire.Facts{}, false, "default"},
 		{"default deny: a claimed class cannot turn a refusal into an allow", deny, euWest, nil, from("eu-west"), wire.Facts{Classes: []string{"pii-eu"}}, false, "default"},
 		{"default deny: own class allows inside its regions", deny, euWest, ledger, from("eu-central"), wire.Facts{Classes: []string{"pii-eu"}}, true, "class:pii-eu"},
+		{"default deny: a claimed header cannot turn a refusal into an allow", deny, euWest, nil, from("eu-central"), wire.Facts{Headers: map[string][]string{"x-data-residency": {"eu"}}}, false, "default"},
+		{"default deny: a claimed namespace cannot turn a refusal into an allow", deny, euWest, nil, from("eu-west"), wire.Facts{Namespace: "vault"}, false, "default"},
+		{"default deny: a claimed namespace still narrows what labels allow", deny, euCentral, ledger, from("eu-west"), wire.Facts{Namespace: "vault"}, false, "class:west"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := decideInbound(tc.eng, tc.self, svc, tc.labels, tc.peer, tc.facts)

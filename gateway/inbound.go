@@ -156,13 +156,14 @@ func (g *Gateway) admitTunnelStream(s *tunnel.Stream) bool {
 	return false
 }
 
-// knownGateway reports whether the catalog still lists a gateway at addr.
-func (g *Gateway) knownGateway(addr string) bool {
+// knownGateway reports whether the catalog still lists peer: its cluster
+// and region at its address.
+func (g *Gateway) knownGateway(peer tunnel.Peer) bool {
 	if g.catalog == nil {
 		return true
 	}
 	for _, c := range g.catalog.Snapshot().Clusters {
-		if c.Gateway == addr {
+		if c.Gateway == peer.Addr && c.Cluster == peer.Cluster && c.Region == peer.Region {
 			return true
 		}
 	}

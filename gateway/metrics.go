@@ -31,6 +31,7 @@ type metrics struct {
 	grpcRequests       *prometheus.CounterVec
 	httpStreams        *prometheus.CounterVec
 	adminRefused       *prometheus.CounterVec
+	peerMismatch       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -117,6 +118,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_admin_refused_total",
 			Help: "Requests to the admin API's operator endpoints refused, by reason (host, cross_origin, no_credentials, bad_credentials, content_type).",
 		}, []string{"reason"}),
+		peerMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_peer_identity_mismatch_total",
+			Help: "Outbound connections to another gateway closed after the handshake because its certificate did not name the cluster and region the catalog lists at its address, by the cluster expected there.",
+		}, []string{"cluster"}),
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -127,7 +132,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
-		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused}
+		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
+		m.peerMismatch}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

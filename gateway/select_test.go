@@ -17,6 +17,7 @@ import (
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/internal/fakeclock"
 )
@@ -216,7 +217,9 @@ func TestOpenRemoteCounts(t *testing.T) {
 	g.cfg.Timeouts.Connect = time.Second
 	tgt := wire.Target{Namespace: "demo", Name: "api", Port: 80}
 	c := route.Candidate{Cluster: "b", Region: "r", Addr: "b:15443", Rank: 3, Healthy: 1}
-	g.dial = func(ctx context.Context, addr string) (net.Conn, error) { return nil, errors.New("connection refused") }
+	// Every outbound connection to a gateway goes through the pool's dialer.
+	g.tunnels = tunnel.NewPool(context.Background(), tunnel.Config{Connect: time.Second}, nil,
+		func(ctx context.Context, addr string) (net.Conn, error) { return nil, errors.New("connection refused") }, nil, g.metrics.tunnel(), g.log, nil)
 	for range 3 {
 		a := &attempt{g: g, t: tgt, svc: tgt.String(), p: &route.Plan{Allowed: []route.Candidate{c}}, cands: []route.Candidate{c}, nre: &route.NoRouteError{Target: tgt}}
 		if _, _, _, err := a.open(context.Background()); err == nil {

@@ -27,13 +27,16 @@ type linkSet struct {
 	mu     sync.Mutex
 	links  map[[2]string]*Link // (from, to)
 	byAddr map[[2]string]*Link // (from, upstream data addr)
+	// hijacked sends (from, upstream data addr) somewhere else (Lab.Hijack).
+	hijacked map[[2]string]string
 }
 
 func newLinkSet() *linkSet {
 	return &linkSet{
-		server: toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop()),
-		links:  map[[2]string]*Link{},
-		byAddr: map[[2]string]*Link{},
+		server:   toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop()),
+		links:    map[[2]string]*Link{},
+		byAddr:   map[[2]string]*Link{},
+		hijacked: map[[2]string]string{},
 	}
 }
 
@@ -61,13 +64,29 @@ func (s *linkSet) get(from, to string) *Link {
 func (s *linkSet) dial(ctx context.Context, from, addr string) (net.Conn, error) {
 	s.mu.Lock()
 	l := s.byAddr[[2]string{from, addr}]
+	to, hijacked := s.hijacked[[2]string{from, addr}]
 	s.mu.Unlock()
 	target := addr
-	if l != nil {
+	switch {
+	case hijacked:
+		target = to
+	case l != nil:
 		target = l.proxy.Listen
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", target)
+}
+
+// hijack sends new connections from cluster from to addr to another
+// address; to "" restores the path.
+func (s *linkSet) hijack(from, addr, to string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if to == "" {
+		delete(s.hijacked, [2]string{from, addr})
+		return
+	}
+	s.hijacked[[2]string{from, addr}] = to
 }
 
 func (s *linkSet) close() {

@@ -25,6 +25,10 @@ const (
 	// KindAccess records a change of the routing state refused for the
 	// caller's identity (Direction control, Entry the RPC).
 	KindAccess = "access"
+	// KindIdentity records an outbound connection refused because the
+	// gateway at a peer's address presented a certificate for another
+	// cluster or region than the catalog lists there.
+	KindIdentity = "identity"
 )
 
 // Audit decisions.

@@ -29,6 +29,12 @@
 //     every class with a header matcher unless the class says
 //     unreadable: allow, so a marker the gateway cannot see never lets a
 //     flow out of its class's regions (TestUnreadable).
+//   - Claims only narrow: a class that only claims apply (header
+//     matchers, source matchers with a namespace, the unreadable rule,
+//     classes a peer names) can restrict a flow but never allow one the
+//     policy would refuse without it, so under default deny a flow whose
+//     classes all come from claims is refused (TestClaimsOnlyNarrow;
+//     gateway.TestPlanAgainstOracle against its own model).
 //   - Every Decision names the Rule that made it, with its field path and
 //     position in the policy file (TestDecide).
 //   - CatalogRegions restricts a service only through classes with

@@ -65,6 +65,12 @@ const (
 	// a value no matcher names (refused unless spec.onUnknownValue is
 	// ignore).
 	ReasonUnknownHeaderValue
+	// ReasonClaimsOnly: every class of the flow allows both regions, but
+	// only claims put the flow in them (headers, the source namespace,
+	// an unreadable flow's header classes, classes a peer names), and
+	// claims only narrow: without them no class applies and the policy's
+	// default, deny, decides.
+	ReasonClaimsOnly
 )
 
 func (r Reason) String() string {
@@ -81,6 +87,8 @@ func (r Reason) String() string {
 		return "ambiguous-header"
 	case ReasonUnknownHeaderValue:
 		return "unknown-header-value"
+	case ReasonClaimsOnly:
+		return "claims-only"
 	}
 	return "unknown"
 }
@@ -131,6 +139,9 @@ func (d Decision) Describe(sourceRegion string, c Candidate) string {
 	case ReasonUnknownHeaderValue:
 		return fmt.Sprintf("header %s carries a value no class of the policy names, and unknown values are refused (spec.onUnknownValue; %s at %s)",
 			strings.TrimPrefix(r.ID, "header:"), r.Path, r.At)
+	case ReasonClaimsOnly:
+		return fmt.Sprintf("only claims (headers, source namespace) put the flow in a class, and claims only narrow: no other class applies and the policy's default is deny (%s at %s)",
+			r.Path, r.At)
 	}
 	return r.ID
 }
@@ -163,6 +174,12 @@ func (s set) each(f func(i int)) {
 // carries none.
 type Classes struct {
 	bits set
+	// firm are the classes of bits that a matcher reading nothing the
+	// client claims applied: a services matcher, or a sources matcher
+	// without a namespace. The others come only from claims (headers, the
+	// source namespace, the header classes of an unreadable flow, classes
+	// named by a peer), which may narrow a decision but never widen it.
+	firm set
 	// ambiguous is 1 + the index of a classifying header that carried
 	// several different values, or 0.
 	ambiguous int
@@ -173,7 +190,7 @@ type Classes struct {
 
 // Union returns the classes carried by either.
 func (c Classes) Union(o Classes) Classes {
-	u := Classes{bits: c.bits.or(o.bits), ambiguous: c.ambiguous, unknown: c.unknown}
+	u := Classes{bits: c.bits.or(o.bits), firm: c.firm.or(o.firm), ambiguous: c.ambiguous, unknown: c.unknown}
 	if u.ambiguous == 0 {
 		u.ambiguous = o.ambiguous
 	}
@@ -356,7 +373,9 @@ func (e *Engine) names(s set) []string {
 // Classify returns the classes that apply to f. A class applies when any
 // one of its matchers matches; within a matcher every field must match.
 // A flow that is Unreadable also carries every class with a header
-// matcher whose unreadable is not allow.
+// matcher whose unreadable is not allow. Classes that only claims put the
+// flow in (header matchers, source matchers with a namespace, the
+// unreadable rule) are told apart from the others: they only narrow.
 func (e *Engine) Classify(f *Flow) Classes {
 	var c Classes
 	// The value of each classifying header, read once for every class.
@@ -370,8 +389,11 @@ func (e *Engine) Classify(f *Flow) Classes {
 	}
 	src, srcKnown := e.regionIdx[f.SourceRegion]
 	for i := range e.classes {
-		if e.classes[i].matches(f, values, src, srcKnown) {
+		if hit, firm := e.classes[i].matches(f, values, src, srcKnown); hit {
 			c.bits.add(i)
+			if firm {
+				c.firm.add(i)
+			}
 		}
 	}
 	return c
@@ -422,13 +444,14 @@ func headerValue(vs []string) (first string, ambiguous bool) {
 	return first, false
 }
 
-// matches reports whether any matcher of c matches f; values are f's
-// classifying header values by Engine.headerKeys index (nil without
-// headers).
-func (c *class) matches(f *Flow, values []string, src int, srcKnown bool) bool {
+// matches reports whether any matcher of c matches f, and whether one
+// that reads nothing the client claims did (firm): a services matcher or
+// a sources matcher without a namespace. values are f's classifying
+// header values by Engine.headerKeys index (nil without headers).
+func (c *class) matches(f *Flow, values []string, src int, srcKnown bool) (hit, firm bool) {
 	for i := range c.services {
 		if c.services[i].matches(f) {
-			return true
+			return true, true
 		}
 	}
 	for i := range c.sources {
@@ -436,18 +459,24 @@ func (c *class) matches(f *Flow, values []string, src int, srcKnown bool) bool {
 		if (m.cluster == "" || m.cluster == f.SourceCluster) &&
 			(m.namespace == "" || m.namespace == f.SourceNamespace) &&
 			(!m.hasRegion || srcKnown && m.regions.has(src)) {
-			return true
+			if m.namespace == "" {
+				return true, true
+			}
+			hit = true // a claimed namespace; a firm matcher may still follow
 		}
+	}
+	if hit {
+		return true, false
 	}
 	if f.Headers != nil {
 		for i := range c.headers {
 			m := &c.headers[i]
 			if m.hasValue && strings.EqualFold(values[m.idx], m.value) || !m.hasValue && len(f.Headers[m.key]) > 0 {
-				return true
+				return true, false
 			}
 		}
 	}
-	return false
+	return false, false
 }
 
 func (m *svcMatcher) matches(f *Flow) bool {
@@ -469,7 +498,11 @@ func (e *Engine) Decide(f *Flow, c Candidate) Decision {
 
 // DecideClasses decides for a flow already classified: every class must
 // allow the source region and the candidate's region. A flow with no
-// class gets the policy's default.
+// class gets the policy's default. Claims only narrow: the decision is
+// the one without the classes that only claims put the flow in, and the
+// one with them. So under default deny a flow whose classes all come from
+// claims is refused (ReasonClaimsOnly) even where they would allow it,
+// and under default allow a claim can still keep a flow in its regions.
 func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) Decision {
 	if cls.ambiguous > 0 && cls.ambiguous <= len(e.headerRules) {
 		return Decision{Reason: ReasonAmbiguousHeader, Rule: e.headerRules[cls.ambiguous-1]}
@@ -510,6 +543,12 @@ func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) De
 			}
 		}
 	}
+	// Every class allows the flow. Without the claimed ones the firm
+	// classes (a subset, so they allow it too) decide, or, with none, the
+	// default.
+	if cls.firm.empty() && e.deflt == "deny" {
+		return Decision{Reason: ReasonClaimsOnly, Rule: e.defaultRule}
+	}
 	return Decision{Allow: true, Reason: ReasonAllowed, Rule: e.classes[first].rule}
 }
 
@@ -525,7 +564,8 @@ func (e *Engine) ClassNames(c Classes) []string {
 }
 
 // ClassesNamed returns the classes with the given names and the names
-// this policy does not define.
+// this policy does not define. They are claims (what a peer says a flow
+// carries): they narrow a decision, never widen it (DecideClasses).
 func (e *Engine) ClassesNamed(names []string) (c Classes, unknown []string) {
 next:
 	for _, n := range names {
@@ -696,13 +736,13 @@ func (e *Engine) Matched(f *Flow) map[string][]MatcherInfo {
 		}
 		for _, m := range c.sources {
 			one := class{sources: []srcMatcher{m}}
-			if one.matches(f, values, src, srcKnown) {
+			if hit, _ := one.matches(f, values, src, srcKnown); hit {
 				out[c.name] = append(out[c.name], MatcherInfo{Path: m.path, At: m.at, Kind: "source", Text: m.text()})
 			}
 		}
 		for _, m := range c.headers {
 			one := class{headers: []hdrMatcher{m}}
-			if one.matches(f, values, src, srcKnown) {
+			if hit, _ := one.matches(f, values, src, srcKnown); hit {
 				out[c.name] = append(out[c.name], MatcherInfo{Path: m.path, At: m.at, Kind: "header", Text: m.text()})
 			}
 		}

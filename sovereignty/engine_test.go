@@ -437,3 +437,107 @@ func TestUnreadableIsExplained(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimsOnlyNarrow: what a client claims (headers, the source
+// namespace, and so the header classes of a flow the gateway cannot read,
+// and classes a peer names) can keep a flow in a class's regions but
+// never turn a refusal into an allow. Under default allow claims narrow
+// as always; under default deny a flow whose classes all come from claims
+// is refused, whatever those classes allow.
+func TestClaimsOnlyNarrow(t *testing.T) {
+	allowDoc := strings.Replace(decisionPolicy, "  default: allow\n", `    - name: ops
+      allowedRegions: [eu-west]
+      match:
+        sources:
+          - {region: eu, namespace: ops}
+          - {cluster: eu-west-2}
+  default: allow
+`, 1)
+	allow := mustCompile(t, allowDoc)
+	deny := mustCompile(t, strings.Replace(allowDoc, "default: allow", "default: deny", 1))
+	ledger := map[string]string{"data-class": "pii-eu"}
+	euWest := sovereignty.Candidate{Cluster: "eu-west-1", Region: "eu-west"}
+	euCentral := sovereignty.Candidate{Cluster: "eu-central-1", Region: "eu-central"}
+	usEast := sovereignty.Candidate{Cluster: "us-east-1", Region: "us-east"}
+	header := http.Header{"X-Data-Residency": {"eu"}}
+	for _, tc := range []struct {
+		name   string
+		engine *sovereignty.Engine
+		flow   sovereignty.Flow
+		cand   sovereignty.Candidate
+		allow  bool
+		rule   string
+		reason sovereignty.Reason
+	}{
+		// default: allow: claims narrow, as before.
+		{"allow: a header class keeps the flow in its regions", allow, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: header}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"allow: a header class allows inside its regions", allow, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: header}, euCentral,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"allow: a namespace class keeps the flow in its regions", allow, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", SourceNamespace: "eu-customers"}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"allow: a namespace class allows inside its regions", allow, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", SourceNamespace: "eu-customers"}, euWest,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"allow: an unreadable flow stays in its header classes' regions", allow, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Unreadable: true}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+
+		// default: deny: claims never widen.
+		{"deny: unclassified is refused", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west"}, euCentral,
+			false, "default", sovereignty.ReasonDefault},
+		{"deny: a header does not turn the refusal into an allow", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: header}, euCentral,
+			false, "default", sovereignty.ReasonClaimsOnly},
+		{"deny: a presence-only header does not either", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: http.Header{"X-Trace-Residency": {"1"}}}, usEast,
+			false, "default", sovereignty.ReasonClaimsOnly},
+		{"deny: a header class still cites its own refusal first", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: header}, usEast,
+			false, "class:pii-eu", sovereignty.ReasonDestinationRegion},
+		{"deny: a namespace claim does not turn the refusal into an allow", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", SourceNamespace: "eu-customers"}, euWest,
+			false, "default", sovereignty.ReasonClaimsOnly},
+		{"deny: a source matcher with a region and a namespace is a claim", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: "eu-west-1", SourceRegion: "eu-west", SourceNamespace: "ops"}, euWest,
+			false, "default", sovereignty.ReasonClaimsOnly},
+		{"deny: an unreadable flow's header classes do not allow it", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Unreadable: true}, euCentral,
+			false, "default", sovereignty.ReasonClaimsOnly},
+		{"deny: a service label allows inside its regions", deny, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "eu-west"}, euCentral,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"deny: a source cluster allows inside its regions", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: "eu-west-9", SourceRegion: "eu-west"}, euWest,
+			true, "class:west-vault", sovereignty.ReasonAllowed},
+		{"deny: a firm matcher after a claimed one in the same class", deny, sovereignty.Flow{Namespace: "demo", Name: "profile", SourceCluster: "eu-west-2", SourceRegion: "eu-west", SourceNamespace: "ops"}, euWest,
+			true, "class:ops", sovereignty.ReasonAllowed},
+		{"deny: a label class with a header allows where both do", deny, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "eu-west", Headers: http.Header{"X-Trace-Residency": {"1"}}}, euCentral,
+			true, "class:pii-eu", sovereignty.ReasonAllowed},
+		{"deny: claims still narrow a flow a firm class allows", deny, sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceCluster: "eu-central-1", SourceRegion: "eu-central", SourceNamespace: "keys"}, euCentral,
+			false, "class:west-vault", sovereignty.ReasonSourceRegion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := tc.engine.Decide(&tc.flow, tc.cand)
+			if d.Allow != tc.allow || d.Rule.ID != tc.rule || d.Reason != tc.reason {
+				t.Errorf("Decide = allow %v rule %s reason %s; want allow %v rule %s reason %s",
+					d.Allow, d.Rule.ID, d.Reason, tc.allow, tc.rule, tc.reason)
+			}
+		})
+	}
+
+	// Classes a peer names are claims too, alone or next to its own.
+	named, _ := deny.ClassesNamed([]string{"pii-eu"})
+	if d := deny.DecideClasses(named, "eu-west", euCentral); d.Allow || d.Reason != sovereignty.ReasonClaimsOnly {
+		t.Errorf("named classes alone decided %+v", d)
+	}
+	own := deny.Classify(&sovereignty.Flow{Namespace: "demo", Name: "ledger", Labels: ledger, SourceRegion: "eu-west"})
+	if d := deny.DecideClasses(own.Union(named), "eu-west", euCentral); !d.Allow {
+		t.Errorf("a label class with the same named class decided %+v", d)
+	}
+	// The union keeps a class firm when any label set made it so.
+	claimed := deny.Classify(&sovereignty.Flow{Namespace: "demo", Name: "ledger", SourceRegion: "eu-west", Headers: header})
+	if d := deny.DecideClasses(claimed.Union(own), "eu-west", euCentral); !d.Allow {
+		t.Errorf("header class united with the label class decided %+v", d)
+	}
+	if d := deny.DecideClasses(claimed, "eu-west", euCentral); d.Allow {
+		t.Errorf("header class alone decided %+v", d)
+	}
+
+	f := sovereignty.Flow{Namespace: "demo", Name: "profile", SourceRegion: "eu-west", Headers: header}
+	got := deny.Decide(&f, euCentral).Describe(f.SourceRegion, euCentral)
+	want := "only claims (headers, source namespace) put the flow in a class, and claims only narrow: no other class applies and the policy's default is deny (spec.default at policy.yaml:"
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("Describe = %s\nwant it to start %s", got, want)
+	}
+}

@@ -113,3 +113,61 @@ func TestExplainUnreadable(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainClaimsOnlyNarrow: explain runs the same decision as the
+// gateway, so under default deny a header or a namespace claim is shown
+// refusing the flow (rule default, claims only narrow), while under
+// default allow it narrows as always; a labelled service still allows.
+func TestExplainClaimsOnlyNarrow(t *testing.T) {
+	allow, err := sovereignty.Compile("residency.yaml", examples.Residency)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny, err := sovereignty.Compile("residency.yaml", []byte(strings.Replace(string(examples.Residency), "default: allow", "default: deny", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deny.Default() != "deny" {
+		t.Fatal("the example policy no longer says default: allow")
+	}
+	top, err := sovereignty.ParseTopology("topo.yaml", []byte(`clusters:
+  - {name: eu-west-1, region: eu-west, services: [{service: demo/profile, ports: [80]}]}
+  - {name: eu-central-1, region: eu-central, services: [{service: demo/profile, ports: [80]}, {service: demo/ledger, ports: [80], labels: {data-class: pii-eu}}]}
+  - {name: us-east-1, region: us-east, services: [{service: demo/profile, ports: [80]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := http.Header{"X-Data-Residency": {"eu"}}
+	for _, tc := range []struct {
+		name    string
+		eng     *sovereignty.Engine
+		q       ExplainQuery
+		status  int
+		outcome string // prefix
+		why     string // in the first candidate's Why
+	}{
+		{"allow: a header keeps the flow in eu", allow, ExplainQuery{Namespace: "demo", Name: "profile", From: "eu-west-1", Headers: marked},
+			http.StatusOK, "goes to eu-west-1; fails over to eu-central-1", "class pii-eu allows"},
+		{"allow: a namespace keeps the flow in eu", allow, ExplainQuery{Namespace: "demo", Name: "profile", From: "eu-west-1", SourceNamespace: "eu-customers"},
+			http.StatusOK, "goes to eu-west-1; fails over to eu-central-1", "class pii-eu allows"},
+		{"deny: unmarked is refused by default", deny, ExplainQuery{Namespace: "demo", Name: "profile", From: "eu-west-1"},
+			http.StatusForbidden, "residency: demo/profile:80 refused: no residency class applies", "no residency class applies"},
+		{"deny: a header does not allow the flow", deny, ExplainQuery{Namespace: "demo", Name: "profile", From: "eu-west-1", Headers: marked},
+			http.StatusForbidden, "residency: demo/profile:80 refused: only claims", "claims only narrow"},
+		{"deny: a namespace does not allow the flow", deny, ExplainQuery{Namespace: "demo", Name: "profile", From: "eu-west-1", SourceNamespace: "eu-customers"},
+			http.StatusForbidden, "residency: demo/profile:80 refused: only claims", "claims only narrow"},
+		{"deny: a labelled service is allowed in its regions", deny, ExplainQuery{Namespace: "demo", Name: "ledger", From: "eu-west-1", Headers: marked},
+			http.StatusOK, "goes to eu-central-1", "class pii-eu allows"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex, err := WhatIf{Policy: tc.eng, Top: top}.Explain(tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ex.Status != tc.status || !strings.HasPrefix(ex.Outcome, tc.outcome) || !strings.Contains(ex.Candidates[0].Why, tc.why) {
+				t.Errorf("status %d outcome %q, first candidate %+v; want %d %q…, why with %q", ex.Status, ex.Outcome, ex.Candidates[0], tc.status, tc.outcome, tc.why)
+			}
+		})
+	}
+}

@@ -5,6 +5,13 @@
 //
 // Invariants:
 //
+//   - Every outbound connection is pinned (Peer): after the handshake the
+//     certificate must name exactly the cluster and region the catalog
+//     lists at the address, or the connection is closed before a byte of
+//     a stream is sent, the dial fails with a *MismatchError and
+//     Config.Mismatch hears of it. Tunnels are kept per Peer, so a tunnel
+//     never carries a stream for another cluster than the one its
+//     certificate names (TestPoolPinsPeers).
 //   - A tunnel that hears nothing from its peer for KeepaliveTimeout while
 //     a ping is due is closed at once (the socket beneath TLS first), and
 //     its streams fail so that they go to the next candidate.

@@ -39,6 +39,12 @@ type Config struct {
 	Drain time.Duration
 	// StreamWindowKiB is each stream's flow-control window.
 	StreamWindowKiB int
+	// Mismatch, when set, is told of every connection the pool refused
+	// because the peer's certificate named another cluster or region
+	// (Peer), once each, whether a stream waited for it or not (a second
+	// tunnel dialled in the background, a probe). The gateway counts and
+	// audits them there.
+	Mismatch func(*MismatchError)
 }
 
 // Metrics are the pool's collectors.
@@ -123,8 +129,8 @@ func (c *frameCoalescer) Write(p []byte) (int, error) {
 type tunnel struct {
 	sess    *yamux.Session
 	conn    *activityConn
-	peer    string // the peer's cluster
-	addr    string // dialled address (outbound tunnels)
+	peer    string // the peer's cluster (its certificate's)
+	key     Peer   // the peer dialled (outbound tunnels); zero inbound
 	streams atomic.Int64
 	dead    atomic.Bool
 	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
@@ -177,7 +183,7 @@ func (l yamuxLogger) Println(v ...any) {
 	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
-func (p *Pool) newTunnel(tc *tls.Conn, peer, addr string, path *pathHealth) (*tunnel, error) {
+func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth) (*tunnel, error) {
 	server := path == nil
 	ac := &activityConn{Conn: tc, shared: path, now: p.now}
 	ac.lastRead.Store(p.now().UnixNano())
@@ -195,7 +201,7 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer, addr string, path *pathHealth) (*tu
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
 	}
-	t := &tunnel{sess: sess, conn: ac, peer: peer, addr: addr, now: p.now, ping: p.cfg.Keepalive}
+	t := &tunnel{sess: sess, conn: ac, peer: peer, key: key, now: p.now, ping: p.cfg.Keepalive}
 	direction := "outbound"
 	if server {
 		direction = "inbound"
@@ -209,7 +215,7 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer, addr string, path *pathHealth) (*tu
 		p.m.Closed.WithLabelValues(reason).Inc()
 		p.log.Debug("tunnel closed", "peer", peer, "direction", direction, "reason", reason)
 		if reason == "keepalive" && !server {
-			p.markDown(addr, ErrDead)
+			p.markDown(key, ErrDead)
 		}
 	}()
 	return t, nil
@@ -321,7 +327,7 @@ func (s *Stream) Answered() {
 func (s *Stream) Close() error {
 	s.Answered()
 	s.once.Do(func() {
-		if s.t.streams.Add(-1) == 0 && s.t.dead.Load() && s.t.addr != "" {
+		if s.t.streams.Add(-1) == 0 && s.t.dead.Load() && s.t.key.Addr != "" {
 			s.t.sess.Close() // a retired outbound tunnel ends with its last stream
 		}
 	})
@@ -341,7 +347,7 @@ type Pool struct {
 	cfg   Config
 	id    *identity.Bundle
 	dial  Dialer
-	known func(addr string) bool
+	known func(Peer) bool
 	m     Metrics
 	log   *slog.Logger
 	now   func() time.Time
@@ -349,7 +355,7 @@ type Pool struct {
 	wg    sync.WaitGroup
 
 	mu    sync.Mutex
-	peers map[string]*tunnelPeer // by data address
+	peers map[Peer]*tunnelPeer // by address and the identity expected there
 	done  bool
 }
 
@@ -368,37 +374,41 @@ type tunnelPeer struct {
 
 // NewPool returns a pool that dials with dial and id's certificate, and
 // stops its goroutines when ctx ends. known reports whether the catalog
-// still lists a gateway at addr (a down peer that is gone is no longer
-// probed); nil means always. now is the clock (time.Now when nil).
-func NewPool(ctx context.Context, cfg Config, id *identity.Bundle, dial Dialer, known func(addr string) bool, m Metrics, log *slog.Logger, now func() time.Time) *Pool {
+// still lists the peer (its cluster and region at its address; a down
+// peer that is gone is no longer probed); nil means always. now is the
+// clock (time.Now when nil).
+func NewPool(ctx context.Context, cfg Config, id *identity.Bundle, dial Dialer, known func(Peer) bool, m Metrics, log *slog.Logger, now func() time.Time) *Pool {
 	if known == nil {
-		known = func(string) bool { return true }
+		known = func(Peer) bool { return true }
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Pool{cfg: cfg, id: id, dial: dial, known: known, m: m, log: log, now: now, ctx: ctx, peers: map[string]*tunnelPeer{}}
+	return &Pool{cfg: cfg, id: id, dial: dial, known: known, m: m, log: log, now: now, ctx: ctx, peers: map[Peer]*tunnelPeer{}}
 }
 
 // ErrNoTunnels says a peer gets one connection per stream.
 var ErrNoTunnels = errors.New("peer does not offer tunnels")
 
-// Stream opens a stream to the gateway at addr on a pooled tunnel, dialling
-// one when there is none. When the peer turns out not to offer tunnels the
-// connection dialled for the tunnel is returned as the stream's own
-// connection (direct): it used t's SNI and the flow ALPN. With ErrNoTunnels
-// the caller dials a connection for the stream itself.
-func (p *Pool) Stream(ctx context.Context, addr string, t wire.Target) (s net.Conn, direct *tls.Conn, err error) {
+// Stream opens a stream to peer on a pooled tunnel, dialling one when
+// there is none. Only a tunnel whose certificate names peer's cluster and
+// region carries it: tunnels are kept per Peer, and a dial that finds
+// another identity at the address fails with a *MismatchError. When the
+// peer turns out not to offer tunnels the connection dialled for the
+// tunnel is returned as the stream's own connection (direct): it used t's
+// SNI and the flow ALPN. With ErrNoTunnels the caller dials a connection
+// for the stream itself (Dial).
+func (p *Pool) Stream(ctx context.Context, peer Peer, t wire.Target) (s net.Conn, direct *tls.Conn, err error) {
 	for attempt := 0; ; attempt++ {
 		p.mu.Lock()
 		if p.done {
 			p.mu.Unlock()
 			return nil, nil, errors.New("gateway is shutting down")
 		}
-		pe := p.peers[addr]
+		pe := p.peers[peer]
 		if pe == nil {
 			pe = &tunnelPeer{}
-			p.peers[addr] = pe
+			p.peers[peer] = pe
 		}
 		if p.now().Before(pe.noTunnels) {
 			p.mu.Unlock()
@@ -407,7 +417,7 @@ func (p *Pool) Stream(ctx context.Context, addr string, t wire.Target) (s net.Co
 		best := pe.pick()
 		if best != nil {
 			if len(pe.tunnels) < p.cfg.PerPeer && pe.dialing == nil {
-				p.startDial(pe, addr, t, nil, nil)
+				p.startDial(pe, peer, t, nil, nil)
 			}
 			p.mu.Unlock()
 			s, err := best.open()
@@ -422,11 +432,11 @@ func (p *Pool) Stream(ctx context.Context, addr string, t wire.Target) (s net.Co
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return nil, nil, fmt.Errorf("wait for tunnel to %s: %w", addr, ctx.Err())
+				return nil, nil, fmt.Errorf("wait for tunnel to %s: %w", peer.Addr, ctx.Err())
 			}
 		}
 		var res dialResult
-		p.startDial(pe, addr, t, ctx, &res)
+		p.startDial(pe, peer, t, ctx, &res)
 		ch := pe.dialing
 		p.mu.Unlock()
 		<-ch
@@ -445,10 +455,10 @@ type dialResult struct {
 	err    error
 }
 
-// startDial dials a tunnel to addr. With ctx (a stream waits) it runs
+// startDial dials a tunnel to peer. With ctx (a stream waits) it runs
 // under ctx and reports to res; without, it runs in the background. Either
 // way the connect timeout bounds it. p.mu is held.
-func (p *Pool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx context.Context, res *dialResult) {
+func (p *Pool) startDial(pe *tunnelPeer, peer Peer, t wire.Target, ctx context.Context, res *dialResult) {
 	ch := make(chan struct{})
 	pe.dialing = ch
 	pe.result = res
@@ -461,13 +471,13 @@ func (p *Pool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx context
 		defer p.wg.Done()
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.Connect)
 		defer cancel()
-		tun, direct, err := p.dialTunnel(dctx, addr, t, &pe.path)
+		tun, direct, err := p.dialTunnel(dctx, peer, t, &pe.path)
 		p.mu.Lock()
 		res := pe.result
 		pe.result = nil
 		pe.dialing = nil
 		if err != nil && !errors.Is(err, context.Canceled) {
-			p.markDownLocked(pe, addr, err)
+			p.markDownLocked(pe, peer, err)
 		} else if err == nil {
 			pe.down = false
 		}
@@ -493,36 +503,21 @@ func (p *Pool) startDial(pe *tunnelPeer, addr string, t wire.Target, ctx context
 	}()
 }
 
-// dialTunnel opens an mTLS connection to addr offering the tunnel and the
+// dialTunnel opens an mTLS connection to peer offering the tunnel and the
 // flow protocols, with t's SNI so that a peer without tunnels can take the
 // connection as t's stream.
-func (p *Pool) dialTunnel(ctx context.Context, addr string, t wire.Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
-	raw, err := p.dial(ctx, addr)
+func (p *Pool) dialTunnel(ctx context.Context, peer Peer, t wire.Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
+	tc, err := p.handshake(ctx, peer, t, wire.ALPNTunnel, wire.ALPNFlow)
 	if err != nil {
 		p.m.Dials.WithLabelValues("failed").Inc()
-		return nil, nil, fmt.Errorf("dial gateway %s: %w", addr, err)
+		return nil, nil, err
 	}
-	tcfg := p.id.ClientConfig(t.SNI())
-	tcfg.NextProtos = []string{wire.ALPNTunnel, wire.ALPNFlow}
-	tc := tls.Client(raw, tcfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		p.m.Dials.WithLabelValues("failed").Inc()
-		return nil, nil, fmt.Errorf("mTLS handshake with gateway %s: %w", addr, err)
-	}
-	cs := tc.ConnectionState()
-	if cs.NegotiatedProtocol != wire.ALPNTunnel {
+	if tc.ConnectionState().NegotiatedProtocol != wire.ALPNTunnel {
 		p.m.Dials.WithLabelValues("no-tunnels").Inc()
-		p.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", addr, "retry_in", noTunnelsFor)
+		p.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", peer.Addr, "peer", peer.Cluster, "retry_in", noTunnelsFor)
 		return nil, tc, nil
 	}
-	peer, err := identity.PeerID(cs)
-	if err != nil {
-		tc.Close()
-		p.m.Dials.WithLabelValues("failed").Inc()
-		return nil, nil, fmt.Errorf("gateway %s: %w", addr, err)
-	}
-	tun, err := p.newTunnel(tc, peer.Cluster, addr, path)
+	tun, err := p.newTunnel(tc, peer.Cluster, peer, path)
 	if err != nil {
 		tc.Close()
 		p.m.Dials.WithLabelValues("failed").Inc()
@@ -532,21 +527,55 @@ func (p *Pool) dialTunnel(ctx context.Context, addr string, t wire.Target, path 
 	return tun, nil, nil
 }
 
-// markDown records that addr did not answer and starts a probe.
-func (p *Pool) markDown(addr string, why error) {
+// Dial opens an mTLS connection of its own to peer for one stream to t:
+// t's SNI, ALPN strait-flow/1 offered. It is pinned like a tunnel: a
+// gateway whose certificate names another cluster or region is refused
+// with a *MismatchError and the connection closed.
+func (p *Pool) Dial(ctx context.Context, peer Peer, t wire.Target) (*tls.Conn, error) {
+	return p.handshake(ctx, peer, t, wire.ALPNFlow)
+}
+
+// handshake dials peer, completes the mTLS handshake offering protos and
+// pins the peer: the certificate must name peer's cluster and region.
+// Every outbound connection of the pool goes through here.
+func (p *Pool) handshake(ctx context.Context, peer Peer, t wire.Target, protos ...string) (*tls.Conn, error) {
+	raw, err := p.dial(ctx, peer.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial gateway %s: %w", peer.Addr, err)
+	}
+	tcfg := p.id.ClientConfig(t.SNI())
+	tcfg.NextProtos = protos
+	tc := tls.Client(raw, tcfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", peer.Addr, err)
+	}
+	if err := peer.verify(tc.ConnectionState()); err != nil {
+		raw.Close() // not one byte more to whoever it is
+		var me *MismatchError
+		if errors.As(err, &me) && p.cfg.Mismatch != nil {
+			p.cfg.Mismatch(me)
+		}
+		return nil, err
+	}
+	return tc, nil
+}
+
+// markDown records that peer did not answer and starts a probe.
+func (p *Pool) markDown(peer Peer, why error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pe := p.peers[addr]; pe != nil {
-		p.markDownLocked(pe, addr, why)
+	if pe := p.peers[peer]; pe != nil {
+		p.markDownLocked(pe, peer, why)
 	}
 }
 
-func (p *Pool) markDownLocked(pe *tunnelPeer, addr string, why error) {
+func (p *Pool) markDownLocked(pe *tunnelPeer, peer Peer, why error) {
 	if p.done {
 		return
 	}
 	if !pe.down {
-		p.log.Info("peer gateway down: tried last until it answers again", "addr", addr, "err", why)
+		p.log.Info("peer gateway down: tried last until it answers again", "addr", peer.Addr, "peer", peer.Cluster, "err", why)
 	}
 	pe.down = true
 	if pe.probing {
@@ -554,13 +583,13 @@ func (p *Pool) markDownLocked(pe *tunnelPeer, addr string, why error) {
 	}
 	pe.probing = true
 	p.wg.Add(1)
-	go p.probe(pe, addr)
+	go p.probe(pe, peer)
 }
 
 // probe dials a down peer, backing off from the keepalive interval to
 // probeMax, until a dial works (the peer is up again and its tunnel is
 // pooled) or the gateway stops.
-func (p *Pool) probe(pe *tunnelPeer, addr string) {
+func (p *Pool) probe(pe *tunnelPeer, peer Peer) {
 	defer p.wg.Done()
 	backoff := retry.New(p.cfg.Keepalive, probeMax)
 	probeTarget := wire.Target{Namespace: "strait", Name: "probe", Port: 1}
@@ -569,7 +598,7 @@ func (p *Pool) probe(pe *tunnelPeer, addr string) {
 			return
 		}
 		p.mu.Lock()
-		if !pe.down || p.done || !p.known(addr) {
+		if !pe.down || p.done || !p.known(peer) {
 			// Up again, or gone from the federation: nothing to wait for.
 			pe.probing = false
 			p.mu.Unlock()
@@ -577,7 +606,7 @@ func (p *Pool) probe(pe *tunnelPeer, addr string) {
 		}
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.Connect)
-		tun, direct, err := p.dialTunnel(ctx, addr, probeTarget, &pe.path)
+		tun, direct, err := p.dialTunnel(ctx, peer, probeTarget, &pe.path)
 		cancel()
 		if direct != nil {
 			direct.Close() // up, without tunnels
@@ -598,7 +627,7 @@ func (p *Pool) probe(pe *tunnelPeer, addr string) {
 			pe.noTunnels = p.now().Add(noTunnelsFor)
 		}
 		p.mu.Unlock()
-		p.log.Info("peer gateway answers again", "addr", addr)
+		p.log.Info("peer gateway answers again", "addr", peer.Addr, "peer", peer.Cluster)
 		return
 	}
 }
@@ -606,11 +635,11 @@ func (p *Pool) probe(pe *tunnelPeer, addr string) {
 // probeMax bounds the wait between two probes of a down peer.
 const probeMax = 5 * time.Second
 
-// isDown reports whether the peer at addr is down (markDown).
-func (p *Pool) isDown(addr string) bool {
+// isDown reports whether peer is down (markDown).
+func (p *Pool) isDown(peer Peer) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pe := p.peers[addr]
+	pe := p.peers[peer]
 	return pe != nil && pe.down
 }
 
@@ -620,7 +649,7 @@ func (p *Pool) Demote(cands []route.Candidate) []route.Candidate {
 	var down []route.Candidate
 	out := cands[:0:0]
 	for _, c := range cands {
-		if !c.Local && p.isDown(c.Addr) {
+		if !c.Local && p.isDown(PeerOf(c)) {
 			down = append(down, c)
 			continue
 		}
@@ -678,7 +707,8 @@ func (p *Pool) Status() []admin.TunnelStatus {
 	defer p.mu.Unlock()
 	out := []admin.TunnelStatus{}
 	now := p.now()
-	for addr, pe := range p.peers {
+	for key, pe := range p.peers {
+		addr := key.Addr
 		if pe.down {
 			out = append(out, admin.TunnelStatus{Addr: addr, State: "down"})
 		}
@@ -709,7 +739,7 @@ func (p *Pool) Status() []admin.TunnelStatus {
 // When draining closes, it tells the peer to open no more streams, lets
 // the open ones finish (at most Config.Drain) and then closes.
 func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit func(*Stream) bool, handle func(*Stream)) {
-	tun, err := p.newTunnel(tc, peer, "", nil)
+	tun, err := p.newTunnel(tc, peer, Peer{}, nil)
 	if err != nil {
 		p.log.Warn("inbound tunnel", "peer", peer, "err", err)
 		return
