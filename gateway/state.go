@@ -35,6 +35,11 @@ func (g *Gateway) startState() error {
 		Name: g.catalog.Name(), TrustDomain: cfg.TrustDomain, Cluster: cfg.Cluster, Region: cfg.Region,
 		ControlAddr: ctlAddr, Identity: g.id, Transport: g.opts.StateTransport, Validator: g.opts.StateValidator,
 		Logger: g.log, Registry: g.reg,
+		OnApproval: func(e state.ApprovalEvent) {
+			g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindApproval, Decision: e.Step, Direction: "control",
+				Entry: e.Kind + "/" + e.Key, Caller: e.By, Policy: sovereignty.PolicyInfo{Name: e.Key, Version: e.Index, Digest: e.Digest},
+				Reason: fmt.Sprintf("%d of %d approvals", e.Count, e.Needed)})
+		},
 		OnDenied: func(d state.Denial) {
 			g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindAccess, Decision: sovereignty.DecisionDeny, Direction: "control",
 				Entry: d.RPC, Rule: d.Rule, Reason: d.Reason, Caller: d.Caller})

@@ -79,7 +79,7 @@ func TestPinnedPeers(t *testing.T) {
 			if n := metricValue(t, src, "strait_gateway_peer_identity_mismatch_total", map[string]string{"cluster": "eu-west-1"}); n < 1 {
 				t.Errorf("mismatches counted %v, want >= 1", n)
 			}
-			want := "gateway at " + victim.DataAddr() + " presented spiffe://strait.local/region/us-east/cluster/us-east-1, expected cluster eu-west-1 in region eu-west"
+			want := "gateway at " + victim.DataAddr() + " presented spiffe://strait.local/gateway/region/us-east/cluster/us-east-1, expected cluster eu-west-1 in region eu-west"
 			rec, ok := findRecord(auditRecords(t, filepath.Join(auditDir, "eu-west-2.jsonl")), func(r sovereignty.Record) bool {
 				return r.Kind == sovereignty.KindIdentity
 			})

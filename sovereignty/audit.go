@@ -25,6 +25,10 @@ const (
 	// KindAccess records a change of the routing state refused for the
 	// caller's identity (Direction control, Entry the RPC).
 	KindAccess = "access"
+	// KindApproval records a step of a four-eyes change of the routing
+	// state: Decision proposed, approved or applied; Policy names the
+	// record and the digest of its proposed value.
+	KindApproval = "approval"
 	// KindIdentity records an outbound connection refused because the
 	// gateway at a peer's address presented a certificate for another
 	// cluster or region than the catalog lists there.

@@ -28,6 +28,7 @@ zones and the services each exports; a 'strait dev --info' file works too);
 live it reads a gateway's /v1/status and its policy in force (--admin ADDR).`,
 	}
 	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd(), newPolicyDiffCmd(), newPolicySimulateCmd(), newPolicyApplyCmd())
+	cmd.AddCommand(newPolicyApprovalCmds()...)
 	return cmd
 }
 

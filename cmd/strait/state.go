@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,6 +85,29 @@ func remoteErr(err error) error {
 	return err
 }
 
+// readPolicyFile reads and validates a policy file and returns it with
+// the record key it goes under (--name, else metadata.name).
+func readPolicyFile(file, name string) ([]byte, string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, "", &usageError{fmt.Errorf("read policy: %w", err)}
+	}
+	if _, err := sovereignty.Compile(file, data); err != nil {
+		return nil, "", &usageError{err}
+	}
+	if err := state.ValidatePayload(state.KindPolicy, data); err != nil {
+		return nil, "", &usageError{fmt.Errorf("%s: %w", file, err)}
+	}
+	key := first(name, state.PolicyName(data))
+	if key == "" {
+		return nil, "", &usageError{fmt.Errorf("%s: the policy has no metadata.name; pass --name", file)}
+	}
+	if err := state.ValidateKey(state.KindPolicy, key); err != nil {
+		return nil, "", &usageError{err}
+	}
+	return data, key, nil
+}
+
 // newPolicyApplyCmd is `strait policy apply`: the policy is validated by
 // the residency compiler first, then written to the routing state.
 func newPolicyApplyCmd() *cobra.Command {
@@ -92,24 +116,14 @@ func newPolicyApplyCmd() *cobra.Command {
 	apply := &cobra.Command{
 		Use:   "apply FILE",
 		Short: "Validate a policy file and write it to the routing state; prints the committed index",
-		Args:  cobra.ExactArgs(1),
+		Long: `Validate a policy file and write it to the routing state; prints the committed
+index. When the routing state requires approvals (a governance record), use
+propose instead.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[0])
+			data, key, err := readPolicyFile(args[0], name)
 			if err != nil {
-				return &usageError{fmt.Errorf("read policy: %w", err)}
-			}
-			if _, err := sovereignty.Compile(args[0], data); err != nil {
-				return &usageError{err}
-			}
-			if err := state.ValidatePayload(state.KindPolicy, data); err != nil {
-				return &usageError{fmt.Errorf("%s: %w", args[0], err)}
-			}
-			key := first(name, state.PolicyName(data))
-			if key == "" {
-				return &usageError{fmt.Errorf("%s: the policy has no metadata.name; pass --name", args[0])}
-			}
-			if err := state.ValidateKey(state.KindPolicy, key); err != nil {
-				return &usageError{err}
+				return err
 			}
 			resp, err := call(cmd, &cf, (*state.ControlClient).Write, &state.WriteRequest{Op: state.OpPut, Kind: state.KindPolicy, Key: key, Value: string(data)})
 			if err != nil {
@@ -122,6 +136,82 @@ func newPolicyApplyCmd() *cobra.Command {
 	apply.Flags().StringVar(&name, "name", "", "policy name (default: metadata.name)")
 	cf.add(apply)
 	return apply
+}
+
+// newPolicyApprovalCmds are `strait policy propose | approve | pending`:
+// four-eyes changes of the residency policy.
+func newPolicyApprovalCmds() []*cobra.Command {
+	var cf controlFlags
+	var name string
+	propose := &cobra.Command{
+		Use:   "propose FILE",
+		Short: "Propose a policy change; it is applied once enough other operators approve it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, key, err := readPolicyFile(args[0], name)
+			if err != nil {
+				return err
+			}
+			resp, err := call(cmd, &cf, (*state.ControlClient).Write, &state.WriteRequest{Op: state.OpPropose, Kind: state.KindPolicy, Key: key, Value: string(data)})
+			if err != nil {
+				return remoteErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "policy %s proposed at index %d, digest %s\napprove with: strait policy approve %s %s\n",
+				key, resp.Index, state.Digest(string(data)), key, state.Digest(string(data)))
+			return nil
+		},
+	}
+	propose.Flags().StringVar(&name, "name", "", "policy name (default: metadata.name)")
+	cf.add(propose)
+
+	var acf controlFlags
+	approve := &cobra.Command{
+		Use:   "approve NAME DIGEST",
+		Short: "Approve the pending change of policy NAME whose digest is DIGEST (see pending)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := call(cmd, &acf, (*state.ControlClient).Write, &state.WriteRequest{Op: state.OpApprove, Kind: state.KindPolicy, Key: args[0], Value: args[1]})
+			if err != nil {
+				return remoteErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "policy %s %s approved at index %d\n", args[0], args[1], resp.Index)
+			return nil
+		},
+	}
+	acf.add(approve)
+
+	var pcf controlFlags
+	pending := &cobra.Command{
+		Use:   "pending",
+		Short: "List proposed changes waiting for approvals",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := call(cmd, &pcf, (*state.ControlClient).Read, &state.ReadRequest{Kind: state.KindProposal, Consistent: true})
+			if err != nil {
+				return remoteErr(err)
+			}
+			w := cmd.OutOrStdout()
+			if len(resp.Records) == 0 {
+				fmt.Fprintln(w, "no pending proposals")
+				return nil
+			}
+			for _, r := range resp.Records {
+				var p state.Proposal
+				if err := json.Unmarshal([]byte(r.Value), &p); err != nil {
+					return fmt.Errorf("proposal %s: %w", r.Key, err)
+				}
+				fmt.Fprintf(w, "%s %s  digest %s\n  proposed by %s at %s; %d of %d approvals", p.Kind, p.Key, p.Digest, p.Proposer,
+					p.Time.UTC().Format(time.RFC3339), len(p.Approvals), p.Needed)
+				if len(p.Approvals) > 0 {
+					fmt.Fprintf(w, " (%s)", strings.Join(p.Approvals, ", "))
+				}
+				fmt.Fprintln(w)
+			}
+			return nil
+		},
+	}
+	pcf.add(pending)
+	return []*cobra.Command{propose, approve, pending}
 }
 
 func newStateCmd() *cobra.Command {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -141,5 +142,58 @@ func TestStateCommands(t *testing.T) {
 	corrupt := write("corrupt.snap", string(data))
 	if _, stderr, code := runStrait(t, nil, "state", "snapshot", "restore", "--config", cfg, corrupt); code != 2 || !strings.Contains(stderr, "checksum mismatch") {
 		t.Fatalf("corrupted restore: exit %d, %q", code, stderr)
+	}
+}
+
+// TestPolicyFourEyes: with approvals required, `strait policy apply`
+// is refused; `propose` prints the digest, `pending` lists it, the
+// proposer cannot approve, and a second operator's `approve` applies it.
+func TestPolicyFourEyes(t *testing.T) {
+	_, d := startDev(t)
+	info := d.Info()
+	dir := t.TempDir()
+	// Operators alice (the dev operator's files) and bob (issued here).
+	alice := info.Clusters[0].CLIConfig
+	bobDir := filepath.Join(dir, "bob")
+	if err := d.CA.WriteIDFiles(bobDir, identity.ID{Role: identity.RoleOperator, Name: "bob"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	bob := []string{"--control", d.Gateway(info.Clusters[1].Name).ControlAddr(), "--cert", filepath.Join(bobDir, "cert.pem"),
+		"--key", filepath.Join(bobDir, "key.pem"), "--ca", filepath.Join(bobDir, "ca.pem")}
+	gov := filepath.Join(dir, "governance.json")
+	if err := os.WriteFile(gov, []byte(`{"approvals": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := runStrait(t, nil, "state", "put", "--config", alice, "governance", "policy", gov); code != 0 {
+		t.Fatalf("put governance: exit %d %q %q", code, out, stderr)
+	}
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, []byte(strings.Replace(lab.SamplePolicy, "default: allow", "default: deny", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runStrait(t, nil, "policy", "apply", "--config", alice, policy); code != 1 || !strings.Contains(stderr, "rule approvals-required") {
+		t.Fatalf("apply with approvals required: exit %d, %q", code, stderr)
+	}
+	out, stderr, code := runStrait(t, nil, "policy", "propose", "--config", alice, policy)
+	m := regexp.MustCompile(`digest (sha256:[0-9a-f]{64})\n`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("propose: exit %d, %q %q", code, out, stderr)
+	}
+	if out, _, code := runStrait(t, nil, "policy", "pending", "--config", alice); code != 0 || !strings.Contains(out, "policy default  digest "+m[1]) ||
+		!strings.Contains(out, "proposed by spiffe://strait.local/operator/dev") || !strings.Contains(out, "0 of 1 approvals") {
+		t.Fatalf("pending: exit %d\n%s", code, out)
+	}
+	if _, stderr, code := runStrait(t, nil, "policy", "approve", "--config", alice, "default", m[1]); code != 1 || !strings.Contains(stderr, "rule four-eyes") {
+		t.Fatalf("the proposer approves: exit %d, %q", code, stderr)
+	}
+	if out, stderr, code := runStrait(t, nil, append([]string{"policy", "approve", "default", m[1]}, bob...)...); code != 0 || !strings.Contains(out, "approved at index") {
+		t.Fatalf("bob approves: exit %d, %q %q", code, out, stderr)
+	}
+	if out, _, _ := runStrait(t, nil, "policy", "pending", "--config", alice); !strings.Contains(out, "no pending proposals") {
+		t.Errorf("pending after the approval:\n%s", out)
+	}
+	out, _, code = runStrait(t, nil, "state", "get", "--consistent", "--config", alice, "policy", "default")
+	if code != 0 || !strings.Contains(out, "default: deny") || !strings.Contains(out, "by spiffe://strait.local/operator/dev") {
+		t.Errorf("policy after the approval: exit %d\n%s", code, out)
 	}
 }

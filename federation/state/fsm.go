@@ -83,6 +83,7 @@ type fsm struct {
 	trustDomain string
 	log         *slog.Logger
 	onApply     func(*View) // called after a new view is published; may be nil
+	onApproval  func(ApprovalEvent) // called, unlocked, for each step of a four-eyes change; may be nil
 
 	mu       sync.Mutex
 	index    uint64
@@ -140,6 +141,14 @@ func (f *fsm) publishLocked() {
 // Apply implements raft.FSM.
 func (f *fsm) Apply(l *raft.Log) any {
 	c, err := decodeCommand(l.Data)
+	var events []ApprovalEvent
+	defer func() {
+		if f.onApproval != nil {
+			for _, e := range events {
+				f.onApproval(e)
+			}
+		}
+	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.publishLocked()
@@ -147,6 +156,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err != nil {
 		f.log.Error("routing-state log entry refused", "index", l.Index, "err", err)
 		return applyResult{Index: l.Index, Err: err}
+	}
+	needed := f.approvalsLocked()
+	if needed > 0 && (c.Op == OpPut || c.Op == OpDelete) && guarded(c.Kind) {
+		return applyResult{Index: l.Index, Err: fmt.Errorf("%w: %s %s changes only with %d approvals: propose it (strait policy propose) (rule approvals-required)",
+			ErrDenied, c.Kind, c.Key, needed)}
 	}
 	if c.RequestID != "" {
 		if idx, ok := f.requests[c.RequestID]; ok {
@@ -161,12 +175,20 @@ func (f *fsm) Apply(l *raft.Log) any {
 		if _, ok := f.records[c.Kind][c.Key]; ok {
 			f.deleteLocked(c.Kind, c.Key, Version{Index: l.Index, Op: OpDelete, Time: c.Time, By: c.By, RequestID: c.RequestID})
 		}
+	case OpPropose, OpApprove:
+		if events, err = f.applyApprovalLocked(c, l.Index); err != nil {
+			delete(f.requests, c.RequestID) // a retry is decided again
+			return applyResult{Index: l.Index, Err: err}
+		}
 	case OpRestore:
 		keep := map[string]bool{}
 		for _, r := range c.Records {
 			keep[r.Kind+"\x00"+r.Key] = true
 		}
 		for _, kind := range userKinds {
+			if needed > 0 && guarded(kind) {
+				continue // changed by approval only
+			}
 			for key := range f.records[kind] {
 				if !keep[kind+"\x00"+key] {
 					f.deleteLocked(kind, key, Version{Index: l.Index, Op: OpRestore, Time: c.Time, By: c.By, RequestID: c.RequestID})
@@ -174,7 +196,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 			}
 		}
 		for _, r := range c.Records {
-			if old, ok := f.records[r.Kind][r.Key]; ok && old.Value == r.Value {
+			if old, ok := f.records[r.Kind][r.Key]; ok && old.Value == r.Value || needed > 0 && guarded(r.Kind) {
 				continue
 			}
 			f.putLocked(Record{Kind: r.Kind, Key: r.Key, Value: r.Value, Index: l.Index, Time: c.Time, By: c.By}, c.RequestID)

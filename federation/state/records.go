@@ -36,13 +36,24 @@ const (
 	KindMember = "member"
 )
 
+// Kinds of the approval workflow (approvals.go).
+const (
+	// KindGovernance holds how many operators must approve a change of
+	// the residency policy: key "policy", value {"approvals": N}.
+	KindGovernance = "governance"
+	// KindProposal is a change waiting for approvals, keyed by
+	// "<kind>/<key>" of the record it changes. Written by propose and
+	// approve only.
+	KindProposal = "proposal"
+)
+
 // UserKinds are the kinds clients may write.
-var userKinds = []string{KindPolicy, KindFailover, KindExport, KindImport, KindCluster, KindTrust}
+var userKinds = []string{KindPolicy, KindFailover, KindExport, KindImport, KindCluster, KindTrust, KindGovernance}
 
 // UserKinds returns the kinds clients may write, in display order.
 func UserKinds() []string { return append([]string(nil), userKinds...) }
 
-func knownKind(k string) bool { return k == KindMember || isUserKind(k) }
+func knownKind(k string) bool { return k == KindMember || k == KindProposal || isUserKind(k) }
 
 func isUserKind(k string) bool {
 	for _, u := range userKinds {
@@ -145,6 +156,16 @@ func ValidateKey(kind, key string) error {
 		if !labelRE.MatchString(key) {
 			return fmt.Errorf("%w: cluster key %q is not a DNS label", ErrInvalid, key)
 		}
+	case KindProposal:
+		kind, rest, ok := strings.Cut(key, "/")
+		if !ok || !guarded(kind) {
+			return fmt.Errorf("%w: proposal key %q: want <kind>/<key> of a policy or governance record", ErrInvalid, key)
+		}
+		return ValidateKey(kind, rest)
+	case KindGovernance:
+		if key != "policy" {
+			return fmt.Errorf("%w: governance key %q: want policy", ErrInvalid, key)
+		}
 	case KindPolicy, KindTrust, KindMember:
 		if !nameRE.MatchString(key) {
 			return fmt.Errorf("%w: %s key %q: want lower-case letters, digits, '-' and '.'", ErrInvalid, kind, key)
@@ -171,6 +192,21 @@ func ValidatePayload(kind string, payload []byte) error {
 	switch kind {
 	case KindPolicy:
 		return validatePolicyShape(payload)
+	case KindProposal:
+		var pr Proposal
+		if err := strictJSON(payload, &pr); err != nil {
+			return fmt.Errorf("%w: proposal: %v", ErrInvalid, err)
+		}
+		return nil
+	case KindGovernance:
+		var g Governance
+		if err := strictJSON(payload, &g); err != nil {
+			return fmt.Errorf("%w: governance: %v", ErrInvalid, err)
+		}
+		if g.Approvals < 0 || g.Approvals > maxApprovals {
+			return fmt.Errorf("%w: governance: approvals %d out of range 0-%d", ErrInvalid, g.Approvals, maxApprovals)
+		}
+		return nil
 	case KindFailover:
 		var f Failover
 		if err := strictJSON(payload, &f); err != nil {
@@ -315,6 +351,8 @@ const (
 	OpPut     = "put"
 	OpDelete  = "delete"
 	OpRestore = "restore" // replace every client-written record at once
+	OpPropose = "propose" // a change that waits for approvals (approvals.go)
+	OpApprove = "approve" // approve a proposal, named by its digest
 )
 
 // command is one Raft log entry of the routing state.
@@ -376,6 +414,26 @@ func decodeCommand(b []byte) (*command, error) {
 	case OpRestore:
 		if err := validateRecords(c.Records, false); err != nil {
 			return nil, err
+		}
+	case OpPropose:
+		if !guarded(c.Kind) {
+			return nil, fmt.Errorf("%w: only policy and governance changes are proposed, not %s", ErrInvalid, c.Kind)
+		}
+		if err := ValidateKey(c.Kind, c.Key); err != nil {
+			return nil, err
+		}
+		if err := ValidatePayload(c.Kind, []byte(c.Value)); err != nil {
+			return nil, err
+		}
+	case OpApprove:
+		if !guarded(c.Kind) {
+			return nil, fmt.Errorf("%w: only policy and governance changes are approved, not %s", ErrInvalid, c.Kind)
+		}
+		if err := ValidateKey(c.Kind, c.Key); err != nil {
+			return nil, err
+		}
+		if !digestRE.MatchString(c.Value) {
+			return nil, fmt.Errorf("%w: approve names the proposal by its digest (sha256:<64 hex digits>), not %q", ErrInvalid, c.Value)
 		}
 	default:
 		return nil, fmt.Errorf("%w: unknown op %q", ErrInvalid, c.Op)

@@ -58,6 +58,9 @@ type Options struct {
 	// OnDenied, when set, sees every change the control API refused
 	// (the gateway writes it to its audit trail).
 	OnDenied func(Denial)
+	// OnApproval, when set, sees every step of a four-eyes change as this
+	// replica applies it (approvals.go).
+	OnApproval func(ApprovalEvent)
 }
 
 // Store is one gateway's replica of the routing state: a Raft server
@@ -141,6 +144,7 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 	if err := s.loadDisk(); err != nil {
 		return nil, err
 	}
+	s.fsm.onApproval = opts.OnApproval
 	s.fsm.onApply = func(*View) {
 		select {
 		case s.persistCh <- struct{}{}:

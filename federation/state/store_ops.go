@@ -77,6 +77,25 @@ func (s *Store) checkWrite(req *WriteRequest) error {
 		if req.Value != "" {
 			return fmt.Errorf("%w: a delete carries no value", ErrInvalid)
 		}
+	case OpPropose:
+		if !guarded(req.Kind) {
+			return fmt.Errorf("%w: only policy and governance changes are proposed, not %s", ErrInvalid, req.Kind)
+		}
+		if err := ValidatePayload(req.Kind, []byte(req.Value)); err != nil {
+			return err
+		}
+		if s.opts.Validator != nil {
+			if err := s.opts.Validator(req.Kind, []byte(req.Value)); err != nil {
+				return fmt.Errorf("%w: %s %s: %w", ErrInvalid, req.Kind, req.Key, err)
+			}
+		}
+	case OpApprove:
+		if !guarded(req.Kind) {
+			return fmt.Errorf("%w: only policy and governance changes are approved, not %s", ErrInvalid, req.Kind)
+		}
+		if !digestRE.MatchString(req.Value) {
+			return fmt.Errorf("%w: approve names the proposal by its digest (sha256:<64 hex digits>), not %q", ErrInvalid, req.Value)
+		}
 	default:
 		return fmt.Errorf("%w: op %q, want put or delete", ErrInvalid, req.Op)
 	}
@@ -485,8 +504,8 @@ func (s *Store) Restore(ctx context.Context, req *RestoreRequest) (*RestoreRespo
 	}
 	var recs []Record
 	for _, r := range body.Records {
-		if r.Kind == KindMember {
-			continue
+		if r.Kind == KindMember || r.Kind == KindProposal {
+			continue // pending approvals do not survive a restore
 		}
 		if s.opts.Validator != nil {
 			if err := s.opts.Validator(r.Kind, []byte(r.Value)); err != nil {

@@ -32,8 +32,9 @@ type testFed struct {
 	tune  func(*Config)
 	valid Validator
 
-	mu      sync.Mutex
-	denials []Denial // what the control servers refused
+	mu        sync.Mutex
+	denials   []Denial                   // what the control servers refused
+	approvals map[string][]ApprovalEvent // by node: the four-eyes steps it applied
 }
 
 type stateNode struct {
@@ -53,7 +54,7 @@ func newTestFed(t *testing.T) *testFed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &testFed{t: t, ca: ca}
+	f := &testFed{t: t, ca: ca, approvals: map[string][]ApprovalEvent{}}
 	// The first TempDir registers the removal of every later one; cleanups
 	// run last-registered first, so the nodes stop before their data goes.
 	t.TempDir()
@@ -124,6 +125,11 @@ func (f *testFed) start(n *stateNode, ctlBind string) {
 		OnDenied: func(d Denial) {
 			f.mu.Lock()
 			f.denials = append(f.denials, d)
+			f.mu.Unlock()
+		},
+		OnApproval: func(e ApprovalEvent) {
+			f.mu.Lock()
+			f.approvals[n.name] = append(f.approvals[n.name], e)
 			f.mu.Unlock()
 		},
 	})

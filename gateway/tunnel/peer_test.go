@@ -173,7 +173,7 @@ func TestPoolPinsPeers(t *testing.T) {
 		if !errors.As(err, &me) || me.Got.Cluster != "us-east-1" || me.Got.Region != "us-east" || me.Peer.Cluster != cluster || me.Peer.Region != region {
 			t.Fatalf("%s: %v, want a MismatchError naming us-east-1", what, err)
 		}
-		want := "gateway at " + impostor.addr() + " presented spiffe://strait.local/region/us-east/cluster/us-east-1, expected cluster " + cluster + " in region " + region
+		want := "gateway at " + impostor.addr() + " presented spiffe://strait.local/gateway/region/us-east/cluster/us-east-1, expected cluster " + cluster + " in region " + region
 		if err.Error() != want {
 			t.Errorf("%s: %q\nwant %q", what, err, want)
 		}
