@@ -82,7 +82,7 @@ type applyResult struct {
 type fsm struct {
 	trustDomain string
 	log         *slog.Logger
-	onApply     func(*View) // called after a new view is published; may be nil
+	onApply     func(*View)         // called after a new view is published; may be nil
 	onApproval  func(ApprovalEvent) // called, unlocked, for each step of a four-eyes change; may be nil
 
 	mu       sync.Mutex
