@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,10 +16,13 @@ import (
 
 // TestAdversaryWithAGatewayCertificate: in the dev federation, an
 // adversary holds us-east-1's valid gateway certificate (stolen from a
-// compromised gateway) and turns it against the routing state through
-// every gateway's control API. Each attack is refused for its rule and
-// written to the audit trail; the shipped policy stays in force, and
-// requests marked for the EU keep staying there throughout.
+// compromised gateway) and the gossip key, and turns them against the
+// routing state through every gateway's control API, against the admin
+// API, and against the data plane by answering for eu-central-1. Each
+// attack is refused for its rule and written to the audit trail; the
+// shipped policy stays in force, and requests marked for the EU stay
+// there throughout (served in eu-central, or refused while it cannot be
+// reached, never elsewhere).
 func TestAdversaryWithAGatewayCertificate(t *testing.T) {
 	auditDir := t.TempDir()
 	ctx, d, info := startDev(t, lab.Spec{AuditDir: auditDir})
@@ -95,11 +99,66 @@ func TestAdversaryWithAGatewayCertificate(t *testing.T) {
 	if recs < len(attacks) {
 		t.Errorf("%d access records of the attacks, want at least %d", recs, len(attacks))
 	}
-	// Marked requests still stay in the EU.
-	for range 10 {
-		resp, r := viaProxy(t, info["eu-west-1"].Connect, profileURL, euHeader)
-		if resp.StatusCode != http.StatusOK || r.Region != "eu-central" {
-			t.Fatalf("marked request after the attacks: %s served in %q", resp.Status, r.Region)
+	marked := func(when string, want int) {
+		t.Helper()
+		for range 10 {
+			resp, r := viaProxy(t, info["eu-west-1"].Connect, profileURL, euHeader)
+			if resp.StatusCode != want || want == http.StatusOK && r.Region != "eu-central" || r.Region == "us-east" {
+				t.Fatalf("marked request %s: %s served in %q; want %d", when, resp.Status, r.Region, want)
+			}
 		}
+	}
+	marked("after the control-API attacks", http.StatusOK)
+
+	// The admin API: the gossip key cannot be read, and a browser-style
+	// cross-site request cannot rotate keys.
+	admin := "http://" + d.Gateway("eu-west-1").AdminAddr()
+	resp, err := http.Get(admin + "/v1/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), d.GossipKey()) {
+		t.Errorf("GET /v1/keys: %s, body holds the gossip key: %v", resp.Status, strings.Contains(string(body), d.GossipKey()))
+	}
+	resp, err = http.Post(admin+"/v1/keys/use", "text/plain", strings.NewReader(`{"key":"`+d.GossipKey()+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Errorf("cross-site key operation: %s, want refused", resp.Status)
+	}
+
+	// Answering for eu-central-1: the adversary's gateway, with its valid
+	// us-east-1 certificate, takes every connection eu-west-1 opens to
+	// eu-central-1's gateway. eu-west-1 finds us-east-1's identity where
+	// it expected eu-central-1's and sends nothing: marked requests are
+	// refused (their only allowed cluster is unreachable), never carried.
+	im, err := d.StartImpostor("us-east", "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if err := d.Hijack("eu-west-1", "eu-central-1", im.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	// Tunnels opened before the hijack stay where they are: a brief cut
+	// ends them, and every new one goes to the adversary.
+	link := d.Link("eu-west-1", "eu-central-1")
+	if err := link.Partition(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := link.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	marked("with eu-central-1 impersonated", http.StatusServiceUnavailable)
+	if im.Handshakes() == 0 {
+		t.Error("eu-west-1 never reached the impostor: the attack was not tried")
+	}
+	if n := im.Carried(); n != 0 {
+		t.Errorf("the impostor carried %d streams", n)
 	}
 }

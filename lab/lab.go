@@ -102,8 +102,9 @@ type Spec struct {
 
 // Lab is a running federation.
 type Lab struct {
-	CA    *identity.CA
-	links *linkSet
+	CA        *identity.CA
+	gossipKey string
+	links     *linkSet
 
 	// StateDir holds the gateways' routing state ("" without Spec.State).
 	StateDir    string
@@ -143,7 +144,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l = &Lab{CA: ca, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{},
+	l = &Lab{CA: ca, gossipKey: spec.GossipKey, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{},
 		policies: map[string]*gateway.MemoryPolicySource{}}
 	l.links = newLinkSet()
 	started := l // l is nil once an error is returned
@@ -468,6 +469,9 @@ func (l *Lab) applyPolicy(doc []byte) error {
 		}
 	}
 }
+
+// GossipKey returns the key the gateways' gossip is encrypted with.
+func (l *Lab) GossipKey() string { return l.gossipKey }
 
 // Operator returns a control-API client to addr that presents a
 // certificate of the lab's CA for operator "lab".
