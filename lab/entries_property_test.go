@@ -246,7 +246,7 @@ func entriesLab(t *testing.T) *lab.Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := lab.Start(ctx, lab.Spec{Clusters: clusters, Policy: []byte(entriesPolicy),
-		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 4 * time.Second, Drain: time.Second},
 		Health:   gateway.HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond},
 		Outlier:  route.OutlierConfig{ConsecutiveFailures: 2, BaseEjection: 500 * time.Millisecond, MaxEjection: time.Second}})
 	if err != nil {
