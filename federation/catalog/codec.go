@@ -23,7 +23,8 @@ import (
 //
 //	delta, state: uvarint node count, then per node its header, a uvarint
 //	              record count and the records
-//	keyop:        id, op byte, key bytes
+//	keyop:        id, from, op byte, key bytes, then the sender's
+//	              certificate fingerprint, certificate and signature
 //	keyack:       id, node, error text
 //	want:         node asking for the receiver's whole entry
 //
@@ -103,6 +104,9 @@ type keyOp struct {
 	From string // node to acknowledge to
 	Op   byte   // keyInstall, keyUse, keyRemove
 	Key  []byte
+	// The initiating gateway's signature (sign.go); required by catalogs
+	// that verify.
+	CertFP, Cert, Sig []byte
 }
 
 type keyAck struct {
@@ -143,6 +147,9 @@ func encodeMessage(m *message) []byte {
 		w.str(m.KeyOp.From)
 		w.byte(m.KeyOp.Op)
 		w.bytes(m.KeyOp.Key)
+		w.bytes(m.KeyOp.CertFP)
+		w.bytes(m.KeyOp.Cert)
+		w.bytes(m.KeyOp.Sig)
 	case kindKeyAck:
 		w.str(m.KeyAck.ID)
 		w.str(m.KeyAck.Node)
@@ -217,7 +224,8 @@ func decodeMessage(b []byte, limit int64) (*message, error) {
 			m.Nodes = append(m.Nodes, wn)
 		}
 	case kindKeyOp:
-		m.KeyOp = &keyOp{ID: r.str(64), From: r.str(MaxNameLen), Op: r.byte(), Key: r.bytes(32)}
+		m.KeyOp = &keyOp{ID: r.str(64), From: r.str(MaxNameLen), Op: r.byte(), Key: r.bytes(32),
+			CertFP: r.bytes(digestLen), Cert: r.bytes(maxCertBytes), Sig: r.bytes(maxSigBytes)}
 		if r.err == nil && (m.KeyOp.Op < keyInstall || m.KeyOp.Op > keyRemove) {
 			return nil, fmt.Errorf("unknown key operation %d", m.KeyOp.Op)
 		}

@@ -83,6 +83,7 @@ var rejectReasons = []string{rejectUnsigned, rejectCertificate, rejectUnknownCer
 
 const (
 	entryContext  = "strait catalog entry v1\x00"
+	keyOpContext  = "strait gossip key operation v1\x00"
 	scopedContext = "strait catalog scoped record v1\x00"
 	maxCertBytes  = 4096
 	maxSigBytes   = 128
@@ -317,4 +318,52 @@ func newSignerID(s *Signing) (identity.ID, error) {
 		return identity.ID{}, err
 	}
 	return identity.Parse(leaf)
+}
+
+func keyOpBytes(op *keyOp) [digestLen]byte {
+	var b bytes.Buffer
+	b.WriteString(keyOpContext)
+	w := &writer{w: &b}
+	w.str(op.ID)
+	w.str(op.From)
+	w.byte(op.Op)
+	w.bytes(op.Key)
+	w.bytes(op.CertFP)
+	return sha256.Sum256(b.Bytes())
+}
+
+// signKeyOp signs a key operation this gateway starts (its admin API
+// authorized it).
+func (s *signer) signKeyOp(op *keyOp) error {
+	if s == nil {
+		return nil
+	}
+	op.CertFP, op.Cert = s.fp, s.cert
+	d := keyOpBytes(op)
+	sig, err := s.key.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil {
+		return fmt.Errorf("sign key operation: %w", err)
+	}
+	op.Sig = sig
+	return nil
+}
+
+// verifyKeyOp checks that a key operation was started by a gateway of
+// the federation: holding the gossip key is not enough to change it.
+func (v *verifier) verifyKeyOp(op *keyOp, now time.Time) string {
+	if v == nil {
+		return ""
+	}
+	if len(op.Sig) == 0 {
+		return rejectUnsigned
+	}
+	pc, reason := v.cert(op.CertFP, op.Cert, now)
+	if reason != "" {
+		return reason
+	}
+	d := keyOpBytes(op)
+	if !ecdsa.VerifyASN1(pc.pub, d[:], op.Sig) {
+		return rejectSignature
+	}
+	return ""
 }

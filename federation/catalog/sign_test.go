@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"log/slog"
@@ -323,3 +324,23 @@ func s2id(tb testing.TB, s *Signing) identity.ID {
 
 func s2cluster(tb testing.TB, s *Signing) string { return s2id(tb, s).Cluster }
 func s2region(tb testing.TB, s *Signing) string  { return s2id(tb, s).Region }
+
+// Holding the gossip key is not enough to change it: key operations from
+// peers must be signed by a gateway of the federation.
+func TestKeyOperationsNeedAGatewaySignature(t *testing.T) {
+	ca := newTestCA(t)
+	a := start(t, testNode{name: "a", region: "eu", key: testKey, signing: ca.signing("eu", "a")})
+	b := start(t, testNode{name: "b", region: "eu", key: testKey, signing: ca.signing("eu", "b"), join: []string{a.GossipAddr()}})
+	waitView(t, a, "b", func(*Snapshot) bool { return a.Members() == 2 && b.Members() == 2 })
+	raw, _ := DecodeKey(otherKey)
+	a.handleKeyOp(&keyOp{ID: "forged", From: "b", Op: keyInstall, Key: raw})
+	if st, _ := a.Keys(); len(st.Keys) != 1 || rejected(a, rejectUnsigned) != 1 {
+		t.Fatalf("unsigned key operation: keys %v, refused %v", st.Keys, rejected(a, rejectUnsigned))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := b.KeyOp(ctx, "install", otherKey)
+	if err != nil || !res.Complete || len(res.Applied) != 2 {
+		t.Fatalf("signed key operation: %+v %v", res, err)
+	}
+}
