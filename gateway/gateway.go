@@ -272,7 +272,10 @@ func (g *Gateway) components() []component {
 		{name: "catalog", start: func() (err error) {
 			g.catalog, err = catalog.New(cfg.Gossip, catalog.Self{
 				Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: g.advertise, ControlAddr: g.controlAdvertise,
-			}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope()})
+			}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope(),
+				// Our entry is signed by our certificate key; others' are
+				// accepted only when signed by theirs.
+				Signing: &catalog.Signing{Key: g.id.Signer(), Cert: g.id.Cert.Certificate[0], Roots: g.id.Roots, TrustDomain: g.id.ID.TrustDomain}})
 			return err
 		}, drain: func(ctx context.Context) error { return g.catalog.Shutdown(ctx) }, kill: func() { g.catalog.Kill() }},
 	}

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -473,4 +474,11 @@ func serial() *big.Int {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err))
 	}
 	return n
+}
+
+// Signer returns the bundle's private key as a crypto.Signer (what signs
+// this gateway's catalog entries), or nil if the key cannot sign.
+func (b *Bundle) Signer() crypto.Signer {
+	s, _ := b.Cert.PrivateKey.(crypto.Signer)
+	return s
 }

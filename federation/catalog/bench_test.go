@@ -29,15 +29,17 @@ func pool(t *testing.T, n int, profile string) []*Catalog {
 	t.Helper()
 	cats := make([]*Catalog, n)
 	var seed string
+	ca := newTestCA(t)
 	for i := range n {
 		cfg := DefaultConfig()
 		cfg.NodeName, cfg.Bind, cfg.Key, cfg.Profile = fmt.Sprintf("gw-%03d", i), "127.0.0.1:0", testKey, profile
 		if seed != "" {
 			cfg.Join = []string{seed}
 		}
-		c, err := New(cfg, Self{Cluster: fmt.Sprintf("c%03d", i), Region: fmt.Sprintf("r%d", i%4), DataAddr: "127.0.0.1:1"},
+		cluster, region := fmt.Sprintf("c%03d", i), fmt.Sprintf("r%d", i%4)
+		c, err := New(cfg, Self{Cluster: cluster, Region: region, DataAddr: "127.0.0.1:1"},
 			[]Service{svc("echo", 2), svc(fmt.Sprintf("only-%03d", i), 1)},
-			Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+			Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Signing: ca.signing(region, cluster)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,10 +301,11 @@ func TestBenchCatalogFalseDead(t *testing.T) {
 // with 10,000 services each and must learn the whole catalog.
 func TestBenchCatalogJoinSync(t *testing.T) {
 	const clusters, perCluster = 100, 10000
+	ca := newTestCA(t)
 	seedCfg := DefaultConfig()
 	seedCfg.NodeName, seedCfg.Bind, seedCfg.Key = "seed", "127.0.0.1:0", testKey
 	seed, err := New(seedCfg, Self{Cluster: "seed", Region: "r0", DataAddr: "127.0.0.1:1"}, nil,
-		Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+		Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Signing: ca.signing("r0", "seed")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +318,11 @@ func TestBenchCatalogJoinSync(t *testing.T) {
 			wn.Records = append(wn.Records, &record{Service: Service{Namespace: fmt.Sprintf("ns-%02d", s%50), Name: fmt.Sprintf("svc-%05d", s),
 				Ports: []Port{{Name: "http", Port: 8080}}, Labels: labels, Healthy: 3, Total: 3}, Version: uint64(1000 + s)})
 		}
-		seed.merge([]*wireNode{wn}, false)
+		sg, err := newSigner(ca.signing(wn.Region, wn.Cluster), Self{Cluster: wn.Cluster, Region: wn.Region})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed.merge([]*wireNode{forge(t, sg, wn.nodeHeader, wn.Records...)}, false)
 	}
 	state := (*delegate)(seed).LocalState(true)
 	benchreport.Print("catalog_state_mib_n100x10000", float64(len(state))/(1<<20), "MiB")
@@ -329,7 +336,7 @@ func TestBenchCatalogJoinSync(t *testing.T) {
 	cfg.NodeName, cfg.Bind, cfg.Key = "newcomer", "127.0.0.1:0", testKey
 	start := time.Now()
 	nc, err := New(cfg, Self{Cluster: "new", Region: "r0", DataAddr: "127.0.0.1:1"}, nil,
-		Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+		Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Signing: ca.signing("r0", "new")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,4 +367,39 @@ func TestBenchCatalogJoinSync(t *testing.T) {
 	runtime.ReadMemStats(&m1)
 	benchreport.Print("catalog_join_sync_ms", benchreport.Ms(took), "ms")
 	benchreport.Print("catalog_heap_mib", float64(int64(m1.HeapInuse)-int64(m0.HeapInuse))/(1<<20), "MiB")
+}
+
+// TestBenchCatalogSignVerify: the owner's cost of signing one entry (two
+// services, the pool's entries) plus a receiver's cost of checking it
+// (digest, cached certificate, signature).
+func TestBenchCatalogSignVerify(t *testing.T) {
+	ca := newTestCA(t)
+	s := ca.signing("r0", "c0")
+	sg, err := newSigner(s, Self{Cluster: "c0", Region: "r0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &verifier{roots: s.Roots, trustDomain: testTrustDomain, certs: map[[digestLen]byte]*peerCert{}}
+	now := time.Now()
+	hdr := nodeHeader{Node: "gw-000", Cluster: "c0", Region: "r0", Gateway: "127.0.0.1:1", Version: 1}
+	const n = 2000
+	start := time.Now()
+	for i := range n {
+		set := map[string]*record{
+			"demo/echo":     {Service: svc("echo", 2), Version: uint64(i)},
+			"demo/only-000": {Service: svc("only-000", 1), Version: uint64(i)},
+		}
+		h := hdr
+		h.Version = uint64(i + 1)
+		if err := sg.signEntry(&h, set); err != nil {
+			t.Fatal(err)
+		}
+		if entryDigest(set) != h.Digest {
+			t.Fatal("digest")
+		}
+		if reason := v.verifyEntry(&h, now); reason != "" {
+			t.Fatal(reason)
+		}
+	}
+	benchreport.Print("catalog_sign_verify_us", float64(time.Since(start).Microseconds())/n, "us")
 }

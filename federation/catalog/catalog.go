@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"reflect"
@@ -51,8 +52,13 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Scope keeps region-only services away from other regions. nil: none.
 	Scope Scope
-	// Now is the clock for tombstone collection. Default time.Now.
+	// Now is the clock for tombstone collection and certificate
+	// validity. Default time.Now.
 	Now func() time.Time
+	// Signing binds this gateway's entry to its certificate and makes the
+	// catalog accept only entries signed by their owners (sign.go). nil:
+	// unsigned entries, for tests and development only.
+	Signing *Signing
 }
 
 // nodeData is everything known about one gateway.
@@ -64,6 +70,15 @@ type nodeData struct {
 	stateAt time.Time
 	maxVer  uint64       // newest version ever seen from this gateway
 	view    *ClusterView // cached; nil when stale
+	// verified is set once a signed entry of the node was accepted; a
+	// node known only from memberlist's (unsigned) metadata is not shown.
+	verified bool
+}
+
+// forgottenNode is what is kept of a collected gateway.
+type forgottenNode struct {
+	version uint64 // newest version seen; older copies are not resurrected
+	cluster string // the node name stays bound to its cluster
 }
 
 // Catalog is one gateway's view of the federation. It is safe for
@@ -80,20 +95,26 @@ type Catalog struct {
 	keyring *memberlist.Keyring
 	metrics *catalogMetrics
 
-	mu         sync.Mutex
-	nodes      map[string]*nodeData
-	forgotten  map[string]uint64 // collected nodes -> newest version seen; older data is not resurrected
-	lastVer    uint64
-	scope      Scope
-	scopeOf    map[string][]string // own service key -> allowed regions (restricted services only)
-	watch      map[chan struct{}]struct{}
-	order      []*nodeData // nodes sorted by cluster, node
-	orderStale bool        // set when nodes are added or removed
-	pubReq     chan struct{}
-	stateGen   uint64 // bumped on every change to public state
-	stateMsg   []byte // cached LocalState for stateGen
-	stateAt    uint64
-	keyWaits   map[string]chan keyAck
+	mu           sync.Mutex
+	nodes        map[string]*nodeData
+	forgotten    map[string]forgottenNode
+	signer       *signer              // nil: unsigned
+	verifier     *verifier            // nil: accept unsigned entries
+	wantAt       map[string]time.Time // node -> when we last asked it for its whole entry
+	answerAt     map[string]time.Time // node -> when we last answered its request
+	rejectLog    map[string]time.Time // reason -> last log line
+	lastVer      uint64
+	ownCollected uint64 // newest version of our own collected tombstones
+	scope        Scope
+	scopeOf      map[string][]string // own service key -> allowed regions (restricted services only)
+	watch        map[chan struct{}]struct{}
+	order        []*nodeData // nodes sorted by cluster, node
+	orderStale   bool        // set when nodes are added or removed
+	pubReq       chan struct{}
+	stateGen     uint64 // bumped on every change to public state
+	stateMsg     []byte // cached LocalState for stateGen
+	stateAt      uint64
+	keyWaits     map[string]chan keyAck
 
 	snap atomic.Pointer[Snapshot]
 
@@ -137,7 +158,10 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		cfg:       cfg,
 		now:       opts.Now,
 		nodes:     map[string]*nodeData{},
-		forgotten: map[string]uint64{},
+		forgotten: map[string]forgottenNode{},
+		wantAt:    map[string]time.Time{},
+		answerAt:  map[string]time.Time{},
+		rejectLog: map[string]time.Time{},
 		scope:     opts.Scope,
 		scopeOf:   map[string][]string{},
 		watch:     map[chan struct{}]struct{}{},
@@ -148,14 +172,26 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		ctx:       ctx,
 		cancel:    cancel,
 	}
+	if opts.Signing != nil {
+		var err error
+		if c.signer, err = newSigner(opts.Signing, self); err != nil {
+			cancel()
+			return nil, err
+		}
+		c.verifier = &verifier{roots: opts.Signing.Roots, trustDomain: opts.Signing.TrustDomain, certs: map[[digestLen]byte]*peerCert{}}
+	}
 	c.lastVer = uint64(c.now().UnixNano())
-	own := &nodeData{
+	own := &nodeData{verified: true,
 		nodeHeader: nodeHeader{Node: name, Cluster: self.Cluster, Region: self.Region, Zone: self.Zone, Cloud: self.Cloud,
 			Gateway: self.DataAddr, Control: self.ControlAddr, Version: c.lastVer},
 		public: map[string]*record{}, scoped: map[string]*record{}, state: "alive", stateAt: c.now(),
 	}
 	c.nodes[name] = own
 	c.applyOwn(services)
+	if err := c.signOwnLocked(); err != nil {
+		cancel()
+		return nil, err
+	}
 
 	mc, err := cfg.memberlistConfig()
 	if err != nil {
@@ -305,7 +341,7 @@ func (c *Catalog) applyOwn(services []Service) (pub, scoped []*record) {
 	own := c.nodes[c.name]
 	now := c.now()
 	next := func() uint64 {
-		c.lastVer = max(uint64(now.UnixNano()), c.lastVer+1)
+		c.lastVer = max(uint64(now.UnixNano()), satAdd(c.lastVer, 1))
 		return c.lastVer
 	}
 	want := make(map[string]Service, len(services))
@@ -333,6 +369,7 @@ func (c *Catalog) applyOwn(services []Service) (pub, scoped []*record) {
 		v := next()
 		if restricted {
 			sr := &record{Service: s, Version: v, Scoped: true, Changed: now.UnixNano()}
+			c.signScopedLocked(sr)
 			own.scoped[key] = sr
 			scoped = append(scoped, sr)
 			c.scopeOf[key] = regions
@@ -346,6 +383,7 @@ func (c *Catalog) applyOwn(services []Service) (pub, scoped []*record) {
 			pub = append(pub, r)
 			if wasRestricted {
 				tomb := &record{Service: Service{Namespace: s.Namespace, Name: s.Name}, Version: v, Deleted: true, Scoped: true, Changed: now.UnixNano(), deletedAt: now}
+				c.signScopedLocked(tomb)
 				own.scoped[key] = tomb
 				scoped = append(scoped, tomb)
 			}
@@ -362,16 +400,41 @@ func (c *Catalog) applyOwn(services []Service) (pub, scoped []*record) {
 		pub = append(pub, tomb)
 		if sr, ok := own.scoped[key]; ok && !sr.Deleted {
 			st := &record{Service: tomb.Service, Version: v, Deleted: true, Scoped: true, Changed: now.UnixNano(), deletedAt: now}
+			c.signScopedLocked(st)
 			own.scoped[key] = st
 			scoped = append(scoped, st)
 		}
 		delete(c.scopeOf, key)
 	}
 	if len(pub)+len(scoped) > 0 {
+		own.Version = c.lastVer
+		if err := c.signOwnLocked(); err != nil {
+			c.log.Error("sign own catalog entry", "err", err)
+		}
 		own.view = nil
 		c.stateGen++
 	}
 	return pub, scoped
+}
+
+// signOwnLocked re-signs our header over the current public set; c.mu
+// is held (or the catalog is not yet shared).
+func (c *Catalog) signOwnLocked() error {
+	own := c.nodes[c.name]
+	return c.signer.signEntry(&own.nodeHeader, own.public)
+}
+
+func (c *Catalog) signScopedLocked(r *record) {
+	if err := c.signer.signScoped(c.name, r); err != nil {
+		c.log.Error("sign own scoped record", "service", r.Key(), "err", err)
+	}
+}
+
+// deltaHeader is our header as a delta carries it: no certificate (it
+// travels with whole copies; a receiver without it asks for one).
+func deltaHeader(h nodeHeader) nodeHeader {
+	h.Cert, h.Full = nil, false
+	return h
 }
 
 func serviceEqual(a, b Service) bool {
@@ -395,7 +458,7 @@ func (c *Catalog) disseminate(pub, scoped []*record) {
 		return
 	}
 	c.mu.Lock()
-	hdr := c.nodes[c.name].nodeHeader
+	hdr := deltaHeader(c.nodes[c.name].nodeHeader)
 	scopeOf := make(map[string][]string, len(scoped))
 	for _, r := range scoped {
 		scopeOf[r.Key()] = c.scopeOf[r.Key()]
@@ -481,6 +544,7 @@ func (c *Catalog) sendOwnTo(n *memberlist.Node) {
 	c.mu.Lock()
 	own := c.nodes[c.name]
 	hdr := own.nodeHeader
+	hdr.Full = true
 	pub := make([]*record, 0, len(own.public))
 	for _, r := range own.public {
 		pub = append(pub, r)
@@ -576,10 +640,13 @@ func (c *Catalog) Shutdown(ctx context.Context) error {
 // away on purpose, before memberlist's leave message.
 func (c *Catalog) announceLeaving() {
 	c.mu.Lock()
-	c.lastVer++
+	c.lastVer = satAdd(c.lastVer, 1)
 	own := c.nodes[c.name]
 	own.Version, own.Leaving = c.lastVer, true
-	hdr := own.nodeHeader
+	if err := c.signOwnLocked(); err != nil {
+		c.log.Error("sign own catalog entry", "err", err)
+	}
+	hdr := deltaHeader(own.nodeHeader)
 	c.stateGen++
 	c.mu.Unlock()
 	msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr}}})
@@ -590,103 +657,222 @@ func (c *Catalog) announceLeaving() {
 	}
 }
 
-// merge applies what peers sent; per record and per header, the newer
-// version wins. It reports whether anything changed.
+// merge applies what peers sent. A node's public part is taken whole: a
+// newer signed header whose digest matches the records (the whole set,
+// or our copy with a delta applied) replaces it; anything else is
+// refused (sign.go). Scoped records are taken one by one, newer wins,
+// each checked by its own signature.
 func (c *Catalog) merge(nodes []*wireNode, direct bool) {
 	now := c.now()
 	changed := false
 	var reissue, reissueScoped []*record
+	var wants []string
+	var rejects []rejection
 	c.mu.Lock()
 	for _, wn := range nodes {
 		if wn.Node == c.name {
+			if reason := c.checkEchoLocked(wn, now); reason != "" {
+				rejects = append(rejects, rejection{wn: wn, reason: reason})
+				continue
+			}
 			p, sc := c.echoLocked(wn, now)
 			reissue, reissueScoped = append(reissue, p...), append(reissueScoped, sc...)
 			continue
 		}
-		if fv, ok := c.forgotten[wn.Node]; ok {
-			if wn.Version <= fv && maxRecordVersion(wn.Records) <= fv {
-				continue // a collected gateway's old state: do not resurrect
-			}
-			delete(c.forgotten, wn.Node)
+		ch, want, reason := c.mergeNodeLocked(wn, direct, now)
+		changed = changed || ch
+		if want {
+			wants = append(wants, wn.Node)
 		}
-		nd, ok := c.nodes[wn.Node]
-		if !ok {
-			nd = &nodeData{nodeHeader: wn.nodeHeader, public: map[string]*record{}, scoped: map[string]*record{}, state: "unknown", stateAt: now}
-			nd.Version = 0
-			c.nodes[wn.Node] = nd
-			c.orderStale = true
-			changed = true
-		}
-		nd.maxVer = max(nd.maxVer, wn.Version, maxRecordVersion(wn.Records))
-		if wn.Version > nd.Version {
-			nd.nodeHeader = wn.nodeHeader
-			nd.view = nil
-			changed = true
-			if nd.Leaving && nd.state == "dead" {
-				// Its announcement came after the failure detector's
-				// verdict: it left on purpose.
-				nd.state = "left"
-			}
-		}
-		for _, r := range wn.Records {
-			if r.Scoped && !direct {
-				continue // scoped records travel only directly from their owner
-			}
-			m := nd.public
-			if r.Scoped {
-				m = nd.scoped
-			}
-			if old, ok := m[r.Key()]; ok && old.Version >= r.Version {
-				continue
-			}
-			if r.Deleted {
-				r.deletedAt = now
-			}
-			m[r.Key()] = r
-			nd.view = nil
-			changed = true
-			if r.Changed > 0 {
-				if d := now.Sub(time.Unix(0, r.Changed)); d >= 0 && d < time.Hour {
-					c.metrics.propagation.Observe(d.Seconds())
-				}
-			}
+		if reason != "" {
+			rejects = append(rejects, rejection{wn: wn, reason: reason})
 		}
 	}
 	if changed {
 		c.stateGen++
 	}
 	c.mu.Unlock()
+	for _, r := range rejects {
+		c.reject(r.wn, r.reason)
+	}
 	if changed || len(reissue) > 0 {
 		c.publish()
 	}
 	if len(reissue) > 0 {
 		c.disseminate(reissue, reissueScoped)
 	}
+	for _, n := range wants {
+		c.askWhole(n)
+	}
+}
+
+type rejection struct {
+	wn     *wireNode
+	reason string
+}
+
+// mergeNodeLocked merges another gateway's entry; c.mu is held. want
+// says our copy is behind in a way only the owner's whole entry repairs.
+func (c *Catalog) mergeNodeLocked(wn *wireNode, direct bool, now time.Time) (changed, want bool, reason string) {
+	var pub, scoped []*record
+	for _, r := range wn.Records {
+		if !r.Scoped {
+			pub = append(pub, r)
+		} else if direct {
+			scoped = append(scoped, r) // scoped records travel only directly from their owner
+		}
+	}
+	nd := c.nodes[wn.Node]
+	known := nd != nil && nd.verified
+	fg, collected := c.forgotten[wn.Node]
+	switch {
+	case known && wn.Version <= nd.Version:
+		// Old or already applied.
+	case !known && collected && wn.Version <= fg.version:
+		// A collected gateway's old state: do not resurrect it.
+	default:
+		bound := fg.cluster
+		if known {
+			bound = nd.Cluster
+		}
+		if bound != "" && bound != wn.Cluster {
+			return false, false, rejectNodeCluster
+		}
+		var set map[string]*record
+		if wn.Full {
+			set = make(map[string]*record, len(pub))
+		} else if known {
+			set = maps.Clone(nd.public)
+		} else {
+			return false, true, "" // a delta and nothing to apply it to
+		}
+		for _, r := range pub {
+			set[r.Key()] = r
+		}
+		if entryDigest(set) != wn.Digest {
+			if wn.Full {
+				return false, false, rejectInconsistent
+			}
+			return false, true, "" // we missed a change
+		}
+		if reason := c.verifier.verifyEntry(&wn.nodeHeader, now); reason != "" {
+			return false, reason == rejectUnknownCert, reason
+		}
+		if nd == nil {
+			nd = &nodeData{public: map[string]*record{}, scoped: map[string]*record{}, state: "unknown", stateAt: now}
+			c.nodes[wn.Node] = nd
+			c.orderStale = true
+		}
+		for k, r := range set {
+			old := nd.public[k]
+			switch {
+			case old != nil && old.Version == r.Version && old.Deleted == r.Deleted:
+				set[k] = old // unchanged: keep its tombstone time and cached hash
+				continue
+			case r.Deleted:
+				r.deletedAt = now
+			}
+			if r.Changed > 0 {
+				if d := now.Sub(time.Unix(0, r.Changed)); d >= 0 && d < time.Hour {
+					c.metrics.propagation.Observe(d.Seconds())
+				}
+			}
+		}
+		hdr := wn.nodeHeader
+		hdr.Full = false
+		nd.nodeHeader, nd.public, nd.verified, nd.view = hdr, set, true, nil
+		nd.maxVer = max(nd.maxVer, wn.Version)
+		delete(c.forgotten, wn.Node)
+		if nd.Leaving && nd.state == "dead" {
+			// Its announcement came after the failure detector's
+			// verdict: it left on purpose.
+			nd.state = "left"
+		}
+		changed, known = true, true
+	}
+	if len(scoped) == 0 {
+		return changed, false, ""
+	}
+	if !known {
+		return changed, true, ""
+	}
+	if wn.Cluster != nd.Cluster || wn.Region != nd.Region {
+		return changed, false, rejectNodeCluster
+	}
+	for _, r := range scoped {
+		if old, ok := nd.scoped[r.Key()]; ok && old.Version >= r.Version {
+			continue
+		}
+		if reason := c.verifier.verifyScoped(&wn.nodeHeader, r, now); reason != "" {
+			return changed, reason == rejectUnknownCert, reason
+		}
+		if r.Deleted {
+			r.deletedAt = now
+		}
+		nd.scoped[r.Key()] = r
+		nd.maxVer = max(nd.maxVer, r.Version)
+		nd.view, changed = nil, true
+	}
+	return changed, false, ""
+}
+
+// checkEchoLocked decides whether our own entry coming back is to be
+// acted on: only whole copies that carry something newer than ours, and
+// only when signed with a certificate of our own cluster.
+func (c *Catalog) checkEchoLocked(wn *wireNode, now time.Time) string {
+	own := c.nodes[c.name]
+	newer := wn.Version > own.Version
+	for _, r := range wn.Records {
+		cur := own.public[r.Key()]
+		if !r.Scoped && (cur == nil && r.Version > c.ownCollected || cur != nil && cur.Version < r.Version) {
+			newer = true
+		}
+	}
+	if !newer || !wn.Full {
+		wn.Records, wn.Version = nil, 0 // nothing to do (deltas of ours come only from us)
+		return ""
+	}
+	if wn.Cluster != own.Cluster {
+		return rejectNodeCluster
+	}
+	set := make(map[string]*record, len(wn.Records))
+	for _, r := range wn.Records {
+		if !r.Scoped {
+			set[r.Key()] = r
+		}
+	}
+	if entryDigest(set) != wn.Digest {
+		return rejectInconsistent
+	}
+	return c.verifier.verifyEntry(&wn.nodeHeader, now)
 }
 
 // echoLocked handles our own entry coming back, possibly from before a
 // restart: any record of ours that others hold at a version newer than
 // ours is re-issued with a newer version still, so our current state wins
 // everywhere. Our current records echoed back unchanged are ignored.
+// Versions saturate at MaxUint64 and never wrap.
 func (c *Catalog) echoLocked(wn *wireNode, now time.Time) (pub, scoped []*record) {
 	own := c.nodes[c.name]
+	bumped := false
 	if wn.Version > own.Version {
-		c.lastVer = max(c.lastVer, wn.Version) + 1
+		c.lastVer = satAdd(max(c.lastVer, wn.Version), 1)
 		own.Version = c.lastVer
-		c.stateGen++
+		bumped = true
 	}
 	for _, r := range wn.Records {
 		if r.Scoped {
 			continue
 		}
 		cur := own.public[r.Key()]
-		if cur != nil && cur.Version >= r.Version {
+		if cur != nil && cur.Version >= r.Version || cur == nil && r.Version <= c.ownCollected {
 			continue
 		}
-		c.lastVer = max(c.lastVer, r.Version) + 1
+		c.lastVer = satAdd(max(c.lastVer, r.Version), 1)
 		var nr *record
 		if cur != nil {
 			cp := *cur
+			cp.hashed = false
 			nr = &cp
 		} else {
 			nr = &record{Service: Service{Namespace: r.Namespace, Name: r.Name}, Deleted: true, deletedAt: now}
@@ -698,24 +884,82 @@ func (c *Catalog) echoLocked(wn *wireNode, now time.Time) (pub, scoped []*record
 		// of one version: keep them paired.
 		if sr, ok := own.scoped[r.Key()]; ok {
 			cp := *sr
-			cp.Version, cp.Changed = nr.Version, nr.Changed
+			cp.Version, cp.Changed, cp.hashed = nr.Version, nr.Changed, false
+			c.signScopedLocked(&cp)
 			own.scoped[r.Key()] = &cp
 			scoped = append(scoped, &cp)
 		}
 	}
-	if len(pub) > 0 {
+	if bumped || len(pub) > 0 {
+		own.Version = c.lastVer
+		if err := c.signOwnLocked(); err != nil {
+			c.log.Error("sign own catalog entry", "err", err)
+		}
 		own.view = nil
 		c.stateGen++
 	}
 	return pub, scoped
 }
 
-func maxRecordVersion(rs []*record) uint64 {
-	var v uint64
-	for _, r := range rs {
-		v = max(v, r.Version)
+// reject counts a refused entry and logs it, at most once per reason
+// every 10 seconds.
+func (c *Catalog) reject(wn *wireNode, reason string) {
+	c.metrics.rejected.WithLabelValues(reason).Inc()
+	now := c.now()
+	c.mu.Lock()
+	last, ok := c.rejectLog[reason]
+	if ok && now.Sub(last) < 10*time.Second {
+		c.mu.Unlock()
+		return
 	}
-	return v
+	c.rejectLog[reason] = now
+	c.mu.Unlock()
+	c.log.Warn("refused catalog entry", "reason", reason, "peer", wn.Node, "cluster", wn.Cluster, "region", wn.Region, "version", wn.Version)
+}
+
+// askWhole asks a gateway for its whole entry, at most once a second.
+func (c *Catalog) askWhole(node string) {
+	ml := c.mlReady.Load()
+	if ml == nil {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	if t, ok := c.wantAt[node]; ok && now.Sub(t) < time.Second && !now.Before(t) {
+		c.mu.Unlock()
+		return
+	}
+	c.wantAt[node] = now
+	c.mu.Unlock()
+	for _, m := range ml.Members() {
+		if m.Name == node {
+			_ = ml.SendBestEffort(m, encodeMessage(&message{Kind: kindWant, Want: c.name}))
+			return
+		}
+	}
+}
+
+// handleWant answers a request for our whole entry, at most once a
+// second per asker.
+func (c *Catalog) handleWant(from string) {
+	ml := c.mlReady.Load()
+	if ml == nil || from == c.name {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	if t, ok := c.answerAt[from]; ok && now.Sub(t) < time.Second && !now.Before(t) {
+		c.mu.Unlock()
+		return
+	}
+	c.answerAt[from] = now
+	c.mu.Unlock()
+	for _, m := range ml.Members() {
+		if m.Name == from {
+			c.sendOwnTo(m)
+			return
+		}
+	}
 }
 
 func (c *Catalog) setState(node *memberlist.Node, state string) {
@@ -726,15 +970,12 @@ func (c *Catalog) setState(node *memberlist.Node, state string) {
 			c.mu.Unlock()
 			return
 		}
-		// Known from metadata before its catalog arrives: routable
-		// address, no services yet.
-		var m nodeMeta
-		_ = json.Unmarshal(node.Meta, &m)
-		nd = &nodeData{nodeHeader: nodeHeader{Node: node.Name, Cluster: m.Cluster, Region: m.Region, Zone: m.Zone, Cloud: m.Cloud, Gateway: m.Data, Control: m.Control},
-			public: map[string]*record{}, scoped: map[string]*record{}}
+		// Known from memberlist before its signed entry arrives. Its
+		// metadata is not signed, so it is not shown until the entry is
+		// verified; ask for it.
+		nd = &nodeData{nodeHeader: nodeHeader{Node: node.Name}, public: map[string]*record{}, scoped: map[string]*record{}}
 		c.nodes[node.Name] = nd
 		c.orderStale = true
-		delete(c.forgotten, node.Name)
 	}
 	if state == "alive" && nd.Leaving && nd.state != "alive" {
 		// Back after a graceful leave: its next entry will clear Leaving.
@@ -780,15 +1021,18 @@ func (c *Catalog) publishNow() {
 			return a.Cluster < b.Cluster || a.Cluster == b.Cluster && a.Node < b.Node
 		})
 	}
-	views := make([]*ClusterView, len(c.order))
+	views := make([]*ClusterView, 0, len(c.order))
 	var byState [4]int
 	services := 0
-	for i, nd := range c.order {
+	for _, nd := range c.order {
+		byState[stateIndex(nd.state)]++
+		if !nd.verified {
+			continue
+		}
 		if nd.view == nil {
 			nd.view = nd.buildView()
 		}
-		views[i] = nd.view
-		byState[stateIndex(nd.state)]++
+		views = append(views, nd.view)
 		services += len(nd.view.Services)
 	}
 	c.snap.Store(&Snapshot{Local: c.name, Clusters: views})
@@ -856,43 +1100,103 @@ func (c *Catalog) gcLoop() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
-			if c.collect() {
+			changed, own := c.collect()
+			if changed {
 				c.publish()
+			}
+			if own {
+				c.sendOwnToAll()
 			}
 		}
 	}
 }
 
 // collect removes tombstones and dead or departed gateways older than the
-// grace period. Collected gateways are remembered by version so that old
-// copies of their state arriving later are not resurrected.
-func (c *Catalog) collect() bool {
-	cutoff := c.now().Add(-c.cfg.TombstoneTTL)
+// grace period, and gateways heard of only through others (state
+// unknown) after UnknownTTL. Collected gateways are remembered by version
+// and cluster so that old copies of their state arriving later are not
+// resurrected and their name stays bound. Another gateway's public
+// tombstones are its owner's to collect (they are in its signed digest);
+// when we collect ours, the new entry goes to every member whole. It
+// reports whether anything changed and whether our own entry did.
+func (c *Catalog) collect() (changed, ownChanged bool) {
+	now := c.now()
+	cutoff := now.Add(-c.cfg.TombstoneTTL)
+	unknownTTL := c.cfg.UnknownTTL
+	if unknownTTL <= 0 {
+		unknownTTL = DefaultConfig().UnknownTTL
+	}
+	unknownCutoff := now.Add(-unknownTTL)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	changed := false
 	for name, nd := range c.nodes {
-		if name != c.name && (nd.state == "dead" || nd.state == "left") && nd.stateAt.Before(cutoff) {
-			c.forgotten[name] = nd.maxVer
+		if name == c.name {
+			continue
+		}
+		gone := (nd.state == "dead" || nd.state == "left") && nd.stateAt.Before(cutoff)
+		unknown := nd.state == "unknown" && nd.stateAt.Before(unknownCutoff)
+		if gone || unknown {
+			fg := c.forgotten[name]
+			fg.version = max(fg.version, nd.maxVer)
+			if nd.verified {
+				fg.cluster = nd.Cluster
+			}
+			c.forgotten[name] = fg
 			delete(c.nodes, name)
 			c.orderStale = true
 			changed = true
 			continue
 		}
-		for _, m := range []map[string]*record{nd.public, nd.scoped} {
-			for k, r := range m {
-				if r.Deleted && r.deletedAt.Before(cutoff) {
-					delete(m, k)
-					changed = true
-				}
+		for k, r := range nd.scoped {
+			if r.Deleted && r.deletedAt.Before(cutoff) {
+				delete(nd.scoped, k)
+				nd.view, changed = nil, true
 			}
 		}
 	}
-	if changed {
+	own := c.nodes[c.name]
+	for _, m := range []map[string]*record{own.public, own.scoped} {
+		for k, r := range m {
+			if r.Deleted && r.deletedAt.Before(cutoff) {
+				c.ownCollected = max(c.ownCollected, r.Version)
+				delete(m, k)
+				ownChanged = true
+			}
+		}
+	}
+	if ownChanged {
+		c.lastVer = satAdd(c.lastVer, 1)
+		own.Version = c.lastVer
+		if err := c.signOwnLocked(); err != nil {
+			c.log.Error("sign own catalog entry", "err", err)
+		}
+		own.view = nil
+	}
+	for _, m := range []map[string]time.Time{c.wantAt, c.answerAt} {
+		for k, t := range m {
+			if now.Sub(t) > time.Minute {
+				delete(m, k)
+			}
+		}
+	}
+	if changed || ownChanged {
 		c.stateGen++
 		c.metrics.collected.Inc()
 	}
-	return changed
+	return changed || ownChanged, ownChanged
+}
+
+// sendOwnToAll hands every member our whole entry.
+func (c *Catalog) sendOwnToAll() {
+	ml := c.mlReady.Load()
+	if ml == nil {
+		return
+	}
+	for _, m := range ml.Members() {
+		if m.Name != c.name {
+			c.sendOwnTo(m)
+		}
+	}
 }
 
 func cloneServices(in []Service) []Service {

@@ -27,6 +27,7 @@ type testNode struct {
 	scope                      Scope
 	now                        func() time.Time
 	cfg                        func(*Config)
+	signing                    *Signing
 }
 
 func start(t *testing.T, n testNode) *Catalog {
@@ -46,7 +47,7 @@ func start(t *testing.T, n testNode) *Catalog {
 		n.cfg(&cfg)
 	}
 	c, err := New(cfg, Self{Cluster: n.cluster, Region: n.region, DataAddr: "127.0.0.1:1"}, n.svcs,
-		Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Scope: n.scope, Now: n.now})
+		Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Scope: n.scope, Now: n.now, Signing: n.signing})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,16 +163,29 @@ func TestCatalogHAPairDoesNotFight(t *testing.T) {
 	})
 }
 
+// whole returns hdr with recs as an unsigned whole entry, its digest set.
+func whole(hdr nodeHeader, recs ...*record) *wireNode {
+	set := map[string]*record{}
+	for _, r := range recs {
+		set[r.Key()] = r
+	}
+	hdr.Full, hdr.Digest = true, entryDigest(set)
+	return &wireNode{nodeHeader: hdr, Records: recs}
+}
+
 func TestCatalogVersionsAndEcho(t *testing.T) {
 	a := start(t, testNode{name: "a", key: testKey, svcs: []Service{svc("mine", 1)}})
 	hdr := nodeHeader{Node: "x", Cluster: "x", Region: "r", Gateway: "127.0.0.1:9", Version: 5}
 	rec := func(name string, v uint64) *record {
 		return &record{Service: Service{Namespace: "demo", Name: name, Ports: []Port{{Port: 80}}, Healthy: 1, Total: 1}, Version: v}
 	}
-	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{rec("new", 10)}}}, true)
+	a.merge([]*wireNode{whole(hdr, rec("new", 10))}, true)
 	stale := rec("new", 9)
 	stale.Healthy = 0
-	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{stale}}}, true)
+	a.merge([]*wireNode{whole(hdr, stale)}, true)
+	older := hdr
+	older.Version = 4
+	a.merge([]*wireNode{whole(older, stale)}, false)
 	a.publishNow()
 	if v := view(a.Snapshot(), "x"); v == nil || len(v.Services) != 1 || v.Services[0].Healthy != 1 {
 		t.Fatalf("older version overwrote newer: %+v", v)
@@ -182,12 +196,13 @@ func TestCatalogVersionsAndEcho(t *testing.T) {
 	ghost := rec("mine", own.Version+100)
 	ghost.Healthy = 0
 	gone := rec("removed-before-restart", own.Version+5)
-	a.merge([]*wireNode{{nodeHeader: nodeHeader{Node: "a", Cluster: "a", Region: "r-a", Version: own.Version + 200}, Records: []*record{ghost, gone}}}, false)
+	a.merge([]*wireNode{whole(nodeHeader{Node: "a", Cluster: "a", Region: "r-a", Version: own.Version + 200}, ghost, gone)}, false)
 	a.mu.Lock()
 	cur, tomb := a.nodes["a"].public["demo/mine"], a.nodes["a"].public["demo/removed-before-restart"]
+	hv := a.nodes["a"].Version
 	a.mu.Unlock()
-	if cur.Version <= ghost.Version || cur.Healthy != 1 {
-		t.Fatalf("own record after stale echo: %+v", cur)
+	if cur.Version <= ghost.Version || cur.Healthy != 1 || hv < cur.Version {
+		t.Fatalf("own record after stale echo: %+v (header version %d)", cur, hv)
 	}
 	if tomb == nil || !tomb.Deleted || tomb.Version <= gone.Version {
 		t.Fatalf("unknown own record echoed: want newer tombstone, got %+v", tomb)
@@ -196,31 +211,51 @@ func TestCatalogVersionsAndEcho(t *testing.T) {
 
 func TestCatalogTombstonesAreCollectedAndNotResurrected(t *testing.T) {
 	clock := fakeclock.New(time.Now())
-	a := start(t, testNode{name: "a", key: testKey, now: clock.Now})
+	a := start(t, testNode{name: "a", key: testKey, now: clock.Now, svcs: []Service{svc("mine", 1)}})
 	hdr := nodeHeader{Node: "x", Cluster: "x", Region: "r", Gateway: "127.0.0.1:9", Version: 5}
 	live := &record{Service: Service{Namespace: "demo", Name: "s", Ports: []Port{{Port: 80}}, Healthy: 1, Total: 1}, Version: 10}
-	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{live}}}, true)
+	a.merge([]*wireNode{whole(hdr, live)}, true)
 	tomb := &record{Service: Service{Namespace: "demo", Name: "s"}, Version: 11, Deleted: true}
-	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{tomb}}}, true)
+	h6 := hdr
+	h6.Version = 6
+	a.merge([]*wireNode{whole(h6, tomb)}, true)
 	a.publishNow()
 	if a.Snapshot().Known("demo", "s") {
 		t.Fatal("deleted service still in view")
 	}
 	// A late copy of the live record must not bring it back.
-	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{live}}}, false)
+	a.merge([]*wireNode{whole(hdr, live)}, false)
 	a.publishNow()
 	if a.Snapshot().Known("demo", "s") {
 		t.Fatal("tombstone lost to an older copy")
 	}
+	// Our own tombstone is ours to collect: after the grace period, with
+	// a new version of our entry.
+	a.mu.Lock()
+	a.nodes["x"].state = "alive" // as memberlist would say
+	a.mu.Unlock()
+	a.SetServices(nil)
+	a.mu.Lock()
+	v0 := a.nodes["a"].Version
+	a.mu.Unlock()
 	clock.Add(59 * time.Minute)
 	a.collect()
-	if _, ok := a.nodes["x"].public["demo/s"]; !ok {
+	if _, ok := a.nodes["a"].public["demo/mine"]; !ok {
 		t.Fatal("tombstone collected before the grace period")
 	}
 	clock.Add(2 * time.Minute)
 	a.collect()
-	if _, ok := a.nodes["x"].public["demo/s"]; ok {
-		t.Fatal("tombstone not collected after the grace period")
+	a.mu.Lock()
+	_, kept := a.nodes["a"].public["demo/mine"]
+	v1 := a.nodes["a"].Version
+	a.mu.Unlock()
+	if kept || v1 <= v0 {
+		t.Fatalf("own tombstone after the grace period: kept %v, version %d -> %d", kept, v0, v1)
+	}
+	// Another gateway's tombstone is in its signed digest: its owner
+	// collects it, not us.
+	if _, ok := a.nodes["x"].public["demo/s"]; !ok {
+		t.Fatal("another gateway's tombstone collected here")
 	}
 
 	// A departed gateway is collected after the grace period and its old
@@ -234,14 +269,14 @@ func TestCatalogTombstonesAreCollectedAndNotResurrected(t *testing.T) {
 	if view(a.Snapshot(), "x") != nil {
 		t.Fatal("departed gateway not collected")
 	}
-	a.merge([]*wireNode{{nodeHeader: hdr, Records: []*record{live}}}, false)
+	a.merge([]*wireNode{whole(h6, tomb)}, false)
 	a.publishNow()
 	if view(a.Snapshot(), "x") != nil {
 		t.Fatal("collected gateway resurrected by old state")
 	}
 	newer := hdr
 	newer.Version = 100
-	a.merge([]*wireNode{{nodeHeader: newer, Records: []*record{{Service: live.Service, Version: 101}}}}, true)
+	a.merge([]*wireNode{whole(newer, &record{Service: live.Service, Version: 101})}, true)
 	a.publishNow()
 	if v := view(a.Snapshot(), "x"); v == nil || len(v.Services) != 1 {
 		t.Fatal("gateway that came back with newer state not accepted")

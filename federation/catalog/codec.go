@@ -16,15 +16,25 @@ import (
 
 // Wire format of catalog gossip. Every message is
 //
-//	'S' 'C' <format 1> <kind> <flags> <body>
+//	'S' 'C' <format 2> <kind> <flags> <body>
 //
 // where flags bit 0 says the body is DEFLATE-compressed. Strings are a
 // uvarint length and bytes; numbers are uvarints. Bodies:
 //
 //	delta, state: uvarint node count, then per node its header, a uvarint
 //	              record count and the records
-//	keyop:        id, op byte, key bytes
+//	keyop:        id, from, op byte, key bytes, then the sender's
+//	              certificate fingerprint, certificate and signature
 //	keyack:       id, node, error text
+//	want:         node asking for the receiver's whole entry
+//
+// A header is node, cluster, region, zone, cloud, gateway, control,
+// version, a leaving byte (these are what the signature covers, see
+// sign.go), then a flags byte (bit 0: the records are the whole public
+// set, not a delta), the 32-byte digest of the public set, the
+// certificate fingerprint, the certificate (only in whole copies) and the
+// signature. A record is its fields (namespace, name, ports, labels,
+// counts, version, flags, changed) and a signature (scoped records only).
 //
 // DecodeMessage checks every length against the limits in model.go before
 // allocating, so malformed input costs at most the bytes it carries.
@@ -33,10 +43,11 @@ const (
 	kindState  byte = 2
 	kindKeyOp  byte = 3
 	kindKeyAck byte = 4
+	kindWant   byte = 5
 
 	flagFlate byte = 1
 
-	formatVersion byte = 1
+	formatVersion byte = 2
 
 	// compressAbove is the body size from which messages are compressed.
 	compressAbove = 1024
@@ -50,6 +61,15 @@ type nodeHeader struct {
 	Node, Cluster, Region, Zone, Cloud, Gateway, Control string
 	Version                                              uint64
 	Leaving                                              bool
+	// Full says the records are the owner's whole public set; otherwise
+	// they are a delta. Not signed: flipping it only makes the digest
+	// check fail.
+	Full bool
+	// Digest is of the owner's public record set at Version.
+	Digest [digestLen]byte
+	// CertFP is the SHA-256 of Cert; Cert is sent in whole copies only.
+	CertFP, Cert []byte
+	Sig          []byte
 }
 
 // record is one service of one gateway, versioned by its owner.
@@ -66,7 +86,12 @@ type record struct {
 	// change-to-receipt latency metric.
 	Changed int64
 
+	// Sig is the owner's signature of a scoped record (sign.go).
+	Sig []byte
+
 	deletedAt time.Time // local time the tombstone was learned; not sent
+	hash      [digestLen]byte
+	hashed    bool
 }
 
 type wireNode struct {
@@ -79,6 +104,9 @@ type keyOp struct {
 	From string // node to acknowledge to
 	Op   byte   // keyInstall, keyUse, keyRemove
 	Key  []byte
+	// The initiating gateway's signature (sign.go); required by catalogs
+	// that verify.
+	CertFP, Cert, Sig []byte
 }
 
 type keyAck struct {
@@ -90,6 +118,7 @@ type message struct {
 	Nodes  []*wireNode
 	KeyOp  *keyOp
 	KeyAck *keyAck
+	Want   string // kindWant: the node asking
 }
 
 var flateWriters = sync.Pool{New: func() any {
@@ -118,10 +147,15 @@ func encodeMessage(m *message) []byte {
 		w.str(m.KeyOp.From)
 		w.byte(m.KeyOp.Op)
 		w.bytes(m.KeyOp.Key)
+		w.bytes(m.KeyOp.CertFP)
+		w.bytes(m.KeyOp.Cert)
+		w.bytes(m.KeyOp.Sig)
 	case kindKeyAck:
 		w.str(m.KeyAck.ID)
 		w.str(m.KeyAck.Node)
 		w.str(m.KeyAck.Err)
+	case kindWant:
+		w.str(m.Want)
 	}
 	out := bytes.NewBuffer(make([]byte, 0, 5+body.Len()))
 	out.Write([]byte{'S', 'C', formatVersion, m.Kind, 0})
@@ -190,12 +224,15 @@ func decodeMessage(b []byte, limit int64) (*message, error) {
 			m.Nodes = append(m.Nodes, wn)
 		}
 	case kindKeyOp:
-		m.KeyOp = &keyOp{ID: r.str(64), From: r.str(MaxNameLen), Op: r.byte(), Key: r.bytes(32)}
+		m.KeyOp = &keyOp{ID: r.str(64), From: r.str(MaxNameLen), Op: r.byte(), Key: r.bytes(32),
+			CertFP: r.bytes(digestLen), Cert: r.bytes(maxCertBytes), Sig: r.bytes(maxSigBytes)}
 		if r.err == nil && (m.KeyOp.Op < keyInstall || m.KeyOp.Op > keyRemove) {
 			return nil, fmt.Errorf("unknown key operation %d", m.KeyOp.Op)
 		}
 	case kindKeyAck:
 		m.KeyAck = &keyAck{ID: r.str(64), Node: r.str(MaxNameLen), Err: r.str(maxStrLen)}
+	case kindWant:
+		m.Want = r.str(MaxNameLen)
 	default:
 		return nil, fmt.Errorf("unknown kind %d", m.Kind)
 	}
@@ -243,7 +280,8 @@ func (w *writer) byte(b byte)      { w.w.WriteByte(b) }
 func (w *writer) str(s string)     { w.uvarint(uint64(len(s))); w.w.WriteString(s) }
 func (w *writer) bytes(b []byte)   { w.uvarint(uint64(len(b))); w.w.Write(b) }
 
-func (w *writer) header(h *nodeHeader) {
+// headerFields writes what an entry's signature covers.
+func (w *writer) headerFields(h *nodeHeader) {
 	for _, s := range []string{h.Node, h.Cluster, h.Region, h.Zone, h.Cloud, h.Gateway, h.Control} {
 		w.str(s)
 	}
@@ -255,7 +293,27 @@ func (w *writer) header(h *nodeHeader) {
 	}
 }
 
+func (w *writer) header(h *nodeHeader) {
+	w.headerFields(h)
+	if h.Full {
+		w.byte(1)
+	} else {
+		w.byte(0)
+	}
+	w.w.Write(h.Digest[:])
+	w.bytes(h.CertFP)
+	w.bytes(h.Cert)
+	w.bytes(h.Sig)
+}
+
 func (w *writer) record(r *record) {
+	w.recordBody(r)
+	w.bytes(r.Sig)
+}
+
+// recordBody writes a record's canonical encoding (labels sorted), which
+// the entry digest and scoped signatures cover.
+func (w *writer) recordBody(r *record) {
 	w.str(r.Namespace)
 	w.str(r.Name)
 	w.uvarint(uint64(len(r.Ports)))
@@ -387,6 +445,25 @@ func (r *reader) header(h *nodeHeader) {
 	default:
 		r.fail("bad leaving flag")
 	}
+	switch r.byte() {
+	case 0:
+	case 1:
+		h.Full = true
+	default:
+		r.fail("bad header flags")
+	}
+	if r.err == nil {
+		if _, err := io.ReadFull(r.r, h.Digest[:]); err != nil {
+			r.fail("truncated digest: %v", err)
+		}
+		r.n += digestLen
+	}
+	h.CertFP = r.bytes(digestLen)
+	if len(h.CertFP) != 0 && len(h.CertFP) != digestLen {
+		r.fail("certificate fingerprint of %d bytes", len(h.CertFP))
+	}
+	h.Cert = r.bytes(maxCertBytes)
+	h.Sig = r.bytes(maxSigBytes)
 }
 
 func (r *reader) record() *record {
@@ -433,6 +510,7 @@ func (r *reader) record() *record {
 	}
 	rec.Deleted, rec.Scoped = flags&1 != 0, flags&2 != 0
 	rec.Changed = int64(min(r.uvarint(), 1<<62))
+	rec.Sig = r.bytes(maxSigBytes)
 	return rec
 }
 

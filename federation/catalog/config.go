@@ -42,6 +42,10 @@ type Config struct {
 	// TombstoneTTL is how long deleted services and departed gateways are
 	// remembered before they are collected. Default 1h.
 	TombstoneTTL time.Duration `mapstructure:"tombstoneTTL"`
+	// UnknownTTL is how long a gateway heard of only through others (never
+	// seen alive by this gateway's failure detector) is kept before it is
+	// collected. Default 10m.
+	UnknownTTL time.Duration `mapstructure:"unknownTTL"`
 
 	// Overrides of the profile's timings; zero keeps the profile's value.
 	ProbeInterval    time.Duration `mapstructure:"probeInterval"`
@@ -54,7 +58,7 @@ type Config struct {
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Bind: "0.0.0.0:7946", Profile: "lan", TombstoneTTL: time.Hour}
+	return Config{Bind: "0.0.0.0:7946", Profile: "lan", TombstoneTTL: time.Hour, UnknownTTL: 10 * time.Minute}
 }
 
 // Validate reports every problem with c, each naming its key under prefix.
@@ -91,6 +95,9 @@ func (c Config) Validate(prefix string) error {
 	}
 	if c.TombstoneTTL < time.Second {
 		errs = append(errs, configfile.Errorf(prefix+"tombstoneTTL", "must be at least 1s, found %s", c.TombstoneTTL))
+	}
+	if c.UnknownTTL != 0 && c.UnknownTTL < time.Second {
+		errs = append(errs, configfile.Errorf(prefix+"unknownTTL", "must be at least 1s, found %s", c.UnknownTTL))
 	}
 	for _, d := range []struct {
 		key string

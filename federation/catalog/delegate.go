@@ -41,6 +41,8 @@ func (d *delegate) NotifyMsg(b []byte) {
 		c.handleKeyOp(m.KeyOp)
 	case kindKeyAck:
 		c.handleKeyAck(m.KeyAck)
+	case kindWant:
+		c.handleWant(m.Want)
 	}
 }
 
@@ -63,7 +65,11 @@ func (d *delegate) LocalState(bool) []byte {
 	if c.stateMsg == nil || c.stateAt != c.stateGen {
 		nodes := make([]*wireNode, 0, len(c.nodes))
 		for _, nd := range c.nodes {
+			if !nd.verified {
+				continue
+			}
 			wn := &wireNode{nodeHeader: nd.nodeHeader, Records: make([]*record, 0, len(nd.public))}
+			wn.Full = true
 			for _, r := range nd.public {
 				wn.Records = append(wn.Records, r)
 			}

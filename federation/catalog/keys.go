@@ -152,7 +152,11 @@ func (c *Catalog) KeyOp(ctx context.Context, op string, key string) (KeyResult, 
 		delete(c.keyWaits, id)
 		c.mu.Unlock()
 	}()
-	msg := encodeMessage(&message{Kind: kindKeyOp, KeyOp: &keyOp{ID: id, From: c.name, Op: code, Key: raw}})
+	kop := &keyOp{ID: id, From: c.name, Op: code, Key: raw}
+	if err := c.signer.signKeyOp(kop); err != nil {
+		return res, err
+	}
+	msg := encodeMessage(&message{Kind: kindKeyOp, KeyOp: kop})
 	pending := map[string]bool{}
 	for _, m := range c.ml.Members() {
 		if m.Name == c.name {
@@ -242,9 +246,21 @@ func (c *Catalog) saveKeyring() error {
 }
 
 // handleKeyOp applies a peer's key operation and answers it.
+//
+// Key operations reach a catalog only from KeyOp (the admin API, behind
+// its operator token) or from a peer's signed key operation: with
+// signing on, a member that holds the gossip key but no gateway
+// certificate of the federation cannot install, switch or remove keys.
 func (c *Catalog) handleKeyOp(op *keyOp) {
 	ack := keyAck{ID: op.ID, Node: c.name}
-	if err := c.applyKeyOp(op.Op, op.Key); err != nil {
+	c.mu.Lock()
+	reason := c.verifier.verifyKeyOp(op, c.now())
+	c.mu.Unlock()
+	if reason != "" {
+		c.metrics.rejected.WithLabelValues(reason).Inc()
+		c.log.Warn("refused gossip key operation", "reason", reason, "peer", op.From)
+		ack.Err = "refused: " + reason
+	} else if err := c.applyKeyOp(op.Op, op.Key); err != nil {
 		ack.Err = err.Error()
 	}
 	c.bg.Add(1)

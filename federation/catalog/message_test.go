@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
 
 func sampleNode(n int) *wireNode {
-	wn := &wireNode{nodeHeader: nodeHeader{Node: "n1", Cluster: "c1", Region: "eu-west", Zone: "z", Cloud: "aws", Gateway: "127.0.0.1:15443", Control: "127.0.0.1:15012", Version: 42}}
+	wn := &wireNode{nodeHeader: nodeHeader{Node: "n1", Cluster: "c1", Region: "eu-west", Zone: "z", Cloud: "aws", Gateway: "127.0.0.1:15443", Control: "127.0.0.1:15012", Version: 42,
+		Full: true, Digest: [digestLen]byte{1, 2, 3}, CertFP: bytes.Repeat([]byte{9}, digestLen), Cert: []byte("der"), Sig: []byte("sig")}}
 	for i := range n {
 		wn.Records = append(wn.Records, &record{Service: Service{Namespace: "demo", Name: fmt.Sprintf("svc-%d", i),
 			Ports: []Port{{Name: "http", Port: 8080, Protocol: "http"}}, Labels: map[string]string{"data-class": "pii-eu"}, Healthy: 1, Total: 2, Weight: 3},
@@ -31,7 +33,7 @@ func TestCodecRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := m.Nodes[0]
-			if out.nodeHeader != in.nodeHeader || len(out.Records) != n {
+			if !reflect.DeepEqual(out.nodeHeader, in.nodeHeader) || len(out.Records) != n {
 				t.Fatalf("header %+v, %d records", out.nodeHeader, len(out.Records))
 			}
 			for i, r := range out.Records {
@@ -69,17 +71,17 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{"empty", nil, "not a catalog message"},
 		{"json", []byte(`{"kind":"entry"}`), "not a catalog message"},
 		{"future format", append([]byte{'S', 'C', 9}, good[3:]...), "format 9"},
-		{"unknown kind", append([]byte{'S', 'C', 1, 99, 0}, good[5:]...), "unknown kind 99"},
-		{"unknown flags", append([]byte{'S', 'C', 1, 1, 8}, good[5:]...), "unknown flags"},
+		{"unknown kind", append([]byte{'S', 'C', 2, 99, 0}, good[5:]...), "unknown kind 99"},
+		{"unknown flags", append([]byte{'S', 'C', 2, 1, 8}, good[5:]...), "unknown flags"},
 		{"truncated", good[:len(good)-3], "truncated"},
 		{"trailing", append(append([]byte{}, good...), 0), "trailing bytes"},
 		{"bad port", encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{badNode}}), "port 70000 out of range"},
 		{"healthy above total", encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{unhealthy}}), "healthy 5, total 2"},
 		{"missing cluster", encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{noCluster}}), "cluster: missing"},
 		{"delta with two nodes", twoNodes, "delta carries 2 nodes"},
-		{"huge count", []byte{'S', 'C', 1, kindState, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, "exceeds limit"},
-		{"huge string", []byte{'S', 'C', 1, kindDelta, 0, 1, 0xff, 0xff, 0xff, 0x7f}, "exceeds limit"},
-		{"bad flate", []byte{'S', 'C', 1, kindDelta, flagFlate, 0xff, 0xff}, "truncated"},
+		{"huge count", []byte{'S', 'C', 2, kindState, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, "exceeds limit"},
+		{"huge string", []byte{'S', 'C', 2, kindDelta, 0, 1, 0xff, 0xff, 0xff, 0x7f}, "exceeds limit"},
+		{"bad flate", []byte{'S', 'C', 2, kindDelta, flagFlate, 0xff, 0xff}, "truncated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeMessage(tc.in)

@@ -17,6 +17,7 @@ type catalogMetrics struct {
 	propagation  prometheus.Histogram
 	deadEvents   prometheus.Counter
 	deltaBytes   prometheus.Counter
+	rejected     *prometheus.CounterVec
 }
 
 func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
@@ -63,6 +64,12 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 		deltaBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_catalog_delta_sent_bytes_total", Help: "Bytes of change messages sent (direct and gossiped), without full-state exchanges.",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_catalog_rejected_total", Help: "Catalog entries and records refused, by reason (unsigned, bad_certificate, unknown_certificate, identity_mismatch, bad_signature, node_cluster, inconsistent).",
+		}, []string{"reason"}),
+	}
+	for _, r := range rejectReasons {
+		m.rejected.WithLabelValues(r)
 	}
 	if reg != nil {
 		for _, col := range m.collectors() {
@@ -73,7 +80,7 @@ func newCatalogMetrics(reg prometheus.Registerer) *catalogMetrics {
 }
 
 func (m *catalogMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.members, m.entries, m.bytesSent, m.bytesRecv, m.decodeErrors, m.deltas, m.sendDrops, m.stateEncodes, m.collected, m.keyOps, m.propagation, m.deadEvents, m.deltaBytes}
+	return []prometheus.Collector{m.members, m.entries, m.bytesSent, m.bytesRecv, m.decodeErrors, m.deltas, m.sendDrops, m.stateEncodes, m.collected, m.keyOps, m.propagation, m.deadEvents, m.deltaBytes, m.rejected}
 }
 
 func (m *catalogMetrics) unregister() {
