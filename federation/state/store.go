@@ -54,6 +54,15 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Now is the clock for staleness. Default time.Now.
 	Now func() time.Time
+	// RaftListener, when set, wraps the mTLS Raft listener: the gateway
+	// puts it in a connection budget (limits.listeners.raft). A wrapped
+	// connection with an Established method is told when its TLS
+	// handshake finished. Optional.
+	RaftListener func(net.Listener) net.Listener
+	// HandshakeTimeout bounds each inbound Raft TLS handshake; a
+	// connection that has not finished it by then is closed before Raft
+	// sees it. Default 5s.
+	HandshakeTimeout time.Duration
 }
 
 // Store is one gateway's replica of the routing state: a Raft server
@@ -164,7 +173,7 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		if opts.Identity == nil {
 			return nil, errors.New("open routing state: an identity is required for the mTLS transport")
 		}
-		stream, err := listenStream(cfg.Bind, cfg.Advertise, opts.Identity)
+		stream, err := listenStream(cfg.Bind, cfg.Advertise, opts, s.log)
 		if err != nil {
 			return nil, err
 		}
@@ -690,7 +699,7 @@ func memberValue(m Member) string {
 }
 
 // listenStream opens the mTLS Raft listener.
-func listenStream(bind, advertise string, id *identity.Bundle) (*tlsStream, error) {
+func listenStream(bind, advertise string, opts Options, log *slog.Logger) (*tlsStream, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen raft on %s: %w", bind, err)
@@ -704,5 +713,8 @@ func listenStream(bind, advertise string, id *identity.Bundle) (*tlsStream, erro
 		}
 		adv = a
 	}
-	return &tlsStream{ln: ln, adv: adv, server: id.ServerConfig(), client: id.ClientConfig("raft.strait")}, nil
+	if opts.RaftListener != nil {
+		ln = opts.RaftListener(ln)
+	}
+	return newTLSStream(ln, adv, opts.Identity.ServerConfig(), opts.Identity.ClientConfig("raft.strait"), opts.HandshakeTimeout, log), nil
 }
