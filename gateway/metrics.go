@@ -17,6 +17,7 @@ type metrics struct {
 	endpointsDown      prometheus.Gauge
 	duration           *prometheus.HistogramVec
 	refused            *prometheus.CounterVec
+	handshakeTimeouts  *prometheus.CounterVec
 	idleClosed         prometheus.Counter
 	tunnels            *prometheus.GaugeVec
 	tunnelDials        *prometheus.CounterVec
@@ -65,7 +66,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
 		}, []string{"direction", "service", "cluster"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strait_gateway_connections_refused_total", Help: "Connections and tunnel streams refused because limits.maxConnections were open, by listener.",
+			Name: "strait_gateway_connections_refused_total",
+			Help: "Connections and tunnel streams refused over a budget, by listener and reason (listener: limits.listeners.<listener>; source: limits.handshakesPerSource; max_connections: limits.maxConnections).",
+		}, []string{"listener", "reason"}),
+		handshakeTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_handshake_timeouts_total", Help: "Connections to the data, Raft and control ports closed because their TLS handshake did not finish within limits.handshakeTimeout, by listener.",
 		}, []string{"listener"}),
 		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_gateway_idle_closed_total", Help: "Connections closed after timeouts.idle without a byte either way.",
@@ -121,7 +126,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
-		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
+		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams}
 }
 

@@ -13,7 +13,7 @@ import (
 // so that the gateway's gossip metadata can carry its address.
 func (g *Gateway) listenControl() (advertised string, err error) {
 	cfg := g.cfg
-	if g.controlLn, err = net.Listen("tcp", cfg.Listen.Control); err != nil {
+	if g.controlLn, err = g.listenIn("control", cfg.Listen.Control, cfg.Limits.Listeners.Control, true); err != nil {
 		return "", fmt.Errorf("listen control on %s: %w", cfg.Listen.Control, err)
 	}
 	raftAddr := cfg.State.Advertise
@@ -34,6 +34,10 @@ func (g *Gateway) startState() error {
 		Name: g.catalog.Name(), TrustDomain: cfg.TrustDomain, Cluster: cfg.Cluster, Region: cfg.Region,
 		ControlAddr: ctlAddr, Identity: g.id, Transport: g.opts.StateTransport, Validator: g.opts.StateValidator,
 		Logger: g.log, Registry: g.reg,
+		// The budget's timer closes (and counts) a late handshake at
+		// limits.handshakeTimeout; the stream layer's deadline is a backstop.
+		RaftListener:     func(ln net.Listener) net.Listener { return g.budget("raft", ln, cfg.Limits.Listeners.Raft, true) },
+		HandshakeTimeout: cfg.Limits.HandshakeTimeout + time.Second,
 	})
 	if err != nil {
 		return err

@@ -21,6 +21,8 @@
 package connlimit
 
 import (
+	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -165,6 +167,30 @@ func (c *Conn) Close() error {
 
 // NetConn returns the accepted connection.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite half-closes the connection when the one beneath can.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// ReadFrom and WriteTo keep the zero-copy paths of the connection beneath
+// (splice(2) between two TCP sockets).
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.Conn.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{c.Conn})
+}
 
 func (c *Conn) expire() {
 	if !c.state.CompareAndSwap(handshaking, ended) {
