@@ -20,6 +20,7 @@ import (
 // (listener, source).
 const (
 	refusedMaxConnections = "max_connections" // limits.maxConnections
+	refusedPeerStreams    = "peer_streams"    // tunnels.maxStreamsPerPeer
 )
 
 // listenIn binds addr and puts the listener in its budget (budget).

@@ -128,6 +128,15 @@ type TunnelConfig struct {
 	// buffered in the gateway. Raise it for bulk transfers over long fat
 	// links. Default 4096 (4 MiB), at least 256.
 	StreamWindowKiB int `mapstructure:"streamWindowKiB"`
+	// MaxStreamsPerPeer caps the streams one peer cluster has open on the
+	// tunnels it opened to this gateway, together. A stream over it is
+	// answered ERR (the peer tries the next cluster); a peer that holds
+	// twice as many (it does not close what was refused) loses the tunnel
+	// the next one arrives on. What one peer can leave buffered here is at
+	// most 2 × maxStreamsPerPeer × streamWindowKiB (8 GiB with the
+	// defaults, and only while local services read slower than the peer
+	// sends): lower either to pin less. Default 1024.
+	MaxStreamsPerPeer int `mapstructure:"maxStreamsPerPeer"`
 }
 
 // maxStreamWindowKiB bounds tunnels.streamWindowKiB (1 GiB).
@@ -250,7 +259,7 @@ func DefaultConfig() Config {
 		Gossip:      catalog.DefaultConfig(),
 		State:       state.DefaultConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
-		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096},
+		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096, MaxStreamsPerPeer: 1024},
 		Limits:      defaultLimits(),
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Outlier:     route.DefaultOutlierConfig(),
@@ -384,7 +393,7 @@ func (c Config) Validate() error {
 		{"limits.listeners.control", c.Limits.Listeners.Control, 1}, {"limits.listeners.connect", c.Limits.Listeners.Connect, 1},
 		{"limits.listeners.passthrough", c.Limits.Listeners.Passthrough, 1}, {"limits.listeners.import", c.Limits.Listeners.Import, 1},
 		{"limits.listeners.admin", c.Limits.Listeners.Admin, 1},
-		{"tunnels.streamWindowKiB", c.Tunnels.StreamWindowKiB, 256},
+		{"tunnels.streamWindowKiB", c.Tunnels.StreamWindowKiB, 256}, {"tunnels.maxStreamsPerPeer", c.Tunnels.MaxStreamsPerPeer, 1},
 		{"outlier.consecutiveFailures", c.Outlier.ConsecutiveFailures, 1}} {
 		if n.v < n.min {
 			errs = append(errs, configfile.Errorf(n.key, "must be at least %d, found %d", n.min, n.v))

@@ -58,6 +58,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no tunnel keepalive", func(c *Config) { c.Tunnels.Keepalive = 0 }, "tunnels.keepalive", "must be positive"},
 		{"negative keepalive timeout", func(c *Config) { c.Tunnels.KeepaliveTimeout = -time.Second }, "tunnels.keepaliveTimeout", "must be positive"},
 		{"no tunnels per peer", func(c *Config) { c.Tunnels.PerPeer = 0 }, "tunnels.perPeer", "must be at least 1"},
+		{"no streams per peer", func(c *Config) { c.Tunnels.MaxStreamsPerPeer = 0 }, "tunnels.maxStreamsPerPeer", "must be at least 1"},
 		{"small stream window", func(c *Config) { c.Tunnels.StreamWindowKiB = 64 }, "tunnels.streamWindowKiB", "must be at least 256"},
 		{"huge stream window", func(c *Config) { c.Tunnels.StreamWindowKiB = 4 << 20 }, "tunnels.streamWindowKiB", "must be at most 1048576"},
 		{"no connections", func(c *Config) { c.Limits.MaxConnections = 0 }, "limits.maxConnections", "must be at least 1"},

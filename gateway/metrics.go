@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"direction", "service", "cluster"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_connections_refused_total",
-			Help: "Connections and tunnel streams refused over a budget, by listener and reason (listener: limits.listeners.<listener>; source: limits.handshakesPerSource; max_connections: limits.maxConnections).",
+			Help: "Connections and tunnel streams refused over a budget, by listener and reason (listener: limits.listeners.<listener>; source: limits.handshakesPerSource; max_connections: limits.maxConnections; peer_streams: tunnels.maxStreamsPerPeer).",
 		}, []string{"listener", "reason"}),
 		handshakeTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_handshake_timeouts_total", Help: "Connections to the data, Raft and control ports closed because their TLS handshake did not finish within limits.handshakeTimeout, by listener.",
@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_tunnel_dials_total", Help: "Tunnels dialled to other gateways, by result (ok, failed, no-tunnels: the peer only takes one connection per stream).",
 		}, []string{"result"}),
 		tunnelClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown).",
+			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown; peer_streams: the peer held twice tunnels.maxStreamsPerPeer streams).",
 		}, []string{"reason"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ejections_total",
@@ -143,5 +143,5 @@ func (m *metrics) selector() route.Metrics {
 
 // tunnel returns the collectors of the tunnel pool.
 func (m *metrics) tunnel() tunnel.Metrics {
-	return tunnel.Metrics{Tunnels: m.tunnels, Dials: m.tunnelDials, Closed: m.tunnelClosed}
+	return tunnel.Metrics{Tunnels: m.tunnels, Dials: m.tunnelDials, Closed: m.tunnelClosed, Refused: m.refused.WithLabelValues("tunnel", refusedPeerStreams)}
 }
