@@ -152,16 +152,64 @@ type TunnelConfig struct {
 	// buffered in the gateway. Raise it for bulk transfers over long fat
 	// links. Default 4096 (4 MiB), at least 256.
 	StreamWindowKiB int `mapstructure:"streamWindowKiB"`
+	// MaxStreamsPerPeer caps the streams one peer cluster has open on the
+	// tunnels it opened to this gateway, together. A stream over it is
+	// answered ERR (the peer tries the next cluster); a peer that holds
+	// twice as many (it does not close what was refused) loses the tunnel
+	// the next one arrives on. What one peer can leave buffered here is at
+	// most 2 × maxStreamsPerPeer × streamWindowKiB (8 GiB with the
+	// defaults, and only while local services read slower than the peer
+	// sends): lower either to pin less. Default 1024.
+	MaxStreamsPerPeer int `mapstructure:"maxStreamsPerPeer"`
 }
 
 // maxStreamWindowKiB bounds tunnels.streamWindowKiB (1 GiB).
 const maxStreamWindowKiB = 1 << 20
 
-// LimitsConfig caps what the gateway accepts.
+// LimitsConfig caps what the gateway accepts. Every listener has a
+// budget of its own (Listeners), so that a flood of one port, such as
+// unauthenticated handshakes on the data, Raft or control port, never
+// takes the connections local workloads need, nor the other way round.
 type LimitsConfig struct {
-	// MaxConnections caps open connections over all listeners (local
-	// clients and other gateways); more are refused at once. Default 16384.
+	// MaxConnections caps, together, the connections local workloads have
+	// open on the connect, passthrough and import ports and the streams
+	// other gateways have open here (on tunnels, or a connection each);
+	// more are refused at once. Connections on the data, Raft, control and
+	// admin ports have only their listener's budget. Default 16384.
 	MaxConnections int `mapstructure:"maxConnections"`
+	// HandshakeTimeout is how long a connection to the data, Raft or
+	// control port may take to finish its TLS handshake; then it is
+	// closed. The data port's handshake also ends at timeouts.connect.
+	// Default 5s.
+	HandshakeTimeout time.Duration `mapstructure:"handshakeTimeout"`
+	// HandshakesPerSource caps the TLS handshakes one client address (an
+	// IPv6 /64) has under way on the data, Raft and control ports
+	// together; more are refused at once. Default 64.
+	HandshakesPerSource int `mapstructure:"handshakesPerSource"`
+	// Listeners are the listeners' own budgets.
+	Listeners ListenerLimits `mapstructure:"listeners"`
+}
+
+// ListenerLimits cap how many connections each listener holds open at
+// once, whatever their state (a TLS handshake, a tunnel, a client being
+// carried). A connection over its listener's budget is closed as soon as
+// it is accepted and counted in strait_gateway_connections_refused_total.
+type ListenerLimits struct {
+	// Data is listen.data's budget: handshakes, tunnels and streams on a
+	// connection of their own. Default 4096.
+	Data int `mapstructure:"data"`
+	// Raft is state.bind's budget. Default 256.
+	Raft int `mapstructure:"raft"`
+	// Control is listen.control's budget. Default 1024.
+	Control int `mapstructure:"control"`
+	// Connect is listen.connect's budget. Default 8192.
+	Connect int `mapstructure:"connect"`
+	// Passthrough is listen.passthrough's budget. Default 8192.
+	Passthrough int `mapstructure:"passthrough"`
+	// Import is the budget of each import port. Default 4096.
+	Import int `mapstructure:"import"`
+	// Admin is listen.admin's budget. Default 64.
+	Admin int `mapstructure:"admin"`
 }
 
 // HealthConfig sets the active health check of local endpoints: a TCP
@@ -235,13 +283,19 @@ func DefaultConfig() Config {
 		Gossip:      catalog.DefaultConfig(),
 		State:       state.DefaultConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
-		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096},
-		Limits:      LimitsConfig{MaxConnections: 16384},
+		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096, MaxStreamsPerPeer: 1024},
+		Limits:      defaultLimits(),
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Outlier:     route.DefaultOutlierConfig(),
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
 	}
+}
+
+// defaultLimits are the documented defaults of limits.*.
+func defaultLimits() LimitsConfig {
+	return LimitsConfig{MaxConnections: 16384, HandshakeTimeout: 5 * time.Second, HandshakesPerSource: 64,
+		Listeners: ListenerLimits{Data: 4096, Raft: 256, Control: 1024, Connect: 8192, Passthrough: 8192, Import: 4096, Admin: 64}}
 }
 
 // Validate reports every problem at once, each naming its key.
@@ -356,7 +410,8 @@ func (c Config) Validate() error {
 	}{{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.budget", c.Timeouts.Budget}, {"timeouts.drain", c.Timeouts.Drain},
 		{"timeouts.idle", c.Timeouts.Idle}, {"tunnels.keepalive", c.Tunnels.Keepalive}, {"tunnels.keepaliveTimeout", c.Tunnels.KeepaliveTimeout},
 		{"health.interval", c.Health.Interval}, {"health.timeout", c.Health.Timeout},
-		{"outlier.baseEjection", c.Outlier.BaseEjection}, {"outlier.maxEjection", c.Outlier.MaxEjection}} {
+		{"outlier.baseEjection", c.Outlier.BaseEjection}, {"outlier.maxEjection", c.Outlier.MaxEjection},
+		{"limits.handshakeTimeout", c.Limits.HandshakeTimeout}} {
 		if d.v <= 0 {
 			errs = append(errs, configfile.Errorf(d.key, "must be positive, found %s", d.v))
 		}
@@ -368,7 +423,12 @@ func (c Config) Validate() error {
 	}{{"residency.audit.maxSizeMB", c.Residency.Audit.MaxSizeMB, 1}, {"residency.audit.maxBackups", c.Residency.Audit.MaxBackups, 0},
 		{"residency.audit.maxAgeDays", c.Residency.Audit.MaxAgeDays, 0},
 		{"tunnels.perPeer", c.Tunnels.PerPeer, 1}, {"limits.maxConnections", c.Limits.MaxConnections, 1},
-		{"tunnels.streamWindowKiB", c.Tunnels.StreamWindowKiB, 256},
+		{"limits.handshakesPerSource", c.Limits.HandshakesPerSource, 1},
+		{"limits.listeners.data", c.Limits.Listeners.Data, 1}, {"limits.listeners.raft", c.Limits.Listeners.Raft, 1},
+		{"limits.listeners.control", c.Limits.Listeners.Control, 1}, {"limits.listeners.connect", c.Limits.Listeners.Connect, 1},
+		{"limits.listeners.passthrough", c.Limits.Listeners.Passthrough, 1}, {"limits.listeners.import", c.Limits.Listeners.Import, 1},
+		{"limits.listeners.admin", c.Limits.Listeners.Admin, 1},
+		{"tunnels.streamWindowKiB", c.Tunnels.StreamWindowKiB, 256}, {"tunnels.maxStreamsPerPeer", c.Tunnels.MaxStreamsPerPeer, 1},
 		{"outlier.consecutiveFailures", c.Outlier.ConsecutiveFailures, 1}} {
 		if n.v < n.min {
 			errs = append(errs, configfile.Errorf(n.key, "must be at least %d, found %d", n.min, n.v))

@@ -58,9 +58,15 @@ func TestConfigValidate(t *testing.T) {
 		{"no tunnel keepalive", func(c *Config) { c.Tunnels.Keepalive = 0 }, "tunnels.keepalive", "must be positive"},
 		{"negative keepalive timeout", func(c *Config) { c.Tunnels.KeepaliveTimeout = -time.Second }, "tunnels.keepaliveTimeout", "must be positive"},
 		{"no tunnels per peer", func(c *Config) { c.Tunnels.PerPeer = 0 }, "tunnels.perPeer", "must be at least 1"},
+		{"no streams per peer", func(c *Config) { c.Tunnels.MaxStreamsPerPeer = 0 }, "tunnels.maxStreamsPerPeer", "must be at least 1"},
 		{"small stream window", func(c *Config) { c.Tunnels.StreamWindowKiB = 64 }, "tunnels.streamWindowKiB", "must be at least 256"},
 		{"huge stream window", func(c *Config) { c.Tunnels.StreamWindowKiB = 4 << 20 }, "tunnels.streamWindowKiB", "must be at most 1048576"},
 		{"no connections", func(c *Config) { c.Limits.MaxConnections = 0 }, "limits.maxConnections", "must be at least 1"},
+		{"no handshake time", func(c *Config) { c.Limits.HandshakeTimeout = 0 }, "limits.handshakeTimeout", "must be positive"},
+		{"no handshakes per source", func(c *Config) { c.Limits.HandshakesPerSource = 0 }, "limits.handshakesPerSource", "must be at least 1"},
+		{"no data port budget", func(c *Config) { c.Limits.Listeners.Data = 0 }, "limits.listeners.data", "must be at least 1"},
+		{"negative raft budget", func(c *Config) { c.Limits.Listeners.Raft = -1 }, "limits.listeners.raft", "must be at least 1"},
+		{"no import budget", func(c *Config) { c.Limits.Listeners.Import = 0 }, "limits.listeners.import", "must be at least 1"},
 		{"no idle timeout", func(c *Config) { c.Timeouts.Idle = 0 }, "timeouts.idle", "must be positive"},
 		{"import clashes with passthrough", func(c *Config) {
 			c.Imports = []Import{{Service: "demo/a", Port: 80, Listen: "0.0.0.0:15002"}}

@@ -24,6 +24,13 @@
 //     leaves the last good policy in force.
 //   - Nothing is retried once a peer answered OK; bytes kept for early
 //     data go elsewhere only when the peer sent nothing on.
+//   - Every listener holds at most its budget (limits.listeners.*); the
+//     excess is closed as soon as it is accepted, a TLS handshake on the
+//     data, Raft or control port ends within limits.handshakeTimeout, and
+//     a request head costs at most its limit (64 KiB), so a flood of idle
+//     connections or a huge head bounds the gateway's open files and
+//     memory (TestIdleFloodOfEveryPort, TestListenerBudgets,
+//     TestHugeRequestHeadCostsTheLimit).
 //
 // Decisions live in gateway/route, byte formats in gateway/wire, tunnels
 // in gateway/tunnel and the admin API in gateway/admin; this package only

@@ -24,6 +24,7 @@ import (
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/connlimit"
 	"github.com/straitmesh/strait/internal/retry"
 )
 
@@ -94,6 +95,7 @@ type Gateway struct {
 	draining chan struct{} // closed when shutdown starts
 
 	conns    connTracker
+	sources  *connlimit.Sources // handshakes under way by client address (budget.go)
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -240,7 +242,8 @@ func (g *Gateway) components() []component {
 			g.draining = make(chan struct{})
 			g.tunnels = tunnel.NewPool(g.ctx, tunnel.Config{PerPeer: cfg.Tunnels.PerPeer, Keepalive: cfg.Tunnels.Keepalive,
 				KeepaliveTimeout: cfg.Tunnels.KeepaliveTimeout, Connect: cfg.Timeouts.Connect, Drain: cfg.Timeouts.Drain,
-				StreamWindowKiB: cfg.Tunnels.StreamWindowKiB, Mismatch: g.peerMismatch}, g.id, g.dial, g.knownGateway, g.metrics.tunnel(), g.log, nil)
+				StreamWindowKiB: cfg.Tunnels.StreamWindowKiB, Mismatch: g.peerMismatch,
+				MaxStreamsPerPeer: cfg.Tunnels.MaxStreamsPerPeer}, g.id, g.dial, g.knownGateway, g.metrics.tunnel(), g.log, nil)
 			g.setLocal(g.disc.Services())
 			g.health = newHealthChecker(g)
 			return nil
@@ -308,20 +311,21 @@ func (g *Gateway) components() []component {
 	)
 }
 
-// listen binds every listener: data, admin, connect, passthrough, the
-// imports and the control API (before the catalog starts, so that its
-// gossip metadata can carry the address).
+// listen binds every listener, each in its budget (budget.go): data,
+// admin, connect, passthrough, the imports and the control API (before
+// the catalog starts, so that its gossip metadata can carry the address).
 func (g *Gateway) listen() (err error) {
 	cfg := g.cfg
+	lim := cfg.Limits.Listeners
 	defer func() {
 		if err != nil {
 			g.closeListeners() // what was bound before the failure
 		}
 	}()
-	if g.dataLn, err = net.Listen("tcp", cfg.Listen.Data); err != nil {
+	if g.dataLn, err = g.listenIn("data", cfg.Listen.Data, lim.Data, true); err != nil {
 		return fmt.Errorf("listen data plane on %s: %w", cfg.Listen.Data, err)
 	}
-	if g.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
+	if g.adminLn, err = g.listenIn("admin", cfg.Listen.Admin, lim.Admin, false); err != nil {
 		return fmt.Errorf("listen admin on %s: %w", cfg.Listen.Admin, err)
 	}
 	if cfg.Listen.Probes != "" {
@@ -330,7 +334,7 @@ func (g *Gateway) listen() (err error) {
 		}
 	}
 	if cfg.Listen.Connect != "" {
-		if g.connectLn, err = net.Listen("tcp", cfg.Listen.Connect); err != nil {
+		if g.connectLn, err = g.listenIn("connect", cfg.Listen.Connect, lim.Connect, false); err != nil {
 			return fmt.Errorf("listen connect on %s: %w", cfg.Listen.Connect, err)
 		}
 	}
@@ -338,7 +342,7 @@ func (g *Gateway) listen() (err error) {
 		return err
 	}
 	for _, im := range cfg.Imports {
-		ln, lerr := net.Listen("tcp", im.Listen)
+		ln, lerr := g.listenIn("import", im.Listen, lim.Import, false)
 		if lerr != nil {
 			return fmt.Errorf("listen import %s:%d on %s: %w", im.Service, im.Port, im.Listen, lerr)
 		}
@@ -425,9 +429,13 @@ func (g *Gateway) acceptLoop(name string, ln net.Listener, handle func(net.Conn)
 			return err
 		}
 		backoff.Reset()
-		if !g.conns.add(c) {
+		// A connection on the data port counts against
+		// limits.maxConnections only once it turns out to carry one
+		// stream (serveInbound): a handshake or a tunnel never does.
+		if !g.conns.add(c, name != "data") {
 			if !g.closing.Load() {
-				g.metrics.refused.WithLabelValues(name).Inc()
+				g.metrics.refused.WithLabelValues(name, refusedMaxConnections).Inc()
+				g.log.Debug("connection refused", "listener", name, "reason", refusedMaxConnections, "peer", c.RemoteAddr().String())
 			}
 			c.Close()
 			continue
@@ -558,8 +566,8 @@ func (g *Gateway) closeListeners() {
 	}
 }
 
-// connTracker counts open connections and tunnel streams, caps them and
-// lets shutdown drain them.
+// connTracker tracks open connections and tunnel streams, caps those that
+// count against limits.maxConnections and lets shutdown drain them all.
 type connTracker struct {
 	mu      sync.Mutex
 	open    map[net.Conn]bool // true: counts against max
@@ -574,27 +582,37 @@ func (t *connTracker) init(max int) {
 	t.max = max
 }
 
-// add tracks c, or reports false when shutting down or at the limit.
-func (t *connTracker) add(c net.Conn) bool {
+// add tracks c, counted against the limit or not, or reports false when
+// shutting down or, for a counted one, at the limit.
+func (t *connTracker) add(c net.Conn, counted bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || (t.max > 0 && t.counted >= t.max) {
+	if t.closed || counted && t.max > 0 && t.counted >= t.max {
+		return false
+	}
+	t.open[c] = counted
+	if counted {
+		t.counted++
+	}
+	return true
+}
+
+// count starts counting a tracked c against the limit, or reports false
+// at the limit: a connection from another gateway that turned out to
+// carry one stream counts like a stream on a tunnel.
+func (t *connTracker) count(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	counted, ok := t.open[c]
+	if !ok || counted {
+		return ok
+	}
+	if t.max > 0 && t.counted >= t.max {
 		return false
 	}
 	t.open[c] = true
 	t.counted++
 	return true
-}
-
-// exempt stops counting c against the limit: a tunnel from another
-// gateway is not a connection but a carrier of streams, each counted.
-func (t *connTracker) exempt(c net.Conn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.open[c] {
-		t.open[c] = false
-		t.counted--
-	}
 }
 
 func (t *connTracker) done(c net.Conn) {

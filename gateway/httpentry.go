@@ -672,7 +672,8 @@ func (g *Gateway) serveH2(c net.Conn, br *bufio.Reader, fixed *wire.Target, in r
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	ln := newConnListener(&readerConn{Conn: c, r: br})
-	srv := &http.Server{Protocols: &p, IdleTimeout: g.cfg.Timeouts.Idle, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 250},
+	// A header block is bounded like an HTTP/1.1 head (maxRequestHead).
+	srv := &http.Server{Protocols: &p, IdleTimeout: g.cfg.Timeouts.Idle, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 250}, MaxHeaderBytes: maxRequestHead,
 		BaseContext: func(net.Listener) context.Context { return g.ctx },
 		ErrorLog:    slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnState: func(_ net.Conn, st http.ConnState) {

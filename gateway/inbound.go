@@ -11,6 +11,7 @@ import (
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/connlimit"
 	"github.com/straitmesh/strait/sovereignty"
 )
 
@@ -28,6 +29,7 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		g.log.Debug("inbound handshake failed", "peer", raw.RemoteAddr().String(), "err", err)
 		return
 	}
+	connlimit.Established(raw)
 	cs := tc.ConnectionState()
 	peer, err := identity.PeerID(cs)
 	if err != nil || !peer.IsGateway() {
@@ -38,7 +40,6 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 	}
 	if cs.NegotiatedProtocol == wire.ALPNTunnel {
 		tc.SetDeadline(time.Time{})
-		g.conns.exempt(raw)
 		g.tunnels.Serve(tc, peer.Cluster, g.draining, g.admitTunnelStream, func(s *tunnel.Stream) {
 			defer g.conns.done(s)
 			g.serveTunnelStream(s, peer)
@@ -48,6 +49,11 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 	t, err := wire.ParseSNI(cs.ServerName)
 	if err != nil {
 		g.refuseInbound(tc, peer, "", err)
+		return
+	}
+	if !g.conns.count(raw) {
+		g.metrics.refused.WithLabelValues("data", refusedMaxConnections).Inc()
+		g.refuseInbound(tc, peer, t.String(), g.atLimit())
 		return
 	}
 	var facts wire.Facts
@@ -146,14 +152,19 @@ func (g *Gateway) checkInbound(t wire.Target, labels map[string]string, peer ide
 // limits.maxConnections; over the limit it is answered like any refusal,
 // so that the peer sends the flow elsewhere.
 func (g *Gateway) admitTunnelStream(s *tunnel.Stream) bool {
-	if g.conns.add(s) {
+	if g.conns.add(s, true) {
 		return true
 	}
-	g.metrics.refused.WithLabelValues("tunnel").Inc()
+	g.metrics.refused.WithLabelValues("tunnel", refusedMaxConnections).Inc()
 	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	_ = wire.WriteAnswer(s, fmt.Errorf("gateway of %s is at its connection limit (%d)", g.cfg.Cluster, g.cfg.Limits.MaxConnections))
+	_ = wire.WriteAnswer(s, g.atLimit())
 	s.Close()
 	return false
+}
+
+// atLimit is the refusal of a stream over limits.maxConnections.
+func (g *Gateway) atLimit() error {
+	return fmt.Errorf("gateway of %s is at its connection limit (%d)", g.cfg.Cluster, g.cfg.Limits.MaxConnections)
 }
 
 // knownGateway reports whether the catalog still lists peer: its cluster

@@ -17,6 +17,7 @@ type metrics struct {
 	endpointsDown      prometheus.Gauge
 	duration           *prometheus.HistogramVec
 	refused            *prometheus.CounterVec
+	handshakeTimeouts  *prometheus.CounterVec
 	idleClosed         prometheus.Counter
 	tunnels            *prometheus.GaugeVec
 	tunnelDials        *prometheus.CounterVec
@@ -67,7 +68,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
 		}, []string{"direction", "service", "cluster"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strait_gateway_connections_refused_total", Help: "Connections and tunnel streams refused because limits.maxConnections were open, by listener.",
+			Name: "strait_gateway_connections_refused_total",
+			Help: "Connections and tunnel streams refused over a budget, by listener and reason (listener: limits.listeners.<listener>; source: limits.handshakesPerSource; max_connections: limits.maxConnections; peer_streams: tunnels.maxStreamsPerPeer).",
+		}, []string{"listener", "reason"}),
+		handshakeTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_handshake_timeouts_total", Help: "Connections to the data, Raft and control ports closed because their TLS handshake did not finish within limits.handshakeTimeout, by listener.",
 		}, []string{"listener"}),
 		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_gateway_idle_closed_total", Help: "Connections closed after timeouts.idle without a byte either way.",
@@ -79,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_tunnel_dials_total", Help: "Tunnels dialled to other gateways, by result (ok, failed, no-tunnels: the peer only takes one connection per stream).",
 		}, []string{"result"}),
 		tunnelClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown).",
+			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown; peer_streams: the peer held twice tunnels.maxStreamsPerPeer streams).",
 		}, []string{"reason"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ejections_total",
@@ -131,7 +136,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
-		m.duration, m.refused, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
+		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
 		m.peerMismatch}
 }
@@ -149,5 +154,5 @@ func (m *metrics) selector() route.Metrics {
 
 // tunnel returns the collectors of the tunnel pool.
 func (m *metrics) tunnel() tunnel.Metrics {
-	return tunnel.Metrics{Tunnels: m.tunnels, Dials: m.tunnelDials, Closed: m.tunnelClosed}
+	return tunnel.Metrics{Tunnels: m.tunnels, Dials: m.tunnelDials, Closed: m.tunnelClosed, Refused: m.refused.WithLabelValues("tunnel", refusedPeerStreams)}
 }

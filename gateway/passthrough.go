@@ -26,7 +26,7 @@ func (g *Gateway) listenPassthrough() error {
 	if g.cfg.Listen.Passthrough == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", g.cfg.Listen.Passthrough)
+	ln, err := g.listenIn("passthrough", g.cfg.Listen.Passthrough, g.cfg.Limits.Listeners.Passthrough, false)
 	if err != nil {
 		return fmt.Errorf("listen passthrough on %s: %w", g.cfg.Listen.Passthrough, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/straitmesh/strait/internal/connlimit"
 )
 
 // copyBufSize is the buffer of one direction of a copy: one read fills
@@ -181,14 +183,18 @@ func (f *flow) spliceTCP(dst, src *net.TCPConn) int64 {
 }
 
 // unwrap returns the connection beneath a wrapper that only counts (a
-// tracked connection), never beneath one that transforms the bytes.
+// tracked connection, one in a listener's budget), never beneath one that
+// transforms the bytes.
 func unwrap(c net.Conn) net.Conn {
 	for {
-		w, ok := c.(interface{ unwrapConn() net.Conn })
-		if !ok {
+		switch w := c.(type) {
+		case interface{ unwrapConn() net.Conn }:
+			c = w.unwrapConn()
+		case *connlimit.Conn:
+			c = w.NetConn()
+		default:
 			return c
 		}
-		c = w.unwrapConn()
 	}
 }
 

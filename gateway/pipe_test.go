@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/straitmesh/strait/internal/connlimit"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -111,5 +113,41 @@ func TestReapClosesOnlyIdleFlows(t *testing.T) {
 	a2.SetWriteDeadline(time.Now().Add(time.Second))
 	if _, err := a2.Write([]byte("x")); err != nil {
 		t.Fatalf("busy flow's connection closed: %v", err)
+	}
+}
+
+// A connection in a listener's budget keeps splice(2) and half-close:
+// unwrap finds the TCP socket beneath it, and closeWrite half-closes it.
+func TestBudgetedConnKeepsSpliceAndHalfClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl := connlimit.NewListener(ln, connlimit.Config{Max: 1})
+	defer bl.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := bl.Accept()
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c := <-accepted
+	defer c.Close()
+	if _, ok := unwrap(c).(*net.TCPConn); !ok {
+		t.Fatalf("unwrap(%T) = %T, want *net.TCPConn", c, unwrap(c))
+	}
+	closeWrite(c)
+	if _, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client read %v after the half-close, want EOF", err)
+	}
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("half-closed connection no longer reads: %v", err)
 	}
 }

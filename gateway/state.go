@@ -14,7 +14,7 @@ import (
 // so that the gateway's gossip metadata can carry its address.
 func (g *Gateway) listenControl() (advertised string, err error) {
 	cfg := g.cfg
-	if g.controlLn, err = net.Listen("tcp", cfg.Listen.Control); err != nil {
+	if g.controlLn, err = g.listenIn("control", cfg.Listen.Control, cfg.Limits.Listeners.Control, true); err != nil {
 		return "", fmt.Errorf("listen control on %s: %w", cfg.Listen.Control, err)
 	}
 	raftAddr := cfg.State.Advertise
@@ -44,6 +44,10 @@ func (g *Gateway) startState() error {
 			g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindAccess, Decision: sovereignty.DecisionDeny, Direction: "control",
 				Entry: d.RPC, Rule: d.Rule, Reason: d.Reason, Caller: d.Caller})
 		},
+		// The budget's timer closes (and counts) a late handshake at
+		// limits.handshakeTimeout; the stream layer's deadline is a backstop.
+		RaftListener:     func(ln net.Listener) net.Listener { return g.budget("raft", ln, cfg.Limits.Listeners.Raft, true) },
+		HandshakeTimeout: cfg.Limits.HandshakeTimeout + time.Second,
 	})
 	if err != nil {
 		return err

@@ -98,6 +98,9 @@ type Spec struct {
 	StateHeartbeat time.Duration
 	// StateStaleAfter is state.staleAfter. Default 2s.
 	StateStaleAfter time.Duration
+	// Tune, when set, changes each cluster's gateway config last, before
+	// the gateway starts (budgets and timeouts the spec has no field for).
+	Tune func(cluster string, cfg *gateway.Config)
 }
 
 // Lab is a running federation.
@@ -260,6 +263,9 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		// The lab supplies the identity; the file paths only satisfy validation.
 		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
+		if spec.Tune != nil {
+			spec.Tune(cs.Name, &cfg)
+		}
 		role := identity.RoleGateway
 		if spec.State && cs.Voter {
 			role = identity.RoleVoter

@@ -7,12 +7,14 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
@@ -42,6 +44,61 @@ import (
 // Errors travel as status codes (toStatus) and are mapped back to the
 // sentinel errors on the client (remoteError).
 const maxControlMsg = 64 << 20
+
+// What one client may hold of a control server. gRPC's own defaults
+// allow unlimited streams per connection, a 16 MiB header list and two
+// minutes for a connection's handshake.
+const (
+	// maxControlRecv bounds a request: a Restore carries a whole state
+	// (MaxCommandSize), every other request is far smaller.
+	maxControlRecv = MaxCommandSize + 1<<20
+	// maxControlStreams bounds the calls one connection has open at once
+	// (a gateway forwards every write on one connection; more wait in
+	// the client).
+	maxControlStreams = 128
+	// maxControlHeaders bounds a call's metadata.
+	maxControlHeaders = 64 << 10
+	// controlConnectTimeout bounds a new connection's TLS handshake and
+	// HTTP/2 preface. The gateway's listener also ends TLS handshakes at
+	// limits.handshakeTimeout.
+	controlConnectTimeout = 10 * time.Second
+)
+
+// controlServerOptions are the control server's limits and keepalive
+// rules: idle connections are closed after five minutes (clients dial
+// again on their next call), a dead client is noticed within 40s, and a
+// client may ping at most every 10s.
+func controlServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxControlRecv), grpc.MaxSendMsgSize(maxControlMsg),
+		grpc.MaxConcurrentStreams(maxControlStreams),
+		grpc.MaxHeaderListSize(maxControlHeaders),
+		grpc.ConnectionTimeout(controlConnectTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+}
+
+// establishingCreds tells a connection in a connection budget (the
+// gateway's listener, internal/connlimit) that its TLS handshake
+// finished, so that it stops counting as a handshake of its source.
+type establishingCreds struct {
+	credentials.TransportCredentials
+}
+
+func (c establishingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err == nil {
+		if e, ok := raw.(established); ok {
+			e.Established()
+		}
+	}
+	return conn, info, err
+}
+
+func (c establishingCreds) Clone() credentials.TransportCredentials {
+	return establishingCreds{c.TransportCredentials.Clone()}
+}
 
 // controlService serves Control over the generated service interface.
 // It embeds UnsafeControlServer rather than UnimplementedControlServer so
@@ -179,10 +236,7 @@ type ControlServer struct {
 // clients of id's trust domain and authorizes every change by the
 // caller's verified identity (authz.go).
 func NewControlServer(c Control, id *identity.Bundle) *ControlServer {
-	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(id.ServerConfig())),
-		grpc.MaxRecvMsgSize(maxControlMsg), grpc.MaxSendMsgSize(maxControlMsg),
-	)
+	srv := grpc.NewServer(append(controlServerOptions(), grpc.Creds(establishingCreds{credentials.NewTLS(id.ServerConfig())}))...)
 	statev1.RegisterControlServer(srv, controlService{c: c, authz: newAuthorizer(c)})
 	s := &ControlServer{srv: srv, health: health.NewServer()}
 	s.down, s.stop = context.WithCancel(context.Background())

@@ -40,4 +40,11 @@
 //   - The control server's health is SERVING while it serves and
 //     NOT_SERVING once it stops; a graceful stop ends health watches
 //     rather than waiting for them (TestControlHealth).
+//   - Raft sees an inbound connection only once its mTLS handshake
+//     finished, within Options.HandshakeTimeout; a silent or foreign client
+//     costs a goroutine and a socket until then, never Raft's buffers
+//     (TestRaftStreamHandshakesBeforeRaft).
+//   - The control server's limits are explicit: a request over
+//     maxControlRecv is refused unread, a connection carries at most
+//     maxControlStreams calls at once (TestControlServerLimits).
 package state

@@ -61,6 +61,15 @@ type Options struct {
 	// OnApproval, when set, sees every step of a four-eyes change as this
 	// replica applies it (approvals.go).
 	OnApproval func(ApprovalEvent)
+	// RaftListener, when set, wraps the mTLS Raft listener: the gateway
+	// puts it in a connection budget (limits.listeners.raft). A wrapped
+	// connection with an Established method is told when its TLS
+	// handshake finished. Optional.
+	RaftListener func(net.Listener) net.Listener
+	// HandshakeTimeout bounds each inbound Raft TLS handshake; a
+	// connection that has not finished it by then is closed before Raft
+	// sees it. Default 5s.
+	HandshakeTimeout time.Duration
 }
 
 // Store is one gateway's replica of the routing state: a Raft server
@@ -172,7 +181,7 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		if opts.Identity == nil {
 			return nil, errors.New("open routing state: an identity is required for the mTLS transport")
 		}
-		stream, err := listenStream(cfg.Bind, cfg.Advertise, opts.Identity, s.admitRaft)
+		stream, err := listenStream(cfg.Bind, cfg.Advertise, opts, s.log, s.admitRaft)
 		if err != nil {
 			return nil, err
 		}
@@ -699,7 +708,7 @@ func memberValue(m Member) string {
 
 // listenStream opens the mTLS Raft listener; admit decides, after the
 // chain is verified, whether a peer may speak Raft to this server.
-func listenStream(bind, advertise string, id *identity.Bundle, admit func(identity.ID) error) (*tlsStream, error) {
+func listenStream(bind, advertise string, opts Options, log *slog.Logger, admit func(identity.ID) error) (*tlsStream, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen raft on %s: %w", bind, err)
@@ -713,7 +722,10 @@ func listenStream(bind, advertise string, id *identity.Bundle, admit func(identi
 		}
 		adv = a
 	}
-	server := id.ServerConfig()
+	if opts.RaftListener != nil {
+		ln = opts.RaftListener(ln)
+	}
+	server := opts.Identity.ServerConfig()
 	verified := server.VerifyConnection
 	server.VerifyConnection = func(cs tls.ConnectionState) error {
 		if verified != nil {
@@ -727,7 +739,7 @@ func listenStream(bind, advertise string, id *identity.Bundle, admit func(identi
 		}
 		return admit(peer)
 	}
-	return &tlsStream{ln: ln, adv: adv, server: server, client: id.ClientConfig("raft.strait")}, nil
+	return newTLSStream(ln, adv, server, opts.Identity.ClientConfig("raft.strait"), opts.HandshakeTimeout, log), nil
 }
 
 // admitRaft lets a peer open Raft connections to this server: Raft RPCs

@@ -23,6 +23,10 @@
 //     half-closed stream keeps carrying its answer.
 //   - On drain an inbound tunnel tells its peer to open no more streams
 //     (GOAWAY), lets open streams finish within Config.Drain, then closes.
+//   - One peer has at most Config.MaxStreamsPerPeer streams open over the
+//     tunnels it opened here: more are answered ERR, and a peer holding
+//     twice that loses the tunnel, so what a peer can leave buffered is at
+//     most 2 × MaxStreamsPerPeer × StreamWindowKiB (TestMaxStreamsPerPeer).
 //   - Every goroutine of a pool ends once its context ends and its tunnels
 //     are closed (Close, then Wait).
 package tunnel

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -45,6 +46,11 @@ type Config struct {
 	// tunnel dialled in the background, a probe). The gateway counts and
 	// audits them there.
 	Mismatch func(*MismatchError)
+	// MaxStreamsPerPeer caps the streams one peer (a cluster) has open on
+	// the tunnels it opened to this gateway, all of them together; 0 means
+	// no cap. See Pool.Serve for what happens over it and the memory bound
+	// it gives (tunnels.maxStreamsPerPeer).
+	MaxStreamsPerPeer int
 }
 
 // Metrics are the pool's collectors.
@@ -52,6 +58,8 @@ type Metrics struct {
 	Tunnels *prometheus.GaugeVec   // strait_gateway_tunnels{direction}
 	Dials   *prometheus.CounterVec // strait_gateway_tunnel_dials_total{result}
 	Closed  *prometheus.CounterVec // strait_gateway_tunnels_closed_total{reason}
+	// Refused counts streams refused over Config.MaxStreamsPerPeer.
+	Refused prometheus.Counter
 }
 
 // Dialer opens the TCP connection beneath a tunnel.
@@ -136,6 +144,8 @@ type tunnel struct {
 	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
 	now     func() time.Time
 	ping    time.Duration // the keepalive interval
+
+	why atomic.Pointer[string] // why the pool closed the session, when it did
 }
 
 // pathHealth is what all tunnels to one peer know of the path: they share
@@ -234,6 +244,9 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 		select {
 		case <-t.sess.CloseChan():
 			t.dead.Store(true)
+			if why := t.why.Load(); why != nil {
+				return *why
+			}
 			return "closed"
 		case <-stop:
 			t.dead.Store(true)
@@ -354,9 +367,10 @@ type Pool struct {
 	ctx   context.Context
 	wg    sync.WaitGroup
 
-	mu    sync.Mutex
-	peers map[Peer]*tunnelPeer // by address and the identity expected there
-	done  bool
+	mu      sync.Mutex
+	peers   map[Peer]*tunnelPeer // by address and the identity expected there
+	inbound map[string][]*tunnel // the tunnels each peer (cluster) opened here
+	done    bool
 }
 
 type tunnelPeer struct {
@@ -384,7 +398,8 @@ func NewPool(ctx context.Context, cfg Config, id *identity.Bundle, dial Dialer, 
 	if now == nil {
 		now = time.Now
 	}
-	return &Pool{cfg: cfg, id: id, dial: dial, known: known, m: m, log: log, now: now, ctx: ctx, peers: map[Peer]*tunnelPeer{}}
+	return &Pool{cfg: cfg, id: id, dial: dial, known: known, m: m, log: log, now: now, ctx: ctx, peers: map[Peer]*tunnelPeer{},
+		inbound: map[string][]*tunnel{}}
 }
 
 // ErrNoTunnels says a peer gets one connection per stream.
@@ -738,12 +753,26 @@ func (p *Pool) Status() []admin.TunnelStatus {
 // a goroutine of its own, and Serve returns only once every handle has.
 // When draining closes, it tells the peer to open no more streams, lets
 // the open ones finish (at most Config.Drain) and then closes.
+//
+// A peer has at most Config.MaxStreamsPerPeer streams open over all the
+// tunnels it opened here (the multiplexer's count: streams half-closed
+// by one side still count). A stream over the cap is answered ERR, so
+// that the peer sends the flow elsewhere, before admit sees it. A peer
+// that holds twice the cap is not closing what it was refused: the
+// tunnel the next stream arrives on is closed. Each stream buffers at
+// most its window (Config.StreamWindowKiB) that the gateway has not yet
+// passed on, so what one peer can pin here is bounded by
+// 2 × MaxStreamsPerPeer × StreamWindowKiB.
 func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit func(*Stream) bool, handle func(*Stream)) {
 	tun, err := p.newTunnel(tc, peer, Peer{}, nil)
 	if err != nil {
 		p.log.Warn("inbound tunnel", "peer", peer, "err", err)
 		return
 	}
+	p.mu.Lock()
+	p.inbound[peer] = append(p.inbound[peer], tun)
+	p.mu.Unlock()
+	defer p.forgetInbound(peer, tun)
 	var streams sync.WaitGroup
 	defer streams.Wait()
 	stopDrain := make(chan struct{})
@@ -778,6 +807,22 @@ func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit 
 		}
 		tun.streams.Add(1)
 		s := &Stream{Stream: ys, t: tun}
+		if max := p.cfg.MaxStreamsPerPeer; max > 0 {
+			if n := p.peerStreams(peer); n > 2*max {
+				p.log.Warn("peer holds streams it was refused: closing its tunnel", "peer", peer, "streams", n, "max", max)
+				why := "peer_streams"
+				tun.why.Store(&why)
+				tun.dead.Store(true)
+				tun.sess.Close()
+				return
+			} else if n > max {
+				p.m.Refused.Inc()
+				s.SetWriteDeadline(time.Now().Add(p.cfg.Connect))
+				_ = wire.WriteAnswer(s, fmt.Errorf("peer %s has %d streams open here, the limit is %d", peer, n-1, max))
+				s.Close()
+				continue
+			}
+		}
 		if !admit(s) {
 			continue
 		}
@@ -787,6 +832,28 @@ func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit 
 			handle(s)
 		}()
 	}
+}
+
+// peerStreams counts the streams peer has open on the tunnels it opened.
+func (p *Pool) peerStreams(peer string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, t := range p.inbound[peer] {
+		n += t.sess.NumStreams()
+	}
+	return n
+}
+
+func (p *Pool) forgetInbound(peer string, tun *tunnel) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ts := slices.DeleteFunc(p.inbound[peer], func(t *tunnel) bool { return t == tun })
+	if len(ts) == 0 {
+		delete(p.inbound, peer)
+		return
+	}
+	p.inbound[peer] = ts
 }
 
 // Fresh reports whether the stream's tunnel looks alive right now (see

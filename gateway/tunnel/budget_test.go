@@ -1,0 +1,199 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/straitmesh/strait/gateway/wire"
+	"github.com/straitmesh/strait/identity"
+)
+
+// servedTunnel is an inbound tunnel served by a pool with the given
+// per-peer cap, and the peer's end of it: a yamux client on mTLS over
+// loopback. Admitted streams are held until their peer closes them.
+type servedTunnel struct {
+	pool     *Pool
+	m        Metrics
+	peer     *yamux.Session
+	admitted atomic.Int64
+	served   chan struct{} // closed when Serve returned
+}
+
+func serveTunnel(t *testing.T, maxPerPeer int) *servedTunnel {
+	t.Helper()
+	ca, err := identity.NewCA("strait.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := func(cluster string) *identity.Bundle {
+		cert, err := ca.Issue("r", cluster, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := identity.NewBundle(cert, ca.Pool())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	self, other := bundle("self"), bundle("other")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	st := &servedTunnel{served: make(chan struct{}), m: Metrics{
+		Tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "t"}, []string{"direction"}),
+		Dials:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "d"}, []string{"result"}),
+		Closed:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "c"}, []string{"reason"}),
+		Refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "r"}),
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	st.pool = NewPool(ctx, Config{PerPeer: 1, Keepalive: time.Hour, KeepaliveTimeout: time.Hour, Connect: time.Second, Drain: time.Second,
+		StreamWindowKiB: 256, MaxStreamsPerPeer: maxPerPeer}, self, nil, nil, st.m, slog.New(slog.DiscardHandler), nil)
+	var handlers sync.WaitGroup
+	go func() {
+		defer close(st.served)
+		raw, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		tc := tls.Server(raw, self.ServerConfig())
+		if tc.Handshake() != nil {
+			return
+		}
+		st.pool.Serve(tc, "other", make(chan struct{}), func(*Stream) bool {
+			st.admitted.Add(1)
+			return true
+		}, func(s *Stream) {
+			handlers.Add(1)
+			defer handlers.Done()
+			defer s.Close()
+			io.Copy(io.Discard, s)
+		})
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(raw, other.ClientConfig("x"))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := yamux.DefaultConfig()
+	cfg.EnableKeepAlive = false
+	cfg.LogOutput = io.Discard
+	if st.peer, err = yamux.Client(tc, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		st.peer.Close()
+		<-st.served
+		cancel()
+		st.pool.Close()
+		st.pool.Wait()
+		handlers.Wait()
+	})
+	return st
+}
+
+// open opens a stream and says whether the pool refused it (answered
+// ERR) within a short while; an admitted stream gets no answer.
+func (st *servedTunnel) open(t *testing.T) (*yamux.Stream, bool) {
+	t.Helper()
+	s, err := st.peer.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("x")) // the open reaches the pool with the first frame
+	s.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	err = wire.ReadAnswer(s)
+	s.SetReadDeadline(time.Time{})
+	return s, err != nil && !isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, yamux.ErrTimeout)
+}
+
+// TestMaxStreamsPerPeer checks the per-peer cap on inbound streams: over
+// it a stream is answered ERR and never admitted; a stream the peer
+// closes makes room again; a peer that keeps refused streams open past
+// twice the cap loses the tunnel.
+func TestMaxStreamsPerPeer(t *testing.T) {
+	const max = 4
+	st := serveTunnel(t, max)
+	var held []*yamux.Stream
+	for i := range max {
+		s, refused := st.open(t)
+		if refused {
+			t.Fatalf("stream %d refused under the cap", i)
+		}
+		held = append(held, s)
+	}
+	s, refused := st.open(t)
+	if !refused {
+		t.Fatal("a stream over the cap was not refused")
+	}
+	s.Close()
+	if got := testutil.ToFloat64(st.m.Refused); got != 1 || st.admitted.Load() != max {
+		t.Fatalf("refused %v, admitted %d; want 1 and %d", got, st.admitted.Load(), max)
+	}
+
+	// Closing a held stream makes room (once both sides closed it).
+	held[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for st.pool.peerStreams("other") > max-1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams still counted after one closed", st.pool.peerStreams("other"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s, refused := st.open(t); refused {
+		t.Fatal("a stream was refused after another closed")
+	} else {
+		defer s.Close()
+	}
+
+	// Keep every refused stream open: past twice the cap the tunnel goes.
+	for i := 0; ; i++ {
+		if i > 2*max+2 {
+			t.Fatalf("tunnel still open with %d streams, cap %d", st.pool.peerStreams("other"), max)
+		}
+		s, err := st.peer.OpenStream()
+		if err != nil {
+			break // the tunnel is gone
+		}
+		s.Write([]byte("x"))
+		s.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := io.ReadAll(s); err != nil && !isTimeout(err) {
+			break // reset: the tunnel is gone
+		}
+		// The refused stream is never closed on this side.
+	}
+	select {
+	case <-st.served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after closing the tunnel")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(st.m.Closed.WithLabelValues("peer_streams")) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tunnels closed for peer_streams: %v, want 1", testutil.ToFloat64(st.m.Closed.WithLabelValues("peer_streams")))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
