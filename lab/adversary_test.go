@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straitmesh/strait/deploy/examples"
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/lab"
@@ -160,5 +161,20 @@ func TestAdversaryWithAGatewayCertificate(t *testing.T) {
 	}
 	if n := im.Carried(); n != 0 {
 		t.Errorf("the impostor carried %d streams", n)
+	}
+
+	// Widening a claim: under default deny, a workload in eu-west-1 that
+	// sends the marker (or names a namespace) would put its flow in
+	// pii-eu, whose regions include its own; a claim only narrows, so it
+	// cannot turn the refusal into an allow.
+	deny := strings.Replace(string(examples.Residency), "default: allow", "default: deny", 1)
+	if err := d.SetPolicy([]byte(deny)); err != nil {
+		t.Fatal(err)
+	}
+	echo := "http://echo.demo.svc.clusterset.local:8080/"
+	for _, h := range []http.Header{nil, euHeader, {"X-Strait-Source-Namespace": {"eu-customers"}}} {
+		if resp, r := viaProxy(t, info["eu-west-1"].Connect, echo, h); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("under default deny, claims %v: %s served by %q; want 403", h, resp.Status, r.Cluster)
+		}
 	}
 }
