@@ -28,8 +28,7 @@ import (
 // spread round robin over sources loopback addresses (127.0.0.2 on; all
 // of 127.0.0.0/8 is loopback on Linux), dialling from workers goroutines.
 // A connection refused while it was being set up is a nil entry.
-func idleConns(t testing.TB, addr string, n, sources, workers int) []net.Conn {
-	t.Helper()
+func idleConns(addr string, n, sources, workers int) []net.Conn {
 	conns := make([]net.Conn, n)
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -126,7 +125,7 @@ func TestListenerBudgets(t *testing.T) {
 	start := time.Now()
 	held := map[string][]net.Conn{}
 	for _, name := range []string{"data", "raft", "control"} {
-		held[name] = idleConns(t, ports[name], flood, sources, 8)
+		held[name] = idleConns(ports[name], flood, sources, 8)
 		defer closeAll(held[name])
 	}
 	// Meanwhile a new client is carried.
@@ -179,7 +178,7 @@ var (
 )
 
 // floodEnv names the port a child process of TestIdleFloodOfEveryPort
-// floods (TestFloodHelper).
+// floods (flood, in a child process).
 const floodEnv = "STRAIT_TEST_FLOOD"
 
 // floodReport is what a flooding child tells the test, one JSON line each.
@@ -197,16 +196,24 @@ type floodReport struct {
 	AllClosedMs float64
 }
 
-// TestFloodHelper is the child process of TestIdleFloodOfEveryPort: it
-// opens -flood.conns idle connections to the port named in its
-// environment, holds them until the gateway has closed every one (or 20s
-// passed) and reports on stdout. Each port is flooded by a process of its
-// own, so that the test process's open files are the gateway's.
-func TestFloodHelper(t *testing.T) {
-	spec := os.Getenv(floodEnv)
-	if spec == "" {
-		t.Skip("the child process of TestIdleFloodOfEveryPort")
+// TestMain runs the test binary as a flood child of
+// TestIdleFloodOfEveryPort when its environment names a port, and as the
+// tests otherwise.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(floodEnv); spec != "" {
+		flag.Parse()
+		flood(spec)
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// flood is the child process of TestIdleFloodOfEveryPort: it opens
+// -flood.conns idle connections to the port spec names (name=addr),
+// holds them until the gateway has closed every one (or 20s passed) and
+// reports on stdout. Each port is flooded by a process of its own, so that
+// the test process's open files are the gateway's.
+func flood(spec string) {
 	name, addr, _ := strings.Cut(spec, "=")
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
@@ -214,7 +221,7 @@ func TestFloodHelper(t *testing.T) {
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 	start := time.Now()
-	conns := idleConns(t, addr, *floodConns, *floodSources, 16)
+	conns := idleConns(addr, *floodConns, *floodSources, 16)
 	r := floodReport{Port: name, DialMs: ms(time.Since(start))}
 	for _, c := range conns {
 		if c == nil {
@@ -353,7 +360,7 @@ func TestIdleFloodOfEveryPort(t *testing.T) {
 	var children sync.WaitGroup
 	start := time.Now()
 	for name, addr := range ports {
-		cmd := exec.Command(exe, "-test.run=^TestFloodHelper$", "-test.count=1",
+		cmd := exec.Command(exe, "-test.count=1",
 			fmt.Sprintf("-flood.conns=%d", *floodConns), fmt.Sprintf("-flood.sources=%d", *floodSources))
 		cmd.Env = append(os.Environ(), floodEnv+"="+name+"="+addr)
 		out, err := cmd.StdoutPipe()
