@@ -1,8 +1,8 @@
 package state
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/hashicorp/raft"
 
@@ -55,13 +55,13 @@ func newAuthorizer(c Control) *authorizer {
 }
 
 // deny records a refusal and returns its status error.
-func (a *authorizer) deny(rpc string, caller identity.ID, reason string) error {
+func (a *authorizer) deny(rpc string, caller identity.ID, err error) error {
 	rule := "identity"
-	if r, ok := strings.CutSuffix(reason, ")"); ok {
-		if i := strings.LastIndex(r, "(rule "); i >= 0 {
-			rule = r[i+len("(rule "):]
-		}
+	var ar *authRule
+	if errors.As(err, &ar) {
+		rule = ar.rule
 	}
+	reason := err.Error()
 	d := Denial{RPC: rpc, Rule: rule, Reason: reason}
 	if caller.TrustDomain != "" {
 		d.Caller = caller.String()

@@ -124,10 +124,10 @@ func serve[Req, Resp, PResp any](ctx context.Context, s controlService, rpc stri
 	ctx, caller, ok := withPeerCaller(ctx)
 	if check != nil {
 		if !ok {
-			return zero, s.authz.deny(rpc, caller, "the caller presented no strait identity")
+			return zero, s.authz.deny(rpc, caller, refuse("identity", "the caller presented no strait identity"))
 		}
 		if err := check(caller, req); err != nil {
-			return zero, s.authz.deny(rpc, caller, err.Error())
+			return zero, s.authz.deny(rpc, caller, err)
 		}
 		// Checked: the identity is the author of the change.
 		if addr, here := s.authz.leader(); !here {
