@@ -458,7 +458,7 @@ func (c *ControlClient) at(addr string) (*ControlClient, error) {
 // cannot carry (a string that is not UTF-8) is refused as invalid before
 // anything is sent.
 func invoke[Req any, PReq proto.Message, PResp, Resp any](ctx context.Context, c *ControlClient, method string, req *Req,
-	in func(*Req) PReq, call func(statev1.ControlClient) func(context.Context, PReq, ...grpc.CallOption) (PResp, error), out func(PResp) *Resp) (*Resp, error) {
+	in func(*Req) PReq, call func(statev1.ControlClient, context.Context, PReq, ...grpc.CallOption) (PResp, error), out func(PResp) *Resp) (*Resp, error) {
 	preq := in(req)
 	if err := checkUTF8(preq); err != nil {
 		return nil, fmt.Errorf("control %s to %s: %w", method, c.addr, err)
@@ -466,7 +466,7 @@ func invoke[Req any, PReq proto.Message, PResp, Resp any](ctx context.Context, c
 	at := c
 	for hop := 0; ; hop++ {
 		var trailer metadata.MD
-		resp, err := call(at.rpc)(ctx, preq, grpc.Trailer(&trailer))
+		resp, err := call(at.rpc, ctx, preq, grpc.Trailer(&trailer))
 		if err == nil {
 			return out(resp), nil
 		}
@@ -481,47 +481,29 @@ func invoke[Req any, PReq proto.Message, PResp, Resp any](ctx context.Context, c
 }
 
 func (c *ControlClient) Write(ctx context.Context, req *WriteRequest) (*WriteResponse, error) {
-	return invoke(ctx, c, "Write", req, writeRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.WriteRequest, ...grpc.CallOption) (*statev1.WriteResponse, error) {
-		return r.Write
-	}, writeResponseFromPB)
+	return invoke(ctx, c, "Write", req, writeRequestToPB, statev1.ControlClient.Write, writeResponseFromPB)
 }
 func (c *ControlClient) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error) {
-	return invoke(ctx, c, "Read", req, readRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.ReadRequest, ...grpc.CallOption) (*statev1.ReadResponse, error) {
-		return r.Read
-	}, readResponseFromPB)
+	return invoke(ctx, c, "Read", req, readRequestToPB, statev1.ControlClient.Read, readResponseFromPB)
 }
 func (c *ControlClient) History(ctx context.Context, req *HistoryRequest) (*HistoryResponse, error) {
-	return invoke(ctx, c, "History", req, historyRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.HistoryRequest, ...grpc.CallOption) (*statev1.HistoryResponse, error) {
-		return r.History
-	}, historyResponseFromPB)
+	return invoke(ctx, c, "History", req, historyRequestToPB, statev1.ControlClient.History, historyResponseFromPB)
 }
 func (c *ControlClient) Join(ctx context.Context, req *JoinRequest) (*JoinResponse, error) {
-	return invoke(ctx, c, "Join", req, joinRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.JoinRequest, ...grpc.CallOption) (*statev1.JoinResponse, error) {
-		return r.Join
-	}, joinResponseFromPB)
+	return invoke(ctx, c, "Join", req, joinRequestToPB, statev1.ControlClient.Join, joinResponseFromPB)
 }
 func (c *ControlClient) Discover(ctx context.Context, req *DiscoverRequest) (*DiscoverResponse, error) {
-	return invoke(ctx, c, "Discover", req, discoverRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.DiscoverRequest, ...grpc.CallOption) (*statev1.DiscoverResponse, error) {
-		return r.Discover
-	}, discoverResponseFromPB)
+	return invoke(ctx, c, "Discover", req, discoverRequestToPB, statev1.ControlClient.Discover, discoverResponseFromPB)
 }
 func (c *ControlClient) Peers(ctx context.Context, req *PeersRequest) (*PeersResponse, error) {
-	return invoke(ctx, c, "Peers", req, peersRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.PeersRequest, ...grpc.CallOption) (*statev1.PeersResponse, error) {
-		return r.Peers
-	}, peersResponseFromPB)
+	return invoke(ctx, c, "Peers", req, peersRequestToPB, statev1.ControlClient.Peers, peersResponseFromPB)
 }
 func (c *ControlClient) RemovePeer(ctx context.Context, req *RemovePeerRequest) (*RemovePeerResponse, error) {
-	return invoke(ctx, c, "RemovePeer", req, removePeerRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.RemovePeerRequest, ...grpc.CallOption) (*statev1.RemovePeerResponse, error) {
-		return r.RemovePeer
-	}, removePeerResponseFromPB)
+	return invoke(ctx, c, "RemovePeer", req, removePeerRequestToPB, statev1.ControlClient.RemovePeer, removePeerResponseFromPB)
 }
 func (c *ControlClient) Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error) {
-	return invoke(ctx, c, "Snapshot", req, snapshotRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.SnapshotRequest, ...grpc.CallOption) (*statev1.SnapshotResponse, error) {
-		return r.Snapshot
-	}, snapshotResponseFromPB)
+	return invoke(ctx, c, "Snapshot", req, snapshotRequestToPB, statev1.ControlClient.Snapshot, snapshotResponseFromPB)
 }
 func (c *ControlClient) Restore(ctx context.Context, req *RestoreRequest) (*RestoreResponse, error) {
-	return invoke(ctx, c, "Restore", req, restoreRequestToPB, func(r statev1.ControlClient) func(context.Context, *statev1.RestoreRequest, ...grpc.CallOption) (*statev1.RestoreResponse, error) {
-		return r.Restore
-	}, restoreResponseFromPB)
+	return invoke(ctx, c, "Restore", req, restoreRequestToPB, statev1.ControlClient.Restore, restoreResponseFromPB)
 }
