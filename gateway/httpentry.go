@@ -163,10 +163,16 @@ func (g *Gateway) serveHTTP1(c net.Conn, br *bufio.Reader, fixed *wire.Target, i
 			g.serveConnectTunnel(c, br, req)
 			return
 		}
-		t, rin := *orTarget(fixed), in
+		var t wire.Target
+		rin, rp := in, proto
 		rin.Headers = req.Header
-		rp := proto
-		if fixed == nil {
+		switch {
+		case fixed != nil:
+			t = *fixed
+			if outer != nil {
+				rin.Headers = withOuter(req.Header, outer)
+			}
+		default:
 			var ok bool
 			if t, rin, ok = proxyTarget(c, req); !ok {
 				g.metrics.httpRequests.WithLabelValues("", "", "400").Inc()
@@ -176,21 +182,12 @@ func (g *Gateway) serveHTTP1(c net.Conn, br *bufio.Reader, fixed *wire.Target, i
 			if rp = g.portProtocol(t, ""); !speaksHTTP(rp) {
 				rp = protoHTTP
 			}
-		} else if outer != nil {
-			rin.Headers = withOuter(req.Header, outer)
 		}
 		if !g.serveRequest1(c, req, t, rin, rp) {
 			return
 		}
 		wait = g.cfg.Timeouts.Idle
 	}
-}
-
-func orTarget(t *wire.Target) *wire.Target {
-	if t == nil {
-		return &wire.Target{}
-	}
-	return t
 }
 
 // withOuter adds to a request's headers the fields of the CONNECT request
