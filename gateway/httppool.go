@@ -179,7 +179,8 @@ func (p *upstreamPool) takeH1(k poolKey) (net.Conn, *bufio.Reader, *bufio.Writer
 
 // takeH2 returns a kept HTTP/2 connection for k with a stream reserved
 // for one request, or nil. A connection on a tunnel that has not heard
-// from its peer lately is passed over (and closed): the tunnel may be cut.
+// from its peer lately is passed over, not closed (other requests may be
+// on it): the tunnel may be cut. One that failed is forgotten.
 func (p *upstreamPool) takeH2(k poolKey) *http.ClientConn {
 	var stale []keptH2
 	defer func() {
@@ -192,12 +193,12 @@ func (p *upstreamPool) takeH2(k poolKey) *http.ClientConn {
 	list := p.h2[k]
 	for i := 0; i < len(list); {
 		h := list[i]
-		if h.cc.Err() != nil || !fresh(h.conn) {
+		if h.cc.Err() != nil {
 			stale = append(stale, h)
 			list = append(list[:i:i], list[i+1:]...)
 			continue
 		}
-		if h.cc.Reserve() == nil {
+		if fresh(h.conn) && h.cc.Reserve() == nil {
 			p.h2[k] = list
 			return h.cc
 		}
