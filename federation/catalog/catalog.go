@@ -919,47 +919,44 @@ func (c *Catalog) reject(wn *wireNode, reason string) {
 
 // askWhole asks a gateway for its whole entry, at most once a second.
 func (c *Catalog) askWhole(node string) {
-	ml := c.mlReady.Load()
-	if ml == nil {
-		return
-	}
-	now := c.now()
-	c.mu.Lock()
-	if t, ok := c.wantAt[node]; ok && now.Sub(t) < time.Second && !now.Before(t) {
-		c.mu.Unlock()
-		return
-	}
-	c.wantAt[node] = now
-	c.mu.Unlock()
-	for _, m := range ml.Members() {
-		if m.Name == node {
-			_ = ml.SendBestEffort(m, encodeMessage(&message{Kind: kindWant, Want: c.name}))
-			return
-		}
+	if m := c.memberOnce(c.wantAt, node); m != nil {
+		_ = c.mlReady.Load().SendBestEffort(m, encodeMessage(&message{Kind: kindWant, Want: c.name}))
 	}
 }
 
 // handleWant answers a request for our whole entry, at most once a
 // second per asker.
 func (c *Catalog) handleWant(from string) {
-	ml := c.mlReady.Load()
-	if ml == nil || from == c.name {
+	if from == c.name {
 		return
+	}
+	if m := c.memberOnce(c.answerAt, from); m != nil {
+		c.sendOwnTo(m)
+	}
+}
+
+// memberOnce returns the member named node, unless memberlist is not up,
+// no member has that name, or last[node] says the same was done less
+// than a second ago (it records now otherwise).
+func (c *Catalog) memberOnce(last map[string]time.Time, node string) *memberlist.Node {
+	ml := c.mlReady.Load()
+	if ml == nil {
+		return nil
 	}
 	now := c.now()
 	c.mu.Lock()
-	if t, ok := c.answerAt[from]; ok && now.Sub(t) < time.Second && !now.Before(t) {
+	if t, ok := last[node]; ok && now.Sub(t) < time.Second && !now.Before(t) {
 		c.mu.Unlock()
-		return
+		return nil
 	}
-	c.answerAt[from] = now
+	last[node] = now
 	c.mu.Unlock()
 	for _, m := range ml.Members() {
-		if m.Name == from {
-			c.sendOwnTo(m)
-			return
+		if m.Name == node {
+			return m
 		}
 	}
+	return nil
 }
 
 func (c *Catalog) setState(node *memberlist.Node, state string) {

@@ -270,22 +270,31 @@ func (v *verifier) verifyEntry(h *nodeHeader, now time.Time) string {
 	if v == nil {
 		return ""
 	}
-	if len(h.Sig) == 0 {
-		return rejectUnsigned
+	d := signedBytes(h)
+	pc, reason := v.owner(h, h.Sig, d[:], now)
+	if reason == "" {
+		h.Cert = pc.der // relayed in full copies
+	}
+	return reason
+}
+
+// owner checks that sig, by the certificate h names, signs d, and that
+// the certificate's identity is h's cluster and region.
+func (v *verifier) owner(h *nodeHeader, sig, d []byte, now time.Time) (*peerCert, string) {
+	if len(sig) == 0 {
+		return nil, rejectUnsigned
 	}
 	pc, reason := v.cert(h.CertFP, h.Cert, now)
 	if reason != "" {
-		return reason
+		return nil, reason
 	}
 	if pc.id.Cluster != h.Cluster || pc.id.Region != h.Region {
-		return rejectIdentity
+		return nil, rejectIdentity
 	}
-	d := signedBytes(h)
-	if !ecdsa.VerifyASN1(pc.pub, d[:], h.Sig) {
-		return rejectSignature
+	if !ecdsa.VerifyASN1(pc.pub, d, sig) {
+		return nil, rejectSignature
 	}
-	h.Cert = pc.der // relayed in full copies
-	return ""
+	return pc, ""
 }
 
 // verifyScoped checks a scoped record's own signature by the
@@ -294,21 +303,9 @@ func (v *verifier) verifyScoped(h *nodeHeader, r *record, now time.Time) string 
 	if v == nil {
 		return ""
 	}
-	if len(r.Sig) == 0 {
-		return rejectUnsigned
-	}
-	pc, reason := v.cert(h.CertFP, h.Cert, now)
-	if reason != "" {
-		return reason
-	}
-	if pc.id.Cluster != h.Cluster || pc.id.Region != h.Region {
-		return rejectIdentity
-	}
 	d := scopedBytes(h.Node, r)
-	if !ecdsa.VerifyASN1(pc.pub, d[:], r.Sig) {
-		return rejectSignature
-	}
-	return ""
+	_, reason := v.owner(h, r.Sig, d[:], now)
+	return reason
 }
 
 // newSignerID returns the identity of s's certificate.
