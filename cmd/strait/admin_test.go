@@ -17,14 +17,7 @@ import (
 // probes answer anyone.
 func TestAdminTokenThroughCLI(t *testing.T) {
 	dir := t.TempDir()
-	caDir := filepath.Join(dir, "ca")
-	if _, stderr, code := runStrait(t, nil, "ca", "init", "--dir", caDir); code != 0 {
-		t.Fatalf("ca init: %s", stderr)
-	}
-	tlsDir := filepath.Join(dir, "tls")
-	if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--cluster", "a", "--region", "eu-west", "--out", tlsDir); code != 0 {
-		t.Fatalf("ca issue: %s", stderr)
-	}
+	_, tlsDir := caWithGateway(t, dir, "a", "eu-west")
 	token := filepath.Join(dir, "admin-token")
 	if err := os.WriteFile(token, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)

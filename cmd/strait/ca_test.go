@@ -12,10 +12,7 @@ import (
 // certificates whose SPIFFE IDs name their role, and refuses mixed flags.
 func TestCAIssuesRoles(t *testing.T) {
 	dir := t.TempDir()
-	caDir := filepath.Join(dir, "ca")
-	if _, stderr, code := runStrait(t, nil, "ca", "init", "--dir", caDir); code != 0 {
-		t.Fatalf("ca init: %s", stderr)
-	}
+	caDir, _ := caWithGateway(t, dir, "", "")
 	for _, tc := range []struct {
 		args []string
 		want string

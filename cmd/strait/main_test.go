@@ -296,3 +296,21 @@ func TestDevNamesTheAddressInUse(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// caWithGateway runs `strait ca init` in dir/ca and, unless cluster is
+// empty, `strait ca issue` for a gateway of cluster in region into
+// dir/tls; it returns both directories.
+func caWithGateway(t *testing.T, dir, cluster, region string) (caDir, tlsDir string) {
+	t.Helper()
+	caDir, tlsDir = filepath.Join(dir, "ca"), filepath.Join(dir, "tls")
+	if _, stderr, code := runStrait(t, nil, "ca", "init", "--dir", caDir); code != 0 {
+		t.Fatalf("ca init: %s", stderr)
+	}
+	if cluster == "" {
+		return caDir, ""
+	}
+	if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--cluster", cluster, "--region", region, "--out", tlsDir); code != 0 {
+		t.Fatalf("ca issue: %s", stderr)
+	}
+	return caDir, tlsDir
+}

@@ -20,14 +20,7 @@ import (
 // policy when the new one is invalid.
 func TestGatewayProcessResidencyPolicy(t *testing.T) {
 	dir := t.TempDir()
-	caDir := filepath.Join(dir, "ca")
-	if _, stderr, code := runStrait(t, nil, "ca", "init", "--dir", caDir); code != 0 {
-		t.Fatalf("ca init: %s", stderr)
-	}
-	tlsDir := filepath.Join(dir, "tls")
-	if _, stderr, code := runStrait(t, nil, "ca", "issue", "--dir", caDir, "--cluster", "a", "--region", "eu-west", "--out", tlsDir); code != 0 {
-		t.Fatalf("ca issue: %s", stderr)
-	}
+	_, tlsDir := caWithGateway(t, dir, "a", "eu-west")
 	policy := filepath.Join(dir, "residency.yaml")
 	example, err := os.ReadFile(examplePolicy)
 	if err != nil {
