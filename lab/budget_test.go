@@ -133,11 +133,17 @@ func TestListenerBudgets(t *testing.T) {
 	if cl, err := fresh.ask(5); err != nil || cl != "b" {
 		t.Fatalf("new connection during the flood: %q, %v", cl, err)
 	}
-	for name, conns := range held {
-		if n := stillOpen(conns); n > budget {
-			t.Errorf("%s port holds %d idle connections, budget %d", name, n, budget)
+	// Once the gateway has accepted them (on a loaded machine the backlog
+	// drains a little later), a port holds at most its budget; how many
+	// were admitted at all is checked by the counts below.
+	waitFor(t, func() bool {
+		for _, conns := range held {
+			if stillOpen(conns) > budget {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	waitFor(t, func() bool {
 		for _, conns := range held {
 			if stillOpen(conns) > 0 {
