@@ -332,6 +332,13 @@ func TestIdleFloodOfEveryPort(t *testing.T) {
 		adminRead = 5 * time.Second // the admin server's ReadHeaderTimeout
 	)
 	l := startLineLab(t, lab.Spec{State: true, Tune: func(cluster string, cfg *gateway.Config) {
+		// The floods share this machine's cores with both gateways, and
+		// on a small machine dialling them starves every process for
+		// seconds. The failure detectors are made patient so that a
+		// starved gateway is not declared gone: what is judged here is
+		// the budgets.
+		cfg.Tunnels.Keepalive, cfg.Tunnels.KeepaliveTimeout = time.Second, 10*time.Second
+		cfg.Gossip.ProbeInterval, cfg.Gossip.ProbeTimeout, cfg.Gossip.SuspicionMult = 2*time.Second, time.Second, 10
 		if cluster != "a" {
 			return
 		}
