@@ -278,7 +278,7 @@ func (g *Gateway) components() []component {
 			}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope(),
 				// Our entry is signed by our certificate key; others' are
 				// accepted only when signed by theirs.
-				Signing: &catalog.Signing{Key: g.id.Signer(), Cert: g.id.Cert.Certificate[0], Roots: g.id.Roots, TrustDomain: g.id.ID.TrustDomain}})
+				Signing: &catalog.Signing{Key: g.id.Signer(), Cert: g.id.Certificate().Certificate[0], Roots: g.id.Roots(), TrustDomain: g.id.ID.TrustDomain}})
 			return err
 		}, drain: func(ctx context.Context) error { return g.catalog.Shutdown(ctx) }, kill: func() { g.catalog.Kill() }},
 	}

@@ -129,7 +129,7 @@ func startGatewayWith(t *testing.T, cfg gateway.Config, policy gateway.PolicySou
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := identity.NewBundle(cert, ca.Pool())
+	b, err := identity.NewBundle(cert, ca.Roots())
 	if err != nil {
 		t.Fatal(err)
 	}

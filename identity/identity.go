@@ -15,7 +15,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -254,6 +257,9 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
+// Roots returns the CA certificate, as the roots of a Bundle or Trust.
+func (ca *CA) Roots() []*x509.Certificate { return []*x509.Certificate{ca.cert} }
+
 // CertPEM returns the CA certificate in PEM form.
 func (ca *CA) CertPEM() []byte { return ca.certPEM }
 
@@ -346,118 +352,271 @@ func (ca *CA) WriteIDFiles(dir string, id ID, validity time.Duration) error {
 	return nil
 }
 
-// Bundle is what a gateway needs for mTLS: its own certificate and the
-// federation's trust roots.
+// Bundle is what a gateway needs for mTLS: its own certificate, which a
+// certificate manager (Manager) replaces as it renews, and the trust it
+// verifies peers by, which the routing state replaces as trust records and
+// revocations change. Every handshake reads both afresh, so a new
+// certificate or trust takes effect on the next handshake while open
+// connections keep working.
 type Bundle struct {
-	Cert  tls.Certificate
-	Roots *x509.CertPool
-	ID    ID
+	// ID is the identity every certificate of this bundle carries.
+	ID ID
+
+	cert    atomic.Pointer[tls.Certificate]
+	trust   atomic.Pointer[Trust]
+	now     func() time.Time
+	refused atomic.Pointer[func(*RefusedError)]
+
+	mu       sync.Mutex
+	watchers []func(*tls.Certificate)
 }
 
-// NewBundle checks that cert carries a strait identity and builds a bundle.
-func NewBundle(cert tls.Certificate, roots *x509.CertPool) (*Bundle, error) {
-	if len(cert.Certificate) == 0 {
-		return nil, errors.New("empty certificate chain")
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+// NewBundle checks that cert carries a strait identity and builds a bundle
+// that trusts roots for the certificate's own trust domain.
+func NewBundle(cert tls.Certificate, roots []*x509.Certificate) (*Bundle, error) {
+	leaf, err := leafOf(&cert)
 	if err != nil {
-		return nil, fmt.Errorf("parse certificate: %w", err)
+		return nil, err
 	}
 	id, err := Parse(leaf)
 	if err != nil {
 		return nil, err
 	}
-	cert.Leaf = leaf
-	return &Bundle{Cert: cert, Roots: roots, ID: id}, nil
+	b := &Bundle{ID: id, now: time.Now}
+	b.cert.Store(&cert)
+	if len(roots) > 0 {
+		t, err := NewTrust([]Domain{{Name: id.TrustDomain, Roots: roots}}, Revocations{})
+		if err != nil {
+			return nil, err
+		}
+		b.trust.Store(t)
+	}
+	return b, nil
 }
 
-// LoadFiles reads a PEM certificate, its key and a CA bundle from files.
+// NewBundleFor is a bundle for id that has no certificate yet (a Manager
+// obtains one) and trusts t.
+func NewBundleFor(id ID, t *Trust) *Bundle {
+	b := &Bundle{ID: id, now: time.Now}
+	if t != nil {
+		b.trust.Store(t)
+	}
+	return b
+}
+
+func leafOf(cert *tls.Certificate) (*x509.Certificate, error) {
+	if len(cert.Certificate) == 0 {
+		return nil, errors.New("empty certificate chain")
+	}
+	if cert.Leaf != nil {
+		return cert.Leaf, nil
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate: %w", err)
+	}
+	cert.Leaf = leaf
+	return leaf, nil
+}
+
+// LoadFiles reads a PEM certificate (with its chain), its key and a CA
+// bundle from files.
 func LoadFiles(certFile, keyFile, caFile string) (*Bundle, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load key pair %s, %s: %w", certFile, keyFile, err)
 	}
-	caPEM, err := os.ReadFile(caFile)
+	roots, err := ReadRoots(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("read CA bundle: %w", err)
+		return nil, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("CA bundle %s: no PEM certificates found", caFile)
-	}
-	b, err := NewBundle(cert, roots)
+	b, err := NewBundle(cert, nil)
 	if err != nil {
 		return nil, fmt.Errorf("certificate %s: %w", certFile, err)
 	}
+	t, err := NewTrust([]Domain{{Name: b.ID.TrustDomain, Roots: roots}}, Revocations{})
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle %s: %w", caFile, err)
+	}
+	b.trust.Store(t)
 	return b, nil
 }
 
-// ServerConfig returns a TLS config for a listener that accepts only
-// clients holding a certificate from the same trust domain.
+// ReadRoots reads the PEM CA certificates of file.
+func ReadRoots(file string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read CA bundle: %w", err)
+	}
+	roots, err := ParsePEMCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle %s: %w", file, err)
+	}
+	return roots, nil
+}
+
+// ParsePEMCertificates parses PEM CERTIFICATE blocks; anything else, or
+// none at all, is an error.
+func ParsePEMCertificates(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := data
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", len(out)+1, blk.Type)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificates found")
+	}
+	if len(strings.TrimSpace(string(rest))) > 0 {
+		return nil, fmt.Errorf("trailing data after certificate %d", len(out))
+	}
+	return out, nil
+}
+
+// Certificate returns the current certificate (nil until a Manager has
+// obtained the first).
+func (b *Bundle) Certificate() *tls.Certificate { return b.cert.Load() }
+
+// SetCertificate makes cert the one presented from the next handshake on.
+// It must carry the bundle's identity.
+func (b *Bundle) SetCertificate(cert tls.Certificate) error {
+	leaf, err := leafOf(&cert)
+	if err != nil {
+		return err
+	}
+	id, err := Parse(leaf)
+	if err != nil {
+		return err
+	}
+	if id != b.ID {
+		return fmt.Errorf("certificate names %s, want %s", id, b.ID)
+	}
+	if _, ok := cert.PrivateKey.(crypto.Signer); !ok {
+		return fmt.Errorf("certificate for %s has no usable private key", id)
+	}
+	b.mu.Lock()
+	b.cert.Store(&cert)
+	ws := slices.Clone(b.watchers)
+	b.mu.Unlock()
+	for _, w := range ws {
+		w(&cert)
+	}
+	return nil
+}
+
+// OnCertificate calls f with every certificate set after this call.
+func (b *Bundle) OnCertificate(f func(*tls.Certificate)) {
+	b.mu.Lock()
+	b.watchers = append(b.watchers, f)
+	b.mu.Unlock()
+}
+
+// Trust returns the current trust (nil until set).
+func (b *Bundle) Trust() *Trust { return b.trust.Load() }
+
+// SetTrust makes t what peers are verified by from the next handshake on.
+func (b *Bundle) SetTrust(t *Trust) { b.trust.Store(t) }
+
+// Roots returns a pool of the bundle's own trust domain's roots.
+func (b *Bundle) Roots() *x509.CertPool {
+	p := x509.NewCertPool()
+	if t := b.trust.Load(); t != nil {
+		if d, ok := t.Domain(b.ID.TrustDomain); ok {
+			for _, r := range d.Roots {
+				p.AddCert(r)
+			}
+		}
+	}
+	return p
+}
+
+// SetClock replaces the clock that certificates are checked against.
+func (b *Bundle) SetClock(now func() time.Time) { b.now = now }
+
+// OnRefused calls f with every peer certificate this bundle refuses.
+func (b *Bundle) OnRefused(f func(*RefusedError)) { b.refused.Store(&f) }
+
+// Verify checks a peer's chain against the current trust for usage.
+func (b *Bundle) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (ID, error) {
+	t := b.trust.Load()
+	if t == nil {
+		t = &Trust{}
+	}
+	id, err := t.Verify(chain, usage, b.now())
+	if err != nil {
+		var r *RefusedError
+		if errors.As(err, &r) {
+			if f := b.refused.Load(); f != nil {
+				(*f)(r)
+			}
+		}
+	}
+	return id, err
+}
+
+func (b *Bundle) getCertificate() (*tls.Certificate, error) {
+	if c := b.cert.Load(); c != nil {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%s: no certificate yet", b.ID)
+}
+
+// ServerConfig returns a TLS config for a listener that requires a client
+// certificate and verifies it against the current trust at every
+// handshake, resumed ones included.
 func (b *Bundle) ServerConfig() *tls.Config {
+	return b.serverConfig(tls.RequireAnyClientCert)
+}
+
+// ServerConfigClientOptional is ServerConfig for a listener that also
+// takes clients without a certificate (enrolment with a join token);
+// a certificate that is given is verified as ServerConfig does.
+func (b *Bundle) ServerConfigClientOptional() *tls.Config {
+	return b.serverConfig(tls.RequestClientCert)
+}
+
+func (b *Bundle) serverConfig(auth tls.ClientAuthType) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{b.Cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    b.Roots,
-		VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
-			return b.checkPeer(chains)
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return b.getCertificate() },
+		ClientAuth:     auth,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 && auth == tls.RequestClientCert {
+				return nil
+			}
+			_, err := b.Verify(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
+			return err
 		},
 	}
 }
 
 // ClientConfig returns a TLS config for dialling another gateway with the
-// given SNI; the server must hold a certificate from the same trust domain.
+// given SNI; the server's certificate is verified against the current
+// trust at every handshake.
 func (b *Bundle) ClientConfig(serverName string) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{b.Cert},
-		RootCAs:      b.Roots,
-		ServerName:   serverName,
-		// Gateways are named by SPIFFE ID, not DNS name: verify the chain
-		// ourselves and then the trust domain.
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return b.getCertificate() },
+		ServerName:           serverName,
+		// Gateways are named by SPIFFE ID, not DNS name: VerifyConnection
+		// verifies the chain and the identity.
 		InsecureSkipVerify: true,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			certs := make([]*x509.Certificate, 0, len(raw))
-			for _, r := range raw {
-				c, err := x509.ParseCertificate(r)
-				if err != nil {
-					return fmt.Errorf("parse peer certificate: %w", err)
-				}
-				certs = append(certs, c)
-			}
-			if len(certs) == 0 {
-				return errors.New("peer sent no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range certs[1:] {
-				inter.AddCert(c)
-			}
-			chains, err := certs[0].Verify(x509.VerifyOptions{
-				Roots:         b.Roots,
-				Intermediates: inter,
-				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			})
-			if err != nil {
-				return fmt.Errorf("verify peer certificate: %w", err)
-			}
-			return b.checkPeer(chains)
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := b.Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+			return err
 		},
 	}
-}
-
-func (b *Bundle) checkPeer(chains [][]*x509.Certificate) error {
-	if len(chains) == 0 || len(chains[0]) == 0 {
-		return errors.New("no verified chain")
-	}
-	id, err := Parse(chains[0][0])
-	if err != nil {
-		return err
-	}
-	if id.TrustDomain != b.ID.TrustDomain {
-		return fmt.Errorf("peer trust domain %q, want %q", id.TrustDomain, b.ID.TrustDomain)
-	}
-	return nil
 }
 
 // PeerID returns the identity of the verified peer of a TLS connection.
@@ -476,9 +635,14 @@ func serial() *big.Int {
 	return n
 }
 
-// Signer returns the bundle's private key as a crypto.Signer (what signs
-// this gateway's catalog entries), or nil if the key cannot sign.
+// Signer returns the current certificate's private key as a
+// crypto.Signer (what signs this gateway's catalog entries), or nil if
+// there is none.
 func (b *Bundle) Signer() crypto.Signer {
-	s, _ := b.Cert.PrivateKey.(crypto.Signer)
+	c := b.cert.Load()
+	if c == nil {
+		return nil
+	}
+	s, _ := c.PrivateKey.(crypto.Signer)
 	return s
 }

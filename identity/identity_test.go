@@ -20,7 +20,7 @@ func TestIssueAndParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBundle(cert, ca.Pool())
+	b, err := NewBundle(cert, ca.Roots())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRoles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := NewBundle(cert, ca.Pool())
+		b, err := NewBundle(cert, ca.Roots())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +117,7 @@ func TestMutualTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := NewBundle(c, ca.Pool())
+		b, err := NewBundle(c, ca.Roots())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestSaveLoadCA(t *testing.T) {
 	if b.ID.Cluster != "us-east-1" || b.ID.TrustDomain != "strait.local" {
 		t.Fatalf("loaded %v", b.ID)
 	}
-	if _, err := b.Cert.Leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if _, err := b.Certificate().Leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("issued by the loaded CA does not chain to the original: %v", err)
 	}
 }

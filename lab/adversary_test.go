@@ -31,7 +31,7 @@ func TestAdversaryWithAGatewayCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stolen, err := identity.NewBundle(cert, d.CA.Pool())
+	stolen, err := identity.NewBundle(cert, d.CA.Roots())
 	if err != nil {
 		t.Fatal(err)
 	}

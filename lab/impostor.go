@@ -49,7 +49,7 @@ func (l *Lab) StartImpostor(region, cluster string) (*Impostor, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := identity.NewBundle(cert, l.CA.Pool())
+	id, err := identity.NewBundle(cert, l.CA.Roots())
 	if err != nil {
 		return nil, err
 	}

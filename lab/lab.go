@@ -274,7 +274,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if err != nil {
 			return nil, err
 		}
-		bundle, err := identity.NewBundle(cert, ca.Pool())
+		bundle, err := identity.NewBundle(cert, ca.Roots())
 		if err != nil {
 			return nil, err
 		}
@@ -486,7 +486,7 @@ func (l *Lab) Operator(addr string) (*state.ControlClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := identity.NewBundle(cert, l.CA.Pool())
+	id, err := identity.NewBundle(cert, l.CA.Roots())
 	if err != nil {
 		return nil, err
 	}

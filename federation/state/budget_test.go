@@ -70,7 +70,7 @@ func TestRaftStreamHandshakesBeforeRaft(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert, _ := foreignCA.Issue("r9", "intruder", time.Hour)
-	foreign, _ := identity.NewBundle(cert, f.ca.Pool())
+	foreign, _ := identity.NewBundle(cert, f.ca.Roots())
 	if c, err := (&tlsStream{client: foreign.ClientConfig("raft.strait")}).Dial(raft0(ln), time.Second); err == nil {
 		c.Read(make([]byte, 1)) // the server's verdict arrives after the client's handshake
 		c.Close()

@@ -72,7 +72,7 @@ func (f *testFed) bundle(id identity.ID) *identity.Bundle {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	b, err := identity.NewBundle(cert, f.ca.Pool())
+	b, err := identity.NewBundle(cert, f.ca.Roots())
 	if err != nil {
 		f.t.Fatal(err)
 	}

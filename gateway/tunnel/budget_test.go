@@ -42,7 +42,7 @@ func serveTunnel(t *testing.T, maxPerPeer int) *servedTunnel {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := identity.NewBundle(cert, ca.Pool())
+		b, err := identity.NewBundle(cert, ca.Roots())
 		if err != nil {
 			t.Fatal(err)
 		}

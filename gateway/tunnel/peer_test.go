@@ -35,7 +35,7 @@ func bundle(t *testing.T, ca *identity.CA, region, cluster string) *identity.Bun
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := identity.NewBundle(cert, ca.Pool())
+	b, err := identity.NewBundle(cert, ca.Roots())
 	if err != nil {
 		t.Fatal(err)
 	}
