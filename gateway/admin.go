@@ -47,14 +47,16 @@ func (g *Gateway) Status() admin.Status {
 	st := admin.Status{
 		Node: snap.Local, Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone, Cloud: g.cfg.Cloud,
 		Version: g.version, Ready: len(g.NotReady()) == 0, StartedAt: g.started,
-		Addresses: admin.Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr(), Passthrough: g.PassthroughAddr(), Probes: g.ProbesAddr()},
-		State:     g.stateStatus(),
-		Warnings:  g.Warnings(),
-		Ejected:   g.sel.Out.Status(),
-		Imports:   []admin.ImportStatus{},
-		Members:   []admin.MemberStatus{},
-		Clusters:  []admin.ClusterStatus{},
-		Tunnels:   g.tunnels.Status(),
+		Addresses:   admin.Addresses{Data: g.DataAddr(), Advertise: g.cfg.AdvertiseAddr(), Gossip: g.GossipAddr(), Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Control: g.ControlAddr(), Passthrough: g.PassthroughAddr(), Probes: g.ProbesAddr()},
+		State:       g.stateStatus(),
+		Warnings:    g.Warnings(),
+		Ejected:     g.sel.Out.Status(),
+		Imports:     []admin.ImportStatus{},
+		Members:     []admin.MemberStatus{},
+		Clusters:    []admin.ClusterStatus{},
+		Tunnels:     g.tunnels.Status(),
+		Certificate: g.certificateStatus(),
+		Trust:       g.trustStatus(),
 	}
 	if g.cfg.Advertise == "" {
 		st.Addresses.Advertise = g.DataAddr()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
+	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/internal/configfile"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -107,9 +109,25 @@ type AdminConfig struct {
 
 // TLSConfig names the PEM files of the gateway's federation identity.
 type TLSConfig struct {
-	Cert string `mapstructure:"cert"`
-	Key  string `mapstructure:"key"`
-	CA   string `mapstructure:"ca"`
+	// Source of the gateway's certificate: files (default: cert, key and
+	// ca, reloaded when they change), ca (the federation's CA, see
+	// tls.authority) or acme (see tls.acme).
+	Source string `mapstructure:"source"`
+	Cert   string `mapstructure:"cert"`
+	Key    string `mapstructure:"key"`
+	// CA is the PEM bundle of the federation's own roots. The routing
+	// state's trust records add to it.
+	CA string `mapstructure:"ca"`
+	// Watch is how often the files are read for changes (source files).
+	// Default 5s.
+	Watch time.Duration `mapstructure:"watch"`
+	// Storage is where the ca and acme sources keep certificates and
+	// keys. Default: <state.dataDir>/certificates, else
+	// ./strait-certificates.
+	Storage string `mapstructure:"storage"`
+	// RenewCheck is how often the certificate is checked for renewal
+	// (renewed at two thirds of its lifetime). Default 1m.
+	RenewCheck time.Duration `mapstructure:"renewCheck"`
 }
 
 // Timeouts bound every wait on the network.
@@ -275,10 +293,22 @@ func (im Import) Target() wire.Target {
 	return wire.Target{Namespace: ns, Name: name, Port: im.Port}
 }
 
+// CertStorage is where the ca and acme sources keep certificates.
+func (c Config) CertStorage() string {
+	switch {
+	case c.TLS.Storage != "":
+		return c.TLS.Storage
+	case c.State.DataDir != "":
+		return filepath.Join(c.State.DataDir, "certificates")
+	}
+	return "strait-certificates"
+}
+
 // DefaultConfig returns a config with every documented default set.
 func DefaultConfig() Config {
 	return Config{
 		TrustDomain: "strait.local",
+		TLS:         TLSConfig{Source: identity.SourceFiles, Watch: 5 * time.Second, RenewCheck: time.Minute},
 		Listen:      ListenConfig{Data: "0.0.0.0:15443", Admin: "127.0.0.1:15000", Connect: "127.0.0.1:15001", Passthrough: "127.0.0.1:15002", Control: "0.0.0.0:15012"},
 		Gossip:      catalog.DefaultConfig(),
 		State:       state.DefaultConfig(),
@@ -309,9 +339,21 @@ func (c Config) Validate() error {
 	req("cluster", c.Cluster)
 	req("region", c.Region)
 	req("trustDomain", c.TrustDomain)
-	req("tls.cert", c.TLS.Cert)
-	req("tls.key", c.TLS.Key)
-	req("tls.ca", c.TLS.CA)
+	switch c.TLS.Source {
+	case identity.SourceFiles:
+		req("tls.cert", c.TLS.Cert)
+		req("tls.key", c.TLS.Key)
+		req("tls.ca", c.TLS.CA)
+		if c.TLS.Watch <= 0 {
+			errs = append(errs, configfile.Errorf("tls.watch", "must be positive, found %s", c.TLS.Watch))
+		}
+	case identity.SourceCA, identity.SourceACME:
+		if c.TLS.RenewCheck <= 0 {
+			errs = append(errs, configfile.Errorf("tls.renewCheck", "must be positive, found %s", c.TLS.RenewCheck))
+		}
+	default:
+		errs = append(errs, configfile.Errorf("tls.source", "%q is not a certificate source (files, ca, acme)", c.TLS.Source))
+	}
 	for _, k := range []struct{ key, v string }{{"cluster", c.Cluster}, {"region", c.Region}, {"zone", c.Zone}} {
 		if k.v != "" && !sovereignty.IsLabel(k.v) {
 			errs = append(errs, configfile.Errorf(k.key, "%q is not a DNS label (lower-case letters, digits, '-')", k.v))

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,24 +57,30 @@ type Options struct {
 
 // Gateway is one running strait gateway.
 type Gateway struct {
-	cfg     Config
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	id      *identity.Bundle
-	disc    discovery.Source
-	dial    func(ctx context.Context, addr string) (net.Conn, error)
-	version string
-	metrics *metrics
-	health  *healthChecker
-	sel     *route.Selector
-	retries *retryBudget
-	pool    *upstreamPool // streams kept for the next HTTP request
-	res     *residency
-	catalog *catalog.Catalog
-	state   *state.Store
-	control *state.ControlServer
-	started time.Time
-	opts    Options
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+	id  *identity.Bundle
+	// manageCerts: the identity was made from the config, so a
+	// certificate manager keeps it current (certs.go).
+	manageCerts bool
+	certs       *identity.Manager
+	trustMu     sync.Mutex
+	ownRoots    []*x509.Certificate
+	disc        discovery.Source
+	dial        func(ctx context.Context, addr string) (net.Conn, error)
+	version     string
+	metrics     *metrics
+	health      *healthChecker
+	sel         *route.Selector
+	retries     *retryBudget
+	pool        *upstreamPool // streams kept for the next HTTP request
+	res         *residency
+	catalog     *catalog.Catalog
+	state       *state.Store
+	control     *state.ControlServer
+	started     time.Time
+	opts        Options
 
 	local   atomic.Pointer[localTable]
 	localMu sync.Mutex // serialises writers of local
@@ -189,9 +196,10 @@ func Start(cfg Config, opts Options) (*Gateway, error) {
 	}
 	if g.id == nil {
 		var err error
-		if g.id, err = identity.LoadFiles(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA); err != nil {
+		if g.id, err = newIdentity(cfg); err != nil {
 			return nil, fmt.Errorf("gateway identity: %w", err)
 		}
+		g.manageCerts = true
 	}
 	if !g.id.ID.IsGateway() {
 		return nil, fmt.Errorf("tls.cert %s: identity %s is an %s's; a gateway needs a gateway or voter certificate (strait ca issue)", cfg.TLS.Cert, g.id.ID, g.id.ID.Role)
@@ -235,6 +243,7 @@ func (g *Gateway) components() []component {
 			g.retries = newRetryBudget(time.Now)
 			return nil
 		}, kill: func() { g.metrics.unregister(g.reg) }},
+		{name: "certificates", start: g.startCertificates, kill: g.stopCertificates},
 		{name: "residency", start: func() error { return g.startResidency(g.opts.Policy) }, kill: func() { g.res.close() }},
 		{name: "tasks", start: func() error {
 			g.ctx, g.cancel = context.WithCancel(context.Background())

@@ -97,10 +97,11 @@ type Manager struct {
 	done   chan struct{}
 	kick   chan struct{}
 
-	renewals *prometheus.CounterVec
-	mu       sync.Mutex
-	status   Status
-	files    []byte // the cert, key and CA files last loaded
+	renewals   *prometheus.CounterVec
+	registered []prometheus.Collector
+	mu         sync.Mutex
+	status     Status
+	files      []byte // the cert, key and CA files last loaded
 }
 
 // StartManager starts a manager and returns once the bundle holds a
@@ -146,8 +147,10 @@ func StartManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 		})
 		for _, c := range []prometheus.Collector{m.renewals, expiry, next} {
 			if err := cfg.Registry.Register(c); err != nil {
+				m.unregister()
 				return nil, fmt.Errorf("certificate manager metrics: %w", err)
 			}
+			m.registered = append(m.registered, c)
 		}
 	}
 
@@ -181,6 +184,7 @@ func StartManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 	fail := func(err error) (*Manager, error) {
 		cancel()
 		m.cache.Stop()
+		m.unregister()
 		return nil, err
 	}
 	switch cfg.Source {
@@ -203,15 +207,20 @@ func StartManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 	return m, nil
 }
 
-// Close stops renewing and watching. The bundle keeps its certificate.
+// Close stops renewing and watching and unregisters the metrics. The
+// bundle keeps its certificate.
 func (m *Manager) Close() {
 	m.cancel()
 	m.cache.Stop()
-	if m.cfg.Source == SourceFiles {
-		<-m.done
-		return
-	}
 	<-m.done
+	m.unregister()
+}
+
+func (m *Manager) unregister() {
+	for _, c := range m.registered {
+		m.cfg.Registry.Unregister(c)
+	}
+	m.registered = nil
 }
 
 // Status returns the manager's view of its certificate.
@@ -384,30 +393,38 @@ func (m *Manager) loadFiles(ctx context.Context) error {
 
 // watchFiles reloads the files every Poll. Reading them whole catches
 // every way tools replace them (rewrites, renames, Kubernetes' symlink
-// swaps of secret volumes).
+// swaps of secret volumes). A tool replaces the certificate and the key
+// one after the other, so a pair that does not match is a failure only
+// when the next poll still finds it.
 func (m *Manager) watchFiles(ctx context.Context) {
 	defer close(m.done)
 	t := time.NewTicker(m.cfg.Files.Poll)
 	defer t.Stop()
 	var lastErr string
+	torn := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := m.loadFiles(ctx); err != nil {
-			if err.Error() != lastErr {
-				m.log.Warn("certificate files not reloaded; the current certificate stays in use", "err", err)
-				m.renewals.WithLabelValues(m.cfg.Source, "failed").Inc()
-				m.mu.Lock()
-				m.status.Failures++
-				m.status.LastError = err.Error()
-				m.mu.Unlock()
-			}
-			lastErr = err.Error()
+		err := m.loadFiles(ctx)
+		if err == nil {
+			lastErr, torn = "", false
 			continue
 		}
-		lastErr = ""
+		if !torn && lastErr == "" {
+			torn = true
+			continue
+		}
+		if err.Error() != lastErr {
+			m.log.Warn("certificate files not reloaded; the current certificate stays in use", "err", err)
+			m.renewals.WithLabelValues(m.cfg.Source, "failed").Inc()
+			m.mu.Lock()
+			m.status.Failures++
+			m.status.LastError = err.Error()
+			m.mu.Unlock()
+		}
+		lastErr = err.Error()
 	}
 }

@@ -101,6 +101,11 @@ type Spec struct {
 	// Tune, when set, changes each cluster's gateway config last, before
 	// the gateway starts (budgets and timeouts the spec has no field for).
 	Tune func(cluster string, cfg *gateway.Config)
+	// CertFiles gives each gateway its certificate as files (CertDir)
+	// that it watches every 100ms, as a gateway whose certificates
+	// another tool writes; RotateCert replaces them. Default: the lab
+	// hands each gateway a fixed certificate.
+	CertFiles bool
 }
 
 // Lab is a running federation.
@@ -112,6 +117,8 @@ type Lab struct {
 	// StateDir holds the gateways' routing state ("" without Spec.State).
 	StateDir    string
 	ownStateDir bool
+	// certDir holds each gateway's certificate files (Spec.CertFiles).
+	certDir string
 
 	mu       sync.Mutex
 	order    []string
@@ -170,6 +177,11 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 				return nil, fmt.Errorf("lab: state dir: %w", err)
 			}
 			l.ownStateDir = true
+		}
+	}
+	if spec.CertFiles {
+		if l.certDir, err = os.MkdirTemp("", "strait-lab-certs-"); err != nil {
+			return nil, fmt.Errorf("lab: certificate dir: %w", err)
 		}
 	}
 	for _, cs := range spec.Clusters {
@@ -261,8 +273,9 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			cfg.State.HeartbeatTimeout = cmp.Or(spec.StateHeartbeat, 500*time.Millisecond)
 			cfg.State.StaleAfter = cmp.Or(spec.StateStaleAfter, 2*time.Second)
 		}
-		// The lab supplies the identity; the file paths only satisfy validation.
-		cfg.TLS = gateway.TLSConfig{Cert: "(lab)", Key: "(lab)", CA: "(lab)"}
+		// The lab supplies the identity; the file paths only satisfy
+		// validation (Spec.CertFiles sets real ones below).
+		cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA = "(lab)", "(lab)", "(lab)"
 		if spec.Tune != nil {
 			spec.Tune(cs.Name, &cfg)
 		}
@@ -270,13 +283,22 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if spec.State && cs.Voter {
 			role = identity.RoleVoter
 		}
-		cert, err := ca.IssueID(identity.ID{Role: role, Region: cs.Region, Cluster: cs.Name}, 24*time.Hour)
-		if err != nil {
-			return nil, err
-		}
-		bundle, err := identity.NewBundle(cert, ca.Roots())
-		if err != nil {
-			return nil, err
+		var bundle *identity.Bundle
+		if spec.CertFiles {
+			dir := filepath.Join(l.certDir, cs.Name)
+			if err := ca.WriteIDFiles(dir, identity.ID{Role: role, Region: cs.Region, Cluster: cs.Name}, 24*time.Hour); err != nil {
+				return nil, fmt.Errorf("lab: %w", err)
+			}
+			cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
+			cfg.TLS.Watch = 100 * time.Millisecond
+		} else {
+			cert, err := ca.IssueID(identity.ID{Role: role, Region: cs.Region, Cluster: cs.Name}, 24*time.Hour)
+			if err != nil {
+				return nil, err
+			}
+			if bundle, err = identity.NewBundle(cert, ca.Roots()); err != nil {
+				return nil, err
+			}
 		}
 		from := cs.Name
 		g, err := gateway.Start(cfg, gateway.Options{
@@ -604,5 +626,8 @@ func (l *Lab) Close() {
 	l.links.close()
 	if l.ownStateDir {
 		os.RemoveAll(l.StateDir)
+	}
+	if l.certDir != "" {
+		os.RemoveAll(l.certDir)
 	}
 }

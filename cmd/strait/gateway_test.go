@@ -239,7 +239,9 @@ timeouts: {connect: 1s, budget: 2s, drain: 2s}
 		t.Fatalf("state get from b: exit %d, %q %q", code, out, stderr)
 	}
 	if out, _, _ := runStrait(t, nil, "status", "--admin", adminA); !strings.Contains(out, "routing state: follower (non-voter), leader b-") ||
-		!strings.Contains(out, fmt.Sprintf("passthrough 127.0.0.1:%d", pa.passthrough)) {
+		!strings.Contains(out, fmt.Sprintf("passthrough 127.0.0.1:%d", pa.passthrough)) ||
+		!strings.Contains(out, "certificate: spiffe://strait.local/gateway/region/eu-central/cluster/a from files, serial ") ||
+		!strings.Contains(out, "trust: strait.local (1 roots); revoked 0 serials, 0 identities") {
 		t.Errorf("status of a:\n%s", out)
 	}
 

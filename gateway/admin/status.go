@@ -26,6 +26,10 @@ type Status struct {
 	State *StateStatus `json:"state,omitempty"`
 	// Tunnels are the pooled tunnels to other gateways.
 	Tunnels []TunnelStatus `json:"tunnels"`
+	// Certificate is the gateway's own certificate and where it comes from.
+	Certificate *CertificateStatus `json:"certificate,omitempty"`
+	// Trust is what peers are verified by.
+	Trust *TrustStatus `json:"trust,omitempty"`
 	// Warnings are conditions that do not stop routing (a stale state).
 	Warnings []string `json:"warnings,omitempty"`
 	// Ejected lists the local endpoints and remote gateways that passive
@@ -130,4 +134,43 @@ type StateStatus struct {
 type PolicyStatus struct {
 	Name  string `json:"name"`
 	Index uint64 `json:"index"`
+}
+
+// CertificateStatus is the gateway's own certificate.
+type CertificateStatus struct {
+	// Source is files, ca or acme; empty when the certificate was handed
+	// to the gateway (tests, strait dev's in-process gateways).
+	Source      string    `json:"source,omitempty"`
+	Identity    string    `json:"identity"`
+	Serial      string    `json:"serial"`
+	Issuer      string    `json:"issuer"`
+	NotBefore   time.Time `json:"notBefore"`
+	NotAfter    time.Time `json:"notAfter"`
+	NextRenewal time.Time `json:"nextRenewal,omitzero"`
+	Renewals    int       `json:"renewals"`
+	Failures    int       `json:"failures"`
+	LastError   string    `json:"lastError,omitempty"`
+}
+
+// TrustStatus is the trust a gateway verifies peers by.
+type TrustStatus struct {
+	Domains        []TrustDomainStatus `json:"domains"`
+	RevokedSerials int                 `json:"revokedSerials"`
+	RevokedIDs     int                 `json:"revokedIds"`
+}
+
+// TrustDomainStatus is one trusted domain.
+type TrustDomainStatus struct {
+	Name string `json:"name"`
+	// Roots are the fingerprints (SHA-256) and expiry of its roots.
+	Roots []RootStatus `json:"roots"`
+	// Clusters, when set, are the only clusters this domain may identify.
+	Clusters []string `json:"clusters,omitempty"`
+}
+
+// RootStatus is one trusted root certificate.
+type RootStatus struct {
+	Subject     string    `json:"subject"`
+	Fingerprint string    `json:"sha256"`
+	NotAfter    time.Time `json:"notAfter"`
 }

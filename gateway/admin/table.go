@@ -29,6 +29,36 @@ func (s Status) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "    policy %s at index %d\n", p.Name, p.Index)
 		}
 	}
+	if c := s.Certificate; c != nil {
+		src := c.Source
+		if src == "" {
+			src = "given"
+		}
+		fmt.Fprintf(w, "  certificate: %s from %s, serial %s, expires %s (in %s)", c.Identity, src, c.Serial,
+			c.NotAfter.UTC().Format(time.RFC3339), time.Until(c.NotAfter).Round(time.Second))
+		if !c.NextRenewal.IsZero() {
+			fmt.Fprintf(w, ", next renewal %s", c.NextRenewal.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, ", %d renewals", c.Renewals)
+		if c.Failures > 0 {
+			fmt.Fprintf(w, ", %d failures", c.Failures)
+		}
+		fmt.Fprintln(w)
+		if c.LastError != "" {
+			fmt.Fprintf(w, "    last failure: %s\n", c.LastError)
+		}
+	}
+	if t := s.Trust; t != nil {
+		var ds []string
+		for _, d := range t.Domains {
+			e := fmt.Sprintf("%s (%d roots", d.Name, len(d.Roots))
+			if len(d.Clusters) > 0 {
+				e += "; clusters " + strings.Join(d.Clusters, ",")
+			}
+			ds = append(ds, e+")")
+		}
+		fmt.Fprintf(w, "  trust: %s; revoked %d serials, %d identities\n", strings.Join(ds, ", "), t.RevokedSerials, t.RevokedIDs)
+	}
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(w, "  WARNING: %s\n", warn)
 	}
