@@ -340,15 +340,15 @@ func (c Config) Validate() error {
 	req("region", c.Region)
 	req("trustDomain", c.TrustDomain)
 	switch c.TLS.Source {
-	case identity.SourceFiles:
+	case "", identity.SourceFiles:
 		req("tls.cert", c.TLS.Cert)
 		req("tls.key", c.TLS.Key)
 		req("tls.ca", c.TLS.CA)
-		if c.TLS.Watch <= 0 {
+		if c.TLS.Watch < 0 {
 			errs = append(errs, configfile.Errorf("tls.watch", "must be positive, found %s", c.TLS.Watch))
 		}
 	case identity.SourceCA, identity.SourceACME:
-		if c.TLS.RenewCheck <= 0 {
+		if c.TLS.RenewCheck < 0 {
 			errs = append(errs, configfile.Errorf("tls.renewCheck", "must be positive, found %s", c.TLS.RenewCheck))
 		}
 	default:

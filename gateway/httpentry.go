@@ -217,6 +217,7 @@ func (g *Gateway) readClientRequest(c net.Conn, br *bufio.Reader, wait time.Dura
 		g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindDecision, Decision: sovereignty.DecisionDeny, Direction: "outbound",
 			Entry: entry, Status: status, Reason: reason})
 		writeHTTPError(c, status, reason)
+		lingerClose(c)
 		return nil, false
 	}
 	c.SetReadDeadline(time.Now().Add(wait))
@@ -844,4 +845,18 @@ func grpcMessage(s string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// lingerClose ends the gateway's side of a connection it refused while the
+// client may still be sending (an oversized head), and reads what the
+// client sends for a moment before the caller closes it: closing with
+// unread bytes makes the kernel reset the connection, and a reset can
+// destroy the refusal before the client has read it. Bounded in time and
+// bytes; a client that closes its side ends it at once.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c, 64<<20)
 }

@@ -52,7 +52,8 @@ type Spec struct {
 	// TrustDomain of the ephemeral CA. Default strait.local.
 	TrustDomain string
 	Clusters    []ClusterSpec
-	// Logger for the gateways. Default: discard.
+	// Logger for the gateways. Default: discard, or stderr at the level
+	// of the environment variable STRAIT_LAB_LOG (debug, info, warn).
 	Logger *slog.Logger
 	// GossipProfile is lan, wan or local (default local).
 	GossipProfile string
@@ -141,6 +142,12 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 	}
 	if spec.Logger == nil {
 		spec.Logger = slog.New(slog.DiscardHandler)
+		// STRAIT_LAB_LOG=debug|info|warn writes the gateways' logs to
+		// stderr (a failing lab test explained).
+		var level slog.Level
+		if v := os.Getenv("STRAIT_LAB_LOG"); v != "" && level.UnmarshalText([]byte(v)) == nil {
+			spec.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		}
 	}
 	if spec.GossipProfile == "" {
 		spec.GossipProfile = "local"

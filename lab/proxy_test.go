@@ -57,15 +57,17 @@ func TestProxyBoundsTheRequestHead(t *testing.T) {
 	a := l.Gateway("a")
 	send := func(t *testing.T, fields []string) int {
 		t.Helper()
+		// Made before dialling: building 64 MiB on a loaded machine can
+		// take longer than the gateway waits for a first byte.
+		head := []byte("GET http://ledger.demo.svc.clusterset.local:8080/ HTTP/1.1\r\nHost: ledger.demo.svc.clusterset.local:8080\r\nConnection: close\r\n" +
+			strings.Join(fields, "") + "\r\n")
 		c, err := net.DialTimeout("tcp", a.ConnectAddr(), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		head := "GET http://ledger.demo.svc.clusterset.local:8080/ HTTP/1.1\r\nHost: ledger.demo.svc.clusterset.local:8080\r\nConnection: close\r\n" +
-			strings.Join(fields, "") + "\r\n"
-		go c.Write([]byte(head)) // an oversized head may be refused before it is all written
+		go c.Write(head) // an oversized head may be refused before it is all written
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatalf("read answer: %v", err)

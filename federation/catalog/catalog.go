@@ -95,6 +95,11 @@ type Catalog struct {
 	keyring *memberlist.Keyring
 	metrics *catalogMetrics
 
+	// peers are copies of memberlist's members, taken in its event
+	// callbacks (members.go).
+	peersMu sync.Mutex
+	peers   map[string]*memberlist.Node
+
 	mu           sync.Mutex
 	nodes        map[string]*nodeData
 	forgotten    map[string]forgottenNode
@@ -151,7 +156,7 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		name = self.Cluster + "-" + h
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Catalog{
+	c := &Catalog{peers: map[string]*memberlist.Node{},
 		log:       opts.Logger.With("component", "catalog", "node", name),
 		self:      self,
 		name:      name,
@@ -464,7 +469,7 @@ func (c *Catalog) disseminate(pub, scoped []*record) {
 		scopeOf[r.Key()] = c.scopeOf[r.Key()]
 	}
 	c.mu.Unlock()
-	members := ml.Members()
+	members := c.members()
 	if len(pub) > 0 {
 		msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: pub}}})
 		c.metrics.deltas.Inc()
@@ -579,7 +584,7 @@ func (c *Catalog) scopedAntiEntropy(every time.Duration) {
 		if n == 0 {
 			continue
 		}
-		for _, m := range c.ml.Members() {
+		for _, m := range c.members() {
 			if m.Name != c.name {
 				c.sendOwnTo(m)
 			}
@@ -650,7 +655,7 @@ func (c *Catalog) announceLeaving() {
 	c.stateGen++
 	c.mu.Unlock()
 	msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr}}})
-	for _, m := range c.ml.Members() {
+	for _, m := range c.members() {
 		if m.Name != c.name {
 			_ = c.ml.SendBestEffort(m, msg)
 		}
@@ -951,7 +956,7 @@ func (c *Catalog) memberOnce(last map[string]time.Time, node string) *memberlist
 	}
 	last[node] = now
 	c.mu.Unlock()
-	for _, m := range ml.Members() {
+	for _, m := range c.members() {
 		if m.Name == node {
 			return m
 		}
@@ -1189,7 +1194,7 @@ func (c *Catalog) sendOwnToAll() {
 	if ml == nil {
 		return
 	}
-	for _, m := range ml.Members() {
+	for _, m := range c.members() {
 		if m.Name != c.name {
 			c.sendOwnTo(m)
 		}

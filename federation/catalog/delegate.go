@@ -100,6 +100,7 @@ type events Catalog
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	c := (*Catalog)(e)
+	n = c.rememberMember(n)
 	c.setState(n, "alive")
 	if n.Name != c.name {
 		// Hand a newcomer our entry at once rather than at the next
@@ -108,10 +109,14 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	}
 }
 
-func (e *events) NotifyUpdate(n *memberlist.Node) { (*Catalog)(e).setState(n, "alive") }
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	c := (*Catalog)(e)
+	c.setState(c.rememberMember(n), "alive")
+}
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Catalog)(e)
+	c.forgetMember(n.Name)
 	// A graceful leave shows either way: memberlist's own leave message
 	// (the node is StateLeft) or the gateway's announcement (Leaving),
 	// whichever arrived first.

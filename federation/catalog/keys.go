@@ -158,7 +158,7 @@ func (c *Catalog) KeyOp(ctx context.Context, op string, key string) (KeyResult, 
 	}
 	msg := encodeMessage(&message{Kind: kindKeyOp, KeyOp: kop})
 	pending := map[string]bool{}
-	for _, m := range c.ml.Members() {
+	for _, m := range c.members() {
 		if m.Name == c.name {
 			continue
 		}
@@ -266,7 +266,7 @@ func (c *Catalog) handleKeyOp(op *keyOp) {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		for _, m := range c.ml.Members() {
+		for _, m := range c.members() {
 			if m.Name == op.From {
 				if err := c.ml.SendReliable(m, encodeMessage(&message{Kind: kindKeyAck, KeyAck: &ack})); err != nil {
 					c.log.Warn("answer key operation", "peer", op.From, "err", err)
