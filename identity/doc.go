@@ -16,10 +16,10 @@
 // <cluster>.<region>.<suffix> (a gateway) or
 // <cluster>.<region>.voters.<suffix> (a voter); dns.go has the table.
 // Parse and the function PeerID never read DNS names: a Trust or Bundle
-// does (Trust.IDOf, Bundle.PeerID), and only
-// under a suffix one of its domains declares. Suffixes of two domains
-// never nest, so a name maps to one domain, whose roots alone verify
-// the chain; a certificate with a spiffe URI is read by its URI alone.
+// does (Trust.IDOf, Bundle.PeerID), and only under a suffix one of its
+// domains declares. Suffixes of two domains never nest, so a name maps to
+// one domain, whose roots alone verify the chain; a certificate with a
+// spiffe URI is read by its URI alone.
 // TestVerifyDNSIdentity and FuzzParseDNS prove the mapping,
 // TestACMEPebble the ACME source end to end.
 //

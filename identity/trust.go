@@ -309,7 +309,7 @@ func (t *Trust) IDOf(cert *x509.Certificate) (ID, error) {
 		if len(declared) == 0 {
 			declared = []string{"none"}
 		}
-		return ID{}, fmt.Errorf("%w: %w: certificate names %s (declared suffixes: %s)", ErrNoIdentity, ErrDNSNotDeclared,
+		return ID{}, fmt.Errorf("%w: %w: %s (declared suffixes: %s)", ErrNoIdentity, ErrDNSNotDeclared,
 			listNames(cert.DNSNames), strings.Join(declared, ", "))
 	case 1:
 		d := t.domains[match[0]]
