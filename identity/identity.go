@@ -489,13 +489,15 @@ func ParsePEMCertificates(data []byte) ([]*x509.Certificate, error) {
 func (b *Bundle) Certificate() *tls.Certificate { return b.cert.Load() }
 
 // SetCertificate makes cert the one presented from the next handshake on.
-// It must carry the bundle's identity.
+// It must carry the bundle's identity: as a spiffe URI, or as a DNS name
+// under the suffix the bundle's trust domain declares in its current
+// trust (Trust.IDOf).
 func (b *Bundle) SetCertificate(cert tls.Certificate) error {
 	leaf, err := leafOf(&cert)
 	if err != nil {
 		return err
 	}
-	id, err := Parse(leaf)
+	id, err := b.trust.Load().IDOf(leaf)
 	if err != nil {
 		return err
 	}
@@ -620,11 +622,38 @@ func (b *Bundle) ClientConfig(serverName string) *tls.Config {
 }
 
 // PeerID returns the identity of the verified peer of a TLS connection.
+// It reads spiffe URIs only; (*Bundle).PeerID also reads DNS identities.
 func PeerID(cs tls.ConnectionState) (ID, error) {
 	if len(cs.PeerCertificates) == 0 {
 		return ID{}, ErrNoIdentity
 	}
 	return Parse(cs.PeerCertificates[0])
+}
+
+// PeerID returns the identity of the peer of a TLS connection that one of
+// the bundle's configs verified, read as the bundle's current trust reads
+// it (Trust.IDOf): a spiffe URI, or a DNS name under a declared suffix.
+// It does not verify the chain again; the handshake did.
+func (b *Bundle) PeerID(cs tls.ConnectionState) (ID, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return ID{}, ErrNoIdentity
+	}
+	return b.trust.Load().IDOf(cs.PeerCertificates[0])
+}
+
+// DNSName returns the DNS form of the bundle's identity under the suffix
+// its trust domain declares in the current trust: the name an ACME
+// directory issues its certificates for.
+func (b *Bundle) DNSName() (string, error) {
+	t := b.trust.Load()
+	if t == nil {
+		return "", fmt.Errorf("%s: no trust, so no DNS suffix", b.ID)
+	}
+	d, ok := t.Domain(b.ID.TrustDomain)
+	if !ok || d.DNSSuffix == "" {
+		return "", fmt.Errorf("%s: trust domain %s declares no DNS suffix", b.ID, b.ID.TrustDomain)
+	}
+	return b.ID.DNSName(d.DNSSuffix)
 }
 
 func serial() *big.Int {

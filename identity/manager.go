@@ -40,10 +40,13 @@ type ManagerConfig struct {
 	Bundle *Bundle
 	// Source is SourceFiles, SourceCA or SourceACME.
 	Source string
-	// Issuer obtains certificates for SourceCA and SourceACME.
+	// Issuer obtains certificates for SourceCA and SourceACME (for ACME,
+	// NewACMEIssuer). An issuer with a SetConfig(*certmagic.Config)
+	// method is bound to the manager's certmagic configuration.
 	Issuer certmagic.Issuer
-	// Name is what certmagic manages the certificate under: the bundle's
-	// SPIFFE ID unless set (an ACME source's DNS name).
+	// Name is what certmagic manages the certificate under. Default: for
+	// SourceACME the bundle's DNS name (Bundle.DNSName), otherwise its
+	// SPIFFE ID.
 	Name string
 	// Storage is the directory certmagic keeps certificates, keys and
 	// locks in (SourceCA and SourceACME).
@@ -109,6 +112,13 @@ type Manager struct {
 func StartManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 	if cfg.Bundle == nil {
 		return nil, errors.New("certificate manager: no bundle")
+	}
+	if cfg.Name == "" && cfg.Source == SourceACME {
+		name, err := cfg.Bundle.DNSName()
+		if err != nil {
+			return nil, fmt.Errorf("certificate manager: an ACME certificate names the gateway by DNS name: %w", err)
+		}
+		cfg.Name = name
 	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.Bundle.ID.String()
@@ -178,6 +188,9 @@ func StartManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 		mc.Storage = &certmagic.FileStorage{Path: cfg.Storage}
 	}
 	m.magic = certmagic.New(m.cache, mc)
+	if cs, ok := cfg.Issuer.(configSetter); ok {
+		cs.SetConfig(m.magic)
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -205,6 +218,12 @@ func StartManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 		return fail(fmt.Errorf("certificate manager: unknown source %q (want files, ca or acme)", cfg.Source))
 	}
 	return m, nil
+}
+
+// configSetter is an issuer that needs the manager's certmagic
+// configuration (ACMEIssuer: account storage, challenge listeners).
+type configSetter interface {
+	SetConfig(*certmagic.Config)
 }
 
 // Close stops renewing and watching and unregisters the metrics. The

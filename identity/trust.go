@@ -27,11 +27,14 @@ const (
 	ReasonClusterNotAllowed  Reason = "cluster_not_allowed"
 	ReasonUnknownAuthority   Reason = "unknown_authority"
 	ReasonRevoked            Reason = "revoked"
+	// ReasonDNSNotDeclared is a certificate without a spiffe URI whose
+	// DNS names fall under no DNS suffix a trusted domain declares.
+	ReasonDNSNotDeclared Reason = "dns_name_not_declared"
 )
 
 // Reasons lists every Reason, for metrics that start at zero.
 var Reasons = []Reason{ReasonNoCertificate, ReasonMalformed, ReasonExpired, ReasonNotYetValid, ReasonSelfSigned, ReasonWrongKeyUsage,
-	ReasonNoIdentity, ReasonUnknownTrustDomain, ReasonClusterNotAllowed, ReasonUnknownAuthority, ReasonRevoked}
+	ReasonNoIdentity, ReasonUnknownTrustDomain, ReasonClusterNotAllowed, ReasonUnknownAuthority, ReasonRevoked, ReasonDNSNotDeclared}
 
 // RefusedError is a refused peer certificate: why, and whose it was as far
 // as it could be read (a SPIFFE ID, or the subject's common name).
@@ -67,7 +70,19 @@ type Domain struct {
 	// domain may identify; its operators are never accepted. The
 	// federation's own domain has none.
 	Clusters []string
-	pool     *x509.CertPool
+	// DNSSuffix, when set, lets certificates without a spiffe URI identify
+	// this domain's gateways and voters by DNS name under it (dns.go has
+	// the form), as ACME directories issue them. No two domains of a
+	// Trust have equal or nested suffixes. Default none: DNS names
+	// identify nobody.
+	DNSSuffix string
+	// ServerAuthAsClient accepts a DNS identity's certificate as a TLS
+	// client certificate although its extended key usage allows server
+	// authentication only, as Let's Encrypt and Pebble issue them. Only
+	// with DNSSuffix; default false (such a client is refused as
+	// wrong_key_usage).
+	ServerAuthAsClient bool
+	pool               *x509.CertPool
 }
 
 // Revocations are refused at every handshake although their chains are
@@ -98,6 +113,20 @@ func NewTrust(domains []Domain, rev Revocations) (*Trust, error) {
 		}
 		if _, dup := t.domains[d.Name]; dup {
 			return nil, fmt.Errorf("trust domain %s: listed twice", d.Name)
+		}
+		if d.DNSSuffix != "" {
+			s, err := NormalizeDNSSuffix(d.DNSSuffix)
+			if err != nil {
+				return nil, fmt.Errorf("trust domain %s: %w", d.Name, err)
+			}
+			d.DNSSuffix = s
+			for _, o := range t.domains {
+				if o.DNSSuffix != "" && suffixesOverlap(s, o.DNSSuffix) {
+					return nil, fmt.Errorf("trust domain %s: DNS suffix %s overlaps %s of trust domain %s; a name must map to one domain", d.Name, s, o.DNSSuffix, o.Name)
+				}
+			}
+		} else if d.ServerAuthAsClient {
+			return nil, fmt.Errorf("trust domain %s: serverAuthAsClient applies to DNS identities only and needs a DNS suffix", d.Name)
 		}
 		d.pool = x509.NewCertPool()
 		for _, r := range d.Roots {
@@ -164,6 +193,9 @@ func (t *Trust) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, now ti
 	leaf := chain[0]
 	refuse := func(r Reason, err error) (ID, error) {
 		subj := leaf.Subject.CommonName
+		if subj == "" && len(leaf.DNSNames) > 0 {
+			subj = listNames(leaf.DNSNames)
+		}
 		for _, u := range leaf.URIs {
 			if u.Scheme == "spiffe" {
 				subj = u.String()
@@ -181,10 +213,16 @@ func (t *Trust) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, now ti
 		return refuse(ReasonExpired, fmt.Errorf("expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if !usableFor(leaf, usage) {
-		return refuse(ReasonWrongKeyUsage, fmt.Errorf("extended key usage %v does not allow %s", leaf.ExtKeyUsage, usageName(usage)))
+		if !t.serverAuthAsClient(leaf, usage) {
+			return refuse(ReasonWrongKeyUsage, fmt.Errorf("extended key usage %v does not allow %s", leaf.ExtKeyUsage, usageName(usage)))
+		}
+		usage = x509.ExtKeyUsageServerAuth
 	}
-	id, err := Parse(leaf)
+	id, err := t.IDOf(leaf)
 	if err != nil {
+		if errors.Is(err, ErrDNSNotDeclared) {
+			return refuse(ReasonDNSNotDeclared, err)
+		}
 		return refuse(ReasonNoIdentity, err)
 	}
 	d, ok := t.domains[id.TrustDomain]
@@ -238,4 +276,59 @@ func usageName(u x509.ExtKeyUsage) string {
 		return "TLS server authentication"
 	}
 	return fmt.Sprintf("usage %d", u)
+}
+
+// ErrDNSNotDeclared reports a certificate identified by DNS names only,
+// none under a DNS suffix that a trusted domain declares.
+var ErrDNSNotDeclared = errors.New("no trusted domain declares a DNS suffix for its DNS names")
+
+// IDOf reads the identity a certificate claims, as t reads it, without
+// verifying anything else: a certificate with a spiffe URI by Parse; one
+// without by its DNS name under the suffix of the one domain that
+// declares a suffix it falls under (ParseDNS). A nil Trust reads spiffe
+// URIs only.
+func (t *Trust) IDOf(cert *x509.Certificate) (ID, error) {
+	if t == nil || hasSPIFFE(cert) || len(cert.DNSNames) == 0 {
+		return Parse(cert)
+	}
+	var match, declared []string
+	for _, d := range t.Domains() {
+		if d.DNSSuffix == "" {
+			continue
+		}
+		declared = append(declared, d.DNSSuffix)
+		for _, n := range cert.DNSNames {
+			if strings.HasSuffix(lowerASCII(n), "."+d.DNSSuffix) {
+				match = append(match, d.Name)
+				break
+			}
+		}
+	}
+	switch len(match) {
+	case 0:
+		if len(declared) == 0 {
+			declared = []string{"none"}
+		}
+		return ID{}, fmt.Errorf("%w: %w: %s (declared suffixes: %s)", ErrNoIdentity, ErrDNSNotDeclared,
+			listNames(cert.DNSNames), strings.Join(declared, ", "))
+	case 1:
+		d := t.domains[match[0]]
+		return ParseDNS(cert, d.DNSSuffix, d.Name)
+	}
+	return ID{}, fmt.Errorf("%w: certificate names DNS names under the suffixes of trust domains %s, want one", ErrNoIdentity, strings.Join(match, ", "))
+}
+
+// serverAuthAsClient reports whether leaf, offered as a client
+// certificate but usable for server authentication only, is a DNS
+// identity of a domain that accepts such clients.
+func (t *Trust) serverAuthAsClient(leaf *x509.Certificate, usage x509.ExtKeyUsage) bool {
+	if usage != x509.ExtKeyUsageClientAuth || hasSPIFFE(leaf) || !usableFor(leaf, x509.ExtKeyUsageServerAuth) {
+		return false
+	}
+	id, err := t.IDOf(leaf)
+	if err != nil {
+		return false
+	}
+	d, ok := t.domains[id.TrustDomain]
+	return ok && d.ServerAuthAsClient
 }
