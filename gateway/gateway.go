@@ -245,6 +245,12 @@ func (g *Gateway) components() []component {
 		}, kill: func() { g.metrics.unregister(g.reg) }},
 		{name: "certificates", start: g.startCertificates, kill: g.stopCertificates},
 		{name: "residency", start: func() error { return g.startResidency(g.opts.Policy) }, kill: func() { g.res.close() }},
+		// Refused peer certificates are counted, logged and audited
+		// (trust.go) from the first handshake on.
+		{name: "refusals", start: func() error {
+			g.id.OnRefused(newRefusals(g).refused)
+			return nil
+		}, kill: func() { g.id.OnRefused(func(*identity.RefusedError) {}) }},
 		{name: "tasks", start: func() error {
 			g.ctx, g.cancel = context.WithCancel(context.Background())
 			g.conns.init(cfg.Limits.MaxConnections)
@@ -286,8 +292,10 @@ func (g *Gateway) components() []component {
 				Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: g.advertise, ControlAddr: g.controlAdvertise,
 			}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope(),
 				// Our entry is signed by our certificate key; others' are
-				// accepted only when signed by theirs.
-				Signing: &catalog.Signing{Key: g.id.Signer(), Cert: g.id.Certificate().Certificate[0], Roots: g.id.Roots(), TrustDomain: g.id.ID.TrustDomain}})
+				// accepted only when signed by theirs, verified by the
+				// trust handshakes use (trust records, revocations).
+				Signing: &catalog.Signing{Key: g.id.Signer(), Cert: g.id.Certificate().Certificate[0], Roots: g.id.Roots(), TrustDomain: g.id.ID.TrustDomain,
+					Trust: g.id.Trust}})
 			return err
 		}, drain: func(ctx context.Context) error { return g.catalog.Shutdown(ctx) }, kill: func() { g.catalog.Kill() }},
 	}

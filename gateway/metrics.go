@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
+	"github.com/straitmesh/strait/identity"
 )
 
 type metrics struct {
@@ -33,6 +34,7 @@ type metrics struct {
 	httpStreams        *prometheus.CounterVec
 	adminRefused       *prometheus.CounterVec
 	peerMismatch       *prometheus.CounterVec
+	peerRefused        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -127,6 +129,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_peer_identity_mismatch_total",
 			Help: "Outbound connections to another gateway closed after the handshake because its certificate did not name the cluster and region the catalog lists at its address, by the cluster expected there.",
 		}, []string{"cluster"}),
+		peerRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_identity_peer_refused_total",
+			Help: "Peer certificates refused at a handshake (data plane, tunnels, Raft, control API), by reason (identity.Reasons: expired, not_yet_valid, self_signed, wrong_key_usage, no_identity, unknown_trust_domain, cluster_not_allowed, unknown_authority, revoked, ...).",
+		}, []string{"reason"}),
+	}
+	for _, r := range identity.Reasons {
+		m.peerRefused.WithLabelValues(string(r))
 	}
 	for _, c := range m.all() {
 		reg.MustRegister(c)
@@ -138,7 +147,7 @@ func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
-		m.peerMismatch}
+		m.peerMismatch, m.peerRefused}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

@@ -25,8 +25,9 @@ func (g *Gateway) listenControl() (advertised string, err error) {
 }
 
 // startState opens the routing state, serves its control API on the
-// listener listenControl bound and follows its failover priorities and,
-// unless another policy source was given, its residency policy.
+// listener listenControl bound and follows its failover priorities, its
+// trust and revocation records (trust.go) and, unless another policy
+// source was given, its residency policy.
 func (g *Gateway) startState() error {
 	cfg := g.cfg
 	ctlAddr := g.controlAdvertise
@@ -55,6 +56,7 @@ func (g *Gateway) startState() error {
 	g.control = state.NewControlServer(g.state, g.id)
 	g.goServe("control", func() error { return g.control.Serve(g.controlLn) })
 	g.watchFailover(g.ctx, &g.wg, g.state)
+	g.followTrust()
 	if g.opts.Policy == nil {
 		g.res.useState(g.state, cfg.Residency.StatePolicy)
 	}

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -203,7 +204,9 @@ func (t *Trust) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, now ti
 		}
 		return ID{}, &RefusedError{Reason: r, Subject: subj, Serial: SerialHex(leaf), Err: err}
 	}
-	if leaf.IsCA || (leaf.Issuer.String() == leaf.Subject.String() && leaf.CheckSignatureFrom(leaf) == nil) {
+	// CheckSignature, not CheckSignatureFrom: the latter refuses a parent
+	// that is not a CA, so it never matches a self-signed leaf.
+	if leaf.IsCA || (bytes.Equal(leaf.RawIssuer, leaf.RawSubject) && leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil) {
 		return refuse(ReasonSelfSigned, errors.New("a self-signed or CA certificate is not a gateway's"))
 	}
 	if now.Before(leaf.NotBefore) {

@@ -127,6 +127,7 @@ type Lab struct {
 	specs    map[string]ClusterSpec
 	stopped  map[string]bool
 	policies map[string]*gateway.MemoryPolicySource
+	ids      map[string]*identity.Bundle
 	state    bool // the policy lives in the routing state
 }
 
@@ -162,7 +163,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		return nil, err
 	}
 	l = &Lab{CA: ca, gossipKey: spec.GossipKey, gateways: map[string]*gateway.Gateway{}, specs: map[string]ClusterSpec{}, stopped: map[string]bool{},
-		policies: map[string]*gateway.MemoryPolicySource{}}
+		policies: map[string]*gateway.MemoryPolicySource{}, ids: map[string]*identity.Bundle{}}
 	l.links = newLinkSet()
 	started := l // l is nil once an error is returned
 	defer func() {
@@ -323,6 +324,7 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		l.mu.Lock()
 		l.order = append(l.order, cs.Name)
 		l.gateways[cs.Name] = g
+		l.ids[cs.Name] = bundle
 		l.specs[cs.Name] = cs
 		l.mu.Unlock()
 		if seed == "" {
@@ -426,6 +428,15 @@ func (l *Lab) Gateway(name string) *gateway.Gateway {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.gateways[name]
+}
+
+// Identity returns the mTLS identity of cluster name's gateway: tests
+// re-issue its certificate (Bundle.SetCertificate) or read the trust it
+// verifies peers by.
+func (l *Lab) Identity(name string) *identity.Bundle {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ids[name]
 }
 
 // Link returns the emulated link carrying traffic from cluster from to

@@ -110,6 +110,7 @@ func newCACmd() *cobra.Command {
 	_ = issueCmd.MarkFlagRequired("dir")
 	_ = issueCmd.MarkFlagRequired("out")
 
-	cmd.AddCommand(initCmd, issueCmd)
+	cmd.AddCommand(initCmd, issueCmd, newCATrustCmd())
+	cmd.AddCommand(newCARevokeCmds()...)
 	return cmd
 }

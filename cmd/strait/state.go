@@ -222,7 +222,8 @@ func newStateCmd() *cobra.Command {
 		Use:   "state",
 		Short: "Read and operate the Raft-backed routing state",
 		Long: `Read and operate the routing state through a gateway's control API (gRPC, mTLS).
-Kinds: policy, failover, export, import, cluster, trust (and member, read-only).
+Kinds: policy, failover, export, import, cluster, trust, revocation, governance
+(and member, read-only).
 Reads are answered by the gateway asked, from its replica; --consistent asks
 the leader, which confirms its leadership first.`,
 	}

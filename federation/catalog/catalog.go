@@ -183,7 +183,7 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 			cancel()
 			return nil, err
 		}
-		c.verifier = &verifier{roots: opts.Signing.Roots, trustDomain: opts.Signing.TrustDomain, certs: map[[digestLen]byte]*peerCert{}}
+		c.verifier = &verifier{roots: opts.Signing.Roots, trustDomain: opts.Signing.TrustDomain, trust: opts.Signing.Trust, certs: map[[digestLen]byte]*peerCert{}}
 	}
 	c.lastVer = uint64(c.now().UnixNano())
 	own := &nodeData{verified: true,

@@ -65,6 +65,13 @@ type Signing struct {
 	// TrustDomain is the federation's trust domain; other domains are
 	// refused.
 	TrustDomain string
+	// Trust, when set, replaces Roots and TrustDomain for others'
+	// certificates: each is verified by the trust it returns (every
+	// trusted domain, within the clusters a domain may speak for, its
+	// revocations), and verified again once it returns another, so that
+	// the catalog follows trust records and revocations as handshakes do.
+	// Optional.
+	Trust func() *identity.Trust
 }
 
 // Reasons an entry or record is refused (label of
@@ -213,6 +220,7 @@ type peerCert struct {
 	id       identity.ID
 	pub      *ecdsa.PublicKey
 	notAfter time.Time
+	under    *identity.Trust // the trust it was verified by (Signing.Trust)
 }
 
 // verifier checks other gateways' entries. Its cache is guarded by the
@@ -220,6 +228,7 @@ type peerCert struct {
 type verifier struct {
 	roots       *x509.CertPool
 	trustDomain string
+	trust       func() *identity.Trust // nil: roots and trustDomain
 	certs       map[[digestLen]byte]*peerCert
 }
 
@@ -231,8 +240,18 @@ func (v *verifier) cert(fp []byte, der []byte, now time.Time) (*peerCert, string
 		return nil, rejectUnsigned
 	}
 	key := [digestLen]byte(fp)
-	if pc, ok := v.certs[key]; ok && now.Before(pc.notAfter) {
-		return pc, ""
+	var trust *identity.Trust
+	if v.trust != nil {
+		trust = v.trust()
+	}
+	if pc, ok := v.certs[key]; ok {
+		if now.Before(pc.notAfter) && pc.under == trust {
+			return pc, ""
+		}
+		if len(der) == 0 {
+			der = pc.der // verify it again by the trust in force now
+		}
+		delete(v.certs, key)
 	}
 	if len(der) == 0 {
 		return nil, rejectUnknownCert
@@ -244,12 +263,23 @@ func (v *verifier) cert(fp []byte, der []byte, now time.Time) (*peerCert, string
 	if err != nil {
 		return nil, rejectCertificate
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return nil, rejectCertificate
-	}
-	id, err := identity.Parse(leaf)
-	if err != nil || id.TrustDomain != v.trustDomain || !id.IsGateway() {
-		return nil, rejectIdentity
+	var id identity.ID
+	if trust != nil {
+		// A gateway's certificate is its client certificate too.
+		if id, err = trust.Verify([]*x509.Certificate{leaf}, x509.ExtKeyUsageClientAuth, now); err != nil {
+			return nil, rejectCertificate
+		}
+		if !id.IsGateway() {
+			return nil, rejectIdentity
+		}
+	} else {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			return nil, rejectCertificate
+		}
+		id, err = identity.Parse(leaf)
+		if err != nil || id.TrustDomain != v.trustDomain || !id.IsGateway() {
+			return nil, rejectIdentity
+		}
 	}
 	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
 	if !ok {
@@ -258,7 +288,7 @@ func (v *verifier) cert(fp []byte, der []byte, now time.Time) (*peerCert, string
 	if len(v.certs) >= maxCachedCerts {
 		clear(v.certs)
 	}
-	pc := &peerCert{der: der, id: id, pub: pub, notAfter: leaf.NotAfter}
+	pc := &peerCert{der: der, id: id, pub: pub, notAfter: leaf.NotAfter, under: trust}
 	v.certs[key] = pc
 	return pc, ""
 }

@@ -12,7 +12,9 @@ import (
 // Who may change the routing state, decided by the verified identity of
 // the caller's certificate (identity.Role), never by anything it sends:
 //
-//	RPC         allowed to
+//	RPC         allowed to (always an identity of the federation's own
+//	            trust domain: another domain's operators and gateways
+//	            never change anything, whatever its trust record says)
 //	Write       an operator whose scope names the record's kind
 //	Restore     an operator without a scope
 //	RemovePeer  an operator whose scope names "member" (or none)
@@ -52,6 +54,16 @@ type authorizer struct {
 func newAuthorizer(c Control) *authorizer {
 	s, _ := c.(*Store)
 	return &authorizer{store: s}
+}
+
+// ownDomain refuses a change asked by an identity of another trust
+// domain: a trust record lets another domain's gateways carry traffic
+// for their clusters, never change the routing state.
+func (a *authorizer) ownDomain(caller identity.ID) error {
+	if a.store == nil || caller.TrustDomain == a.store.opts.TrustDomain {
+		return nil
+	}
+	return refuse("own-domain", "changes are asked by identities of trust domain %s; %s is of %s", a.store.opts.TrustDomain, caller, caller.TrustDomain)
 }
 
 // deny records a refusal and returns its status error.

@@ -126,6 +126,9 @@ func serve[Req, Resp, PResp any](ctx context.Context, s controlService, rpc stri
 		if !ok {
 			return zero, s.authz.deny(rpc, caller, refuse("identity", "the caller presented no strait identity"))
 		}
+		if err := s.authz.ownDomain(caller); err != nil {
+			return zero, s.authz.deny(rpc, caller, err)
+		}
 		if err := check(caller, req); err != nil {
 			return zero, s.authz.deny(rpc, caller, err)
 		}

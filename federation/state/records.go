@@ -2,9 +2,7 @@ package state
 
 import (
 	"bytes"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"regexp"
@@ -29,7 +27,9 @@ const (
 	KindImport = "import"
 	// KindCluster is one entry of the cluster registry, keyed by cluster name.
 	KindCluster = "cluster"
-	// KindTrust is a trust bundle (PEM certificates), keyed by trust domain.
+	// KindTrust is a trust bundle, keyed by trust domain: PEM CA
+	// certificates, or JSON naming the clusters another domain may speak
+	// for (trust.go).
 	KindTrust = "trust"
 	// KindMember is a Raft server's addresses, keyed by node name. Written
 	// only by the join path, never by clients.
@@ -48,7 +48,7 @@ const (
 )
 
 // UserKinds are the kinds clients may write.
-var userKinds = []string{KindPolicy, KindFailover, KindExport, KindImport, KindCluster, KindTrust, KindGovernance}
+var userKinds = []string{KindPolicy, KindFailover, KindExport, KindImport, KindCluster, KindTrust, KindRevocation, KindGovernance}
 
 // UserKinds returns the kinds clients may write, in display order.
 func UserKinds() []string { return append([]string(nil), userKinds...) }
@@ -166,6 +166,10 @@ func ValidateKey(kind, key string) error {
 		if key != "policy" {
 			return fmt.Errorf("%w: governance key %q: want policy", ErrInvalid, key)
 		}
+	case KindRevocation:
+		if !revocationKeyRE.MatchString(key) {
+			return fmt.Errorf("%w: revocation key %q: want serial-<hex> or id-<32 hex digits> (state.RevocationKey)", ErrInvalid, key)
+		}
 	case KindPolicy, KindTrust, KindMember:
 		if !nameRE.MatchString(key) {
 			return fmt.Errorf("%w: %s key %q: want lower-case letters, digits, '-' and '.'", ErrInvalid, kind, key)
@@ -248,25 +252,11 @@ func ValidatePayload(kind string, payload []byte) error {
 		}
 		return nil
 	case KindTrust:
-		rest, n := payload, 0
-		for {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type != "CERTIFICATE" {
-				return fmt.Errorf("%w: trust: PEM block %q, want CERTIFICATE", ErrInvalid, b.Type)
-			}
-			if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-				return fmt.Errorf("%w: trust: certificate %d: %v", ErrInvalid, n+1, err)
-			}
-			n++
-		}
-		if n == 0 || len(bytes.TrimSpace(rest)) > 0 {
-			return fmt.Errorf("%w: trust: want PEM certificates only", ErrInvalid)
-		}
-		return nil
+		_, err := ParseTrust(payload)
+		return err
+	case KindRevocation:
+		_, err := ParseRevocation(payload)
+		return err
 	case KindMember:
 		var m Member
 		if err := strictJSON(payload, &m); err != nil {
@@ -454,6 +444,9 @@ func validateRecords(recs []Record, allowMembers bool) error {
 		}
 		if err := ValidatePayload(r.Kind, []byte(r.Value)); err != nil {
 			return fmt.Errorf("records[%d] %s/%s: %w", i, r.Kind, r.Key, err)
+		}
+		if err := checkRecordPair(r.Kind, r.Key, []byte(r.Value)); err != nil {
+			return fmt.Errorf("records[%d]: %w", i, err)
 		}
 		id := r.Kind + "\x00" + r.Key
 		if seen[id] {

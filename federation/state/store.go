@@ -751,6 +751,8 @@ func listenStream(bind, advertise string, opts Options, log *slog.Logger, admit 
 func (s *Store) admitRaft(peer identity.ID) error {
 	rule := ""
 	switch {
+	case peer.TrustDomain != s.opts.TrustDomain:
+		rule = "raft-domain"
 	case peer.Role != identity.RoleVoter:
 		rule = "raft-voter"
 	default:

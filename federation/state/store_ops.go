@@ -68,14 +68,23 @@ func (s *Store) checkWrite(req *WriteRequest) error {
 		if err := ValidatePayload(req.Kind, []byte(req.Value)); err != nil {
 			return err
 		}
+		if err := checkRecordPair(req.Kind, req.Key, []byte(req.Value)); err != nil {
+			return err
+		}
 		if s.opts.Validator != nil {
 			if err := s.opts.Validator(req.Kind, []byte(req.Value)); err != nil {
 				return fmt.Errorf("%w: %s %s: %w", ErrInvalid, req.Kind, req.Key, err)
 			}
 		}
+		if err := s.checkOwnTrust(req); err != nil {
+			return err
+		}
 	case OpDelete:
 		if req.Value != "" {
 			return fmt.Errorf("%w: a delete carries no value", ErrInvalid)
+		}
+		if err := s.checkOwnTrust(req); err != nil {
+			return err
 		}
 	case OpPropose:
 		if !guarded(req.Kind) {

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -146,6 +147,10 @@ type tunnel struct {
 	ping    time.Duration // the keepalive interval
 
 	why atomic.Pointer[string] // why the pool closed the session, when it did
+	// chain is the peer's verified certificate chain, leaf first, as of
+	// the handshake (Recheck verifies it again).
+	chain   []*x509.Certificate
+	inbound bool
 }
 
 // pathHealth is what all tunnels to one peer know of the path: they share
@@ -211,7 +216,8 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth) 
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
 	}
-	t := &tunnel{sess: sess, conn: ac, peer: peer, key: key, now: p.now, ping: p.cfg.Keepalive}
+	t := &tunnel{sess: sess, conn: ac, peer: peer, key: key, now: p.now, ping: p.cfg.Keepalive,
+		chain: tc.ConnectionState().PeerCertificates, inbound: server}
 	direction := "outbound"
 	if server {
 		direction = "inbound"
