@@ -291,12 +291,22 @@ func (g *Gateway) components() []component {
 			g.catalog, err = catalog.New(cfg.Gossip, catalog.Self{
 				Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: g.advertise, ControlAddr: g.controlAdvertise,
 			}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope(),
-				// Our entry is signed by our certificate key; others' are
-				// accepted only when signed by theirs, verified by the
-				// trust handshakes use (trust records, revocations).
-				Signing: &catalog.Signing{Key: g.id.Signer(), Cert: g.id.Certificate().Certificate[0], Roots: g.id.Roots(), TrustDomain: g.id.ID.TrustDomain,
-					Trust: g.id.Trust}})
-			return err
+				// Our entry is signed by our current certificate key; others'
+				// are accepted only when signed by theirs and our current
+				// trust accepts their chains.
+				Signing: catalog.BundleSigning(g.id)})
+			if err != nil {
+				return err
+			}
+			// A renewed certificate re-signs our entry at once, long before
+			// the old one expires. A catalog that was shut down ignores it.
+			c := g.catalog
+			g.id.OnCertificate(func(*tls.Certificate) {
+				if err := c.Resign(); err != nil {
+					g.log.Error("re-sign catalog entry with the renewed certificate", "err", err)
+				}
+			})
+			return nil
 		}, drain: func(ctx context.Context) error { return g.catalog.Shutdown(ctx) }, kill: func() { g.catalog.Kill() }},
 	}
 	if cfg.State.Enabled() {

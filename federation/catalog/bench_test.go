@@ -379,7 +379,7 @@ func TestBenchCatalogSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &verifier{roots: s.Roots, trustDomain: testTrustDomain, certs: map[[digestLen]byte]*peerCert{}}
+	v := newVerifier(s)
 	now := time.Now()
 	hdr := nodeHeader{Node: "gw-000", Cluster: "c0", Region: "r0", Gateway: "127.0.0.1:1", Version: 1}
 	const n = 2000
@@ -391,7 +391,11 @@ func TestBenchCatalogSignVerify(t *testing.T) {
 		}
 		h := hdr
 		h.Version = uint64(i + 1)
-		if err := sg.signEntry(&h, set); err != nil {
+		k, err := sg.key()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k.signEntry(&h, set); err != nil {
 			t.Fatal(err)
 		}
 		if entryDigest(set) != h.Digest {

@@ -104,7 +104,9 @@ type Catalog struct {
 	nodes        map[string]*nodeData
 	forgotten    map[string]forgottenNode
 	signer       *signer              // nil: unsigned
+	ownKey       *signingKey          // the certificate our header and scoped records are signed with
 	verifier     *verifier            // nil: accept unsigned entries
+	trustGen     any                  // Signing.Generation when the held entries were last checked
 	wantAt       map[string]time.Time // node -> when we last asked it for its whole entry
 	answerAt     map[string]time.Time // node -> when we last answered its request
 	rejectLog    map[string]time.Time // reason -> last log line
@@ -183,7 +185,8 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 			cancel()
 			return nil, err
 		}
-		c.verifier = &verifier{roots: opts.Signing.Roots, trustDomain: opts.Signing.TrustDomain, trust: opts.Signing.Trust, certs: map[[digestLen]byte]*peerCert{}}
+		c.verifier = newVerifier(opts.Signing)
+		c.trustGen = c.verifier.gen()
 	}
 	c.lastVer = uint64(c.now().UnixNano())
 	own := &nodeData{verified: true,
@@ -422,17 +425,96 @@ func (c *Catalog) applyOwn(services []Service) (pub, scoped []*record) {
 	return pub, scoped
 }
 
-// signOwnLocked re-signs our header over the current public set; c.mu
-// is held (or the catalog is not yet shared).
+// signOwnLocked re-signs our header over the current public set with
+// the current certificate; c.mu is held (or the catalog is not yet
+// shared). When the certificate changed since our last signature, our
+// scoped records are signed again with it too: a receiver checks them
+// against the chain of the header they travel with.
 func (c *Catalog) signOwnLocked() error {
 	own := c.nodes[c.name]
-	return c.signer.signEntry(&own.nodeHeader, own.public)
+	if c.signer == nil {
+		return (*signingKey)(nil).signEntry(&own.nodeHeader, own.public)
+	}
+	k, err := c.signer.key()
+	if err != nil {
+		own.Digest = entryDigest(own.public)
+		return err
+	}
+	if k != c.ownKey {
+		c.ownKey = k
+		for key, r := range own.scoped {
+			cp := *r // a record may be in a message being encoded: copy, never write
+			c.signScopedLocked(&cp)
+			own.scoped[key] = &cp
+		}
+	}
+	return k.signEntry(&own.nodeHeader, own.public)
 }
 
+// signScopedLocked signs r with the certificate our header is signed
+// with; c.mu is held.
 func (c *Catalog) signScopedLocked(r *record) {
-	if err := c.signer.signScoped(c.name, r); err != nil {
+	if err := c.ownKey.signScoped(c.name, r); err != nil {
 		c.log.Error("sign own scoped record", "service", r.Key(), "err", err)
 	}
+}
+
+// Resign signs this gateway's entry and scoped records again with the
+// current certificate, under a new version, and sends the entry with its
+// new chain to every member. The gateway calls it when its certificate
+// is renewed (identity.Bundle.OnCertificate), long before the old one
+// expires: peers replace the entry only once the new one verifies, so
+// the gateway's services stay visible throughout, and later changes are
+// signed by a certificate they know. It does nothing when the
+// certificate is the one already signed with, or the catalog is closed
+// or unsigned.
+func (c *Catalog) Resign() error {
+	if c.signer == nil || c.ctx.Err() != nil {
+		return nil
+	}
+	c.mu.Lock()
+	k, err := c.signer.key()
+	if err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("re-sign catalog entry of %s: %w", c.name, err)
+	}
+	if k == c.ownKey {
+		c.mu.Unlock()
+		return nil
+	}
+	own := c.nodes[c.name]
+	c.lastVer = max(uint64(c.now().UnixNano()), satAdd(c.lastVer, 1))
+	own.Version = c.lastVer
+	if err := c.signOwnLocked(); err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("re-sign catalog entry of %s: %w", c.name, err)
+	}
+	own.view = nil
+	c.stateGen++
+	// A delta of no records whose header carries the new chain: the
+	// receivers' copies keep their digest, and they need not ask for the
+	// whole entry to learn the certificate.
+	hdr := own.nodeHeader
+	hdr.Full = false
+	c.mu.Unlock()
+	c.log.Info("catalog entry signed with a renewed certificate", "cluster", c.self.Cluster, "region", c.self.Region,
+		"version", hdr.Version)
+	c.publish()
+	ml := c.mlReady.Load()
+	if ml == nil {
+		return nil
+	}
+	msg := encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr}}})
+	c.metrics.deltas.Inc()
+	if len(msg) <= c.packetSize {
+		c.queue.QueueBroadcast(deltaBroadcast{msg: msg})
+	}
+	for _, m := range ml.Members() {
+		if m.Name != c.name {
+			c.send(m, msg)
+		}
+	}
+	return nil
 }
 
 // deltaHeader is our header as a delta carries it: no certificate (it
@@ -1097,10 +1179,16 @@ func (c *Catalog) gcLoop() {
 	every := max(c.cfg.TombstoneTTL/10, time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	// The trust generation is one comparison a second; the held
+	// entries are checked only when it moved.
+	trust := time.NewTicker(trustCheckEvery)
+	defer trust.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
+		case <-trust.C:
+			c.recheckTrust()
 		case <-t.C:
 			changed, own := c.collect()
 			if changed {
@@ -1186,6 +1274,71 @@ func (c *Catalog) collect() (changed, ownChanged bool) {
 		c.metrics.collected.Inc()
 	}
 	return changed || ownChanged, ownChanged
+}
+
+// trustCheckEvery is how often the trust generation is compared with the
+// one the held entries were checked under.
+const trustCheckEvery = time.Second
+
+// recheckTrust verifies the chains of the entries held again when the
+// trust changed since they were last checked, and hides the entries of
+// gateways whose certificates the new trust refuses (verifier.recheck:
+// not for mere expiry). The chains are verified without the lock; an
+// entry replaced meanwhile is left to its own verification.
+func (c *Catalog) recheckTrust() {
+	v := c.verifier
+	if v == nil || v.generation == nil {
+		return
+	}
+	gen := v.gen()
+	type held struct {
+		node    string
+		version uint64
+		fp      string
+		chain   []byte
+	}
+	var entries []held
+	c.mu.Lock()
+	if gen == c.trustGen {
+		c.mu.Unlock()
+		return
+	}
+	for name, nd := range c.nodes {
+		if name != c.name && nd.verified && len(nd.Cert) > 0 {
+			entries = append(entries, held{node: name, version: nd.Version, fp: string(nd.CertFP), chain: nd.Cert})
+		}
+	}
+	c.mu.Unlock()
+	now := c.now()
+	refused := map[string]string{}
+	for _, e := range entries {
+		if reason := v.recheck(e.chain, now); reason != "" {
+			refused[e.node] = reason
+		}
+	}
+	var hidden []rejection
+	c.mu.Lock()
+	c.trustGen = gen
+	for _, e := range entries {
+		reason, ok := refused[e.node]
+		nd := c.nodes[e.node]
+		if !ok || nd == nil || !nd.verified || nd.Version != e.version || string(nd.CertFP) != e.fp {
+			continue
+		}
+		nd.verified, nd.view = false, nil
+		hidden = append(hidden, rejection{wn: &wireNode{nodeHeader: nd.nodeHeader}, reason: reason})
+	}
+	if len(hidden) > 0 {
+		c.stateGen++
+	}
+	c.mu.Unlock()
+	c.log.Info("trust changed: catalog entries checked again", "entries", len(entries), "hidden", len(hidden))
+	for _, r := range hidden {
+		c.reject(r.wn, r.reason)
+	}
+	if len(hidden) > 0 {
+		c.publish()
+	}
 }
 
 // sendOwnToAll hands every member our whole entry.

@@ -24,16 +24,18 @@ import (
 //	delta, state: uvarint node count, then per node its header, a uvarint
 //	              record count and the records
 //	keyop:        id, from, op byte, key bytes, then the sender's
-//	              certificate fingerprint, certificate and signature
+//	              chain fingerprint, certificate chain and signature
 //	keyack:       id, node, error text
 //	want:         node asking for the receiver's whole entry
 //
 // A header is node, cluster, region, zone, cloud, gateway, control,
 // version, a leaving byte (these are what the signature covers, see
 // sign.go), then a flags byte (bit 0: the records are the whole public
-// set, not a delta), the 32-byte digest of the public set, the
-// certificate fingerprint, the certificate (only in whole copies) and the
-// signature. A record is its fields (namespace, name, ports, labels,
+// set, not a delta), the 32-byte digest of the public set, the chain
+// fingerprint (SHA-256 of the chain bytes), the certificate chain (whole
+// copies and the owner's re-signed header after a certificate renewal;
+// DER certificates concatenated, leaf first, at most maxCertBytes) and
+// the signature. A record is its fields (namespace, name, ports, labels,
 // counts, version, flags, changed) and a signature (scoped records only).
 //
 // DecodeMessage checks every length against the limits in model.go before
@@ -67,7 +69,8 @@ type nodeHeader struct {
 	Full bool
 	// Digest is of the owner's public record set at Version.
 	Digest [digestLen]byte
-	// CertFP is the SHA-256 of Cert; Cert is sent in whole copies only.
+	// CertFP is the SHA-256 of Cert, the signer's certificate chain (DER,
+	// concatenated, leaf first); Cert is left out of deltas.
 	CertFP, Cert []byte
 	Sig          []byte
 }

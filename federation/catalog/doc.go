@@ -15,6 +15,13 @@
 //     gossiped, only counts and the owning gateway's data-plane address.
 //   - Decoding a gossip message never panics: malformed or oversized input
 //     is an error (FuzzDecodeMessage).
+//   - An entry is signed by its owner's current certificate (sign.go): a
+//     renewed certificate re-signs it under a new version before the old
+//     one expires, and peers keep the entry they hold until the new one
+//     verifies, so its services never disappear
+//     (TestCatalogRenewalKeepsServices); an entry whose certificate the
+//     current trust refuses (revoked, untrusted root) is hidden
+//     (TestCatalogTrustChange).
 //   - When memberlist declares a gateway dead or gone, its entry stays
 //     (static stability: routing keeps the last known data) but is marked
 //     unreachable, and consumers are told through Watch.

@@ -2,11 +2,13 @@ package catalog
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sampleNode(n int) *wireNode {
@@ -114,6 +116,19 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(encodeMessage(&message{Kind: kindState, Nodes: []*wireNode{sampleNode(1), sampleNode(0)}}))
 	f.Add(encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{sampleNode(40)}}))
 	f.Add(encodeMessage(&message{Kind: kindKeyOp, KeyOp: &keyOp{ID: "a", From: "b", Op: keyInstall, Key: make([]byte, 16)}}))
+	// A header and a key operation carrying a chain of leaf and
+	// intermediate, as signed gossip does.
+	pki := newTestPKI(f, testTrustDomain)
+	var chain []byte
+	for _, der := range pki.issue("eu", "b", time.Hour, true).Certificate {
+		chain = append(chain, der...)
+	}
+	fp := sha256.Sum256(chain)
+	withChain := sampleNode(2)
+	withChain.Full, withChain.CertFP, withChain.Cert, withChain.Sig = true, fp[:], chain, make([]byte, 72)
+	f.Add(encodeMessage(&message{Kind: kindState, Nodes: []*wireNode{withChain}}))
+	f.Add(encodeMessage(&message{Kind: kindKeyOp, KeyOp: &keyOp{ID: "a", From: "b", Op: keyUse, Key: make([]byte, 32),
+		CertFP: fp[:], Cert: chain, Sig: make([]byte, 72)}}))
 	f.Add(encodeMessage(&message{Kind: kindKeyAck, KeyAck: &keyAck{ID: "a", Node: "b", Err: "x"}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)

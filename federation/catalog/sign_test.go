@@ -2,8 +2,8 @@ package catalog
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"log/slog"
 	"math"
 	"testing"
@@ -32,13 +32,19 @@ func newTestCA(t testing.TB) *testCA {
 	return &testCA{t: t, ca: ca}
 }
 
+// signing is a catalog identity over a Bundle with a fresh certificate
+// for region and cluster, as a gateway's.
 func (c *testCA) signing(region, cluster string) *Signing {
 	c.t.Helper()
 	cert, err := c.ca.Issue(region, cluster, time.Hour)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return &Signing{Key: cert.PrivateKey.(crypto.Signer), Cert: cert.Certificate[0], Roots: c.ca.Pool(), TrustDomain: testTrustDomain}
+	b, err := identity.NewBundle(cert, c.ca.Roots())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return BundleSigning(b)
 }
 
 func rejected(c *Catalog, reason string) float64 {
@@ -60,16 +66,20 @@ func waitRejected(t *testing.T, c *Catalog, reason string, n float64) {
 	}
 }
 
-// forge builds a whole entry for hdr with recs, signed by s (which need
-// not own it).
-func forge(t *testing.T, s *signer, hdr nodeHeader, recs ...*record) *wireNode {
+// forge builds a whole entry for hdr with recs, signed by s's current
+// certificate (s need not own the entry).
+func forge(t testing.TB, s *signer, hdr nodeHeader, recs ...*record) *wireNode {
 	t.Helper()
 	set := map[string]*record{}
 	for _, r := range recs {
 		set[r.Key()] = r
 	}
 	hdr.Full = true
-	if err := s.signEntry(&hdr, set); err != nil {
+	k, err := s.key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.signEntry(&hdr, set); err != nil {
 		t.Fatal(err)
 	}
 	return &wireNode{nodeHeader: hdr, Records: recs}
@@ -248,15 +258,21 @@ func TestUnknownNodesAreCollectedAfterTTL(t *testing.T) {
 }
 
 // FuzzSignedEntry: whatever bytes arrive, a signed catalog keeps only
-// entries whose signed fields (header, digest, certificate) are exactly
-// what a gateway signed, and never panics.
+// entries whose signed fields (header, digest, certificate chain) are
+// exactly what a gateway signed, and never panics. The seeds are signed
+// by leaves of the root and of an intermediate, and by a renewed
+// certificate; they are made afresh each run, since certificates expire.
 func FuzzSignedEntry(f *testing.F) {
-	ca := newTestCA(f)
+	pki := newTestPKI(f, testTrustDomain)
+	tr := newTrust(f, identity.Revocations{}, pki.domain())
+	signing := func(region, cluster string, viaIntermediate bool) *Signing {
+		return BundleSigning(bundle(f, pki.issue(region, cluster, time.Hour, viaIntermediate), tr))
+	}
 	a := func() *Catalog {
 		cfg := DefaultConfig()
 		cfg.NodeName, cfg.Bind, cfg.Insecure, cfg.Profile = "a", "127.0.0.1:0", true, "local"
 		c, err := New(cfg, Self{Cluster: "a", Region: "eu", DataAddr: "127.0.0.1:1"}, nil,
-			Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Signing: ca.signing("eu", "a")})
+			Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Signing: signing("eu", "a", true)})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -269,25 +285,21 @@ func FuzzSignedEntry(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		set := map[string]*record{}
-		for _, r := range recs {
-			set[r.Key()] = r
-		}
-		hdr.Full = true
-		if err := sg.signEntry(&hdr, set); err != nil {
-			f.Fatal(err)
-		}
+		hdr = forge(f, sg, hdr, recs...).nodeHeader
 		genuine[signedBytes(&hdr)] = true
 		f.Add(encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: hdr, Records: recs}}}))
 		delta := hdr
 		delta.Cert, delta.Full = nil, false
 		f.Add(encodeMessage(&message{Kind: kindDelta, Nodes: []*wireNode{{nodeHeader: delta, Records: recs[:min(1, len(recs))]}}}))
 	}
-	y := ca.signing("us", "y")
+	y := signing("us", "y", true)
 	seed(y, nodeHeader{Node: "y", Cluster: "y", Region: "us", Gateway: "127.0.0.1:2", Version: 10}, &record{Service: svc("pay", 1), Version: 9})
 	seed(y, nodeHeader{Node: "y", Cluster: "y", Region: "us", Gateway: "127.0.0.1:2", Version: 11},
 		&record{Service: svc("pay", 2), Version: 11}, &record{Service: Service{Namespace: "demo", Name: "old"}, Version: 11, Deleted: true})
-	seed(ca.signing("eu", "x"), nodeHeader{Node: "x", Cluster: "x", Region: "eu", Version: 5})
+	// y renewed: the same records under a new certificate and version.
+	seed(signing("us", "y", true), nodeHeader{Node: "y", Cluster: "y", Region: "us", Gateway: "127.0.0.1:2", Version: 12},
+		&record{Service: svc("pay", 2), Version: 11}, &record{Service: Service{Namespace: "demo", Name: "old"}, Version: 11, Deleted: true})
+	seed(signing("eu", "x", false), nodeHeader{Node: "x", Cluster: "x", Region: "eu", Version: 5})
 	f.Add(encodeMessage(&message{Kind: kindWant, Want: "y"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)
@@ -315,11 +327,16 @@ func FuzzSignedEntry(f *testing.F) {
 }
 
 func s2id(tb testing.TB, s *Signing) identity.ID {
-	sg, err := newSignerID(s)
+	_, chain := s.Current()
+	leaf, err := x509.ParseCertificate(chain[0])
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return sg
+	id, err := identity.Parse(leaf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
 }
 
 func s2cluster(tb testing.TB, s *Signing) string { return s2id(tb, s).Cluster }
