@@ -6,6 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/identity"
@@ -33,7 +36,11 @@ func newIdentity(cfg Config) (*identity.Bundle, error) {
 	}
 	b := identity.NewBundleFor(id, nil)
 	if len(roots) > 0 {
-		t, err := identity.NewTrust([]identity.Domain{{Name: cfg.TrustDomain, Roots: roots}}, identity.Revocations{})
+		own := identity.Domain{Name: cfg.TrustDomain, Roots: roots}
+		if cfg.TLS.Source == identity.SourceACME {
+			own.DNSSuffix, own.ServerAuthAsClient = cfg.TLS.ACME.DNSSuffix, cfg.TLS.ACME.ServerAuthAsClient
+		}
+		t, err := identity.NewTrust([]identity.Domain{own}, identity.Revocations{})
 		if err != nil {
 			return nil, fmt.Errorf("tls.ca %s: %w", cfg.TLS.CA, err)
 		}
@@ -42,13 +49,17 @@ func newIdentity(cfg Config) (*identity.Bundle, error) {
 	return b, nil
 }
 
+// certIssueWait bounds how long a gateway waits at start for the ca or
+// acme source's first certificate.
+const certIssueWait = 2 * time.Minute
+
 // startCertificates starts the certificate manager of a gateway whose
 // identity comes from its config: it keeps the certificate current and,
 // for the files source, follows changes of the CA bundle.
 func (g *Gateway) startCertificates() error {
-	if d, ok := g.id.Trust().Domain(g.id.ID.TrustDomain); ok {
-		g.ownRoots = d.Roots
-	}
+	g.trustMu.Lock()
+	g.baseTrust = g.id.Trust()
+	g.trustMu.Unlock()
 	if !g.manageCerts {
 		return nil
 	}
@@ -60,10 +71,22 @@ func (g *Gateway) startCertificates() error {
 		mc.Source = identity.SourceFiles
 		mc.Files = identity.FilesSource{Cert: cfg.Cert, Key: cfg.Key, CA: cfg.CA, Poll: cfg.Watch}
 		mc.OnRoots = g.setOwnRoots
+	case identity.SourceACME:
+		iss, err := g.acmeIssuer()
+		if err != nil {
+			return err
+		}
+		mc.Issuer = iss
 	default:
 		return fmt.Errorf("tls.source %s: not available in this build", cfg.Source)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Timeouts.Budget+g.cfg.Timeouts.Connect)
+	// A gateway starts with a certificate or not at all: the files are
+	// read at once; an issuer is given time for a CA's round trips.
+	wait := g.cfg.Timeouts.Budget + g.cfg.Timeouts.Connect
+	if mc.Source != identity.SourceFiles {
+		wait = max(wait, certIssueWait)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	m, err := identity.StartManager(ctx, mc)
 	if err != nil {
@@ -79,23 +102,33 @@ func (g *Gateway) stopCertificates() {
 	}
 }
 
-// setOwnRoots takes a new CA bundle of the gateway's own trust domain.
+// setOwnRoots takes a new CA bundle of the gateway's own trust domain
+// (tls.ca changed) into the base of its trust.
 func (g *Gateway) setOwnRoots(roots []*x509.Certificate) {
 	g.trustMu.Lock()
-	defer g.trustMu.Unlock()
-	g.ownRoots = roots
-	g.rebuildTrust()
-}
-
-// rebuildTrust makes the trust the gateway verifies peers by from its own
-// roots. Called with trustMu held.
-func (g *Gateway) rebuildTrust() {
-	t, err := identity.NewTrust([]identity.Domain{{Name: g.id.ID.TrustDomain, Roots: g.ownRoots}}, identity.Revocations{})
+	var domains []identity.Domain
+	own := identity.Domain{Name: g.id.ID.TrustDomain}
+	var rev identity.Revocations
+	if g.baseTrust != nil {
+		for _, d := range g.baseTrust.Domains() {
+			if d.Name == own.Name {
+				own = d
+				continue
+			}
+			domains = append(domains, d)
+		}
+	}
+	own.Roots = roots
+	t, err := identity.NewTrust(append(domains, own), rev)
 	if err != nil {
-		g.log.Warn("trust not changed", "err", err)
+		g.trustMu.Unlock()
+		g.log.Warn("tls.ca not taken: the trust stays as it was", "file", g.cfg.TLS.CA, "err", err)
 		return
 	}
-	g.id.SetTrust(t)
+	g.baseTrust = t
+	g.trustGen++
+	g.trustMu.Unlock()
+	g.applyTrust()
 }
 
 func (g *Gateway) certificateStatus() *admin.CertificateStatus {
@@ -128,4 +161,41 @@ func (g *Gateway) trustStatus() *admin.TrustStatus {
 		st.Domains = append(st.Domains, ds)
 	}
 	return st
+}
+
+// issuerConfig is the identity package's view of tls.acme; roots verify
+// the directory.
+func (c ACMEConfig) issuerConfig(roots []*x509.Certificate) identity.ACMEConfig {
+	ic := identity.ACMEConfig{Directory: c.Directory, Email: c.Email, AgreeToTerms: c.AgreeToTerms, Roots: roots,
+		Challenges: c.Challenges, ListenHost: c.ListenHost, HTTPPort: c.HTTPPort, TLSALPNPort: c.TLSALPNPort, Profile: c.Profile}
+	if c.EABKeyID != "" || c.EABMACKeyFile != "" {
+		ic.EAB = &identity.EAB{KeyID: c.EABKeyID, MACKey: "(file)"}
+	}
+	return ic
+}
+
+// acmeIssuer builds the acme source's issuer from the config.
+func (g *Gateway) acmeIssuer() (*identity.ACMEIssuer, error) {
+	c := g.cfg.TLS.ACME
+	var roots []*x509.Certificate
+	if c.Roots != "" {
+		var err error
+		if roots, err = identity.ReadRoots(c.Roots); err != nil {
+			return nil, fmt.Errorf("tls.acme.roots: %w", err)
+		}
+	}
+	ic := c.issuerConfig(roots)
+	ic.Logger = g.log
+	if ic.EAB != nil {
+		mac, err := os.ReadFile(c.EABMACKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.acme.eabMACKeyFile: %w", err)
+		}
+		ic.EAB.MACKey = strings.TrimSpace(string(mac))
+	}
+	iss, err := identity.NewACMEIssuer(ic)
+	if err != nil {
+		return nil, fmt.Errorf("tls.acme: %w", err)
+	}
+	return iss, nil
 }

@@ -128,6 +128,45 @@ type TLSConfig struct {
 	// RenewCheck is how often the certificate is checked for renewal
 	// (renewed at two thirds of its lifetime). Default 1m.
 	RenewCheck time.Duration `mapstructure:"renewCheck"`
+	// ACME configures the acme source.
+	ACME ACMEConfig `mapstructure:"acme"`
+}
+
+// ACMEConfig is the acme certificate source: an ACME directory (step-ca,
+// Vault PKI, Let's Encrypt) issues the gateway a certificate for the DNS
+// form of its identity, <cluster>.<region>.<dnsSuffix> (voters
+// <cluster>.<region>.voters.<dnsSuffix>). tls.ca holds the roots the
+// directory's certificates chain to.
+type ACMEConfig struct {
+	// Directory is the directory's URL (https).
+	Directory string `mapstructure:"directory"`
+	// Email is the account's contact address. Optional.
+	Email string `mapstructure:"email"`
+	// AgreeToTerms accepts the CA's subscriber agreement. Must be true.
+	AgreeToTerms bool `mapstructure:"agreeToTerms"`
+	// Roots is a PEM file of the roots that verify the directory's own
+	// HTTPS certificate. Default: the system's roots.
+	Roots string `mapstructure:"roots"`
+	// EABKeyID and EABMACKeyFile bind the account to an external account
+	// (the MAC key, base64url, read from the file).
+	EABKeyID      string `mapstructure:"eabKeyID"`
+	EABMACKeyFile string `mapstructure:"eabMACKeyFile"`
+	// Challenges offered: http-01, tls-alpn-01. Default both.
+	Challenges []string `mapstructure:"challenges"`
+	// ListenHost, HTTPPort and TLSALPNPort are where the challenge
+	// listeners bind while a challenge is open. Default every interface,
+	// ports 80 and 443.
+	ListenHost  string `mapstructure:"listenHost"`
+	HTTPPort    int    `mapstructure:"httpPort"`
+	TLSALPNPort int    `mapstructure:"tlsALPNPort"`
+	// Profile names an ACME profile of the directory. Optional.
+	Profile string `mapstructure:"profile"`
+	// DNSSuffix is the trust domain's DNS suffix. Required.
+	DNSSuffix string `mapstructure:"dnsSuffix"`
+	// ServerAuthAsClient accepts peers' ACME certificates that allow only
+	// TLS server authentication as client certificates (Pebble, and Let's
+	// Encrypt since it dropped client authentication). Default false.
+	ServerAuthAsClient bool `mapstructure:"serverAuthAsClient"`
 }
 
 // Timeouts bound every wait on the network.
@@ -350,6 +389,18 @@ func (c Config) Validate() error {
 	case identity.SourceCA, identity.SourceACME:
 		if c.TLS.RenewCheck < 0 {
 			errs = append(errs, configfile.Errorf("tls.renewCheck", "must be positive, found %s", c.TLS.RenewCheck))
+		}
+		if c.TLS.Source == identity.SourceACME {
+			req("tls.ca", c.TLS.CA)
+			req("tls.acme.dnsSuffix", c.TLS.ACME.DNSSuffix)
+			if c.TLS.ACME.DNSSuffix != "" {
+				if _, err := identity.NormalizeDNSSuffix(c.TLS.ACME.DNSSuffix); err != nil {
+					errs = append(errs, configfile.Errorf("tls.acme.dnsSuffix", "%v", err))
+				}
+			}
+			if err := c.TLS.ACME.issuerConfig(nil).Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("tls.%w", err))
+			}
 		}
 	default:
 		errs = append(errs, configfile.Errorf("tls.source", "%q is not a certificate source (files, ca, acme)", c.TLS.Source))

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,22 +64,28 @@ type Gateway struct {
 	// certificate manager keeps it current (certs.go).
 	manageCerts bool
 	certs       *identity.Manager
-	trustMu     sync.Mutex
-	ownRoots    []*x509.Certificate
-	disc        discovery.Source
-	dial        func(ctx context.Context, addr string) (net.Conn, error)
-	version     string
-	metrics     *metrics
-	health      *healthChecker
-	sel         *route.Selector
-	retries     *retryBudget
-	pool        *upstreamPool // streams kept for the next HTTP request
-	res         *residency
-	catalog     *catalog.Catalog
-	state       *state.Store
-	control     *state.ControlServer
-	started     time.Time
-	opts        Options
+	// The trust peers are verified by (trust.go): baseTrust is what the
+	// gateway started with and tls.ca as last read; the routing state's
+	// records are composed over it once trustFromState.
+	trustMu        sync.Mutex
+	baseTrust      *identity.Trust
+	trustGen       int
+	trustFromState bool
+	trustSeen      string
+	disc           discovery.Source
+	dial           func(ctx context.Context, addr string) (net.Conn, error)
+	version        string
+	metrics        *metrics
+	health         *healthChecker
+	sel            *route.Selector
+	retries        *retryBudget
+	pool           *upstreamPool // streams kept for the next HTTP request
+	res            *residency
+	catalog        *catalog.Catalog
+	state          *state.Store
+	control        *state.ControlServer
+	started        time.Time
+	opts           Options
 
 	local   atomic.Pointer[localTable]
 	localMu sync.Mutex // serialises writers of local

@@ -31,7 +31,7 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 	}
 	connlimit.Established(raw)
 	cs := tc.ConnectionState()
-	peer, err := identity.PeerID(cs)
+	peer, err := g.id.PeerID(cs)
 	if err != nil || !peer.IsGateway() {
 		// Only gateways carry traffic: an operator's certificate opens no
 		// stream.

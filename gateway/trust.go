@@ -47,7 +47,7 @@ func composeTrust(own string, base *identity.Trust, self *tls.Certificate, view 
 	domains := map[string]identity.Domain{}
 	if base != nil {
 		for _, d := range base.Domains() {
-			domains[d.Name] = identity.Domain{Name: d.Name, Roots: d.Roots, Clusters: d.Clusters}
+			domains[d.Name] = d
 		}
 	}
 	baseOwn := domains[own].Roots
@@ -58,6 +58,11 @@ func composeTrust(own string, base *identity.Trust, self *tls.Certificate, view 
 			continue
 		}
 		d := identity.Domain{Name: r.Key, Roots: b.Roots, Clusters: b.Clusters}
+		if bd, ok := domains[r.Key]; ok {
+			// How a domain's names are read is this gateway's config
+			// (tls.acme), not the record's.
+			d.DNSSuffix, d.ServerAuthAsClient = bd.DNSSuffix, bd.ServerAuthAsClient
+		}
 		if r.Key == own {
 			d.Clusters = nil // the own domain speaks for every cluster
 			if !verifies(d.Roots, self, now) && len(baseOwn) > 0 {
@@ -115,33 +120,10 @@ func verifies(roots []*x509.Certificate, cert *tls.Certificate, now time.Time) b
 // every change of its trust or revocation records, until the gateway
 // stops. It runs after the routing state opened.
 func (g *Gateway) followTrust() {
-	base := g.id.Trust()
-	var seen string
-	apply := func() {
-		view := g.state.View()
-		key := recordsKey(view, state.KindTrust) + "|" + recordsKey(view, state.KindRevocation)
-		if key == seen {
-			return
-		}
-		seen = key
-		t, problems, err := composeTrust(g.cfg.TrustDomain, base, g.id.Certificate(), view, time.Now())
-		for _, p := range problems {
-			g.log.Warn("trust record not applied as written", "problem", p, "index", view.Index)
-		}
-		if err != nil {
-			g.log.Error("trust records not applied: the last trust stays in force", "index", view.Index, "err", err)
-			return
-		}
-		g.id.SetTrust(t)
-		serials, ids := t.Revoked()
-		names := make([]string, 0)
-		for _, d := range t.Domains() {
-			names = append(names, d.Name)
-		}
-		g.log.Info("trust in force", "index", view.Index, "domains", names, "revoked_serials", serials, "revoked_ids", ids)
-		g.recheckTunnels(t)
-	}
-	apply()
+	g.trustMu.Lock()
+	g.trustFromState = true
+	g.trustMu.Unlock()
+	g.applyTrust()
 	ch, stop := g.state.Watch()
 	g.wg.Add(1)
 	go func() {
@@ -152,10 +134,59 @@ func (g *Gateway) followTrust() {
 			case <-g.ctx.Done():
 				return
 			case <-ch:
-				apply()
+				g.applyTrust()
 			}
 		}
 	}()
+}
+
+// applyTrust composes the trust from the base (tls.ca as last read, and
+// whatever else the gateway started with) and, once the gateway follows
+// the routing state, its trust and revocation records, and puts it in
+// force if anything changed.
+func (g *Gateway) applyTrust() {
+	g.trustMu.Lock()
+	defer g.trustMu.Unlock()
+	key := fmt.Sprint(g.trustGen)
+	var view *state.View
+	if g.trustFromState {
+		view = g.state.View()
+		key += "|" + recordsKey(view, state.KindTrust) + "|" + recordsKey(view, state.KindRevocation)
+	}
+	if key == g.trustSeen {
+		return
+	}
+	g.trustSeen = key
+	t := g.baseTrust
+	if view != nil {
+		var problems []string
+		var err error
+		t, problems, err = composeTrust(g.cfg.TrustDomain, g.baseTrust, g.id.Certificate(), view, time.Now())
+		for _, p := range problems {
+			g.log.Warn("trust record not applied as written", "problem", p, "index", view.Index)
+		}
+		if err != nil {
+			g.log.Error("trust records not applied: the last trust stays in force", "index", view.Index, "err", err)
+			return
+		}
+	}
+	if t == nil {
+		return
+	}
+	g.id.SetTrust(t)
+	serials, ids := t.Revoked()
+	names := make([]string, 0)
+	for _, d := range t.Domains() {
+		names = append(names, fmt.Sprintf("%s(%d roots)", d.Name, len(d.Roots)))
+	}
+	var index uint64
+	if view != nil {
+		index = view.Index
+	}
+	g.log.Info("trust in force", "index", index, "domains", names, "revoked_serials", serials, "revoked_ids", ids)
+	if view != nil {
+		g.recheckTunnels(t)
+	}
 }
 
 // recordsKey identifies the versions of the records of kind in view.

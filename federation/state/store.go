@@ -733,7 +733,7 @@ func listenStream(bind, advertise string, opts Options, log *slog.Logger, admit 
 				return err
 			}
 		}
-		peer, err := identity.PeerID(cs)
+		peer, err := opts.Identity.PeerID(cs)
 		if err != nil {
 			return err
 		}

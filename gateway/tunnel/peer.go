@@ -42,8 +42,8 @@ func (e *MismatchError) Error() string {
 // verify checks that the verified peer certificate of cs names exactly
 // p's cluster and region. The trust domain and chain were checked in the
 // handshake (identity.Bundle.ClientConfig).
-func (p Peer) verify(cs tls.ConnectionState) error {
-	id, err := identity.PeerID(cs)
+func (p Peer) verify(b *identity.Bundle, cs tls.ConnectionState) error {
+	id, err := b.PeerID(cs)
 	if err != nil {
 		return fmt.Errorf("gateway at %s: %w", p.Addr, err)
 	}

@@ -571,7 +571,7 @@ func (p *Pool) handshake(ctx context.Context, peer Peer, t wire.Target, protos .
 		raw.Close()
 		return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", peer.Addr, err)
 	}
-	if err := peer.verify(tc.ConnectionState()); err != nil {
+	if err := peer.verify(p.id, tc.ConnectionState()); err != nil {
 		raw.Close() // not one byte more to whoever it is
 		var me *MismatchError
 		if errors.As(err, &me) && p.cfg.Mismatch != nil {
