@@ -197,7 +197,9 @@ func trustDomainOf(c *x509.Certificate) string {
 func (in *Intermediate) SetClock(now func() time.Time) { in.now = now }
 
 // Roots returns the root certificates the intermediate chains to.
-func (in *Intermediate) Roots() []*x509.Certificate { return append([]*x509.Certificate(nil), in.roots...) }
+func (in *Intermediate) Roots() []*x509.Certificate {
+	return append([]*x509.Certificate(nil), in.roots...)
+}
 
 // RootsPEM returns the roots in PEM.
 func (in *Intermediate) RootsPEM() []byte { return bytes.Clone(in.rootsPEM) }
