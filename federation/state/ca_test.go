@@ -552,3 +552,53 @@ func TestCAIssuerObtainsAndRenewsThroughCertmagic(t *testing.T) {
 		t.Errorf("the CA signed %v renewals, want 2 or more", got)
 	}
 }
+
+// TestFSMDecidesTokenUseByEntryTime: the state machine judges a token's
+// expiry by the time the leader wrote into the entry that uses it, so
+// every replica decides the same whatever its own clock; a use after the
+// first, by another request, is refused.
+func TestFSMDecidesTokenUseByEntryTime(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ca, err := identity.NewCA("strait.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := identity.NewToken(ca.Roots()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := &command{Op: OpPut, Kind: KindJoinToken, Key: tok.ID, Time: t0,
+		Value: `{"cluster":"c1","region":"r1","role":"voter","secretHash":"` + tok.SecretHash() + `","ttlSeconds":60}`}
+	use := func(at time.Time, csr string) *command {
+		return &command{Op: OpConsume, Kind: KindJoinToken, Key: tok.ID, Time: at, By: "spiffe://strait.local/voter/region/r1/cluster/c1",
+			Value: `{"secretHash":"` + tok.SecretHash() + `","cluster":"c1","region":"r1","role":"voter","csr":"` + Digest(csr) + `"}`}
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []*command
+		rule  string // of the last step; "" when it applies
+	}{
+		{"used a second before it expires", []*command{put, use(t0.Add(59*time.Second), "a")}, ""},
+		{"used as it expires", []*command{put, use(t0.Add(60*time.Second), "a")}, "token-expired"},
+		{"used twice by two requests", []*command{put, use(t0, "a"), use(t0, "b")}, "token-used"},
+		{"the same request again", []*command{put, use(t0, "a"), use(t0.Add(time.Hour), "a")}, ""},
+		{"never written", []*command{use(t0, "a")}, "token-unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFSM("strait.local", discard())
+			var res applyResult
+			for i, c := range tc.steps {
+				res = applyCmd(t, f, uint64(i+1), c)
+				if i < len(tc.steps)-1 && res.Err != nil {
+					t.Fatalf("step %d: %v", i+1, res.Err)
+				}
+			}
+			switch {
+			case tc.rule == "" && res.Err != nil:
+				t.Fatalf("refused: %v", res.Err)
+			case tc.rule != "" && (!errors.Is(res.Err, ErrDenied) || !strings.Contains(res.Err.Error(), "rule "+tc.rule)):
+				t.Fatalf("%v; want a refusal by rule %s", res.Err, tc.rule)
+			}
+		})
+	}
+}
