@@ -165,7 +165,7 @@ func newCATokenCmd() *cobra.Command {
 with --voter) obtains its first certificate from the federation's CA
 (tls.source: ca). The token is used once, within --ttl of its creation by the
 leader's clock; the routing state keeps only the hash of its secret, in a
-jointoken record keyed by the token's ID ('strait state get jointoken'
+jointoken record keyed by the token's ID ('strait state list jointoken'
 lists them; 'strait state delete jointoken ID' revokes one). The token also
 carries the SHA-256 of the federation's root certificate, by which the new
 gateway checks the CA server before it trusts anything.
