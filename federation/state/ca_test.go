@@ -602,3 +602,37 @@ func TestFSMDecidesTokenUseByEntryTime(t *testing.T) {
 		})
 	}
 }
+
+// TestCAConfigValidate: state.ca needs both files, a voter, and a
+// lifetime from 1s to 30 days; each problem names its key.
+func TestCAConfigValidate(t *testing.T) {
+	base := DefaultConfig()
+	base.DataDir, base.Bind, base.Voter, base.BootstrapExpect = "/var/lib/strait", "127.0.0.1:8300", true, 1
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string // "" for valid
+	}{
+		{"both files on a voter", func(c *Config) { c.CA.Intermediate, c.CA.IntermediateKey = "i.pem", "k.pem" }, ""},
+		{"no CA", func(c *Config) {}, ""},
+		{"no key", func(c *Config) { c.CA.Intermediate = "i.pem" }, "state.ca.intermediateKey"},
+		{"no certificate", func(c *Config) { c.CA.IntermediateKey = "k.pem" }, "state.ca.intermediate"},
+		{"not a voter", func(c *Config) {
+			c.CA.Intermediate, c.CA.IntermediateKey, c.Voter, c.BootstrapExpect, c.Join = "i.pem", "k.pem", false, 0, []string{"10.0.0.1:15012"}
+		}, "only voters sign"},
+		{"a lifetime under a second", func(c *Config) { c.CA.Lifetime = time.Millisecond }, "state.ca.lifetime"},
+		{"a lifetime over 30 days", func(c *Config) { c.CA.Lifetime = 31 * 24 * time.Hour }, "state.ca.lifetime"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base
+			tc.edit(&c)
+			err := c.Validate("state.")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("%v; want a problem naming %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -66,7 +66,7 @@ type CAConfig struct {
 	IntermediateKey string `mapstructure:"intermediateKey"`
 	// Lifetime is how long the certificates it signs are valid: what a
 	// request gets unless it asks for less. Default 24h; at least 1s,
-	// at most 30 days.
+	// at most 30 days (0 reads as the default).
 	Lifetime time.Duration `mapstructure:"lifetime"`
 }
 
@@ -148,7 +148,7 @@ func (c Config) Validate(prefix string) error {
 			errs = append(errs, configfile.Errorf(prefix+"ca.intermediate", "only voters sign certificates (the leader does): set %svoter: true or remove %sca", prefix, prefix))
 		}
 	}
-	if c.CA.Lifetime < time.Second || c.CA.Lifetime > 30*24*time.Hour {
+	if c.CA.Lifetime != 0 && (c.CA.Lifetime < time.Second || c.CA.Lifetime > 30*24*time.Hour) {
 		errs = append(errs, configfile.Errorf(prefix+"ca.lifetime", "want 1s to 720h, found %s", c.CA.Lifetime))
 	}
 	if c.SnapshotThreshold == 0 {
