@@ -24,7 +24,23 @@
 // TestACMEPebble the ACME source end to end.
 //
 // CA is an in-memory certificate authority for development and tests
-// (`strait dev` creates one per run and discards it). Long-lived identity
-// management (certmagic, ACME, files written by cert-manager) builds on the
-// same ID type.
+// (`strait dev` creates one per run and discards it), and the offline root
+// of `strait ca`. Long-lived identity management (Manager on certmagic,
+// ACME, files written by cert-manager) builds on the same ID type.
+//
+// The federation's CA (docs/identity.md) adds these invariants:
+//
+//   - An Intermediate signs only what a CSR proves: exactly one SPIFFE ID
+//     of a gateway or voter of its trust domain, no DNS names, IP or
+//     e-mail addresses, no operators, and only the identity it was
+//     authorized for; the certificate has no common name and never
+//     outlives the intermediate (TestSignCSR).
+//   - A join token's secret goes only to a server whose chain holds the
+//     root the token pins and whose certificate is a voter's chaining to
+//     it (Token.VerifyPinned, TestTokenPinsTheRoot); a token's text is
+//     read or refused with ErrBadToken, never a panic, and errors never
+//     repeat it (FuzzParseToken).
+//   - CAIssuer hands certmagic only a certificate for the CSR's key and
+//     the bundle's own identity that chains to the pinned root or the
+//     bundle's trust.
 package identity

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +57,38 @@ func (f *controlFlags) dial() (*state.ControlClient, error) {
 		return nil, &usageError{err}
 	}
 	return state.DialControl(addr, id)
+}
+
+// root returns the root certificate a join token pins: the one of file,
+// or else the only self-signed CA of the CA bundle the flags name.
+func (f *controlFlags) root(file string) (*x509.Certificate, error) {
+	if file == "" {
+		file = f.ca
+		if file == "" && f.config != "" {
+			ct, err := loadControlTarget(f.config)
+			if err != nil {
+				return nil, &usageError{err}
+			}
+			file = ct.TLS.CA
+		}
+	}
+	if file == "" {
+		return nil, &usageError{errors.New("name the federation's root: --root, --ca or --config GATEWAY.yaml")}
+	}
+	certs, err := identity.ReadRoots(file)
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	var roots []*x509.Certificate
+	for _, c := range certs {
+		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			roots = append(roots, c)
+		}
+	}
+	if len(roots) != 1 {
+		return nil, &usageError{fmt.Errorf("%s holds %d root certificates; name the one to pin with --root FILE", file, len(roots))}
+	}
+	return roots[0], nil
 }
 
 // call sends req with method to the control API the flags name, within

@@ -19,6 +19,7 @@ type Control interface {
 	RemovePeer(ctx context.Context, req *RemovePeerRequest) (*RemovePeerResponse, error)
 	Snapshot(ctx context.Context, req *SnapshotRequest) (*SnapshotResponse, error)
 	Restore(ctx context.Context, req *RestoreRequest) (*RestoreResponse, error)
+	SignCertificate(ctx context.Context, req *SignRequest) (*SignResponse, error)
 }
 
 // WriteRequest puts or deletes one record.

@@ -21,7 +21,12 @@ import (
 //	Join        a gateway for its own cluster and region, as a server ID
 //	            no other cluster's member record holds; as a voter only
 //	            with a voter identity
-//	the rest    any identity of the trust domain (reads)
+//	SignCertificate  its own identity again with a gateway or voter
+//	            certificate; without a certificate, what a join token
+//	            allows (ca.go)
+//	the rest    any identity of the trust domain (reads); a caller
+//	            without a certificate is answered Unauthenticated
+//	            (requireCertificate)
 //
 // A change is never forwarded: a follower answers with the leader's
 // address and the caller asks the leader, so the leader always authorizes
@@ -41,6 +46,9 @@ type Denial struct {
 type authRule struct{ rule, reason string }
 
 func (r *authRule) Error() string { return r.reason + " (rule " + r.rule + ")" }
+
+// Is makes a refusal match ErrDenied.
+func (r *authRule) Is(target error) bool { return target == ErrDenied }
 
 func refuse(rule, format string, args ...any) error {
 	return &authRule{rule: rule, reason: fmt.Sprintf(format, args...)}
@@ -140,6 +148,24 @@ func (a *authorizer) mayJoin(caller identity.ID, r *JoinRequest) error {
 		if cur, ok := a.store.member(r.Server.ID); ok && cur.Cluster != "" && cur.Cluster != caller.Cluster {
 			return refuse("join-owner", "server %s belongs to cluster %s; %s may not take it over", r.Server.ID, cur.Cluster, caller)
 		}
+	}
+	return nil
+}
+
+// maySign decides who may have claimed signed: the caller itself
+// (caller is its verified SPIFFE ID), or, for a caller without a
+// certificate, whoever a join token allows (decided when the token is
+// consumed).
+func maySign(caller string, claimed identity.ID, hasToken bool, trustDomain string) error {
+	switch {
+	case claimed.TrustDomain != trustDomain:
+		return refuse("csr-names", "the request is for trust domain %q; this federation is %q", claimed.TrustDomain, trustDomain)
+	case caller != "" && caller != claimed.String():
+		return refuse("sign-own-identity", "%s may renew its own certificate only, not ask for %s", caller, claimed)
+	case caller != "" && hasToken:
+		return refuse("sign-own-identity", "%s renews with its certificate: a join token is for a first certificate only", caller)
+	case caller == "" && !hasToken:
+		return refuse("sign-token", "a caller without a certificate needs a join token (strait ca token) to ask for %s", claimed)
 	}
 	return nil
 }

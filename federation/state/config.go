@@ -50,7 +50,28 @@ type Config struct {
 	// StaleAfter is how long without contact with a leader before the
 	// gateway reports its routing state as possibly stale. Default 5s.
 	StaleAfter time.Duration `mapstructure:"staleAfter"`
+	// CA makes a voter a CA server: while it leads it signs certificate
+	// requests (the control API's SignCertificate) with an intermediate
+	// of the federation's root. Off unless both files are set.
+	CA CAConfig `mapstructure:"ca"`
 }
+
+// CAConfig is the intermediate CA a voter signs certificates with.
+type CAConfig struct {
+	// Intermediate is a PEM file: the intermediate certificate, then the
+	// root it chains to (`strait ca intermediate` writes intermediate.pem).
+	Intermediate string `mapstructure:"intermediate"`
+	// IntermediateKey is the intermediate's PEM private key
+	// (intermediate-key.pem).
+	IntermediateKey string `mapstructure:"intermediateKey"`
+	// Lifetime is how long the certificates it signs are valid: what a
+	// request gets unless it asks for less. Default 24h; at least 1s,
+	// at most 30 days (0 reads as the default).
+	Lifetime time.Duration `mapstructure:"lifetime"`
+}
+
+// Enabled reports whether a CA is configured.
+func (c CAConfig) Enabled() bool { return c.Intermediate != "" || c.IntermediateKey != "" }
 
 // DefaultConfig returns the documented defaults (routing state off
 // until DataDir is set).
@@ -58,6 +79,7 @@ func DefaultConfig() Config {
 	return Config{
 		Bind: "0.0.0.0:8300", HeartbeatTimeout: 700 * time.Millisecond,
 		SnapshotThreshold: 1024, TrailingLogs: 1024, StaleAfter: 5 * time.Second,
+		CA: CAConfig{Lifetime: 24 * time.Hour},
 	}
 }
 
@@ -114,6 +136,20 @@ func (c Config) Validate(prefix string) error {
 	}
 	if c.StaleAfter <= 0 {
 		errs = append(errs, configfile.Errorf(prefix+"staleAfter", "must be positive, found %s", c.StaleAfter))
+	}
+	if c.CA.Enabled() {
+		switch {
+		case c.CA.Intermediate == "":
+			errs = append(errs, configfile.Errorf(prefix+"ca.intermediate", "required with %sca.intermediateKey: the intermediate certificate and its root (PEM)", prefix))
+		case c.CA.IntermediateKey == "":
+			errs = append(errs, configfile.Errorf(prefix+"ca.intermediateKey", "required with %sca.intermediate: the intermediate's private key (PEM)", prefix))
+		}
+		if !c.Voter {
+			errs = append(errs, configfile.Errorf(prefix+"ca.intermediate", "only voters sign certificates (the leader does): set %svoter: true or remove %sca", prefix, prefix))
+		}
+	}
+	if c.CA.Lifetime != 0 && (c.CA.Lifetime < time.Second || c.CA.Lifetime > 30*24*time.Hour) {
+		errs = append(errs, configfile.Errorf(prefix+"ca.lifetime", "want 1s to 720h, found %s", c.CA.Lifetime))
 	}
 	if c.SnapshotThreshold == 0 {
 		errs = append(errs, configfile.Errorf(prefix+"snapshotThreshold", "must be positive"))

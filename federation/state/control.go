@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -28,7 +29,12 @@ import (
 // The control API is gRPC over mTLS with protobuf messages, defined in
 // proto/strait/state/v1/control.proto and generated into package statev1.
 // Every caller must hold a certificate of the federation's trust domain;
-// its SPIFFE ID is recorded as the author of the writes it makes.
+// its SPIFFE ID is recorded as the author of the writes it makes. The TLS
+// listener also takes clients without a certificate, for one method only:
+// SignCertificate, where a join token authorizes a new gateway's first
+// certificate (ca.go). Every other method, the health and reflection
+// services included, answers such a client Unauthenticated
+// (requireCertificate, TestControlNeedsACertificate).
 //
 //	service                                   what
 //	strait.state.v1.Control                   the methods of Control
@@ -122,10 +128,10 @@ func serve[Req, Resp, PResp any](ctx context.Context, s controlService, rpc stri
 	check func(identity.ID, *Req) error, out func(*Resp) PResp) (PResp, error) {
 	var zero PResp
 	ctx, caller, ok := withPeerCaller(ctx)
+	if !ok {
+		return zero, errNoCertificate(rpc)
+	}
 	if check != nil {
-		if !ok {
-			return zero, s.authz.deny(rpc, caller, refuse("identity", "the caller presented no strait identity"))
-		}
 		if err := s.authz.ownDomain(caller); err != nil {
 			return zero, s.authz.deny(rpc, caller, err)
 		}
@@ -206,6 +212,72 @@ func (s controlService) Restore(ctx context.Context, req *statev1.RestoreRequest
 	return serve(ctx, s, "Restore", s.c.Restore, restoreRequestFromPB(req), mayRestore, restoreResponseToPB)
 }
 
+// SignCertificate is the one method a caller without a certificate may
+// call. The leader decides (ca.go, maySign): the context carries the
+// caller's verified identity when it has one, nothing otherwise.
+func (s controlService) SignCertificate(ctx context.Context, req *statev1.SignCertificateRequest) (*statev1.SignCertificateResponse, error) {
+	const rpc = "SignCertificate"
+	ctx, caller, _ := withPeerCaller(ctx)
+	if addr, here := s.authz.leader(); !here {
+		if addr == "" {
+			return nil, toStatus(ErrNoLeader)
+		}
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(leaderTrailer, addr))
+		return nil, toStatus(fmt.Errorf("%w: ask the leader at %s", ErrNotLeader, addr))
+	}
+	resp, err := s.c.SignCertificate(ctx, signRequestFromPB(req))
+	if err != nil {
+		var ar *authRule
+		if errors.As(err, &ar) {
+			return nil, s.authz.deny(rpc, caller, err)
+		}
+		return nil, toStatus(err)
+	}
+	return signResponseToPB(resp), nil
+}
+
+// signMethod is the full name of the one method served without a
+// client certificate.
+var signMethod = "/" + statev1.Control_ServiceDesc.ServiceName + "/SignCertificate"
+
+// ErrNoCertificate is the answer to a caller without a certificate on
+// any method but SignCertificate.
+var ErrNoCertificate = errors.New("the control API needs a certificate of the federation")
+
+func errNoCertificate(method string) error {
+	return status.Error(codes.Unauthenticated, fmt.Sprintf("%v (%s): only SignCertificate takes a join token instead", ErrNoCertificate, method))
+}
+
+// hasPeerCertificate reports whether the caller presented a certificate
+// (the TLS handshake verified it).
+func hasPeerCertificate(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return false
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	return ok && len(ti.State.PeerCertificates) > 0
+}
+
+// requireCertificate refuses every call of a client without a
+// certificate, on every service of the server, except SignCertificate.
+func requireCertificate() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if info.FullMethod != signMethod && !hasPeerCertificate(ctx) {
+				return nil, errNoCertificate(info.FullMethod)
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if !hasPeerCertificate(ss.Context()) {
+				return errNoCertificate(info.FullMethod)
+			}
+			return h(srv, ss)
+		}),
+	}
+}
+
 // withPeerCaller returns ctx carrying the verified identity of the
 // caller's certificate (the author of its writes), and that identity.
 func withPeerCaller(ctx context.Context) (context.Context, identity.ID, bool) {
@@ -235,11 +307,15 @@ type ControlServer struct {
 	stop   context.CancelFunc
 }
 
-// NewControlServer returns a gRPC server for c that accepts only mTLS
-// clients of id's trust domain and authorizes every change by the
-// caller's verified identity (authz.go).
+// NewControlServer returns a gRPC server for c that serves mTLS clients
+// of id's trust domain, and clients without a certificate SignCertificate
+// only, and authorizes every change by the caller's verified identity
+// (authz.go). It presents id's certificate followed by its trust
+// domain's roots, so that a new gateway can check the server against the
+// root hash of its join token.
 func NewControlServer(c Control, id *identity.Bundle) *ControlServer {
-	srv := grpc.NewServer(append(controlServerOptions(), grpc.Creds(establishingCreds{credentials.NewTLS(id.ServerConfig())}))...)
+	opts := append(controlServerOptions(), grpc.Creds(establishingCreds{credentials.NewTLS(id.EnrolmentServerConfig())}))
+	srv := grpc.NewServer(append(opts, requireCertificate()...)...)
 	statev1.RegisterControlServer(srv, controlService{c: c, authz: newAuthorizer(c)})
 	s := &ControlServer{srv: srv, health: health.NewServer()}
 	s.down, s.stop = context.WithCancel(context.Background())
@@ -338,7 +414,7 @@ func toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrNotLeader):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrDisabled):
+	case errors.Is(err, ErrDisabled), errors.Is(err, ErrNoCA):
 		return status.Error(codes.Unimplemented, err.Error())
 	case errors.Is(err, ErrDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
@@ -371,7 +447,11 @@ func (e *remoteError) Is(target error) bool {
 	case ErrNoLeader:
 		return e.code == codes.Unavailable
 	case ErrDisabled:
-		return e.code == codes.Unimplemented
+		return e.code == codes.Unimplemented && !strings.Contains(e.msg, ErrNoCA.Error())
+	case ErrNoCA:
+		return e.code == codes.Unimplemented && strings.Contains(e.msg, ErrNoCA.Error())
+	case ErrNoCertificate:
+		return e.code == codes.Unauthenticated
 	case ErrDenied:
 		return e.code == codes.PermissionDenied
 	case context.DeadlineExceeded:
@@ -400,7 +480,7 @@ func fromStatus(addr, method string, err error) error {
 // the leader itself (at most maxRedirects times).
 type ControlClient struct {
 	addr string
-	id   *identity.Bundle
+	tls  *tls.Config // how it and the clients of leaders it is sent to dial
 	cc   *grpc.ClientConn
 	rpc  statev1.ControlClient
 
@@ -416,14 +496,20 @@ const maxRedirects = 3
 // DialControl returns a client for the control API at addr, presenting
 // id's certificate. It connects lazily.
 func DialControl(addr string, id *identity.Bundle) (*ControlClient, error) {
+	return dialControlTLS(addr, id.ClientConfig("control.strait"))
+}
+
+// dialControlTLS returns a client for the control API at addr that
+// dials with conf (a bundle's, or a join token's without a certificate).
+func dialControlTLS(addr string, conf *tls.Config) (*ControlClient, error) {
 	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(id.ClientConfig("control.strait"))),
+		grpc.WithTransportCredentials(credentials.NewTLS(conf)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxControlMsg), grpc.MaxCallSendMsgSize(maxControlMsg)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("control client for %s: %w", addr, err)
 	}
-	return &ControlClient{addr: addr, id: id, cc: cc, rpc: statev1.NewControlClient(cc), others: map[string]*ControlClient{}}, nil
+	return &ControlClient{addr: addr, tls: conf, cc: cc, rpc: statev1.NewControlClient(cc), others: map[string]*ControlClient{}}, nil
 }
 
 // Close closes the connection, and those to leaders it was sent to.
@@ -448,7 +534,7 @@ func (c *ControlClient) at(addr string) (*ControlClient, error) {
 	if o, ok := c.others[addr]; ok {
 		return o, nil
 	}
-	o, err := DialControl(addr, c.id)
+	o, err := dialControlTLS(addr, c.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -509,4 +595,7 @@ func (c *ControlClient) Snapshot(ctx context.Context, req *SnapshotRequest) (*Sn
 }
 func (c *ControlClient) Restore(ctx context.Context, req *RestoreRequest) (*RestoreResponse, error) {
 	return invoke(ctx, c, "Restore", req, restoreRequestToPB, statev1.ControlClient.Restore, restoreResponseFromPB)
+}
+func (c *ControlClient) SignCertificate(ctx context.Context, req *SignRequest) (*SignResponse, error) {
+	return invoke(ctx, c, "SignCertificate", req, signRequestToPB, statev1.ControlClient.SignCertificate, signResponseFromPB)
 }

@@ -70,7 +70,7 @@ func TestControlGrpcurl(t *testing.T) {
 		}
 	}
 	desc := run(n.ctlAddr, "describe", "strait.state.v1.Control")
-	for _, rpc := range []string{"Write", "Read", "History", "Join", "Discover", "Peers", "RemovePeer", "Snapshot", "Restore"} {
+	for _, rpc := range []string{"Write", "Read", "History", "Join", "Discover", "Peers", "RemovePeer", "Snapshot", "Restore", "SignCertificate"} {
 		if !strings.Contains(desc, "rpc "+rpc+" ( .strait.state.v1."+rpc+"Request ) returns ( .strait.state.v1."+rpc+"Response )") {
 			t.Errorf("grpcurl describe lacks %s:\n%s", rpc, desc)
 		}
@@ -219,6 +219,8 @@ func TestControlWireRoundTrip(t *testing.T) {
 		{"SnapshotResponse", &SnapshotResponse{Index: 9, Data: []byte("STRAITSS")}, func(v any) any { return snapshotResponseFromPB(snapshotResponseToPB(v.(*SnapshotResponse))) }},
 		{"RestoreRequest", &RestoreRequest{Data: []byte("STRAITSS"), RequestID: "r"}, func(v any) any { return restoreRequestFromPB(restoreRequestToPB(v.(*RestoreRequest))) }},
 		{"RestoreResponse", &RestoreResponse{Index: 9, Records: 4}, func(v any) any { return restoreResponseFromPB(restoreResponseToPB(v.(*RestoreResponse))) }},
+		{"SignRequest", &SignRequest{CSR: []byte{0x30}, Token: "sjt1.x", Lifetime: 90 * time.Second}, func(v any) any { return signRequestFromPB(signRequestToPB(v.(*SignRequest))) }},
+		{"SignResponse", &SignResponse{Chain: "c", Roots: "r", Index: 9}, func(v any) any { return signResponseFromPB(signResponseToPB(v.(*SignResponse))) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if f := zeroField(reflect.ValueOf(tc.in).Elem()); f != "" {

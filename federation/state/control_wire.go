@@ -256,3 +256,21 @@ func restoreResponseToPB(r *RestoreResponse) *statev1.RestoreResponse {
 func restoreResponseFromPB(r *statev1.RestoreResponse) *RestoreResponse {
 	return &RestoreResponse{Index: r.GetIndex(), Records: int(r.GetRecords())}
 }
+
+func signRequestToPB(r *SignRequest) *statev1.SignCertificateRequest {
+	return &statev1.SignCertificateRequest{Csr: r.CSR, Token: r.Token, LifetimeSeconds: int64(r.Lifetime / time.Second)}
+}
+
+func signRequestFromPB(r *statev1.SignCertificateRequest) *SignRequest {
+	// Anything beyond a year is more than any CA gives (and would overflow).
+	secs := min(max(r.GetLifetimeSeconds(), 0), 366*24*3600)
+	return &SignRequest{CSR: r.GetCsr(), Token: r.GetToken(), Lifetime: time.Duration(secs) * time.Second}
+}
+
+func signResponseToPB(r *SignResponse) *statev1.SignCertificateResponse {
+	return &statev1.SignCertificateResponse{Chain: r.Chain, Roots: r.Roots, Index: r.Index}
+}
+
+func signResponseFromPB(r *statev1.SignCertificateResponse) *SignResponse {
+	return &SignResponse{Chain: r.GetChain(), Roots: r.GetRoots(), Index: r.GetIndex()}
+}

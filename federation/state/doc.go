@@ -44,6 +44,15 @@
 //     finished, within Options.HandshakeTimeout; a silent or foreign client
 //     costs a goroutine and a socket until then, never Raft's buffers
 //     (TestRaftStreamHandshakesBeforeRaft).
+//   - A join token obtains one certificate, for its cluster, region and
+//     role, before it expires by the leader's time of the entry that uses
+//     it; the state machine decides, so two racing requests get one
+//     certificate (TestCATokenSingleUseUnderRace,
+//     TestFSMDecidesTokenUseByEntryTime, TestCATokenBoundToClusterRegionRole).
+//     A caller with a certificate renews exactly its own identity
+//     (TestCASignRefusesOtherIdentities).
+//   - A client without a certificate reaches SignCertificate and nothing
+//     else on the control port (TestControlNeedsACertificate).
 //   - The control server's limits are explicit: a request over
 //     maxControlRecv is refused unread, a connection carries at most
 //     maxControlStreams calls at once (TestControlServerLimits).

@@ -180,6 +180,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 			delete(f.requests, c.RequestID) // a retry is decided again
 			return applyResult{Index: l.Index, Err: err}
 		}
+	case OpConsume:
+		if err := f.applyConsumeLocked(c, l.Index); err != nil {
+			delete(f.requests, c.RequestID)
+			return applyResult{Index: l.Index, Err: err}
+		}
 	case OpRestore:
 		keep := map[string]bool{}
 		for _, r := range c.Records {

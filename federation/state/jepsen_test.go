@@ -231,6 +231,9 @@ func (p procControl) Snapshot(ctx context.Context, r *SnapshotRequest) (*Snapsho
 func (p procControl) Restore(ctx context.Context, r *RestoreRequest) (*RestoreResponse, error) {
 	return procCall(p, ctx, r, (*Store).Restore)
 }
+func (p procControl) SignCertificate(ctx context.Context, r *SignRequest) (*SignResponse, error) {
+	return procCall(p, ctx, r, (*Store).SignCertificate)
+}
 
 // jepsenCluster is five voters on the faulty network, each with a real
 // raft-wal log and snapshot store on disk, that can be killed and restarted.

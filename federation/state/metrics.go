@@ -15,6 +15,7 @@ type storeMetrics struct {
 	writes       *prometheus.CounterVec
 	forwarded    prometheus.Counter
 	denied       *prometheus.CounterVec
+	signed       *prometheus.CounterVec
 }
 
 func newStoreMetrics(s *Store, reg prometheus.Registerer) *storeMetrics {
@@ -35,6 +36,12 @@ func newStoreMetrics(s *Store, reg prometheus.Registerer) *storeMetrics {
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_state_denied_total", Help: "Control API changes refused for the caller's identity, by RPC and rule.",
 		}, []string{"rpc", "rule"}),
+		signed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_state_certificates_signed_total", Help: "Certificates this gateway's intermediate CA signed, by how the request was authorized (token, renewal).",
+		}, []string{"how"}),
+	}
+	for _, how := range []string{"token", "renewal"} {
+		m.signed.WithLabelValues(how)
 	}
 	if reg != nil {
 		for _, c := range m.all() {
@@ -45,7 +52,7 @@ func newStoreMetrics(s *Store, reg prometheus.Registerer) *storeMetrics {
 }
 
 func (m *storeMetrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.collector, m.applySeconds, m.writes, m.forwarded, m.denied}
+	return []prometheus.Collector{m.collector, m.applySeconds, m.writes, m.forwarded, m.denied, m.signed}
 }
 
 func (m *storeMetrics) unregister() {

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/straitmesh/strait/identity"
 )
 
 // Kinds of routing-state records.
@@ -48,7 +50,7 @@ const (
 )
 
 // UserKinds are the kinds clients may write.
-var userKinds = []string{KindPolicy, KindFailover, KindExport, KindImport, KindCluster, KindTrust, KindRevocation, KindGovernance}
+var userKinds = []string{KindPolicy, KindFailover, KindExport, KindImport, KindCluster, KindTrust, KindRevocation, KindGovernance, KindJoinToken}
 
 // UserKinds returns the kinds clients may write, in display order.
 func UserKinds() []string { return append([]string(nil), userKinds...) }
@@ -170,6 +172,10 @@ func ValidateKey(kind, key string) error {
 		if !revocationKeyRE.MatchString(key) {
 			return fmt.Errorf("%w: revocation key %q: want serial-<hex> or id-<32 hex digits> (state.RevocationKey)", ErrInvalid, key)
 		}
+	case KindJoinToken:
+		if !identity.IsTokenID(key) {
+			return fmt.Errorf("%w: jointoken key %q: want the token's ID (16 lower-case hex digits)", ErrInvalid, key)
+		}
 	case KindPolicy, KindTrust, KindMember:
 		if !nameRE.MatchString(key) {
 			return fmt.Errorf("%w: %s key %q: want lower-case letters, digits, '-' and '.'", ErrInvalid, kind, key)
@@ -257,6 +263,8 @@ func ValidatePayload(kind string, payload []byte) error {
 	case KindRevocation:
 		_, err := ParseRevocation(payload)
 		return err
+	case KindJoinToken:
+		return validateJoinToken(payload)
 	case KindMember:
 		var m Member
 		if err := strictJSON(payload, &m); err != nil {
@@ -343,6 +351,7 @@ const (
 	OpRestore = "restore" // replace every client-written record at once
 	OpPropose = "propose" // a change that waits for approvals (approvals.go)
 	OpApprove = "approve" // approve a proposal, named by its digest
+	// OpConsume (ca.go) uses a join token.
 )
 
 // command is one Raft log entry of the routing state.
@@ -424,6 +433,19 @@ func decodeCommand(b []byte) (*command, error) {
 		}
 		if !digestRE.MatchString(c.Value) {
 			return nil, fmt.Errorf("%w: approve names the proposal by its digest (sha256:<64 hex digits>), not %q", ErrInvalid, c.Value)
+		}
+	case OpConsume:
+		if c.Kind != KindJoinToken {
+			return nil, fmt.Errorf("%w: only join tokens are consumed, not %s", ErrInvalid, c.Kind)
+		}
+		if err := ValidateKey(c.Kind, c.Key); err != nil {
+			return nil, err
+		}
+		if _, err := validateTokenUse(c.Value); err != nil {
+			return nil, err
+		}
+		if c.By == "" {
+			return nil, fmt.Errorf("%w: consume names the identity the token is used for", ErrInvalid)
 		}
 	default:
 		return nil, fmt.Errorf("%w: unknown op %q", ErrInvalid, c.Op)

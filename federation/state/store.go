@@ -66,6 +66,10 @@ type Options struct {
 	// connection with an Established method is told when its TLS
 	// handshake finished. Optional.
 	RaftListener func(net.Listener) net.Listener
+	// CA signs certificate requests while this server leads, instead of
+	// the intermediate of Config.CA (tests inject one with a clock).
+	// Optional.
+	CA *identity.Intermediate
 	// HandshakeTimeout bounds each inbound Raft TLS handshake; a
 	// connection that has not finished it by then is closed before Raft
 	// sees it. Default 5s.
@@ -86,6 +90,7 @@ type Store struct {
 	snaps *raft.FileSnapshotStore
 	trans raft.Transport
 	self  Member
+	ca    *identity.Intermediate // nil: signs no certificates
 
 	metrics *storeMetrics
 	started time.Time
@@ -148,6 +153,14 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("routing state dir: %w", err)
 		}
+	}
+	if s.ca = opts.CA; s.ca == nil && cfg.CA.Enabled() {
+		if s.ca, err = identity.LoadIntermediate(cfg.CA.Intermediate, cfg.CA.IntermediateKey); err != nil {
+			return nil, fmt.Errorf("state.ca: %w", err)
+		}
+	}
+	if s.ca != nil && s.ca.TrustDomain != opts.TrustDomain {
+		return nil, fmt.Errorf("state.ca: the intermediate is of trust domain %q, the federation of %q", s.ca.TrustDomain, opts.TrustDomain)
 	}
 	s.fsm = newFSM(opts.TrustDomain, s.log)
 	if err := s.loadDisk(); err != nil {

@@ -31,6 +31,8 @@ type testFed struct {
 	nodes []*stateNode
 	tune  func(*Config)
 	valid Validator
+	// opts, when set, changes each node's Options before it opens.
+	opts func(*stateNode, *Options)
 
 	mu        sync.Mutex
 	denials   []Denial                   // what the control servers refused
@@ -119,7 +121,7 @@ func (f *testFed) start(n *stateNode, ctlBind string) {
 	if err := n.cfg.Validate(""); err != nil {
 		f.t.Fatal(err)
 	}
-	n.store, err = Open(n.cfg, Options{
+	o := Options{
 		Name: n.name, TrustDomain: "strait.local", Cluster: n.name, Region: n.id.ID.Region, ControlAddr: n.ctlAddr,
 		Identity: n.id, Validator: f.valid, Logger: slog.New(slog.DiscardHandler), Registry: n.reg,
 		OnDenied: func(d Denial) {
@@ -132,7 +134,11 @@ func (f *testFed) start(n *stateNode, ctlBind string) {
 			f.approvals[n.name] = append(f.approvals[n.name], e)
 			f.mu.Unlock()
 		},
-	})
+	}
+	if f.opts != nil {
+		f.opts(n, &o)
+	}
+	n.store, err = Open(n.cfg, o)
 	if err != nil {
 		ln.Close()
 		f.t.Fatal(err)

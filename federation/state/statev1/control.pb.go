@@ -1510,6 +1510,139 @@ func (x *RestoreResponse) GetRecords() int64 {
 	return 0
 }
 
+// SignCertificateRequest asks the CA for a certificate.
+type SignCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Csr is the DER of a PKCS #10 certificate request whose only subject
+	// alternative name is the SPIFFE ID of a gateway or voter.
+	Csr []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	// Token is a join token (sjt1.<id>.<secret>.<root hash>) from
+	// `strait ca token`, for a caller without a certificate; empty for a
+	// renewal.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// LifetimeSeconds asked for; 0 or more than state.ca.lifetime gives
+	// state.ca.lifetime.
+	LifetimeSeconds int64 `protobuf:"varint,3,opt,name=lifetime_seconds,json=lifetimeSeconds,proto3" json:"lifetime_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SignCertificateRequest) Reset() {
+	*x = SignCertificateRequest{}
+	mi := &file_strait_state_v1_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignCertificateRequest) ProtoMessage() {}
+
+func (x *SignCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strait_state_v1_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignCertificateRequest.ProtoReflect.Descriptor instead.
+func (*SignCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_strait_state_v1_control_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SignCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *SignCertificateRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *SignCertificateRequest) GetLifetimeSeconds() int64 {
+	if x != nil {
+		return x.LifetimeSeconds
+	}
+	return 0
+}
+
+// SignCertificateResponse carries the signed certificate.
+type SignCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chain is PEM: the certificate, then the intermediate that signed it.
+	Chain string `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	// Roots is PEM: the root certificates the intermediate chains to.
+	Roots string `protobuf:"bytes,2,opt,name=roots,proto3" json:"roots,omitempty"`
+	// Index is the Raft index that consumed the join token; 0 for a
+	// renewal.
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignCertificateResponse) Reset() {
+	*x = SignCertificateResponse{}
+	mi := &file_strait_state_v1_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignCertificateResponse) ProtoMessage() {}
+
+func (x *SignCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strait_state_v1_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignCertificateResponse.ProtoReflect.Descriptor instead.
+func (*SignCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_strait_state_v1_control_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SignCertificateResponse) GetChain() string {
+	if x != nil {
+		return x.Chain
+	}
+	return ""
+}
+
+func (x *SignCertificateResponse) GetRoots() string {
+	if x != nil {
+		return x.Roots
+	}
+	return ""
+}
+
+func (x *SignCertificateResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_strait_state_v1_control_proto protoreflect.FileDescriptor
 
 const file_strait_state_v1_control_proto_rawDesc = "" +
@@ -1611,7 +1744,15 @@ const file_strait_state_v1_control_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"A\n" +
 	"\x0fRestoreResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x18\n" +
-	"\arecords\x18\x02 \x01(\x03R\arecords2\xb8\x05\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\"k\n" +
+	"\x16SignCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12)\n" +
+	"\x10lifetime_seconds\x18\x03 \x01(\x03R\x0flifetimeSeconds\"[\n" +
+	"\x17SignCertificateResponse\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\tR\x05chain\x12\x14\n" +
+	"\x05roots\x18\x02 \x01(\tR\x05roots\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index2\x9e\x06\n" +
 	"\aControl\x12F\n" +
 	"\x05Write\x12\x1d.strait.state.v1.WriteRequest\x1a\x1e.strait.state.v1.WriteResponse\x12C\n" +
 	"\x04Read\x12\x1c.strait.state.v1.ReadRequest\x1a\x1d.strait.state.v1.ReadResponse\x12L\n" +
@@ -1622,7 +1763,8 @@ const file_strait_state_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"RemovePeer\x12\".strait.state.v1.RemovePeerRequest\x1a#.strait.state.v1.RemovePeerResponse\x12O\n" +
 	"\bSnapshot\x12 .strait.state.v1.SnapshotRequest\x1a!.strait.state.v1.SnapshotResponse\x12L\n" +
-	"\aRestore\x12\x1f.strait.state.v1.RestoreRequest\x1a .strait.state.v1.RestoreResponseB?Z=github.com/straitmesh/strait/federation/state/statev1;statev1b\x06proto3"
+	"\aRestore\x12\x1f.strait.state.v1.RestoreRequest\x1a .strait.state.v1.RestoreResponse\x12d\n" +
+	"\x0fSignCertificate\x12'.strait.state.v1.SignCertificateRequest\x1a(.strait.state.v1.SignCertificateResponseB?Z=github.com/straitmesh/strait/federation/state/statev1;statev1b\x06proto3"
 
 var (
 	file_strait_state_v1_control_proto_rawDescOnce sync.Once
@@ -1636,36 +1778,38 @@ func file_strait_state_v1_control_proto_rawDescGZIP() []byte {
 	return file_strait_state_v1_control_proto_rawDescData
 }
 
-var file_strait_state_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_strait_state_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_strait_state_v1_control_proto_goTypes = []any{
-	(*Record)(nil),                // 0: strait.state.v1.Record
-	(*Version)(nil),               // 1: strait.state.v1.Version
-	(*Member)(nil),                // 2: strait.state.v1.Member
-	(*ServerInfo)(nil),            // 3: strait.state.v1.ServerInfo
-	(*WriteRequest)(nil),          // 4: strait.state.v1.WriteRequest
-	(*WriteResponse)(nil),         // 5: strait.state.v1.WriteResponse
-	(*ReadRequest)(nil),           // 6: strait.state.v1.ReadRequest
-	(*ReadResponse)(nil),          // 7: strait.state.v1.ReadResponse
-	(*HistoryRequest)(nil),        // 8: strait.state.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 9: strait.state.v1.HistoryResponse
-	(*JoinRequest)(nil),           // 10: strait.state.v1.JoinRequest
-	(*JoinResponse)(nil),          // 11: strait.state.v1.JoinResponse
-	(*DiscoverRequest)(nil),       // 12: strait.state.v1.DiscoverRequest
-	(*DiscoverResponse)(nil),      // 13: strait.state.v1.DiscoverResponse
-	(*PeersRequest)(nil),          // 14: strait.state.v1.PeersRequest
-	(*Peer)(nil),                  // 15: strait.state.v1.Peer
-	(*PeersResponse)(nil),         // 16: strait.state.v1.PeersResponse
-	(*RemovePeerRequest)(nil),     // 17: strait.state.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),    // 18: strait.state.v1.RemovePeerResponse
-	(*SnapshotRequest)(nil),       // 19: strait.state.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),      // 20: strait.state.v1.SnapshotResponse
-	(*RestoreRequest)(nil),        // 21: strait.state.v1.RestoreRequest
-	(*RestoreResponse)(nil),       // 22: strait.state.v1.RestoreResponse
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*Record)(nil),                  // 0: strait.state.v1.Record
+	(*Version)(nil),                 // 1: strait.state.v1.Version
+	(*Member)(nil),                  // 2: strait.state.v1.Member
+	(*ServerInfo)(nil),              // 3: strait.state.v1.ServerInfo
+	(*WriteRequest)(nil),            // 4: strait.state.v1.WriteRequest
+	(*WriteResponse)(nil),           // 5: strait.state.v1.WriteResponse
+	(*ReadRequest)(nil),             // 6: strait.state.v1.ReadRequest
+	(*ReadResponse)(nil),            // 7: strait.state.v1.ReadResponse
+	(*HistoryRequest)(nil),          // 8: strait.state.v1.HistoryRequest
+	(*HistoryResponse)(nil),         // 9: strait.state.v1.HistoryResponse
+	(*JoinRequest)(nil),             // 10: strait.state.v1.JoinRequest
+	(*JoinResponse)(nil),            // 11: strait.state.v1.JoinResponse
+	(*DiscoverRequest)(nil),         // 12: strait.state.v1.DiscoverRequest
+	(*DiscoverResponse)(nil),        // 13: strait.state.v1.DiscoverResponse
+	(*PeersRequest)(nil),            // 14: strait.state.v1.PeersRequest
+	(*Peer)(nil),                    // 15: strait.state.v1.Peer
+	(*PeersResponse)(nil),           // 16: strait.state.v1.PeersResponse
+	(*RemovePeerRequest)(nil),       // 17: strait.state.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),      // 18: strait.state.v1.RemovePeerResponse
+	(*SnapshotRequest)(nil),         // 19: strait.state.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),        // 20: strait.state.v1.SnapshotResponse
+	(*RestoreRequest)(nil),          // 21: strait.state.v1.RestoreRequest
+	(*RestoreResponse)(nil),         // 22: strait.state.v1.RestoreResponse
+	(*SignCertificateRequest)(nil),  // 23: strait.state.v1.SignCertificateRequest
+	(*SignCertificateResponse)(nil), // 24: strait.state.v1.SignCertificateResponse
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
 }
 var file_strait_state_v1_control_proto_depIdxs = []int32{
-	23, // 0: strait.state.v1.Record.time:type_name -> google.protobuf.Timestamp
-	23, // 1: strait.state.v1.Version.time:type_name -> google.protobuf.Timestamp
+	25, // 0: strait.state.v1.Record.time:type_name -> google.protobuf.Timestamp
+	25, // 1: strait.state.v1.Version.time:type_name -> google.protobuf.Timestamp
 	2,  // 2: strait.state.v1.ServerInfo.member:type_name -> strait.state.v1.Member
 	0,  // 3: strait.state.v1.ReadResponse.records:type_name -> strait.state.v1.Record
 	1,  // 4: strait.state.v1.HistoryResponse.versions:type_name -> strait.state.v1.Version
@@ -1683,17 +1827,19 @@ var file_strait_state_v1_control_proto_depIdxs = []int32{
 	17, // 16: strait.state.v1.Control.RemovePeer:input_type -> strait.state.v1.RemovePeerRequest
 	19, // 17: strait.state.v1.Control.Snapshot:input_type -> strait.state.v1.SnapshotRequest
 	21, // 18: strait.state.v1.Control.Restore:input_type -> strait.state.v1.RestoreRequest
-	5,  // 19: strait.state.v1.Control.Write:output_type -> strait.state.v1.WriteResponse
-	7,  // 20: strait.state.v1.Control.Read:output_type -> strait.state.v1.ReadResponse
-	9,  // 21: strait.state.v1.Control.History:output_type -> strait.state.v1.HistoryResponse
-	11, // 22: strait.state.v1.Control.Join:output_type -> strait.state.v1.JoinResponse
-	13, // 23: strait.state.v1.Control.Discover:output_type -> strait.state.v1.DiscoverResponse
-	16, // 24: strait.state.v1.Control.Peers:output_type -> strait.state.v1.PeersResponse
-	18, // 25: strait.state.v1.Control.RemovePeer:output_type -> strait.state.v1.RemovePeerResponse
-	20, // 26: strait.state.v1.Control.Snapshot:output_type -> strait.state.v1.SnapshotResponse
-	22, // 27: strait.state.v1.Control.Restore:output_type -> strait.state.v1.RestoreResponse
-	19, // [19:28] is the sub-list for method output_type
-	10, // [10:19] is the sub-list for method input_type
+	23, // 19: strait.state.v1.Control.SignCertificate:input_type -> strait.state.v1.SignCertificateRequest
+	5,  // 20: strait.state.v1.Control.Write:output_type -> strait.state.v1.WriteResponse
+	7,  // 21: strait.state.v1.Control.Read:output_type -> strait.state.v1.ReadResponse
+	9,  // 22: strait.state.v1.Control.History:output_type -> strait.state.v1.HistoryResponse
+	11, // 23: strait.state.v1.Control.Join:output_type -> strait.state.v1.JoinResponse
+	13, // 24: strait.state.v1.Control.Discover:output_type -> strait.state.v1.DiscoverResponse
+	16, // 25: strait.state.v1.Control.Peers:output_type -> strait.state.v1.PeersResponse
+	18, // 26: strait.state.v1.Control.RemovePeer:output_type -> strait.state.v1.RemovePeerResponse
+	20, // 27: strait.state.v1.Control.Snapshot:output_type -> strait.state.v1.SnapshotResponse
+	22, // 28: strait.state.v1.Control.Restore:output_type -> strait.state.v1.RestoreResponse
+	24, // 29: strait.state.v1.Control.SignCertificate:output_type -> strait.state.v1.SignCertificateResponse
+	20, // [20:30] is the sub-list for method output_type
+	10, // [10:20] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1710,7 +1856,7 @@ func file_strait_state_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strait_state_v1_control_proto_rawDesc), len(file_strait_state_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_Write_FullMethodName      = "/strait.state.v1.Control/Write"
-	Control_Read_FullMethodName       = "/strait.state.v1.Control/Read"
-	Control_History_FullMethodName    = "/strait.state.v1.Control/History"
-	Control_Join_FullMethodName       = "/strait.state.v1.Control/Join"
-	Control_Discover_FullMethodName   = "/strait.state.v1.Control/Discover"
-	Control_Peers_FullMethodName      = "/strait.state.v1.Control/Peers"
-	Control_RemovePeer_FullMethodName = "/strait.state.v1.Control/RemovePeer"
-	Control_Snapshot_FullMethodName   = "/strait.state.v1.Control/Snapshot"
-	Control_Restore_FullMethodName    = "/strait.state.v1.Control/Restore"
+	Control_Write_FullMethodName           = "/strait.state.v1.Control/Write"
+	Control_Read_FullMethodName            = "/strait.state.v1.Control/Read"
+	Control_History_FullMethodName         = "/strait.state.v1.Control/History"
+	Control_Join_FullMethodName            = "/strait.state.v1.Control/Join"
+	Control_Discover_FullMethodName        = "/strait.state.v1.Control/Discover"
+	Control_Peers_FullMethodName           = "/strait.state.v1.Control/Peers"
+	Control_RemovePeer_FullMethodName      = "/strait.state.v1.Control/RemovePeer"
+	Control_Snapshot_FullMethodName        = "/strait.state.v1.Control/Snapshot"
+	Control_Restore_FullMethodName         = "/strait.state.v1.Control/Restore"
+	Control_SignCertificate_FullMethodName = "/strait.state.v1.Control/SignCertificate"
 )
 
 // ControlClient is the client API for Control service.
@@ -38,7 +39,10 @@ const (
 // gateway with routing state serves it on listen.control (default 15012)
 // over mTLS, only to callers holding a certificate of the federation's
 // trust domain; the caller's SPIFFE ID, taken from its verified
-// certificate, is recorded as the author of the writes it makes.
+// certificate, is recorded as the author of the writes it makes. The one
+// exception is SignCertificate, which a new gateway calls without a
+// certificate, authorized by a join token; every other method answers
+// UNAUTHENTICATED to a caller without a certificate.
 //
 // A gateway that is not the Raft leader forwards what needs the leader
 // (writes, consistent reads, joins, peer removals, restores) to it and
@@ -51,7 +55,11 @@ const (
 //     no longer the leader.
 //   - UNAVAILABLE: no leader could be reached in time; retrying later may
 //     work.
-//   - UNIMPLEMENTED: the gateway runs without routing state.
+//   - UNIMPLEMENTED: the gateway runs without routing state, or (for
+//     SignCertificate) the leader holds no intermediate CA.
+//   - PERMISSION_DENIED: the caller's identity or token may not make the
+//     change.
+//   - UNAUTHENTICATED: the caller presented no certificate.
 //   - DEADLINE_EXCEEDED, CANCELED, INTERNAL: as usual.
 type ControlClient interface {
 	// Write puts or deletes one record and answers once the change is
@@ -83,6 +91,15 @@ type ControlClient interface {
 	// record) and replaces every client-written record with its records in
 	// one change. Member records are kept.
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*RestoreResponse, error)
+	// SignCertificate signs a certificate request with the leader's
+	// intermediate CA (state.ca). A caller with a gateway or voter
+	// certificate renews exactly its own identity; a caller without a
+	// certificate presents a join token, which the leader consumes in the
+	// routing state (once, before it expires) and whose cluster, region
+	// and role the request must name. A follower answers
+	// FAILED_PRECONDITION with the leader's control address in the
+	// "strait-leader" trailer.
+	SignCertificate(ctx context.Context, in *SignCertificateRequest, opts ...grpc.CallOption) (*SignCertificateResponse, error)
 }
 
 type controlClient struct {
@@ -183,6 +200,16 @@ func (c *controlClient) Restore(ctx context.Context, in *RestoreRequest, opts ..
 	return out, nil
 }
 
+func (c *controlClient) SignCertificate(ctx context.Context, in *SignCertificateRequest, opts ...grpc.CallOption) (*SignCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignCertificateResponse)
+	err := c.cc.Invoke(ctx, Control_SignCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -191,7 +218,10 @@ func (c *controlClient) Restore(ctx context.Context, in *RestoreRequest, opts ..
 // gateway with routing state serves it on listen.control (default 15012)
 // over mTLS, only to callers holding a certificate of the federation's
 // trust domain; the caller's SPIFFE ID, taken from its verified
-// certificate, is recorded as the author of the writes it makes.
+// certificate, is recorded as the author of the writes it makes. The one
+// exception is SignCertificate, which a new gateway calls without a
+// certificate, authorized by a join token; every other method answers
+// UNAUTHENTICATED to a caller without a certificate.
 //
 // A gateway that is not the Raft leader forwards what needs the leader
 // (writes, consistent reads, joins, peer removals, restores) to it and
@@ -204,7 +234,11 @@ func (c *controlClient) Restore(ctx context.Context, in *RestoreRequest, opts ..
 //     no longer the leader.
 //   - UNAVAILABLE: no leader could be reached in time; retrying later may
 //     work.
-//   - UNIMPLEMENTED: the gateway runs without routing state.
+//   - UNIMPLEMENTED: the gateway runs without routing state, or (for
+//     SignCertificate) the leader holds no intermediate CA.
+//   - PERMISSION_DENIED: the caller's identity or token may not make the
+//     change.
+//   - UNAUTHENTICATED: the caller presented no certificate.
 //   - DEADLINE_EXCEEDED, CANCELED, INTERNAL: as usual.
 type ControlServer interface {
 	// Write puts or deletes one record and answers once the change is
@@ -236,6 +270,15 @@ type ControlServer interface {
 	// record) and replaces every client-written record with its records in
 	// one change. Member records are kept.
 	Restore(context.Context, *RestoreRequest) (*RestoreResponse, error)
+	// SignCertificate signs a certificate request with the leader's
+	// intermediate CA (state.ca). A caller with a gateway or voter
+	// certificate renews exactly its own identity; a caller without a
+	// certificate presents a join token, which the leader consumes in the
+	// routing state (once, before it expires) and whose cluster, region
+	// and role the request must name. A follower answers
+	// FAILED_PRECONDITION with the leader's control address in the
+	// "strait-leader" trailer.
+	SignCertificate(context.Context, *SignCertificateRequest) (*SignCertificateResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -272,6 +315,9 @@ func (UnimplementedControlServer) Snapshot(context.Context, *SnapshotRequest) (*
 }
 func (UnimplementedControlServer) Restore(context.Context, *RestoreRequest) (*RestoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Restore not implemented")
+}
+func (UnimplementedControlServer) SignCertificate(context.Context, *SignCertificateRequest) (*SignCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignCertificate not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -456,6 +502,24 @@ func _Control_Restore_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_SignCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).SignCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_SignCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).SignCertificate(ctx, req.(*SignCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -498,6 +562,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Restore",
 			Handler:    _Control_Restore_Handler,
+		},
+		{
+			MethodName: "SignCertificate",
+			Handler:    _Control_SignCertificate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
