@@ -1,15 +1,19 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/identity"
 )
@@ -32,6 +36,13 @@ func newIdentity(cfg Config) (*identity.Bundle, error) {
 		var err error
 		if roots, err = identity.ReadRoots(cfg.TLS.CA); err != nil {
 			return nil, fmt.Errorf("tls.ca: %w", err)
+		}
+	} else if cfg.TLS.Source == identity.SourceCA {
+		// The roots learned at enrolment, if this gateway enrolled before.
+		if _, err := os.Stat(cfg.rootsFile()); err == nil {
+			if roots, err = identity.ReadRoots(cfg.rootsFile()); err != nil {
+				return nil, fmt.Errorf("federation roots kept at enrolment: %w", err)
+			}
 		}
 	}
 	b := identity.NewBundleFor(id, nil)
@@ -71,6 +82,12 @@ func (g *Gateway) startCertificates() error {
 		mc.Source = identity.SourceFiles
 		mc.Files = identity.FilesSource{Cert: cfg.Cert, Key: cfg.Key, CA: cfg.CA, Poll: cfg.Watch}
 		mc.OnRoots = g.setOwnRoots
+	case identity.SourceCA:
+		iss, err := g.caIssuer()
+		if err != nil {
+			return err
+		}
+		mc.Issuer = iss
 	case identity.SourceACME:
 		iss, err := g.acmeIssuer()
 		if err != nil {
@@ -196,6 +213,65 @@ func (g *Gateway) acmeIssuer() (*identity.ACMEIssuer, error) {
 	iss, err := identity.NewACMEIssuer(ic)
 	if err != nil {
 		return nil, fmt.Errorf("tls.acme: %w", err)
+	}
+	return iss, nil
+}
+
+// rootsFile is where the ca source keeps the federation's roots it
+// learned at enrolment, for the next start.
+func (c Config) rootsFile() string { return filepath.Join(c.CertStorage(), "strait-roots.pem") }
+
+// caIssuer builds the ca source's issuer: local signing on a voter that
+// holds the intermediate, the control API of the voters elsewhere.
+func (g *Gateway) caIssuer() (*identity.CAIssuer, error) {
+	cfg := g.cfg
+	onRoots := func(roots []*x509.Certificate) {
+		var pemBytes []byte
+		for _, r := range roots {
+			pemBytes = append(pemBytes, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})...)
+		}
+		if err := os.MkdirAll(cfg.CertStorage(), 0o700); err == nil {
+			if err := os.WriteFile(cfg.rootsFile(), pemBytes, 0o644); err != nil {
+				g.log.Warn("federation roots not kept for the next start", "file", cfg.rootsFile(), "err", err)
+			}
+		}
+		g.setOwnRoots(roots)
+	}
+	if cfg.State.CA.Enabled() {
+		inter, err := identity.LoadIntermediate(cfg.State.CA.Intermediate, cfg.State.CA.IntermediateKey)
+		if err != nil {
+			return nil, fmt.Errorf("state.ca: %w", err)
+		}
+		lifetime := cmp.Or(cfg.TLS.Authority.Lifetime, cfg.State.CA.Lifetime)
+		sign := func(_ context.Context, req identity.SignRequest) (*identity.SignedChain, error) {
+			csr, err := x509.ParseCertificateRequest(req.CSR)
+			if err != nil {
+				return nil, fmt.Errorf("certificate request: %w", err)
+			}
+			chain, err := inter.SignCSR(csr, g.id.ID, lifetime)
+			if err != nil {
+				return nil, err
+			}
+			return &identity.SignedChain{Chain: chain, Roots: inter.RootsPEM()}, nil
+		}
+		return identity.NewCAIssuer(identity.CAIssuerConfig{Bundle: g.id, Sign: sign, Local: true, Lifetime: lifetime, OnRoots: onRoots, Logger: g.log})
+	}
+	var token string
+	if f := cfg.TLS.Authority.TokenFile; f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("tls.authority.tokenFile: %w", err)
+		}
+		token = strings.TrimSpace(string(data))
+	}
+	servers := cfg.TLS.Authority.Servers
+	if len(servers) == 0 {
+		servers = cfg.State.Join
+	}
+	iss, err := state.NewCAIssuer(state.CAIssuerConfig{Bundle: g.id, Servers: servers, Token: token, Lifetime: cfg.TLS.Authority.Lifetime,
+		Timeout: cfg.Timeouts.Connect + cfg.Timeouts.Budget, OnRoots: onRoots, Logger: g.log})
+	if err != nil {
+		return nil, fmt.Errorf("tls.authority: %w", err)
 	}
 	return iss, nil
 }

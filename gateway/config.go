@@ -128,8 +128,23 @@ type TLSConfig struct {
 	// RenewCheck is how often the certificate is checked for renewal
 	// (renewed at two thirds of its lifetime). Default 1m.
 	RenewCheck time.Duration `mapstructure:"renewCheck"`
+	// Authority configures the ca source.
+	Authority AuthorityConfig `mapstructure:"authority"`
 	// ACME configures the acme source.
 	ACME ACMEConfig `mapstructure:"acme"`
+}
+
+// AuthorityConfig is the ca source: the federation's CA, reached over
+// the control API of its voters. A voter that holds the intermediate
+// (state.ca) signs its own certificate and needs none of this.
+type AuthorityConfig struct {
+	// Servers are control addresses of voters. Default state.join.
+	Servers []string `mapstructure:"servers"`
+	// TokenFile holds the join token (strait ca token) for the first
+	// certificate. Not needed once tls.storage holds a certificate.
+	TokenFile string `mapstructure:"tokenFile"`
+	// Lifetime asked for. Default: the CA's (state.ca.lifetime, 24h).
+	Lifetime time.Duration `mapstructure:"lifetime"`
 }
 
 // ACMEConfig is the acme certificate source: an ACME directory (step-ca,
@@ -389,6 +404,12 @@ func (c Config) Validate() error {
 	case identity.SourceCA, identity.SourceACME:
 		if c.TLS.RenewCheck < 0 {
 			errs = append(errs, configfile.Errorf("tls.renewCheck", "must be positive, found %s", c.TLS.RenewCheck))
+		}
+		if c.TLS.Source == identity.SourceCA && !c.State.CA.Enabled() && len(c.TLS.Authority.Servers) == 0 && len(c.State.Join) == 0 {
+			errs = append(errs, configfile.Errorf("tls.authority.servers", "required for tls.source ca: control addresses of voters (or state.join, or state.ca on a voter that signs its own)"))
+		}
+		if c.TLS.Authority.Lifetime < 0 {
+			errs = append(errs, configfile.Errorf("tls.authority.lifetime", "must be positive, found %s", c.TLS.Authority.Lifetime))
 		}
 		if c.TLS.Source == identity.SourceACME {
 			req("tls.ca", c.TLS.CA)

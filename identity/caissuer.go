@@ -53,8 +53,12 @@ type CAIssuerConfig struct {
 	// Lifetime to ask for; 0 leaves it to the CA (state.ca.lifetime,
 	// default 24h).
 	Lifetime time.Duration
+	// Local says Sign signs with an intermediate this gateway holds (a
+	// voter with state.ca): no join token is needed, and the roots it
+	// answers are the ones the certificate is checked by.
+	Local bool
 	// OnRoots, when set, receives the CA's roots after a certificate
-	// obtained with the token. Default: a bundle without trust is given
+	// obtained with the token (or locally). Default: a bundle without trust is given
 	// a trust of those roots.
 	OnRoots func([]*x509.Certificate)
 	Logger  *slog.Logger
@@ -132,7 +136,7 @@ func (is *CAIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest) (*c
 		renewal = true
 	} else if is.token != nil {
 		req.Token = is.token
-	} else {
+	} else if !is.cfg.Local {
 		return nil, fmt.Errorf("obtain a certificate for %s: no current certificate to renew with and no join token (strait ca token)", id)
 	}
 	signed, err := is.cfg.Sign(ctx, req)
@@ -160,11 +164,15 @@ func (is *CAIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest) (*c
 		if err != nil {
 			return nil, fmt.Errorf("roots from the CA: %w", err)
 		}
-		root, err := req.Token.PinnedRoot(rs)
-		if err != nil {
-			return nil, err
+		if is.cfg.Local {
+			roots = rs
+		} else {
+			root, err := req.Token.PinnedRoot(rs)
+			if err != nil {
+				return nil, err
+			}
+			roots = []*x509.Certificate{root}
 		}
-		roots = []*x509.Certificate{root}
 		if trust, err = NewTrust([]Domain{{Name: id.TrustDomain, Roots: roots}}, Revocations{}); err != nil {
 			return nil, err
 		}

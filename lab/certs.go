@@ -2,11 +2,14 @@ package lab
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/identity"
 )
 
@@ -68,6 +71,46 @@ func replaceFile(path string, data []byte, mode os.FileMode) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("lab: replace %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJoinToken has an operator write a join token for cs's gateway
+// (retried until the voters have elected a leader) and writes the token
+// to file, as `strait ca token` would.
+func (l *Lab) writeJoinToken(ctx context.Context, controls []string, cs ClusterSpec, file string) error {
+	if len(controls) == 0 {
+		return fmt.Errorf("lab: no voter to ask for %s's join token", cs.Name)
+	}
+	tok, err := identity.NewToken(l.CA.Roots()[0])
+	if err != nil {
+		return err
+	}
+	value, err := json.Marshal(state.JoinToken{Cluster: cs.Name, Region: cs.Region, Role: string(identity.RoleGateway),
+		SecretHash: tok.SecretHash(), TTLSeconds: 600})
+	if err != nil {
+		return err
+	}
+	ops, err := l.Operator(controls[0])
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err = ops.Write(wctx, &state.WriteRequest{Op: state.OpPut, Kind: state.KindJoinToken, Key: tok.ID, Value: string(value)})
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: join token for %s: %w", cs.Name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := os.WriteFile(file, []byte(tok.String()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("lab: write join token: %w", err)
 	}
 	return nil
 }

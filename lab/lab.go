@@ -107,6 +107,15 @@ type Spec struct {
 	// another tool writes; RotateCert replaces them. Default: the lab
 	// hands each gateway a fixed certificate.
 	CertFiles bool
+	// CertAuthority runs the federation's own CA (needs State): the lab's
+	// CA is the offline root, the voters hold an intermediate and sign
+	// their own certificates, and every other gateway enrols with a join
+	// token written by an operator once the voters have a leader, then
+	// renews through the control API (tls.source ca). Voters start
+	// first. CertLifetime is the certificates' lifetime (default 24h),
+	// checked for renewal every tenth of it.
+	CertAuthority bool
+	CertLifetime  time.Duration
 }
 
 // Lab is a running federation.
@@ -192,7 +201,28 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			return nil, fmt.Errorf("lab: certificate dir: %w", err)
 		}
 	}
-	for _, cs := range spec.Clusters {
+	startOrder := spec.Clusters
+	var inter [2]string
+	if spec.CertAuthority {
+		if !spec.State {
+			return nil, errors.New("lab: CertAuthority needs State")
+		}
+		if inter[0], inter[1], err = ca.WriteIntermediateFiles(filepath.Join(l.StateDir, "ca"), 23*time.Hour); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		// Voters first: the others enrol with the leader they elect.
+		startOrder = slices.Clone(spec.Clusters)
+		slices.SortStableFunc(startOrder, func(a, b ClusterSpec) int {
+			switch {
+			case a.Voter == b.Voter:
+				return 0
+			case a.Voter:
+				return -1
+			}
+			return 1
+		})
+	}
+	for _, cs := range startOrder {
 		if _, dup := l.specs[cs.Name]; dup {
 			return nil, fmt.Errorf("lab: cluster %s listed twice", cs.Name)
 		}
@@ -292,7 +322,21 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			role = identity.RoleVoter
 		}
 		var bundle *identity.Bundle
-		if spec.CertFiles {
+		if spec.CertAuthority {
+			cfg.TLS.Source, cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA = identity.SourceCA, "", "", ""
+			lifetime := cmp.Or(spec.CertLifetime, 24*time.Hour)
+			cfg.TLS.RenewCheck = max(lifetime/10, 100*time.Millisecond)
+			cfg.TLS.Authority.Lifetime = lifetime
+			if cs.Voter {
+				cfg.State.CA = state.CAConfig{Intermediate: inter[0], IntermediateKey: inter[1], Lifetime: lifetime}
+			} else {
+				file := filepath.Join(l.StateDir, cs.Name+"-join-token")
+				if err := l.writeJoinToken(ctx, controls, cs, file); err != nil {
+					return nil, err
+				}
+				cfg.TLS.Authority.TokenFile = file
+			}
+		} else if spec.CertFiles {
 			dir := filepath.Join(l.certDir, cs.Name)
 			if err := ca.WriteIDFiles(dir, identity.ID{Role: role, Region: cs.Region, Cluster: cs.Name}, 24*time.Hour); err != nil {
 				return nil, fmt.Errorf("lab: %w", err)
@@ -333,6 +377,15 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		if spec.State {
 			controls = append(controls, g.ControlAddr())
 		}
+	}
+	if spec.CertAuthority { // started voters first; listed as specified
+		pos := map[string]int{}
+		for i, cs := range spec.Clusters {
+			pos[cs.Name] = i
+		}
+		l.mu.Lock()
+		slices.SortFunc(l.order, func(a, b string) int { return pos[a] - pos[b] })
+		l.mu.Unlock()
 	}
 	for _, a := range l.order {
 		for _, b := range l.order {

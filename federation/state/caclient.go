@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,9 @@ type CAIssuerConfig struct {
 	Lifetime time.Duration
 	// Timeout bounds one attempt at one server. Default 10s.
 	Timeout time.Duration
+	// OnRoots receives the CA's roots after the first certificate
+	// (identity.CAIssuerConfig.OnRoots).
+	OnRoots func([]*x509.Certificate)
 	Logger  *slog.Logger
 }
 
@@ -44,7 +48,7 @@ func NewCAIssuer(cfg CAIssuerConfig) (*identity.CAIssuer, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	c := &caClient{cfg: cfg}
-	return identity.NewCAIssuer(identity.CAIssuerConfig{Bundle: cfg.Bundle, Token: cfg.Token, Sign: c.sign, Lifetime: cfg.Lifetime, Logger: cfg.Logger})
+	return identity.NewCAIssuer(identity.CAIssuerConfig{Bundle: cfg.Bundle, Token: cfg.Token, Sign: c.sign, Lifetime: cfg.Lifetime, OnRoots: cfg.OnRoots, Logger: cfg.Logger})
 }
 
 // caClient asks the CA servers in turn, beginning with the one that
