@@ -141,6 +141,9 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 		spec.Clusters = append(spec.Clusters, cs)
 	}
 	spec.State = true
+	// The federation's own CA: voters hold its intermediate; the others
+	// enrol with join tokens and renew over the control API.
+	spec.CertAuthority = true
 	d.Lab, err = Start(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -348,9 +351,10 @@ Try it (each answer names the cluster and region that served it):
   # demo/echo runs everywhere: the local cluster answers
   curl -s -p -x %[2]s http://echo.demo.svc.clusterset.local:%[3]d/
 
-  # what a gateway knows: members, clusters and exported services
+  # what a gateway knows: members, clusters and exported services; its
+  # certificate from the federation's CA, renewed at two thirds of its life
   %[8]s status --admin %[7]s
-  curl -s http://%[7]s/metrics | grep strait_gateway_connections_total
+  curl -s http://%[7]s/metrics | grep -E 'strait_gateway_connections_total|strait_identity_renewals_total' 
 
 Residency (deploy/examples/residency.yaml): class pii-eu keeps demo/ledger, and
 any request marked x-data-residency: eu, inside regions eu-west and eu-central.

@@ -118,13 +118,16 @@ func newDevCmd() *cobra.Command {
 		logLevel   string
 		policyFile string
 		auditDir   string
+		certLife   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a whole federation on this machine: 4 clusters in 3 regions with demo services",
 		Long: `Run a whole local federation on loopback: clusters eu-west-1 and eu-west-2
 (region eu-west), eu-central-1 (eu-central) and us-east-1 (us-east), one gateway
-each, demo services on port 8080, an ephemeral CA, and the residency policy of
+each, demo services on port 8080, an ephemeral federation CA (the voters hold
+its intermediate; eu-west-2 enrols with a join token; certificates live
+--cert-lifetime and renew at two thirds of it), and the residency policy of
 deploy/examples/residency.yaml (--policy for another). Cluster N binds 127.0.N.0/24
 with the well-known ports; --ephemeral uses free ports on 127.0.0.1 instead.
 Runs until interrupted or for --duration.`,
@@ -139,7 +142,10 @@ Runs until interrupted or for --duration.`,
 			defer stop()
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			spec := lab.Spec{Logger: logger, Version: version, AuditDir: auditDir}
+			if certLife < 3*time.Second {
+				return &usageError{fmt.Errorf("--cert-lifetime: want at least 3s, found %s", certLife)}
+			}
+			spec := lab.Spec{Logger: logger, Version: version, AuditDir: auditDir, CertLifetime: certLife}
 			if policyFile != "" {
 				if _, err := sovereignty.LoadFile(policyFile); err != nil {
 					return err
@@ -182,6 +188,7 @@ Runs until interrupted or for --duration.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "gateway log level (debug, info, warn, error)")
 	cmd.Flags().StringVar(&policyFile, "policy", "", "residency policy every gateway enforces (default: deploy/examples/residency.yaml, built in)")
 	cmd.Flags().StringVar(&auditDir, "audit-dir", "", "write each gateway's residency audit trail to DIR/<cluster>.jsonl")
+	cmd.Flags().DurationVar(&certLife, "cert-lifetime", 90*time.Second, "lifetime of the gateways' certificates (renewed at two thirds of it; see strait status)")
 	return cmd
 }
 
