@@ -6,114 +6,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"log"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+	"github.com/straitmesh/strait/internal/pebbletest"
 )
 
-// pebble is a Pebble ACME directory on loopback, wired as its
-// cmd/pebble/main.go does, whose validation authority resolves every name
-// under suffix to 127.0.0.1 and connects to the challenge ports given.
-type pebble struct {
-	directory string
-	tlsRoot   *x509.Certificate // of the directory's HTTPS listener
-	root      *x509.Certificate // what Pebble's certificates chain to
-	httpPort  int               // where its VA looks for HTTP-01 answers
-	alpnPort  int               // and for TLS-ALPN-01 answers
-	logs      *syncBuffer
-}
-
-func startPebble(t *testing.T, suffix string, validity time.Duration) *pebble {
-	t.Helper()
-	// Validate at once, every time (no reused authorizations), and never
-	// reject a good nonce: the test is about Strait, not ACME retries.
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	t.Setenv("PEBBLE_VA_ALWAYS_VALID", "0")
-
-	logs := new(syncBuffer)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pebble log:\n%s", logs.String())
-		}
-	})
-	logger := log.New(logs, "pebble ", log.Lmicroseconds)
-
-	p := &pebble{httpPort: freePort(t), alpnPort: freePort(t), logs: logs}
-	resolver := startResolver(t, suffix)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "short-lived", ValidityPeriod: uint64(validity / time.Second)},
-	})
-	p.root = authority.GetRootCert(0).Cert
-	validator := va.New(logger, p.httpPort, p.alpnPort, false, resolver, store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	srv := httptest.NewUnstartedServer(front.Handler())
-	srv.Config.ErrorLog = logger
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p.directory = srv.URL + wfe.DirectoryPath
-	p.tlsRoot = srv.Certificate()
-	return p
-}
-
-// startResolver serves DNS over TCP on loopback (how Pebble's VA asks a
-// custom resolver): A 127.0.0.1 for every name under suffix, nothing else.
-func startResolver(t *testing.T, suffix string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{Listener: ln, NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(q)
-			for _, qq := range q.Question {
-				if qq.Qtype == dns.TypeA && strings.HasSuffix(strings.ToLower(qq.Name), "."+suffix+".") {
-					m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: net.IPv4(127, 0, 0, 1)})
-				}
-			}
-			_ = w.WriteMsg(m)
-		})}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
+// syncBuffer collects the log of gateways that log concurrently.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -215,11 +119,11 @@ func TestACMEPebble(t *testing.T) {
 		td       = "acme.strait.test"
 		lifetime = 12 * time.Second
 	)
-	pb := startPebble(t, suffix, lifetime)
+	pb := pebbletest.Start(t, suffix, lifetime)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 
-	trust, err := NewTrust([]Domain{{Name: td, Roots: []*x509.Certificate{pb.root}, DNSSuffix: suffix, ServerAuthAsClient: true}}, Revocations{})
+	trust, err := NewTrust([]Domain{{Name: td, Roots: pb.Roots, DNSSuffix: suffix, ServerAuthAsClient: true}}, Revocations{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,14 +138,14 @@ func TestACMEPebble(t *testing.T) {
 	start := func(id ID, challenge string) (*Bundle, *Manager) {
 		t.Helper()
 		iss, err := NewACMEIssuer(ACMEConfig{
-			Directory:    pb.directory,
+			Directory:    pb.Directory,
 			Email:        "ops@strait.test",
 			AgreeToTerms: true,
-			Roots:        []*x509.Certificate{pb.tlsRoot},
+			Roots:        pb.DirectoryRoots,
 			Challenges:   []string{challenge},
 			ListenHost:   "127.0.0.1",
-			HTTPPort:     pb.httpPort,
-			TLSALPNPort:  pb.alpnPort,
+			HTTPPort:     pb.HTTPPort,
+			TLSALPNPort:  pb.TLSALPNPort,
 			Logger:       logger,
 		})
 		if err != nil {
@@ -275,7 +179,7 @@ func TestACMEPebble(t *testing.T) {
 	// The validation was real: Pebble fetched the HTTP-01 answer from the
 	// server's solver, and the client's solver served the TLS-ALPN-01
 	// certificate.
-	if want := "Attempting to validate w/ HTTP: http://a.eu-west.gw.strait.test:"; !strings.Contains(pb.logs.String(), want) {
+	if want := "Attempting to validate w/ HTTP: http://a.eu-west.gw.strait.test:"; !strings.Contains(pb.Logs(), want) {
 		t.Errorf("Pebble's log has no %q", want)
 	}
 	if want := "served key authentication certificate"; !strings.Contains(logs.String(), want) {
@@ -305,7 +209,7 @@ func TestACMEPebble(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plainTrust, err := NewTrust([]Domain{{Name: "strait.local", Roots: own.Roots()}, {Name: td, Roots: []*x509.Certificate{pb.root}}}, Revocations{})
+	plainTrust, err := NewTrust([]Domain{{Name: "strait.local", Roots: own.Roots()}, {Name: td, Roots: pb.Roots}}, Revocations{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +232,7 @@ func TestACMEPebble(t *testing.T) {
 
 	// Without ServerAuthAsClient the server refuses Pebble's server-only
 	// certificate as a client certificate.
-	strict, _ := NewTrust([]Domain{{Name: td, Roots: []*x509.Certificate{pb.root}, DNSSuffix: suffix}}, Revocations{})
+	strict, _ := NewTrust([]Domain{{Name: td, Roots: pb.Roots, DNSSuffix: suffix}}, Revocations{})
 	server.SetTrust(strict)
 	if _, err := dial(client, srv); err == nil {
 		t.Fatal("a server-only certificate was taken as a client's without ServerAuthAsClient")

@@ -187,6 +187,7 @@ func TestVerifyDNSIdentity(t *testing.T) {
 		{"server-only client refused by default", []Domain{declared}, Revocations{}, acme.issue(t, "", serverOnly, "a.eu-west.gw.acme.test"), x509.ExtKeyUsageClientAuth, ID{}, ReasonWrongKeyUsage},
 		{"server-only client accepted when declared", []Domain{withClients}, Revocations{}, acme.issue(t, "", serverOnly, "a.eu-west.gw.acme.test"), x509.ExtKeyUsageClientAuth, gw, ""},
 		{"suffix not declared", []Domain{own, undeclared}, Revocations{}, acme.issue(t, "", serverOnly, "a.eu-west.gw.acme.test"), x509.ExtKeyUsageServerAuth, ID{}, ReasonDNSNotDeclared},
+		{"server-only client under an undeclared suffix", []Domain{own, undeclared}, Revocations{}, acme.issue(t, "", serverOnly, "a.eu-west.gw.acme.test"), x509.ExtKeyUsageClientAuth, ID{}, ReasonDNSNotDeclared},
 		{"no trust domain at all", nil, Revocations{}, acme.issue(t, "", serverOnly, "a.eu-west.gw.acme.test"), x509.ExtKeyUsageServerAuth, ID{}, ReasonDNSNotDeclared},
 		{"another CA's name under the suffix", []Domain{own, declared}, Revocations{}, other.issue(t, "", serverOnly, "a.eu-west.gw.acme.test"), x509.ExtKeyUsageServerAuth, ID{}, ReasonUnknownAuthority},
 		{"own CA's DNS name under the suffix", []Domain{own, declared}, Revocations{}, spiffeCA.mustIssueDNS(t, "a.eu-west.gw.acme.test"), x509.ExtKeyUsageServerAuth, ID{}, ReasonUnknownAuthority},

@@ -217,6 +217,12 @@ func (t *Trust) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage, now ti
 	}
 	if !usableFor(leaf, usage) {
 		if !t.serverAuthAsClient(leaf, usage) {
+			// A DNS name no trusted domain declares is the reason to
+			// give, whatever the usages (an ACME client certificate
+			// under another suffix is server-only too).
+			if _, err := t.IDOf(leaf); errors.Is(err, ErrDNSNotDeclared) {
+				return refuse(ReasonDNSNotDeclared, err)
+			}
 			return refuse(ReasonWrongKeyUsage, fmt.Errorf("extended key usage %v does not allow %s", leaf.ExtKeyUsage, usageName(usage)))
 		}
 		usage = x509.ExtKeyUsageServerAuth

@@ -116,6 +116,13 @@ type Spec struct {
 	// checked for renewal every tenth of it.
 	CertAuthority bool
 	CertLifetime  time.Duration
+	// ConfigIdentity leaves each gateway's identity to its config, as a
+	// `strait gateway` process has it: Tune sets tls.* (tls.source acme
+	// with tls.acme, for one) and the gateway runs its own certificate
+	// manager. The lab hands it no certificate and Lab.Identity returns
+	// nil for it. Default: the lab hands each gateway a fixed
+	// certificate.
+	ConfigIdentity bool
 }
 
 // Lab is a running federation.
@@ -311,9 +318,11 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			cfg.State.HeartbeatTimeout = cmp.Or(spec.StateHeartbeat, 500*time.Millisecond)
 			cfg.State.StaleAfter = cmp.Or(spec.StateStaleAfter, 2*time.Second)
 		}
-		// The lab supplies the identity; the file paths only satisfy
-		// validation (Spec.CertFiles sets real ones below).
-		cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA = "(lab)", "(lab)", "(lab)"
+		if !spec.ConfigIdentity {
+			// The lab supplies the identity; the file paths only satisfy
+			// validation (Spec.CertFiles sets real ones below).
+			cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA = "(lab)", "(lab)", "(lab)"
+		}
 		if spec.Tune != nil {
 			spec.Tune(cs.Name, &cfg)
 		}
@@ -322,7 +331,10 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			role = identity.RoleVoter
 		}
 		var bundle *identity.Bundle
-		if spec.CertAuthority {
+		switch {
+		case spec.ConfigIdentity:
+			// The gateway makes its identity from cfg.TLS.
+		case spec.CertAuthority:
 			cfg.TLS.Source, cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA = identity.SourceCA, "", "", ""
 			lifetime := cmp.Or(spec.CertLifetime, 24*time.Hour)
 			cfg.TLS.RenewCheck = max(lifetime/10, 100*time.Millisecond)
@@ -336,14 +348,14 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 				}
 				cfg.TLS.Authority.TokenFile = file
 			}
-		} else if spec.CertFiles {
+		case spec.CertFiles:
 			dir := filepath.Join(l.certDir, cs.Name)
 			if err := ca.WriteIDFiles(dir, identity.ID{Role: role, Region: cs.Region, Cluster: cs.Name}, 24*time.Hour); err != nil {
 				return nil, fmt.Errorf("lab: %w", err)
 			}
 			cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
 			cfg.TLS.Watch = 100 * time.Millisecond
-		} else {
+		default:
 			cert, err := ca.IssueID(identity.ID{Role: role, Region: cs.Region, Cluster: cs.Name}, 24*time.Hour)
 			if err != nil {
 				return nil, err

@@ -96,6 +96,11 @@ type Signing struct {
 	// a comparable value. nil: cached certificates are verified again
 	// every reverifyAfter, and held entries are never checked again.
 	Generation func() any
+	// IDOf reads the identity this gateway's own certificate claims, to
+	// check it names this cluster and region before signing with it: a
+	// DNS identity (an ACME certificate) is read only by a trust that
+	// declares its suffix. nil: identity.Parse, spiffe URIs only.
+	IDOf func(*x509.Certificate) (identity.ID, error)
 }
 
 // BundleSigning is the Signing of a gateway whose certificate and trust
@@ -124,6 +129,7 @@ func BundleSigning(b *identity.Bundle) *Signing {
 			return t.Verify(chain, x509.ExtKeyUsageClientAuth, now)
 		},
 		Generation: func() any { return b.Trust() },
+		IDOf:       func(c *x509.Certificate) (identity.ID, error) { return b.Trust().IDOf(c) },
 	}
 }
 
@@ -221,6 +227,7 @@ type signingKey struct {
 // Signing.Current returns.
 type signer struct {
 	current func() (crypto.Signer, [][]byte)
+	idOf    func(*x509.Certificate) (identity.ID, error)
 	self    Self
 
 	mu   sync.Mutex
@@ -231,7 +238,10 @@ func newSigner(s *Signing, self Self) (*signer, error) {
 	if s.Current == nil || s.Verify == nil {
 		return nil, errors.New("catalog signing: Current and Verify are both required")
 	}
-	sg := &signer{current: s.Current, self: self}
+	sg := &signer{current: s.Current, idOf: s.IDOf, self: self}
+	if sg.idOf == nil {
+		sg.idOf = identity.Parse
+	}
 	if _, err := sg.key(); err != nil {
 		return nil, err
 	}
@@ -265,7 +275,7 @@ func (s *signer) key() (*signingKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog signing certificate: %w", err)
 	}
-	id, err := identity.Parse(leaf)
+	id, err := s.idOf(leaf)
 	if err != nil {
 		return nil, fmt.Errorf("catalog signing certificate: %w", err)
 	}
