@@ -113,6 +113,9 @@ type controlService struct {
 	statev1.UnsafeControlServer
 	c     Control
 	authz *authorizer
+	// id reads callers' certificates as this gateway's trust does (a
+	// DNS identity under a declared suffix).
+	id *identity.Bundle
 }
 
 var _ statev1.ControlServer = controlService{}
@@ -127,7 +130,7 @@ var _ statev1.ControlServer = controlService{}
 func serve[Req, Resp, PResp any](ctx context.Context, s controlService, rpc string, call func(context.Context, *Req) (*Resp, error), req *Req,
 	check func(identity.ID, *Req) error, out func(*Resp) PResp) (PResp, error) {
 	var zero PResp
-	ctx, caller, ok := withPeerCaller(ctx)
+	ctx, caller, ok := withPeerCaller(ctx, s.id)
 	if !ok {
 		return zero, errNoCertificate(rpc)
 	}
@@ -217,7 +220,7 @@ func (s controlService) Restore(ctx context.Context, req *statev1.RestoreRequest
 // caller's verified identity when it has one, nothing otherwise.
 func (s controlService) SignCertificate(ctx context.Context, req *statev1.SignCertificateRequest) (*statev1.SignCertificateResponse, error) {
 	const rpc = "SignCertificate"
-	ctx, caller, _ := withPeerCaller(ctx)
+	ctx, caller, _ := withPeerCaller(ctx, s.id)
 	if addr, here := s.authz.leader(); !here {
 		if addr == "" {
 			return nil, toStatus(ErrNoLeader)
@@ -280,7 +283,7 @@ func requireCertificate() []grpc.ServerOption {
 
 // withPeerCaller returns ctx carrying the verified identity of the
 // caller's certificate (the author of its writes), and that identity.
-func withPeerCaller(ctx context.Context) (context.Context, identity.ID, bool) {
+func withPeerCaller(ctx context.Context, b *identity.Bundle) (context.Context, identity.ID, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return ctx, identity.ID{}, false
@@ -289,7 +292,11 @@ func withPeerCaller(ctx context.Context) (context.Context, identity.ID, bool) {
 	if !ok {
 		return ctx, identity.ID{}, false
 	}
-	id, err := identity.PeerID(ti.State)
+	peerID := identity.PeerID
+	if b != nil {
+		peerID = b.PeerID
+	}
+	id, err := peerID(ti.State)
 	if err != nil {
 		return ctx, identity.ID{}, false
 	}
@@ -316,7 +323,7 @@ type ControlServer struct {
 func NewControlServer(c Control, id *identity.Bundle) *ControlServer {
 	opts := append(controlServerOptions(), grpc.Creds(establishingCreds{credentials.NewTLS(id.EnrolmentServerConfig())}))
 	srv := grpc.NewServer(append(opts, requireCertificate()...)...)
-	statev1.RegisterControlServer(srv, controlService{c: c, authz: newAuthorizer(c)})
+	statev1.RegisterControlServer(srv, controlService{c: c, authz: newAuthorizer(c), id: id})
 	s := &ControlServer{srv: srv, health: health.NewServer()}
 	s.down, s.stop = context.WithCancel(context.Background())
 	for _, svc := range []string{"", statev1.Control_ServiceDesc.ServiceName} {
