@@ -13,7 +13,7 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS                      := $(CURDIR)/bin/tools
 
-.PHONY: all build generate test demo bench bench-dataplane bench-l7 bench-catalog bench-residency bench-state soak fuzz lint clean
+.PHONY: all build generate test demo bench bench-identity bench-dataplane bench-l7 bench-catalog bench-residency bench-state soak fuzz lint clean
 
 all: build
 
@@ -39,7 +39,7 @@ demo: build
 BENCHRUN = set -o pipefail; $(GO) test -tags bench -count=1 -v -timeout 60m
 BENCHOUT = | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
 
-bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state
+bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state bench-identity
 
 # The data plane against HAProxy and a direct connection: throughput,
 # request/response and new-connection latency; a new connection across a
@@ -48,6 +48,12 @@ bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state
 # messages are kept in the output.
 bench-dataplane:
 	$(BENCHRUN) -run '^TestBenchDataplane' ./lab | grep -E '^(BENCH|--- FAIL|FAIL|panic|\s+\S+_test\.go:[0-9]+: )'
+
+# One mTLS handshake with the gateway's identity (certificate and trust
+# read at every handshake) against static crypto/tls configs: p50, p99 and
+# their ratio.
+bench-identity:
+	$(BENCHRUN) -run '^TestBenchHandshake$$' ./identity $(BENCHOUT)
 
 # HTTP through real `strait gateway` processes against a direct baseline
 # and an HAProxy pair in HTTP mode (h2c in, HTTP/2 over TLS between,

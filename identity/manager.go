@@ -136,7 +136,7 @@ func StartManager(ctx context.Context, cfg ManagerConfig) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: log.With("component", "certificates", "source", cfg.Source), done: make(chan struct{}), kick: make(chan struct{}, 1),
 		status: Status{Source: cfg.Source, Identity: cfg.Bundle.ID.String()}}
 	m.renewals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strait_identity_renewals_total",
-		Help: "Certificates obtained or reloaded by the certificate manager, by source and result (ok, failed)."}, []string{"source", "result"})
+		Help: "Certificates the certificate manager put in use after the first (renewed, or files changed), and failed attempts, by source and result (ok, failed)."}, []string{"source", "result"})
 	for _, r := range []string{"ok", "failed"} {
 		m.renewals.WithLabelValues(cfg.Source, r)
 	}
@@ -347,7 +347,9 @@ func (m *Manager) take(cert tls.Certificate) error {
 	}
 	m.status.LastError = ""
 	m.mu.Unlock()
-	m.renewals.WithLabelValues(m.cfg.Source, "ok").Inc()
+	if !first {
+		m.renewals.WithLabelValues(m.cfg.Source, "ok").Inc()
+	}
 	m.log.Info("certificate in use", "identity", m.cfg.Bundle.ID.String(), "serial", SerialHex(leaf),
 		"notAfter", leaf.NotAfter.UTC().Format(time.RFC3339), "first", first)
 	return nil

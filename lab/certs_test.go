@@ -219,10 +219,21 @@ func TestCertificateFilesRotateWithoutFailedConnections(t *testing.T) {
 // the other gateway enrols with a single-use join token an operator wrote
 // and renews over the control API. Certificates live 4s and are renewed
 // at two thirds of that, several times while a steady stream of new
-// connections and one long-lived connection through a tunnel run: none
-// fails, and the status shows the renewals.
+// connections and one long-lived connection run: none fails, and the
+// status shows the renewals. With tunnels the long-lived connection rides
+// a tunnel opened with certificates long expired by the end; without,
+// every new connection is a handshake between the gateways.
 func TestFederationCARenewsUnderLoad(t *testing.T) {
-	l := startLineLab(t, lab.Spec{State: true, CertAuthority: true, CertLifetime: 4 * time.Second},
+	for _, tc := range []struct {
+		name      string
+		noTunnels bool
+	}{{"tunnels", false}, {"a handshake per connection", true}} {
+		t.Run(tc.name, func(t *testing.T) { testCARenewals(t, tc.noTunnels) })
+	}
+}
+
+func testCARenewals(t *testing.T, noTunnels bool) {
+	l := startLineLab(t, lab.Spec{State: true, CertAuthority: true, CertLifetime: 4 * time.Second, NoTunnels: noTunnels},
 		lab.ClusterSpec{Name: "a", Region: "r1", Voter: true, Imports: lineImport},
 		lab.ClusterSpec{Name: "b", Region: "r2", Services: []discovery.Service{lineService(t, "demo/lines", "b")}})
 	a, b := l.Gateway("a"), l.Gateway("b")
@@ -291,6 +302,9 @@ func TestFederationCARenewsUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d new connections across %d renewals of a and %d of b, none failed; b's certificate now %s, next renewal %s",
 		made.Load(), sa.Renewals, sb.Renewals, sb.Serial, sb.NextRenewal.Format(time.RFC3339Nano))
+	if n := metricValue(t, b, "strait_identity_renewals_total", map[string]string{"source": "ca", "result": "ok"}); n < float64(sb.Renewals) {
+		t.Fatalf("strait_identity_renewals_total{ca,ok} = %v, status says %d renewals", n, sb.Renewals)
+	}
 	if n := metricValue(t, a, "strait_state_certificates_signed_total", map[string]string{"how": "token"}); n != 1 {
 		t.Fatalf("certificates signed with a token: %v, want 1 (b's enrolment)", n)
 	}
