@@ -130,7 +130,8 @@ func TestStateCommands(t *testing.T) {
 	if _, _, code := runStrait(t, nil, "state", "delete", "--config", cfg, "failover", "demo/ledger"); code != 0 {
 		t.Fatalf("delete: exit %d", code)
 	}
-	if out, stderr, code := runStrait(t, nil, "state", "snapshot", "restore", "--config", cfg, snap); code != 0 || !strings.Contains(out, "restored 2 records at index") {
+	// The policy, the failover record and eu-west-2's spent join token.
+	if out, stderr, code := runStrait(t, nil, "state", "snapshot", "restore", "--config", cfg, snap); code != 0 || !strings.Contains(out, "restored 3 records at index") {
 		t.Fatalf("restore: exit %d, %q %q", code, out, stderr)
 	}
 	out, _, code = runStrait(t, nil, "state", "history", "--config", cfg, "failover", "demo/ledger")
