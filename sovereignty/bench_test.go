@@ -41,7 +41,9 @@ func benchPolicy() string {
 // computed when the catalog changed (Flow.Service), so only the flow's
 // source namespace and headers are looked at; residency_decide_uncached
 // for a caller that hands in the labels and lets Decide match the
-// services matchers too.
+// services matchers too; residency_decide_reference for the walk over
+// every matcher that Decide was before (reference_test.go), as the
+// baseline of the same run.
 func TestBenchResidencyDecide(t *testing.T) {
 	e, err := sovereignty.Compile("bench.yaml", []byte(benchPolicy()))
 	if err != nil {
@@ -58,18 +60,20 @@ func TestBenchResidencyDecide(t *testing.T) {
 			t.Fatalf("benchmark flow decided %+v", d)
 		}
 	}
-	measure := func(fl *sovereignty.Flow) testing.BenchmarkResult {
-		return testing.Benchmark(func(b *testing.B) {
+	if d := e.ReferenceDecide(&f, c); d != e.Decide(&pre, c) {
+		t.Fatalf("the reference decided %+v", d)
+	}
+	report := func(name string, decide func(*sovereignty.Flow, sovereignty.Candidate) sovereignty.Decision, fl *sovereignty.Flow) {
+		r := testing.Benchmark(func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				e.Decide(fl, c)
+				decide(fl, c)
 			}
 		})
+		fmt.Printf("BENCH %s_ns %.1f ns\n", name, float64(r.T.Nanoseconds())/float64(r.N))
+		fmt.Printf("BENCH %s_allocs %d allocs\n", name, r.AllocsPerOp())
 	}
-	r := measure(&pre)
-	fmt.Printf("BENCH residency_decide_ns %.1f ns\n", float64(r.T.Nanoseconds())/float64(r.N))
-	fmt.Printf("BENCH residency_decide_allocs %d allocs\n", r.AllocsPerOp())
-	r = measure(&f)
-	fmt.Printf("BENCH residency_decide_uncached_ns %.1f ns\n", float64(r.T.Nanoseconds())/float64(r.N))
-	fmt.Printf("BENCH residency_decide_uncached_allocs %d allocs\n", r.AllocsPerOp())
+	report("residency_decide", e.Decide, &pre)
+	report("residency_decide_uncached", e.Decide, &f)
+	report("residency_decide_reference", e.ReferenceDecide, &f)
 }

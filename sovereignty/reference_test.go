@@ -92,3 +92,9 @@ func (e *Engine) refDecideClasses(cls Classes, sourceRegion string, c Candidate)
 	}
 	return Decision{Allow: true, Reason: ReasonAllowed, Rule: e.classes[first].rule}
 }
+
+// ReferenceDecide decides as Decide did before the indexes, for the
+// benchmark to compare in one run (TestBenchResidencyDecide).
+func (e *Engine) ReferenceDecide(f *Flow, c Candidate) Decision {
+	return e.refDecideClasses(e.refClassify(f), f.SourceRegion, c)
+}
