@@ -16,14 +16,18 @@ import (
 )
 
 // plan orders the places that serve t and asks the residency policy about
-// each (route.NewPlan). eng is the policy in force.
+// each (route.NewPlan). eng is the policy in force. The service's classes
+// come from g.classes, so the policy only looks at what the flow carries.
 func (g *Gateway) plan(eng *sovereignty.Engine, t wire.Target, in route.FlowIn) *route.Plan {
 	lv := route.LocalView{}
-	if svc, ok := g.local.Load().byKey[t.Namespace+"/"+t.Name]; ok {
+	local := g.local.Load()
+	if svc, ok := local.byKey[t.Namespace+"/"+t.Name]; ok {
 		_, hasPort := svc.Target(t.Port)
 		lv = route.LocalView{Exists: true, HasPort: hasPort, Healthy: true, Labels: svc.Labels}
 	}
-	return route.NewPlan(route.Self{Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone}, lv, g.catalog.Snapshot(), eng, t, in,
+	snap := g.catalog.Snapshot()
+	in.Service = g.classes.outbound(eng, snap, local, lv, t)
+	return route.NewPlan(route.Self{Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone}, lv, snap, eng, t, in,
 		g.sel.Failover.Priority(t.Namespace, t.Name))
 }
 

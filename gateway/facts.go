@@ -27,10 +27,13 @@ type inboundVerdict struct {
 // the classes the peer claims added, and a claimed region set must hold
 // both ends. The facts' namespace, headers and classes are claims to the
 // engine too (sovereignty.Engine.DecideClasses), so under "default: deny"
-// none of them turns a refusal into an allow.
-func decideInbound(eng *sovereignty.Engine, self sovereignty.Candidate, t wire.Target, labels map[string]string, peer identity.ID, facts wire.Facts) inboundVerdict {
+// none of them turns a refusal into an allow. svc is the service's
+// classes by labels (Engine.ServiceClasses, as the gateway keeps them);
+// zero, the engine matches labels itself.
+func decideInbound(eng *sovereignty.Engine, self sovereignty.Candidate, t wire.Target, labels map[string]string, svc sovereignty.ServiceClasses,
+	peer identity.ID, facts wire.Facts) inboundVerdict {
 	f := sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, Labels: labels, SourceCluster: peer.Cluster, SourceRegion: peer.Region,
-		SourceNamespace: facts.Namespace, Headers: facts.Header()}
+		SourceNamespace: facts.Namespace, Headers: facts.Header(), Service: svc}
 	own := eng.Classify(&f)
 	claimed, _ := eng.ClassesNamed(facts.Classes) // unknown names are covered by the region claim
 	all := own.Union(claimed)

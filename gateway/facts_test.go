@@ -64,7 +64,7 @@ func TestDecideInbound(t *testing.T) {
 		{"default deny: a claimed namespace still narrows what labels allow", deny, euCentral, ledger, from("eu-west"), wire.Facts{Namespace: "vault"}, false, "class:west"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := decideInbound(tc.eng, tc.self, svc, tc.labels, tc.peer, tc.facts)
+			v := decideInbound(tc.eng, tc.self, svc, tc.labels, sovereignty.ServiceClasses{}, tc.peer, tc.facts)
 			if v.decision.Allow != tc.allow || v.decision.Rule.ID != tc.rule {
 				t.Errorf("allow %v rule %s (%s); want allow %v rule %s", v.decision.Allow, v.decision.Rule.ID, v.reason, tc.allow, tc.rule)
 			}

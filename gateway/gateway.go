@@ -89,6 +89,7 @@ type Gateway struct {
 
 	local   atomic.Pointer[localTable]
 	localMu sync.Mutex // serialises writers of local
+	classes classCache // residency classes per service, for the policy, catalog and local services in force
 
 	dataLn    net.Listener
 	connectLn net.Listener
@@ -130,6 +131,10 @@ type importListener struct {
 type localTable struct {
 	byKey map[string]discovery.Service
 	down  map[string]bool // endpoint dial addresses failing their health check
+	// services counts the lists of local services installed (setLocal),
+	// so that what is derived from byKey (classCache) knows when it changed;
+	// a change of health alone keeps it.
+	services uint64
 }
 
 // endpoints returns the dial addresses of svc's port, healthy ones first.
@@ -500,7 +505,7 @@ func (g *Gateway) setLocal(svcs []discovery.Service) *localTable {
 		t.byKey[s.Key()] = s
 	}
 	if old := g.local.Load(); old != nil {
-		t.down = old.down
+		t.down, t.services = old.down, old.services+1
 	}
 	g.local.Store(t)
 	return t
@@ -514,7 +519,7 @@ func (g *Gateway) setDown(down map[string]bool) (*localTable, bool) {
 	if maps.Equal(old.down, down) {
 		return old, false
 	}
-	t := &localTable{byKey: old.byKey, down: down}
+	t := &localTable{byKey: old.byKey, down: down, services: old.services}
 	g.local.Store(t)
 	return t, true
 }

@@ -84,7 +84,7 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 		g.refuseInbound(s, peer, t.String(), fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
 		return
 	}
-	if err := g.checkInbound(t, svc.Labels, peer, facts); err != nil {
+	if err := g.checkInbound(local, t, svc.Labels, peer, facts); err != nil {
 		g.refuseInbound(s, peer, t.String(), err)
 		return
 	}
@@ -118,14 +118,14 @@ func (g *Gateway) refuseInbound(s net.Conn, peer identity.ID, svc string, err er
 // checkInbound decides a stream again at the receiving end (defence in
 // depth): the source region is the one in the peer's certificate, the
 // labels this cluster's own, and the peer's facts can only narrow.
-func (g *Gateway) checkInbound(t wire.Target, labels map[string]string, peer identity.ID, facts wire.Facts) error {
+func (g *Gateway) checkInbound(local *localTable, t wire.Target, labels map[string]string, peer identity.ID, facts wire.Facts) error {
 	eng, version := g.res.current()
 	if eng == nil {
 		g.res.audit.Refused("inbound", 503)
 		return errors.New(wire.ResidencyPrefix + errNoPolicy.Error())
 	}
 	self := sovereignty.Candidate{Cluster: g.cfg.Cluster, Region: g.cfg.Region}
-	v := decideInbound(eng, self, t, labels, peer, facts)
+	v := decideInbound(eng, self, t, labels, g.classes.inbound(eng, local, t, labels), peer, facts)
 	g.res.audit.Count(v.decision)
 	if v.decision.Allow {
 		return nil

@@ -531,7 +531,11 @@ func gatewayPlan(eng *sovereignty.Engine, top []mCluster, f mFlow) *route.Plan {
 			lv = route.LocalView{Exists: true, HasPort: slices.Contains(e.ports, f.port), Healthy: true, Labels: e.labels}
 		}
 	}
-	return route.NewPlan(route.Self{Cluster: self.name, Region: self.region, Zone: self.zone}, lv, snapshotOf(top, f.from), eng, t, route.FlowIn{Entry: "prop", Headers: f.headers, Namespace: f.srcNS}, nil)
+	// As Gateway.plan does: the service's classes computed apart
+	// (classCache) and handed in.
+	snap := snapshotOf(top, f.from)
+	in := route.FlowIn{Entry: "prop", Headers: f.headers, Namespace: f.srcNS, Service: route.ServiceClasses(eng, lv, snap, t)}
+	return route.NewPlan(route.Self{Cluster: self.name, Region: self.region, Zone: self.zone}, lv, snap, eng, t, in, nil)
 }
 
 // TestPlanAgainstOracle: random topologies, policies, failure sets and
@@ -704,7 +708,8 @@ func checkInboundAgrees(t *testing.T, r *rand.Rand, mp mPolicy, eng *sovereignty
 	}
 	for _, tc := range cases {
 		peer := identity.ID{TrustDomain: "strait.local", Region: tc.src.region, Cluster: tc.src.name}
-		v := decideInbound(eng, self, target, labels, peer, tc.facts)
+		// As the gateway decides: the service's classes precomputed.
+		v := decideInbound(eng, self, target, labels, eng.ServiceClasses(target.Namespace, target.Name, labels), peer, tc.facts)
 		if want := expect(tc.src, tc.facts); v.decision.Allow != want {
 			t.Fatalf("inbound at %s, stream from %s with facts %+v: allow=%v (%s), oracle says %v\npolicy:\n%s",
 				dst.name, tc.src.name, tc.facts, v.decision.Allow, v.reason, want, doc)

@@ -35,9 +35,15 @@ func benchPolicy() string {
 	return b.String()
 }
 
-// TestBenchResidencyDecide measures one Decide: classify a flow with
-// labels, a source and HTTP headers against fifty classes, then decide for
-// one candidate.
+// TestBenchResidencyDecide measures one decision for a flow with labels,
+// a source and HTTP headers against fifty classes, for one candidate:
+// residency_decide as the gateway makes it, with the service's classes
+// computed when the catalog changed (Flow.Service), so only the flow's
+// source namespace and headers are looked at; residency_decide_uncached
+// for a caller that hands in the labels and lets Decide match the
+// services matchers too; residency_decide_reference for the walk over
+// every matcher that Decide was before (reference_test.go), as the
+// baseline of the same run.
 func TestBenchResidencyDecide(t *testing.T) {
 	e, err := sovereignty.Compile("bench.yaml", []byte(benchPolicy()))
 	if err != nil {
@@ -46,16 +52,28 @@ func TestBenchResidencyDecide(t *testing.T) {
 	f := sovereignty.Flow{Namespace: "ns3", Name: "ledger", Labels: map[string]string{"data-class": "c3", "app": "ledger", "tier": "gold"},
 		SourceCluster: "eu-west-1", SourceRegion: "eu-west", SourceNamespace: "payments",
 		Headers: http.Header{"Accept": {"*/*"}, "User-Agent": {"curl/8"}, "X-Residency-3": {"r3"}}}
+	pre := f
+	pre.Service = e.ServiceClasses(f.Namespace, f.Name, f.Labels)
 	c := sovereignty.Candidate{Cluster: "eu-central-1", Region: "eu-central"}
-	if d := e.Decide(&f, c); !d.Allow || d.Rule.ID != "class:class-3" {
-		t.Fatalf("benchmark flow decided %+v", d)
-	}
-	r := testing.Benchmark(func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			e.Decide(&f, c)
+	for _, fl := range []*sovereignty.Flow{&f, &pre} {
+		if d := e.Decide(fl, c); !d.Allow || d.Rule.ID != "class:class-3" {
+			t.Fatalf("benchmark flow decided %+v", d)
 		}
-	})
-	fmt.Printf("BENCH residency_decide_ns %.1f ns\n", float64(r.T.Nanoseconds())/float64(r.N))
-	fmt.Printf("BENCH residency_decide_allocs %d allocs\n", r.AllocsPerOp())
+	}
+	if d := e.ReferenceDecide(&f, c); d != e.Decide(&pre, c) {
+		t.Fatalf("the reference decided %+v", d)
+	}
+	report := func(name string, decide func(*sovereignty.Flow, sovereignty.Candidate) sovereignty.Decision, fl *sovereignty.Flow) {
+		r := testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				decide(fl, c)
+			}
+		})
+		fmt.Printf("BENCH %s_ns %.1f ns\n", name, float64(r.T.Nanoseconds())/float64(r.N))
+		fmt.Printf("BENCH %s_allocs %d allocs\n", name, r.AllocsPerOp())
+	}
+	report("residency_decide", e.Decide, &pre)
+	report("residency_decide_uncached", e.Decide, &f)
+	report("residency_decide_reference", e.ReferenceDecide, &f)
 }

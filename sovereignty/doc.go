@@ -35,6 +35,11 @@
 //     policy would refuse without it, so under default deny a flow whose
 //     classes all come from claims is refused (TestClaimsOnlyNarrow;
 //     gateway.TestPlanAgainstOracle against its own model).
+//   - The indexed decision path (index.go: service classes precomputed
+//     per service, matchers indexed by namespace and header name, region
+//     bitsets) gives exactly the classes and decisions of the walk over
+//     every matcher it replaced, kept as the oracle in reference_test.go
+//     (TestFastPathAgreesWithReference, over random policies and flows).
 //   - Every Decision names the Rule that made it, with its field path and
 //     position in the policy file (TestDecide).
 //   - CatalogRegions restricts a service only through classes with

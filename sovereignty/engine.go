@@ -37,6 +37,14 @@ type Flow struct {
 	// hold what was read around the unreadable bytes (the CONNECT request
 	// of a tunnel carrying TLS).
 	Unreadable bool
+	// Service, when computed by the Engine deciding the flow
+	// (Engine.ServiceClasses of Namespace, Name and each label set the
+	// service is exported with), stands for the services matchers: the
+	// engine then does not read Namespace, Name and Labels. The gateway
+	// computes it when its catalog or policy changes, so a flow costs only
+	// what it carries itself. Zero, or from another engine: the engine
+	// matches Namespace, Name and Labels itself.
+	Service ServiceClasses
 }
 
 // Candidate is a cluster a flow could be sent to.
@@ -221,6 +229,21 @@ type Engine struct {
 	ignoreUnknown      bool       // spec.onUnknownValue: ignore
 	classifying        []string   // canonical names of every header any matcher reads
 	unreadable         set        // classes an unreadable flow carries: a header matcher, unreadable not allow
+
+	// The decision path's indexes (index.go), built by index.
+	classMask      set                    // every class of the policy
+	allowing       []set                  // per region: the classes that allow it
+	svcByName      map[string][]svcRef    // services matchers with a name, by it
+	svcByLabel     map[labelPair][]svcRef // ... else by their first label
+	svcByNamespace map[string][]svcRef    // ... else by their namespace
+	svcAny         []svcRef               // ... else (none in a valid policy)
+	srcFirm        []srcRef               // sources matchers without a namespace
+	srcByNamespace map[string][]srcRef    // sources matchers with one, by it
+	srcFilter      nameFilter             // the keys of srcByNamespace
+	hdrFilter      nameFilter             // the keys of hdrIndex
+	hdrIndex       map[string]*hdrKey     // canonical header name -> what matchers say of it
+	hdrKeys        []string               // the keys of hdrIndex
+	hdrKeyRefs     []*hdrKey              // ... and their values
 }
 
 type class struct {
@@ -351,6 +374,7 @@ func compile(p *policy) *Engine {
 		e.classes = append(e.classes, c)
 	}
 	sort.Strings(e.classifying)
+	e.index()
 	return e
 }
 
@@ -368,35 +392,6 @@ func (e *Engine) names(s set) []string {
 	out := []string{}
 	s.each(func(i int) { out = append(out, e.regions[i]) })
 	return out
-}
-
-// Classify returns the classes that apply to f. A class applies when any
-// one of its matchers matches; within a matcher every field must match.
-// A flow that is Unreadable also carries every class with a header
-// matcher whose unreadable is not allow. Classes that only claims put the
-// flow in (header matchers, source matchers with a namespace, the
-// unreadable rule) are told apart from the others: they only narrow.
-func (e *Engine) Classify(f *Flow) Classes {
-	var c Classes
-	// The value of each classifying header, read once for every class.
-	var stack [64]string
-	var values []string
-	if f.Headers != nil {
-		values, c.ambiguous, c.unknown = e.readHeaders(f.Headers, stack[:0])
-	}
-	if f.Unreadable {
-		c.bits = e.unreadable
-	}
-	src, srcKnown := e.regionIdx[f.SourceRegion]
-	for i := range e.classes {
-		if hit, firm := e.classes[i].matches(f, values, src, srcKnown); hit {
-			c.bits.add(i)
-			if firm {
-				c.firm.add(i)
-			}
-		}
-	}
-	return c
 }
 
 // readHeaders appends to values the value of each classifying header of h
@@ -422,6 +417,18 @@ func (e *Engine) readHeaders(h http.Header, values []string) (_ []string, ambigu
 // items (RFC 9110 5.6.3).
 const headerSpace = " \t"
 
+// trimSpace is strings.Trim(s, headerSpace) without building a cutset on
+// every call: it is on the decision path.
+func trimSpace(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
 // headerValue returns the one value the fields vs of a header carry: every
 // comma-separated item, trimmed, of every field; empty items are left out.
 // ambiguous is true when two items differ (case-insensitively). It
@@ -431,7 +438,7 @@ func headerValue(vs []string) (first string, ambiguous bool) {
 		for v != "" {
 			item, rest, _ := strings.Cut(v, ",")
 			v = rest
-			if item = strings.Trim(item, headerSpace); item == "" {
+			if item = trimSpace(item); item == "" {
 				continue
 			}
 			if first == "" {
@@ -494,62 +501,6 @@ func (m *svcMatcher) matches(f *Flow) bool {
 // Decide returns whether f may go to c, and the rule that decided.
 func (e *Engine) Decide(f *Flow, c Candidate) Decision {
 	return e.DecideClasses(e.Classify(f), f.SourceRegion, c)
-}
-
-// DecideClasses decides for a flow already classified: every class must
-// allow the source region and the candidate's region. A flow with no
-// class gets the policy's default. Claims only narrow: the decision is
-// the one without the classes that only claims put the flow in, and the
-// one with them. So under default deny a flow whose classes all come from
-// claims is refused (ReasonClaimsOnly) even where they would allow it,
-// and under default allow a claim can still keep a flow in its regions.
-func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) Decision {
-	if cls.ambiguous > 0 && cls.ambiguous <= len(e.headerRules) {
-		return Decision{Reason: ReasonAmbiguousHeader, Rule: e.headerRules[cls.ambiguous-1]}
-	}
-	if cls.unknown > 0 && cls.unknown <= len(e.headerRules) {
-		return Decision{Reason: ReasonUnknownHeaderValue, Rule: e.headerRules[cls.unknown-1]}
-	}
-	if cls.bits.empty() {
-		return Decision{Allow: e.deflt != "deny", Reason: ReasonDefault, Rule: e.defaultRule}
-	}
-	src, srcOK := e.regionIdx[sourceRegion]
-	dst, dstOK := e.regionIdx[c.Region]
-	first := -1
-	for w, b := range cls.bits {
-		for b != 0 {
-			i := w*64 + bits.TrailingZeros64(b)
-			b &= b - 1
-			if i >= len(e.classes) {
-				continue
-			}
-			if !srcOK || !e.classes[i].allowed.has(src) {
-				return Decision{Reason: ReasonSourceRegion, Rule: e.classes[i].rule}
-			}
-			if first < 0 {
-				first = i
-			}
-		}
-	}
-	if first < 0 {
-		return Decision{Allow: e.deflt != "deny", Reason: ReasonDefault, Rule: e.defaultRule}
-	}
-	for w, b := range cls.bits {
-		for b != 0 {
-			i := w*64 + bits.TrailingZeros64(b)
-			b &= b - 1
-			if i < len(e.classes) && (!dstOK || !e.classes[i].allowed.has(dst)) {
-				return Decision{Reason: ReasonDestinationRegion, Rule: e.classes[i].rule}
-			}
-		}
-	}
-	// Every class allows the flow. Without the claimed ones the firm
-	// classes (a subset, so they allow it too) decide, or, with none, the
-	// default.
-	if cls.firm.empty() && e.deflt == "deny" {
-		return Decision{Reason: ReasonClaimsOnly, Rule: e.defaultRule}
-	}
-	return Decision{Allow: true, Reason: ReasonAllowed, Rule: e.classes[first].rule}
 }
 
 // ClassNames returns the names of the classes in c, in policy order.

@@ -256,6 +256,19 @@ func TestDecideAllocatesNothing(t *testing.T) {
 	if d.Allow {
 		t.Error("expected a deny from west-vault")
 	}
+	pre := f
+	pre.Service = e.ServiceClasses(f.Namespace, f.Name, f.Labels)
+	allocs = testing.AllocsPerRun(1000, func() { d = e.Decide(&pre, c) })
+	if allocs != 0 {
+		t.Errorf("Decide allocates %v times per call with precomputed service classes", allocs)
+	}
+	if d.Allow {
+		t.Error("expected a deny from west-vault with precomputed service classes")
+	}
+	allocs = testing.AllocsPerRun(1000, func() { _ = e.ServiceClasses(f.Namespace, f.Name, f.Labels) })
+	if allocs != 0 {
+		t.Errorf("ServiceClasses allocates %v times per call", allocs)
+	}
 	cls := e.Classify(&f)
 	allocs = testing.AllocsPerRun(1000, func() { d = e.DecideClasses(cls, "eu-west", c) })
 	if allocs != 0 {

@@ -36,6 +36,11 @@ type FlowIn struct {
 	// residency class that matches headers, unless the class says
 	// unreadable: allow (sovereignty.Flow.Unreadable).
 	Unreadable bool
+	// Service is the target's classes by the policy's services matchers
+	// (ServiceClasses), as the gateway keeps them per service while its
+	// catalog and policy stay the same. Zero, or from another engine:
+	// NewPlan computes them.
+	Service sovereignty.ServiceClasses
 }
 
 // Planned is one cluster that exports the target, with the policy's say.
@@ -51,7 +56,7 @@ type Planned struct {
 type Plan struct {
 	Target     wire.Target
 	Known      bool
-	Source     sovereignty.Flow // the flow as classified, Labels left nil
+	Source     sovereignty.Flow // the flow as classified: Labels nil, Service the union of every cluster's view
 	Classes    sovereignty.Classes
 	Considered []Planned
 	Allowed    []Candidate
@@ -81,25 +86,18 @@ const (
 // that forgot a label cannot make a flow unclassified.
 func NewPlan(self Self, local LocalView, snap *catalog.Snapshot, eng *sovereignty.Engine, t wire.Target, in FlowIn, prio []string) *Plan {
 	p := &Plan{Target: t, Known: local.Exists || snap.Known(t.Namespace, t.Name)}
-	p.Source = sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, SourceCluster: self.Cluster, SourceRegion: self.Region,
-		SourceNamespace: in.Namespace, Headers: in.Headers, Unreadable: in.Unreadable}
-	classify := func(labels map[string]string) {
-		f := p.Source
-		f.Labels = labels
-		p.Classes = p.Classes.Union(eng.Classify(&f))
+	svc := in.Service
+	if !svc.For(eng) {
+		svc = ServiceClasses(eng, local, snap, t)
 	}
-	classify(nil)
-	if local.Exists {
-		classify(local.Labels)
-		if local.HasPort {
-			p.Considered = append(p.Considered, Planned{Cand: Candidate{Cluster: self.Cluster, Region: self.Region, Local: true, Rank: rankLocal}, Routable: local.Healthy})
-		}
+	p.Source = sovereignty.Flow{Namespace: t.Namespace, Name: t.Name, SourceCluster: self.Cluster, SourceRegion: self.Region,
+		SourceNamespace: in.Namespace, Headers: in.Headers, Unreadable: in.Unreadable, Service: svc}
+	p.Classes = eng.Classify(&p.Source)
+	if local.Exists && local.HasPort {
+		p.Considered = append(p.Considered, Planned{Cand: Candidate{Cluster: self.Cluster, Region: self.Region, Local: true, Rank: rankLocal}, Routable: local.Healthy})
 	}
 	var remote []*catalog.ClusterView
 	for _, c := range snap.Clusters {
-		if s, ok := c.Service(t.Namespace, t.Name); ok {
-			classify(s.Labels)
-		}
 		if c.Node == snap.Local || c.Cluster == self.Cluster || !Serves(c, t) {
 			continue // our own cluster is served locally
 		}
@@ -131,6 +129,25 @@ func NewPlan(self Self, local LocalView, snap *catalog.Snapshot, eng *sovereignt
 		}
 	}
 	return p
+}
+
+// ServiceClasses returns the classes the policy's services matchers put t
+// in, by the labels of every cluster's view of it (local's and every
+// one in snap) and by its name alone: a flow carries the classes of every
+// cluster's view of the service, so a cluster that forgot a label cannot
+// make a flow unclassified. NewPlan uses it unless FlowIn.Service holds
+// it already.
+func ServiceClasses(eng *sovereignty.Engine, local LocalView, snap *catalog.Snapshot, t wire.Target) sovereignty.ServiceClasses {
+	svc := eng.ServiceClasses(t.Namespace, t.Name, nil)
+	if local.Exists {
+		svc = svc.Union(eng.ServiceClasses(t.Namespace, t.Name, local.Labels))
+	}
+	for _, c := range snap.Clusters {
+		if s, ok := c.Service(t.Namespace, t.Name); ok {
+			svc = svc.Union(eng.ServiceClasses(t.Namespace, t.Name, s.Labels))
+		}
+	}
+	return svc
 }
 
 // routable reports whether gossip says c can take t now.
