@@ -344,7 +344,7 @@ func startL7Federation(t *testing.T, svcA, svcB string) *l7Federation {
 	// tunnels keep their defaults (a dead peer is noticed within
 	// keepaliveTimeout, 500 ms, or at once when its socket resets).
 	const timeouts = "timeouts: {connect: 1s, budget: 2s, drain: 1s}\n"
-	fed := startProcFederation(t, []procSpec{
+	fed := startProcFederation(t, buildStrait(t), []procSpec{
 		{"c1", "r1", timeouts + fmt.Sprintf("imports:\n  - {service: bench/echo, port: 8080, listen: %q}\n", importAddr)},
 		{"c2", "r1", timeouts + exports(svcA)},
 		{"c3", "r2", timeouts + exports(svcB)},

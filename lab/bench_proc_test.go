@@ -60,7 +60,9 @@ const (
 // per open idle stream, as holdStreams connections through a's import of
 // bench/hold stay open.
 //
-// With STRAIT_BENCH_PERF=<dir> it then profiles gateways a and b with
+// With STRAIT_BENCH_BASE=<git revision> it also measures gateways a and
+// b built from that revision, in the same rounds. With
+// STRAIT_BENCH_PERF=<dir> it then profiles gateways a and b with
 // perf during one more one-stream run and writes perf.data and a report
 // of each to dir.
 func TestBenchDataplaneProcesses(t *testing.T) {
@@ -106,7 +108,7 @@ health: {interval: 1m}
 			return true
 		}
 	}
-	fed := startProcFederation(t, []procSpec{
+	fed := startProcFederation(t, buildStrait(t), []procSpec{
 		{"a", "r1", caps + "}\n" + imports(importOf("iperf", iperfImport), importOf("hold", holdImportA))},
 		{"b", "r1", caps + "}\n" + exports},
 		{"c", "r1", caps + fmt.Sprintf(", perPeer: %d}\n", holdTunnels) + imports(importOf("hold", holdImportC))},
@@ -116,6 +118,18 @@ health: {interval: 1m}
 	measureStreamMemory(t, fed, hold, holdImportA)
 
 	paths := []struct{ name, addr string }{{"direct", srv}, {"dataplane", iperfImport}, {"haproxy", ha}}
+	// STRAIT_BENCH_BASE=<git revision>: the same pair of gateways built
+	// from that revision, measured in the same rounds (dataplane_base).
+	base := os.Getenv("STRAIT_BENCH_BASE")
+	if base != "" {
+		baseImport := freePort(t)
+		startProcFederation(t, buildStraitAt(t, base), []procSpec{
+			{"a", "r1", caps + "}\n" + imports(importOf("iperf", baseImport))},
+			{"b", "r1", caps + "}\n" + exports},
+		}, map[string]func(admin.Status) bool{"a": healthy("iperf")})
+		t.Logf("dataplane_base: gateways built from %s", base)
+		paths = append(paths, struct{ name, addr string }{"dataplane_base", baseImport})
+	}
 	streams := []int{1, 4}
 	mibs := map[string][]float64{}
 	for range iperfRounds {
@@ -139,6 +153,9 @@ health: {interval: 1m}
 			benchreport.Print(key+"_mibs", thr[p.name], "MiB/s")
 		}
 		benchreport.Print(fmt.Sprintf("dataplane_proc_vs_haproxy_%dstream_x", n), thr["dataplane"]/thr["haproxy"], "x")
+		if base != "" {
+			benchreport.Print(fmt.Sprintf("dataplane_proc_vs_base_%dstream_x", n), thr["dataplane"]/thr["dataplane_base"], "x")
+		}
 	}
 
 	if dir := os.Getenv("STRAIT_BENCH_PERF"); dir != "" {

@@ -109,15 +109,14 @@ func portOf(addr string) string {
 	return p
 }
 
-// startProcFederation builds strait, makes a CA and a certificate per
-// gateway with `strait ca`, writes each gateway's config file, checks it
-// with --check and starts the gateways, each joining the others' gossip.
-// It returns once every gateway named in ready is ready and its status
-// satisfies ready[name].
-func startProcFederation(t *testing.T, specs []procSpec, ready map[string]func(admin.Status) bool) *procFederation {
+// startProcFederation makes a CA and a certificate per gateway with
+// `strait ca` (bin, from buildStrait), writes each gateway's config file,
+// checks it with --check and starts the gateways, each joining the
+// others' gossip. It returns once every gateway named in ready is ready
+// and its status satisfies ready[name].
+func startProcFederation(t *testing.T, bin string, specs []procSpec, ready map[string]func(admin.Status) bool) *procFederation {
 	t.Helper()
 	dir := t.TempDir()
-	bin := buildStrait(t, dir)
 	strait := func(args ...string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -210,8 +209,30 @@ func exportsHealthy(st admin.Status, cluster, svc string, port int) bool {
 	return false
 }
 
-// buildStrait builds cmd/strait into dir once for the test.
-func buildStrait(t *testing.T, dir string) string {
+// buildStrait builds cmd/strait of the work tree into a directory of
+// the test and returns the binary.
+func buildStrait(t *testing.T) string {
+	t.Helper()
+	return goBuildStrait(t, "", t.TempDir())
+}
+
+// buildStraitAt builds cmd/strait as of the git revision rev (git archive
+// of the repository the test runs in), for a comparison in one run.
+func buildStraitAt(t *testing.T, rev string) string {
+	t.Helper()
+	src, dir := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	archive := exec.CommandContext(ctx, "sh", "-c", `cd "$(git rev-parse --show-toplevel)" && git archive "$1" | tar -x -C "$2"`, "sh", rev, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("git archive %s: %v\n%s", rev, err, out)
+	}
+	return goBuildStrait(t, src, dir)
+}
+
+// goBuildStrait builds the cmd/strait of the module in src ("": the one
+// the test runs in) into dir.
+func goBuildStrait(t *testing.T, src, dir string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -220,8 +241,10 @@ func buildStrait(t *testing.T, dir string) string {
 	bin := filepath.Join(dir, "strait")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/straitmesh/strait/cmd/strait").CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/strait: %v\n%s", err, out)
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/straitmesh/strait/cmd/strait")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build cmd/strait (in %q): %v\n%s", src, err, out)
 	}
 	return bin
 }
