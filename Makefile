@@ -41,11 +41,15 @@ BENCHOUT = | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
 
 bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state bench-identity
 
-# The data plane against HAProxy and a direct connection: throughput,
-# request/response and new-connection latency; a new connection across a
-# 50 ms WAN with and without tunnels; failover when a cluster dies or is
-# cut off. Installs haproxy with apt-get when it is missing. Failure
-# messages are kept in the output.
+# The data plane against HAProxy and a direct connection: iperf3 through
+# real `strait gateway` processes, an HAProxy pair and directly (one and
+# four streams), resident memory per idle tunnel and stream; in-process
+# throughput, request/response and new-connection latency; a new
+# connection across a 50 ms WAN with and without tunnels; failover when a
+# cluster dies or is cut off. Installs haproxy and iperf3 with apt-get
+# when they are missing. STRAIT_BENCH_PERF=<dir> profiles the gateway
+# processes with perf during one more one-stream run. Failure messages
+# are kept in the output.
 bench-dataplane:
 	$(BENCHRUN) -run '^TestBenchDataplane' ./lab | grep -E '^(BENCH|--- FAIL|FAIL|panic|\s+\S+_test\.go:[0-9]+: )'
 

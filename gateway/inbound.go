@@ -20,7 +20,7 @@ import (
 // stream whose target is the SNI.
 func (g *Gateway) serveInbound(raw net.Conn) {
 	defer raw.Close()
-	tc := tls.Server(raw, g.serverTLS)
+	tc := tls.Server(tunnel.Batched(raw), g.serverTLS)
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Connect)
 	defer cancel()
 	tc.SetDeadline(time.Now().Add(g.cfg.Timeouts.Connect))

@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -326,69 +323,14 @@ backend out
 // l7Federation is three `strait gateway` processes: c1 imports
 // bench/echo:8080 at importAddr, c2 and c3 export it.
 type l7Federation struct {
+	*procFederation
 	importAddr string
-	gw         map[string]*straitProc
 }
 
-// logs is the tail of every gateway's log, for failure messages.
-func (f *l7Federation) logs() string {
-	var b strings.Builder
-	for _, name := range []string{"c1", "c2", "c3"} {
-		fmt.Fprintf(&b, "--- gateway %s:\n%s\n", name, f.gw[name].logTail(3000))
-	}
-	return b.String()
-}
-
-// straitProc is one `strait gateway` process, killed when the test ends.
-type straitProc struct {
-	cmd     *exec.Cmd
-	logFile string
-	exited  chan struct{}
-	waitErr error
-}
-
-func (p *straitProc) logTail(n int) string {
-	b, _ := os.ReadFile(p.logFile)
-	return tail(b, n)
-}
-
-// kill sends SIGKILL and waits until the process is gone.
-func (p *straitProc) kill() error {
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return fmt.Errorf("SIGKILL pid %d: %w", p.cmd.Process.Pid, err)
-	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("pid %d still running 5s after SIGKILL", p.cmd.Process.Pid)
-	}
-}
-
-// startL7Federation builds strait, makes a CA and a certificate per
-// gateway with `strait ca`, writes each gateway's config file, checks it
-// with --check, starts the three gateways and waits until c1's catalog
-// shows bench/echo healthy in c2 and c3.
+// startL7Federation starts gateways c1, c2 and c3 (startProcFederation)
+// and waits until c1's catalog shows bench/echo healthy in c2 and c3.
 func startL7Federation(t *testing.T, svcA, svcB string) *l7Federation {
 	t.Helper()
-	dir := t.TempDir()
-	bin := buildStrait(t, dir)
-	strait := func(args ...string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil {
-			t.Fatalf("strait %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	caDir := filepath.Join(dir, "ca")
-	strait("ca", "init", "--dir", caDir)
-	key := make([]byte, 32)
-	rand.Read(key)
-	gossipKey := base64.StdEncoding.EncodeToString(key)
-
-	type gwSpec struct{ name, region, extra string }
-	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	importAddr := freePort(t)
 	exports := func(svc string) string {
 		return fmt.Sprintf(`services:
@@ -396,132 +338,22 @@ func startL7Federation(t *testing.T, svcA, svcB string) *l7Federation {
     name: echo
     ports: [{name: http, port: 8080, targetPort: %s, protocol: http}]
     endpoints: [127.0.0.1]
-`, port(svc))
+`, portOf(svc))
 	}
-	specs := []gwSpec{
-		{"c1", "r1", fmt.Sprintf("imports:\n  - {service: bench/echo, port: 8080, listen: %q}\n", importAddr)},
-		{"c2", "r1", exports(svcA)},
-		{"c3", "r2", exports(svcB)},
-	}
-	gossip := map[string]string{}
-	for _, s := range specs {
-		gossip[s.name] = freePort(t)
-	}
-	f := &l7Federation{importAddr: importAddr, gw: map[string]*straitProc{}}
-	admins := map[string]string{}
-	for _, s := range specs {
-		tlsDir := filepath.Join(dir, s.name)
-		strait("ca", "issue", "--dir", caDir, "--cluster", s.name, "--region", s.region, "--out", tlsDir)
-		var join []string
-		for _, o := range specs {
-			if o.name != s.name {
-				join = append(join, strconv.Quote(gossip[o.name]))
-			}
-		}
-		admins[s.name] = freePort(t)
-		// A short connect timeout, as a user who wants fast failover sets
-		// it; tunnels keep their defaults (a dead peer is noticed within
-		// keepaliveTimeout, 500 ms, or at once when its socket resets).
-		cfg := fmt.Sprintf(`cluster: %s
-region: %s
-listen: {data: %q, admin: %q, connect: "", passthrough: ""}
-tls: {cert: %[5]s/cert.pem, key: %[5]s/key.pem, ca: %[5]s/ca.pem}
-gossip: {bind: %q, key: %s, profile: local, join: [%s]}
-timeouts: {connect: 1s, budget: 2s, drain: 1s}
-%s`, s.name, s.region, freePort(t), admins[s.name], tlsDir, gossip[s.name], gossipKey, strings.Join(join, ", "), s.extra)
-		file := filepath.Join(dir, s.name+".yaml")
-		if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
-			t.Fatalf("write %s: %v", file, err)
-		}
-		strait("gateway", "--config", file, "--check")
-		f.gw[s.name] = startStraitGateway(t, bin, file, filepath.Join(dir, s.name+".log"))
-	}
-
-	// Ready once c1 is ready and sees bench/echo healthy in c2 and c3.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var st admin.Status
-	var err error
-	for {
-		st, err = admin.FetchStatus(ctx, admins["c1"])
-		if err == nil && st.Ready && exportsHealthy(st, "c2") && exportsHealthy(st, "c3") {
-			return f
-		}
-		for name, p := range f.gw {
-			select {
-			case <-p.exited:
-				t.Fatalf("gateway %s exited (%v) while the federation formed\n%s", name, p.waitErr, f.logs())
-			default:
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("c1 never saw bench/echo healthy in c2 and c3 (ready %v, clusters %+v, last error %v)\n%s", st.Ready, st.Clusters, err, f.logs())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// exportsHealthy tells whether st shows cluster reachable and exporting
-// bench/echo:8080 with a healthy endpoint.
-func exportsHealthy(st admin.Status, cluster string) bool {
-	for _, c := range st.Clusters {
-		if c.Cluster != cluster || !c.Reachable {
-			continue
-		}
-		for _, s := range c.Services {
-			if s.Service == "bench/echo" && s.Healthy > 0 {
-				for _, p := range s.Ports {
-					if p == 8080 {
-						return true
-					}
-				}
-			}
-		}
-	}
-	return false
-}
-
-// buildStrait builds cmd/strait into dir once for the test.
-func buildStrait(t *testing.T, dir string) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build strait: %v", err)
-	}
-	bin := filepath.Join(dir, "strait")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/straitmesh/strait/cmd/strait").CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/strait: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startStraitGateway runs `strait gateway --config cfg`, its output in
-// logFile, and kills it when the test ends.
-func startStraitGateway(t *testing.T, bin, cfg, logFile string) *straitProc {
-	t.Helper()
-	log, err := os.Create(logFile)
-	if err != nil {
-		t.Fatalf("gateway log: %v", err)
-	}
-	p := &straitProc{cmd: exec.Command(bin, "gateway", "--config", cfg), logFile: logFile, exited: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = log, log
-	if err := p.cmd.Start(); err != nil {
-		log.Close()
-		t.Fatalf("start strait gateway --config %s: %v", cfg, err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		log.Close()
+	// A short connect timeout, as a user who wants fast failover sets it;
+	// tunnels keep their defaults (a dead peer is noticed within
+	// keepaliveTimeout, 500 ms, or at once when its socket resets).
+	const timeouts = "timeouts: {connect: 1s, budget: 2s, drain: 1s}\n"
+	fed := startProcFederation(t, buildStrait(t), []procSpec{
+		{"c1", "r1", timeouts + fmt.Sprintf("imports:\n  - {service: bench/echo, port: 8080, listen: %q}\n", importAddr)},
+		{"c2", "r1", timeouts + exports(svcA)},
+		{"c3", "r2", timeouts + exports(svcB)},
+	}, map[string]func(admin.Status) bool{
+		"c1": func(st admin.Status) bool {
+			return exportsHealthy(st, "c2", "bench/echo", 8080) && exportsHealthy(st, "c3", "bench/echo", 8080)
+		},
 	})
-	return p
+	return &l7Federation{procFederation: fed, importAddr: importAddr}
 }
 
 // h1Instance makes one HTTP/1.1 GET to addr on a new connection and

@@ -95,43 +95,147 @@ func (c *activityConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// frameCoalescer joins a small data frame's header and body, which the
-// multiplexer writes one after the other, into one write: one TLS record
-// and one system call instead of two. Only the multiplexer's send loop
-// writes, one write at a time. The header of a data frame always comes
-// with its body right behind it; any other write goes through at once.
+// frameCoalescer joins a data frame's header and body, which the
+// multiplexer writes one after the other, into one write: the header
+// rides in the body's first TLS record instead of a record and a system
+// call of its own. Beneath TLS, batch (when the connection has one)
+// gathers the records of one frame into one system call. Only the
+// multiplexer's send loop writes, one write at a time. The header of a
+// data frame always comes with its body right behind it; any other write
+// goes through at once.
 type frameCoalescer struct {
 	net.Conn
-	hdr  [yamuxHeader]byte
-	held bool
-	buf  []byte
+	batch *recordBatch // nil: each record is a write of its own
+	hdr   [yamuxHeader]byte
+	held  bool
+	buf   []byte
 }
 
 const (
 	yamuxHeader = 12
 	yamuxData   = 0 // the data frame type
-	// smallFrame is the largest body joined with its header: together
-	// they fit one TLS record.
+	// smallFrame is the largest body joined whole with its header:
+	// together they fit one TLS record. Of a larger body, this much rides
+	// with the header.
 	smallFrame = 16<<10 - yamuxHeader
 )
 
 func (c *frameCoalescer) Write(p []byte) (int, error) {
 	if c.held {
 		c.held = false
-		c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
-		if _, err := c.Conn.Write(c.buf); err != nil {
+		head := min(len(p), smallFrame)
+		c.buf = append(append(c.buf[:0], c.hdr[:]...), p[:head]...)
+		if head == len(p) {
+			if _, err := c.Conn.Write(c.buf); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+		c.batch.cork()
+		_, err := c.Conn.Write(c.buf)
+		if err == nil {
+			_, err = c.Conn.Write(p[head:])
+		}
+		if ferr := c.batch.uncork(); err == nil {
+			err = ferr
+		}
+		if err != nil {
 			return 0, err
 		}
 		return len(p), nil
 	}
 	if len(p) == yamuxHeader && p[1] == yamuxData {
-		if n := binary.BigEndian.Uint32(p[8:12]); n > 0 && n <= smallFrame {
+		if n := binary.BigEndian.Uint32(p[8:12]); n > 0 {
 			copy(c.hdr[:], p)
 			c.held = true
 			return len(p), nil
 		}
 	}
 	return c.Conn.Write(p)
+}
+
+// Batched wraps the connection beneath a tunnel's TLS (a client's or a
+// server's) so that the TLS records of one large multiplexer frame leave
+// in one system call: crypto/tls writes each record of at most 16 KiB as
+// a write of its own, and on a fast path each such write costs a trip
+// through the kernel's TCP stack and a wake-up of the peer's reader. A
+// connection that does not become a tunnel writes through it unchanged.
+func Batched(raw net.Conn) net.Conn { return &recordBatch{Conn: raw} }
+
+// recordBatch gathers what TLS writes between cork and uncork and writes
+// it at uncork, or whenever it reaches maxBatch. Outside cork and uncork
+// every write goes straight through. Its buffer is pooled: an idle tunnel
+// holds none.
+type recordBatch struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte
+}
+
+// NetConn is the connection beneath.
+func (b *recordBatch) NetConn() net.Conn { return b.Conn }
+
+// maxBatch bounds what a batch holds before it is written.
+const maxBatch = 256 << 10
+
+var batchBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, maxBatch+17<<10) // a batch and the record that tips it over
+	return &b
+}}
+
+func (b *recordBatch) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.corked {
+		return b.Conn.Write(p)
+	}
+	if b.buf == nil {
+		b.buf = batchBufs.Get().(*[]byte)
+	}
+	*b.buf = append(*b.buf, p...)
+	if len(*b.buf) >= maxBatch {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// cork holds writes until uncork; on nil it does nothing.
+func (b *recordBatch) cork() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.corked = true
+	b.mu.Unlock()
+}
+
+// uncork writes what cork held, in one write, and lets later writes
+// through; on nil it does nothing.
+func (b *recordBatch) uncork() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.corked = false
+	return b.flushLocked()
+}
+
+func (b *recordBatch) flushLocked() error {
+	if b.buf == nil {
+		return nil
+	}
+	var err error
+	if len(*b.buf) > 0 {
+		_, err = b.Conn.Write(*b.buf)
+	}
+	*b.buf = (*b.buf)[:0]
+	batchBufs.Put(b.buf)
+	b.buf = nil
+	return err
 }
 
 // tunnel is one multiplexed mTLS connection to or from a peer gateway.
@@ -208,6 +312,9 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth) 
 	var sess *yamux.Session
 	var err error
 	fc := &frameCoalescer{Conn: ac}
+	if b, ok := tc.NetConn().(*recordBatch); ok {
+		fc.batch = b
+	}
 	if server {
 		sess, err = yamux.Server(fc, p.yamuxConfig())
 	} else {
@@ -566,7 +673,7 @@ func (p *Pool) handshake(ctx context.Context, peer Peer, t wire.Target, protos .
 	}
 	tcfg := p.id.ClientConfig(t.SNI())
 	tcfg.NextProtos = protos
-	tc := tls.Client(raw, tcfg)
+	tc := tls.Client(Batched(raw), tcfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", peer.Addr, err)

@@ -1,0 +1,424 @@
+//go:build bench
+
+package lab_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/straitmesh/strait/gateway/admin"
+	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/benchreport"
+)
+
+// Parameters of TestBenchDataplaneProcesses.
+const (
+	// iperfRounds rounds, each one iperf3 run per path and stream count
+	// (iperfOmit of warm-up, then iperfSeconds measured); the median
+	// round counts.
+	iperfRounds  = 3
+	iperfSeconds = 4
+	iperfOmit    = 1
+	// holdStreams idle streams are held open through gateway a for
+	// stream_open_rss_kib; gateway c keeps holdTunnels tunnels to b
+	// (tunnels.perPeer) for tunnel_idle_rss_kib.
+	holdStreams = 200
+	holdTunnels = 32
+)
+
+// The caps of the gateways in TestBenchDataplaneProcesses: the defaults,
+// written out so that the output states them.
+const (
+	procMaxStreamsPerPeer = 1024
+	procStreamWindowKiB   = 4096
+)
+
+// TestBenchDataplaneProcesses (make bench-dataplane) measures the data
+// plane as users deploy it: `strait gateway` processes started from
+// config files (startProcFederation), gateway a importing bench/iperf,
+// which gateway b exports, against an HAProxy pair in TCP mode with TLS
+// 1.3 and client certificates between its two processes (haproxyPair),
+// and a direct connection, in the same run. iperf3 (installed with
+// apt-get when missing) drives each path with one stream and with four
+// (-P 4); its server listens on 127.0.0.1 and is b's service endpoint.
+//
+// Before the throughput runs, on processes that have not yet carried
+// bulk data, it measures resident memory (VmRSS): per idle tunnel, as
+// gateway c (tunnels.perPeer holdTunnels) opens its tunnels to b, and
+// per open idle stream, as holdStreams connections through a's import of
+// bench/hold stay open.
+//
+// With STRAIT_BENCH_BASE=<git revision> it also measures gateways a and
+// b built from that revision, in the same rounds. With
+// STRAIT_BENCH_PERF=<dir> it then profiles gateways a and b with
+// perf during one more one-stream run and writes perf.data and a report
+// of each to dir.
+func TestBenchDataplaneProcesses(t *testing.T) {
+	iperf := aptBinary(t, "iperf3", "iperf3", "iperf3 drives the process data-plane benchmark")
+	srv := iperfServer(t, iperf)
+	hold := newHoldServer(t)
+
+	ca, err := identity.NewCA("bench.local", 24*time.Hour)
+	if err != nil {
+		t.Fatalf("CA for haproxy: %v", err)
+	}
+	ha := haproxyPair(t, ca, srv)[0]
+
+	iperfImport, holdImportA, holdImportC := freePort(t), freePort(t), freePort(t)
+	imports := func(entries ...string) string {
+		return "imports:\n" + strings.Join(entries, "")
+	}
+	importOf := func(svc, listen string) string {
+		return fmt.Sprintf("  - {service: bench/%s, port: %d, listen: %q}\n", svc, benchPort, listen)
+	}
+	caps := fmt.Sprintf("tunnels: {maxStreamsPerPeer: %d, streamWindowKiB: %d", procMaxStreamsPerPeer, procStreamWindowKiB)
+	// b checks its endpoints once a minute: a health check is a TCP connect
+	// to the endpoint, and iperf3 takes every connection to its port as a
+	// client of a test, one that would fail while a test sets up.
+	exports := fmt.Sprintf(`services:
+  - namespace: bench
+    name: iperf
+    ports: [{name: tcp, port: %[1]d, targetPort: %[2]s}]
+    endpoints: [127.0.0.1]
+  - namespace: bench
+    name: hold
+    ports: [{name: tcp, port: %[1]d, targetPort: %[3]s}]
+    endpoints: [127.0.0.1]
+health: {interval: 1m}
+`, benchPort, portOf(srv), portOf(hold.addr))
+	healthy := func(svcs ...string) func(admin.Status) bool {
+		return func(st admin.Status) bool {
+			for _, s := range svcs {
+				if !exportsHealthy(st, "b", "bench/"+s, benchPort) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	fed := startProcFederation(t, buildStrait(t), []procSpec{
+		{"a", "r1", caps + "}\n" + imports(importOf("iperf", iperfImport), importOf("hold", holdImportA))},
+		{"b", "r1", caps + "}\n" + exports},
+		{"c", "r1", caps + fmt.Sprintf(", perPeer: %d}\n", holdTunnels) + imports(importOf("hold", holdImportC))},
+	}, map[string]func(admin.Status) bool{"a": healthy("iperf", "hold"), "c": healthy("hold")})
+
+	measureTunnelMemory(t, fed, hold, holdImportC)
+	measureStreamMemory(t, fed, hold, holdImportA)
+
+	paths := []struct{ name, addr string }{{"direct", srv}, {"dataplane", iperfImport}, {"haproxy", ha}}
+	// STRAIT_BENCH_BASE=<git revision>: the same pair of gateways built
+	// from that revision, measured in the same rounds (dataplane_base).
+	base := os.Getenv("STRAIT_BENCH_BASE")
+	if base != "" {
+		baseImport := freePort(t)
+		startProcFederation(t, buildStraitAt(t, base), []procSpec{
+			{"a", "r1", caps + "}\n" + imports(importOf("iperf", baseImport))},
+			{"b", "r1", caps + "}\n" + exports},
+		}, map[string]func(admin.Status) bool{"a": healthy("iperf")})
+		t.Logf("dataplane_base: gateways built from %s", base)
+		paths = append(paths, struct{ name, addr string }{"dataplane_base", baseImport})
+	}
+	streams := []int{1, 4}
+	mibs := map[string][]float64{}
+	for range iperfRounds {
+		for _, n := range streams {
+			for _, p := range paths {
+				v, err := runIperf(iperf, p.addr, n, iperfSeconds)
+				if err != nil {
+					t.Fatalf("%s, %d streams: %v\n%s", p.name, n, err, fed.logs())
+				}
+				key := fmt.Sprintf("%s_proc_%dstream", p.name, n)
+				mibs[key] = append(mibs[key], v)
+			}
+		}
+	}
+	for _, n := range streams {
+		thr := map[string]float64{}
+		for _, p := range paths {
+			key := fmt.Sprintf("%s_proc_%dstream", p.name, n)
+			thr[p.name] = median(mibs[key])
+			t.Logf("%s: %.0f MiB/s in rounds %.0f", key, thr[p.name], mibs[key])
+			benchreport.Print(key+"_mibs", thr[p.name], "MiB/s")
+		}
+		benchreport.Print(fmt.Sprintf("dataplane_proc_vs_haproxy_%dstream_x", n), thr["dataplane"]/thr["haproxy"], "x")
+		if base != "" {
+			benchreport.Print(fmt.Sprintf("dataplane_proc_vs_base_%dstream_x", n), thr["dataplane"]/thr["dataplane_base"], "x")
+		}
+	}
+
+	if dir := os.Getenv("STRAIT_BENCH_PERF"); dir != "" {
+		profileOneStream(t, dir, iperf, iperfImport, fed)
+	}
+}
+
+// iperfServer runs an iperf3 server on 127.0.0.1 until the test ends and
+// returns its address.
+func iperfServer(t *testing.T, bin string) string {
+	t.Helper()
+	addr := freePort(t)
+	logFile := filepath.Join(t.TempDir(), "iperf3.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatalf("iperf3 server log: %v", err)
+	}
+	cmd := exec.Command(bin, "-s", "-B", "127.0.0.1", "-p", portOf(addr))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		t.Fatalf("start iperf3 -s: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		log.Close()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		// A connection that sends nothing: the server logs an error and
+		// waits for the next client.
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(logFile)
+			t.Fatalf("iperf3 server does not accept on %s after 10s: %v\n%s", addr, err, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runIperf runs an iperf3 client to addr with streams parallel streams
+// (client to server), omitting the first iperfOmit seconds, and returns
+// what the server received in MiB/s.
+func runIperf(bin, addr string, streams, seconds int) (float64, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"-c", host, "-p", port, "-P", strconv.Itoa(streams), "-t", strconv.Itoa(seconds),
+		"-O", strconv.Itoa(iperfOmit), "-J", "--connect-timeout", "3000"}
+	limit := time.Duration(seconds+iperfOmit)*time.Second + 20*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.Output()
+	command := bin + " " + strings.Join(args, " ")
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("%s did not finish in %s\n%s", command, limit, tail(out, 2000))
+	}
+	var res struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if jerr := json.Unmarshal(out, &res); jerr != nil {
+		return 0, fmt.Errorf("%s: %v; its output is not iperf3's JSON (%v)\n%s", command, err, jerr, tail(out, 2000))
+	}
+	if res.Error != "" || err != nil || res.End.SumReceived.BitsPerSecond <= 0 {
+		return 0, fmt.Errorf("%s: %v: %s", command, err, res.Error)
+	}
+	return res.End.SumReceived.BitsPerSecond / 8 / (1 << 20), nil
+}
+
+// holdServer accepts connections, reads each one's first byte, counts
+// it, and holds the connection open (reading) until the client closes or
+// the test ends.
+type holdServer struct {
+	addr string
+	got  chan struct{} // a value for every first byte read
+}
+
+func newHoldServer(t *testing.T) *holdServer {
+	h := &holdServer{got: make(chan struct{}, 4096)}
+	h.addr = serveTCP(t, func(c net.Conn) {
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return
+		}
+		h.got <- struct{}{}
+		io.Copy(io.Discard, c)
+	})
+	return h
+}
+
+// await waits until n more first bytes have arrived.
+func (h *holdServer) await(n int, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for i := range n {
+		select {
+		case <-h.got:
+		case <-deadline:
+			return fmt.Errorf("%d of %d connections reached the service in %s", i, n, timeout)
+		}
+	}
+	return nil
+}
+
+// holdConns opens n connections to addr, each sending one byte, and
+// waits until hold has read every byte. The caller closes them.
+func holdConns(t *testing.T, h *holdServer, addr string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for i := range n {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			closeAll(conns)
+			t.Fatalf("connection %d to %s: %v", i, addr, err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write([]byte{1}); err != nil {
+			closeAll(conns)
+			t.Fatalf("connection %d to %s: write: %v", i, addr, err)
+		}
+	}
+	if err := h.await(n, 20*time.Second); err != nil {
+		closeAll(conns)
+		t.Fatalf("through %s: %v", addr, err)
+	}
+	return conns
+}
+
+// settledRSS is a gateway's VmRSS after a moment's quiet.
+func settledRSS(t *testing.T, fed *procFederation, name string) int64 {
+	t.Helper()
+	time.Sleep(time.Second)
+	kib, err := fed.gw[name].rssKiB()
+	if err != nil {
+		t.Fatalf("resident memory of gateway %s: %v", name, err)
+	}
+	return kib
+}
+
+// measureStreamMemory holds holdStreams idle connections open through a's
+// import port for bench/hold (each a stream on a tunnel to b, and a
+// connection from b to the service) and prints the growth of a's and b's
+// resident memory per stream.
+func measureStreamMemory(t *testing.T, fed *procFederation, h *holdServer, importAddr string) {
+	t.Helper()
+	// One stream first: the tunnels to b are dialled, the code paths run.
+	closeAll(holdConns(t, h, importAddr, 2))
+	beforeA, beforeB := settledRSS(t, fed, "a"), settledRSS(t, fed, "b")
+	conns := holdConns(t, h, importAddr, holdStreams)
+	defer closeAll(conns)
+	afterA, afterB := settledRSS(t, fed, "a"), settledRSS(t, fed, "b")
+	perB := float64(afterB-beforeB) / holdStreams
+	perA := float64(afterA-beforeA) / holdStreams
+	t.Logf("%d idle streams open a -> b: gateway b (accepts them) %d -> %d KiB VmRSS, %.1f KiB a stream; gateway a (import port) %d -> %d KiB, %.1f KiB a stream; "+
+		"caps: tunnels.maxStreamsPerPeer %d (b holds at most %.0f KiB of idle streams from one peer), tunnels.streamWindowKiB %d (data a stream can leave buffered)",
+		holdStreams, beforeB, afterB, perB, beforeA, afterA, perA, procMaxStreamsPerPeer, procMaxStreamsPerPeer*perB, procStreamWindowKiB)
+	benchreport.Print("stream_open_rss_kib", perB, "KiB")
+	benchreport.Print("stream_open_importer_rss_kib", perA, "KiB")
+}
+
+// measureTunnelMemory has gateway c (tunnels.perPeer holdTunnels) open its
+// tunnels to b, by opening streams through its import port for bench/hold
+// until its status shows them all, closes the streams and prints the
+// growth of b's and c's resident memory per idle tunnel.
+func measureTunnelMemory(t *testing.T, fed *procFederation, h *holdServer, importAddr string) {
+	t.Helper()
+	tunnels := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := admin.FetchStatus(ctx, fed.admin["c"])
+		if err != nil {
+			t.Fatalf("gateway c's status: %v", err)
+		}
+		n := 0
+		for _, tu := range st.Tunnels {
+			if tu.State == "open" {
+				n++
+			}
+		}
+		return n
+	}
+	closeAll(holdConns(t, h, importAddr, 1))
+	for deadline := time.Now().Add(5 * time.Second); tunnels() < 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway c has no tunnel to b after a stream went through\n%s", fed.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	first := tunnels()
+	beforeB, beforeC := settledRSS(t, fed, "b"), settledRSS(t, fed, "c")
+	// Every stream opened while fewer than perPeer tunnels are up starts a
+	// dial when none is under way.
+	for deadline := time.Now().Add(30 * time.Second); tunnels() < holdTunnels; {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway c has %d tunnels to b after 30s of streams, want tunnels.perPeer %d\n%s", tunnels(), holdTunnels, fed.logs())
+		}
+		closeAll(holdConns(t, h, importAddr, 4))
+		time.Sleep(5 * time.Millisecond)
+	}
+	n := tunnels() - first
+	afterB, afterC := settledRSS(t, fed, "b"), settledRSS(t, fed, "c")
+	perB := float64(afterB-beforeB) / float64(n)
+	perC := float64(afterC-beforeC) / float64(n)
+	t.Logf("%d more idle tunnels c -> b (tunnels.perPeer %d): gateway b (accepts them) %d -> %d KiB VmRSS, %.1f KiB a tunnel; gateway c (dials them) %d -> %d KiB, %.1f KiB a tunnel",
+		n, holdTunnels, beforeB, afterB, perB, beforeC, afterC, perC)
+	benchreport.Print("tunnel_idle_rss_kib", perB, "KiB")
+	benchreport.Print("tunnel_idle_dialer_rss_kib", perC, "KiB")
+}
+
+// profileOneStream records gateways a and b with perf (call graphs, 999
+// Hz) during one more one-stream iperf3 run through a's import port, and
+// writes perf.data and a report per gateway to dir.
+func profileOneStream(t *testing.T, dir, iperf, addr string, fed *procFederation) {
+	t.Helper()
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		t.Fatalf("STRAIT_BENCH_PERF is set and perf is not found: %v", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("STRAIT_BENCH_PERF: %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, name := range []string{"a", "b"} {
+		data := filepath.Join(dir, "perf-"+name+".data")
+		pid := strconv.Itoa(fed.gw[name].cmd.Process.Pid)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command(perf, "record", "-F", "999", "-g", "-p", pid, "-o", data, "--", "sleep", strconv.Itoa(iperfSeconds)).CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("perf record gateway %s: %v\n%s", name, err, tail(out, 2000))
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // perf attaches
+	v, err := runIperf(iperf, addr, 1, iperfSeconds)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("profiled run: %v", err)
+	}
+	t.Logf("profiled one-stream run: %.0f MiB/s (perf slows it)", v)
+	for i, name := range []string{"a", "b"} {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		data := filepath.Join(dir, "perf-"+name+".data")
+		report := filepath.Join(dir, "report-"+name+".txt")
+		out, err := exec.Command(perf, "report", "-i", data, "--no-children", "--stdio", "--sort", "sym", "-g", "none", "--percent-limit", "0.5").Output()
+		if err != nil {
+			t.Fatalf("perf report %s: %v", data, err)
+		}
+		if err := os.WriteFile(report, bytes.TrimSpace(out), 0o644); err != nil {
+			t.Fatalf("write %s: %v", report, err)
+		}
+		t.Logf("gateway %s: %s, %s", name, data, report)
+	}
+}
