@@ -1,7 +1,6 @@
 package lab_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,8 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,36 +86,7 @@ func TestACMEGatewaysRenewWithoutFailedConnections(t *testing.T) {
 	if _, err := long.ask(3); err != nil {
 		t.Fatal(err)
 	}
-	var made, failed atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			err := func() error {
-				c, err := net.DialTimeout("tcp", imp, 2*time.Second)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				_, err = (&lineConn{c: c, br: bufio.NewReader(c)}).ask(3)
-				return err
-			}()
-			made.Add(1)
-			if err != nil {
-				failed.Add(1)
-				errOnce.Do(func() { firstErr = err })
-			}
-		}
-	}()
+	stream := startConnStream(imp, 50000)
 
 	renewed := func() bool {
 		return a.Status().Certificate.Renewals >= 1 && b.Status().Certificate.Renewals >= 1
@@ -126,8 +94,7 @@ func TestACMEGatewaysRenewWithoutFailedConnections(t *testing.T) {
 	deadline := time.Now().Add(lifetime + 5*time.Second)
 	for !renewed() {
 		if time.Now().After(deadline) {
-			close(stop)
-			wg.Wait()
+			stream.Stop()
 			t.Fatalf("no renewal within %s: a %+v, b %+v", lifetime+5*time.Second, a.Status().Certificate, b.Status().Certificate)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -142,17 +109,16 @@ func TestACMEGatewaysRenewWithoutFailedConnections(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // connections made after the renewals
-	close(stop)
-	wg.Wait()
+	made, failed, firstErr := stream.Stop()
 	if _, err := long.ask(5); err != nil {
 		t.Fatalf("the long-lived connection broke across the renewals: %v", err)
 	}
 
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d new connections failed across the renewals; first: %v", failed.Load(), made.Load(), firstErr)
+	if failed > 0 {
+		t.Fatalf("%d of %d new connections failed across the renewals; first: %v", failed, made, firstErr)
 	}
-	if made.Load() < 50 {
-		t.Fatalf("only %d connections made across the renewals", made.Load())
+	if made < 50 {
+		t.Fatalf("only %d connections made across the renewals", made)
 	}
 	if now == first["b"] || now != b.Status().Certificate.Serial {
 		t.Fatalf("b's data port serves %s; first %s, status %s", now, first["b"], b.Status().Certificate.Serial)
@@ -166,7 +132,7 @@ func TestACMEGatewaysRenewWithoutFailedConnections(t *testing.T) {
 			t.Fatalf("%s: strait_identity_renewals_total{acme,ok} = %v", name, n)
 		}
 	}
-	t.Logf("%d new connections, none failed, across renewals of a (%s -> %s) and b (%s -> %s)", made.Load(),
+	t.Logf("%d new connections, none failed, across renewals of a (%s -> %s) and b (%s -> %s)", made,
 		first["a"], a.Status().Certificate.Serial, first["b"], now)
 
 	// A peer with a Pebble certificate for a name under a suffix b's

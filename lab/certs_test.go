@@ -6,8 +6,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,36 +98,7 @@ func TestCertificateFilesRotateWithoutFailedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var made, failed atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 20000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			err := func() error {
-				c, err := net.DialTimeout("tcp", imp, 2*time.Second)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				_, err = (&lineConn{c: c, br: bufio.NewReader(c)}).ask(3)
-				return err
-			}()
-			made.Add(1)
-			if err != nil {
-				failed.Add(1)
-				errOnce.Do(func() { firstErr = err })
-			}
-		}
-	}()
+	stream := startConnStream(imp, 50000)
 
 	step := func(name string) {
 		t.Helper()
@@ -183,16 +152,15 @@ func TestCertificateFilesRotateWithoutFailedConnections(t *testing.T) {
 	waitRoots(t, b, 1)
 	step("old CA removed")
 	time.Sleep(300 * time.Millisecond) // connections made after the last change
-	close(stop)
-	wg.Wait()
+	made, failed, firstErr := stream.Stop()
 
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d new connections failed during the rotations; first: %v", failed.Load(), made.Load(), firstErr)
+	if failed > 0 {
+		t.Fatalf("%d of %d new connections failed during the rotations; first: %v", failed, made, firstErr)
 	}
-	if made.Load() < 50 {
-		t.Fatalf("only %d connections made during the rotations", made.Load())
+	if made < 50 {
+		t.Fatalf("only %d connections made during the rotations", made)
 	}
-	t.Logf("%d new connections, none failed, across 4 certificate changes per gateway and a CA rotation", made.Load())
+	t.Logf("%d new connections, none failed, across 4 certificate changes per gateway and a CA rotation", made)
 	// In TLS 1.3 the server checks the client's certificate after the
 	// client has finished: the refusal arrives as an alert on first read.
 	c, err := dialProbe(b.DataAddr(), old, next)
@@ -251,36 +219,7 @@ func testCARenewals(t *testing.T, noTunnels bool) {
 	if _, err := long.ask(3); err != nil {
 		t.Fatal(err)
 	}
-	var made, failed atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 50000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			err := func() error {
-				c, err := net.DialTimeout("tcp", imp, 2*time.Second)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				_, err = (&lineConn{c: c, br: bufio.NewReader(c)}).ask(3)
-				return err
-			}()
-			made.Add(1)
-			if err != nil {
-				failed.Add(1)
-				errOnce.Do(func() { firstErr = err })
-			}
-		}
-	}()
+	stream := startConnStream(imp, 50000)
 	deadline := time.Now().Add(25 * time.Second)
 	for time.Now().Before(deadline) {
 		if a.Status().Certificate.Renewals >= 2 && b.Status().Certificate.Renewals >= 2 {
@@ -291,21 +230,69 @@ func testCARenewals(t *testing.T, noTunnels bool) {
 			t.Fatalf("the long-lived connection broke: %v", err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	made, failed, firstErr := stream.Stop()
 	sa, sb := a.Status().Certificate, b.Status().Certificate
 	if sa.Renewals < 2 || sb.Renewals < 2 {
 		t.Fatalf("renewals: a %d, b %d within 25s; want 2 each (a %+v, b %+v)", sa.Renewals, sb.Renewals, sa, sb)
 	}
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d new connections failed across the renewals; first: %v", failed.Load(), made.Load(), firstErr)
+	if failed > 0 {
+		t.Fatalf("%d of %d new connections failed across the renewals; first: %v", failed, made, firstErr)
 	}
 	t.Logf("%d new connections across %d renewals of a and %d of b, none failed; b's certificate now %s, next renewal %s",
-		made.Load(), sa.Renewals, sb.Renewals, sb.Serial, sb.NextRenewal.Format(time.RFC3339Nano))
+		made, sa.Renewals, sb.Renewals, sb.Serial, sb.NextRenewal.Format(time.RFC3339Nano))
 	if n := metricValue(t, b, "strait_identity_renewals_total", map[string]string{"source": "ca", "result": "ok"}); n < float64(sb.Renewals) {
 		t.Fatalf("strait_identity_renewals_total{ca,ok} = %v, status says %d renewals", n, sb.Renewals)
 	}
 	if n := metricValue(t, a, "strait_state_certificates_signed_total", map[string]string{"how": "token"}); n != 1 {
 		t.Fatalf("certificates signed with a token: %v, want 1 (b's enrolment)", n)
 	}
+}
+
+// connStream opens new connections through an import port one after
+// another, each asking one line and closing, until stopped: the steady
+// load under which certificates change.
+type connStream struct {
+	stop         chan struct{}
+	done         chan struct{}
+	made, failed int64
+	first        error
+}
+
+// startConnStream starts a stream of at most max connections to addr.
+func startConnStream(addr string, max int) *connStream {
+	s := &connStream{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for range max {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			err := func() error {
+				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				_, err = (&lineConn{c: c, br: bufio.NewReader(c)}).ask(3)
+				return err
+			}()
+			s.made++
+			if err != nil {
+				if s.failed++; s.first == nil {
+					s.first = err
+				}
+			}
+		}
+	}()
+	return s
+}
+
+// Stop ends the stream and returns the connections it made, how many
+// failed and the first failure.
+func (s *connStream) Stop() (made, failed int64, first error) {
+	close(s.stop)
+	<-s.done
+	return s.made, s.failed, s.first
 }
