@@ -249,18 +249,6 @@ func (m *Manager) Status() Status {
 	return m.status
 }
 
-// Renew obtains a new certificate now (SourceCA, SourceACME) or reloads
-// the files (SourceFiles).
-func (m *Manager) Renew(ctx context.Context) error {
-	if m.cfg.Source == SourceFiles {
-		return m.loadFiles(ctx)
-	}
-	if err := m.magic.RenewCertSync(ctx, m.cfg.Name, true); err != nil {
-		return fmt.Errorf("renew %s: %w", m.cfg.Name, err)
-	}
-	return m.refresh()
-}
-
 func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
 	switch event {
 	case "cert_obtained":
