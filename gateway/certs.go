@@ -125,7 +125,6 @@ func (g *Gateway) setOwnRoots(roots []*x509.Certificate) {
 	g.trustMu.Lock()
 	var domains []identity.Domain
 	own := identity.Domain{Name: g.id.ID.TrustDomain}
-	var rev identity.Revocations
 	if g.baseTrust != nil {
 		for _, d := range g.baseTrust.Domains() {
 			if d.Name == own.Name {
@@ -136,7 +135,7 @@ func (g *Gateway) setOwnRoots(roots []*x509.Certificate) {
 		}
 	}
 	own.Roots = roots
-	t, err := identity.NewTrust(append(domains, own), rev)
+	t, err := identity.NewTrust(append(domains, own), identity.Revocations{})
 	if err != nil {
 		g.trustMu.Unlock()
 		g.log.Warn("tls.ca not taken: the trust stays as it was", "file", g.cfg.TLS.CA, "err", err)

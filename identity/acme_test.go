@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,24 +15,6 @@ import (
 
 	"github.com/straitmesh/strait/internal/pebbletest"
 )
-
-// syncBuffer collects the log of gateways that log concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // peerServer accepts mTLS connections with b's server config until the
 // test ends and reports each handshake's peer identity (as b reads it) or
@@ -127,7 +108,7 @@ func TestACMEPebble(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs pebbletest.LogBuffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("strait log:\n%s", logs.String())

@@ -364,7 +364,6 @@ type Bundle struct {
 
 	cert    atomic.Pointer[tls.Certificate]
 	trust   atomic.Pointer[Trust]
-	now     func() time.Time
 	refused atomic.Pointer[func(*RefusedError)]
 
 	mu       sync.Mutex
@@ -382,7 +381,7 @@ func NewBundle(cert tls.Certificate, roots []*x509.Certificate) (*Bundle, error)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{ID: id, now: time.Now}
+	b := &Bundle{ID: id}
 	b.cert.Store(&cert)
 	if len(roots) > 0 {
 		t, err := NewTrust([]Domain{{Name: id.TrustDomain, Roots: roots}}, Revocations{})
@@ -397,7 +396,7 @@ func NewBundle(cert tls.Certificate, roots []*x509.Certificate) (*Bundle, error)
 // NewBundleFor is a bundle for id that has no certificate yet (a Manager
 // obtains one) and trusts t.
 func NewBundleFor(id ID, t *Trust) *Bundle {
-	b := &Bundle{ID: id, now: time.Now}
+	b := &Bundle{ID: id}
 	if t != nil {
 		b.trust.Store(t)
 	}
@@ -543,9 +542,6 @@ func (b *Bundle) Roots() *x509.CertPool {
 	return p
 }
 
-// SetClock replaces the clock that certificates are checked against.
-func (b *Bundle) SetClock(now func() time.Time) { b.now = now }
-
 // OnRefused calls f with every peer certificate this bundle refuses.
 func (b *Bundle) OnRefused(f func(*RefusedError)) { b.refused.Store(&f) }
 
@@ -555,7 +551,7 @@ func (b *Bundle) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (ID, 
 	if t == nil {
 		t = &Trust{}
 	}
-	id, err := t.Verify(chain, usage, b.now())
+	id, err := t.Verify(chain, usage, time.Now())
 	if err != nil {
 		var r *RefusedError
 		if errors.As(err, &r) {

@@ -61,7 +61,7 @@ type Server struct {
 	// TLSALPNPort is where Pebble looks for TLS-ALPN-01 answers.
 	TLSALPNPort int
 
-	logs *syncBuffer
+	logs *LogBuffer
 }
 
 // Start starts Pebble issuing certificates valid for validity, for names
@@ -76,7 +76,7 @@ func Start(t testing.TB, suffix string, validity time.Duration) *Server {
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	t.Setenv("PEBBLE_VA_ALWAYS_VALID", "0")
 
-	logs := new(syncBuffer)
+	logs := new(LogBuffer)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("pebble log:\n%s", logs.String())
@@ -194,18 +194,20 @@ func ephemeralLow() int {
 	return n
 }
 
-type syncBuffer struct {
+// LogBuffer collects a log written from several goroutines (Pebble's,
+// a certificate manager's) for a test to read.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *LogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *LogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
