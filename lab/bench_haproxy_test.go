@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/straitmesh/strait/identity"
+	"github.com/straitmesh/strait/internal/freeport"
 )
 
 // HAProxy is the baseline of the data-plane benchmarks: two instances set
@@ -133,13 +135,7 @@ func haproxyCert(t *testing.T, ca *identity.CA, dir, name string) string {
 
 // freePort returns a loopback address whose port was free a moment ago.
 func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freeport.Get(t)))
 }
 
 // startHAProxy checks cfg with haproxy -c, runs haproxy on it in the

@@ -18,18 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straitmesh/strait/internal/freeport"
 	"github.com/straitmesh/strait/lab"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return freeport.Get(t) }
 
 type gwProc struct {
 	cmd    *exec.Cmd

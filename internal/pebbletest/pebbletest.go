@@ -25,11 +25,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http/httptest"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +37,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+	"github.com/straitmesh/strait/internal/freeport"
 )
 
 // Server is a Pebble ACME directory on loopback, wired as Pebble's
@@ -84,7 +82,7 @@ func Start(t testing.TB, suffix string, validity time.Duration) *Server {
 	})
 	logger := log.New(logs, "pebble ", log.Lmicroseconds)
 
-	s := &Server{HTTPPort: freePort(t), TLSALPNPort: freePort(t), logs: logs}
+	s := &Server{HTTPPort: freeport.Get(t), TLSALPNPort: freeport.Get(t), logs: logs}
 	s.DNS = startResolver(t, suffix)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{
@@ -152,46 +150,6 @@ func startResolver(t testing.TB, suffix string) string {
 		<-done
 	})
 	return ln.Addr().String()
-}
-
-// freePort returns a loopback port that was free a moment ago.
-// freePort returns a port free on 127.0.0.1 below the kernel's ephemeral
-// range. A challenge port must stay free between renewals while tests
-// open thousands of connections, and a port from the ephemeral range
-// (what :0 gives) can be taken meanwhile as the local port of one of
-// them.
-func freePort(t testing.TB) int {
-	t.Helper()
-	low := ephemeralLow()
-	for range 200 {
-		port := 20000 + rand.IntN(max(low-20000, 1000))
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return port
-	}
-	t.Fatal("pebbletest: no free port below the ephemeral range")
-	return 0
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (32768
-// when it cannot be read).
-func ephemeralLow() int {
-	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(data))
-	if len(f) == 0 {
-		return 32768
-	}
-	n, err := strconv.Atoi(f[0])
-	if err != nil || n <= 21000 {
-		return 32768
-	}
-	return n
 }
 
 // LogBuffer collects a log written from several goroutines (Pebble's,
