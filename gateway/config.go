@@ -218,25 +218,37 @@ type TunnelConfig struct {
 	// before the answer is then not retried elsewhere when such bytes went
 	// out. Default true.
 	EarlyData bool `mapstructure:"earlyData"`
-	// StreamWindowKiB is each tunnel stream's receive window. One stream
-	// moves at most about this much per round trip (4096 KiB over a 50 ms
-	// round trip: some 40-80 MiB/s), and a slow reader can leave this much
-	// buffered in the gateway. Raise it for bulk transfers over long fat
-	// links. Default 4096 (4 MiB), at least 256.
+	// StreamWindowKiB is each tunnel stream's receive window to begin
+	// with, and what it keeps whatever other streams do. One stream moves
+	// at most about a window per round trip (4096 KiB over a 50 ms round
+	// trip: some 40-80 MiB/s) until its window grows (MaxStreamWindowKiB),
+	// and a slow reader can leave a window buffered in the gateway.
+	// Default 4096 (4 MiB), at least 256.
 	StreamWindowKiB int `mapstructure:"streamWindowKiB"`
+	// MaxStreamWindowKiB is the largest a stream's window grows to: a
+	// stream whose sender is held up by its window (it moves a window per
+	// round trip) has the window doubled, as far as PeerWindowMiB allows.
+	// Equal to streamWindowKiB, windows do not grow. Default 32768
+	// (32 MiB: some 500 MiB/s over 50 ms), at least streamWindowKiB.
+	MaxStreamWindowKiB int `mapstructure:"maxStreamWindowKiB"`
+	// PeerWindowMiB is what the windows of one peer's streams may grow
+	// past streamWindowKiB, together, in each direction: it bounds what
+	// grown windows can leave buffered, on top of streamWindowKiB per
+	// stream. 0: windows do not grow. Default 128.
+	PeerWindowMiB int `mapstructure:"peerWindowMiB"`
 	// MaxStreamsPerPeer caps the streams one peer cluster has open on the
 	// tunnels it opened to this gateway, together. A stream over it is
-	// answered ERR (the peer tries the next cluster); a peer that holds
-	// twice as many (it does not close what was refused) loses the tunnel
-	// the next one arrives on. What one peer can leave buffered here is at
-	// most 2 × maxStreamsPerPeer × streamWindowKiB (8 GiB with the
+	// answered ERR and closed (the peer tries the next cluster). What one
+	// peer can leave buffered here is at most maxStreamsPerPeer ×
+	// streamWindowKiB + peerWindowMiB (4 GiB and 128 MiB with the
 	// defaults, and only while local services read slower than the peer
-	// sends): lower either to pin less. Default 1024.
+	// sends): lower them to pin less. Default 1024.
 	MaxStreamsPerPeer int `mapstructure:"maxStreamsPerPeer"`
 }
 
-// maxStreamWindowKiB bounds tunnels.streamWindowKiB (1 GiB).
-const maxStreamWindowKiB = 1 << 20
+// windowKiBLimit bounds tunnels.streamWindowKiB and
+// tunnels.maxStreamWindowKiB (1 GiB).
+const windowKiBLimit = 1 << 20
 
 // LimitsConfig caps what the gateway accepts. Every listener has a
 // budget of its own (Listeners), so that a flood of one port, such as
@@ -367,7 +379,7 @@ func DefaultConfig() Config {
 		Gossip:      catalog.DefaultConfig(),
 		State:       state.DefaultConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
-		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096, MaxStreamsPerPeer: 1024},
+		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096, MaxStreamWindowKiB: 32768, PeerWindowMiB: 128, MaxStreamsPerPeer: 1024},
 		Limits:      defaultLimits(),
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Outlier:     route.DefaultOutlierConfig(),
@@ -548,8 +560,17 @@ func (c Config) Validate() error {
 			errs = append(errs, configfile.Errorf(n.key, "must be at least %d, found %d", n.min, n.v))
 		}
 	}
-	if c.Tunnels.StreamWindowKiB > maxStreamWindowKiB {
-		errs = append(errs, configfile.Errorf("tunnels.streamWindowKiB", "must be at most %d (1 GiB), found %d", maxStreamWindowKiB, c.Tunnels.StreamWindowKiB))
+	if c.Tunnels.StreamWindowKiB > windowKiBLimit {
+		errs = append(errs, configfile.Errorf("tunnels.streamWindowKiB", "must be at most %d (1 GiB), found %d", windowKiBLimit, c.Tunnels.StreamWindowKiB))
+	}
+	if c.Tunnels.MaxStreamWindowKiB > windowKiBLimit {
+		errs = append(errs, configfile.Errorf("tunnels.maxStreamWindowKiB", "must be at most %d (1 GiB), found %d", windowKiBLimit, c.Tunnels.MaxStreamWindowKiB))
+	}
+	if c.Tunnels.MaxStreamWindowKiB < c.Tunnels.StreamWindowKiB {
+		errs = append(errs, configfile.Errorf("tunnels.maxStreamWindowKiB", "must be at least tunnels.streamWindowKiB (%d), found %d", c.Tunnels.StreamWindowKiB, c.Tunnels.MaxStreamWindowKiB))
+	}
+	if c.Tunnels.PeerWindowMiB < 0 {
+		errs = append(errs, configfile.Errorf("tunnels.peerWindowMiB", "must be at least 0, found %d", c.Tunnels.PeerWindowMiB))
 	}
 	if c.Outlier.BaseEjection > 0 && c.Outlier.MaxEjection > 0 && c.Outlier.MaxEjection < c.Outlier.BaseEjection {
 		errs = append(errs, configfile.Errorf("outlier.maxEjection", "must be at least outlier.baseEjection (%s), found %s", c.Outlier.BaseEjection, c.Outlier.MaxEjection))

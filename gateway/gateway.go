@@ -267,7 +267,8 @@ func (g *Gateway) components() []component {
 			g.draining = make(chan struct{})
 			g.tunnels = tunnel.NewPool(g.ctx, tunnel.Config{PerPeer: cfg.Tunnels.PerPeer, Keepalive: cfg.Tunnels.Keepalive,
 				KeepaliveTimeout: cfg.Tunnels.KeepaliveTimeout, Connect: cfg.Timeouts.Connect, Drain: cfg.Timeouts.Drain,
-				StreamWindowKiB: cfg.Tunnels.StreamWindowKiB, Mismatch: g.peerMismatch,
+				StreamWindowKiB: cfg.Tunnels.StreamWindowKiB, MaxStreamWindowKiB: cfg.Tunnels.MaxStreamWindowKiB,
+				PeerWindowMiB: cfg.Tunnels.PeerWindowMiB, Mismatch: g.peerMismatch,
 				MaxStreamsPerPeer: cfg.Tunnels.MaxStreamsPerPeer}, g.id, g.dial, g.knownGateway, g.metrics.tunnel(), g.log, nil)
 			g.setLocal(g.disc.Services())
 			g.health = newHealthChecker(g)

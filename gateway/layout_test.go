@@ -70,7 +70,7 @@ func uses(f *ast.File, path string) []string {
 // or RPC package, and of net/http only the header type and status codes
 // are used; no function named Dial or Listen is called.
 func TestWireAndRouteDoNotTouchTheNetwork(t *testing.T) {
-	forbidden := []string{"net", "crypto/tls", "syscall", "golang.org/x/sys/unix", "os/exec", "github.com/hashicorp/yamux",
+	forbidden := []string{"net", "crypto/tls", "syscall", "golang.org/x/sys/unix", "os/exec", "github.com/libp2p/go-yamux/v5",
 		"github.com/hashicorp/memberlist", "github.com/hashicorp/raft", "google.golang.org/grpc"}
 	for _, dir := range []string{"wire", "route"} {
 		for _, f := range parseDir(t, dir) {

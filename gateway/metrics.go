@@ -86,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_tunnel_dials_total", Help: "Tunnels dialled to other gateways, by result (ok, failed, no-tunnels: the peer only takes one connection per stream).",
 		}, []string{"result"}),
 		tunnelClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown; peer_streams: the peer held twice tunnels.maxStreamsPerPeer streams).",
+			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown).",
 		}, []string{"reason"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ejections_total",

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
@@ -257,7 +256,7 @@ func (g *Gateway) speculate(up net.Conn) bool {
 // stream before it has answered.
 func retrySafe(err error) bool {
 	var refused *wire.Refusal
-	return errors.As(err, &refused) || errors.Is(err, yamux.ErrConnectionReset)
+	return errors.As(err, &refused) || tunnel.PeerReset(err)
 }
 
 // outboundFailed counts and logs an outbound flow that found no route.

@@ -25,7 +25,7 @@ func TestBenchDataplaneWAN(t *testing.T) {
 	const oneWay = 25 * time.Millisecond
 	const rtt = 2 * oneWay
 	echo, sink := echoServer(t), sinkServer(t)
-	var tunMiBs, rawMiBs float64
+	var tunMiBs, rawMiBs, tunLossMiBs, rawLossMiBs float64
 	measure := func(t *testing.T, noTunnels bool) (p50, p90 float64) {
 		l := startBenchLab(t, lab.Spec{NoTunnels: noTunnels, Clusters: []lab.ClusterSpec{
 			{Name: "a", Region: "r1", Imports: []gateway.Import{benchImport("echo"), benchImport("sink")}},
@@ -70,6 +70,30 @@ func TestBenchDataplaneWAN(t *testing.T) {
 	var tun50, tun90, raw50, raw90 float64
 	t.Run("tunnels", func(t *testing.T) { tun50, tun90 = measure(t, false) })
 	t.Run("notunnels", func(t *testing.T) { raw50, raw90 = measure(t, true) })
+	// The same bulk stream with 0.1% of the link's packets lost each way
+	// (Link.SetPacketLoss: a lost segment holds the stream up a round trip).
+	lossy := func(t *testing.T, noTunnels bool) float64 {
+		l := startBenchLab(t, lab.Spec{NoTunnels: noTunnels, Clusters: []lab.ClusterSpec{
+			{Name: "a", Region: "r1", Imports: []gateway.Import{benchImport("sink")}},
+			{Name: "b", Region: "r2", Services: []discovery.Service{benchService("sink", sink)}},
+		}})
+		for _, link := range []*lab.Link{l.Link("a", "b"), l.Link("b", "a")} {
+			if err := link.SetLatency(oneWay, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := link.SetPacketLoss(0.001, rtt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const size = 64 << 20
+		start := time.Now()
+		if err := transfer(importAddr(t, l, "a", "sink"), size); err != nil {
+			t.Fatalf("bulk transfer: %v", err)
+		}
+		return float64(size) / (1 << 20) / time.Since(start).Seconds()
+	}
+	t.Run("tunnels_loss", func(t *testing.T) { tunLossMiBs = lossy(t, false) })
+	t.Run("notunnels_loss", func(t *testing.T) { rawLossMiBs = lossy(t, true) })
 	if t.Failed() {
 		return
 	}
@@ -80,4 +104,8 @@ func TestBenchDataplaneWAN(t *testing.T) {
 	benchreport.Print("dataplane_wan_newconn_rtt", tun50/float64(rtt.Milliseconds()), "x")
 	benchreport.Print("dataplane_wan_throughput_mibs", tunMiBs, "MiB/s")
 	benchreport.Print("dataplane_wan_throughput_notunnels_mibs", rawMiBs, "MiB/s")
+	benchreport.Print("dataplane_wan_tunnel_vs_conn_x", tunMiBs/rawMiBs, "x")
+	benchreport.Print("dataplane_wan_throughput_loss_mibs", tunLossMiBs, "MiB/s")
+	benchreport.Print("dataplane_wan_throughput_notunnels_loss_mibs", rawLossMiBs, "MiB/s")
+	benchreport.Print("dataplane_wan_tunnel_vs_conn_loss_x", tunLossMiBs/rawLossMiBs, "x")
 }

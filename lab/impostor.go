@@ -66,7 +66,8 @@ func (l *Lab) StartImpostor(region, cluster string) (*Impostor, error) {
 	}
 	im := &Impostor{ID: id.ID, ln: ln, cancel: cancel,
 		pool: tunnel.NewPool(ctx, tunnel.Config{PerPeer: 1, Keepalive: tc.Tunnels.Keepalive, KeepaliveTimeout: tc.Tunnels.KeepaliveTimeout,
-			Connect: time.Second, Drain: time.Second, StreamWindowKiB: tc.Tunnels.StreamWindowKiB}, id, nil, nil, m, slog.New(slog.DiscardHandler), nil)}
+			Connect: time.Second, Drain: time.Second, StreamWindowKiB: tc.Tunnels.StreamWindowKiB,
+			MaxStreamWindowKiB: tc.Tunnels.MaxStreamWindowKiB, PeerWindowMiB: tc.Tunnels.PeerWindowMiB}, id, nil, nil, m, slog.New(slog.DiscardHandler), nil)}
 	cfg := id.ServerConfig()
 	cfg.NextProtos = []string{wire.ALPNTunnel, wire.ALPNFlow}
 	im.wg.Add(1)

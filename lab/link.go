@@ -122,6 +122,27 @@ func (l *Link) SetLoss(p float64) error {
 	return l.set("loss", "timeout", "upstream", float32(p), `{"timeout":0}`)
 }
 
+// SetPacketLoss gives the link a packet loss rate p (0..1) both ways: a
+// lost segment holds back the bytes behind it for retransmit (one round
+// trip) before they arrive, as a TCP receiver sees it; see packetLoss for
+// what that leaves out. Unlike SetLoss every connection passes.
+func (l *Link) SetPacketLoss(p float64, retransmit time.Duration) error {
+	registerLoss()
+	for _, stream := range []string{"upstream", "downstream"} {
+		if p <= 0 {
+			if err := l.remove("packet_loss_" + stream); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := l.set("packet_loss_"+stream, "strait_packet_loss", stream, 1,
+			fmt.Sprintf(`{"probability":%g,"stall":%d}`, p, retransmit.Milliseconds())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Partition cuts the link: open and new connections stall, nothing passes.
 func (l *Link) Partition() error {
 	for _, stream := range []string{"upstream", "downstream"} {

@@ -24,9 +24,10 @@
 //   - On drain an inbound tunnel tells its peer to open no more streams
 //     (GOAWAY), lets open streams finish within Config.Drain, then closes.
 //   - One peer has at most Config.MaxStreamsPerPeer streams open over the
-//     tunnels it opened here: more are answered ERR, and a peer holding
-//     twice that loses the tunnel, so what a peer can leave buffered is at
-//     most 2 × MaxStreamsPerPeer × StreamWindowKiB (TestMaxStreamsPerPeer).
+//     tunnels it opened here: more are answered ERR and forgotten, so what
+//     a peer can leave buffered is at most MaxStreamsPerPeer ×
+//     StreamWindowKiB plus what windows grew by, PeerWindowMiB
+//     (TestMaxStreamsPerPeer, TestWindowsGrowWithinBudget).
 //   - Every goroutine of a pool ends once its context ends and its tunnels
 //     are closed (Close, then Wait).
 package tunnel

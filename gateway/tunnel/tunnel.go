@@ -4,10 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"sort"
@@ -16,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/libp2p/go-yamux/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/straitmesh/strait/gateway/admin"
@@ -39,8 +40,18 @@ type Config struct {
 	// Drain bounds how long an inbound tunnel waits for its streams when
 	// the gateway drains (timeouts.drain).
 	Drain time.Duration
-	// StreamWindowKiB is each stream's flow-control window.
+	// StreamWindowKiB is each stream's flow-control window to begin with,
+	// and what it keeps whatever the other streams do.
 	StreamWindowKiB int
+	// MaxStreamWindowKiB is the largest a stream's window grows to while
+	// its sender is held up by the window (window.go); at most
+	// StreamWindowKiB means windows do not grow (tunnels.maxStreamWindowKiB).
+	MaxStreamWindowKiB int
+	// PeerWindowMiB is what the windows of one peer's streams may grow past
+	// StreamWindowKiB, all together, in each direction: the streams on the
+	// tunnels dialled to a Peer share one such budget, and those on the
+	// tunnels a peer (cluster) opened here another (tunnels.peerWindowMiB).
+	PeerWindowMiB int
 	// Mismatch, when set, is told of every connection the pool refused
 	// because the peer's certificate named another cluster or region
 	// (Peer), once each, whether a stream waited for it or not (a second
@@ -70,6 +81,25 @@ type Dialer func(ctx context.Context, addr string) (net.Conn, error)
 // connection per stream before it is asked again.
 const noTunnelsFor = time.Minute
 
+// PeerReset reports whether err says that the peer's multiplexer reset
+// the stream (its backlog was full, or it had too many streams) rather
+// than that the tunnel ended under it: the multiplexer tells the two
+// apart by the error's shape, a reset frame's error alone or a
+// yamux.StreamError from the peer, against the reset error joined with
+// the session's end.
+func PeerReset(err error) bool {
+	for err != nil {
+		if err == yamux.ErrStreamReset {
+			return true
+		}
+		if se, ok := err.(*yamux.StreamError); ok {
+			return se.Remote
+		}
+		err = errors.Unwrap(err) // nil for joined errors: the session's end
+	}
+	return false
+}
+
 // ErrDead says the tunnel to a peer died (its keepalive) and no other
 // could be had.
 var ErrDead = errors.New("tunnel to peer gateway is down")
@@ -95,63 +125,30 @@ func (c *activityConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// frameCoalescer joins a data frame's header and body, which the
-// multiplexer writes one after the other, into one write: the header
-// rides in the body's first TLS record instead of a record and a system
-// call of its own. Beneath TLS, batch (when the connection has one)
-// gathers the records of one frame into one system call. Only the
-// multiplexer's send loop writes, one write at a time. The header of a
-// data frame always comes with its body right behind it; any other write
-// goes through at once.
-type frameCoalescer struct {
+// frameWriter writes each multiplexer frame, which the multiplexer hands
+// over header and body together in one write, through TLS so that its
+// records leave in one system call: beneath TLS, batch (when the
+// connection has one) gathers the records of one frame. A frame that fits
+// one TLS record goes straight through. Only the multiplexer's send loop
+// writes, one frame at a time.
+type frameWriter struct {
 	net.Conn
 	batch *recordBatch // nil: each record is a write of its own
-	hdr   [yamuxHeader]byte
-	held  bool
-	buf   []byte
 }
 
-const (
-	yamuxHeader = 12
-	yamuxData   = 0 // the data frame type
-	// smallFrame is the largest body joined whole with its header:
-	// together they fit one TLS record. Of a larger body, this much rides
-	// with the header.
-	smallFrame = 16<<10 - yamuxHeader
-)
+// tlsRecord is the most plaintext one TLS record carries.
+const tlsRecord = 16 << 10
 
-func (c *frameCoalescer) Write(p []byte) (int, error) {
-	if c.held {
-		c.held = false
-		head := min(len(p), smallFrame)
-		c.buf = append(append(c.buf[:0], c.hdr[:]...), p[:head]...)
-		if head == len(p) {
-			if _, err := c.Conn.Write(c.buf); err != nil {
-				return 0, err
-			}
-			return len(p), nil
-		}
-		c.batch.cork()
-		_, err := c.Conn.Write(c.buf)
-		if err == nil {
-			_, err = c.Conn.Write(p[head:])
-		}
-		if ferr := c.batch.uncork(); err == nil {
-			err = ferr
-		}
-		if err != nil {
-			return 0, err
-		}
-		return len(p), nil
+func (c *frameWriter) Write(p []byte) (int, error) {
+	if len(p) <= tlsRecord || c.batch == nil {
+		return c.Conn.Write(p)
 	}
-	if len(p) == yamuxHeader && p[1] == yamuxData {
-		if n := binary.BigEndian.Uint32(p[8:12]); n > 0 {
-			copy(c.hdr[:], p)
-			c.held = true
-			return len(p), nil
-		}
+	c.batch.cork()
+	n, err := c.Conn.Write(p)
+	if ferr := c.batch.uncork(); err == nil {
+		err = ferr
 	}
-	return c.Conn.Write(p)
+	return n, err
 }
 
 // Batched wraps the connection beneath a tunnel's TLS (a client's or a
@@ -253,8 +250,9 @@ type tunnel struct {
 	why atomic.Pointer[string] // why the pool closed the session, when it did
 	// chain is the peer's verified certificate chain, leaf first, as of
 	// the handshake (Recheck verifies it again).
-	chain   []*x509.Certificate
-	inbound bool
+	chain    []*x509.Certificate
+	inbound  bool
+	draining atomic.Bool // inbound: the gateway drains, and told the peer
 }
 
 // pathHealth is what all tunnels to one peer know of the path: they share
@@ -264,6 +262,16 @@ type pathHealth struct {
 	pending  atomic.Int64 // streams waiting for their answer, all tunnels
 }
 
+// Multiplexer settings the configuration does not reach.
+const (
+	// frameSize is the most data one frame carries: a bulk stream's frames
+	// take turns with the other streams' at this grain.
+	frameSize = 128 << 10
+	// rttInterval is how often the multiplexer measures the round trip
+	// that windows grow against (window.go).
+	rttInterval = 10 * time.Second
+)
+
 // yamuxConfig is the multiplexer's config. Keepalives are the pool's
 // own (keepalive), not yamux's: yamux would declare a peer dead only after
 // its write timeout, which also bounds ordinary writes on a slow link.
@@ -271,38 +279,37 @@ func (p *Pool) yamuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.EnableKeepAlive = false
 	c.KeepAliveInterval = time.Hour
+	c.MeasureRTTInterval = rttInterval
 	// A stream's write waits its turn behind the other streams' frames; on
 	// a slow, busy link that can take a while, and the keepalive, not this,
 	// decides that a peer is gone.
 	c.ConnectionWriteTimeout = time.Minute
-	c.MaxStreamWindowSize = uint32(p.cfg.StreamWindowKiB) << 10
-	// Neither of yamux's stream timers: an unacknowledged open closes the
-	// whole session (every stream on it), and a half-closed stream is
-	// reset once the close timeout passes even while the other direction
-	// still carries its answer. The answer deadline, the keepalive and the
-	// idle timeout bound streams instead.
-	c.StreamOpenTimeout = 0
-	c.StreamCloseTimeout = 0
+	c.InitialStreamWindowSize = uint32(p.cfg.StreamWindowKiB) << 10
+	c.MaxStreamWindowSize = uint32(max(p.cfg.MaxStreamWindowKiB, p.cfg.StreamWindowKiB)) << 10
+	c.MaxMessageSize = frameSize + yamuxHeader
 	c.AcceptBacklog = 1024
-	c.LogOutput = nil
-	c.Logger = yamuxLogger{p.log}
+	// The per-peer cap is the pool's (Serve), which answers ERR over it;
+	// the multiplexer's own resets a stream only past four times that.
+	c.MaxIncomingStreams = math.MaxUint32
+	if n := p.cfg.MaxStreamsPerPeer; n > 0 {
+		c.MaxIncomingStreams = uint32(4*n + 16)
+	}
+	c.LogOutput = yamuxLog{p.log}
 	return c
 }
 
-// yamuxLogger sends the multiplexer's messages to the gateway's log.
-type yamuxLogger struct{ log *slog.Logger }
+// yamuxHeader is the length of a multiplexer frame's header.
+const yamuxHeader = 12
 
-func (l yamuxLogger) Print(v ...any) {
-	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprint(v...)))
-}
-func (l yamuxLogger) Printf(format string, v ...any) {
-	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprintf(format, v...)))
-}
-func (l yamuxLogger) Println(v ...any) {
-	l.log.Debug("tunnel", "msg", strings.TrimSpace(fmt.Sprintln(v...)))
+// yamuxLog sends the multiplexer's messages to the gateway's log.
+type yamuxLog struct{ log *slog.Logger }
+
+func (l yamuxLog) Write(b []byte) (int, error) {
+	l.log.Debug("tunnel", "msg", strings.TrimSpace(string(b)))
+	return len(b), nil
 }
 
-func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth) (*tunnel, error) {
+func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth, budget *windowBudget) (*tunnel, error) {
 	server := path == nil
 	ac := &activityConn{Conn: tc, shared: path, now: p.now}
 	ac.lastRead.Store(p.now().UnixNano())
@@ -311,14 +318,14 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth) 
 	}
 	var sess *yamux.Session
 	var err error
-	fc := &frameCoalescer{Conn: ac}
+	fw := &frameWriter{Conn: ac}
 	if b, ok := tc.NetConn().(*recordBatch); ok {
-		fc.batch = b
+		fw.batch = b
 	}
 	if server {
-		sess, err = yamux.Server(fc, p.yamuxConfig())
+		sess, err = yamux.Server(fw, p.yamuxConfig(), budget.spans)
 	} else {
-		sess, err = yamux.Client(fc, p.yamuxConfig())
+		sess, err = yamux.Client(fw, p.yamuxConfig(), budget.spans)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
@@ -341,7 +348,58 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth) 
 			p.markDown(key, ErrDead)
 		}
 	}()
+	if !server {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			t.heedNotices(p.cfg.Connect)
+		}()
+	}
 	return t, nil
+}
+
+// drainNotice is what the gateway that accepted a tunnel sends, on a
+// stream it opens, when it drains: the dialling side opens no more
+// streams on the tunnel and closes it once its last stream ends. The
+// multiplexer's own GOAWAY would do, but libp2p's yamux ends the whole
+// session on receiving one, and with it the streams still carrying
+// answers.
+const drainNotice = "DRAIN\n"
+
+// heedNotices serves the streams the peer opens on an outbound tunnel:
+// a drain notice retires the tunnel; anything else is closed unread.
+func (t *tunnel) heedNotices(wait time.Duration) {
+	for {
+		s, err := t.sess.AcceptStream()
+		if err != nil {
+			return
+		}
+		s.SetReadDeadline(time.Now().Add(wait))
+		buf := make([]byte, len(drainNotice))
+		_, err = io.ReadFull(s, buf)
+		s.Close()
+		if err != nil || string(buf) != drainNotice {
+			continue
+		}
+		t.dead.Store(true)
+		if t.streams.Load() == 0 {
+			t.sess.Close()
+		}
+	}
+}
+
+// noticeDrain tells the peer that dialled t that this gateway drains
+// (drainNotice).
+func (t *tunnel) noticeDrain(wait time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	s, err := t.sess.OpenStream(ctx)
+	if err != nil {
+		return
+	}
+	s.SetWriteDeadline(time.Now().Add(wait))
+	_, _ = io.WriteString(s, drainNotice)
+	s.Close()
 }
 
 // keepalive pings the peer every interval and closes the tunnel when
@@ -415,7 +473,7 @@ func (t *tunnel) usable() bool {
 
 // open starts a stream on t.
 func (t *tunnel) open() (net.Conn, error) {
-	s, err := t.sess.OpenStream()
+	s, err := t.sess.OpenStream(context.Background())
 	if err != nil {
 		if errors.Is(err, yamux.ErrRemoteGoAway) || errors.Is(err, yamux.ErrSessionShutdown) {
 			t.dead.Store(true)
@@ -464,7 +522,7 @@ func (s *Stream) Close() error {
 
 // CloseWrite half-closes the stream: the peer reads EOF, and the stream
 // stays open for reading until the peer closes its side.
-func (s *Stream) CloseWrite() error { return s.Stream.Close() }
+func (s *Stream) CloseWrite() error { return s.Stream.CloseWrite() }
 
 // Pool keeps a gateway's outbound tunnels, a few per peer, and serves the
 // inbound ones. Its goroutines end once its context ends and every tunnel
@@ -481,13 +539,15 @@ type Pool struct {
 	wg    sync.WaitGroup
 
 	mu      sync.Mutex
-	peers   map[Peer]*tunnelPeer // by address and the identity expected there
-	inbound map[string][]*tunnel // the tunnels each peer (cluster) opened here
+	peers   map[Peer]*tunnelPeer     // by address and the identity expected there
+	inbound map[string][]*tunnel     // the tunnels each peer (cluster) opened here
+	windows map[string]*windowBudget // what the windows of streams each peer opened may grow by
 	done    bool
 }
 
 type tunnelPeer struct {
 	path      pathHealth
+	window    *windowBudget // what its streams' windows may grow by
 	tunnels   []*tunnel
 	dialing   chan struct{} // closed when the running dial ends; nil when none runs
 	noTunnels time.Time     // before then, one TLS connection per stream
@@ -512,7 +572,7 @@ func NewPool(ctx context.Context, cfg Config, id *identity.Bundle, dial Dialer, 
 		now = time.Now
 	}
 	return &Pool{cfg: cfg, id: id, dial: dial, known: known, m: m, log: log, now: now, ctx: ctx, peers: map[Peer]*tunnelPeer{},
-		inbound: map[string][]*tunnel{}}
+		inbound: map[string][]*tunnel{}, windows: map[string]*windowBudget{}}
 }
 
 // ErrNoTunnels says a peer gets one connection per stream.
@@ -535,7 +595,7 @@ func (p *Pool) Stream(ctx context.Context, peer Peer, t wire.Target) (s net.Conn
 		}
 		pe := p.peers[peer]
 		if pe == nil {
-			pe = &tunnelPeer{}
+			pe = &tunnelPeer{window: p.newBudget()}
 			p.peers[peer] = pe
 		}
 		if p.now().Before(pe.noTunnels) {
@@ -599,7 +659,7 @@ func (p *Pool) startDial(pe *tunnelPeer, peer Peer, t wire.Target, ctx context.C
 		defer p.wg.Done()
 		dctx, cancel := context.WithTimeout(ctx, p.cfg.Connect)
 		defer cancel()
-		tun, direct, err := p.dialTunnel(dctx, peer, t, &pe.path)
+		tun, direct, err := p.dialTunnel(dctx, peer, t, pe)
 		p.mu.Lock()
 		res := pe.result
 		pe.result = nil
@@ -634,7 +694,7 @@ func (p *Pool) startDial(pe *tunnelPeer, peer Peer, t wire.Target, ctx context.C
 // dialTunnel opens an mTLS connection to peer offering the tunnel and the
 // flow protocols, with t's SNI so that a peer without tunnels can take the
 // connection as t's stream.
-func (p *Pool) dialTunnel(ctx context.Context, peer Peer, t wire.Target, path *pathHealth) (*tunnel, *tls.Conn, error) {
+func (p *Pool) dialTunnel(ctx context.Context, peer Peer, t wire.Target, pe *tunnelPeer) (*tunnel, *tls.Conn, error) {
 	tc, err := p.handshake(ctx, peer, t, wire.ALPNTunnel, wire.ALPNFlow)
 	if err != nil {
 		p.m.Dials.WithLabelValues("failed").Inc()
@@ -645,7 +705,7 @@ func (p *Pool) dialTunnel(ctx context.Context, peer Peer, t wire.Target, path *p
 		p.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", peer.Addr, "peer", peer.Cluster, "retry_in", noTunnelsFor)
 		return nil, tc, nil
 	}
-	tun, err := p.newTunnel(tc, peer.Cluster, peer, path)
+	tun, err := p.newTunnel(tc, peer.Cluster, peer, &pe.path, pe.window)
 	if err != nil {
 		tc.Close()
 		p.m.Dials.WithLabelValues("failed").Inc()
@@ -734,7 +794,7 @@ func (p *Pool) probe(pe *tunnelPeer, peer Peer) {
 		}
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.Connect)
-		tun, direct, err := p.dialTunnel(ctx, peer, probeTarget, &pe.path)
+		tun, direct, err := p.dialTunnel(ctx, peer, probeTarget, pe)
 		cancel()
 		if direct != nil {
 			direct.Close() // up, without tunnels
@@ -868,16 +928,23 @@ func (p *Pool) Status() []admin.TunnelStatus {
 // the open ones finish (at most Config.Drain) and then closes.
 //
 // A peer has at most Config.MaxStreamsPerPeer streams open over all the
-// tunnels it opened here (the multiplexer's count: streams half-closed
-// by one side still count). A stream over the cap is answered ERR, so
-// that the peer sends the flow elsewhere, before admit sees it. A peer
-// that holds twice the cap is not closing what it was refused: the
-// tunnel the next stream arrives on is closed. Each stream buffers at
-// most its window (Config.StreamWindowKiB) that the gateway has not yet
-// passed on, so what one peer can pin here is bounded by
-// 2 × MaxStreamsPerPeer × StreamWindowKiB.
+// tunnels it opened here (the multiplexer's count: a stream half-closed
+// by the peer still counts, one this gateway closed does not, as the
+// multiplexer forgets it and drops what still arrives for it). A stream
+// over the cap is answered ERR and closed, so that the peer sends the flow
+// elsewhere, before admit sees it. Each stream buffers at most its window
+// that the gateway has not yet passed on, so what one peer can pin here
+// is bounded by MaxStreamsPerPeer × StreamWindowKiB + PeerWindowMiB
+// (window.go).
 func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit func(*Stream) bool, handle func(*Stream)) {
-	tun, err := p.newTunnel(tc, peer, Peer{}, nil)
+	p.mu.Lock()
+	budget := p.windows[peer]
+	if budget == nil {
+		budget = p.newBudget()
+		p.windows[peer] = budget
+	}
+	p.mu.Unlock()
+	tun, err := p.newTunnel(tc, peer, Peer{}, nil, budget)
 	if err != nil {
 		p.log.Warn("inbound tunnel", "peer", peer, "err", err)
 		return
@@ -897,9 +964,10 @@ func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit 
 		case <-draining:
 		}
 		// No new streams; the peer may have opened some before it heard.
-		// Those arrive within a round trip and are reset unseen, which the
+		// Those arrive within a round trip and are answered ERR, which the
 		// peer retries elsewhere. Closing before could break them midway.
-		_ = tun.sess.GoAway()
+		tun.draining.Store(true)
+		tun.noticeDrain(p.cfg.Connect)
 		grace := min(max(2*time.Duration(tun.rtt.Load())+50*time.Millisecond, 100*time.Millisecond), p.cfg.Drain)
 		quiet := time.Now().Add(grace)
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -920,15 +988,14 @@ func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit 
 		}
 		tun.streams.Add(1)
 		s := &Stream{Stream: ys, t: tun}
+		if tun.draining.Load() {
+			s.SetWriteDeadline(time.Now().Add(p.cfg.Connect))
+			_ = wire.WriteAnswer(s, errors.New("peer gateway is draining"))
+			s.Close()
+			continue
+		}
 		if max := p.cfg.MaxStreamsPerPeer; max > 0 {
-			if n := p.peerStreams(peer); n > 2*max {
-				p.log.Warn("peer holds streams it was refused: closing its tunnel", "peer", peer, "streams", n, "max", max)
-				why := "peer_streams"
-				tun.why.Store(&why)
-				tun.dead.Store(true)
-				tun.sess.Close()
-				return
-			} else if n > max {
+			if n := p.peerStreams(peer); n > max {
 				p.m.Refused.Inc()
 				s.SetWriteDeadline(time.Now().Add(p.cfg.Connect))
 				_ = wire.WriteAnswer(s, fmt.Errorf("peer %s has %d streams open here, the limit is %d", peer, n-1, max))

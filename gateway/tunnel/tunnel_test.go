@@ -13,69 +13,11 @@ import (
 	"github.com/straitmesh/strait/identity"
 )
 
-// recordingConn records each write it gets.
-type recordingConn struct {
-	net.Conn
-	writes [][]byte
-}
-
-func (r *recordingConn) Write(p []byte) (int, error) {
-	r.writes = append(r.writes, append([]byte(nil), p...))
-	return len(p), nil
-}
-
 func frameHeader(typ byte, length uint32) []byte {
 	h := make([]byte, yamuxHeader)
 	h[0], h[1] = 0, typ
 	binary.BigEndian.PutUint32(h[8:], length)
 	return h
-}
-
-func TestFrameCoalescerJoinsHeaderAndBody(t *testing.T) {
-	rec := &recordingConn{}
-	fc := &frameCoalescer{Conn: rec}
-	small := bytes.Repeat([]byte("s"), 64)
-	big := bytes.Repeat([]byte("b"), smallFrame+1)
-	var want [][]byte
-	for _, step := range []struct {
-		hdr  []byte
-		body []byte
-		join bool
-	}{
-		{frameHeader(yamuxData, uint32(len(small))), small, true},
-		{frameHeader(1, 1<<20), nil, false},                       // window update: no body
-		{frameHeader(2, 7), nil, false},                           // ping
-		{frameHeader(yamuxData, uint32(len(big))), big, false},    // a record's worth rides with the header
-		{frameHeader(yamuxData, 0), nil, false},                   // flags only (FIN)
-		{frameHeader(yamuxData, uint32(len(small))), small, true}, // again
-	} {
-		if n, err := fc.Write(step.hdr); n != len(step.hdr) || err != nil {
-			t.Fatalf("header write %d %v", n, err)
-		}
-		if step.body != nil {
-			if n, err := fc.Write(step.body); n != len(step.body) || err != nil {
-				t.Fatalf("body write %d %v", n, err)
-			}
-		}
-		switch {
-		case step.join:
-			want = append(want, append(append([]byte(nil), step.hdr...), step.body...))
-		case len(step.body) > smallFrame:
-			want = append(want, append(append([]byte(nil), step.hdr...), step.body[:smallFrame]...), step.body[smallFrame:])
-		case step.body != nil:
-			want = append(want, step.hdr, step.body)
-		default:
-			want = append(want, step.hdr)
-		}
-	}
-	if len(rec.writes) != len(want) {
-		t.Fatalf("%d writes, want %d", len(rec.writes), len(want))
-	}
-	for i := range want {
-		if !bytes.Equal(rec.writes[i], want[i]) {
-			t.Fatalf("write %d: %d bytes, want %d", i, len(rec.writes[i]), len(want[i]))
-		}
-	}
 }
 
 // countingConn counts the writes that reach the socket.
@@ -90,10 +32,10 @@ func (c *countingConn) Write(p []byte) (int, error) {
 }
 
 // TestBatchedFrameIsOneWrite sends data frames through the tunnel's write
-// path (frameCoalescer over TLS over Batched) on loopback: a frame of
+// path (frameWriter over TLS over Batched) on loopback: a frame of
 // several TLS records reaches the socket in one write (one per maxBatch
-// when larger), a frame without a body in a write of its own, and the
-// peer reads every byte in order.
+// when larger), a frame of one record or without a body in a write of its
+// own, and the peer reads every byte in order.
 func TestBatchedFrameIsOneWrite(t *testing.T) {
 	ca, err := identity.NewCA("strait.local", time.Hour)
 	if err != nil {
@@ -125,7 +67,7 @@ func TestBatchedFrameIsOneWrite(t *testing.T) {
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
-	fc := &frameCoalescer{Conn: tc, batch: tc.NetConn().(*recordBatch)}
+	fw := &frameWriter{Conn: tc, batch: tc.NetConn().(*recordBatch)}
 
 	var sent []byte
 	for _, step := range []struct {
@@ -134,17 +76,15 @@ func TestBatchedFrameIsOneWrite(t *testing.T) {
 		body   []byte
 		writes int64
 	}{
-		{"a frame of eight records", frameHeader(yamuxData, 128<<10), bytes.Repeat([]byte("x"), 128<<10), 1},
-		{"a small frame", frameHeader(yamuxData, 100), bytes.Repeat([]byte("s"), 100), 1},
+		{"a frame of nine records", frameHeader(0, frameSize), bytes.Repeat([]byte("x"), frameSize), 1},
+		{"a small frame", frameHeader(0, 100), bytes.Repeat([]byte("s"), 100), 1},
 		{"a window update", frameHeader(1, 1<<20), nil, 1},
-		{"a frame over maxBatch", frameHeader(yamuxData, 600<<10), bytes.Repeat([]byte("y"), 600<<10), 3},
+		{"a frame over maxBatch", frameHeader(0, 600<<10), bytes.Repeat([]byte("y"), 600<<10), 3},
 	} {
 		before := cc.writes.Load()
-		fc.Write(step.hdr)
-		if step.body != nil {
-			if n, err := fc.Write(step.body); n != len(step.body) || err != nil {
-				t.Fatalf("%s: body write %d, %v", step.name, n, err)
-			}
+		frame := append(append([]byte(nil), step.hdr...), step.body...)
+		if n, err := fw.Write(frame); n != len(frame) || err != nil {
+			t.Fatalf("%s: write %d, %v", step.name, n, err)
 		}
 		if w := cc.writes.Load() - before; w != step.writes {
 			t.Errorf("%s: %d writes to the socket, want %d", step.name, w, step.writes)

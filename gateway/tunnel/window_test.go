@@ -1,0 +1,283 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-yamux/v5"
+)
+
+// delayConn delays what is written to it by a fixed time before it goes
+// out, buffering without flow control (as the lab's links do): a long
+// path on loopback.
+type delayConn struct {
+	net.Conn
+	delay   time.Duration
+	out     chan delayed
+	closing chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+type delayed struct {
+	at time.Time
+	b  []byte
+}
+
+func newDelayConn(c net.Conn, d time.Duration) *delayConn {
+	dc := &delayConn{Conn: c, delay: d, out: make(chan delayed, 1<<16), closing: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(dc.done)
+		for {
+			select {
+			case <-dc.closing:
+				return
+			case ch := <-dc.out:
+				time.Sleep(time.Until(ch.at))
+				if _, err := c.Write(ch.b); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return dc
+}
+
+func (c *delayConn) Write(p []byte) (int, error) {
+	select {
+	case c.out <- delayed{at: time.Now().Add(c.delay), b: bytes.Clone(p)}:
+		return len(p), nil
+	case <-c.closing:
+		return 0, net.ErrClosed
+	}
+}
+
+func (c *delayConn) Close() error {
+	c.once.Do(func() { close(c.closing) })
+	err := c.Conn.Close() // first: the pump may be stuck writing to it
+	<-c.done
+	return err
+}
+
+// longPath returns two multiplexer sessions over loopback TCP whose bytes
+// take oneWay to arrive, with the pool's config for p and budgets of
+// their own, and closes them when the test ends.
+func longPath(t *testing.T, p *Pool, oneWay time.Duration) (client, server *yamux.Session, cb, sb *windowBudget) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	if sc == nil {
+		t.Fatal("accept failed")
+	}
+	cb, sb = p.newBudget(), p.newBudget()
+	if client, err = yamux.Client(newDelayConn(cc, oneWay), p.yamuxConfig(), cb.spans); err != nil {
+		t.Fatal(err)
+	}
+	if server, err = yamux.Server(newDelayConn(sc, oneWay), p.yamuxConfig(), sb.spans); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
+	// The multiplexer measures the round trip windows grow against as the
+	// session starts.
+	deadline := time.Now().Add(5 * time.Second)
+	for client.RTT() == 0 || server.RTT() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no round trip measured")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return client, server, cb, sb
+}
+
+// pair opens a stream on client and accepts it on server, so that each
+// caller has the stream it means.
+func pair(t *testing.T, client, server *yamux.Session) (*yamux.Stream, *yamux.Stream) {
+	t.Helper()
+	c, err := client.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
+}
+
+// watchPeak records the most b had granted at once until stop is called.
+func watchPeak(b *windowBudget) (stop func() int64) {
+	done := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		var most int64
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			most = max(most, b.Used())
+			select {
+			case <-done:
+				peak <- max(most, b.Used())
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() int64 { close(done); return <-peak }
+}
+
+// TestWindowsGrowWithinBudget: streams held up by their windows on a long
+// path have their windows grown, and all of a peer's growth together
+// never passes PeerWindowMiB (three streams that would each grow by
+// 3.75 MiB share 6 MiB); every byte arrives; what grew is given back when
+// the streams end.
+func TestWindowsGrowWithinBudget(t *testing.T) {
+	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096, PeerWindowMiB: 6}, log: slog.New(slog.DiscardHandler)}
+	const budget = 6 << 20
+	client, server, cb, _ := longPath(t, p, 10*time.Millisecond)
+	const bulk = 24 << 20
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	var bulkStreams []*yamux.Stream
+	for range 3 {
+		c, s := pair(t, client, server)
+		bulkStreams = append(bulkStreams, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.Close()
+			if _, err := s.Write(make([]byte, bulk)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	stop := watchPeak(cb)
+	var readers sync.WaitGroup
+	for _, s := range bulkStreams {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			if n, err := io.Copy(io.Discard, s); err != nil || n != bulk {
+				errs <- fmt.Errorf("read %d of %d bytes: %v", n, bulk, err)
+			}
+		}()
+	}
+	readers.Wait()
+	wg.Wait()
+	peak := stop()
+	if peak == 0 {
+		t.Error("no window grew on a path the streams were held up by")
+	}
+	if peak > budget {
+		t.Errorf("the budget's use peaked at %d, past %d", peak, budget)
+	}
+	for _, s := range bulkStreams {
+		s.Close()
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for cb.Used() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if u := cb.Used(); u != 0 {
+		t.Errorf("%d bytes of window still held after every stream ended", u)
+	}
+}
+
+// TestUnreadStreamKeepsItsWindow: a stream whose reader does not read is
+// held up by its reader, not the path: its window stays as it started and
+// draws nothing from the budget.
+func TestUnreadStreamKeepsItsWindow(t *testing.T) {
+	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096, PeerWindowMiB: 64}, log: slog.New(slog.DiscardHandler)}
+	client, server, cb, _ := longPath(t, p, 10*time.Millisecond)
+	idle, s := pair(t, client, server)
+	defer idle.Close()
+	stop := watchPeak(cb)
+	// More than its window: the write waits for a window update that never
+	// comes, until the deadline.
+	s.SetWriteDeadline(time.Now().Add(time.Second))
+	n, err := s.Write(make([]byte, 4<<20))
+	if err == nil || n > 256<<10 {
+		t.Errorf("wrote %d bytes to a stream nobody reads (err %v), want at most its window of %d", n, err, 256<<10)
+	}
+	if peak := stop(); peak != 0 {
+		t.Errorf("an unread stream drew %d bytes from the budget", peak)
+	}
+}
+
+// TestWindowsGiveBackOnSessionEnd: a session that ends (a tunnel closed
+// with its streams) gives back what its streams' windows grew by.
+func TestWindowsGiveBackOnSessionEnd(t *testing.T) {
+	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096, PeerWindowMiB: 64}, log: slog.New(slog.DiscardHandler)}
+	client, server, cb, _ := longPath(t, p, 10*time.Millisecond)
+	c, s := pair(t, client, server)
+	go s.Write(make([]byte, 64<<20)) // the session ends under it
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(10 * time.Second)
+	for read := 0; cb.Used() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no window grew after %d bytes", read)
+		}
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", read, err)
+		}
+		read += n
+	}
+	client.Close()
+	if u := cb.Used(); u != 0 {
+		t.Errorf("%d bytes of window still held after the session ended", u)
+	}
+}
+
+// TestPeerResetTellsResetFromTunnelEnd: a stream the peer's multiplexer
+// reset is told apart from one whose tunnel ended under it, since only
+// the first certainly sent nothing on.
+func TestPeerResetTellsResetFromTunnelEnd(t *testing.T) {
+	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 256}, log: slog.New(slog.DiscardHandler)}
+	client, server, _, _ := longPath(t, p, 0)
+	c, s := pair(t, client, server)
+	s.Reset()
+	_, err := c.Read(make([]byte, 1))
+	if err == nil || !PeerReset(fmt.Errorf("read answer: %w", err)) {
+		t.Errorf("a stream the peer reset: %v, PeerReset false", err)
+	}
+	c2, _ := pair(t, client, server)
+	server.Close()
+	_, err = c2.Read(make([]byte, 1))
+	if err == nil || PeerReset(fmt.Errorf("read answer: %w", err)) {
+		t.Errorf("a stream whose tunnel ended: %v, PeerReset true", err)
+	}
+	if PeerReset(io.EOF) || PeerReset(nil) {
+		t.Error("PeerReset true for EOF or nil")
+	}
+}
