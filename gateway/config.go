@@ -228,8 +228,8 @@ type TunnelConfig struct {
 	// MaxStreamWindowKiB is the largest a stream's window grows to: a
 	// stream whose sender is held up by its window (it moves a window per
 	// round trip) has the window doubled, as far as PeerWindowMiB allows.
-	// Equal to streamWindowKiB, windows do not grow. Default 32768
-	// (32 MiB: some 500 MiB/s over 50 ms), at least streamWindowKiB.
+	// Equal to streamWindowKiB, windows do not grow. Default 65536
+	// (64 MiB: some 600 MiB/s over 50 ms), at least streamWindowKiB.
 	MaxStreamWindowKiB int `mapstructure:"maxStreamWindowKiB"`
 	// PeerWindowMiB is what the windows of one peer's streams may grow
 	// past streamWindowKiB, together, in each direction: it bounds what
@@ -379,7 +379,7 @@ func DefaultConfig() Config {
 		Gossip:      catalog.DefaultConfig(),
 		State:       state.DefaultConfig(),
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
-		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096, MaxStreamWindowKiB: 32768, PeerWindowMiB: 128, MaxStreamsPerPeer: 1024},
+		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096, MaxStreamWindowKiB: 65536, PeerWindowMiB: 128, MaxStreamsPerPeer: 1024},
 		Limits:      defaultLimits(),
 		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
 		Outlier:     route.DefaultOutlierConfig(),

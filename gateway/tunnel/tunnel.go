@@ -244,6 +244,9 @@ type tunnel struct {
 	streams atomic.Int64
 	dead    atomic.Bool
 	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
+	// rttPeak is the longest recent keepalive round trip, nanoseconds:
+	// each ping's, or the last peak less an eighth, whichever is longer.
+	rttPeak atomic.Int64
 	now     func() time.Time
 	ping    time.Duration // the keepalive interval
 
@@ -425,7 +428,7 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 			return "shutdown"
 		case now := <-tick.C:
 			silent := now.Sub(time.Unix(0, t.conn.lastRead.Load()))
-			if silent > timeout && pinging.Load() {
+			if silent > t.deadAfter(timeout) && pinging.Load() {
 				// Close the socket beneath TLS first: a polite close would
 				// try to send close_notify to a peer that is not reading,
 				// and hold up the failure of every stream on the tunnel.
@@ -442,12 +445,28 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 					defer pinging.Store(false)
 					start := time.Now() // yamux times from after its write; a fast answer can beat that
 					if _, err := t.sess.Ping(); err == nil {
-						t.rtt.Store(int64(time.Since(start)))
+						t.notePing(time.Since(start))
 					}
 				}()
 			}
 		}
 	}
+}
+
+// notePing records a keepalive ping's round trip.
+func (t *tunnel) notePing(rtt time.Duration) {
+	t.rtt.Store(int64(rtt))
+	peak := t.rttPeak.Load()
+	t.rttPeak.Store(max(int64(rtt), peak-peak/8))
+}
+
+// deadAfter is how long the peer may be silent, while a ping is due,
+// before the tunnel is declared dead: timeout, or four times the longest
+// recent round trip when that is longer. A loaded link queues a ping
+// behind the bytes sent before it, so that its round trip grows with the
+// queue, and a peer behind a long queue is slow, not gone.
+func (t *tunnel) deadAfter(timeout time.Duration) time.Duration {
+	return max(timeout, 4*time.Duration(t.rttPeak.Load()))
 }
 
 // fresh reports whether the tunnel looks alive right now: something

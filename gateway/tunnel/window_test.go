@@ -281,3 +281,25 @@ func TestPeerResetTellsResetFromTunnelEnd(t *testing.T) {
 		t.Error("PeerReset true for EOF or nil")
 	}
 }
+
+// TestDeadAfterFollowsTheLongestRoundTrip: a tunnel whose pings wait
+// behind a loaded link's queue gets four times the longest recent round
+// trip before it is declared dead, and the allowance shrinks again, by
+// an eighth a ping, as the queue drains.
+func TestDeadAfterFollowsTheLongestRoundTrip(t *testing.T) {
+	tun := &tunnel{}
+	const timeout = 500 * time.Millisecond
+	if got := tun.deadAfter(timeout); got != timeout {
+		t.Fatalf("no round trip yet: %v, want %v", got, timeout)
+	}
+	tun.notePing(400 * time.Millisecond)
+	if got := tun.deadAfter(timeout); got != 1600*time.Millisecond {
+		t.Fatalf("after a 400ms ping: %v, want 1.6s", got)
+	}
+	for range 30 {
+		tun.notePing(time.Millisecond)
+	}
+	if got := tun.deadAfter(timeout); got != timeout {
+		t.Fatalf("after the queue drained: %v, want %v", got, timeout)
+	}
+}
