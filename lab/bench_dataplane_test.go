@@ -82,4 +82,5 @@ func TestBenchDataplane(t *testing.T) {
 		benchreport.Print(p.name+"_newconn_p99_us", nc[p.name], "us")
 	}
 	benchreport.Print("dataplane_vs_haproxy_newconn_p99_x", nc["dataplane"]/nc["haproxy"], "x")
+	benchreport.Print("dataplane_vs_direct_newconn_p99_x", nc["dataplane"]/nc["direct"], "x")
 }
