@@ -325,10 +325,14 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth, 
 	if b, ok := tc.NetConn().(*recordBatch); ok {
 		fw.batch = b
 	}
+	cfg := p.yamuxConfig()
 	if server {
-		sess, err = yamux.Server(fw, p.yamuxConfig(), budget.spans)
+		sess, err = yamux.Server(fw, cfg, budget.spans)
 	} else {
-		sess, err = yamux.Client(fw, p.yamuxConfig(), budget.spans)
+		// The peer opens streams here only to tell of its drain
+		// (heedNotices): more than a couple at once are reset unread.
+		cfg.MaxIncomingStreams = 2
+		sess, err = yamux.Client(fw, cfg, budget.spans)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
