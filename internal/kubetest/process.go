@@ -1,0 +1,44 @@
+package kubetest
+
+import (
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// waits maps a started *exec.Cmd to the channel closed when it exited.
+var waits sync.Map
+
+// childAttr makes a child die with the test process, so that a test
+// killed by its timeout leaves no etcd or API server behind.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// stopProcess sends SIGTERM, waits up to 10 s, then kills.
+func stopProcess(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	v, ok := waits.Load(cmd)
+	if !ok {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return
+	}
+	done := v.(chan struct{})
+	select {
+	case <-done:
+		return
+	default:
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	waits.Delete(cmd)
+}
