@@ -192,6 +192,10 @@ type observer struct {
 	s  *Source
 }
 
+// WrappedRoundTripper lets client-go reach the transport beneath, to
+// cancel requests and close idle connections.
+func (o observer) WrappedRoundTripper() http.RoundTripper { return o.rt }
+
 func (o observer) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := o.rt.RoundTrip(req)
 	switch {
