@@ -28,8 +28,12 @@ generate:
 	$(TOOLS)/buf lint
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/buf generate
 
+# The kube-apiserver the Kubernetes discovery tests start is built first
+# (internal/kubetest; cached, a cold build takes minutes), outside any
+# test's timeout.
 test:
 	$(GO) vet ./...
+	$(GO) run ./internal/kubetest/prebuild
 	$(GO) test -race -count=1 ./...
 
 demo: build

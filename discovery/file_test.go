@@ -216,3 +216,29 @@ func FuzzParseFile(f *testing.F) {
 		}
 	})
 }
+
+// TestFileMetricsAreDocumented: every strait_discovery_file_* series is in
+// docs/metrics.md.
+func TestFileMetricsAreDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "services.yaml")
+	writeFile(t, path, oneService)
+	f, err := NewFile(path, FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range []prometheus.Collector{f.reloads, f.valid} {
+		ch := make(chan *prometheus.Desc, 1)
+		c.Describe(ch)
+		d := (<-ch).String()
+		name := d[strings.Index(d, `fqName: "`)+9:]
+		name = name[:strings.Index(name, `"`)]
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("%s is not in docs/metrics.md", name)
+		}
+	}
+}

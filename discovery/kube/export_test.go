@@ -2,10 +2,13 @@ package kube
 
 import (
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -258,5 +261,30 @@ func TestStatusDiffers(t *testing.T) {
 	after := applyStatus(have, []metav1.Condition{valid})
 	if len(after) != 2 || after[0].Type != "Ready" {
 		t.Errorf("removing Conflict kept another controller's condition? %+v", after)
+	}
+}
+
+// TestMetricsAreDocumented: every strait_discovery_kube_* series is in
+// docs/metrics.md.
+func TestMetricsAreDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range newMetrics().all() {
+		ch := make(chan *prometheus.Desc, 4)
+		c.Describe(ch)
+		close(ch)
+		for d := range ch {
+			name := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(d.String())[1]
+			n++
+			if !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("%s is not in docs/metrics.md", name)
+			}
+		}
+	}
+	if n < 7 {
+		t.Fatalf("described %d metrics", n)
 	}
 }

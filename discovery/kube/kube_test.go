@@ -221,7 +221,9 @@ func TestServicesFollowTheAPI(t *testing.T) {
 	if sl, err = c.core.DiscoveryV1().EndpointSlices("demo").Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	took = eventually(t, follow, "scaled to 3", func() bool { return reflect.DeepEqual(r.endpoints("demo/ledger"), []string{"10.1.0.1", "10.1.0.2", "10.1.0.3"}) })
+	took = eventually(t, follow, "scaled to 3", func() bool {
+		return reflect.DeepEqual(r.endpoints("demo/ledger"), []string{"10.1.0.1", "10.1.0.2", "10.1.0.3"})
+	})
 	t.Logf("scale-up seen in %s", took)
 
 	// Two turn unready, one of them terminating but still serving.

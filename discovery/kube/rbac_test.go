@@ -203,4 +203,3 @@ func (c *cluster) waitAccess(t *testing.T, user, group, resource, sub, verb stri
 		return err == nil && r.Status.Allowed == allowed
 	})
 }
-
