@@ -242,3 +242,15 @@ func TestFileMetricsAreDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleServicesFile: the example a VM operator starts from parses.
+func TestExampleServicesFile(t *testing.T) {
+	data, err := os.ReadFile("../deploy/examples/services.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := ParseFile("services.yaml", data)
+	if err != nil || len(svcs) != 2 {
+		t.Fatalf("deploy/examples/services.yaml: %d services, %v", len(svcs), err)
+	}
+}

@@ -552,7 +552,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	switch c.Discovery.Source {
-	case DiscoveryStatic:
+	case "", DiscoveryStatic:
 	case DiscoveryFile:
 		req("discovery.file.path", c.Discovery.File.Path)
 	case DiscoveryKubernetes:
@@ -562,7 +562,7 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, configfile.Errorf("discovery.source", "want static, file or kubernetes, found %q", c.Discovery.Source))
 	}
-	if c.Discovery.Source != DiscoveryStatic && len(c.Services) > 0 {
+	if c.Discovery.Source != "" && c.Discovery.Source != DiscoveryStatic && len(c.Services) > 0 {
 		errs = append(errs, configfile.Errorf("services", "the static list is used only with discovery.source static, found %s with %d services listed: "+
 			"move them to the services file, or remove them", c.Discovery.Source, len(c.Services)))
 	}

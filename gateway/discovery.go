@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -42,6 +43,24 @@ func (g *Gateway) startDiscovery() error {
 		g.disc = discovery.Static(cfg.Services)
 	}
 	return nil
+}
+
+// CheckServicesFile reads the services file of discovery.source file as
+// the gateway would at start, for --check: it returns the file and how
+// many services it lists, or "" for the other sources.
+func (c Config) CheckServicesFile() (path string, services int, err error) {
+	if c.Discovery.Source != DiscoveryFile {
+		return "", 0, nil
+	}
+	data, err := os.ReadFile(c.Discovery.File.Path)
+	if err != nil {
+		return "", 0, fmt.Errorf("discovery.file.path: %w", err)
+	}
+	svcs, err := discovery.ParseFile(c.Discovery.File.Path, data)
+	if err != nil {
+		return "", 0, err
+	}
+	return c.Discovery.File.Path, len(svcs), nil
 }
 
 func (g *Gateway) stopDiscovery() {

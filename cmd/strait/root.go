@@ -57,6 +57,11 @@ residency policy; an invalid one is refused and the last good one stays.`,
 			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid (cluster %s, region %s)\n", displayName(file), cfg.Cluster, cfg.Region)
+				if path, n, err := cfg.CheckServicesFile(); err != nil {
+					return err
+				} else if path != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: valid services file (%d services)\n", path, n)
+				}
 				if cfg.Residency.Policy != "" {
 					e, err := sovereignty.LoadFile(cfg.Residency.Policy)
 					if err != nil {
