@@ -237,7 +237,7 @@ func TestServicesFollowTheAPI(t *testing.T) {
 
 	// The last ready one goes too: the serving terminating one drains.
 	sl.Endpoints[2].Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(false)}
-	if sl, err = c.core.DiscoveryV1().EndpointSlices("demo").Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+	if _, err = c.core.DiscoveryV1().EndpointSlices("demo").Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, follow, "terminating serving endpoint used when none is ready", func() bool {
@@ -511,8 +511,11 @@ func TestAPIServerRestartKeepsCatalog(t *testing.T) {
 		t.Fatalf("strait_discovery_kube_api_reachable = %v with the API server up", reachable())
 	}
 
+	stop := time.Now()
 	c.Stop(t)
-	eventually(t, 15*time.Second, "outage noticed", func() bool { return reachable() == 0 })
+	t.Logf("API server stopped in %s", time.Since(stop).Round(time.Millisecond))
+	took := eventually(t, 15*time.Second, "outage noticed", func() bool { return reachable() == 0 })
+	t.Logf("outage noticed %s after the stop", took)
 	if !strings.Contains(r.logs.String(), "kubernetes API server unreachable; serving the last good service list") {
 		t.Error("no log line says the API server is unreachable")
 	}
@@ -529,7 +532,8 @@ func TestAPIServerRestartKeepsCatalog(t *testing.T) {
 	}
 
 	c.Restart(t)
-	eventually(t, 40*time.Second, "API server reachable again", func() bool { return reachable() == 1 })
+	took = eventually(t, 40*time.Second, "API server reachable again", func() bool { return reachable() == 1 })
+	t.Logf("API server reachable again %s after it was ready", took)
 	if !strings.Contains(r.logs.String(), "kubernetes API server reachable again") {
 		t.Error("no log line says the API server is back")
 	}
@@ -539,6 +543,6 @@ func TestAPIServerRestartKeepsCatalog(t *testing.T) {
 	if err := c.mcs.MulticlusterV1alpha1().ServiceExports("demo").Delete(ctx, "b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	took := eventually(t, 40*time.Second, "a change after the restart followed", func() bool { return len(r.Services()) == 1 })
+	took = eventually(t, 40*time.Second, "a change after the restart followed", func() bool { return len(r.Services()) == 1 })
 	t.Logf("first change after the restart seen in %s", took)
 }

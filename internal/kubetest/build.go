@@ -78,9 +78,10 @@ func Build(ctx context.Context, logf func(format string, args ...any)) (string, 
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil // built by another process while we waited
 	}
+	// go test and go run put their toolchain first on PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("build kube-apiserver: %w", err)
 	}
 	logf("kubetest: building kube-apiserver %s into %s (a cold build takes several minutes)", Version, dir)
 	start := time.Now()

@@ -41,20 +41,17 @@ func etcdBinary(t testing.TB) string {
 	t.Logf("kubetest: installing %s with apt-get", etcdPackage)
 	install := func() ([]byte, error) {
 		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "-q", "--no-install-recommends", etcdPackage)
-		// No service is started by the package's scripts in a container
-		// without an init system; etcd here only ever runs as the tests'
-		// child process.
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		return cmd.CombinedOutput()
 	}
-	if out, err := install(); err != nil {
+	if _, err := install(); err != nil {
+		// The package lists may be missing or old: read them once, again.
 		if uout, uerr := exec.CommandContext(ctx, "apt-get", "update", "-q").CombinedOutput(); uerr != nil {
 			t.Fatalf("kubetest: etcd is missing and apt-get update failed: %v\n%s", uerr, tail(uout, 2000))
 		}
-		if out, err = install(); err != nil {
+		if out, err := install(); err != nil {
 			t.Fatalf("kubetest: etcd is missing and apt-get install %s failed: %v\n%s", etcdPackage, err, tail(out, 2000))
 		}
-		_ = out
 	}
 	p, ok := findEtcd()
 	if !ok {

@@ -42,3 +42,15 @@ func stopProcess(cmd *exec.Cmd) {
 	}
 	waits.Delete(cmd)
 }
+
+// killProcess kills at once and waits for the exit.
+func killProcess(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Kill()
+	if v, ok := waits.Load(cmd); ok {
+		<-v.(chan struct{})
+		waits.Delete(cmd)
+	}
+}

@@ -115,10 +115,12 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// Stop stops the API server, leaving etcd and its data as they are.
+// Stop kills the API server, as a crash or a lost node would, leaving
+// etcd and its data as they are.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	s.stopAPI()
+	killProcess(s.api)
+	s.api = nil
 }
 
 // Restart starts the API server again after Stop, on the same address
