@@ -45,5 +45,7 @@
 //     each is needed, against an API server with RBAC authorization.
 //
 // Writes (conditions, ServiceImports) go through one rate-limited work
-// queue, retried with backoff while the API server is away.
+// queue, retried with backoff while the API server is away. Close stops
+// the informers, the rebuild loop and the writer and waits for them
+// (TestCloseStopsEverything).
 package kube
