@@ -60,7 +60,7 @@ func Build(ctx context.Context, logf func(format string, args ...any)) (string, 
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("kube-apiserver cache: %w", err)
+		cache = os.TempDir() // no HOME: still shared by the processes of one machine
 	}
 	dir := filepath.Join(cache, "strait", "kube-apiserver-"+Version+"-"+key)
 	bin := filepath.Join(dir, "kube-apiserver")
