@@ -100,27 +100,20 @@ func startEtcd(t testing.TB, dir string) *etcd {
 	if err := e.cmd.Start(); err != nil {
 		t.Fatalf("kubetest: start etcd: %v", err)
 	}
-	exited := waitProcess(e.cmd)
 	cl := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := cl.Get(client + "/health"); err == nil {
-			body := make([]byte, 256)
-			n, _ := resp.Body.Read(body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(body[:n]), "true") {
-				break
-			}
+	err = waitReady(waitProcess(e.cmd), 30*time.Second, func() bool {
+		resp, err := cl.Get(client + "/health")
+		if err != nil {
+			return false
 		}
-		select {
-		case <-exited:
-			t.Fatalf("kubetest: etcd exited at start:\n%s", readTail(e.log, 3000))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			e.stop()
-			t.Fatalf("kubetest: etcd not healthy within 30s:\n%s", readTail(e.log, 3000))
-		}
+		body := make([]byte, 256)
+		n, _ := resp.Body.Read(body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(body[:n]), "true")
+	})
+	if err != nil {
+		e.stop()
+		t.Fatalf("kubetest: etcd %v:\n%s", err, readTail(e.log, 3000))
 	}
 	return e
 }

@@ -1,6 +1,7 @@
 package kubetest
 
 import (
+	"fmt"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -53,4 +54,21 @@ func killProcess(cmd *exec.Cmd) {
 		<-v.(chan struct{})
 		waits.Delete(cmd)
 	}
+}
+
+// waitReady polls ready every 50ms until it holds; it fails when the
+// process exits first or within passes.
+func waitReady(exited <-chan struct{}, within time.Duration, ready func() bool) error {
+	deadline := time.Now().Add(within)
+	for !ready() {
+		select {
+		case <-exited:
+			return fmt.Errorf("exited at start")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s", within)
+		}
+	}
+	return nil
 }

@@ -150,28 +150,21 @@ func (s *Server) startAPI(t testing.TB) {
 		t.Fatalf("kubetest: start kube-apiserver: %v", err)
 	}
 	s.api = cmd
-	exited := waitProcess(cmd)
 	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: s.tlsConfig()}}
-	deadline := start.Add(StartTimeout)
-	for {
+	err = waitReady(waitProcess(cmd), StartTimeout, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, s.URL+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+s.tokens[Admin])
-		if resp, err := cl.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				t.Logf("kubetest: kube-apiserver %s ready at %s in %s", Version, s.URL, time.Since(start).Round(time.Millisecond))
-				return
-			}
+		resp, err := cl.Do(req)
+		if err != nil {
+			return false
 		}
-		select {
-		case <-exited:
-			t.Fatalf("kubetest: kube-apiserver exited at start:\n%s", readTail(s.apiLog, 4000))
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kubetest: kube-apiserver not ready within %s:\n%s", StartTimeout, readTail(s.apiLog, 4000))
-		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if err != nil {
+		t.Fatalf("kubetest: kube-apiserver %v:\n%s", err, readTail(s.apiLog, 4000))
 	}
+	t.Logf("kubetest: kube-apiserver %s ready at %s in %s", Version, s.URL, time.Since(start).Round(time.Millisecond))
 }
 
 func (s *Server) tlsConfig() *tls.Config {
