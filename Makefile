@@ -28,8 +28,12 @@ generate:
 	$(TOOLS)/buf lint
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/buf generate
 
+# The kube-apiserver the Kubernetes discovery tests start is built first
+# (internal/kubetest; cached, a cold build takes minutes), outside any
+# test's timeout.
 test:
 	$(GO) vet ./...
+	$(GO) run ./internal/kubetest/prebuild
 	$(GO) test -race -count=1 ./...
 
 demo: build
@@ -97,6 +101,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSignedEntry$$' -fuzztime $(FUZZTIME) ./federation/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/yamlpos
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./internal/configfile
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME) ./discovery
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./sovereignty
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTopology$$' -fuzztime $(FUZZTIME) ./sovereignty
 	$(GO) test -run '^$$' -fuzz '^FuzzProxyRequestHead$$' -fuzztime $(FUZZTIME) ./gateway

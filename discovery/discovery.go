@@ -1,10 +1,3 @@
-// Package discovery tells a gateway which services run in its own cluster.
-//
-// Everything the gateway knows about local services comes through Source,
-// so nothing in the gateway assumes where services come from. Static is
-// the first source: a fixed list from the gateway's configuration.
-// Kubernetes EndpointSlices and the Multi-Cluster Services API plug in
-// behind the same interface.
 package discovery
 
 import (
@@ -52,6 +45,9 @@ type Service struct {
 	// Endpoints are host addresses (IP or name) of the service's backends;
 	// each serves every port on its TargetPort.
 	Endpoints []string `mapstructure:"endpoints" json:"endpoints"`
+	// Zones maps an endpoint to the zone it runs in, where the source
+	// knows it (Kubernetes EndpointSlices). Not read from configuration.
+	Zones map[string]string `mapstructure:"-" json:"zones,omitempty"`
 }
 
 // Key returns "namespace/name".
@@ -84,6 +80,23 @@ type Source interface {
 	// Changes receives a value after each change. A nil channel means the
 	// source never changes.
 	Changes() <-chan struct{}
+}
+
+// ClusterPorts is how one other cluster of the federation declares the
+// ports of a service, as the catalog has it.
+type ClusterPorts struct {
+	Cluster string
+	Ports   []Port
+}
+
+// PortsObserver is a Source that wants to know how other clusters declare
+// the ports of the services it exports, to report conflicts where their
+// owners look (Kubernetes: the ServiceExport's Conflict condition). The
+// gateway calls ObservePorts after each catalog change with every
+// service it exports locally that other clusters export too, keyed
+// "namespace/name"; services missing from remote have no peers.
+type PortsObserver interface {
+	ObservePorts(remote map[string][]ClusterPorts)
 }
 
 // Static is a Source with a fixed list.

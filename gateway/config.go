@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/discovery"
+	"github.com/straitmesh/strait/discovery/kube"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/route"
@@ -58,13 +59,44 @@ type Config struct {
 	// HTTP configures the HTTP layer of ports that speak HTTP.
 	HTTP HTTPConfig `mapstructure:"http"`
 
+	// Discovery chooses where the local services this gateway exports
+	// come from.
+	Discovery DiscoveryConfig `mapstructure:"discovery"`
 	// Services is the static discovery source: the local services this
-	// gateway exports to the federation.
+	// gateway exports to the federation (discovery.source static).
 	Services []discovery.Service `mapstructure:"services"`
 	// Imports are remote services given a local port each.
 	Imports []Import `mapstructure:"imports"`
 	// Residency enforces a data-residency policy (docs/residency.md).
 	Residency ResidencyConfig `mapstructure:"residency"`
+}
+
+// Discovery sources (discovery.source).
+const (
+	DiscoveryStatic     = "static"
+	DiscoveryFile       = "file"
+	DiscoveryKubernetes = "kubernetes"
+)
+
+// DiscoveryConfig chooses one discovery source (package discovery).
+type DiscoveryConfig struct {
+	// Source is static (the services list of this file), file (a watched
+	// services file, discovery.file.path) or kubernetes (Services and
+	// EndpointSlices exported with the MCS API, discovery.kubernetes).
+	// Default static.
+	Source string `mapstructure:"source"`
+	// File is the file source.
+	File FileDiscoveryConfig `mapstructure:"file"`
+	// Kubernetes is the kubernetes source (docs/kubernetes.md).
+	Kubernetes kube.Config `mapstructure:"kubernetes"`
+}
+
+// FileDiscoveryConfig is the file source.
+type FileDiscoveryConfig struct {
+	// Path of a YAML or JSON file holding a services list like the
+	// services key of this file; read again when it changes, the last
+	// good list kept while it does not parse. Required for source file.
+	Path string `mapstructure:"path"`
 }
 
 // ListenConfig holds the gateway's listen addresses.
@@ -385,6 +417,7 @@ func DefaultConfig() Config {
 		Outlier:     route.DefaultOutlierConfig(),
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
+		Discovery:   DiscoveryConfig{Source: DiscoveryStatic, Kubernetes: kube.DefaultConfig()},
 	}
 }
 
@@ -529,6 +562,21 @@ func (c Config) Validate() error {
 	}
 	if err := discovery.Validate("services.", c.Services); err != nil {
 		errs = append(errs, err)
+	}
+	switch c.Discovery.Source {
+	case "", DiscoveryStatic:
+	case DiscoveryFile:
+		req("discovery.file.path", c.Discovery.File.Path)
+	case DiscoveryKubernetes:
+		if err := c.Discovery.Kubernetes.Validate("discovery.kubernetes."); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		errs = append(errs, configfile.Errorf("discovery.source", "want static, file or kubernetes, found %q", c.Discovery.Source))
+	}
+	if c.Discovery.Source != "" && c.Discovery.Source != DiscoveryStatic && len(c.Services) > 0 {
+		errs = append(errs, configfile.Errorf("services", "the static list is used only with discovery.source static, found %s with %d services listed: "+
+			"move them to the services file, or remove them", c.Discovery.Source, len(c.Services)))
 	}
 	for _, d := range []struct {
 		key string

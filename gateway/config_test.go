@@ -93,6 +93,20 @@ func TestConfigValidate(t *testing.T) {
 		{"service port", func(c *Config) {
 			c.Services = []discovery.Service{{Namespace: "demo", Name: "x", Ports: []discovery.Port{{Port: 0}}}}
 		}, "services.0.ports.0.port", "out of range"},
+		{"discovery source", func(c *Config) { c.Discovery.Source = "consul" }, "discovery.source", `want static, file or kubernetes, found "consul"`},
+		{"discovery file path", func(c *Config) { c.Discovery.Source = "file" }, "discovery.file.path", "required value missing"},
+		{"static services with another source", func(c *Config) {
+			c.Discovery.Source = "kubernetes"
+			c.Services = []discovery.Service{{Namespace: "demo", Name: "x", Ports: []discovery.Port{{Port: 80}}}}
+		}, "services", "used only with discovery.source static"},
+		{"kubernetes namespace", func(c *Config) {
+			c.Discovery.Source = "kubernetes"
+			c.Discovery.Kubernetes.Namespaces = []string{"demo", "Demo"}
+		}, "discovery.kubernetes.namespaces.1", "not a namespace name"},
+		{"kubernetes sync timeout", func(c *Config) {
+			c.Discovery.Source = "kubernetes"
+			c.Discovery.Kubernetes.SyncTimeout = 0
+		}, "discovery.kubernetes.syncTimeout", "must be positive"},
 		{"duplicate service", func(c *Config) {
 			s := discovery.Service{Namespace: "demo", Name: "x", Ports: []discovery.Port{{Port: 80}}}
 			c.Services = []discovery.Service{s, s}

@@ -37,7 +37,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Identity is the gateway's mTLS identity. Default: loaded from cfg.TLS.
 	Identity *identity.Bundle
-	// Discovery lists local services. Default: discovery.Static(cfg.Services).
+	// Discovery lists local services. Default: the source cfg.Discovery
+	// chooses (discovery.go), started and stopped with the gateway; a
+	// source given here is the caller's to start and stop.
 	Discovery discovery.Source
 	// DialGateway opens a TCP connection to another gateway's data-plane
 	// address. The lab routes it through emulated links. Default: net.Dialer.
@@ -73,6 +75,7 @@ type Gateway struct {
 	trustFromState bool
 	trustSeen      string
 	disc           discovery.Source
+	discStop       func() // stops a source the gateway started; nil otherwise
 	dial           func(ctx context.Context, addr string) (net.Conn, error)
 	version        string
 	metrics        *metrics
@@ -220,9 +223,6 @@ func Start(cfg Config, opts Options) (*Gateway, error) {
 	if g.id.ID.Cluster != cfg.Cluster || g.id.ID.Region != cfg.Region || g.id.ID.TrustDomain != cfg.TrustDomain {
 		return nil, fmt.Errorf("gateway identity %s does not match config (cluster %s, region %s, trust domain %s)", g.id.ID, cfg.Cluster, cfg.Region, cfg.TrustDomain)
 	}
-	if g.disc == nil {
-		g.disc = discovery.Static(cfg.Services)
-	}
 	if g.dial == nil {
 		d := &net.Dialer{KeepAlive: 15 * time.Second}
 		g.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
@@ -261,6 +261,7 @@ func (g *Gateway) components() []component {
 			g.id.OnRefused(newRefusals(g).refused)
 			return nil
 		}, kill: func() { g.id.OnRefused(func(*identity.RefusedError) {}) }},
+		{name: "discovery", start: g.startDiscovery, kill: g.stopDiscovery},
 		{name: "tasks", start: func() error {
 			g.ctx, g.cancel = context.WithCancel(context.Background())
 			g.conns.init(cfg.Limits.MaxConnections)
@@ -422,6 +423,10 @@ func (g *Gateway) serve() error {
 	if ch := g.disc.Changes(); ch != nil {
 		g.wg.Add(1)
 		go g.watchDiscovery(ch)
+	}
+	if obs, ok := g.disc.(discovery.PortsObserver); ok {
+		g.wg.Add(1)
+		go g.watchPeerPorts(obs)
 	}
 	return nil
 }

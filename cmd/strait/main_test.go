@@ -314,3 +314,23 @@ func caWithGateway(t *testing.T, dir, cluster, region string) (caDir, tlsDir str
 	}
 	return caDir, tlsDir
 }
+
+// TestGatewayCheckReadsTheServicesFile: --check with discovery.source file
+// reads the services file too, and a bad one exits 2 naming file, line and
+// key.
+func TestGatewayCheckReadsTheServicesFile(t *testing.T) {
+	cfg := goodConfig + "discovery: {source: file, file: {path: ../../deploy/examples/services.yaml}}\n"
+	out, stderr, code := runStrait(t, nil, "gateway", "--config", writeConfig(t, cfg), "--check")
+	if code != 0 || !strings.Contains(out, "services.yaml: valid services file (2 services)") {
+		t.Errorf("good services file: exit %d\n%s%s", code, out, stderr)
+	}
+	bad := filepath.Join(t.TempDir(), "services.yaml")
+	if err := os.WriteFile(bad, []byte("services:\n  - {namespace: demo, name: x, ports: [{port: 0}]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg = goodConfig + "discovery: {source: file, file: {path: " + bad + "}}\n"
+	_, stderr, code = runStrait(t, nil, "gateway", "--config", writeConfig(t, cfg), "--check")
+	if code != 2 || !strings.Contains(stderr, bad+":2:") || !strings.Contains(stderr, "key services.0.ports.0.port") {
+		t.Errorf("bad services file: exit %d\n%s", code, stderr)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/internal/configfile"
@@ -56,6 +57,11 @@ residency policy; an invalid one is refused and the last good one stays.`,
 			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid (cluster %s, region %s)\n", displayName(file), cfg.Cluster, cfg.Region)
+				if path, n, err := cfg.CheckServicesFile(); err != nil {
+					return err
+				} else if path != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: valid services file (%d services)\n", path, n)
+				}
 				if cfg.Residency.Policy != "" {
 					e, err := sovereignty.LoadFile(cfg.Residency.Policy)
 					if err != nil {
@@ -66,6 +72,9 @@ residency policy; an invalid one is refused and the last good one stays.`,
 				return nil
 			}
 			logger := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
+			// client-go, under Kubernetes discovery, logs through klog:
+			// into the gateway's log too.
+			klog.SetSlogLogger(logger.With("component", "client-go"))
 			// Signals are caught before the gateway starts: once its admin
 			// API answers, a SIGHUP must reload, not kill it.
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
