@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -173,6 +174,32 @@ func TestImage(t *testing.T) {
 		len(m.Layers) != 1 || m.Layers[0].MediaType != types.OCILayer {
 		t.Errorf("manifest %s, config %s, layers %v: want OCI media types and one layer", m.MediaType, m.Config.MediaType, m.Layers)
 	}
+
+	// An independent reader, the containers/image library of podman and
+	// skopeo, takes both forms.
+	t.Run("skopeo", func(t *testing.T) {
+		skopeo, err := exec.LookPath("skopeo")
+		if err != nil {
+			t.Skip("skopeo not found (Debian: skopeo): the image is read back with go-containerregistry only")
+		}
+		for _, ref := range []string{"oci:" + ociDir + ":" + tag.TagStr(), "docker-archive:" + tarFile} {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			out, err := exec.CommandContext(ctx, skopeo, "inspect", "--config", ref).Output()
+			cancel()
+			if err != nil {
+				t.Errorf("skopeo inspect --config %s: %v", ref, err)
+				continue
+			}
+			var cf v1.ConfigFile
+			if err := json.Unmarshal(out, &cf); err != nil {
+				t.Errorf("skopeo inspect --config %s: %v\n%s", ref, err, out)
+				continue
+			}
+			if cf.Config.User != "65532:65532" || !slices.Equal(cf.Config.Entrypoint, []string{"/usr/local/bin/strait"}) || len(cf.RootFS.DiffIDs) != 1 {
+				t.Errorf("skopeo reads %s as user %q, entrypoint %q, %d layers", ref, cf.Config.User, cf.Config.Entrypoint, len(cf.RootFS.DiffIDs))
+			}
+		}
+	})
 
 	// The same inputs give the same digest.
 	again, err := imagebuild.Build(imagebuild.Config{
