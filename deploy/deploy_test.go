@@ -95,7 +95,11 @@ func strait(t *testing.T) string {
 		binPath = filepath.Join(binDir, "strait")
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			binErr = fmt.Errorf("build strait: %w", err)
+			return
+		}
 		cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", binPath, "github.com/straitmesh/strait/cmd/strait")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

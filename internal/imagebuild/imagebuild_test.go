@@ -32,7 +32,10 @@ func buildStrait(t *testing.T, out, version string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("build strait: %v", err)
+	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-ldflags", "-X main.version="+version,
 		"-o", out, "github.com/straitmesh/strait/cmd/strait")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
