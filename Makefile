@@ -13,12 +13,23 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS                      := $(CURDIR)/bin/tools
 
-.PHONY: all build generate test demo bench bench-identity bench-dataplane bench-l7 bench-catalog bench-residency bench-state soak fuzz lint clean
+.PHONY: all build image generate test demo bench bench-identity bench-dataplane bench-l7 bench-catalog bench-residency bench-state soak fuzz lint clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strait
+
+# The gateway's OCI image without a container daemon (cmd/strait-image,
+# internal/imagebuild): a static binary FROM scratch, written as an OCI
+# image layout (bin/image/oci) and a tarball for `docker load -i` /
+# `podman load -i` (bin/image/strait.tar). GOARCH=arm64 builds for arm64.
+IMAGE_DIR := bin/image
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(IMAGE_DIR)/strait ./cmd/strait
+	$(GO) run ./cmd/strait-image --binary $(IMAGE_DIR)/strait --version $(VERSION) \
+		--revision "$$(git rev-parse HEAD 2>/dev/null)" --created "$$(git log -1 --format=%ct 2>/dev/null || echo 0)" \
+		--oci $(IMAGE_DIR)/oci --tarball $(IMAGE_DIR)/strait.tar
 
 # Regenerates the committed Go code of proto/ (federation/state/statev1).
 generate:
