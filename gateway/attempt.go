@@ -27,6 +27,7 @@ func (g *Gateway) plan(eng *sovereignty.Engine, t wire.Target, in route.FlowIn) 
 	}
 	snap := g.catalog.Snapshot()
 	in.Service = g.classes.outbound(eng, snap, local, lv, t)
+	in.Access = &g.access
 	return route.NewPlan(route.Self{Cluster: g.cfg.Cluster, Region: g.cfg.Region, Zone: g.cfg.Zone}, lv, snap, eng, t, in,
 		g.sel.Failover.Priority(t.Namespace, t.Name))
 }
@@ -69,6 +70,12 @@ func (g *Gateway) prepare(t wire.Target, in route.FlowIn) (*attempt, error) {
 	if nre := p.Refusal(eng); nre != nil {
 		if nre.Residency != "" {
 			g.res.deny("outbound", in, p, nre, version)
+		}
+		if nre.Access != "" {
+			g.metrics.accessRefused.WithLabelValues("outbound", t.String()).Inc()
+			g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindAccess, Decision: sovereignty.DecisionDeny, Direction: "outbound", Entry: in.Entry,
+				Flow: &sovereignty.FlowInfo{Service: t.Namespace + "/" + t.Name, Port: t.Port, SourceCluster: g.cfg.Cluster, SourceRegion: g.cfg.Region,
+					SourceNamespace: in.Namespace}, Status: 403, Reason: nre.Error(), Policy: g.res.info(eng, version)})
 		}
 		if len(p.Considered) == 0 && nre.Known {
 			for _, c := range g.catalog.Snapshot().Clusters {

@@ -81,6 +81,7 @@ type Gateway struct {
 	metrics        *metrics
 	health         *healthChecker
 	sel            *route.Selector
+	access         route.AccessTable // the routing state's export and import records
 	retries        *retryBudget
 	pool           *upstreamPool // streams kept for the next HTTP request
 	res            *residency
@@ -302,7 +303,7 @@ func (g *Gateway) components() []component {
 		{name: "catalog", start: func() (err error) {
 			g.catalog, err = catalog.New(cfg.Gossip, catalog.Self{
 				Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Cloud: cfg.Cloud, DataAddr: g.advertise, ControlAddr: g.controlAdvertise,
-			}, g.local.Load().exported(), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope(),
+			}, g.catalogServices(g.local.Load()), catalog.Options{Logger: g.log, Registry: g.reg, Scope: g.CatalogScope(),
 				// Our entry is signed by our current certificate key; others'
 				// are accepted only when signed by theirs and our current
 				// trust accepts their chains.
@@ -497,7 +498,7 @@ func (g *Gateway) watchDiscovery(ch <-chan struct{}) {
 		case <-g.ctx.Done():
 			return
 		case <-ch:
-			g.catalog.SetServices(g.setLocal(g.disc.Services()).exported())
+			g.catalog.SetServices(g.catalogServices(g.setLocal(g.disc.Services())))
 		}
 	}
 }

@@ -70,6 +70,6 @@ func (h *healthChecker) checkOnce(ctx context.Context) {
 	if t, changed := h.g.setDown(down); changed {
 		h.g.metrics.endpointsDown.Set(float64(len(down)))
 		h.g.log.Info("local endpoint health changed", "down", len(down), "checked", len(seen))
-		h.g.catalog.SetServices(t.exported())
+		h.g.catalog.SetServices(h.g.catalogServices(t))
 	}
 }

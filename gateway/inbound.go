@@ -84,6 +84,10 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 		g.refuseInbound(s, peer, t.String(), fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
 		return
 	}
+	if err := g.checkAccess(t, peer); err != nil {
+		g.refuseInbound(s, peer, t.String(), err)
+		return
+	}
 	if err := g.checkInbound(local, t, svc.Labels, peer, facts); err != nil {
 		g.refuseInbound(s, peer, t.String(), err)
 		return
@@ -113,6 +117,28 @@ func (g *Gateway) refuseInbound(s net.Conn, peer identity.ID, svc string, err er
 	if werr := wire.WriteAnswer(s, err); werr != nil && !errors.Is(werr, net.ErrClosed) {
 		g.log.Debug("write refusal", "err", werr)
 	}
+}
+
+// checkAccess applies the routing state's export and import records to a
+// stream from peer: this cluster must be one that may export t's service
+// on t's port, and the peer's cluster, by its verified certificate, one
+// that may import it. A refusal is counted and audited (kind access).
+func (g *Gateway) checkAccess(t wire.Target, peer identity.ID) error {
+	var reason string
+	switch {
+	case !g.access.MayExport(t.Namespace, t.Name, g.cfg.Cluster, t.Port):
+		reason = fmt.Sprintf("access: the routing state's export record for %s/%s (port %d) does not name cluster %s", t.Namespace, t.Name, t.Port, g.cfg.Cluster)
+	case !g.access.MayImport(t.Namespace, t.Name, peer.Cluster):
+		reason = fmt.Sprintf("access: the routing state's import record for %s/%s does not name cluster %s", t.Namespace, t.Name, peer.Cluster)
+	default:
+		return nil
+	}
+	g.metrics.accessRefused.WithLabelValues("inbound", t.String()).Inc()
+	eng, version := g.res.current()
+	g.res.audit.Write(sovereignty.Record{Kind: sovereignty.KindAccess, Decision: sovereignty.DecisionDeny, Direction: "inbound", Entry: "inbound",
+		Flow:   &sovereignty.FlowInfo{Service: t.Namespace + "/" + t.Name, Port: t.Port, SourceCluster: peer.Cluster, SourceRegion: peer.Region},
+		Status: 403, Reason: reason, Policy: g.res.info(eng, version)})
+	return errors.New(reason)
 }
 
 // checkInbound decides a stream again at the receiving end (defence in

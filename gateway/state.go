@@ -55,7 +55,7 @@ func (g *Gateway) startState() error {
 	}
 	g.control = state.NewControlServer(g.state, g.id)
 	g.goServe("control", func() error { return g.control.Serve(g.controlLn) })
-	g.watchFailover(g.ctx, &g.wg, g.state)
+	g.watchRoutes(g.ctx, &g.wg, g.state)
 	g.followTrust()
 	if g.opts.Policy == nil {
 		g.res.useState(g.state, cfg.Residency.StatePolicy)

@@ -41,6 +41,9 @@ type FlowIn struct {
 	// catalog and policy stay the same. Zero, or from another engine:
 	// NewPlan computes them.
 	Service sovereignty.ServiceClasses
+	// Access is the routing state's export and import records; nil: every
+	// cluster that runs the service may serve it, to every cluster.
+	Access *AccessTable
 }
 
 // Planned is one cluster that exports the target, with the policy's say.
@@ -60,6 +63,9 @@ type Plan struct {
 	Classes    sovereignty.Classes
 	Considered []Planned
 	Allowed    []Candidate
+	// Closed says why the routing state's export or import records left
+	// remote clusters out of the plan ("" when they left none out).
+	Closed string
 }
 
 // Locality ranks of candidates. Clusters named by the service's failover
@@ -96,12 +102,28 @@ func NewPlan(self Self, local LocalView, snap *catalog.Snapshot, eng *sovereignt
 	if local.Exists && local.HasPort {
 		p.Considered = append(p.Considered, Planned{Cand: Candidate{Cluster: self.Cluster, Region: self.Region, Local: true, Rank: rankLocal}, Routable: local.Healthy})
 	}
-	var remote []*catalog.ClusterView
+	var remote, closed []*catalog.ClusterView
 	for _, c := range snap.Clusters {
 		if c.Node == snap.Local || c.Cluster == self.Cluster || !Serves(c, t) {
 			continue // our own cluster is served locally
 		}
+		if !in.Access.MayImport(t.Namespace, t.Name, self.Cluster) || !in.Access.MayExport(t.Namespace, t.Name, c.Cluster, t.Port) {
+			closed = append(closed, c)
+			continue
+		}
 		remote = append(remote, c)
+	}
+	if len(closed) > 0 {
+		if !in.Access.MayImport(t.Namespace, t.Name, self.Cluster) {
+			p.Closed = fmt.Sprintf("the routing state's import record for %s/%s does not name cluster %s", t.Namespace, t.Name, self.Cluster)
+		} else {
+			var names []string
+			for _, c := range closed {
+				names = append(names, c.Cluster)
+			}
+			p.Closed = fmt.Sprintf("the routing state's export record for %s/%s (port %d) does not name cluster%s %s", t.Namespace, t.Name, t.Port,
+				plural(len(names)), strings.Join(names, ", "))
+		}
 	}
 	rank := func(c *catalog.ClusterView) int {
 		switch {
@@ -193,6 +215,10 @@ func (p *Plan) Refusal(eng *sovereignty.Engine) *NoRouteError {
 	if !p.Known {
 		return nre
 	}
+	if len(p.Considered) == 0 && p.Closed != "" {
+		nre.Access = p.Closed
+		return nre
+	}
 	denied, down := p.Denied(), p.Down()
 	switch {
 	case len(down) > 0:
@@ -270,6 +296,9 @@ type NoRouteError struct {
 	// BadHeader is set when a classifying header was ambiguous or carried
 	// a value the policy does not name: the request is at fault (400).
 	BadHeader bool
+	// Access is set when the routing state's export or import records
+	// left every cluster that runs the service out (403).
+	Access string
 }
 
 // Residency outcomes of a NoRouteError.
@@ -282,6 +311,8 @@ func (e *NoRouteError) Error() string {
 	switch {
 	case !e.Known:
 		return fmt.Sprintf("no cluster exports %s", e.Target)
+	case e.Access != "":
+		return fmt.Sprintf("access: %s refused: %s", e.Target, e.Access)
 	case e.Residency == ResidencyForbidden:
 		return fmt.Sprintf("residency: %s refused: %s", e.Target, e.Reason)
 	case e.Residency == ResidencyUnavailable:
@@ -298,14 +329,15 @@ func (e *NoRouteError) Error() string {
 
 // Status is the HTTP status a proxy client gets for e: 404 when no
 // cluster exports the service, 400 when a classifying header was
-// ambiguous or unknown, 403 when residency allows none, else 503.
+// ambiguous or unknown, 403 when residency or the routing state's export
+// and import records allow none, else 503.
 func (e *NoRouteError) Status() int {
 	switch {
 	case !e.Known:
 		return 404
 	case e.BadHeader:
 		return 400
-	case e.Residency == ResidencyForbidden:
+	case e.Residency == ResidencyForbidden, e.Access != "":
 		return 403
 	}
 	return 503
