@@ -35,6 +35,7 @@ type metrics struct {
 	adminRefused       *prometheus.CounterVec
 	peerMismatch       *prometheus.CounterVec
 	peerRefused        *prometheus.CounterVec
+	dnsQueries         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -133,6 +134,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_identity_peer_refused_total",
 			Help: "Peer certificates refused at a handshake (data plane, tunnels, Raft, control API), by reason (identity.Reasons: expired, not_yet_valid, self_signed, wrong_key_usage, no_identity, unknown_trust_domain, cluster_not_allowed, unknown_authority, revoked, ...).",
 		}, []string{"reason"}),
+		dnsQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_dns_queries_total",
+			Help: "DNS queries on dns.listen, by query type (A, AAAA, SRV, ...; other; none when no question could be read) and response code (NOERROR, NXDOMAIN, REFUSED, FORMERR, ...; dropped: too short to answer).",
+		}, []string{"qtype", "rcode"}),
 	}
 	for _, r := range identity.Reasons {
 		m.peerRefused.WithLabelValues(string(r))
@@ -147,7 +152,7 @@ func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
-		m.peerMismatch, m.peerRefused}
+		m.peerMismatch, m.peerRefused, m.dnsQueries}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

@@ -8,6 +8,9 @@ import (
 	"github.com/straitmesh/strait/sovereignty"
 )
 
+// DefaultDomain is the domain of the Multi-Cluster Services API's names.
+const DefaultDomain = "clusterset.local"
+
 // Kind says what a name under the domain has the shape of.
 type Kind int
 
