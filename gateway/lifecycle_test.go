@@ -25,9 +25,9 @@ func freeAddr(t *testing.T) string {
 // TestStartRollsBackWhenAComponentFails: a gateway whose start fails at
 // its first listener, its second, its gossip (after the admin server and
 // the listeners run), its routing state (after it joined the gossip
-// pool) or its DNS server (after everything else started) returns an error naming the address in use and leaves nothing
-// behind: every address it bound can be bound again and no goroutine of
-// it is left.
+// pool) or its DNS server (after everything else started) returns an
+// error naming the address in use and leaves nothing behind: every
+// address it bound can be bound again and no goroutine of it is left.
 func TestStartRollsBackWhenAComponentFails(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
