@@ -161,6 +161,10 @@ func TestClustersetNamesThroughTheGateways(t *testing.T) {
 			st.Names[0].Service != "demo/profile" || len(st.Names[0].Addresses) != 1 {
 			t.Fatalf("dns status %+v", st)
 		}
+		var table strings.Builder
+		if err := us.Status().WriteTable(&table); err != nil || !strings.Contains(table.String(), name+".") || !strings.Contains(table.String(), st.Names[0].Addresses[0]) {
+			t.Errorf("status table (%v) lacks the name and its address:\n%s", err, table.String())
+		}
 		if euc.Status().DNS != nil {
 			t.Error("a gateway without dns.listen reports a DNS server")
 		}
