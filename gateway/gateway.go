@@ -237,7 +237,7 @@ func Start(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.log.Info("gateway started", "data", g.dataLn.Addr().String(), "advertise", g.advertise,
-		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "passthrough", g.PassthroughAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports))
+		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "passthrough", g.PassthroughAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports), "dns", g.DNSAddr())
 	return g, nil
 }
 

@@ -46,8 +46,8 @@ func resolve4(t *testing.T, addr, name string) netip.Addr {
 // answer at the service port, and is served by the cluster that exports
 // the service, through both gateways. Residency applies on that entry as
 // on every other: a flow marked pii-eu from us-east is refused, from
-// eu-west carried. Names that are not imported are NXDOMAIN, others
-// REFUSED.
+// eu-west carried. An IPv6 block (::1/128) answers AAAA. Names that are
+// not imported are NXDOMAIN, others REFUSED.
 func TestClustersetNamesThroughTheGateways(t *testing.T) {
 	port := freeport.Get(t)
 	d, err := lab.StartDemo("127.0.0.1:0", "demo/profile", "euc", "eu-central")
@@ -58,7 +58,7 @@ func TestClustersetNamesThroughTheGateways(t *testing.T) {
 	profile := serviceAt("demo/profile", "http", port, d.Addr(), nil)
 	profile.Ports[0].Protocol = "http"
 	imports := []gateway.Import{{Service: "demo/profile", Port: port}}
-	blocks := map[string]string{"euw": "127.77.1.0/24", "us": "127.77.2.0/24"}
+	blocks := map[string]string{"euw": "127.77.1.0/24", "us": "127.77.2.0/24", "v6": "::1/128"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -69,6 +69,7 @@ func TestClustersetNamesThroughTheGateways(t *testing.T) {
 			{Name: "euc", Region: "eu-central", Services: []discovery.Service{profile}},
 			{Name: "euw", Region: "eu-west", Imports: imports},
 			{Name: "us", Region: "us-east", Imports: imports},
+			{Name: "v6", Region: "eu-west", Imports: imports},
 		},
 		Tune: func(cluster string, cfg *gateway.Config) {
 			if b, ok := blocks[cluster]; ok {
@@ -108,6 +109,19 @@ func TestClustersetNamesThroughTheGateways(t *testing.T) {
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dialer.DialContext}}
 		if r := getJSON(t, client, "http://"+name+":"+strconv.Itoa(port)+"/dialled"); r.Cluster != "euc" || r.Path != "/dialled" {
 			t.Errorf("dialled by name: %+v", r)
+		}
+	})
+
+	t.Run("an IPv6 block answers AAAA", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		v6 := l.Gateway("v6")
+		addrs, err := goResolver(v6.DNSAddr()).LookupNetIP(ctx, "ip", name+".")
+		if err != nil || len(addrs) != 1 || addrs[0] != netip.IPv6Loopback() {
+			t.Fatalf("lookup %s at v6: %v, %v; want only ::1", name, addrs, err)
+		}
+		if r := getJSON(t, &http.Client{Timeout: 10 * time.Second}, "http://"+net.JoinHostPort("::1", strconv.Itoa(port))+"/v6"); r.Cluster != "euc" || r.Path != "/v6" {
+			t.Errorf("reply %+v, want demo/profile from euc", r)
 		}
 	})
 
