@@ -348,10 +348,11 @@ type DNSConfig struct {
 	// Listen is where DNS is answered, over UDP and TCP, e.g.
 	// 127.0.0.1:15053. Default empty: no DNS server.
 	Listen string `mapstructure:"listen"`
-	// TTL of every answer, negative ones included (whole seconds, at
-	// least 1s). Default 5s.
+	// TTL of every answer, negative ones included (whole seconds, 1s to
+	// 24h). Default 5s.
 	TTL time.Duration `mapstructure:"ttl"`
-	// Domain the names are under. Default clusterset.local.
+	// Domain the names are under. Default clusterset.local. The CONNECT
+	// and passthrough ports take clusterset.local names whatever it is.
 	Domain string `mapstructure:"domain"`
 	// ImportAddresses is an address block (CIDR, e.g. 127.77.0.0/16):
 	// every imported service gets one address of it, chosen by a hash of

@@ -24,8 +24,8 @@ import (
 // each import on its service's own address, for the clash check.
 func (d DNSConfig) validate(imports []Import, bind func(key, addr string)) []error {
 	var errs []error
-	if d.TTL < time.Second {
-		errs = append(errs, configfile.Errorf("dns.ttl", "must be at least 1s, found %s", d.TTL))
+	if d.TTL < time.Second || d.TTL > 24*time.Hour {
+		errs = append(errs, configfile.Errorf("dns.ttl", "must be at least 1s and at most 24h, found %s", d.TTL))
 	}
 	if _, ok := clusterset.NormalizeDomain(d.Domain); !ok {
 		errs = append(errs, configfile.Errorf("dns.domain", "want DNS labels (lower-case letters, digits, '-') such as %s, found %q", clusterset.DefaultDomain, d.Domain))
