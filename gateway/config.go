@@ -298,7 +298,8 @@ type ListenerLimits struct {
 	Import int `mapstructure:"import"`
 	// Admin is listen.admin's budget. Default 64.
 	Admin int `mapstructure:"admin"`
-	// DNS is the budget of dns.listen's TCP connections. Default 256.
+	// DNS is the budget of dns.listen's TCP connections, checked only
+	// with dns.listen. Default 256.
 	DNS int `mapstructure:"dns"`
 }
 
@@ -516,7 +517,7 @@ func (c Config) Validate() error {
 			errs = append(errs, configfile.Errorf(key+".protocol", "want one of %s, found %q", discovery.Protocols, im.Protocol))
 		}
 	}
-	errs = append(errs, c.DNS.validate(c.Imports, func(key, v string) { binds = append(binds, bound{key, v}) })...)
+	errs = append(errs, c.DNS.validate(c.Imports, c.Limits.Listeners.DNS, func(key, v string) { binds = append(binds, bound{key, v}) })...)
 	addr("dns.listen", c.DNS.Listen, true)
 	for i, m := range c.HTTP.RetryableGRPCMethods {
 		svc, method, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
@@ -585,7 +586,7 @@ func (c Config) Validate() error {
 		{"limits.listeners.data", c.Limits.Listeners.Data, 1}, {"limits.listeners.raft", c.Limits.Listeners.Raft, 1},
 		{"limits.listeners.control", c.Limits.Listeners.Control, 1}, {"limits.listeners.connect", c.Limits.Listeners.Connect, 1},
 		{"limits.listeners.passthrough", c.Limits.Listeners.Passthrough, 1}, {"limits.listeners.import", c.Limits.Listeners.Import, 1},
-		{"limits.listeners.admin", c.Limits.Listeners.Admin, 1}, {"limits.listeners.dns", c.Limits.Listeners.DNS, 1},
+		{"limits.listeners.admin", c.Limits.Listeners.Admin, 1},
 		{"tunnels.streamWindowKiB", c.Tunnels.StreamWindowKiB, 256}, {"tunnels.maxStreamsPerPeer", c.Tunnels.MaxStreamsPerPeer, 1},
 		{"outlier.consecutiveFailures", c.Outlier.ConsecutiveFailures, 1}} {
 		if n.v < n.min {

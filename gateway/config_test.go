@@ -130,6 +130,10 @@ func TestConfigValidate(t *testing.T) {
 		{"outlier max", func(c *Config) { c.Outlier.MaxEjection = -time.Second }, "outlier.maxEjection", "must be positive"},
 		{"outlier max below base", func(c *Config) { c.Outlier.MaxEjection = time.Second }, "outlier.maxEjection", "must be at least outlier.baseEjection (5s)"},
 		{"dns ttl", func(c *Config) { c.DNS.TTL = 0 }, "dns.ttl", "must be at least 1s"},
+		{"no dns budget", func(c *Config) {
+			c.DNS.Listen = "127.0.0.1:15053"
+			c.Limits.Listeners.DNS = 0
+		}, "limits.listeners.dns", "must be at least 1"},
 		{"dns ttl too long", func(c *Config) { c.DNS.TTL = 48 * time.Hour }, "dns.ttl", "at most 24h, found 48h0m0s"},
 		{"dns domain", func(c *Config) { c.DNS.Domain = "cluster set" }, "dns.domain", `want DNS labels (lower-case letters, digits, '-') such as clusterset.local, found "cluster set"`},
 		{"dns listen", func(c *Config) { c.DNS.Listen = "15053" }, "dns.listen", "want host:port"},

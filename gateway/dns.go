@@ -20,12 +20,16 @@ import (
 // with it. The import ports behind those addresses are ordinary import
 // ports: the same residency decision, budget and metrics.
 
-// validate checks the dns section; bind reports the listen address of
-// each import on its service's own address, for the clash check.
-func (d DNSConfig) validate(imports []Import, bind func(key, addr string)) []error {
+// validate checks the dns section and, with dns.listen, the budget of
+// its TCP connections; bind reports the listen address of each import on
+// its service's own address, for the clash check.
+func (d DNSConfig) validate(imports []Import, dnsBudget int, bind func(key, addr string)) []error {
 	var errs []error
 	if d.TTL < time.Second || d.TTL > 24*time.Hour {
 		errs = append(errs, configfile.Errorf("dns.ttl", "must be at least 1s and at most 24h, found %s", d.TTL))
+	}
+	if d.Listen != "" && dnsBudget < 1 {
+		errs = append(errs, configfile.Errorf("limits.listeners.dns", "must be at least 1, found %d", dnsBudget))
 	}
 	if _, ok := clusterset.NormalizeDomain(d.Domain); !ok {
 		errs = append(errs, configfile.Errorf("dns.domain", "want DNS labels (lower-case letters, digits, '-') such as %s, found %q", clusterset.DefaultDomain, d.Domain))
