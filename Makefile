@@ -123,6 +123,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidatePayload$$' -fuzztime $(FUZZTIME) ./federation/state
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./identity
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDNS$$' -fuzztime $(FUZZTIME) ./identity
+	$(GO) test -run '^$$' -fuzz '^FuzzClustersetName$$' -fuzztime $(FUZZTIME) ./gateway/clusterset
+	$(GO) test -run '^$$' -fuzz '^FuzzAnswer$$' -fuzztime $(FUZZTIME) ./gateway/clusterset
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -57,6 +57,7 @@ func (g *Gateway) Status() admin.Status {
 		Tunnels:     g.tunnels.Status(),
 		Certificate: g.certificateStatus(),
 		Trust:       g.trustStatus(),
+		DNS:         g.dnsStatus(),
 	}
 	if g.cfg.Advertise == "" {
 		st.Addresses.Advertise = g.DataAddr()

@@ -13,6 +13,7 @@ import (
 	"github.com/straitmesh/strait/discovery/kube"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/clusterset"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
@@ -67,6 +68,9 @@ type Config struct {
 	Services []discovery.Service `mapstructure:"services"`
 	// Imports are remote services given a local port each.
 	Imports []Import `mapstructure:"imports"`
+	// DNS answers <service>.<namespace>.svc.clusterset.local for the
+	// imports and gives them addresses of their own (dns.go).
+	DNS DNSConfig `mapstructure:"dns"`
 	// Residency enforces a data-residency policy (docs/residency.md).
 	Residency ResidencyConfig `mapstructure:"residency"`
 }
@@ -326,6 +330,9 @@ type ListenerLimits struct {
 	Import int `mapstructure:"import"`
 	// Admin is listen.admin's budget. Default 64.
 	Admin int `mapstructure:"admin"`
+	// DNS is the budget of dns.listen's TCP connections, checked only
+	// with dns.listen. Default 256.
+	DNS int `mapstructure:"dns"`
 }
 
 // HealthConfig sets the active health check of local endpoints: a TCP
@@ -367,6 +374,27 @@ type LogConfig struct {
 	Format string `mapstructure:"format"`
 }
 
+// DNSConfig lets workloads reach imports by name: the gateway answers
+// DNS for <service>.<namespace>.svc.<domain> with the addresses where it
+// serves the service's imported ports.
+type DNSConfig struct {
+	// Listen is where DNS is answered, over UDP and TCP, e.g.
+	// 127.0.0.1:15053. Default empty: no DNS server.
+	Listen string `mapstructure:"listen"`
+	// TTL of every answer, negative ones included (whole seconds, 1s to
+	// 24h). Default 5s.
+	TTL time.Duration `mapstructure:"ttl"`
+	// Domain the names are under. Default clusterset.local. The CONNECT
+	// and passthrough ports take clusterset.local names whatever it is.
+	Domain string `mapstructure:"domain"`
+	// ImportAddresses is an address block (CIDR, e.g. 127.77.0.0/16):
+	// every imported service gets one address of it, chosen by a hash of
+	// namespace/name, and the gateway listens there on each imported port
+	// of the service, besides the import's own listen address. An import
+	// may then leave out listen. Default empty: no addresses of their own.
+	ImportAddresses string `mapstructure:"importAddresses"`
+}
+
 // Import gives a remote service port a local listener.
 type Import struct {
 	// Service is namespace/name.
@@ -374,6 +402,8 @@ type Import struct {
 	// Port is the service port.
 	Port int `mapstructure:"port"`
 	// Listen is the local address to accept on, e.g. 127.0.0.1:18080.
+	// Optional with dns.importAddresses: the service's own address then
+	// serves the port.
 	Listen string `mapstructure:"listen"`
 	// Namespace is the namespace of the workloads this port serves, for
 	// residency classes that match sources by namespace. Optional.
@@ -418,13 +448,14 @@ func DefaultConfig() Config {
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
 		Discovery:   DiscoveryConfig{Source: DiscoveryStatic, Kubernetes: kube.DefaultConfig()},
+		DNS:         DNSConfig{TTL: 5 * time.Second, Domain: clusterset.DefaultDomain},
 	}
 }
 
 // defaultLimits are the documented defaults of limits.*.
 func defaultLimits() LimitsConfig {
 	return LimitsConfig{MaxConnections: 16384, HandshakeTimeout: 5 * time.Second, HandshakesPerSource: 64,
-		Listeners: ListenerLimits{Data: 4096, Raft: 256, Control: 1024, Connect: 8192, Passthrough: 8192, Import: 4096, Admin: 64}}
+		Listeners: ListenerLimits{Data: 4096, Raft: 256, Control: 1024, Connect: 8192, Passthrough: 8192, Import: 4096, Admin: 64, DNS: 256}}
 }
 
 // Validate reports every problem at once, each naming its key.
@@ -511,7 +542,7 @@ func (c Config) Validate() error {
 		if im.Port < 1 || im.Port > 65535 {
 			errs = append(errs, configfile.Errorf(key+".port", "%d out of range 1-65535", im.Port))
 		}
-		addr(key+".listen", im.Listen, false)
+		addr(key+".listen", im.Listen, c.DNS.ImportAddresses != "")
 		if im.Namespace != "" && !sovereignty.IsLabel(im.Namespace) {
 			errs = append(errs, configfile.Errorf(key+".namespace", "%q is not a DNS label (lower-case letters, digits, '-')", im.Namespace))
 		}
@@ -519,6 +550,8 @@ func (c Config) Validate() error {
 			errs = append(errs, configfile.Errorf(key+".protocol", "want one of %s, found %q", discovery.Protocols, im.Protocol))
 		}
 	}
+	errs = append(errs, c.DNS.validate(c.Imports, c.Limits.Listeners.DNS, func(key, v string) { binds = append(binds, bound{key, v}) })...)
+	addr("dns.listen", c.DNS.Listen, true)
 	for i, m := range c.HTTP.RetryableGRPCMethods {
 		svc, method, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
 		if !strings.HasPrefix(m, "/") || !ok || svc == "" || method == "" || strings.Contains(method, "/") || strings.Contains(method, "*") && method != "*" {

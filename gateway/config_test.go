@@ -143,6 +143,30 @@ func TestConfigValidate(t *testing.T) {
 		{"outlier base", func(c *Config) { c.Outlier.BaseEjection = 0 }, "outlier.baseEjection", "must be positive"},
 		{"outlier max", func(c *Config) { c.Outlier.MaxEjection = -time.Second }, "outlier.maxEjection", "must be positive"},
 		{"outlier max below base", func(c *Config) { c.Outlier.MaxEjection = time.Second }, "outlier.maxEjection", "must be at least outlier.baseEjection (5s)"},
+		{"dns ttl", func(c *Config) { c.DNS.TTL = 0 }, "dns.ttl", "must be at least 1s"},
+		{"no dns budget", func(c *Config) {
+			c.DNS.Listen = "127.0.0.1:15053"
+			c.Limits.Listeners.DNS = 0
+		}, "limits.listeners.dns", "must be at least 1"},
+		{"dns ttl too long", func(c *Config) { c.DNS.TTL = 48 * time.Hour }, "dns.ttl", "at most 24h, found 48h0m0s"},
+		{"dns domain", func(c *Config) { c.DNS.Domain = "cluster set" }, "dns.domain", `want DNS labels (lower-case letters, digits, '-') such as clusterset.local, found "cluster set"`},
+		{"dns listen", func(c *Config) { c.DNS.Listen = "15053" }, "dns.listen", "want host:port"},
+		{"dns listen clashes with connect", func(c *Config) { c.DNS.Listen = "127.0.0.1:15001" }, "dns.listen", "clashes with listen.connect"},
+		{"import addresses without a prefix", func(c *Config) { c.DNS.ImportAddresses = "127.77.0.0" }, "dns.importAddresses", "want an address block such as 127.77.0.0/16"},
+		{"import addresses with host bits", func(c *Config) { c.DNS.ImportAddresses = "127.77.1.0/16" }, "dns.importAddresses", "has host bits set: want 127.77.0.0/16"},
+		{"import addresses too few", func(c *Config) {
+			c.DNS.ImportAddresses = "127.77.0.1/32"
+			c.Imports = []Import{{Service: "demo/a", Port: 80}, {Service: "demo/b", Port: 80}}
+		}, "dns.importAddresses", "2 services need an address and 127.77.0.1/32 has 1"},
+		{"import without listen or addresses", func(c *Config) { c.Imports = []Import{{Service: "demo/a", Port: 80}} }, "imports.0.listen", "required value missing"},
+		{"service port imported twice", func(c *Config) {
+			c.DNS.ImportAddresses = "127.77.0.0/16"
+			c.Imports = []Import{{Service: "demo/a", Port: 80}, {Service: "demo/a", Port: 81}, {Service: "demo/a", Port: 80, Listen: "127.0.0.1:18080"}}
+		}, "imports.2.port", "demo/a port 80 is imported twice (imports.0)"},
+		{"service address clashes", func(c *Config) {
+			c.DNS.ImportAddresses = "127.77.0.0/16"
+			c.Imports = []Import{{Service: "demo/a", Port: 7946}}
+		}, "imports.0.port", "clashes with gossip.bind (0.0.0.0:7946)"},
 		{"state heartbeat", func(c *Config) {
 			withState(c)
 			c.State.HeartbeatTimeout = 0
@@ -180,6 +204,12 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("admin on loopback %s without a token: %v", admin, err)
 		}
+	}
+	c = validConfig()
+	c.DNS = DNSConfig{Listen: "127.0.0.1:15053", TTL: 2 * time.Second, Domain: "ClusterSet.Local.", ImportAddresses: "127.77.0.0/16"}
+	c.Imports = []Import{{Service: "demo/a", Port: 8080}, {Service: "demo/a", Port: 9090, Listen: "127.0.0.1:19090"}, {Service: "demo/b", Port: 8080}}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("dns with import addresses: %v", err)
 	}
 	c = validConfig()
 	c.Listen.Admin, c.Listen.Probes, c.Admin.TokenFile = "0.0.0.0:15000", "0.0.0.0:15020", "/etc/strait/admin-token"

@@ -21,6 +21,7 @@ import (
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
+	"github.com/straitmesh/strait/gateway/clusterset"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/identity"
@@ -101,6 +102,7 @@ type Gateway struct {
 	probesLn  net.Listener // listen.probes; nil when not set
 	controlLn net.Listener
 	imports   []*importListener
+	dns       *clusterset.Server // dns.listen; nil when not set
 	admin     *http.Server
 	probes    *http.Server // nil without listen.probes
 	serverTLS *tls.Config
@@ -236,7 +238,7 @@ func Start(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.log.Info("gateway started", "data", g.dataLn.Addr().String(), "advertise", g.advertise,
-		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "passthrough", g.PassthroughAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports))
+		"admin", g.adminLn.Addr().String(), "connect", g.ConnectAddr(), "passthrough", g.PassthroughAddr(), "gossip", g.catalog.GossipAddr(), "imports", len(g.imports), "dns", g.DNSAddr())
 	return g, nil
 }
 
@@ -341,6 +343,18 @@ func (g *Gateway) components() []component {
 			g.closeListeners()
 			g.conns.kill()
 		}},
+		// Names answer once the import ports behind them are served, and
+		// stop being answered before those close.
+		component{name: "dns", start: func() error {
+			if cfg.DNS.Listen == "" {
+				return nil
+			}
+			return g.startDNS()
+		}, drain: g.stopDNS, kill: func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			g.stopDNS(ctx)
+		}},
 		// Last to start, first to stop: readiness fails and the tunnels
 		// peers opened are told to open no more streams.
 		component{name: "readiness", drain: func(context.Context) error {
@@ -381,12 +395,17 @@ func (g *Gateway) listen() (err error) {
 	if err = g.listenPassthrough(); err != nil {
 		return err
 	}
+	auto := cfg.ImportAddresses()
 	for _, im := range cfg.Imports {
-		ln, lerr := g.listenIn("import", im.Listen, lim.Import, false)
-		if lerr != nil {
-			return fmt.Errorf("listen import %s:%d on %s: %w", im.Service, im.Port, im.Listen, lerr)
+		for _, at := range importListens(im, auto) {
+			ln, lerr := g.listenIn("import", at, lim.Import, false)
+			if lerr != nil {
+				return fmt.Errorf("listen import %s:%d on %s: %w", im.Service, im.Port, at, lerr)
+			}
+			own := im
+			own.Listen = at
+			g.imports = append(g.imports, &importListener{Import: own, ln: ln})
 		}
-		g.imports = append(g.imports, &importListener{Import: im, ln: ln})
 	}
 	g.advertise = cfg.Advertise
 	if g.advertise == "" {
@@ -562,11 +581,15 @@ func (g *Gateway) ConnectAddr() string {
 	return g.connectLn.Addr().String()
 }
 
-// ImportAddrs returns the bound address of each import, keyed "ns/name:port".
+// ImportAddrs returns the bound address of each import, keyed
+// "ns/name:port": its own listen address, or its service's address of
+// dns.importAddresses when it has none.
 func (g *Gateway) ImportAddrs() map[string]string {
 	out := make(map[string]string, len(g.imports))
 	for _, im := range g.imports {
-		out[im.Target().String()] = im.ln.Addr().String()
+		if _, ok := out[im.Target().String()]; !ok {
+			out[im.Target().String()] = im.ln.Addr().String()
+		}
 	}
 	return out
 }

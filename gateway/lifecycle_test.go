@@ -24,10 +24,10 @@ func freeAddr(t *testing.T) string {
 
 // TestStartRollsBackWhenAComponentFails: a gateway whose start fails at
 // its first listener, its second, its gossip (after the admin server and
-// the listeners run) or its routing state (after it joined the gossip
-// pool) returns an error naming the address in use and leaves nothing
-// behind: every address it bound can be bound again and no goroutine of
-// it is left.
+// the listeners run), its routing state (after it joined the gossip
+// pool) or its DNS server (after everything else started) returns an
+// error naming the address in use and leaves nothing behind: every
+// address it bound can be bound again and no goroutine of it is left.
 func TestStartRollsBackWhenAComponentFails(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -38,12 +38,15 @@ func TestStartRollsBackWhenAComponentFails(t *testing.T) {
 		{"admin listener", func(c *gateway.Config) *string { return &c.Listen.Admin }, false},
 		{"gossip", func(c *gateway.Config) *string { return &c.Gossip.Bind }, false},
 		{"routing state", func(c *gateway.Config) *string { return &c.State.Bind }, true},
+		// Last before readiness: everything else runs when it fails.
+		{"dns", func(c *gateway.Config) *string { return &c.DNS.Listen }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
 			cfg := gateway.DefaultConfig()
 			cfg.Listen = gateway.ListenConfig{Data: freeAddr(t), Admin: freeAddr(t), Connect: freeAddr(t), Passthrough: freeAddr(t)}
 			cfg.Gossip.Bind = freeAddr(t)
+			cfg.DNS.Listen = freeAddr(t)
 			if tc.state {
 				cfg.State.DataDir, cfg.State.Bind, cfg.State.Voter, cfg.State.BootstrapExpect = t.TempDir(), freeAddr(t), true, 1
 				cfg.Listen.Control = freeAddr(t)
@@ -54,7 +57,7 @@ func TestStartRollsBackWhenAComponentFails(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer hold.Close()
-			bound := []string{cfg.Listen.Data, cfg.Listen.Admin, cfg.Listen.Connect, cfg.Listen.Passthrough, cfg.Gossip.Bind, cfg.Listen.Control}
+			bound := []string{cfg.Listen.Data, cfg.Listen.Admin, cfg.Listen.Connect, cfg.Listen.Passthrough, cfg.Gossip.Bind, cfg.Listen.Control, cfg.DNS.Listen}
 
 			g, err := startGatewayWith(t, cfg, nil)
 			if err == nil {

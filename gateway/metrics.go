@@ -36,6 +36,7 @@ type metrics struct {
 	peerMismatch       *prometheus.CounterVec
 	peerRefused        *prometheus.CounterVec
 	accessRefused      *prometheus.CounterVec
+	dnsQueries         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -138,6 +139,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strait_gateway_access_refused_total",
 			Help: "Flows refused by the routing state's export and import records, by direction (outbound: no cluster left to try; inbound: a stream from a peer) and service.",
 		}, []string{"direction", "service"}),
+		dnsQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_dns_queries_total",
+			Help: "DNS queries on dns.listen, by query type (A, AAAA, SRV, ...; other; none when no question could be read) and response code (NOERROR, NXDOMAIN, REFUSED, FORMERR, ...; dropped: too short to answer).",
+		}, []string{"qtype", "rcode"}),
 	}
 	for _, r := range identity.Reasons {
 		m.peerRefused.WithLabelValues(string(r))
@@ -152,7 +157,7 @@ func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
-		m.peerMismatch, m.peerRefused, m.accessRefused}
+		m.peerMismatch, m.peerRefused, m.accessRefused, m.dnsQueries}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

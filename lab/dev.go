@@ -45,6 +45,10 @@ func DevTopology() []DevCluster {
 // DemoPort is the port every demo service listens on.
 const DemoPort = 8080
 
+// DevDNSPort is where each `strait dev` gateway answers DNS for its
+// imports' names (not with Ephemeral).
+const DevDNSPort = 15053
+
 // demoServices are imported by every dev cluster, each on its own local port.
 var demoServices = []struct {
 	key    string
@@ -93,6 +97,20 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 	}()
 	spec := opts.Spec
 	spec.Clusters = nil
+	// Without Ephemeral each gateway also answers DNS for its imports on
+	// its own address, with an address per imported service of
+	// 127.77.N.0/24 serving the demo port: names need no proxy and no
+	// port per import. (Ephemeral keeps to free ports on 127.0.0.1.)
+	dns := map[string]gateway.DNSConfig{}
+	tune := spec.Tune
+	spec.Tune = func(cluster string, cfg *gateway.Config) {
+		if d, ok := dns[cluster]; ok {
+			cfg.DNS.Listen, cfg.DNS.ImportAddresses = d.Listen, d.ImportAddresses
+		}
+		if tune != nil {
+			tune(cluster, cfg)
+		}
+	}
 	if spec.Policy == nil {
 		spec.Policy, spec.PolicyName = examples.Residency, "deploy/examples/residency.yaml"
 	}
@@ -103,6 +121,7 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 			gwHost = fmt.Sprintf("127.0.%d.1", i+1)
 			cs.DataPort, cs.GossipPort, cs.AdminPort, cs.ConnectPort = 15443, 7946, 15000, 15001
 			cs.ControlPort, cs.RaftPort, cs.PassthroughPort = 15012, 8300, 15002
+			dns[dc.Name] = gateway.DNSConfig{Listen: net.JoinHostPort(gwHost, strconv.Itoa(DevDNSPort)), ImportAddresses: fmt.Sprintf("127.77.%d.0/24", i+1)}
 		}
 		cs.Host = gwHost
 		for j, key := range dc.Services {
@@ -247,6 +266,9 @@ type ClusterInfo struct {
 	CLIConfig string            `json:"cliConfig"`
 	Services  []ServiceInfo     `json:"services"`
 	Imports   map[string]string `json:"imports"` // "demo/ledger:8080" -> local address
+	// DNS answers <service>.<namespace>.svc.clusterset.local for the
+	// imports (UDP and TCP); empty when the gateway has no DNS server.
+	DNS string `json:"dns,omitempty"`
 }
 
 // ServiceInfo is one local demo service.
@@ -265,7 +287,7 @@ func (d *Dev) Info() Info {
 		g, cs := d.Gateway(name), d.Spec(name)
 		ci := ClusterInfo{Name: name, Region: cs.Region, Zone: cs.Zone, Cloud: cs.Cloud,
 			Admin: g.AdminAddr(), Connect: g.ConnectAddr(), Passthrough: g.PassthroughAddr(), Data: g.DataAddr(), Gossip: g.GossipAddr(), Imports: g.ImportAddrs(),
-			Control: g.ControlAddr(), Voter: cs.Voter, CLIConfig: filepath.Join(d.StateDir, "cli", name+".yaml")}
+			Control: g.ControlAddr(), Voter: cs.Voter, CLIConfig: filepath.Join(d.StateDir, "cli", name+".yaml"), DNS: g.DNSAddr()}
 		for _, s := range d.demos {
 			if s.Cluster == name {
 				ci.Services = append(ci.Services, ServiceInfo{Service: s.Service, Endpoint: s.Addr(), Ports: []int{DemoPort}, Labels: labelsOf(cs, s.Service)})
@@ -383,6 +405,18 @@ any request marked x-data-residency: eu, inside regions eu-west and eu-central.
   %[8]s policy simulate --admin %[7]s --fail eu-central
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, euc.Imports["demo/ledger:8080"], euc.Admin, self, use.Name, use.Connect, use.Admin,
 		euw.Imports["demo/profile:8080"])
+	if euc.DNS != "" {
+		host, port, _ := net.SplitHostPort(euc.DNS)
+		fmt.Fprintf(w, `
+Names: each gateway answers DNS for its imports under clusterset.local, with an
+address of the service's own that serves its ports: no proxy, no port per import.
+
+  # from %[1]s, demo/ledger's name, then demo/ledger at that name
+  dig @%[2]s -p %[3]s ledger.demo.svc.clusterset.local
+  curl -s --resolve ledger.demo.svc.clusterset.local:%[4]d:$(dig @%[2]s -p %[3]s +short ledger.demo.svc.clusterset.local) \
+    http://ledger.demo.svc.clusterset.local:%[4]d/
+`, euc.Name, host, port, DemoPort)
+	}
 	if euc.Passthrough != "" && info.MeshCA != "" {
 		fmt.Fprintf(w, `
 TLS passthrough: a mesh workload opens TLS to its gateway's passthrough port

@@ -76,6 +76,10 @@ func TestDevTour(t *testing.T) {
 			}
 		}
 	}
+	// Names are answered only off --ephemeral, which keeps to free ports.
+	if strings.Contains(tour.String(), "dig @") || info.Clusters[0].DNS != "" {
+		t.Errorf("ephemeral federation with a DNS server (%q):\n%s", info.Clusters[0].DNS, tour.String())
+	}
 	// The per-import command of the tour is allowed (eu-central-1 -> ledger).
 	euc := byName["eu-central-1"]
 	if !strings.Contains(tour.String(), "curl -s http://"+euc.Imports["demo/ledger:8080"]+"/") {
@@ -146,6 +150,23 @@ func TestDevTour(t *testing.T) {
 		}}}
 	if r := getJSON(t, client, "https://ledger.demo.svc.cluster.local:8080/tls"); !r.TLS || r.SNI != sni || r.Region != "eu-west" || r.Path != "/tls" {
 		t.Errorf("passthrough from eu-central-1 to demo/ledger: %+v", r)
+	}
+}
+
+// TestDevTourNames: a federation whose gateways answer DNS (strait dev
+// without --ephemeral) gets the tour's lines that resolve a name at
+// eu-central-1's gateway and dial it.
+func TestDevTourNames(t *testing.T) {
+	info := lab.Info{Clusters: []lab.ClusterInfo{{Name: "eu-west-1"}, {Name: "eu-west-2"}, {Name: "eu-central-1", DNS: "127.0.3.1:15053"}, {Name: "us-east-1"}}}
+	var tour strings.Builder
+	lab.PrintTour(&tour, info, "strait")
+	for _, want := range []string{
+		"dig @127.0.3.1 -p 15053 ledger.demo.svc.clusterset.local\n",
+		"curl -s --resolve ledger.demo.svc.clusterset.local:8080:$(dig @127.0.3.1 -p 15053 +short ledger.demo.svc.clusterset.local)",
+	} {
+		if !strings.Contains(tour.String(), want) {
+			t.Errorf("tour lacks %q:\n%s", want, tour.String())
+		}
 	}
 }
 

@@ -138,7 +138,9 @@ each, demo services on port 8080, an ephemeral federation CA (the voters hold
 its intermediate; eu-west-2 enrols with a join token; certificates live
 --cert-lifetime and renew at two thirds of it), and the residency policy of
 deploy/examples/residency.yaml (--policy for another). Cluster N binds 127.0.N.0/24
-with the well-known ports; --ephemeral uses free ports on 127.0.0.1 instead.
+with the well-known ports and answers DNS for its imports' clusterset.local names
+on 127.0.N.1:15053 (each imported service at an address of 127.77.N.0/24);
+--ephemeral uses free ports on 127.0.0.1 instead, without DNS.
 Runs until interrupted or for --duration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -35,6 +35,28 @@ type Status struct {
 	// Ejected lists the local endpoints and remote gateways that passive
 	// outlier detection ejected: tried only after every other candidate.
 	Ejected []route.EjectedStatus `json:"ejected,omitempty"`
+	// DNS is the server answering the imports' names; absent without
+	// dns.listen.
+	DNS *DNSStatus `json:"dns,omitempty"`
+}
+
+// DNSStatus is the DNS server that answers <service>.<namespace>.svc.<domain>.
+type DNSStatus struct {
+	Listen string `json:"listen"`
+	Domain string `json:"domain"`
+	// State is serving, or stopped once the gateway shuts down.
+	State string `json:"state"`
+	// Names are the names answered, one per imported service with an
+	// address.
+	Names []DNSName `json:"names"`
+}
+
+// DNSName is one name the DNS server answers.
+type DNSName struct {
+	Name      string   `json:"name"`
+	Service   string   `json:"service"`
+	Addresses []string `json:"addresses"`
+	Ports     []int    `json:"ports"`
 }
 
 // TunnelStatus is one outbound tunnel, or one peer that only takes a

@@ -116,6 +116,17 @@ func (s Status) WriteTable(w io.Writer) error {
 			}
 		})
 	}
+	if err == nil && s.DNS != nil {
+		err = table(w, fmt.Sprintf("NAME (dns %s, %s)\tSERVICE\tADDRESSES\tPORTS", s.DNS.Listen, s.DNS.State), func(tw io.Writer) {
+			for _, n := range s.DNS.Names {
+				ports := make([]string, len(n.Ports))
+				for i, p := range n.Ports {
+					ports[i] = fmt.Sprint(p)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Service, strings.Join(n.Addresses, ","), strings.Join(ports, ","))
+			}
+		})
+	}
 	return err
 }
 
