@@ -460,7 +460,11 @@ func TestIdleFloodOfEveryPort(t *testing.T) {
 		if refused < float64(*floodConns)/2 {
 			t.Errorf("%s: %v of %d idle connections refused over a budget of a few hundred", name, refused, *floodConns)
 		}
-		if r.OpenAtEnd > 0 || r.AllClosedMs > ms(closeBy)+r.DialMs+3000 {
+		// The last connection opens when dialling ends and closes a
+		// deadline later. A machine starved by the floods themselves shows
+		// in the dialling time, and it delays the flooding process's
+		// noticing of the close as much again: that is the slack.
+		if r.OpenAtEnd > 0 || r.AllClosedMs > ms(closeBy)+2*r.DialMs+3000 {
 			t.Errorf("%s: %d left open, the last closed after %.0f ms; want all closed by the %s deadline", name, r.OpenAtEnd, r.AllClosedMs, closeBy)
 		}
 	}
