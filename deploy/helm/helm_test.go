@@ -306,6 +306,15 @@ func TestValueSets(t *testing.T) {
 			if _, ok := o.configMaps[release+"-strait-residency"]; ok {
 				t.Error("the chart made a policy ConfigMap although an existing one is named")
 			}
+			vals := readValues(t, "ca-values.yaml")
+			vals["replicaCount"] = 2
+			rendered, err := render(ch, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if notes := rendered["strait/templates/NOTES.txt"]; !strings.Contains(notes, "WARNING: tls.source ca with 2 replicas") {
+				t.Errorf("NOTES.txt does not warn of one join token for two replicas:\n%s", notes)
+			}
 		},
 		"acme-values.yaml": func(t *testing.T, o objects) {
 			svc := o.services[release+"-strait"]
@@ -417,7 +426,11 @@ func checkPod(t *testing.T, o objects) {
 		t.Errorf("listen.admin %s: the operator API must stay on loopback", gc.Listen["admin"])
 	}
 
-	if o.pdb == nil || o.pdb.Spec.MinAvailable == nil || o.pdb.Spec.MinAvailable.IntValue() != 1 {
+	if r := o.deployment.Spec.Replicas; r != nil && *r == 1 {
+		if o.pdb != nil {
+			t.Error("a PodDisruptionBudget of minAvailable 1 for one replica would block every node drain")
+		}
+	} else if o.pdb == nil || o.pdb.Spec.MinAvailable == nil || o.pdb.Spec.MinAvailable.IntValue() != 1 {
 		t.Errorf("PodDisruptionBudget %+v, want minAvailable 1", o.pdb)
 	} else if !reflect.DeepEqual(o.pdb.Spec.Selector.MatchLabels, o.deployment.Spec.Selector.MatchLabels) {
 		t.Errorf("PodDisruptionBudget selects %v, the Deployment %v", o.pdb.Spec.Selector.MatchLabels, o.deployment.Spec.Selector.MatchLabels)
