@@ -508,6 +508,9 @@ func checkPorts(t *testing.T, o objects) {
 	if lb == nil || lb.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		t.Fatalf("no LoadBalancer Service %s-strait: %+v", release, lb)
 	}
+	if !lb.Spec.PublishNotReadyAddresses {
+		t.Error("the LoadBalancer leaves out gateways that are still joining: two clusters joining each other would wait forever")
+	}
 	var lbPorts []string
 	for _, p := range lb.Spec.Ports {
 		lbPorts = append(lbPorts, fmt.Sprintf("%d/%s", p.Port, p.Protocol))
