@@ -20,6 +20,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ import (
 	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -98,6 +100,7 @@ type objects struct {
 	configMaps   map[string]*corev1.ConfigMap
 	services     map[string]*corev1.Service
 	pdb          *policyv1.PodDisruptionBudget
+	netpol       *networkingv1.NetworkPolicy
 	sa           *corev1.ServiceAccount
 	clusterRoles []*rbacv1.ClusterRole
 	crBindings   []*rbacv1.ClusterRoleBinding
@@ -118,7 +121,11 @@ func decode(t *testing.T, rendered map[string]string) objects {
 		if !strings.HasSuffix(name, ".yaml") {
 			continue
 		}
-		for _, doc := range releaseutil.SplitManifests(rendered[name]) {
+		docs := releaseutil.SplitManifests(rendered[name])
+		keys := slices.Collect(maps.Keys(docs))
+		sort.Sort(releaseutil.BySplitManifestsOrder(keys))
+		for _, key := range keys {
+			doc := docs[key]
 			if strings.TrimSpace(doc) == "" {
 				continue
 			}
@@ -150,6 +157,8 @@ func decode(t *testing.T, rendered map[string]string) objects {
 				o.services[obj.Name] = obj
 			case *policyv1.PodDisruptionBudget:
 				o.pdb = obj
+			case *networkingv1.NetworkPolicy:
+				o.netpol = obj
 			case *corev1.ServiceAccount:
 				o.sa = obj
 			case *rbacv1.ClusterRole:
@@ -247,6 +256,10 @@ var existing = map[string]map[string]string{
 // holds for each, then what the set is about.
 func TestValueSets(t *testing.T) {
 	ch := loadChart(t)
+	if err := ch.Validate(); err != nil || ch.Metadata.APIVersion != chart.APIVersionV2 || ch.Metadata.AppVersion == "" || ch.Schema == nil {
+		t.Fatalf("Chart.yaml: %v; apiVersion %q, appVersion %q, schema %t; want v2, an appVersion and values.schema.json",
+			err, ch.Metadata.APIVersion, ch.Metadata.AppVersion, ch.Schema != nil)
+	}
 	examplePolicy, err := os.ReadFile("../examples/residency.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -361,6 +374,7 @@ func TestValueSets(t *testing.T) {
 			o := decode(t, rendered)
 			checkPod(t, o)
 			checkPorts(t, o)
+			checkNetworkPolicy(t, o)
 			checkStraitCheck(t, o)
 			check, ok := checks[name]
 			if !ok {
@@ -519,6 +533,44 @@ func checkPorts(t *testing.T, o objects) {
 	for _, want := range []string{fmt.Sprintf("%d/TCP", port(t, gc.Listen["data"])), fmt.Sprintf("%d/TCP", gossip), fmt.Sprintf("%d/UDP", gossip)} {
 		if !slices.Contains(lbPorts, want) {
 			t.Errorf("LoadBalancer ports %v lack %s", lbPorts, want)
+		}
+	}
+}
+
+// checkNetworkPolicy checks that the gateway pods' ingress lets anyone
+// reach the data, gossip and probes ports and only pods reach the ports
+// for local workloads, and that every container port is in one rule.
+func checkNetworkPolicy(t *testing.T, o objects) {
+	t.Helper()
+	np := o.netpol
+	if np == nil {
+		t.Fatal("no NetworkPolicy")
+	}
+	if !reflect.DeepEqual(np.Spec.PodSelector.MatchLabels, o.deployment.Spec.Selector.MatchLabels) {
+		t.Errorf("NetworkPolicy selects %v, the Deployment %v", np.Spec.PodSelector.MatchLabels, o.deployment.Spec.Selector.MatchLabels)
+	}
+	open, podsOnly := map[string]bool{}, map[string]bool{}
+	for _, r := range np.Spec.Ingress {
+		into := open
+		if len(r.From) > 0 {
+			if len(r.From) != 1 || r.From[0].NamespaceSelector == nil || len(r.From[0].NamespaceSelector.MatchLabels) != 0 ||
+				r.From[0].IPBlock != nil || r.From[0].PodSelector != nil {
+				t.Errorf("ingress from %+v, want every pod of the cluster", r.From)
+			}
+			into = podsOnly
+		}
+		for _, p := range r.Ports {
+			into[fmt.Sprintf("%s/%s", p.Port.String(), *p.Protocol)] = true
+		}
+	}
+	for _, p := range o.container(t).Ports {
+		key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)
+		local := p.Name == "connect" || p.Name == "passthrough" || strings.HasPrefix(p.Name, "import-")
+		switch {
+		case local && (!podsOnly[key] || open[key]):
+			t.Errorf("port %s %s: want it open to the cluster's pods only", p.Name, key)
+		case !local && !open[key]:
+			t.Errorf("port %s %s: want it open to other gateways, kubelet and Prometheus", p.Name, key)
 		}
 	}
 }
