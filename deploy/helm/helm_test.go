@@ -212,7 +212,7 @@ type gatewayConfig struct {
 		Source     string
 		Kubernetes struct{ Namespaces []string }
 	}
-	Imports []struct{ Listen string }
+	Imports []struct{ Listen, Namespace string }
 }
 
 func (o objects) gatewayConfig(t *testing.T) gatewayConfig {
@@ -538,8 +538,9 @@ func checkPorts(t *testing.T, o objects) {
 }
 
 // checkNetworkPolicy checks that the gateway pods' ingress lets anyone
-// reach the data, gossip and probes ports and only pods reach the ports
-// for local workloads, and that every container port is in one rule.
+// reach the data, gossip and probes ports, the cluster's pods reach the
+// ports for local workloads, and only pods of an import's namespace reach
+// an import port that names one; every container port is in one rule.
 func checkNetworkPolicy(t *testing.T, o objects) {
 	t.Helper()
 	np := o.netpol
@@ -549,28 +550,43 @@ func checkNetworkPolicy(t *testing.T, o objects) {
 	if !reflect.DeepEqual(np.Spec.PodSelector.MatchLabels, o.deployment.Spec.Selector.MatchLabels) {
 		t.Errorf("NetworkPolicy selects %v, the Deployment %v", np.Spec.PodSelector.MatchLabels, o.deployment.Spec.Selector.MatchLabels)
 	}
-	open, podsOnly := map[string]bool{}, map[string]bool{}
+	const anywhere, anyPod = "anywhere", "any pod"
+	from := map[string][]string{} // port/protocol: who may reach it
 	for _, r := range np.Spec.Ingress {
-		into := open
+		who := anywhere
 		if len(r.From) > 0 {
-			if len(r.From) != 1 || r.From[0].NamespaceSelector == nil || len(r.From[0].NamespaceSelector.MatchLabels) != 0 ||
-				r.From[0].IPBlock != nil || r.From[0].PodSelector != nil {
-				t.Errorf("ingress from %+v, want every pod of the cluster", r.From)
+			if len(r.From) != 1 || r.From[0].NamespaceSelector == nil || r.From[0].IPBlock != nil || r.From[0].PodSelector != nil {
+				t.Errorf("ingress from %+v, want a namespace selector", r.From)
+				continue
 			}
-			into = podsOnly
+			who = anyPod
+			if ns, ok := r.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]; ok {
+				who = "namespace " + ns
+			}
 		}
 		for _, p := range r.Ports {
-			into[fmt.Sprintf("%s/%s", p.Port.String(), *p.Protocol)] = true
+			key := fmt.Sprintf("%s/%s", p.Port.String(), *p.Protocol)
+			from[key] = append(from[key], who)
 		}
 	}
-	for _, p := range o.container(t).Ports {
+	want := map[string]string{}
+	c := o.container(t)
+	for _, p := range c.Ports {
 		key := fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)
-		local := p.Name == "connect" || p.Name == "passthrough" || strings.HasPrefix(p.Name, "import-")
-		switch {
-		case local && (!podsOnly[key] || open[key]):
-			t.Errorf("port %s %s: want it open to the cluster's pods only", p.Name, key)
-		case !local && !open[key]:
-			t.Errorf("port %s %s: want it open to other gateways, kubelet and Prometheus", p.Name, key)
+		want[key] = anywhere
+		if p.Name == "connect" || p.Name == "passthrough" || strings.HasPrefix(p.Name, "import-") {
+			want[key] = anyPod
+		}
+	}
+	gc := o.gatewayConfig(t)
+	for _, im := range gc.Imports {
+		if im.Namespace != "" {
+			want[fmt.Sprintf("%d/TCP", port(t, im.Listen))] = "namespace " + im.Namespace
+		}
+	}
+	for key, who := range want {
+		if got := from[key]; !slices.Equal(got, []string{who}) {
+			t.Errorf("port %s reachable from %v, want %s", key, got, who)
 		}
 	}
 }
