@@ -1071,3 +1071,57 @@ func TestRBACVerbsCommented(t *testing.T) {
 		t.Errorf("%d verbs in strait.rbacRules, discovery checks %d", n, len(kube.Permissions()))
 	}
 }
+
+// TestMulticloudValues renders the values of each Kubernetes cluster of
+// the multi-cloud example (deploy/examples/multicloud, docs/multicloud.md)
+// with the example's policy, and holds them to what every value set
+// holds to: the pod, the ports, the network policy and the gateway's own
+// --check of the rendered config, plus the identity each file names.
+func TestMulticloudValues(t *testing.T) {
+	ch := loadChart(t)
+	dir := filepath.Join("..", "examples", "multicloud")
+	policy, err := os.ReadFile(filepath.Join(dir, "residency.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := existing["strait-residency"]
+	existing["strait-residency"] = map[string]string{"residency.yaml": string(policy)}
+	t.Cleanup(func() { existing["strait-residency"] = old })
+	want := map[string][3]string{ // cluster, region, cloud
+		"aws-eu-west-values.yaml":    {"aws-eu-west-1", "eu-west", "aws"},
+		"gcp-eu-central-values.yaml": {"gcp-eu-central-1", "eu-central", "gcp"},
+		"aws-us-east-values.yaml":    {"aws-us-east-1", "us-east", "aws"},
+	}
+	sets, err := filepath.Glob(filepath.Join(dir, "*-values.yaml"))
+	if err != nil || len(sets) != len(want) {
+		t.Fatalf("value files %v (%v), want the %d of the example", sets, err, len(want))
+	}
+	for _, path := range sets {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			vals, err := chartutil.ReadValuesFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rendered, err := render(ch, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := decode(t, rendered)
+			checkPod(t, o)
+			checkPorts(t, o)
+			checkNetworkPolicy(t, o)
+			checkStraitCheck(t, o)
+			w, ok := want[name]
+			if !ok {
+				t.Fatalf("%s is not one of the example's clusters", name)
+			}
+			raw := o.gatewayConfig(t).raw
+			for i, key := range []string{"cluster", "region", "cloud"} {
+				if !strings.Contains(raw, key+": \""+w[i]+"\"") {
+					t.Errorf("gateway.yaml lacks %s: %s\n%s", key, w[i], raw)
+				}
+			}
+		})
+	}
+}
