@@ -295,6 +295,18 @@ func TestValueSets(t *testing.T) {
 					t.Errorf("STRAIT_ADVERTISE %q set although gateway.advertise is", e.Value)
 				}
 			}
+			// Each imported service has a Service at its own port,
+			// forwarding to its import port, named for the CoreDNS rewrite.
+			for name, want := range map[string][2]any{
+				release + "-strait-demo-ledger":  {int32(8080), "import-0"},
+				release + "-strait-demo-profile": {int32(9090), "import-1"},
+			} {
+				svc := o.services[name]
+				if svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != want[0] || svc.Spec.Ports[0].TargetPort.String() != want[1] ||
+					svc.Spec.Type != corev1.ServiceTypeClusterIP || !labelsMatch(svc.Spec.Selector, o.deployment.Spec.Template.Labels) {
+					t.Errorf("Service %s of an import: %+v, want port %v to %v on the gateway's pods", name, svc, want[0], want[1])
+				}
+			}
 			local := o.services[release+"-strait-local"]
 			var names []string
 			for _, p := range local.Spec.Ports {
@@ -1123,5 +1135,42 @@ func TestMulticloudValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestImportNames: NOTES.txt prints the CoreDNS rewrite that maps
+// clusterset.local names to the imports' Services, naming this release's
+// Services and namespace, and a release whose Service names would be too
+// long fails to render, naming the import, instead of cutting the names
+// short (the rewrite could not follow them).
+func TestImportNames(t *testing.T) {
+	ch := loadChart(t)
+	rendered, err := render(ch, readValues(t, "full-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := rendered["strait/templates/NOTES.txt"]
+	for _, want := range []string{
+		`name regex (.+)\.(.+)\.svc\.clusterset\.local\.$ ` + release + `-strait-{2}-{1}.` + namespace + `.svc.cluster.local.`,
+		"answer auto",
+		"ledger.demo.svc.clusterset.local:8080",
+		"profile.demo.svc.clusterset.local:9090",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, notes)
+		}
+	}
+	vals := readValues(t, "full-values.yaml")
+	vals["imports"] = []any{map[string]any{"service": "demo/" + strings.Repeat("x", 60), "port": 8080, "listenPort": 18080}}
+	if _, err := render(ch, vals); err == nil || !strings.Contains(err.Error(), "longer than 63 characters") {
+		t.Errorf("an import whose Service name is too long: %v, want a failure saying so", err)
+	}
+	vals["importServices"] = map[string]any{"enabled": false}
+	out, err := render(ch, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := decode(t, out); len(o.services) != 2 {
+		t.Errorf("importServices off: Services %v, want the gateway's two", o.services)
 	}
 }

@@ -182,3 +182,17 @@ log:
   level: {{ $v.gateway.log.level }}
   format: {{ $v.gateway.log.format }}
 {{- end }}
+
+{{/*
+The Service of an imported service: <fullname>-<namespace>-<name>, which
+the CoreDNS rewrite of NOTES.txt maps <name>.<namespace>.svc.clusterset.local
+to. A name too long for a Service fails the install rather than being cut
+short, which the rewrite could not follow.
+*/}}
+{{- define "strait.importServiceName" -}}
+{{- $n := printf "%s-%s-%s" (include "strait.fullname" .root) .namespace .name -}}
+{{- if gt (len $n) 63 -}}
+{{- fail (printf "imports: the Service of %s/%s would be named %s, longer than 63 characters; shorten the release name or set fullnameOverride" .namespace .name $n) -}}
+{{- end -}}
+{{- $n -}}
+{{- end }}
