@@ -175,3 +175,18 @@ type ErrorRateStop struct {
 	Percent float64       `json:"percent"`
 	For     time.Duration `json:"for"`
 }
+
+// Summary says in one line what the drill does, for `strait drill
+// validate`: "drill lose-a-cluster: 2m0s, 1 traffic, 2 steps, 3 expectations".
+func (d *Drill) Summary() string {
+	return fmt.Sprintf("drill %s: %s, %d traffic, %d %s, %d %s", d.Name, d.Duration,
+		len(d.Traffic), len(d.Timeline), plural(len(d.Timeline), "step"),
+		len(d.Expect.Services)+len(d.Expect.Residency), plural(len(d.Expect.Services)+len(d.Expect.Residency), "expectation"))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}

@@ -79,10 +79,9 @@ type reader struct {
 
 // stepRef is what later steps and expectations need of a step.
 type stepRef struct {
-	index    int
-	kind     FaultKind
+	kind     FaultKind // "" when the step's kind is not known
 	at       time.Duration
-	node     *yaml.Node // the step's kind
+	node     *yaml.Node // the step's mapping
 	restores string     // for a restore, the step it undoes
 }
 
@@ -159,7 +158,7 @@ func (r *reader) drill(data []byte) *Drill {
 		var prev *stepRef
 		for i, item := range r.List(f.Value, "timeline") {
 			path := yamlpos.DocumentPaths.Index("timeline", i)
-			s, at, ok := r.step(item, path, i, d.Duration)
+			s, at, ok := r.step(item, path, d.Duration)
 			if ok && prev != nil && s.At < prev.at {
 				r.Problemf(at, path+".at", "%s is before the previous step's %s; list steps in the order they happen", s.At, prev.at)
 			}
@@ -261,7 +260,7 @@ func (r *reader) traffic(n *yaml.Node, path string, drill time.Duration) Traffic
 
 // step reads one timeline entry; at is the node of its offset, ok false
 // when the offset could not be read.
-func (r *reader) step(n *yaml.Node, path string, i int, drill time.Duration) (s Step, at *yaml.Node, ok bool) {
+func (r *reader) step(n *yaml.Node, path string, drill time.Duration) (s Step, at *yaml.Node, ok bool) {
 	fs := r.Mapping(n, path, stepFields...)
 	if yamlpos.IsNull(n) {
 		r.Problemf(n, path, "expected a step (a mapping with name, at and kind), found nothing")
@@ -274,7 +273,7 @@ func (r *reader) step(n *yaml.Node, path string, i int, drill time.Duration) (s 
 		if s.Name == "" {
 			return
 		}
-		ref := stepRef{index: i, at: s.At, node: n, restores: s.Restores}
+		ref := stepRef{at: s.At, node: n, restores: s.Restores}
 		if _, known := kindFields[s.Kind]; known {
 			ref.kind = s.Kind
 		}
