@@ -387,11 +387,14 @@ func (r *reader) step(n *yaml.Node, path string, drill time.Duration) (s Step, a
 				case ref.kind == Restore:
 					r.Problemf(e.Value, path+".step", "step %q is a restore; name the fault it undid", target)
 				}
+				first := 0
 				for _, other := range r.steps {
-					if other.kind == Restore && other.node != nil && other.restores == target && found {
-						r.Problemf(e.Value, path+".step", "step %q is already restored by the step at line %d", target, other.node.Line)
-						break
+					if found && other.kind == Restore && other.restores == target && (first == 0 || other.node.Line < first) {
+						first = other.node.Line
 					}
+				}
+				if first > 0 {
+					r.Problemf(e.Value, path+".step", "step %q is already restored by the step at line %d", target, first)
 				}
 			}
 		}

@@ -322,3 +322,27 @@ func TestInvalidFixtures(t *testing.T) {
 		})
 	}
 }
+
+// The full example in docs/drills.md is the library's lose-a-cluster.yaml.
+func TestDocsExampleIsTheLibrarys(t *testing.T) {
+	doc, err := os.ReadFile("../docs/drills.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	block, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatal("docs/drills.md has no yaml block")
+	}
+	fromDocs, err := drill.Parse("docs/drills.md", []byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromLib, err := drill.LoadFile(filepath.Join(examplesDir, "lose-a-cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromDocs, fromLib) {
+		t.Errorf("docs/drills.md's example differs from lose-a-cluster.yaml:\n%+v\n%+v", fromDocs, fromLib)
+	}
+}
