@@ -437,7 +437,7 @@ func (r *reader) expect(n *yaml.Node, traffic []Traffic) Expect {
 func (r *reader) serviceExpectation(n *yaml.Node, path string, traffic []Traffic) ServiceExpectation {
 	var x ServiceExpectation
 	fs := r.Mapping(n, path, "service", "maxFailoverTime", "maxErrorRate", "maxAddedP99")
-	if yamlpos.IsNull(n) || n == nil || n.Kind != yaml.MappingNode {
+	if n == nil || yamlpos.IsNull(n) || n.Kind != yaml.MappingNode {
 		if yamlpos.IsNull(n) {
 			r.Problemf(n, path, "expected an expectation (a mapping with service and bounds), found nothing")
 		}
@@ -476,7 +476,7 @@ func (r *reader) serviceExpectation(n *yaml.Node, path string, traffic []Traffic
 func (r *reader) residencyExpectation(n *yaml.Node, path string) ResidencyExpectation {
 	var x ResidencyExpectation
 	fs := r.Mapping(n, path, "class", "neverReaches", "refusedWhile")
-	if yamlpos.IsNull(n) || n == nil || n.Kind != yaml.MappingNode {
+	if n == nil || yamlpos.IsNull(n) || n.Kind != yaml.MappingNode {
 		if yamlpos.IsNull(n) {
 			r.Problemf(n, path, "expected a residency verdict (a mapping with class and neverReaches or refusedWhile), found nothing")
 		}
