@@ -125,6 +125,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDNS$$' -fuzztime $(FUZZTIME) ./identity
 	$(GO) test -run '^$$' -fuzz '^FuzzClustersetName$$' -fuzztime $(FUZZTIME) ./gateway/clusterset
 	$(GO) test -run '^$$' -fuzz '^FuzzAnswer$$' -fuzztime $(FUZZTIME) ./gateway/clusterset
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDrill$$' -fuzztime $(FUZZTIME) ./drill
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

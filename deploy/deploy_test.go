@@ -1,6 +1,6 @@
 // Package deploy_test checks what deploy/ ships against a freshly built
-// strait binary: every example passes `strait gateway --check` or
-// `strait policy check`, the systemd unit passes `systemd-analyze
+// strait binary: every example passes `strait gateway --check`,
+// `strait policy check` or `strait drill validate`, the systemd unit passes `systemd-analyze
 // verify`, and the binary runs under the unit's MemoryDenyWriteExecute.
 package deploy_test
 
@@ -139,10 +139,11 @@ const (
 	other exampleKind = iota
 	gatewayConfig
 	residencyPolicy
+	drillFile
 )
 
 func (k exampleKind) String() string {
-	return [...]string{"other", "gateway config", "residency policy"}[k]
+	return [...]string{"other", "gateway config", "residency policy", "drill"}[k]
 }
 
 // valuesFile names Helm values files (values.yaml, values-eu.yaml,
@@ -151,7 +152,7 @@ var valuesFile = regexp.MustCompile(`(^values([-._].*)?|[-.]values)\.ya?ml$`)
 
 // classify tells a gateway config (a mapping with a scalar cluster and
 // none of a Kubernetes object's apiVersion and kind) from a residency
-// policy (kind ResidencyPolicy) and anything else.
+// policy (kind ResidencyPolicy), a drill (kind Drill) and anything else.
 func classify(path string, data []byte) (exampleKind, error) {
 	if valuesFile.MatchString(filepath.Base(path)) {
 		return other, nil
@@ -170,6 +171,9 @@ func classify(path string, data []byte) (exampleKind, error) {
 	}
 	if k := top["kind"]; k != nil && k.Value == "ResidencyPolicy" {
 		return residencyPolicy, nil
+	}
+	if k := top["kind"]; k != nil && k.Value == "Drill" {
+		return drillFile, nil
 	}
 	if top["apiVersion"] != nil || top["kind"] != nil {
 		return other, nil
@@ -219,6 +223,8 @@ func checkExample(t *testing.T, bin, path string, data []byte, kind exampleKind)
 		args = []string{"gateway", "--config", localize(t, path, data, t.TempDir()), "--check"}
 	case residencyPolicy:
 		args = []string{"policy", "check", path}
+	case drillFile:
+		args = []string{"drill", "validate", path}
 	default:
 		return fmt.Sprintf("%s: no check for a %v", path, kind)
 	}
@@ -229,7 +235,7 @@ func checkExample(t *testing.T, bin, path string, data []byte, kind exampleKind)
 	return ""
 }
 
-// The check fails on a broken example of either kind.
+// The check fails on a broken example of each kind.
 func TestCheckExampleFails(t *testing.T) {
 	bin := strait(t)
 	gw, err := os.ReadFile("examples/gateway-vm.yaml")
@@ -237,6 +243,10 @@ func TestCheckExampleFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol, err := os.ReadFile("examples/residency.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drill, err := os.ReadFile("examples/drills/lose-a-cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +262,7 @@ func TestCheckExampleFails(t *testing.T) {
 		{"gateway config with a bad address", "bind: 0.0.0.0:8300", "bind: 0.0.0.0:83000", gw, gatewayConfig, pol, "state.bind"},
 		{"gateway config naming a broken policy", "", "", gw, gatewayConfig, brokenPolicy, "mars"},
 		{"broken policy", "allowedRegions: [eu]", "allowedRegions: [mars]", pol, residencyPolicy, nil, "mars"},
+		{"drill with a misspelled fault", "kind: kill", "kind: kil", drill, drillFile, nil, `timeline[0].kind: unknown fault "kil" (did you mean "kill"?)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !bytes.Contains(tc.src, []byte(tc.old)) {
@@ -277,8 +288,9 @@ func TestCheckExampleFails(t *testing.T) {
 }
 
 // TestExamplesCheck runs every gateway config under deploy/ through
-// `strait gateway --config FILE --check` and every residency policy
-// through `strait policy check`. New examples are found by their
+// `strait gateway --config FILE --check`, every residency policy
+// through `strait policy check` and every drill through `strait drill
+// validate`. New examples are found by their
 // contents; Helm charts and values files are the chart tests' to render.
 func TestExamplesCheck(t *testing.T) {
 	bin := strait(t)
@@ -308,7 +320,7 @@ func TestExamplesCheck(t *testing.T) {
 		}
 		found[filepath.ToSlash(path)] = kind
 		if kind == other {
-			t.Logf("%s: neither a gateway config nor a residency policy, skipped", path)
+			t.Logf("%s: neither a gateway config, a residency policy nor a drill, skipped", path)
 			return nil
 		}
 		t.Run(path, func(t *testing.T) {
@@ -323,10 +335,12 @@ func TestExamplesCheck(t *testing.T) {
 	}
 	// The walk must see what is known to be there.
 	for f, want := range map[string]exampleKind{
-		"examples/gateway.yaml":         gatewayConfig,
-		"examples/gateway-minimal.yaml": gatewayConfig,
-		"examples/gateway-vm.yaml":      gatewayConfig,
-		"examples/residency.yaml":       residencyPolicy,
+		"examples/gateway.yaml":                gatewayConfig,
+		"examples/gateway-minimal.yaml":        gatewayConfig,
+		"examples/gateway-vm.yaml":             gatewayConfig,
+		"examples/residency.yaml":              residencyPolicy,
+		"examples/drills/lose-a-cluster.yaml":  drillFile,
+		"examples/drills/rolling-restart.yaml": drillFile,
 	} {
 		if got, ok := found[f]; !ok || got != want {
 			t.Errorf("%s: classified %v (found %t), want %v", f, got, ok, want)
@@ -343,6 +357,7 @@ func TestClassify(t *testing.T) {
 		{"gateway config", "gw.yaml", "cluster: a\nregion: r\n", gatewayConfig},
 		{"gateway config without region", "gw.yaml", "cluster: a\ntls: {}\n", gatewayConfig},
 		{"residency policy", "p.yaml", "apiVersion: strait.io/v1\nkind: ResidencyPolicy\n", residencyPolicy},
+		{"drill", "d.yaml", "apiVersion: strait.io/v1\nkind: Drill\n", drillFile},
 		{"kubernetes object", "svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", other},
 		{"helm values with a cluster", "values.yaml", "cluster: a\nregion: r\n", other},
 		{"helm values of a site", "values-eu.yaml", "cluster: a\n", other},

@@ -31,7 +31,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath())}
 	})
-	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newKeysCmd(), newPolicyCmd(), newStateCmd(), newProbeCmd(), newVersionCmd())
+	root.AddCommand(newGatewayCmd(), newDevCmd(), newStatusCmd(), newCACmd(), newKeysCmd(), newPolicyCmd(), newStateCmd(), newProbeCmd(), newDrillCmd(), newVersionCmd())
 	return root
 }
 

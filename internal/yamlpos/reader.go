@@ -375,7 +375,7 @@ func (r *Reader) pairs(m *yaml.Node, key string, names []string) iter.Seq2[int, 
 			i, ek := -1, Join(key, e.Name)
 			if names != nil {
 				if i = r.lookup(names, e.Name); i < 0 {
-					r.Problemf(e.Key, ek, "unknown key%s", suggest(e.Name, names))
+					r.Problemf(e.Key, ek, "unknown key%s", Suggest(e.Name, names))
 					continue
 				}
 				ek = Join(key, names[i])
@@ -516,9 +516,10 @@ func (r *Reader) name(e *Entry, key string, seen map[string]seenKey) bool {
 	return true
 }
 
-// suggest returns ` (did you mean "x"?)` for the known name closest to
-// key, or else the known names when they are few.
-func suggest(key string, known []string) string {
+// Suggest returns ` (did you mean "x"?)` for the known name closest to
+// key, or else the known names when they are few, for a message about an
+// unknown key or value.
+func Suggest(key string, known []string) string {
 	best, bestD := "", -1
 	for _, k := range known {
 		d := editDistance(strings.ToLower(key), strings.ToLower(k))
