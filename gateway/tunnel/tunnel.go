@@ -134,12 +134,14 @@ func (c *activityConn) Read(b []byte) (int, error) {
 type frameWriter struct {
 	net.Conn
 	batch *recordBatch // nil: each record is a write of its own
+	sent  atomic.Int64 // bytes written, for the keepalive (deadAfter)
 }
 
 // tlsRecord is the most plaintext one TLS record carries.
 const tlsRecord = 16 << 10
 
 func (c *frameWriter) Write(p []byte) (int, error) {
+	c.sent.Add(int64(len(p)))
 	if len(p) <= tlsRecord || c.batch == nil {
 		return c.Conn.Write(p)
 	}
@@ -243,7 +245,8 @@ type tunnel struct {
 	key     Peer   // the peer dialled (outbound tunnels); zero inbound
 	streams atomic.Int64
 	dead    atomic.Bool
-	rtt     atomic.Int64 // last keepalive round trip, nanoseconds
+	sent    *atomic.Int64 // bytes written to the peer (frameWriter)
+	rtt     atomic.Int64  // last keepalive round trip, nanoseconds
 	// rttPeak is the longest recent keepalive round trip, nanoseconds:
 	// each ping's, or the last peak less an eighth, whichever is longer.
 	rttPeak atomic.Int64
@@ -337,7 +340,7 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth, 
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
 	}
-	t := &tunnel{sess: sess, conn: ac, peer: peer, key: key, now: p.now, ping: p.cfg.Keepalive,
+	t := &tunnel{sess: sess, conn: ac, sent: &fw.sent, peer: peer, key: key, now: p.now, ping: p.cfg.Keepalive,
 		chain: tc.ConnectionState().PeerCertificates, inbound: server}
 	direction := "outbound"
 	if server {
@@ -418,6 +421,7 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 	defer tick.Stop()
 	var pinging atomic.Bool
 	lastPing := t.now()
+	var lastSent int64
 	for {
 		select {
 		case <-t.sess.CloseChan():
@@ -445,11 +449,16 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 			}
 			if now.Sub(lastPing) >= interval && pinging.CompareAndSwap(false, true) {
 				lastPing = now
+				// What went out since the last ping is what this one may
+				// wait behind.
+				sent := t.sent.Load()
+				queued := sent - lastSent
+				lastSent = sent
 				go func() {
 					defer pinging.Store(false)
 					start := time.Now() // yamux times from after its write; a fast answer can beat that
 					if _, err := t.sess.Ping(); err == nil {
-						t.notePing(time.Since(start))
+						t.notePing(time.Since(start), queued >= loadedLink)
 					}
 				}()
 			}
@@ -457,18 +466,31 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 	}
 }
 
-// notePing records a keepalive ping's round trip.
-func (t *tunnel) notePing(rtt time.Duration) {
+// loadedLink is what a tunnel must have sent in the keepalive interval
+// before a ping for the ping's round trip to count as a queue's
+// (deadAfter): a tunnel that sent less has no queue a ping could wait in.
+const loadedLink = 1 << 20
+
+// notePing records a keepalive ping's round trip; loaded says the tunnel
+// had sent at least loadedLink since the ping before, so that the round
+// trip may be a queue's.
+func (t *tunnel) notePing(rtt time.Duration, loaded bool) {
 	t.rtt.Store(int64(rtt))
 	peak := t.rttPeak.Load()
-	t.rttPeak.Store(max(int64(rtt), peak-peak/8))
+	peak -= peak / 8
+	if loaded {
+		peak = max(int64(rtt), peak)
+	}
+	t.rttPeak.Store(peak)
 }
 
 // deadAfter is how long the peer may be silent, while a ping is due,
 // before the tunnel is declared dead: timeout, or four times the longest
-// recent round trip when that is longer. A loaded link queues a ping
-// behind the bytes sent before it, so that its round trip grows with the
-// queue, and a peer behind a long queue is slow, not gone.
+// recent round trip of a ping sent on a loaded link when that is longer.
+// A loaded link queues a ping behind the bytes sent before it, so that its
+// round trip grows with the queue, and a peer behind a long queue is slow,
+// not gone. On a tunnel that sends little, a slow ping is no queue's, and
+// the timeout stands.
 func (t *tunnel) deadAfter(timeout time.Duration) time.Duration {
 	return max(timeout, 4*time.Duration(t.rttPeak.Load()))
 }

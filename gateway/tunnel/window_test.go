@@ -285,19 +285,24 @@ func TestPeerResetTellsResetFromTunnelEnd(t *testing.T) {
 // TestDeadAfterFollowsTheLongestRoundTrip: a tunnel whose pings wait
 // behind a loaded link's queue gets four times the longest recent round
 // trip before it is declared dead, and the allowance shrinks again, by
-// an eighth a ping, as the queue drains.
+// an eighth a ping, as the queue drains; a slow ping on a tunnel that
+// sent little extends nothing.
 func TestDeadAfterFollowsTheLongestRoundTrip(t *testing.T) {
 	tun := &tunnel{}
 	const timeout = 500 * time.Millisecond
 	if got := tun.deadAfter(timeout); got != timeout {
 		t.Fatalf("no round trip yet: %v, want %v", got, timeout)
 	}
-	tun.notePing(400 * time.Millisecond)
+	tun.notePing(400*time.Millisecond, false)
+	if got := tun.deadAfter(timeout); got != timeout {
+		t.Fatalf("after a slow ping on a tunnel that sent little: %v, want %v", got, timeout)
+	}
+	tun.notePing(400*time.Millisecond, true)
 	if got := tun.deadAfter(timeout); got != 1600*time.Millisecond {
-		t.Fatalf("after a 400ms ping: %v, want 1.6s", got)
+		t.Fatalf("after a 400ms ping on a loaded link: %v, want 1.6s", got)
 	}
 	for range 30 {
-		tun.notePing(time.Millisecond)
+		tun.notePing(time.Millisecond, true)
 	}
 	if got := tun.deadAfter(timeout); got != timeout {
 		t.Fatalf("after the queue drained: %v, want %v", got, timeout)
