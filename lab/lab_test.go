@@ -115,7 +115,7 @@ func twoClusters(t *testing.T) *lab.Lab {
 
 func inboundFrom(t *testing.T, g *gateway.Gateway, svc, peer string) float64 {
 	t.Helper()
-	return metricValue(t, g, "strait_gateway_connections_total", map[string]string{"direction": "inbound", "service": svc, "cluster": peer, "result": "ok"})
+	return metricValue(t, g, "strait_gateway_connections_total", map[string]string{"direction": "inbound", "service": svc, "source_cluster": peer, "destination_cluster": g.Config().Cluster, "result": "ok"})
 }
 
 func TestCrossClusterThroughBothGateways(t *testing.T) {
