@@ -251,7 +251,7 @@ func (g *Gateway) components() []component {
 	cfg := g.cfg
 	cs := []component{
 		{name: "metrics", start: func() error {
-			g.metrics = newMetrics(g.reg)
+			g.metrics = newMetrics(g.reg, g.version, cfg.Cluster)
 			g.sel = route.NewSelector(cfg.Cluster, cfg.Outlier, g.metrics.selector(), route.SystemClock{}, g.log)
 			g.retries = newRetryBudget(time.Now)
 			return nil
@@ -274,6 +274,7 @@ func (g *Gateway) components() []component {
 				StreamWindowKiB: cfg.Tunnels.StreamWindowKiB, MaxStreamWindowKiB: cfg.Tunnels.MaxStreamWindowKiB,
 				PeerWindowMiB: cfg.Tunnels.PeerWindowMiB, Mismatch: g.peerMismatch,
 				MaxStreamsPerPeer: cfg.Tunnels.MaxStreamsPerPeer}, g.id, g.dial, g.knownGateway, g.metrics.tunnel(), g.log, nil)
+			g.metrics.peers.followTunnels(g.tunnels)
 			g.setLocal(g.disc.Services())
 			g.health = newHealthChecker(g)
 			return nil
@@ -313,6 +314,7 @@ func (g *Gateway) components() []component {
 			if err != nil {
 				return err
 			}
+			g.metrics.peers.follow(g.catalog)
 			// A renewed certificate re-signs our entry at once, long before
 			// the old one expires. A catalog that was shut down ignores it.
 			c := g.catalog

@@ -277,7 +277,7 @@ func (g *Gateway) serveRequest1(c net.Conn, req *http.Request, t wire.Target, in
 	}
 	cw := &countWriter{w: c}
 	werr := resp.Write(cw)
-	g.metrics.bytes.WithLabelValues("outbound", svc, ex.dest.cluster, "rx").Add(float64(cw.n))
+	g.metrics.bytes.WithLabelValues("outbound", svc, g.cfg.Cluster, ex.dest.cluster, "rx").Add(float64(cw.n))
 	g.requestDone(svc, ex.dest.cluster, resp, start)
 	return werr == nil && keepAlive
 }
@@ -439,14 +439,14 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 			// A kept stream that closed while it waited: open a new one.
 			g.log.Debug("kept stream closed; opening another", "service", svc, "cluster", u.dest.cluster, "err", err)
 		case !retry || retried:
-			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
+			g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, u.dest.cluster, "broken").Inc()
 			return &exchange{dest: u.dest}, &upstreamError{target: t, cluster: u.dest.cluster, err: err}
 		case !g.retries.retry(svc):
-			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
+			g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, u.dest.cluster, "broken").Inc()
 			g.metrics.httpRetries.WithLabelValues(svc, u.dest.cluster, "budget").Inc()
 			return &exchange{dest: u.dest}, &upstreamError{target: t, cluster: u.dest.cluster, err: err}
 		default:
-			g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "broken").Inc()
+			g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, u.dest.cluster, "broken").Inc()
 			g.metrics.httpRetries.WithLabelValues(svc, u.dest.cluster, "retried").Inc()
 			g.log.Info("request retried on the next allowed cluster", "service", svc, "cluster", u.dest.cluster, "err", err)
 			a.failed(u.cand, err)
@@ -465,7 +465,7 @@ func (g *Gateway) exchanged(u *upstream, out *http.Request, resp *http.Response,
 	forwardHeader(resp.Header)
 	resp.Header.Set("X-Strait-Cluster", u.dest.cluster)
 	resp.Header.Set("X-Strait-Region", u.dest.region)
-	g.metrics.connections.WithLabelValues("outbound", svc, u.dest.cluster, "ok").Inc()
+	g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, u.dest.cluster, "ok").Inc()
 	keep := u.cc == nil && !resp.Close && !out.Close
 	resp.Body = &bodyDone{ReadCloser: resp.Body, done: func(clean bool) {
 		switch {

@@ -111,7 +111,7 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 }
 
 func (g *Gateway) refuseInbound(s net.Conn, peer identity.ID, svc string, err error) {
-	g.metrics.connections.WithLabelValues("inbound", svc, peer.Cluster, "refused").Inc()
+	g.metrics.connections.WithLabelValues("inbound", svc, peer.Cluster, g.cfg.Cluster, "refused").Inc()
 	g.log.Info("inbound stream refused", "peer", peer.Cluster, "service", svc, "err", err)
 	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
 	if werr := wire.WriteAnswer(s, err); werr != nil && !errors.Is(werr, net.ErrClosed) {

@@ -79,7 +79,7 @@ func (g *Gateway) servePassthrough(c net.Conn) {
 	// The ClientHello goes with the stream header, and to the next
 	// candidate if the first refuses.
 	if err := g.relayTarget(c, t, route.FlowIn{Entry: "passthrough", Unreadable: true}, hello.Raw, true); err != nil {
-		g.metrics.connections.WithLabelValues("outbound", t.String(), "", "failed").Inc()
+		g.metrics.connections.WithLabelValues("outbound", t.String(), g.cfg.Cluster, "", "failed").Inc()
 		g.refusePassthrough(peer, t.String(), passRefusal(err), err)
 	}
 }

@@ -123,14 +123,26 @@ func (g *Gateway) splice(a, b net.Conn) (ab, ba int64) {
 // its duration (from start) under dir ("inbound" or "outbound"), the
 // service and the peer cluster. tx is the bytes copied a->b.
 func (g *Gateway) meteredSplice(dir, svc, peer string, start time.Time, a, b net.Conn) (tx, rx int64) {
-	g.metrics.connections.WithLabelValues(dir, svc, peer, "ok").Inc()
+	src, dst := g.flowEnds(dir, peer)
+	g.metrics.connections.WithLabelValues(dir, svc, src, dst, "ok").Inc()
 	g.metrics.active.WithLabelValues(dir).Inc()
 	defer g.metrics.active.WithLabelValues(dir).Dec()
 	tx, rx = g.splice(a, b)
-	g.metrics.bytes.WithLabelValues(dir, svc, peer, "tx").Add(float64(tx))
-	g.metrics.bytes.WithLabelValues(dir, svc, peer, "rx").Add(float64(rx))
-	g.metrics.duration.WithLabelValues(dir, svc, peer).Observe(time.Since(start).Seconds())
+	g.metrics.bytes.WithLabelValues(dir, svc, src, dst, "tx").Add(float64(tx))
+	g.metrics.bytes.WithLabelValues(dir, svc, src, dst, "rx").Add(float64(rx))
+	g.metrics.duration.WithLabelValues(dir, svc, src, dst).Observe(time.Since(start).Seconds())
 	return tx, rx
+}
+
+// flowEnds returns the source_cluster and destination_cluster labels of a
+// flow in direction dir ("inbound" or "outbound") with the peer cluster
+// peer: an inbound flow comes from the peer to this cluster, an outbound one
+// goes from this cluster to the peer (Istio's reading of the two labels).
+func (g *Gateway) flowEnds(dir, peer string) (src, dst string) {
+	if dir == "inbound" {
+		return peer, g.cfg.Cluster
+	}
+	return g.cfg.Cluster, peer
 }
 
 // copy moves src to dst until src ends or either fails. Between two TCP

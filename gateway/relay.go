@@ -106,7 +106,7 @@ func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in route.FlowIn, f
 			r.cond.Broadcast()
 			client.Close()
 			<-pumped
-			g.metrics.connections.WithLabelValues("outbound", svc, c.Cluster, "broken").Inc()
+			g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, c.Cluster, "broken").Inc()
 			g.log.Info("outbound connection broken before its answer", "service", svc, "cluster", c.Cluster, "err", err)
 			return nil
 		}
@@ -154,15 +154,15 @@ func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in route.FlowIn, f
 	r.cond.Broadcast()
 
 	rt := a.answered(c)
-	g.metrics.connections.WithLabelValues("outbound", svc, rt.cluster, "ok").Inc()
+	g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, rt.cluster, "ok").Inc()
 	g.metrics.active.WithLabelValues("outbound").Inc()
 	defer g.metrics.active.WithLabelValues("outbound").Dec()
 	rx := r.f.copy(client, up)
 	closeWrite(client)
 	tx := <-pumped + int64(len(first))
-	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "tx").Add(float64(tx))
-	g.metrics.bytes.WithLabelValues("outbound", svc, rt.cluster, "rx").Add(float64(rx))
-	g.metrics.duration.WithLabelValues("outbound", svc, rt.cluster).Observe(time.Since(a.start).Seconds())
+	g.metrics.bytes.WithLabelValues("outbound", svc, g.cfg.Cluster, rt.cluster, "tx").Add(float64(tx))
+	g.metrics.bytes.WithLabelValues("outbound", svc, g.cfg.Cluster, rt.cluster, "rx").Add(float64(rx))
+	g.metrics.duration.WithLabelValues("outbound", svc, g.cfg.Cluster, rt.cluster).Observe(time.Since(a.start).Seconds())
 	return nil
 }
 
@@ -261,6 +261,6 @@ func retrySafe(err error) bool {
 
 // outboundFailed counts and logs an outbound flow that found no route.
 func (g *Gateway) outboundFailed(svc string, in route.FlowIn, err error) {
-	g.metrics.connections.WithLabelValues("outbound", svc, "", "failed").Inc()
+	g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, "", "failed").Inc()
 	g.log.Info("outbound connection failed", "service", svc, "entry", in.Entry, "err", err)
 }

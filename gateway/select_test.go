@@ -27,7 +27,7 @@ import (
 func testSelector(t *testing.T) (*route.Selector, *fakeclock.Clock, *metrics) {
 	t.Helper()
 	clk := fakeclock.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	m := newMetrics(prometheus.NewRegistry())
+	m := newMetrics(prometheus.NewRegistry(), "test", "a")
 	s := route.NewSelector("a", route.DefaultOutlierConfig(), m.selector(), clk, slog.New(slog.DiscardHandler))
 	s.SetRand(rand.New(rand.NewPCG(1, 2)).Float64)
 	return s, clk, m

@@ -203,7 +203,7 @@ func TestImportPortRoutesEachHTTP2Stream(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(strings.ToLower(status.Convert(err).Message()), "x-data-residency") {
 		t.Fatalf("ambiguous gRPC call: %v, want InvalidArgument naming the header", err)
 	}
-	if n := metricValue(t, l.Gateway("a"), "strait_gateway_grpc_requests_total", map[string]string{"service": "demo/profile:8080", "cluster": "c", "grpc_status": "0"}); n < 10 {
+	if n := metricValue(t, l.Gateway("a"), "strait_gateway_grpc_requests_total", map[string]string{"service": "demo/profile:8080", "destination_cluster": "c", "grpc_status": "0"}); n < 10 {
 		t.Errorf("gRPC calls counted with status 0 via c: %v, want >= 10", n)
 	}
 }
@@ -328,7 +328,7 @@ func TestKeptStreamsCarryRequestsAndSurviveServiceClose(t *testing.T) {
 		}
 	}
 	streams := func(kind string) float64 {
-		return metricValue(t, l.Gateway("a"), "strait_gateway_http_upstream_streams_total", map[string]string{"service": "demo/short:8080", "cluster": "b", "stream": kind})
+		return metricValue(t, l.Gateway("a"), "strait_gateway_http_upstream_streams_total", map[string]string{"service": "demo/short:8080", "destination_cluster": "b", "stream": kind})
 	}
 	for range 20 {
 		get()
@@ -441,10 +441,10 @@ func TestGRPCRetriesOnlyListedMethods(t *testing.T) {
 			t.Errorf("Check reached b %d times, want once", swallowed()-before)
 		}
 	}
-	if n := metricValue(t, a, "strait_gateway_http_retries_total", map[string]string{"service": "demo/api:8080", "cluster": "b", "result": "retried"}); n != 3 {
+	if n := metricValue(t, a, "strait_gateway_http_retries_total", map[string]string{"service": "demo/api:8080", "destination_cluster": "b", "result": "retried"}); n != 3 {
 		t.Errorf("retries counted %v, want 3", n)
 	}
-	if n := metricValue(t, a, "strait_gateway_grpc_requests_total", map[string]string{"service": "demo/api:8080", "cluster": "c", "grpc_status": "0"}); n != 3 {
+	if n := metricValue(t, a, "strait_gateway_grpc_requests_total", map[string]string{"service": "demo/api:8080", "destination_cluster": "c", "grpc_status": "0"}); n != 3 {
 		t.Errorf("gRPC calls counted OK via c: %v, want 3", n)
 	}
 }

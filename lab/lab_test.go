@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func twoClusters(t *testing.T) *lab.Lab {
 
 func inboundFrom(t *testing.T, g *gateway.Gateway, svc, peer string) float64 {
 	t.Helper()
-	return metricValue(t, g, "strait_gateway_connections_total", map[string]string{"direction": "inbound", "service": svc, "cluster": peer, "result": "ok"})
+	return metricValue(t, g, "strait_gateway_connections_total", map[string]string{"direction": "inbound", "service": svc, "source_cluster": peer, "destination_cluster": g.Config().Cluster, "result": "ok"})
 }
 
 func TestCrossClusterThroughBothGateways(t *testing.T) {
@@ -256,6 +257,35 @@ func TestStoppedGatewayFailsFast(t *testing.T) {
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("import port read = %d, %v; want EOF", n, err)
 	}
+}
+
+// strait_peer_up follows gossip: 1 for a peer cluster while its gateway is
+// alive, 0 once it has gone; strait_gateway_tunnel_rtt_seconds appears for
+// a peer once a tunnel to it is open; strait_build_info is 1.
+func TestPeerUpAndTunnelRoundTrip(t *testing.T) {
+	l := twoClusters(t)
+	a := l.Gateway("a")
+	peerB := map[string]string{"destination_cluster": "b", "region": "eu-west"}
+	waitFor(t, func() bool { return metricValue(t, a, "strait_peer_up", peerB) == 1 })
+	if n := metricValue(t, a, "strait_peer_up", map[string]string{"destination_cluster": "a"}); n != 0 {
+		t.Errorf("a lists itself as a peer: %v", n)
+	}
+	if n := metricValue(t, a, "strait_build_info", map[string]string{"goversion": runtime.Version()}); n != 1 {
+		t.Errorf("strait_build_info = %v, want 1", n)
+	}
+	if resp, _ := viaConnect(t, a.ConnectAddr(), "ledger.demo.svc.clusterset.local:8080"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %s", resp.Status)
+	}
+	waitFor(t, func() bool {
+		return metricValue(t, a, "strait_gateway_tunnel_rtt_seconds", map[string]string{"destination_cluster": "b"}) > 0
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.StopGateway(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return metricValue(t, a, "strait_peer_up", peerB) == 0 })
 }
 
 func TestPartitionedLinkFailsWithinConnectTimeout(t *testing.T) {

@@ -248,7 +248,7 @@ func TestPassthrough(t *testing.T) {
 	}
 
 	t.Run("end-to-end TLS through both gateways", func(t *testing.T) {
-		outOK := map[string]string{"direction": "outbound", "service": "demo/secure:8443", "cluster": "b", "result": "ok"}
+		outOK := map[string]string{"direction": "outbound", "service": "demo/secure:8443", "source_cluster": "a", "destination_cluster": "b", "result": "ok"}
 		before, inBefore := metricValue(t, a, "strait_gateway_connections_total", outOK), inboundFrom(t, b, "demo/secure:8443", "a")
 		txBefore := metricValue(t, a, "strait_gateway_bytes_total", map[string]string{"direction": "outbound", "service": "demo/secure:8443", "flow": "tx"})
 		g, cs := mc.call(t, pass, secureSNI, "secure", 256<<10, nil)

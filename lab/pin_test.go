@@ -76,7 +76,7 @@ func TestPinnedPeers(t *testing.T) {
 			if n := inboundFrom(t, victim, "demo/ledger:8080", "eu-west-2"); n != 0 {
 				t.Errorf("eu-west-1 served %v flows it could not have been reached for", n)
 			}
-			if n := metricValue(t, src, "strait_gateway_peer_identity_mismatch_total", map[string]string{"cluster": "eu-west-1"}); n < 1 {
+			if n := metricValue(t, src, "strait_gateway_peer_identity_mismatch_total", map[string]string{"destination_cluster": "eu-west-1"}); n < 1 {
 				t.Errorf("mismatches counted %v, want >= 1", n)
 			}
 			want := "gateway at " + victim.DataAddr() + " presented spiffe://strait.local/gateway/region/us-east/cluster/us-east-1, expected cluster eu-west-1 in region eu-west"

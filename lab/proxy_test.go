@@ -139,7 +139,7 @@ func TestProxyKeepsTheConnectionAndRoutesEachRequest(t *testing.T) {
 		}
 	}
 
-	if n := metricValue(t, d.Gateway("eu-west-1"), "strait_gateway_http_requests_total", map[string]string{"service": "demo/profile:8080", "cluster": "eu-central-1", "code": "200"}); n != 1 {
+	if n := metricValue(t, d.Gateway("eu-west-1"), "strait_gateway_http_requests_total", map[string]string{"service": "demo/profile:8080", "destination_cluster": "eu-central-1", "code": "200"}); n != 1 {
 		t.Errorf("strait_gateway_http_requests_total for profile in eu-central-1: %v, want 1", n)
 	}
 

@@ -421,7 +421,7 @@ func TestInboundEnforcesWhatOutboundMissed(t *testing.T) {
 	if reason := resp.Header.Get("X-Strait-Reason"); !strings.Contains(reason, "refused it at its gateway") || !strings.Contains(reason, "residency: class pii-eu") {
 		t.Errorf("reason %q", reason)
 	}
-	if n := metricValue(t, l.Gateway("eu"), "strait_gateway_connections_total", map[string]string{"direction": "inbound", "cluster": "us", "result": "refused"}); n != 1 {
+	if n := metricValue(t, l.Gateway("eu"), "strait_gateway_connections_total", map[string]string{"direction": "inbound", "source_cluster": "us", "destination_cluster": "eu", "result": "refused"}); n != 1 {
 		t.Errorf("eu refused %v inbound streams from us, want 1", n)
 	}
 	rec, ok := findRecord(auditRecords(t, filepath.Join(auditDir, "eu.jsonl")), func(r sovereignty.Record) bool { return r.Direction == "inbound" })

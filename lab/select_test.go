@@ -114,7 +114,7 @@ func TestOutlierEjectsDeadLocalEndpoint(t *testing.T) {
 		}
 	}
 	check("after ejection")
-	labels := map[string]string{"service": "demo/ledger:8080", "cluster": "b"}
+	labels := map[string]string{"service": "demo/ledger:8080", "destination_cluster": "b"}
 	if got := metricValue(t, b, "strait_gateway_ejections_total", labels); got != 1 {
 		t.Errorf("strait_gateway_ejections_total %v, want 1", got)
 	}
@@ -132,8 +132,8 @@ func TestOutlierEjectsDeadLocalEndpoint(t *testing.T) {
 	// Every stream was released once its connection ended (which the
 	// gateways see a moment after the client does).
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		inB := metricValue(t, b, "strait_gateway_inflight_streams", map[string]string{"cluster": "b"})
-		fromA := metricValue(t, a, "strait_gateway_inflight_streams", map[string]string{"cluster": "b"})
+		inB := metricValue(t, b, "strait_gateway_inflight_streams", map[string]string{"destination_cluster": "b"})
+		fromA := metricValue(t, a, "strait_gateway_inflight_streams", map[string]string{"destination_cluster": "b"})
 		if inB == 0 && fromA == 0 {
 			break
 		}

@@ -240,13 +240,13 @@ func TestEarlyBytesGoToTheNextClusterWhenOneRefuses(t *testing.T) {
 	}
 	// Three refusals in a row eject b (outlier.consecutiveFailures): the
 	// fourth connection goes to c first.
-	if got := metricValue(t, a, "strait_gateway_failovers_total", map[string]string{"service": "demo/lines:7000", "cluster": "b"}); got != 3 {
+	if got := metricValue(t, a, "strait_gateway_failovers_total", map[string]string{"service": "demo/lines:7000", "destination_cluster": "b"}); got != 3 {
 		t.Fatalf("%v failovers from b, want 3", got)
 	}
 	if got := metricValue(t, l.Gateway("b"), "strait_gateway_connections_total", map[string]string{"direction": "inbound", "result": "refused"}); got != 3 {
 		t.Fatalf("b refused %v streams, want 3", got)
 	}
-	if got := metricValue(t, a, "strait_gateway_ejections_total", map[string]string{"service": "demo/lines:7000", "cluster": "b"}); got != 1 {
+	if got := metricValue(t, a, "strait_gateway_ejections_total", map[string]string{"service": "demo/lines:7000", "destination_cluster": "b"}); got != 1 {
 		t.Fatalf("b ejected %v times, want 1", got)
 	}
 }

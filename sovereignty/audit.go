@@ -197,6 +197,13 @@ func NewAuditor(opts AuditorOptions) (*Auditor, error) {
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "strait_residency_refused_flows_total", Help: "Flows refused for residency, by direction and HTTP status (403 not allowed anywhere, 503 allowed clusters down).",
 	}, []string{"direction", "status"})
+	// Every refusal series exists from the start, so increase() over a
+	// window sees the first refusal too.
+	for _, d := range []string{"inbound", "outbound"} {
+		for _, st := range []string{"403", "503"} {
+			a.refused.WithLabelValues(d, st)
+		}
+	}
 	if a.reg != nil {
 		for _, c := range a.collectors() {
 			if err := a.reg.Register(c); err != nil {

@@ -212,7 +212,7 @@ type EjectedCollector struct {
 func NewEjectedCollector() *EjectedCollector {
 	return &EjectedCollector{desc: prometheus.NewDesc("strait_gateway_ejected",
 		"Local endpoints and remote gateways ejected now by passive outlier detection, by service and the cluster they are in.",
-		[]string{"service", "cluster"}, nil)}
+		[]string{"service", "destination_cluster"}, nil)}
 }
 
 func (c *EjectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }

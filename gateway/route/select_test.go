@@ -27,8 +27,8 @@ func testSelector(t *testing.T) (*Selector, *fakeclock.Clock, Metrics) {
 	t.Helper()
 	clk := fakeclock.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	m := Metrics{
-		Ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strait_gateway_ejections_total"}, []string{"service", "cluster"}),
-		Inflight:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "strait_gateway_inflight_streams"}, []string{"cluster"}),
+		Ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strait_gateway_ejections_total"}, []string{"service", "destination_cluster"}),
+		Inflight:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "strait_gateway_inflight_streams"}, []string{"destination_cluster"}),
 		Ejected:   NewEjectedCollector(),
 	}
 	s := NewSelector("a", defaultOutlier(), m, clk, discard)
