@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straitmesh/strait/internal/kubetest"
+
 	"go.yaml.in/yaml/v3"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -633,26 +635,10 @@ func checkSpread(t *testing.T, o objects, replicas int32, required bool) {
 }
 
 // documentedRole reads the ClusterRole docs/kubernetes.md gives the
-// gateway, as TestRBAC in discovery/kube does.
+// gateway.
 func documentedRole(t *testing.T) *rbacv1.ClusterRole {
 	t.Helper()
-	data, err := os.ReadFile("../../docs/kubernetes.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, block := range strings.Split(string(data), "```yaml\n")[1:] {
-		block, _, _ = strings.Cut(block, "```")
-		if !strings.Contains(block, "kind: ClusterRole") {
-			continue
-		}
-		var role rbacv1.ClusterRole
-		if err := sigsyaml.UnmarshalStrict([]byte(block), &role); err != nil {
-			t.Fatalf("docs/kubernetes.md ClusterRole: %v", err)
-		}
-		return &role
-	}
-	t.Fatal("docs/kubernetes.md has no ClusterRole")
-	return nil
+	return kubetest.DocumentedRole(t, "../../docs/kubernetes.md")
 }
 
 // flatten lists group|resource|verb of rules.

@@ -2,43 +2,27 @@ package kube
 
 import (
 	"context"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/straitmesh/strait/internal/kubetest"
+
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	mcsv1a1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/straitmesh/strait/internal/metricstest"
 )
 
 // documentedRole reads the ClusterRole docs/kubernetes.md gives the
-// gateway, so that the documentation is what is tested.
+// gateway.
 func documentedRole(t *testing.T) *rbacv1.ClusterRole {
 	t.Helper()
-	data, err := os.ReadFile("../../docs/kubernetes.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, block := range strings.Split(string(data), "```yaml\n")[1:] {
-		block, _, _ = strings.Cut(block, "```")
-		if !strings.Contains(block, "kind: ClusterRole") {
-			continue
-		}
-		var role rbacv1.ClusterRole
-		if err := yaml.UnmarshalStrict([]byte(block), &role); err != nil {
-			t.Fatalf("docs/kubernetes.md ClusterRole: %v", err)
-		}
-		return &role
-	}
-	t.Fatal("docs/kubernetes.md has no ClusterRole")
-	return nil
+	return kubetest.DocumentedRole(t, "../../docs/kubernetes.md")
 }
 
 // without returns rules less one verb of one rule.
