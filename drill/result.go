@@ -22,8 +22,8 @@ type Result struct {
 	// Aborted is set when a stop condition ended the drill early.
 	Aborted *Abort `json:"aborted,omitempty"`
 	// Clusters are the federation's clusters, for grouping by region.
-	Clusters []ClusterInfo `json:"clusters"`
-	Steps    []StepRecord  `json:"steps"`
+	Clusters []ClusterInfo   `json:"clusters"`
+	Steps    []StepRecord    `json:"steps"`
 	Traffic  []TrafficResult `json:"traffic"`
 	// Failovers are measured per service and fault that took a cluster
 	// serving it away.
