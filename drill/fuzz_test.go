@@ -55,3 +55,39 @@ func FuzzParseDrill(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseFederation: ParseFederation never panics; a refusal names the
+// file; an accepted federation has clusters, each with gateways that have
+// admin addresses.
+func FuzzParseFederation(f *testing.F) {
+	fuzzseed.Files(f, "../deploy/examples/multicloud/federation.yaml")
+	f.Add([]byte(fedDoc))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fed, err := drill.ParseFederation("fuzz.yaml", data)
+		if err != nil {
+			var de *drill.Error
+			if !errors.As(err, &de) || len(de.Problems) == 0 {
+				t.Fatalf("ParseFederation returned %T with no problems: %v", err, err)
+			}
+			for _, p := range de.Problems {
+				if p.File != "fuzz.yaml" || p.Msg == "" {
+					t.Fatalf("problem without file or message: %+v", p)
+				}
+			}
+			return
+		}
+		if len(fed.Clusters) == 0 {
+			t.Fatal("accepted a federation without clusters")
+		}
+		for _, c := range fed.Clusters {
+			if c.Name == "" || c.Region == "" || len(c.Gateways) == 0 {
+				t.Fatalf("accepted cluster %+v", c)
+			}
+			for _, g := range c.Gateways {
+				if g.Admin == "" || g.Name == "" {
+					t.Fatalf("accepted gateway %+v", g)
+				}
+			}
+		}
+	})
+}

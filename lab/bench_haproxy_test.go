@@ -9,13 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/straitmesh/strait/identity"
-	"github.com/straitmesh/strait/internal/freeport"
 )
 
 // HAProxy is the baseline of the data-plane benchmarks: two instances set
@@ -59,13 +57,6 @@ func aptBinary(t *testing.T, name, pkg, why string, also ...string) string {
 	}
 	t.Fatalf("%s and %s is still not found after apt-get install %s; install it and put it on PATH", why, name, pkg)
 	return ""
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }
 
 // haproxyPair starts HAProxy A and B in front of servers and returns A's
@@ -131,11 +122,6 @@ func haproxyCert(t *testing.T, ca *identity.CA, dir, name string) string {
 		t.Fatalf("write certificate for %s: %v", name, err)
 	}
 	return file
-}
-
-// freePort returns a loopback address whose port was free a moment ago.
-func freePort(t *testing.T) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freeport.Get(t)))
 }
 
 // startHAProxy checks cfg with haproxy -c, runs haproxy on it in the
