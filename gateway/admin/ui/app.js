@@ -55,7 +55,7 @@ function drawTopology(st) {
   box.setAttribute("height", height);
   box.replaceChildren();
   const centers = new Map();
-  const lines = svg("g", {class: "tunnels"});
+  const lines = svg("g", {class: "tunnels"}), labels = svg("g", {class: "tunnel-labels"});
   const groups = svg("g", {class: "regions"});
   names.forEach((name, i) => {
     const x = gap + i * (colW + gap);
@@ -95,10 +95,12 @@ function drawTopology(st) {
     lines.append(p);
     const lx = (from.x + 2 * cx + to.x) / 4, ly = (from.y + 2 * cy + to.y) / 4;
     const label = t.state === "open" ? `${t.rttMs.toFixed(1)} ms` : t.state;
-    lines.append(svg("rect", {x: lx - 28, y: ly - 9, width: 56, height: 16, rx: 4, fill: "#ffffff", stroke: colour}));
-    lines.append(svg("text", {x: lx, y: ly + 3, "font-size": 11, "text-anchor": "middle", fill: colour}, label));
+    labels.append(svg("rect", {x: lx - 28, y: ly - 9, width: 56, height: 16, rx: 4, fill: "#ffffff", stroke: colour}));
+    labels.append(svg("text", {x: lx, y: ly + 3, "font-size": 11, "text-anchor": "middle", fill: colour}, label));
   }
-  box.append(groups, lines);
+  // Under the (opaque) clusters, so a line runs from edge to edge; the
+  // round trips on top.
+  box.append(lines, groups, labels);
   const down = (st.clusters || []).filter(c => !c.reachable && c.cluster !== st.cluster).length;
   document.getElementById("summary").textContent =
     `${(st.clusters || []).length} clusters in ${names.length} regions` + (down ? `, ${down} down` : ", all up");
@@ -169,7 +171,7 @@ function addRefusal(r, fresh) {
   const classes = (f.classes || []).join(", ");
   const li = el("li", {class: fresh ? "fresh" : "", "data-service": f.service || "", "data-kind": r.kind, "data-status": String(r.status || "")},
     el("div", {}, `${r.status || ""} ${f.service || "?"}${f.port ? ":" + f.port : ""} from ${f.sourceCluster || "?"} (${f.sourceRegion || "?"})`),
-    el("div", {class: "meta"}, `${new Date(r.time).toLocaleTimeString()} · ${r.kind} · ${what}` + (classes ? ` · class ${classes}` : "") +
+    el("div", {class: "meta"}, `${new Date(r.time).toLocaleTimeString()} · ${r.kind} · ${what}` + ((classes || r.class) ? ` · class ${classes || r.class}` : "") +
       (r.rule ? ` · rule ${r.rule}` : "")),
     el("div", {class: "meta"}, r.reason || r.error || ""));
   list.prepend(li);
