@@ -172,6 +172,41 @@ func TestAdminOperatorEndpointsNeedTheToken(t *testing.T) {
 	}
 }
 
+// TestShutdownEndsTopologyPages: an open /ui/events stream does not
+// hold a shutdown for its drain timeout.
+func TestShutdownEndsTopologyPages(t *testing.T) {
+	cfg := gateway.DefaultConfig()
+	cfg.Listen = loopbackListen()
+	cfg.Timeouts.Drain = 20 * time.Second
+	g, err := startGateway(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + g.AdminAddr() + "/ui/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ui/events: %s", resp.Status)
+	}
+	if _, err := resp.Body.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown with a topology page open took %s", took)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Logf("stream ended: %v", err)
+	}
+}
+
 // TestAdminOnLoopbackWithoutToken: without admin.tokenFile (loopback
 // only), operator requests need no credentials, but the Host and
 // Content-Type checks still stop DNS rebinding and CSRF.
