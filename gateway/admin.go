@@ -35,6 +35,10 @@ func (g *Gateway) newAdmin() error {
 	}
 	h := admin.Handler(g, admin.Options{Registry: g.reg, Access: access, Refused: g.metrics.adminRefused, Logger: g.log})
 	g.admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// A topology page's event stream never goes idle: ending the refusal
+	// feed ends the streams, so a shutdown does not wait its drain out
+	// on an open page.
+	g.admin.RegisterOnShutdown(g.refusalFeed.close)
 	if g.probesLn != nil {
 		g.probes = &http.Server{Handler: admin.ProbeHandler(g, g.reg), ReadHeaderTimeout: 5 * time.Second}
 	}

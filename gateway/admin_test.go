@@ -106,6 +106,10 @@ func TestAdminOperatorEndpointsNeedTheToken(t *testing.T) {
 		{"keys with basic auth", adminRequest{path: "/v1/keys", header: map[string]string{"Authorization": "Basic b3A6cHc="}}, 401, admin.RefusedNoCredentials},
 		{"status without a token", adminRequest{path: "/v1/status"}, 401, admin.RefusedNoCredentials},
 		{"policy without a token", adminRequest{path: "/v1/residency/policy"}, 401, admin.RefusedNoCredentials},
+		{"topology page without a token", adminRequest{path: "/ui/"}, 401, admin.RefusedNoCredentials},
+		{"topology events without a token", adminRequest{path: "/ui/events"}, 401, admin.RefusedNoCredentials},
+		{"topology page with the token", adminRequest{path: "/ui/", token: adminToken}, 200, ""},
+		{"dns rebinding to the topology events", adminRequest{path: "/ui/events", token: adminToken, host: "evil.example"}, 403, admin.RefusedHost},
 		{"keys with the token", adminRequest{path: "/v1/keys", token: adminToken}, 200, ""},
 		{"keys by localhost", adminRequest{path: "/v1/keys", token: adminToken, host: "localhost:15000"}, 200, ""},
 		{"keys by an allowed host", adminRequest{path: "/v1/keys", token: adminToken, host: "GW.example.internal:15000"}, 200, ""},
@@ -165,6 +169,41 @@ func TestAdminOperatorEndpointsNeedTheToken(t *testing.T) {
 	}
 	if _, err := c.Status(ctx); err != nil {
 		t.Fatalf("status with the token: %v", err)
+	}
+}
+
+// TestShutdownEndsTopologyPages: an open /ui/events stream does not
+// hold a shutdown for its drain timeout.
+func TestShutdownEndsTopologyPages(t *testing.T) {
+	cfg := gateway.DefaultConfig()
+	cfg.Listen = loopbackListen()
+	cfg.Timeouts.Drain = 20 * time.Second
+	g, err := startGateway(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + g.AdminAddr() + "/ui/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ui/events: %s", resp.Status)
+	}
+	if _, err := resp.Body.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown with a topology page open took %s", took)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Logf("stream ended: %v", err)
 	}
 }
 

@@ -86,6 +86,8 @@ type Gateway struct {
 	retries        *retryBudget
 	pool           *upstreamPool // streams kept for the next HTTP request
 	res            *residency
+	traffic        *trafficRing // the live view's flows (live.go)
+	refusalFeed    *refusalFeed // the live view's refusals (live.go)
 	catalog        *catalog.Catalog
 	state          *state.Store
 	control        *state.ControlServer
@@ -256,6 +258,12 @@ func (g *Gateway) components() []component {
 			g.retries = newRetryBudget(time.Now)
 			return nil
 		}, kill: func() { g.metrics.unregister(g.reg) }},
+		// The topology page's view (live.go); the audit trail feeds it.
+		{name: "live view", start: func() error {
+			g.traffic = newTrafficRing(time.Now)
+			g.refusalFeed = newRefusalFeed(g.metrics.uiClients, g.metrics.uiDropped)
+			return nil
+		}, kill: func() { g.refusalFeed.close() }},
 		{name: "certificates", start: g.startCertificates, kill: g.stopCertificates},
 		{name: "residency", start: func() error { return g.startResidency(g.opts.Policy) }, kill: func() { g.res.close() }},
 		// Refused peer certificates are counted, logged and audited

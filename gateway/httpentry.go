@@ -431,6 +431,7 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 		g.metrics.httpStreams.WithLabelValues(svc, u.dest.cluster, kind).Inc()
 		resp, err := u.roundTrip(out)
 		if err == nil {
+			a.sent(u.dest.cluster)
 			return g.exchanged(u, out, resp, svc), nil
 		}
 		u.drop()

@@ -43,6 +43,8 @@ type metrics struct {
 	peerRefused        *prometheus.CounterVec
 	accessRefused      *prometheus.CounterVec
 	dnsQueries         *prometheus.CounterVec
+	uiClients          prometheus.Gauge
+	uiDropped          prometheus.Counter
 	buildInfo          prometheus.Gauge
 	peers              *peersCollector
 }
@@ -160,6 +162,13 @@ func newMetrics(reg prometheus.Registerer, version, self string) *metrics {
 			Name: "strait_dns_queries_total",
 			Help: "DNS queries on dns.listen, by query type (A, AAAA, SRV, ...; other; none when no question could be read) and response code (NOERROR, NXDOMAIN, REFUSED, FORMERR, ...; dropped: too short to answer).",
 		}, []string{"qtype", "rcode"}),
+		uiClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strait_admin_ui_clients", Help: "Topology pages (/ui/events streams) connected now.",
+		}),
+		uiDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_admin_ui_events_dropped_total",
+			Help: "Refusal events not sent to a topology page because it fell behind (its buffer was full); the data plane never waits for a page.",
+		}),
 	}
 	m.buildInfo.Set(1)
 	for _, r := range identity.Reasons {
@@ -175,7 +184,7 @@ func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
 		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
-		m.peerMismatch, m.peerRefused, m.accessRefused, m.dnsQueries, m.buildInfo, m.peers}
+		m.peerMismatch, m.peerRefused, m.accessRefused, m.dnsQueries, m.uiClients, m.uiDropped, m.buildInfo, m.peers}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

@@ -66,6 +66,7 @@ func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in route.FlowIn, f
 	if answered && len(first) == 0 {
 		// A local endpoint: nothing to wait for.
 		defer up.Close()
+		a.sent(c.Cluster)
 		g.carry(client, up, t, a.answered(c))
 		return nil
 	}
@@ -154,6 +155,7 @@ func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in route.FlowIn, f
 	r.cond.Broadcast()
 
 	rt := a.answered(c)
+	a.sent(rt.cluster)
 	g.metrics.connections.WithLabelValues("outbound", svc, g.cfg.Cluster, rt.cluster, "ok").Inc()
 	g.metrics.active.WithLabelValues("outbound").Inc()
 	defer g.metrics.active.WithLabelValues("outbound").Dec()

@@ -77,7 +77,7 @@ func (g *Gateway) startResidency(src PolicySource) error {
 		}
 	}
 	a, err := sovereignty.NewAuditor(sovereignty.AuditorOptions{Config: g.cfg.Residency.Audit, Cluster: g.cfg.Cluster, Region: g.cfg.Region,
-		Registerer: g.reg, Logger: g.log})
+		Registerer: g.reg, Logger: g.log, Tap: g.refusalFeed.tap})
 	if err != nil {
 		return fmt.Errorf("residency audit: %w", err)
 	}

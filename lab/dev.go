@@ -333,6 +333,12 @@ func PrintTour(w io.Writer, info Info, self string) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Region, c.Cloud, c.Admin, c.Connect, orDash(c.Passthrough), strings.Join(svcs, ", "))
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "\nTopology pages (open in a browser: clusters, tunnels, traffic and refusals, live):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range info.Clusters {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.Name, UIAddress(c.Admin))
+	}
+	tw.Flush()
 	fmt.Fprintln(w, "\nPer-import ports (a local port on each gateway for each remote service):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLUSTER\tSERVICE\tLOCAL ADDRESS")
@@ -449,6 +455,10 @@ their own, not the federation's:
 `, euc.Name, euc.Connect, DemoPort, euw.Name, euw.Connect, use.Imports["demo/ledger:8080"], euc.Admin, self,
 		euc.CLIConfig, use.Name, info.Policy, strings.Join(voters, ", "), use.CLIConfig, filepath.Join(info.StateDir, "cli", failoverFile))
 }
+
+// UIAddress is the topology page of the gateway whose admin API listens
+// on admin.
+func UIAddress(admin string) string { return "http://" + admin + "/ui/" }
 
 func orDash(s string) string {
 	if s == "" {

@@ -85,6 +85,12 @@ func TestDevTour(t *testing.T) {
 	if !strings.Contains(tour.String(), "curl -s http://"+euc.Imports["demo/ledger:8080"]+"/") {
 		t.Errorf("tour does not show eu-central-1's ledger import")
 	}
+	// Every gateway's topology page.
+	for _, c := range info.Clusters {
+		if want := "http://" + c.Admin + "/ui/"; !strings.Contains(tour.String(), want) {
+			t.Errorf("tour lacks %s's topology page %s", c.Name, want)
+		}
+	}
 	// The residency commands of the tour.
 	use, euw := byName["us-east-1"], byName["eu-west-1"]
 	for _, want := range []string{

@@ -133,6 +133,11 @@ type AuditorOptions struct {
 	Logger     *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Tap, when set, sees every record once it is stamped, before it is
+	// written: the gateway's live view follows refusals with it. It is
+	// called on the caller's goroutine (the data plane's), so it must
+	// not block.
+	Tap func(Record)
 }
 
 // Auditor writes audit records as JSON lines and counts decisions. It is
@@ -142,6 +147,7 @@ type Auditor struct {
 	now             func() time.Time
 	log             *slog.Logger
 	reg             prometheus.Registerer
+	tap             func(Record)
 
 	mu     sync.Mutex
 	w      io.Writer // nil: the log
@@ -158,7 +164,7 @@ type Auditor struct {
 // NewAuditor opens the audit file (creating its directory) and registers
 // the residency metrics.
 func NewAuditor(opts AuditorOptions) (*Auditor, error) {
-	a := &Auditor{cluster: opts.Cluster, region: opts.Region, now: opts.Now, log: opts.Logger, reg: opts.Registerer, w: opts.Writer}
+	a := &Auditor{cluster: opts.Cluster, region: opts.Region, now: opts.Now, log: opts.Logger, reg: opts.Registerer, w: opts.Writer, tap: opts.Tap}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -244,6 +250,9 @@ func (a *Auditor) Write(rec Record) {
 		return
 	}
 	a.records.WithLabelValues(rec.Kind, rec.Decision).Inc()
+	if a.tap != nil {
+		a.tap(rec)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.w == nil {

@@ -15,4 +15,9 @@
 //   - No answer carries a gossip key: keys are named by their fingerprint
 //     (catalog.KeyFingerprint), the key operations included.
 //   - ProbeHandler serves the probes and nothing else (TestProbesListener).
+//   - The topology page (/ui/, ui.go) is an operator route like the
+//     others and fetches nothing from the network: its assets are
+//     embedded and its Content-Security-Policy allows only its own origin
+//     (TestUIIsAnOperatorRoute). A page that falls behind the event stream
+//     loses refusal events; it never slows the data plane.
 package admin

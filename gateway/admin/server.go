@@ -71,6 +71,7 @@ type Options struct {
 //	                              answer (KeyOpResult) names the key by its fingerprint only
 //	GET  /v1/residency            the policy in force, as JSON
 //	GET  /v1/residency/policy     the policy document itself (X-Strait-Policy-Version)
+//	GET  /ui/, /ui/events         the topology page and its event stream, when g is Live (ui.go)
 func Handler(g Gateway, opts Options) http.Handler {
 	log := opts.Logger
 	if log == nil {
@@ -79,6 +80,9 @@ func Handler(g Gateway, opts Options) http.Handler {
 	mux := http.NewServeMux()
 	probeRoutes(mux, g, opts.Registry)
 	op := newGuard(opts.Access, opts.Refused, log).operator
+	if live, ok := g.(Live); ok {
+		uiRoutes(mux, g, live, op) // the topology page (ui.go)
+	}
 	mux.HandleFunc("GET /v1/keys", op(func(w http.ResponseWriter, r *http.Request) {
 		ks, err := g.Keys()
 		if err != nil {

@@ -1,0 +1,221 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/straitmesh/strait/lab"
+)
+
+// TestTopologyPage opens eu-west-1's topology page in headless Chromium
+// on the dev federation (four clusters in three regions): it shows them
+// all, follows the death of eu-central-1 within two seconds of the
+// gateway reporting it, and lists the marked request that its death gets
+// refused. No console error on the way.
+func TestTopologyPage(t *testing.T) {
+	browser, consoleErrors := uiBrowser(t)
+	_, d, byName := startDev(t, lab.Spec{})
+	euw := byName["eu-west-1"]
+	page := "http://" + euw.Admin + "/ui/"
+
+	// Some traffic for the page to show: local, across regions, marked.
+	for range 3 {
+		for _, tc := range []struct {
+			url    string
+			header http.Header
+		}{{ledgerURL, nil}, {profileURL, nil}, {profileURL, euHeader}, {"http://echo.demo.svc.clusterset.local:8080/", nil}} {
+			if resp, _ := viaProxy(t, euw.Connect, tc.url, tc.header); resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s via eu-west-1: %s", tc.url, resp.Status)
+			}
+		}
+	}
+
+	if err := chromedp.Do(browser, chromedp.EmulateViewport(1400, 1300), chromedp.Navigate(page),
+		chromedp.WaitVisible(chromedp.CSS(`#topology .cluster`))); err != nil {
+		t.Fatalf("open %s: %v", page, err)
+	}
+	shown, err := chromedp.Run(browser, chromedp.Evaluate[shownPage](`({
+		clusters: Object.fromEntries([...document.querySelectorAll('#topology .cluster')].map(e => [e.dataset.cluster, e.dataset.region + '/' + e.dataset.state])),
+		regions: [...document.querySelectorAll('#topology .region')].map(e => e.dataset.region),
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"eu-west-1": "eu-west/up", "eu-west-2": "eu-west/up", "eu-central-1": "eu-central/up", "us-east-1": "us-east/up"}
+	if fmt.Sprint(shown.Clusters) != fmt.Sprint(want) || strings.Join(shown.Regions, ",") != "eu-central,eu-west,us-east" {
+		t.Fatalf("page shows clusters %v in regions %v, want %v in eu-central, eu-west, us-east", shown.Clusters, shown.Regions, want)
+	}
+	// The traffic table has the marked flows under their class.
+	waitDOM(t, browser, 3*time.Second, `document.querySelector('#traffic tr[data-service="demo/profile:8080"][data-destination="eu-central-1"][data-class="pii-eu"]') !== null`,
+		"the marked flows to eu-central-1 in the traffic table")
+
+	// Kill eu-central-1: shown down within two seconds of eu-west-1's
+	// status saying so (memberlist's detection is the gossip's business).
+	if err := d.KillGateway("eu-central-1"); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	reported := make(chan time.Time, 1)
+	go func() {
+		for time.Since(killed) < 20*time.Second {
+			for _, c := range d.Gateway("eu-west-1").Status().Clusters {
+				if c.Cluster == "eu-central-1" && !c.Reachable {
+					reported <- time.Now()
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(reported)
+	}()
+	down := `document.querySelector('#topology .cluster[data-cluster="eu-central-1"]')?.dataset.state === 'down'`
+	waitDOM(t, browser, 20*time.Second, down, "eu-central-1 shown down")
+	shownAt := time.Now()
+	at, ok := <-reported
+	if !ok {
+		t.Fatal("eu-west-1's status never reported eu-central-1 unreachable, yet the page shows it down")
+	}
+	t.Logf("eu-central-1 killed; reported unreachable after %s, shown down after %s", at.Sub(killed).Round(time.Millisecond), shownAt.Sub(killed).Round(time.Millisecond))
+	if lag := shownAt.Sub(at); lag > 2*time.Second {
+		t.Errorf("page showed eu-central-1 down %s after the gateway reported it, want within 2s", lag)
+	}
+	if took := shownAt.Sub(killed); took > 10*time.Second {
+		t.Errorf("page showed eu-central-1 down %s after the kill, want within 10s", took)
+	}
+
+	// A marked request has nowhere allowed left to go: 503, and the page
+	// lists it as it happens.
+	if resp, _ := viaProxy(t, euw.Connect, profileURL, euHeader); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("marked request with eu-central-1 down: %s %q, want 503", resp.Status, resp.Header.Get("X-Strait-Reason"))
+	}
+	waitDOM(t, browser, 2*time.Second, `document.querySelector('#refusals li[data-service="demo/profile"][data-status="503"]') !== null`,
+		"the refused marked request in the refusals")
+
+	if dir := os.Getenv("STRAIT_SCREENSHOT_DIR"); dir != "" {
+		png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "topology.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if errs := consoleErrors(); len(errs) > 0 {
+		t.Errorf("console errors on the page:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// shownPage is what the topology page shows of the clusters.
+type shownPage struct {
+	Clusters map[string]string `json:"clusters"`
+	Regions  []string          `json:"regions"`
+}
+
+// waitDOM polls the page until the expression is true, for at most d.
+func waitDOM(t *testing.T, browser context.Context, d time.Duration, expr, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, err := chromedp.Run(browser, chromedp.Evaluate[bool](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			html, _ := chromedp.Run(browser, chromedp.OuterHTML(chromedp.CSS("main")))
+			t.Fatalf("%s: not within %s; the page:\n%s", what, d, html)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// uiBrowser starts headless Chromium for t (installing the chromium
+// package when it is missing and the test runs as root; it fails, never
+// skips, when it cannot) and returns a tab and the console errors and
+// uncaught exceptions the pages logged so far.
+func uiBrowser(t *testing.T) (context.Context, func() []string) {
+	t.Helper()
+	bin := uiChromium(t)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin), chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	messages := chromedp.Console(ctx)
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start chromium %s: %v", bin, err)
+	}
+	var mu sync.Mutex
+	var errs []string
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return // the test ended
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				errs = append(errs, fmt.Sprintf("%s %s:%d: %s", m.Type, m.URL, m.Line+1, m.Text))
+				mu.Unlock()
+			}
+		}
+	}()
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), errs...)
+	}
+}
+
+// uiChromium finds the chromium binary, installing Debian's package when
+// it is missing and the test runs as root.
+func uiChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("chromium is not installed and the test is not root: apt-get install chromium")
+	}
+	var out []byte
+	var err error
+	for attempt := range 20 {
+		cmd := exec.Command("sh", "-c", "apt-get update && apt-get install -y chromium")
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err = cmd.CombinedOutput(); err == nil {
+			break
+		}
+		if !strings.Contains(string(out), "lock") || attempt == 19 {
+			break
+		}
+		time.Sleep(5 * time.Second) // another apt holds the dpkg lock
+	}
+	if err != nil {
+		t.Fatalf("install chromium: %v\n%s", err, out)
+	}
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium installed but not found: %v", err)
+	}
+	return p
+}
