@@ -37,7 +37,7 @@ func sampleResult() *drill.Result {
 		Steps: []drill.StepRecord{
 			{Name: "kill-eu-west", Kind: drill.Kill, Touches: "cluster aws-eu-west-1 (gateways gw-0, gw-1)",
 				At: kill * time.Second, Done: kill*time.Second + 180*time.Millisecond, Undone: restore*time.Second + 240*time.Millisecond},
-			{Name: "restore-eu-west", Kind: drill.FaultKind("restore"), Touches: "cluster aws-eu-west-1 (gateways gw-0, gw-1)",
+			{Name: "restore-eu-west", Kind: drill.Restore, Touches: "cluster aws-eu-west-1 (gateways gw-0, gw-1)",
 				At: restore * time.Second, Done: restore*time.Second + 240*time.Millisecond},
 		},
 	}
