@@ -16,6 +16,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,7 +108,7 @@ func trafficChart(r *drill.Result, t drill.TrafficResult) (template.HTML, error)
 		}
 		ymax = math.Max(ymax, float64(sum))
 	}
-	ymax *= 1.15
+	ymax *= 1.45 // room for the legend above the data
 	p.Y.Min, p.Y.Max = 0, ymax
 	if err := addSteps(p, r, 0, ymax, false); err != nil {
 		return "", err
@@ -139,7 +140,7 @@ func trafficChart(r *drill.Result, t drill.TrafficResult) (template.HTML, error)
 func latencyChart(r *drill.Result, t drill.TrafficResult) (template.HTML, error) {
 	p := newPlot(fmt.Sprintf("%s: latency percentiles", t.Name), "ms (log)")
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = ticks125{}
 	lo, hi := math.Inf(1), 0.0
 	series := []struct {
 		name  string
@@ -176,7 +177,7 @@ func latencyChart(r *drill.Result, t drill.TrafficResult) (template.HTML, error)
 	if hi == 0 {
 		lo, hi = 1, 10
 	}
-	p.Y.Min, p.Y.Max = lo/1.5, hi*2
+	p.Y.Min, p.Y.Max = lo/1.5, hi*5 // room for the legend above the data
 	if err := addSteps(p, r, p.Y.Min, p.Y.Max, true); err != nil {
 		return "", err
 	}
@@ -202,6 +203,8 @@ func newPlot(title, ylabel string) *plot.Plot {
 	p.Legend.Top = true
 	p.Legend.Left = false
 	p.Legend.XOffs = -vg.Points(4)
+	p.Legend.TextStyle.Font.Size = vg.Points(9)
+	p.Legend.ThumbnailWidth = vg.Points(14)
 	p.X.Min = 0
 	p.Add(plotter.NewGrid())
 	return p
@@ -318,4 +321,22 @@ func render(p *plot.Plot) (template.HTML, error) {
 	// The SVG backend escapes every string it draws (html.EscapeString),
 	// so the chart is safe to inline.
 	return template.HTML(s), nil
+}
+
+// ticks125 marks a log axis at 1, 2 and 5 times the powers of ten, which
+// reads better than plot.LogTicks when the data spans a decade or two.
+type ticks125 struct{}
+
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	var ts []plot.Tick
+	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v < lo || v > hi {
+				continue
+			}
+			ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+		}
+	}
+	return ts
 }
