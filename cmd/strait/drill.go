@@ -18,6 +18,7 @@ and the expectations a run is judged by (docs/drills.md). Running drills is
 not built yet; validate checks drill files.`,
 	}
 	cmd.AddCommand(newDrillValidateCmd())
+	cmd.AddCommand(newDrillReportCmd())
 	return cmd
 }
 

@@ -177,7 +177,9 @@ func latencyChart(r *drill.Result, t drill.TrafficResult) (template.HTML, error)
 	if hi == 0 {
 		lo, hi = 1, 10
 	}
-	p.Y.Min, p.Y.Max = lo/1.5, hi*5 // room for the legend above the data
+	// Room for the legend above the data, and a finite axis whatever the
+	// figures.
+	p.Y.Min, p.Y.Max = math.Max(lo/1.5, math.SmallestNonzeroFloat64), math.Min(hi*5, math.MaxFloat64)
 	if err := addSteps(p, r, p.Y.Min, p.Y.Max, true); err != nil {
 		return "", err
 	}
@@ -329,7 +331,11 @@ type ticks125 struct{}
 
 func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 	var ts []plot.Tick
-	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+	if !(lo > 0) || math.IsInf(hi, 0) || math.IsNaN(hi) {
+		return nil
+	}
+	first := math.Floor(math.Log10(lo))
+	for e := first; math.Pow(10, e) <= hi && e < first+30; e++ {
 		for _, m := range []float64{1, 2, 5} {
 			v := m * math.Pow(10, e)
 			if v < lo || v > hi {
