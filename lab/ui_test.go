@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/straitmesh/strait/internal/browsertest"
 
 	"github.com/chromedp/chromedp"
 
@@ -23,7 +23,8 @@ import (
 // gateway reporting it, and lists the marked request that its death gets
 // refused. No console error on the way.
 func TestTopologyPage(t *testing.T) {
-	browser, consoleErrors := uiBrowser(t)
+	browser := browsertest.Chromium(t)
+	console := browsertest.WatchConsole(t, browser)
 	_, d, byName := startDev(t, lab.Spec{})
 	euw := byName["eu-west-1"]
 	page := "http://" + euw.Admin + "/ui/"
@@ -113,7 +114,7 @@ func TestTopologyPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if errs := consoleErrors(); len(errs) > 0 {
+	if errs := console.Errors(); len(errs) > 0 {
 		t.Errorf("console errors on the page:\n%s", strings.Join(errs, "\n"))
 	}
 }
@@ -142,80 +143,4 @@ func waitDOM(t *testing.T, browser context.Context, d time.Duration, expr, what 
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-}
-
-// uiBrowser starts headless Chromium for t (installing the chromium
-// package when it is missing and the test runs as root; it fails, never
-// skips, when it cannot) and returns a tab and the console errors and
-// uncaught exceptions the pages logged so far.
-func uiBrowser(t *testing.T) (context.Context, func() []string) {
-	t.Helper()
-	bin := uiChromium(t)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin), chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	messages := chromedp.Console(ctx)
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("start chromium %s: %v", bin, err)
-	}
-	var mu sync.Mutex
-	var errs []string
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return // the test ended
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				errs = append(errs, fmt.Sprintf("%s %s:%d: %s", m.Type, m.URL, m.Line+1, m.Text))
-				mu.Unlock()
-			}
-		}
-	}()
-	return ctx, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), errs...)
-	}
-}
-
-// uiChromium finds the chromium binary, installing Debian's package when
-// it is missing and the test runs as root.
-func uiChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("chromium is not installed and the test is not root: apt-get install chromium")
-	}
-	var out []byte
-	var err error
-	for attempt := range 20 {
-		cmd := exec.Command("sh", "-c", "apt-get update && apt-get install -y chromium")
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err = cmd.CombinedOutput(); err == nil {
-			break
-		}
-		if !strings.Contains(string(out), "lock") || attempt == 19 {
-			break
-		}
-		time.Sleep(5 * time.Second) // another apt holds the dpkg lock
-	}
-	if err != nil {
-		t.Fatalf("install chromium: %v\n%s", err, out)
-	}
-	p, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium installed but not found: %v", err)
-	}
-	return p
 }

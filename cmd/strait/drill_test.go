@@ -1,6 +1,12 @@
 package main
 
-import "testing"
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 // `strait drill validate` prints one line per valid file, the problems of
 // every invalid one, and exits 2 when any file is invalid, as `strait
@@ -29,5 +35,66 @@ func TestDrillValidateGolden(t *testing.T) {
 func TestDrillValidateNeedsAFile(t *testing.T) {
 	if _, stderr, code := runStrait(t, nil, "drill", "validate"); code == 0 {
 		t.Errorf("drill validate without a file: exit 0\n%s", stderr)
+	}
+}
+
+// `strait drill report` prints the summary of a result and exits 1 when
+// the drill failed; a file that is not a result exits 2 and names the file.
+func TestDrillReportGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"drill-report-fail.txt", []string{"drill", "report", "testdata/drill-result-fail.json"}, 1},
+		{"drill-report-pass.txt", []string{"drill", "report", "testdata/drill-result-pass.json"}, 0},
+		{"drill-report-badjson.txt", []string{"drill", "report", "testdata/drill-result-badjson.json"}, 2},
+		{"drill-report-version.txt", []string{"drill", "report", "testdata/drill-result-version.json"}, 2},
+		{"drill-report-missing.txt", []string{"drill", "report", "testdata/no-such-result.json"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, stderr, code := runStrait(t, nil, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, out, stderr)
+			}
+			golden(t, tc.name, out+stderr)
+		})
+	}
+}
+
+// --html and --junit write the files (and no summary); the exit code still
+// says whether the drill passed.
+func TestDrillReportWritesFiles(t *testing.T) {
+	dir := t.TempDir()
+	html, junit := filepath.Join(dir, "r.html"), filepath.Join(dir, "r.xml")
+	out, stderr, code := runStrait(t, nil, "drill", "report", "testdata/drill-result-fail.json", "--html", html, "--junit", junit)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s%s", code, out, stderr)
+	}
+	if want := "wrote " + html + "\nwrote " + junit + "\n"; out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(page), "<svg"); n != 2 {
+		t.Errorf("html has %d charts, want 2", n)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suites struct {
+		Suites []struct {
+			Tests    int `xml:"tests,attr"`
+			Failures int `xml:"failures,attr"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &suites); err != nil {
+		t.Fatalf("junit: %v\n%s", err, b)
+	}
+	if len(suites.Suites) != 1 || suites.Suites[0].Tests != 2 || suites.Suites[0].Failures != 1 {
+		t.Errorf("junit suites %+v, want one with 2 tests, 1 failure", suites.Suites)
 	}
 }
