@@ -59,6 +59,13 @@ type refusedError struct {
 
 func (e *refusedError) Error() string { return fmt.Sprintf("refused: %d %s", e.status, e.reason) }
 
+// byPolicy says whether the refusal is the policy's answer: a 403, or a
+// reason the residency engine gave (a 503 when every allowed cluster is
+// down), rather than a failure.
+func (e *refusedError) byPolicy() bool {
+	return e.reason != "" && (e.status == http.StatusForbidden || strings.HasPrefix(e.reason, "residency:"))
+}
+
 // served is who a CONNECT tunnel went to.
 type served struct{ cluster, region string }
 
@@ -131,7 +138,7 @@ func (c *client) do(ctx context.Context) Sample {
 	}
 	var re *refusedError
 	switch {
-	case errors.As(err, &re) && re.reason != "":
+	case errors.As(err, &re) && re.byPolicy():
 		s.Outcome, s.Err = Refused, re.Error()
 	case err != nil:
 		s.Outcome, s.Err = Failed, err.Error()
@@ -182,8 +189,8 @@ func (c *client) doHTTP(ctx context.Context, s *Sample) error {
 		return fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		if r := resp.Header.Get("X-Strait-Reason"); r != "" && resp.StatusCode == http.StatusForbidden {
-			return &refusedError{status: resp.StatusCode, reason: r}
+		if re := (&refusedError{status: resp.StatusCode, reason: resp.Header.Get("X-Strait-Reason")}); re.byPolicy() {
+			return re
 		}
 		return fmt.Errorf("%s: %s", resp.Status, firstLine(body))
 	}
