@@ -220,3 +220,19 @@ func TestLibraryFitsTheMulticloudFederation(t *testing.T) {
 		}
 	}
 }
+
+// The federation file in docs/drills.md parses.
+func TestDocsFederationParses(t *testing.T) {
+	doc, err := os.ReadFile("../docs/drills.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(doc), "```yaml\napiVersion: strait.io/v1\nkind: Federation\n")
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("docs/drills.md has no federation file example")
+	}
+	if _, err := drill.ParseFederation("docs/drills.md", []byte("apiVersion: strait.io/v1\nkind: Federation\n"+block)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -329,10 +329,19 @@ func TestDocsExampleIsTheLibrarys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
-	block, _, closed := strings.Cut(rest, "```")
-	if !ok || !closed {
-		t.Fatal("docs/drills.md has no yaml block")
+	// The first yaml block that is a drill (others are federation files).
+	var block string
+	for rest, ok := string(doc), true; ok; {
+		_, rest, ok = strings.Cut(rest, "```yaml\n")
+		b, after, closed := strings.Cut(rest, "```")
+		if ok && closed && strings.Contains(b, "\nkind: Drill\n") {
+			block = b
+			break
+		}
+		rest = after
+	}
+	if block == "" {
+		t.Fatal("docs/drills.md has no yaml block of kind Drill")
 	}
 	fromDocs, err := drill.Parse("docs/drills.md", []byte(block))
 	if err != nil {
