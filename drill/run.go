@@ -113,6 +113,7 @@ func Run(ctx context.Context, d *Drill, f *Federation, opts Options) (*Result, e
 			dr.run(runCtx, r.begin, r.rec, r.isDown, &reqs)
 		}()
 	}
+	r.followAudit(runCtx, &loops)
 	loops.Add(2)
 	go func() { defer loops.Done(); r.renewLeases(runCtx) }()
 	go func() { defer loops.Done(); r.guard(runCtx) }()
