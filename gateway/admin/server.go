@@ -71,6 +71,7 @@ type Options struct {
 //	                              answer (KeyOpResult) names the key by its fingerprint only
 //	GET  /v1/residency            the policy in force, as JSON
 //	GET  /v1/residency/policy     the policy document itself (X-Strait-Policy-Version)
+//	POST, GET /v1/faults; DELETE /v1/faults/{id}   fault mode, when g implements Faults (faults.go)
 func Handler(g Gateway, opts Options) http.Handler {
 	log := opts.Logger
 	if log == nil {
@@ -111,6 +112,7 @@ func Handler(g Gateway, opts Options) http.Handler {
 			"applied", len(res.Applied), "failed", len(res.Failed))
 		writeJSON(w, KeyOpResult{Fingerprint: fp, KeyResult: res})
 	}))
+	faultRoutes(mux, g, op, log)
 	mux.HandleFunc("GET /v1/status", op(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, g.Status())
 	}))
