@@ -31,6 +31,24 @@ type Conn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	rd, wd    atomic.Int64 // deadlines (UnixNano; 0: none) a held call keeps
+
+	// Writes toward a peer under latency or loss go through a queue that
+	// one goroutine writes out at each write's due time, so that a delay
+	// is one way and pipelined (as on a long path), not paid once per
+	// write in turn; a lost write holds back those behind it.
+	wmu     sync.Mutex
+	pending int // queued writes and closes not yet done
+	queue   chan delayed
+	lastDue time.Time
+	werr    error // the first error of a queued write
+}
+
+// delayed is one queued write, or a close or half-close.
+type delayed struct {
+	b          []byte
+	due        time.Time
+	closeWrite bool
+	close      bool
 }
 
 // Wrap puts conn under the rules as traffic with peer ("" for a local
@@ -85,7 +103,7 @@ func (cn *Conn) gate(write bool) error {
 		}
 		e := r.For(cn.peerName())
 		if e.Cut {
-			cn.Close()
+			cn.closeNow()
 			return ErrKilled
 		}
 		dl := &cn.rd
@@ -155,17 +173,130 @@ func (cn *Conn) Read(b []byte) (int, error) {
 }
 
 func (cn *Conn) Write(b []byte) (int, error) {
-	if cn.c.rules.Load() == nil {
+	if cn.c.rules.Load() == nil && !cn.queued() {
 		return cn.Conn.Write(b)
 	}
-	if err := cn.gate(true); err != nil {
+	d, err := cn.gateWrite()
+	if err != nil {
 		return 0, err
 	}
-	return cn.Conn.Write(b)
+	cn.wmu.Lock()
+	if d == 0 && cn.pending == 0 {
+		cn.wmu.Unlock()
+		return cn.Conn.Write(b)
+	}
+	if err := cn.werr; err != nil {
+		cn.wmu.Unlock()
+		return 0, err
+	}
+	due := time.Now().Add(d)
+	if due.Before(cn.lastDue) {
+		due = cn.lastDue // in order, as TCP delivers
+	}
+	cn.lastDue = due
+	cn.enqueueLocked(delayed{b: append([]byte(nil), b...), due: due})
+	cn.wmu.Unlock()
+	return len(b), nil
 }
 
-// Close closes the connection and wakes its held calls.
+// gateWrite waits until the rules let a write through and returns how
+// long it is delayed.
+func (cn *Conn) gateWrite() (time.Duration, error) {
+	for {
+		r := cn.c.rules.Load()
+		if r == nil {
+			return 0, nil
+		}
+		e := r.For(cn.peerName())
+		if e.Cut {
+			cn.closeNow()
+			return 0, ErrKilled
+		}
+		if !e.Hold {
+			return e.Wait(RetransmitTimeout), nil
+		}
+		if err := cn.wait(r.changed, 0, &cn.wd); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (cn *Conn) queued() bool {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	return cn.pending > 0
+}
+
+// enqueueLocked queues it, starting the writer on first use; called and
+// returning with wmu held. The queue is bounded: a writer far ahead of
+// the path waits, as on a full window.
+func (cn *Conn) enqueueLocked(it delayed) {
+	if cn.queue == nil {
+		cn.queue = make(chan delayed, 1024)
+		go cn.writeOut()
+	}
+	cn.pending++
+	q := cn.queue
+	cn.wmu.Unlock()
+	select {
+	case q <- it:
+	case <-cn.closed:
+	}
+	cn.wmu.Lock()
+}
+
+// writeOut writes queued writes at their due time until the connection
+// closes.
+func (cn *Conn) writeOut() {
+	for {
+		select {
+		case <-cn.closed:
+			return
+		case it := <-cn.queue:
+			if wait := time.Until(it.due); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-cn.closed:
+					t.Stop()
+					return
+				}
+			}
+			var err error
+			switch {
+			case it.close:
+				cn.closeNow()
+				return
+			case it.closeWrite:
+				err = cn.closeWrite()
+			default:
+				_, err = cn.Conn.Write(it.b)
+			}
+			cn.wmu.Lock()
+			cn.pending--
+			if err != nil && cn.werr == nil {
+				cn.werr = err
+			}
+			cn.wmu.Unlock()
+		}
+	}
+}
+
+// Close closes the connection and wakes its held calls; what is queued
+// toward the peer (latency, loss) goes out first, as a kernel sends what
+// a closed socket still holds.
 func (cn *Conn) Close() error {
+	cn.wmu.Lock()
+	if cn.pending > 0 {
+		cn.enqueueLocked(delayed{close: true, due: cn.lastDue})
+		cn.wmu.Unlock()
+		return nil
+	}
+	cn.wmu.Unlock()
+	return cn.closeNow()
+}
+
+func (cn *Conn) closeNow() error {
 	cn.closeOnce.Do(func() {
 		close(cn.closed)
 		cn.c.untrack(cn)
@@ -173,8 +304,20 @@ func (cn *Conn) Close() error {
 	return cn.Conn.Close()
 }
 
-// CloseWrite half-closes the connection beneath when it can.
+// CloseWrite half-closes the connection beneath when it can, after what
+// is queued.
 func (cn *Conn) CloseWrite() error {
+	cn.wmu.Lock()
+	if cn.pending > 0 {
+		cn.enqueueLocked(delayed{closeWrite: true, due: cn.lastDue})
+		cn.wmu.Unlock()
+		return nil
+	}
+	cn.wmu.Unlock()
+	return cn.closeWrite()
+}
+
+func (cn *Conn) closeWrite() error {
 	if cw, ok := cn.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

@@ -264,7 +264,7 @@ func (c *Controller) changed(old, next *Rules) {
 	if next.Has(Kill) && !old.Has(Kill) {
 		// Open connections and tunnels are cut.
 		for _, cn := range c.tracked() {
-			cn.Close()
+			cn.closeNow()
 		}
 	}
 	if c.opts.OnChange != nil {

@@ -213,7 +213,10 @@ func TestFaultConnHeldAndKilled(t *testing.T) {
 	if _, err := b.Read(buf); err == nil {
 		t.Fatal("connection open under kill")
 	}
-	d := c.Dial(func(ctx context.Context, addr string) (net.Conn, error) { t.Fatal("dialled under kill"); return nil, nil },
+	d := c.Dial(func(ctx context.Context, addr string) (net.Conn, error) {
+		t.Fatal("dialled under kill")
+		return nil, nil
+	},
 		func(string) string { return "b" })
 	if _, err := d(context.Background(), "x:1"); !errors.Is(err, ErrKilled) {
 		t.Fatalf("dial under kill: %v", err)
