@@ -266,3 +266,60 @@ func TestFaultLeaseExpiryUndoes(t *testing.T) {
 	}
 	waitServedBy(t, a.ConnectAddr(), "b", 15*time.Second)
 }
+
+// TestFaultPartitionFromTheClientSide: a partitions itself from b (peers
+// [b]): its own dials and tunnels to b are held, so its traffic moves to
+// c; undone, it comes back to b.
+func TestFaultPartitionFromTheClientSide(t *testing.T) {
+	l := faultLab(t)
+	a := l.Gateway("a")
+	waitServedBy(t, a.ConnectAddr(), "b", 5*time.Second)
+	inject(t, a, `{"id":"split","kind":"partition","peers":["b"],"lease":"30s"}`)
+	waitServedBy(t, a.ConnectAddr(), "c", 6*time.Second)
+	if code, body := adminDo(t, a, "GET", "/readyz", ""); code != 200 {
+		t.Fatalf("a partition leaves the gateway ready: %d %q", code, body)
+	}
+	undo(t, a, "split")
+	waitServedBy(t, a.ConnectAddr(), "b", 15*time.Second)
+}
+
+// TestFaultDrainAndBack: a drain fault makes b not ready and moves a's
+// traffic to c without the process exiting; undone, b is ready and
+// takes the traffic back.
+func TestFaultDrainAndBack(t *testing.T) {
+	l := faultLab(t)
+	a, b := l.Gateway("a"), l.Gateway("b")
+	waitServedBy(t, a.ConnectAddr(), "b", 5*time.Second)
+	inject(t, b, `{"id":"roll/b","kind":"drain","lease":"30s"}`)
+	if code, body := adminDo(t, b, "GET", "/readyz", ""); code != 503 || !strings.Contains(body, "roll/b") {
+		t.Fatalf("readyz under drain: %d %q", code, body)
+	}
+	waitServedBy(t, a.ConnectAddr(), "c", 6*time.Second)
+	undo(t, b, "roll/b")
+	if code, body := adminDo(t, b, "GET", "/readyz", ""); code != 200 {
+		t.Fatalf("readyz after the drain: %d %q", code, body)
+	}
+	waitServedBy(t, a.ConnectAddr(), "b", 15*time.Second)
+}
+
+// TestFaultFreezeHoldsAndResumes: under freeze b accepts and holds; a's
+// traffic moves to c; undone, b serves again.
+func TestFaultFreezeHoldsAndResumes(t *testing.T) {
+	l := faultLab(t)
+	a, b := l.Gateway("a"), l.Gateway("b")
+	waitServedBy(t, a.ConnectAddr(), "b", 5*time.Second)
+	inject(t, b, `{"id":"freeze-b","kind":"freeze","lease":"30s"}`)
+	c, err := net.DialTimeout("tcp", b.ConnectAddr(), time.Second)
+	if err != nil {
+		t.Fatalf("a frozen gateway still accepts: %v", err)
+	}
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", faultAuthority, faultAuthority)
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("a frozen gateway answered: %d, %v", n, err)
+	}
+	c.Close()
+	waitServedBy(t, a.ConnectAddr(), "c", 6*time.Second)
+	undo(t, b, "freeze-b")
+	waitServedBy(t, a.ConnectAddr(), "b", 15*time.Second)
+}
