@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -73,6 +75,19 @@ func (g *Gateway) clusterAtData(addr string) string {
 		}
 	}
 	return ""
+}
+
+// raftDial is the dialler of outbound Raft under fault mode: a kill
+// fails it and a freeze holds it (a Raft address names no cluster, so
+// rules by peer do not apply). nil without fault mode.
+func (g *Gateway) raftDial() func(ctx context.Context, addr string) (net.Conn, error) {
+	if !g.faults.Enabled() {
+		return nil
+	}
+	var d net.Dialer
+	return g.faults.Dial(func(ctx context.Context, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", addr)
+	}, func(string) string { return "" })
 }
 
 // gossipTransport puts the catalog's transport under the rules.

@@ -51,6 +51,7 @@ func (g *Gateway) startState() error {
 			return g.budget("raft", g.faults.Listen(ln), cfg.Limits.Listeners.Raft, true)
 		},
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout + time.Second,
+		RaftDial:         g.raftDial(),
 	})
 	if err != nil {
 		return err

@@ -323,3 +323,63 @@ func TestFaultFreezeHoldsAndResumes(t *testing.T) {
 	undo(t, b, "freeze-b")
 	waitServedBy(t, a.ConnectAddr(), "b", 15*time.Second)
 }
+
+// TestFaultKillTakesTheRaftLeaderDown: a kill on the gateway that leads
+// the routing state cuts its Raft traffic both ways, so the other voters
+// elect another leader; undone, it is back as a follower of that one.
+func TestFaultKillTakesTheRaftLeaderDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := lab.Start(ctx, lab.Spec{State: true, StateStaleAfter: time.Second, Clusters: []lab.ClusterSpec{
+		{Name: "a", Region: "eu-west", Voter: true},
+		{Name: "b", Region: "eu-central", Voter: true},
+		{Name: "c", Region: "us-east", Voter: true},
+	}, Tune: func(_ string, cfg *gateway.Config) {
+		cfg.Faults = fault.Config{Enabled: true, MaxLease: time.Minute}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.WaitState(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leader := func(except string) string {
+		for _, name := range l.Clusters() {
+			if name != except && l.Gateway(name).State().Health().Role == "Leader" {
+				return name
+			}
+		}
+		return ""
+	}
+	old := ""
+	for i := 0; i < 100 && old == ""; i++ {
+		if old = leader(""); old == "" {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if old == "" {
+		t.Fatal("no leader")
+	}
+	inject(t, l.Gateway(old), `{"id":"kill-leader","kind":"kill","lease":"30s"}`)
+	next := ""
+	for i := 0; i < 150 && next == ""; i++ {
+		if next = leader(old); next == "" {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if next == "" {
+		t.Fatalf("no other leader 15s after killing %s", old)
+	}
+	undo(t, l.Gateway(old), "kill-leader")
+	for i := 0; ; i++ {
+		h := l.Gateway(old).State().Health()
+		if h.Role == "Follower" && h.Leader != "" {
+			break
+		}
+		if i > 150 {
+			t.Fatalf("%s after the kill: %+v", old, h)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
