@@ -37,7 +37,7 @@ type Conn struct {
 	// is one way and pipelined (as on a long path), not paid once per
 	// write in turn; a lost write holds back those behind it.
 	wmu     sync.Mutex
-	pending int // queued writes and closes not yet done
+	pending atomic.Int64 // queued writes and closes not yet done; changed under wmu
 	queue   chan delayed
 	lastDue time.Time
 	werr    error // the first error of a queued write
@@ -181,7 +181,7 @@ func (cn *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	cn.wmu.Lock()
-	if d == 0 && cn.pending == 0 {
+	if d == 0 && cn.pending.Load() == 0 {
 		cn.wmu.Unlock()
 		return cn.Conn.Write(b)
 	}
@@ -221,11 +221,7 @@ func (cn *Conn) gateWrite() (time.Duration, error) {
 	}
 }
 
-func (cn *Conn) queued() bool {
-	cn.wmu.Lock()
-	defer cn.wmu.Unlock()
-	return cn.pending > 0
-}
+func (cn *Conn) queued() bool { return cn.pending.Load() > 0 }
 
 // enqueueLocked queues it, starting the writer on first use; called and
 // returning with wmu held. The queue is bounded: a writer far ahead of
@@ -235,7 +231,7 @@ func (cn *Conn) enqueueLocked(it delayed) {
 		cn.queue = make(chan delayed, 1024)
 		go cn.writeOut()
 	}
-	cn.pending++
+	cn.pending.Add(1)
 	q := cn.queue
 	cn.wmu.Unlock()
 	select {
@@ -273,7 +269,7 @@ func (cn *Conn) writeOut() {
 				_, err = cn.Conn.Write(it.b)
 			}
 			cn.wmu.Lock()
-			cn.pending--
+			cn.pending.Add(-1)
 			if err != nil && cn.werr == nil {
 				cn.werr = err
 			}
@@ -287,7 +283,7 @@ func (cn *Conn) writeOut() {
 // a closed socket still holds.
 func (cn *Conn) Close() error {
 	cn.wmu.Lock()
-	if cn.pending > 0 {
+	if cn.pending.Load() > 0 {
 		cn.enqueueLocked(delayed{close: true, due: cn.lastDue})
 		cn.wmu.Unlock()
 		return nil
@@ -308,7 +304,7 @@ func (cn *Conn) closeNow() error {
 // is queued.
 func (cn *Conn) CloseWrite() error {
 	cn.wmu.Lock()
-	if cn.pending > 0 {
+	if cn.pending.Load() > 0 {
 		cn.enqueueLocked(delayed{closeWrite: true, due: cn.lastDue})
 		cn.wmu.Unlock()
 		return nil
