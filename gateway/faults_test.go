@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/fault"
 )
 
@@ -28,7 +30,7 @@ func TestFaultAdminAPIOff(t *testing.T) {
 	if code != 403 || strings.TrimSpace(body) != "fault injection is off: set faults.enabled: true in this gateway's config" {
 		t.Fatalf("inject with fault mode off: %d %q", code, body)
 	}
-	if code, body := (adminRequest{method: "DELETE", path: "/v1/faults/x", contentType: "application/json"}).do(t, g.AdminAddr()); code != 403 {
+	if code, body := (adminRequest{method: "DELETE", path: "/v1/faults/x"}).do(t, g.AdminAddr()); code != 403 {
 		t.Fatalf("undo with fault mode off: %d %q", code, body)
 	}
 	if code, body := (adminRequest{path: "/v1/faults"}).do(t, g.AdminAddr()); code != 200 || strings.TrimSpace(body) != "[]" {
@@ -69,7 +71,7 @@ func TestFaultAdminAPI(t *testing.T) {
 		{"partition without peers", post(`{"id":"x","kind":"partition","lease":"15s"}`), 400, "peers"},
 		{"zero lease", post(`{"id":"x","kind":"kill","lease":"0s"}`), 400, "lease"},
 		{"lease above maxLease", post(`{"id":"x","kind":"kill","lease":"2m"}`), 400, "faults.maxLease"},
-		{"unknown id", adminRequest{method: "DELETE", path: "/v1/faults/nothing", token: adminToken, contentType: "application/json"}, 404, ""},
+		{"unknown id", adminRequest{method: "DELETE", path: "/v1/faults/nothing", token: adminToken}, 404, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body := tc.req.do(t, addr)
@@ -118,13 +120,40 @@ func TestFaultAdminAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || len(list) != 1 || list[0]["id"] != "lose-a-cluster/kill-eu-west" {
 		t.Fatalf("list: %d %q", code, body)
 	}
-	if code, body := (adminRequest{method: "DELETE", path: "/v1/faults/" + url.PathEscape("lose-a-cluster/kill-eu-west"), token: adminToken, contentType: "application/json"}).do(t, addr); code != 200 {
+	if code, body := (adminRequest{method: "DELETE", path: "/v1/faults/" + url.PathEscape("lose-a-cluster/kill-eu-west"), token: adminToken}).do(t, addr); code != 200 {
 		t.Fatalf("undo: %d %q", code, body)
 	}
 	if code, body := (adminRequest{path: "/readyz"}).do(t, addr); code != 200 {
 		t.Fatalf("readyz after undo: %d %q", code, body)
 	}
-	if code, _ := (adminRequest{method: "DELETE", path: "/v1/faults/lose-a-cluster/kill-eu-west", token: adminToken, contentType: "application/json"}).do(t, addr); code != 404 {
+	if code, _ := (adminRequest{method: "DELETE", path: "/v1/faults/lose-a-cluster/kill-eu-west", token: adminToken}).do(t, addr); code != 404 {
 		t.Fatalf("second undo: %d", code)
+	}
+}
+
+// TestFaultAdminClient: the typed client injects, lists and undoes.
+func TestFaultAdminClient(t *testing.T) {
+	cfg := gateway.DefaultConfig()
+	cfg.Listen = loopbackListen()
+	cfg.Faults = fault.Config{Enabled: true, MaxLease: time.Minute}
+	g, err := startGateway(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := admin.Client{Addr: g.AdminAddr()}
+	ctx := context.Background()
+	f, err := c.InjectFault(ctx, fault.Spec{ID: "drill/slow", Kind: fault.Latency, Peers: []string{"b"},
+		Delay: fault.Duration(50 * time.Millisecond), Jitter: fault.Duration(5 * time.Millisecond), Lease: fault.Duration(15 * time.Second)})
+	if err != nil || f.ID != "drill/slow" || f.Expires.IsZero() {
+		t.Fatalf("inject: %+v, %v", f, err)
+	}
+	if fs, err := c.Faults(ctx); err != nil || len(fs) != 1 || time.Duration(fs[0].Delay) != 50*time.Millisecond {
+		t.Fatalf("list: %+v, %v", fs, err)
+	}
+	if _, err := c.UndoFault(ctx, "drill/slow"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UndoFault(ctx, "drill/slow"); err == nil || !strings.Contains(err.Error(), "no such fault") {
+		t.Fatalf("second undo: %v", err)
 	}
 }

@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/straitmesh/strait/gateway/fault"
@@ -76,4 +78,25 @@ func faultError(w http.ResponseWriter, err error) {
 	default:
 		http.Error(w, strings.TrimSpace(err.Error()), http.StatusInternalServerError)
 	}
+}
+
+// InjectFault asks the gateway to put s in force, or to renew its lease.
+func (c Client) InjectFault(ctx context.Context, s fault.Spec) (fault.Fault, error) {
+	var f fault.Fault
+	err := c.call(ctx, http.MethodPost, "/v1/faults", s, &f)
+	return f, err
+}
+
+// UndoFault asks the gateway to end the fault id at once.
+func (c Client) UndoFault(ctx context.Context, id string) (fault.Fault, error) {
+	var f fault.Fault
+	err := c.call(ctx, http.MethodDelete, "/v1/faults/"+url.PathEscape(id), nil, &f)
+	return f, err
+}
+
+// Faults lists the faults in force on the gateway.
+func (c Client) Faults(ctx context.Context) ([]fault.Fault, error) {
+	var fs []fault.Fault
+	err := c.call(ctx, http.MethodGet, "/v1/faults", nil, &fs)
+	return fs, err
 }
