@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -382,4 +383,56 @@ func TestFaultKillTakesTheRaftLeaderDown(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestFaultModeLeavesNothingBehind: a lab whose gateways had faults of
+// every kind by peer in force (queued writes, held connections, gossip
+// delayed) leaves no goroutine behind once it is closed, the faults
+// still in force included.
+func TestFaultModeLeavesNothingBehind(t *testing.T) {
+	pb := startDemo(t, "demo/profile", "b", "eu-central", nil)
+	pc := startDemo(t, "demo/profile", "c", "us-east", nil)
+	runtime.GC()
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.Start(ctx, lab.Spec{
+		Clusters: []lab.ClusterSpec{
+			{Name: "a", Region: "eu-central"},
+			{Name: "b", Region: "eu-central", Services: []discovery.Service{pb}},
+			{Name: "c", Region: "us-east", Services: []discovery.Service{pc}},
+		},
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
+		Tune: func(_ string, cfg *gateway.Config) {
+			cfg.Faults = fault.Config{Enabled: true, MaxLease: time.Minute}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := l.Gateway("a"), l.Gateway("b")
+	waitServedBy(t, a.ConnectAddr(), "b", 5*time.Second)
+	inject(t, b, `{"id":"slow","kind":"latency","peers":["a"],"delay":"20ms","lease":"30s"}`)
+	inject(t, b, `{"id":"lossy","kind":"loss","peers":["a"],"percent":50,"lease":"30s"}`)
+	for i := 0; i < 3; i++ {
+		if _, _, err := servedBy(a.ConnectAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inject(t, l.Gateway("c"), `{"id":"hole","kind":"blackhole","lease":"30s"}`)
+	inject(t, a, `{"id":"freeze","kind":"freeze","lease":"30s"}`)
+	if c, err := net.DialTimeout("tcp", a.ConnectAddr(), time.Second); err == nil {
+		defer c.Close() // held by the freeze until the lab closes
+	}
+	l.Close()
+	var now int
+	for i := 0; i < 100; i++ {
+		runtime.GC()
+		if now = runtime.NumGoroutine(); now <= base {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<20)
+	t.Fatalf("%d goroutines after the lab closed, %d before it started\n%s", now, base, buf[:runtime.Stack(buf, true)])
 }
