@@ -82,7 +82,9 @@ func TestFaultAdminAPI(t *testing.T) {
 	}
 
 	before := time.Now()
-	code, body := post(`{"id":"lose-a-cluster/kill-eu-west","kind":"kill","lease":"15s"}`).do(t, addr)
+	// The contract's example: every field, those a kill does not take
+	// ignored.
+	code, body := post(`{"id":"lose-a-cluster/kill-eu-west","kind":"kill","peers":["aws-us-east-1"],"delay":"50ms","jitter":"5ms","percent":1.5,"lease":"15s"}`).do(t, addr)
 	if code != 200 {
 		t.Fatalf("inject: %d %q", code, body)
 	}

@@ -104,6 +104,7 @@ func (c *Controller) Inject(s Spec) (Fault, error) {
 	if err := s.validate(c.cfg.MaxLease); err != nil {
 		return Fault{}, err
 	}
+	s = s.applicable()
 	s.Peers = slices.Clone(s.Peers)
 	sort.Strings(s.Peers)
 	s.Peers = slices.Compact(s.Peers)

@@ -58,12 +58,10 @@ func TestFaultValidation(t *testing.T) {
 		{"unknown kind", Spec{ID: "a", Kind: "meteor", Lease: s}, "kind"},
 		{"partition without peers", Spec{ID: "a", Kind: Partition, Lease: s}, "peers"},
 		{"latency without peers", Spec{ID: "a", Kind: Latency, Delay: s, Lease: s}, "peers"},
-		{"kill with peers", Spec{ID: "a", Kind: Kill, Peers: []string{"b"}, Lease: s}, "peers"},
 		{"latency without delay", Spec{ID: "a", Kind: Latency, Peers: []string{"b"}, Lease: s}, "delay"},
 		{"jitter above delay", Spec{ID: "a", Kind: Latency, Peers: []string{"b"}, Delay: s, Jitter: 2 * s, Lease: s}, "jitter"},
 		{"loss of nothing", Spec{ID: "a", Kind: Loss, Peers: []string{"b"}, Lease: s}, "percent"},
 		{"loss above 100", Spec{ID: "a", Kind: Loss, Peers: []string{"b"}, Percent: 101, Lease: s}, "percent"},
-		{"percent on blackhole", Spec{ID: "a", Kind: Blackhole, Percent: 5, Lease: s}, "percent"},
 		{"no lease", Spec{ID: "a", Kind: Kill}, "lease"},
 		{"negative lease", Spec{ID: "a", Kind: Kill, Lease: -s}, "lease"},
 		{"lease above maxLease", Spec{ID: "a", Kind: Kill, Lease: Duration(2 * time.Minute)}, "lease"},
@@ -245,4 +243,25 @@ func TestFaultDialHeldByBlackhole(t *testing.T) {
 		t.Fatalf("dial to another peer: %v", err)
 	}
 	conn.Close()
+}
+
+// TestFaultIgnoresFieldsItsKindDoesNotTake: a drill may send every field
+// with every kind; a kill with peers, a delay and a percent is a kill.
+func TestFaultIgnoresFieldsItsKindDoesNotTake(t *testing.T) {
+	c, _, _, _ := newTestController(t, true)
+	f, err := c.Inject(Spec{ID: "k", Kind: Kill, Peers: []string{"b"}, Delay: Duration(50 * time.Millisecond),
+		Jitter: Duration(5 * time.Millisecond), Percent: 1.5, Lease: Duration(15 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Peers) != 0 || f.Delay != 0 || f.Jitter != 0 || f.Percent != 0 {
+		t.Fatalf("fault in force: %+v", f)
+	}
+	if !c.Rules().For("").Cut {
+		t.Fatal("the kill does not apply to everyone")
+	}
+	// Renewed with other unused fields, it is the same fault.
+	if _, err := c.Inject(Spec{ID: "k", Kind: Kill, Lease: Duration(15 * time.Second)}); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
 }

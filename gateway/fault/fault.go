@@ -123,10 +123,6 @@ func (s Spec) validate(maxLease time.Duration) error {
 		if len(s.Peers) == 0 {
 			return bad("peers", "required for kind %s: the clusters it applies to", s.Kind)
 		}
-	case Kill, Freeze, Drain:
-		if len(s.Peers) > 0 {
-			return bad("peers", "kind %s applies to every peer; leave peers out", s.Kind)
-		}
 	}
 	if s.Kind == Latency {
 		if s.Delay <= 0 {
@@ -135,15 +131,9 @@ func (s Spec) validate(maxLease time.Duration) error {
 		if s.Jitter < 0 || s.Jitter > s.Delay {
 			return bad("jitter", "must be between 0 and delay (%s), found %s", time.Duration(s.Delay), time.Duration(s.Jitter))
 		}
-	} else if s.Delay != 0 || s.Jitter != 0 {
-		return bad("delay", "only kind latency takes delay and jitter")
 	}
-	if s.Kind == Loss {
-		if !(s.Percent > 0 && s.Percent <= 100) {
-			return bad("percent", "must be in (0, 100] for kind loss, found %g", s.Percent)
-		}
-	} else if s.Percent != 0 {
-		return bad("percent", "only kind loss takes percent")
+	if s.Kind == Loss && !(s.Percent > 0 && s.Percent <= 100) {
+		return bad("percent", "must be in (0, 100] for kind loss, found %g", s.Percent)
 	}
 	if s.Lease <= 0 {
 		return bad("lease", "must be positive, found %s", time.Duration(s.Lease))
@@ -152,6 +142,23 @@ func (s Spec) validate(maxLease time.Duration) error {
 		return bad("lease", "%s is above faults.maxLease (%s)", time.Duration(s.Lease), maxLease)
 	}
 	return nil
+}
+
+// applicable returns s with only the fields its kind takes: a drill may
+// send every field with every kind, and what is not used is dropped
+// rather than refused (kill, freeze and drain apply to every peer).
+func (s Spec) applicable() Spec {
+	switch s.Kind {
+	case Kill, Freeze, Drain:
+		s.Peers = nil
+	}
+	if s.Kind != Latency {
+		s.Delay, s.Jitter = 0, 0
+	}
+	if s.Kind != Loss {
+		s.Percent = 0
+	}
+	return s
 }
 
 // sameFault reports whether a renewal of a asks for the same fault as b.
