@@ -177,6 +177,9 @@ func (g *Gateway) faultsNotReady() []string {
 
 // The admin API's fault routes (admin.Faults).
 
+// FaultsEnabled reports whether faults.enabled is set.
+func (g *Gateway) FaultsEnabled() bool { return g.faults.Enabled() }
+
 // InjectFault puts a fault in force or renews its lease.
 func (g *Gateway) InjectFault(s fault.Spec) (fault.Fault, error) { return g.faults.Inject(s) }
 

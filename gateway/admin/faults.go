@@ -19,9 +19,11 @@ import (
 //	DELETE /v1/faults/{id}   undo it at once
 //	GET    /v1/faults        the faults in force, as a JSON array
 //
-// They are operator routes. With faults.enabled false every one but the
-// list answers 403.
+// They are operator routes. With faults.enabled false every one answers
+// 403 (fault.ErrOff).
 type Faults interface {
+	// FaultsEnabled reports whether faults.enabled is set.
+	FaultsEnabled() bool
 	InjectFault(fault.Spec) (fault.Fault, error)
 	UndoFault(id string) (fault.Fault, error)
 	Faults() []fault.Fault
@@ -34,6 +36,10 @@ func faultRoutes(mux *http.ServeMux, g Gateway, op func(http.HandlerFunc) http.H
 		return
 	}
 	mux.HandleFunc("GET /v1/faults", op(func(w http.ResponseWriter, r *http.Request) {
+		if !fg.FaultsEnabled() {
+			faultError(w, fault.ErrOff)
+			return
+		}
 		writeJSON(w, fg.Faults())
 	}))
 	mux.HandleFunc("POST /v1/faults", op(func(w http.ResponseWriter, r *http.Request) {
