@@ -28,6 +28,7 @@ type Conn struct {
 	net.Conn
 	c         *Controller
 	peer      atomic.Pointer[string]
+	resolve   func() string // names the peer on first need (a dialled address); nil: none
 	closeOnce sync.Once
 	closed    chan struct{}
 	rd, wd    atomic.Int64 // deadlines (UnixNano; 0: none) a held call keeps
@@ -90,6 +91,12 @@ func (cn *Conn) NetConn() net.Conn { return cn.Conn }
 func (cn *Conn) peerName() string {
 	if p := cn.peer.Load(); p != nil {
 		return *p
+	}
+	if cn.resolve != nil {
+		if p := cn.resolve(); p != "" {
+			cn.peer.CompareAndSwap(nil, &p)
+			return p
+		}
 	}
 	return ""
 }
@@ -411,9 +418,12 @@ func (c *Controller) Dial(dial DialFunc, peerOf func(addr string) string) DialFu
 		if err != nil {
 			return nil, err
 		}
+		w := c.Wrap(conn, peer).(*Conn)
 		if peer == "" {
-			peer = peerOf(addr)
+			// Named when a rule first needs it: no lookup while no
+			// fault is in force.
+			w.resolve = func() string { return peerOf(addr) }
 		}
-		return c.Wrap(conn, peer), nil
+		return w, nil
 	}
 }
