@@ -42,20 +42,20 @@ func DryRun(ctx context.Context, w io.Writer, d *Drill, f *Federation) error {
 		s := p.Step
 		fmt.Fprintf(w, "\n%s  %s %s: %s\n", fmtOffset(s.At), s.Kind, s.Name, p.Touches)
 		for _, a := range p.Actions {
-			fault := a.Fault.Kind
+			desc := string(a.Fault.Kind)
 			if len(a.Fault.Peers) > 0 {
-				fault += " peers=" + strings.Join(a.Fault.Peers, ",")
+				desc += " peers=" + strings.Join(a.Fault.Peers, ",")
 			}
-			if a.Fault.Delay != "" {
-				fault += " delay=" + a.Fault.Delay
+			if a.Fault.Delay > 0 {
+				desc += " delay=" + time.Duration(a.Fault.Delay).String()
 			}
-			if a.Fault.Jitter != "" {
-				fault += " jitter=" + a.Fault.Jitter
+			if a.Fault.Jitter > 0 {
+				desc += " jitter=" + time.Duration(a.Fault.Jitter).String()
 			}
 			if a.Fault.Percent > 0 {
-				fault += " percent=" + fmtFloat(a.Fault.Percent)
+				desc += " percent=" + fmtFloat(a.Fault.Percent)
 			}
-			fmt.Fprintf(w, "    POST %s/v1/faults  %s  (%s/%s)\n", a.Gateway.Admin, fault, a.Cluster, a.Gateway.Name)
+			fmt.Fprintf(w, "    POST %s/v1/faults  %s  (%s/%s)\n", a.Gateway.Admin, desc, a.Cluster, a.Gateway.Name)
 		}
 		if s.Kind == Restore {
 			undone := active[s.Restores]

@@ -1,15 +1,16 @@
 package drill
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/straitmesh/strait/gateway/admin"
+	"github.com/straitmesh/strait/gateway/fault"
 )
 
 // faultAPI calls gateways' admin APIs: the fault routes and /readyz.
@@ -23,6 +24,10 @@ func newFaultAPI() *faultAPI {
 	}}}
 }
 
+func (a *faultAPI) client(g *FederationGateway) admin.Client {
+	return admin.Client{Addr: g.Admin, Token: g.token, HTTP: a.http}
+}
+
 func adminURL(g *FederationGateway, path string) string {
 	if strings.Contains(g.Admin, "://") {
 		return strings.TrimSuffix(g.Admin, "/") + path
@@ -30,42 +35,10 @@ func adminURL(g *FederationGateway, path string) string {
 	return "http://" + g.Admin + path
 }
 
-func (a *faultAPI) do(ctx context.Context, g *FederationGateway, method, path string, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, adminURL(g, path), rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if g.token != "" {
-		req.Header.Set("Authorization", "Bearer "+g.token)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, b, nil
-}
-
 // inject puts (or renews) a fault on one gateway.
-func (a *faultAPI) inject(ctx context.Context, g *FederationGateway, f Fault) error {
-	code, body, err := a.do(ctx, g, http.MethodPost, "/v1/faults", f)
-	if err != nil {
-		return fmt.Errorf("inject %s on %s (%s): %w", f.Kind, g.Name, g.Admin, err)
-	}
-	if code != http.StatusOK {
-		return fmt.Errorf("inject %s on %s (%s): %d %s", f.Kind, g.Name, g.Admin, code, strings.TrimSpace(string(body)))
+func (a *faultAPI) inject(ctx context.Context, g *FederationGateway, s fault.Spec) error {
+	if _, err := a.client(g).InjectFault(ctx, s); err != nil {
+		return fmt.Errorf("inject %s on %s: %w", s.Kind, g.Name, err)
 	}
 	return nil
 }
@@ -73,21 +46,31 @@ func (a *faultAPI) inject(ctx context.Context, g *FederationGateway, f Fault) er
 // undo removes a fault from one gateway; a fault the gateway no longer
 // has (its lease ran out, it restarted) is undone already.
 func (a *faultAPI) undo(ctx context.Context, g *FederationGateway, id string) error {
-	code, body, err := a.do(ctx, g, http.MethodDelete, "/v1/faults/"+url.PathEscape(id), nil)
-	if err != nil {
-		return fmt.Errorf("undo %s on %s (%s): %w", id, g.Name, g.Admin, err)
-	}
-	if code != http.StatusOK && code != http.StatusNotFound {
-		return fmt.Errorf("undo %s on %s (%s): %d %s", id, g.Name, g.Admin, code, strings.TrimSpace(string(body)))
+	_, err := a.client(g).UndoFault(ctx, id)
+	var se *admin.StatusError
+	if err != nil && !(errors.As(err, &se) && se.Code == http.StatusNotFound) {
+		return fmt.Errorf("undo %s on %s: %w", id, g.Name, err)
 	}
 	return nil
 }
 
+// faults lists the faults a gateway holds; it fails when fault mode is
+// off or the gateway cannot be reached.
+func (a *faultAPI) faults(ctx context.Context, g *FederationGateway) ([]fault.Fault, error) {
+	return a.client(g).Faults(ctx)
+}
+
 // ready reports whether a gateway answers /readyz with 200, and why not.
 func (a *faultAPI) ready(ctx context.Context, g *FederationGateway) (bool, string) {
-	code, body, err := a.do(ctx, g, http.MethodGet, "/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL(g, "/readyz"), nil)
 	if err != nil {
 		return false, err.Error()
 	}
-	return code == http.StatusOK, strings.TrimSpace(string(body))
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode == http.StatusOK, strings.TrimSpace(string(b))
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/straitmesh/strait/drill"
 )
@@ -130,7 +131,7 @@ func TestPlan(t *testing.T) {
 			if a.Fault.ID != "p."+p.Step.Name+".r1" {
 				t.Errorf("%s: fault id %q", p.Step.Name, a.Fault.ID)
 			}
-			out = append(out, act{a.Cluster, a.Gateway.Name, a.Fault.Kind, strings.Join(a.Fault.Peers, ",")})
+			out = append(out, act{a.Cluster, a.Gateway.Name, string(a.Fault.Kind), strings.Join(a.Fault.Peers, ",")})
 		}
 		return out
 	}
@@ -158,7 +159,7 @@ func TestPlan(t *testing.T) {
 			t.Errorf("step %s: no touches", p.Step.Name)
 		}
 	}
-	if a := plans[3].Actions[0].Fault; a.Delay != "50ms" || a.Jitter != "5ms" {
+	if a := plans[3].Actions[0].Fault; time.Duration(a.Delay) != 50*time.Millisecond || time.Duration(a.Jitter) != 5*time.Millisecond {
 		t.Errorf("latency fault %+v", a)
 	}
 	if a := plans[4].Actions[0].Fault; a.Percent != 0.5 {

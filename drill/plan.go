@@ -4,25 +4,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-)
 
-// Fault is one fault as a gateway's fault API takes it (POST /v1/faults):
-// docs/drills.md, "Fault mode in the gateways".
-type Fault struct {
-	ID      string   `json:"id"`
-	Kind    string   `json:"kind"`
-	Peers   []string `json:"peers,omitempty"`
-	Delay   string   `json:"delay,omitempty"`
-	Jitter  string   `json:"jitter,omitempty"`
-	Percent float64  `json:"percent,omitempty"`
-	Lease   string   `json:"lease"`
-}
+	"github.com/straitmesh/strait/gateway/fault"
+)
 
 // Action is one fault on one gateway.
 type Action struct {
 	Cluster string
 	Gateway *FederationGateway
-	Fault   Fault
+	Fault   fault.Spec
 }
 
 // StepPlan is what a timeline step does to the federation.
@@ -52,16 +42,16 @@ func (f *Federation) Plan(d *Drill, run string) ([]StepPlan, error) {
 	for _, s := range d.Timeline {
 		p := StepPlan{Step: s}
 		id := d.Name + "." + s.Name + "." + run
-		add := func(cluster string, gws []FederationGateway, fault Fault) {
+		add := func(cluster string, gws []FederationGateway, spec fault.Spec) {
 			for i := range gws {
-				fault.ID = id
-				p.Actions = append(p.Actions, Action{Cluster: cluster, Gateway: &gws[i], Fault: fault})
+				spec.ID = id
+				p.Actions = append(p.Actions, Action{Cluster: cluster, Gateway: &gws[i], Fault: spec})
 			}
 		}
 		whole := func(kind string, clusters []string) {
 			for _, name := range clusters {
 				c, _ := f.Cluster(name)
-				add(name, c.Gateways, Fault{Kind: kind})
+				add(name, c.Gateways, fault.Spec{Kind: fault.Kind(kind)})
 			}
 			p.Down = append(p.Down, clusters...)
 		}
@@ -73,7 +63,7 @@ func (f *Federation) Plan(d *Drill, run string) ([]StepPlan, error) {
 				i := slices.IndexFunc(gws, func(g FederationGateway) bool { return g.Name == s.Gateway })
 				gws = gws[i : i+1]
 			}
-			add(s.Cluster, gws, Fault{Kind: string(s.Kind)})
+			add(s.Cluster, gws, fault.Spec{Kind: fault.Kind(s.Kind)})
 			if len(gws) == len(c.Gateways) {
 				p.Down = append(p.Down, s.Cluster)
 			}
@@ -102,7 +92,7 @@ func (f *Federation) Plan(d *Drill, run string) ([]StepPlan, error) {
 			for i := range 2 {
 				for _, name := range b[i] {
 					c, _ := f.Cluster(name)
-					add(name, c.Gateways, Fault{Kind: string(Partition), Peers: b[1-i]})
+					add(name, c.Gateways, fault.Spec{Kind: fault.Kind(Partition), Peers: b[1-i]})
 				}
 			}
 			p.Cut = append(p.Cut, [2][]string{b[0], b[1]})
@@ -110,16 +100,13 @@ func (f *Federation) Plan(d *Drill, run string) ([]StepPlan, error) {
 		case Latency, Loss:
 			for i, name := range s.Link {
 				c, _ := f.Cluster(name)
-				fault := Fault{Kind: string(s.Kind), Peers: []string{s.Link[1-i]}}
+				spec := fault.Spec{Kind: fault.Kind(s.Kind), Peers: []string{s.Link[1-i]}}
 				if s.Kind == Latency {
-					fault.Delay = s.Delay.String()
-					if s.Jitter > 0 {
-						fault.Jitter = s.Jitter.String()
-					}
+					spec.Delay, spec.Jitter = fault.Duration(s.Delay), fault.Duration(s.Jitter)
 				} else {
-					fault.Percent = s.Percent
+					spec.Percent = s.Percent
 				}
-				add(name, c.Gateways, fault)
+				add(name, c.Gateways, spec)
 			}
 			what := fmt.Sprintf("%s%% loss", fmtFloat(s.Percent))
 			if s.Kind == Latency {
@@ -160,4 +147,6 @@ func touches(what string, gws []FederationGateway) string {
 	return what + ": " + strings.Join(names, ", ")
 }
 
-func fmtFloat(f float64) string { return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", f), "0"), ".") }
+func fmtFloat(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", f), "0"), ".")
+}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/fault"
+
 	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
 )
@@ -68,8 +70,8 @@ type run struct {
 
 	mu       sync.Mutex
 	steps    []StepRecord
-	active   map[int]bool           // plan index -> its faults are in place
-	downGW   map[string]int         // "cluster/gateway" -> faults holding it down
+	active   map[int]bool   // plan index -> its faults are in place
+	downGW   map[string]int // "cluster/gateway" -> faults holding it down
 	vios     []Violation
 	abort    *Abort
 	abortCh  chan struct{}
@@ -153,12 +155,8 @@ func (r *run) preflight(ctx context.Context) error {
 	for ci := range r.f.Clusters {
 		for gi := range r.f.Clusters[ci].Gateways {
 			g := &r.f.Clusters[ci].Gateways[gi]
-			code, body, err := r.api.do(ctx, g, http.MethodGet, "/v1/faults", nil)
-			switch {
-			case err != nil:
-				errs = append(errs, fmt.Errorf("cluster %s gateway %s: admin %s: %w", r.f.Clusters[ci].Name, g.Name, g.Admin, err))
-			case code != http.StatusOK:
-				errs = append(errs, fmt.Errorf("cluster %s gateway %s: admin %s: GET /v1/faults: %d %s", r.f.Clusters[ci].Name, g.Name, g.Admin, code, firstLine(body)))
+			if _, err := r.api.faults(ctx, g); err != nil {
+				errs = append(errs, fmt.Errorf("cluster %s gateway %s: %w", r.f.Clusters[ci].Name, g.Name, err))
 			}
 		}
 	}
@@ -250,7 +248,11 @@ func (r *run) drivers() []*driver {
 	var out []*driver
 	for i := range r.d.Traffic {
 		t := &r.d.Traffic[i]
-		dr := &driver{index: i, t: t, clients: map[string][]*client{},
+		end := r.d.Duration
+		if t.Duration > 0 {
+			end = t.Start + t.Duration
+		}
+		dr := &driver{index: i, t: t, end: end, clients: map[string][]*client{},
 			inflight: make(chan struct{}, max(64, 2*t.Rate*int(r.opts.RequestTimeout/time.Second+1)))}
 		for _, from := range t.From {
 			c, _ := r.f.Cluster(from)
@@ -303,21 +305,25 @@ func (r *run) sleepUntil(ctx context.Context, at time.Duration) bool {
 	}
 }
 
-func (r *run) lease() string { return r.opts.Lease.String() }
+// holdsDown says whether a fault of kind k takes its gateway out of
+// service, so that the drill's clients in its cluster enter elsewhere.
+func holdsDown(k fault.Kind) bool {
+	return k == fault.Kind(Kill) || k == fault.Kind(Freeze) || k == fault.Kind(Drain)
+}
 
 func (r *run) inject(ctx context.Context, i int) {
 	p := r.plans[i]
 	r.mu.Lock()
 	r.active[i] = true // renewals and undo cover it from now on
 	for _, a := range p.Actions {
-		if a.Fault.Kind == string(Kill) || a.Fault.Kind == string(Freeze) || a.Fault.Kind == string(Drain) {
+		if holdsDown(a.Fault.Kind) {
 			r.downGW[a.Cluster+"/"+a.Gateway.Name]++
 		}
 	}
 	r.mu.Unlock()
 	errs := r.each(ctx, p.Actions, func(ctx context.Context, a Action) error {
 		f := a.Fault
-		f.Lease = r.lease()
+		f.Lease = fault.Duration(r.opts.Lease)
 		return r.api.inject(ctx, a.Gateway, f)
 	})
 	at := r.since()
@@ -367,7 +373,7 @@ func (r *run) undoStep(ctx context.Context, i int) error {
 	r.mu.Lock()
 	r.steps[i].Undone = at
 	for _, a := range p.Actions {
-		if k := a.Cluster + "/" + a.Gateway.Name; r.downGW[k] > 0 && (a.Fault.Kind == string(Kill) || a.Fault.Kind == string(Freeze) || a.Fault.Kind == string(Drain)) {
+		if k := a.Cluster + "/" + a.Gateway.Name; r.downGW[k] > 0 && (holdsDown(a.Fault.Kind)) {
 			r.downGW[k]--
 		}
 	}
@@ -434,7 +440,7 @@ func (r *run) renewLeases(ctx context.Context) {
 		r.mu.Unlock()
 		err := r.each(ctx, as, func(ctx context.Context, a Action) error {
 			f := a.Fault
-			f.Lease = r.lease()
+			f.Lease = fault.Duration(r.opts.Lease)
 			return r.api.inject(ctx, a.Gateway, f)
 		})
 		if err != nil && ctx.Err() == nil {
@@ -601,4 +607,3 @@ func classesOf(w route.WhatIf, t *Traffic, from string) ([]string, *route.Explan
 	}
 	return names, ex, nil
 }
-

@@ -273,6 +273,7 @@ func (c *client) close() {
 type driver struct {
 	index    int
 	t        *Traffic
+	end      time.Duration // when the traffic stops, from the drill's start
 	clients  map[string][]*client // by cluster
 	inflight chan struct{}
 	rr       atomic.Uint64
@@ -280,7 +281,7 @@ type driver struct {
 
 func (d *driver) run(ctx context.Context, begin time.Time, rec *recorder, down func(cluster, gw string) bool, wg *sync.WaitGroup) {
 	interval := time.Second / time.Duration(d.t.Rate)
-	end := d.t.Start + d.t.Duration
+	end := d.end
 	next := d.t.Start
 	timer := time.NewTimer(time.Until(begin.Add(next)))
 	defer timer.Stop()

@@ -100,6 +100,7 @@ func (g *Gateway) NotReady() []string {
 	if g.closing.Load() {
 		out = append(out, "shutting down")
 	}
+	out = append(out, g.faultsNotReady()...)
 	if len(g.cfg.Gossip.Join) > 0 && g.catalog.Members() < 2 {
 		out = append(out, "not joined to any other gateway yet")
 	}

@@ -29,6 +29,9 @@ func (g *Gateway) listenIn(name, addr string, max int, handshake bool) (net.List
 	if err != nil {
 		return nil, err
 	}
+	if name != "admin" {
+		ln = g.faults.Listen(ln) // fault mode: the admin listener alone stays up
+	}
 	return g.budget(name, ln, max, handshake), nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/clusterset"
+	"github.com/straitmesh/strait/gateway/fault"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
@@ -73,6 +74,9 @@ type Config struct {
 	DNS DNSConfig `mapstructure:"dns"`
 	// Residency enforces a data-residency policy (docs/residency.md).
 	Residency ResidencyConfig `mapstructure:"residency"`
+	// Faults is the fault mode failover drills inject faults through
+	// (docs/drills.md). Off by default.
+	Faults fault.Config `mapstructure:"faults"`
 }
 
 // Discovery sources (discovery.source).
@@ -449,6 +453,7 @@ func DefaultConfig() Config {
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
 		Discovery:   DiscoveryConfig{Source: DiscoveryStatic, Kubernetes: kube.DefaultConfig()},
 		DNS:         DNSConfig{TTL: 5 * time.Second, Domain: clusterset.DefaultDomain},
+		Faults:      fault.DefaultConfig(),
 	}
 }
 
@@ -467,6 +472,9 @@ func (c Config) Validate() error {
 		}
 	}
 	req("cluster", c.Cluster)
+	if c.Faults.MaxLease < 0 {
+		errs = append(errs, configfile.Errorf("faults.maxLease", "must not be negative (0: the default, 5m), found %s", c.Faults.MaxLease))
+	}
 	req("region", c.Region)
 	req("trustDomain", c.TrustDomain)
 	switch c.TLS.Source {

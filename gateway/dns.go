@@ -167,7 +167,7 @@ func (g *Gateway) startDNS() error {
 		Queries:   g.metrics.dnsQueries,
 		PortNames: g.portName,
 		TCPListener: func(ln net.Listener) net.Listener {
-			return g.budget("dns", ln, g.cfg.Limits.Listeners.DNS, false)
+			return g.budget("dns", g.faults.Listen(ln), g.cfg.Limits.Listeners.DNS, false)
 		},
 	})
 	if err != nil {

@@ -31,6 +31,11 @@
 //     connections or a huge head bounds the gateway's open files and
 //     memory (TestIdleFloodOfEveryPort, TestListenerBudgets,
 //     TestHugeRequestHeadCostsTheLimit).
+//   - Fault mode (faults.go, gateway/fault) changes nothing unless
+//     faults.enabled: no listener, dialler or transport is wrapped.
+//     With it, every fault ends with its lease or with the gateway, and
+//     the admin and probe listeners stay out of every fault
+//     (TestFaultAdminAPIOff, lab.TestFaultLeaseExpiryUndoes).
 //
 // Decisions live in gateway/route, byte formats in gateway/wire, tunnels
 // in gateway/tunnel and the admin API in gateway/admin; this package only

@@ -22,6 +22,7 @@ import (
 	"github.com/straitmesh/strait/federation/catalog"
 	"github.com/straitmesh/strait/federation/state"
 	"github.com/straitmesh/strait/gateway/clusterset"
+	"github.com/straitmesh/strait/gateway/fault"
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/identity"
@@ -111,7 +112,9 @@ type Gateway struct {
 	// passthroughLn is listen.passthrough (passthrough.go); nil when disabled.
 	passthroughLn net.Listener
 
-	tunnels  *tunnel.Pool // inbound tunnels always; outbound when tunnels.enabled
+	tunnels  *tunnel.Pool      // inbound tunnels always; outbound when tunnels.enabled
+	faults   *fault.Controller // fault mode (faults.go); wraps nothing unless faults.enabled
+	fstate   faultState
 	flows    flowSet
 	draining chan struct{} // closed when shutdown starts
 
@@ -265,6 +268,8 @@ func (g *Gateway) components() []component {
 			return nil
 		}, kill: func() { g.refusalFeed.close() }},
 		{name: "certificates", start: g.startCertificates, kill: g.stopCertificates},
+		// Before the tunnels, which dial through it, and the listeners.
+		{name: "faults", start: g.startFaults, kill: g.stopFaults},
 		{name: "residency", start: func() error { return g.startResidency(g.opts.Policy) }, kill: func() { g.res.close() }},
 		// Refused peer certificates are counted, logged and audited
 		// (trust.go) from the first handshake on.
@@ -318,7 +323,7 @@ func (g *Gateway) components() []component {
 				// Our entry is signed by our current certificate key; others'
 				// are accepted only when signed by theirs and our current
 				// trust accepts their chains.
-				Signing: catalog.BundleSigning(g.id)})
+				Signing: catalog.BundleSigning(g.id), WrapTransport: g.gossipTransport})
 			if err != nil {
 				return err
 			}
@@ -367,11 +372,16 @@ func (g *Gateway) components() []component {
 		}},
 		// Last to start, first to stop: readiness fails and the tunnels
 		// peers opened are told to open no more streams.
+		// Faults end first, so that nothing they hold delays the drain.
 		component{name: "readiness", drain: func(context.Context) error {
 			g.closing.Store(true)
 			close(g.draining)
+			g.faults.Clear()
 			return nil
-		}, kill: func() { g.closing.Store(true) }},
+		}, kill: func() {
+			g.closing.Store(true)
+			g.faults.Clear()
+		}},
 	)
 }
 
@@ -446,6 +456,7 @@ func (g *Gateway) serve() error {
 			return g.acceptLoop("import", im.ln, func(c net.Conn) { g.serveImport(c, im.Import) })
 		})
 	}
+	g.runFaults()
 	g.wg.Add(2)
 	go g.health.run(g.ctx, &g.wg)
 	go g.reapIdle()

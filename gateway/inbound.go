@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/fault"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
@@ -38,9 +39,12 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		g.metrics.handshakeFailures.Inc()
 		return
 	}
+	fault.SetPeer(raw, peer.Cluster) // fault mode: the rules for this verified peer apply from here
 	if cs.NegotiatedProtocol == wire.ALPNTunnel {
 		tc.SetDeadline(time.Time{})
-		g.tunnels.Serve(tc, peer.Cluster, g.draining, g.admitTunnelStream, func(s *tunnel.Stream) {
+		drain, stop := g.tunnelDrain()
+		defer stop()
+		g.tunnels.Serve(tc, peer.Cluster, drain, g.admitTunnelStream, func(s *tunnel.Stream) {
 			defer g.conns.done(s)
 			g.serveTunnelStream(s, peer)
 		})

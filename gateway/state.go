@@ -47,8 +47,11 @@ func (g *Gateway) startState() error {
 		},
 		// The budget's timer closes (and counts) a late handshake at
 		// limits.handshakeTimeout; the stream layer's deadline is a backstop.
-		RaftListener:     func(ln net.Listener) net.Listener { return g.budget("raft", ln, cfg.Limits.Listeners.Raft, true) },
+		RaftListener: func(ln net.Listener) net.Listener {
+			return g.budget("raft", g.faults.Listen(ln), cfg.Limits.Listeners.Raft, true)
+		},
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout + time.Second,
+		RaftDial:         g.raftDial(),
 	})
 	if err != nil {
 		return err

@@ -104,6 +104,9 @@ func StartDev(ctx context.Context, opts DevOptions) (d *Dev, err error) {
 	dns := map[string]gateway.DNSConfig{}
 	tune := spec.Tune
 	spec.Tune = func(cluster string, cfg *gateway.Config) {
+		// A playground takes faults: `strait drill run` drills it
+		// (cli/federation.yaml). The admin ports are on loopback.
+		cfg.Faults.Enabled = true
 		if d, ok := dns[cluster]; ok {
 			cfg.DNS.Listen, cfg.DNS.ImportAddresses = d.Listen, d.ImportAddresses
 		}
@@ -204,6 +207,9 @@ tls:
 			return fmt.Errorf("write CLI config: %w", err)
 		}
 	}
+	if err := d.WriteFederation(filepath.Join(dir, FederationFile)); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(SamplePolicy), 0o644); err != nil {
 		return fmt.Errorf("write sample policy: %w", err)
 	}
@@ -215,6 +221,10 @@ tls:
 	}
 	return nil
 }
+
+// FederationFile, in the CLI directory, describes the dev federation for
+// `strait drill run --federation`.
+const FederationFile = "federation.yaml"
 
 // failoverFile holds SampleFailover in the CLI directory.
 const failoverFile = "failover-profile.json"
@@ -438,6 +448,14 @@ their own, not the federation's:
     -verify_hostname ledger.demo.svc.cluster.local -verify_return_error -CAfile %[4]s
 `, euc.Name, euc.Passthrough, DemoPort, info.MeshCA)
 	}
+	fmt.Fprintf(w, `
+Drills: the gateways take faults (faults.enabled). A drill kills eu-west-1 for
+15s while it drives the ledger and the profile, judges failover and residency,
+and writes a report (docs/drills.md):
+
+  %[1]s drill run deploy/examples/drills/dev/lose-eu-west-1.yaml --federation %[2]s --dry-run
+  %[1]s drill run deploy/examples/drills/dev/lose-eu-west-1.yaml --federation %[2]s --html drill.html
+`, self, filepath.Join(info.StateDir, "cli", FederationFile))
 	if len(voters) == 0 {
 		return
 	}

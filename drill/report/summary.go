@@ -99,13 +99,14 @@ func Passed(r *drill.Result) bool {
 	return true
 }
 
-// ErrorRate is the percentage of c's requests that failed; refusals are
-// answers of the residency policy, not errors.
+// ErrorRate is the percentage of c's requests that failed, of those not
+// refused: refusals are answers of the residency policy, not errors (the
+// maxErrorRate verdict counts the same way).
 func ErrorRate(c drill.Counts) float64 {
-	if c.Requests == 0 {
+	if c.Requests-c.Refused <= 0 {
 		return 0
 	}
-	return 100 * float64(c.Errors) / float64(c.Requests)
+	return 100 * float64(c.Errors) / float64(c.Requests-c.Refused)
 }
 
 // FailoverTime is f's time for people: "never" when no success came
@@ -133,8 +134,11 @@ func percent(p float64) string { return fmt.Sprintf("%.2f%%", p) }
 // dur rounds to the millisecond: a result's offsets are measured with
 // nanoseconds nobody reads.
 func dur(d time.Duration) string {
-	if d >= time.Second {
+	switch {
+	case d >= time.Second:
 		d = d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		d = d.Round(100 * time.Microsecond)
 	}
 	return d.String()
 }

@@ -59,6 +59,9 @@ type Options struct {
 	// catalog accept only entries signed by their owners (sign.go). nil:
 	// unsigned entries, for tests and development only.
 	Signing *Signing
+	// WrapTransport wraps the gossip transport (the gateway's fault
+	// mode drops and delays packets in it). nil: none.
+	WrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 }
 
 // nodeData is everything known about one gateway.
@@ -211,7 +214,7 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 		cancel()
 		return nil, err
 	}
-	mc.Transport = tr
+	mc.Transport = opts.wrapTransport(tr)
 	mc.Name = name
 	mc.BindAddr = host
 	mc.BindPort = tr.port()

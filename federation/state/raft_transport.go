@@ -41,6 +41,9 @@ type tlsStream struct {
 	acceptErr error                 // why the listener stopped; set before failed closes
 	failed    chan struct{}
 	closeOnce sync.Once
+	// dial opens the TCP connection beneath an outbound mTLS one; nil:
+	// a net.Dialer (Options.RaftDial).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 var _ raft.StreamLayer = (*tlsStream)(nil)
@@ -143,12 +146,24 @@ func (s *tlsStream) Accept() (net.Conn, error) {
 func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: s.client}
-	c, err := d.DialContext(ctx, "tcp", string(addr))
+	if s.dial == nil {
+		d := tls.Dialer{NetDialer: &net.Dialer{}, Config: s.client}
+		c, err := d.DialContext(ctx, "tcp", string(addr))
+		if err != nil {
+			return nil, fmt.Errorf("raft dial %s: %w", addr, err)
+		}
+		return c, nil
+	}
+	raw, err := s.dial(ctx, string(addr))
 	if err != nil {
 		return nil, fmt.Errorf("raft dial %s: %w", addr, err)
 	}
-	return c, nil
+	tc := tls.Client(raw, s.client)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("raft dial %s: %w", addr, err)
+	}
+	return tc, nil
 }
 
 // Close stops accepting, closes the handshakes under way and waits for

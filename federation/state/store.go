@@ -66,6 +66,10 @@ type Options struct {
 	// connection with an Established method is told when its TLS
 	// handshake finished. Optional.
 	RaftListener func(net.Listener) net.Listener
+	// RaftDial, when set, opens the TCP connections beneath outbound
+	// Raft's mTLS (the gateway's fault mode puts them under its rules).
+	// Default: a net.Dialer. Optional.
+	RaftDial func(ctx context.Context, addr string) (net.Conn, error)
 	// CA signs certificate requests while this server leads, instead of
 	// the intermediate of Config.CA (tests inject one with a clock).
 	// Optional.
@@ -752,7 +756,9 @@ func listenStream(bind, advertise string, opts Options, log *slog.Logger, admit 
 		}
 		return admit(peer)
 	}
-	return newTLSStream(ln, adv, server, opts.Identity.ClientConfig("raft.strait"), opts.HandshakeTimeout, log), nil
+	s := newTLSStream(ln, adv, server, opts.Identity.ClientConfig("raft.strait"), opts.HandshakeTimeout, log)
+	s.dial = opts.RaftDial
+	return s, nil
 }
 
 // admitRaft lets a peer open Raft connections to this server: Raft RPCs

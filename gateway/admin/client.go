@@ -98,12 +98,23 @@ func (c Client) call(ctx context.Context, method, path string, in, out any) erro
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("admin API at %s: %s %s: %s", c.Addr, method, path, strings.TrimSpace(string(msg)))
+		return &StatusError{Addr: c.Addr, Method: method, Path: path, Code: resp.StatusCode, Msg: strings.TrimSpace(string(msg))}
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
 		return fmt.Errorf("admin API at %s: decode %s: %w", c.Addr, path, err)
 	}
 	return nil
+}
+
+// StatusError is an answer of the admin API other than 200 OK.
+type StatusError struct {
+	Addr, Method, Path string
+	Code               int
+	Msg                string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("admin API at %s: %s %s: %s", e.Addr, e.Method, e.Path, e.Msg)
 }
 
 // send sends one request for path with the token and, with a body, its

@@ -72,6 +72,7 @@ type Options struct {
 //	GET  /v1/residency            the policy in force, as JSON
 //	GET  /v1/residency/policy     the policy document itself (X-Strait-Policy-Version)
 //	GET  /ui/, /ui/events         the topology page and its event stream, when g is Live (ui.go)
+//	POST, GET /v1/faults; DELETE /v1/faults/{id}   fault mode, when g implements Faults (faults.go)
 func Handler(g Gateway, opts Options) http.Handler {
 	log := opts.Logger
 	if log == nil {
@@ -115,6 +116,7 @@ func Handler(g Gateway, opts Options) http.Handler {
 			"applied", len(res.Applied), "failed", len(res.Failed))
 		writeJSON(w, KeyOpResult{Fingerprint: fp, KeyResult: res})
 	}))
+	faultRoutes(mux, g, op, log)
 	mux.HandleFunc("GET /v1/status", op(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, g.Status())
 	}))
