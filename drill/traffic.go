@@ -273,7 +273,7 @@ func (c *client) close() {
 type driver struct {
 	index    int
 	t        *Traffic
-	end      time.Duration // when the traffic stops, from the drill's start
+	end      time.Duration        // when the traffic stops, from the drill's start
 	clients  map[string][]*client // by cluster
 	inflight chan struct{}
 	rr       atomic.Uint64
