@@ -212,18 +212,6 @@ func (r *recorder) export(i, n int) (Counts, []Second) {
 	return r.totals[i], out
 }
 
-// p99 is the 99th percentile of traffic i's successes whose second is in
-// [from, to).
-func (r *recorder) p99(i, from, to int) (time.Duration, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var h histogram
-	for t := max(from, 0); t < min(to, len(r.seconds[i])); t++ {
-		h.merge(&r.seconds[i][t].hist)
-	}
-	return h.quantile(.99), h.n
-}
-
 func copyMap(m map[string]int) map[string]int {
 	if len(m) == 0 {
 		return nil

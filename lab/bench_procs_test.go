@@ -10,8 +10,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/straitmesh/strait/gateway/admin"
 )
 
 // Measurements of `strait gateway` processes (procs_test.go) for the
@@ -57,4 +60,24 @@ func buildStraitAt(t *testing.T, rev string) string {
 		t.Fatalf("git archive %s: %v\n%s", rev, err, out)
 	}
 	return goBuildStrait(t, src, dir)
+}
+
+// kill sends SIGKILL and waits until the process is gone.
+func (p *straitProc) kill() error {
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("SIGKILL pid %d: %w", p.cmd.Process.Pid, err)
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("pid %d still running 5s after SIGKILL", p.cmd.Process.Pid)
+	}
+}
+
+// startProcFederation is startProcFederationConnect without connect
+// ports.
+func startProcFederation(t *testing.T, bin string, specs []procSpec, ready map[string]func(admin.Status) bool) *procFederation {
+	t.Helper()
+	return startProcFederationConnect(t, bin, specs, ready, nil)
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,37 +59,18 @@ func (p *straitProc) logTail(n int) string {
 	return tail(b, n)
 }
 
-// kill sends SIGKILL and waits until the process is gone.
-func (p *straitProc) kill() error {
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return fmt.Errorf("SIGKILL pid %d: %w", p.cmd.Process.Pid, err)
-	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("pid %d still running 5s after SIGKILL", p.cmd.Process.Pid)
-	}
-}
-
 // portOf is the port of a host:port address.
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
 }
 
-// startProcFederation makes a CA and a certificate per gateway with
-// `strait ca` (bin, from buildStrait), writes each gateway's config file,
-// checks it with --check and starts the gateways, each joining the
-// others' gossip. It returns once every gateway named in ready is ready
+// startProcFederationConnect makes a CA and a certificate per gateway
+// with `strait ca` (bin, from buildStrait), writes each gateway's config
+// file, checks it with --check and starts the gateways, each joining the
+// others' gossip, with listen.connect from connect (by cluster; none where
+// it has no entry). It returns once every gateway named in ready is ready
 // and its status satisfies ready[name].
-func startProcFederation(t *testing.T, bin string, specs []procSpec, ready map[string]func(admin.Status) bool) *procFederation {
-	t.Helper()
-	return startProcFederationConnect(t, bin, specs, ready, nil)
-}
-
-// startProcFederationConnect is startProcFederation with each gateway's
-// listen.connect from connect (by cluster; none where it has no entry).
 func startProcFederationConnect(t *testing.T, bin string, specs []procSpec, ready map[string]func(admin.Status) bool, connect map[string]string) *procFederation {
 	t.Helper()
 	dir := t.TempDir()
