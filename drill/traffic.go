@@ -59,11 +59,11 @@ type refusedError struct {
 
 func (e *refusedError) Error() string { return fmt.Sprintf("refused: %d %s", e.status, e.reason) }
 
-// byPolicy says whether the refusal is the policy's answer: a 403, or a
-// reason the residency engine gave (a 503 when every allowed cluster is
-// down), rather than a failure.
+// byPolicy says whether the refusal is the policy's answer (403: no
+// cluster may take the flow) rather than a failure; a 503 (every cluster
+// that may take it is down) is an error.
 func (e *refusedError) byPolicy() bool {
-	return e.reason != "" && (e.status == http.StatusForbidden || strings.HasPrefix(e.reason, "residency:"))
+	return e.reason != "" && e.status == http.StatusForbidden
 }
 
 // served is who a CONNECT tunnel went to.

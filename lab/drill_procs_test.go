@@ -168,16 +168,32 @@ timeline:
   - {name: kill-paris, at: 1s, kind: kill, cluster: dc-paris-1}
 `)
 	const lease = 2 * time.Second
-	cmd := exec.Command(bin, "drill", "run", file, "--federation", fedFile, "--lease", lease.String(), "--quiet")
+	cmd := exec.Command(bin, "drill", "run", file, "--federation", fedFile, "--lease", lease.String())
+	logFile := filepath.Join(t.TempDir(), "drill.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	output := func() string { b, _ := os.ReadFile(logFile); return string(b) }
+	exited := make(chan struct{})
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
 	paris := fed.admin["dc-paris-1"]
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(activeFaults(t, paris)) == 0 {
+		select {
+		case <-exited:
+			t.Fatalf("the drill exited (%v) before its fault was in place:\n%s", waitErr, output())
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the drill never put its fault on dc-paris-1\n%s", fed.logs())
+			t.Fatalf("the drill never put its fault on dc-paris-1:\n%s\n%s", output(), fed.logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -186,7 +202,7 @@ timeline:
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	<-exited
 	killed := time.Now()
 	for len(activeFaults(t, paris)) > 0 {
 		if time.Since(killed) > lease+2*time.Second {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straitmesh/strait/deploy/examples"
+	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/drill"
 	"github.com/straitmesh/strait/drill/report"
 	"github.com/straitmesh/strait/gateway"
@@ -95,9 +97,36 @@ stop:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var progress strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+
+	// The dry run lists what each step touches and predicts where the
+	// ledger goes: eu-west-1 or eu-west-2 first, eu-west-2 alone while
+	// eu-west-1 is down, never us-east; and it does nothing.
+	var dry strings.Builder
+	if err := drill.DryRun(ctx, &dry, dr, fed); err != nil {
+		t.Fatal(err)
+	}
+	euw1 := d.Info().Clusters[0]
+	for _, want := range []string{
+		"4s  kill kill-eu-west-1: cluster eu-west-1: gw-0 (" + euw1.Admin + ")",
+		"    POST " + euw1.Admin + "/v1/faults  kill  (eu-west-1/gw-0)",
+		"eu-ledger from eu-central-1 (class pii-eu): to eu-west-2 (eu-west)\n",
+		"    DELETE " + euw1.Admin + "/v1/faults/short.kill-eu-west-1.dry-run  (eu-west-1/gw-0)",
+		"us-profile from us-east-1 (no class): to us-east-1 (us-east)",
+	} {
+		if !strings.Contains(dry.String(), want) {
+			t.Errorf("dry run lacks %q:\n%s", want, dry.String())
+		}
+	}
+	if strings.Contains(dry.String(), "(us-east)\n") && strings.Contains(dry.String(), "eu-ledger from eu-central-1 (class pii-eu): to us-east") {
+		t.Errorf("dry run predicts the ledger in us-east:\n%s", dry.String())
+	}
+	if ids := activeFaults(t, euw1.Admin); len(ids) > 0 {
+		t.Fatalf("the dry run injected %v", ids)
+	}
+
+	var progress strings.Builder
 	res, err := drill.Run(ctx, dr, fed, drill.Options{Progress: &progress, Lease: 3 * time.Second})
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
@@ -185,11 +214,13 @@ stop:
 	var progress strings.Builder
 	start := time.Now()
 	res, err := drill.Run(ctx, dr, fed, drill.Options{Progress: &progress, Lease: 30 * time.Second, RequestTimeout: time.Second})
-	if err != nil {
+	if err != nil && res == nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
 	}
 	if res.Aborted == nil || res.Aborted.Condition != "errorRateAbove" {
-		t.Fatalf("not aborted by the error rate: %+v\n%s", res.Aborted, progress.String())
+		var summary strings.Builder
+		_ = report.Summary(&summary, res)
+		t.Fatalf("not aborted by the error rate: %+v\n%s\n%s\nseconds: %+v", res.Aborted, progress.String(), summary.String(), res.Traffic[0].Seconds)
 	}
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("the drill ran %s; the stop should end it within seconds of the loss", took)
@@ -211,5 +242,72 @@ stop:
 	}
 	if res.Steps[3].Done != 0 {
 		t.Errorf("the restore after the stop ran: %+v", res.Steps[3])
+	}
+}
+
+// A gateway without the policy (misconfigured, or compromised) sends
+// pii-eu flows out of the EU's reach; the receiving gateway refuses each
+// on arrival. The client sees only refusals, but the drill reads the
+// receiving gateway's audit trail, counts a violation and stops.
+func TestDrillSeesViolationsInTheAuditTrail(t *testing.T) {
+	ledger := startDemo(t, "demo/ledger", "eu", "eu-west", map[string]string{"data-class": "pii-eu"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	allowAll := []byte("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: open}\nspec: {default: allow}\n")
+	unscoped := []byte(strings.Replace(string(examples.Residency), "catalog: region-only", "", 1))
+	l, err := lab.Start(ctx, lab.Spec{Policy: unscoped,
+		Timeouts: gateway.Timeouts{Connect: time.Second, Budget: 2 * time.Second, Drain: time.Second},
+		Tune:     func(_ string, cfg *gateway.Config) { cfg.Faults.Enabled = true },
+		Clusters: []lab.ClusterSpec{
+			{Name: "us", Region: "us-east", Policy: allowAll},
+			{Name: "euc", Region: "eu-central"},
+			{Name: "eu", Region: "eu-west", Services: []discovery.Service{ledger}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	file := filepath.Join(t.TempDir(), "federation.json")
+	if err := l.WriteFederation(file); err != nil {
+		t.Fatal(err)
+	}
+	fed, err := drill.LoadFederation(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr, err := drill.Parse("leak.yaml", []byte(`apiVersion: strait.io/v1
+kind: Drill
+metadata: {name: leak}
+duration: 30s
+traffic:
+  - {name: us-ledger, from: [us], to: demo/ledger:8080, rate: 10}
+timeline: []
+stop:
+  anyResidencyViolation: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := drill.Run(ctx, dr, fed, drill.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Aborted == nil || res.Aborted.Condition != "anyResidencyViolation" || !strings.Contains(res.Aborted.Reason, "gateway eu refused a flow of class pii-eu on arrival") {
+		t.Fatalf("aborted %+v, want the violation in eu's audit trail", res.Aborted)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("stopped after %s", took)
+	}
+	if len(res.Violations) == 0 || res.Violations[0].Source != "audit" || res.Violations[0].Cluster != "eu" || res.Violations[0].Class != "pii-eu" {
+		t.Errorf("violations %+v", res.Violations)
+	}
+	// The client never got the ledger: each flow was refused (403); the
+	// stop may come before the first refusal's answer is counted.
+	if tot := res.Traffic[0].Totals; tot.OK != 0 || tot.Errors != 0 {
+		t.Errorf("the client saw %+v: want refusals only", tot)
+	}
+	if res.Pass {
+		t.Error("passed")
 	}
 }

@@ -98,3 +98,47 @@ func TestDrillReportWritesFiles(t *testing.T) {
 		t.Errorf("junit suites %+v, want one with 2 tests, 1 failure", suites.Suites)
 	}
 }
+
+// `strait drill validate --federation` checks the federation file and
+// that each drill names only what it has; the library fits the
+// multicloud example's federation.
+func TestDrillValidateFederation(t *testing.T) {
+	const lib = "../../deploy/examples/drills/"
+	fed := "../../deploy/examples/multicloud/federation.yaml"
+	files, _ := filepath.Glob(lib + "*.yaml")
+	out, stderr, code := runStrait(t, nil, append([]string{"drill", "validate", "--federation", fed}, files...)...)
+	if code != 0 || !strings.Contains(out, "federation.yaml: valid federation: 4 clusters") || strings.Count(out, ": valid drill ") != len(files) {
+		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+	}
+	// A drill of the dev federation names clusters the example lacks.
+	out, stderr, code = runStrait(t, nil, "drill", "validate", "--federation", fed, lib+"dev/lose-eu-west-1.yaml")
+	if code != 2 || !strings.Contains(stderr, "no cluster eu-central-1 in the federation") {
+		t.Errorf("exit %d, want 2 naming the missing cluster\n%s%s", code, out, stderr)
+	}
+}
+
+// `strait drill run` refuses to start without a federation, or on one it
+// cannot use, before doing anything.
+func TestDrillRunRefuses(t *testing.T) {
+	const drillFile = "../../deploy/examples/drills/lose-a-cluster.yaml"
+	bad := filepath.Join(t.TempDir(), "fed.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: strait.io/v1\nkind: Federation\nclusters: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no federation", []string{"drill", "run", drillFile}, "--federation FILE is required"},
+		{"empty federation", []string{"drill", "run", drillFile, "--federation", bad}, "clusters: expected at least one cluster"},
+		{"token missing", []string{"drill", "run", drillFile, "--federation", "../../deploy/examples/multicloud/federation.yaml"}, "adminTokenFile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := runStrait(t, []string{"STRAIT_FEDERATION="}, tc.args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want 2 with %q\n%s", code, tc.want, stderr)
+			}
+		})
+	}
+}

@@ -1120,6 +1120,10 @@ func TestMulticloudValues(t *testing.T) {
 					t.Errorf("gateway.yaml lacks %s: %s\n%s", key, w[i], raw)
 				}
 			}
+			// The example is drilled: fault mode on (federation.yaml).
+			if !strings.Contains(raw, "faults:\n  enabled: true\n  maxLease: 5m\n") {
+				t.Errorf("gateway.yaml lacks fault mode:\n%s", raw)
+			}
 		})
 	}
 }

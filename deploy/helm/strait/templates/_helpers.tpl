@@ -178,6 +178,11 @@ imports:
 residency:
   policy: /etc/strait/residency/{{ $v.residency.key }}
 {{- end }}
+{{- if $v.faults.enabled }}
+faults:
+  enabled: true
+  maxLease: {{ $v.faults.maxLease }}
+{{- end }}
 log:
   level: {{ $v.gateway.log.level }}
   format: {{ $v.gateway.log.format }}
