@@ -1,0 +1,184 @@
+package lab_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/straitmesh/strait/lab"
+)
+
+// tracedSpec gives every gateway of a lab its own tracer provider, with
+// an in-memory exporter and the cluster in the provider's resource.
+func tracedSpec() (lab.Spec, func() map[string]tracetest.SpanStubs) {
+	var mu sync.Mutex
+	exps := map[string]*tracetest.InMemoryExporter{}
+	spec := lab.Spec{TracerProvider: func(cluster string) trace.TracerProvider {
+		exp := tracetest.NewInMemoryExporter()
+		mu.Lock()
+		exps[cluster] = exp
+		mu.Unlock()
+		return sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
+			sdktrace.WithResource(resource.NewSchemaless(attribute.String("strait.cluster", cluster))))
+	}}
+	return spec, func() map[string]tracetest.SpanStubs {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]tracetest.SpanStubs{}
+		for c, e := range exps {
+			out[c] = e.GetSpans()
+		}
+		return out
+	}
+}
+
+func attr(s tracetest.SpanStub, key string) attribute.Value {
+	for _, kv := range s.Attributes {
+		if string(kv.Key) == key {
+			return kv.Value
+		}
+	}
+	return attribute.Value{}
+}
+
+func resourceCluster(s tracetest.SpanStub) string {
+	v, _ := s.Resource.Set().Value("strait.cluster")
+	return v.AsString()
+}
+
+// TestTraceAcrossGateways: one request from eu-central-1 to demo/ledger
+// (which only the eu-west clusters run), sent with the client's own
+// traceparent, yields one trace: http.request, plan, attempt and
+// tunnel.stream on eu-central-1, inbound on the eu-west gateway that
+// served it as a child of the tunnel.stream, and the service sees a
+// traceparent naming the http.request span.
+func TestTraceAcrossGateways(t *testing.T) {
+	spec, spans := tracedSpec()
+	_, d, byName := startDev(t, spec)
+	euc := byName["eu-central-1"]
+
+	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, err := http.NewRequest(http.MethodGet, "http://"+euc.Imports["demo/ledger:8080"]+"/headers", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", "00-"+clientTrace+"-00f067aa0ba902b7-01")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r lab.Reply
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || r.Region != "eu-west" {
+		t.Fatalf("ledger from eu-central-1: %s, %+v, %v", resp.Status, r, err)
+	}
+	// The inbound span ends with its stream, which the gateway keeps for
+	// the next request: stop the federation to end it.
+	d.Close()
+
+	all := spans()
+	byID := map[trace.SpanID]tracetest.SpanStub{}
+	traces := map[trace.TraceID]bool{}
+	var names []string
+	for cluster, ss := range all {
+		for _, s := range ss {
+			if got := resourceCluster(s); got != cluster {
+				t.Errorf("span %s exported by %s names cluster %q", s.Name, cluster, got)
+			}
+			byID[s.SpanContext.SpanID()] = s
+			traces[s.SpanContext.TraceID()] = true
+			names = append(names, cluster+"/"+s.Name)
+		}
+	}
+	if len(traces) != 1 {
+		t.Fatalf("%d traces, want 1: %v", len(traces), names)
+	}
+	for id := range traces {
+		if id.String() != clientTrace {
+			t.Errorf("trace %s, want the client's %s", id, clientTrace)
+		}
+	}
+	find := func(cluster, name string) tracetest.SpanStub {
+		t.Helper()
+		for _, s := range all[cluster] {
+			if s.Name == name {
+				return s
+			}
+		}
+		t.Fatalf("no span %s from %s; spans %v", name, cluster, names)
+		return tracetest.SpanStub{}
+	}
+	parentOf := func(s tracetest.SpanStub) tracetest.SpanStub { return byID[s.Parent.SpanID()] }
+
+	hr := find("eu-central-1", "http.request")
+	if hr.Parent.SpanID().String() != "00f067aa0ba902b7" || !hr.Parent.IsRemote() {
+		t.Errorf("http.request's parent %v, want the client's span", hr.Parent)
+	}
+	if attr(hr, "http.request.method").AsString() != "GET" || attr(hr, "http.response.status_code").AsInt64() != 200 ||
+		attr(hr, "strait.service").AsString() != "demo/ledger" {
+		t.Errorf("http.request attributes %v", hr.Attributes)
+	}
+	plan := find("eu-central-1", "plan")
+	if parentOf(plan).Name != "http.request" || !slices.Contains(attr(plan, "strait.classes").AsStringSlice(), "pii-eu") ||
+		attr(plan, "strait.outcome").AsString() != "allowed" || attr(plan, "strait.candidates").AsInt64() < 1 {
+		t.Errorf("plan: parent %q, attributes %v", parentOf(plan).Name, plan.Attributes)
+	}
+	at := find("eu-central-1", "attempt")
+	if parentOf(at).Name != "http.request" || attr(at, "strait.result").AsString() != "ok" {
+		t.Errorf("attempt: parent %q, attributes %v", parentOf(at).Name, at.Attributes)
+	}
+	served := attr(at, "strait.dest.cluster").AsString()
+	if served != r.Cluster {
+		t.Errorf("attempt went to %q, the request was served by %s", served, r.Cluster)
+	}
+	ts := find("eu-central-1", "tunnel.stream")
+	if parentOf(ts).Name != "attempt" || ts.SpanKind != trace.SpanKindClient || attr(ts, "strait.peer.cluster").AsString() != served {
+		t.Errorf("tunnel.stream: parent %q, kind %v, attributes %v", parentOf(ts).Name, ts.SpanKind, ts.Attributes)
+	}
+	in := find(served, "inbound")
+	if in.Parent.SpanID() != ts.SpanContext.SpanID() || !in.Parent.IsRemote() || in.SpanKind != trace.SpanKindServer ||
+		attr(in, "strait.peer.cluster").AsString() != "eu-central-1" {
+		t.Errorf("inbound: parent %v (want tunnel.stream %v, remote), attributes %v", in.Parent, ts.SpanContext.SpanID(), in.Attributes)
+	}
+	// The service's parent is the http.request span.
+	if got, want := r.Headers.Get("Traceparent"), "00-"+clientTrace+"-"+hr.SpanContext.SpanID().String()+"-01"; got != want {
+		t.Errorf("service saw traceparent %q, want %q", got, want)
+	}
+}
+
+// TestTracingOffRecordsNothing: with no tracer provider, a request
+// crosses gateways with no trace context: the service sees the client's
+// traceparent unchanged (the gateway neither adds nor replaces one), and
+// a provider handed to nobody records nothing.
+func TestTracingOffRecordsNothing(t *testing.T) {
+	_, _, byName := startDev(t, lab.Spec{})
+	euc := byName["eu-central-1"]
+	client := &http.Client{Timeout: 10 * time.Second}
+	r := getJSON(t, client, "http://"+euc.Imports["demo/ledger:8080"]+"/headers")
+	if r.Region != "eu-west" || r.Headers.Get("Traceparent") != "" || r.Headers.Get("Tracestate") != "" {
+		t.Errorf("untraced request: served in %s, service saw traceparent %q", r.Region, r.Headers.Get("Traceparent"))
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+euc.Imports["demo/ledger:8080"]+"/headers", nil)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	req.Header.Set("Traceparent", tp)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rr lab.Reply
+	json.NewDecoder(resp.Body).Decode(&rr)
+	resp.Body.Close()
+	if rr.Headers.Get("Traceparent") != tp {
+		t.Errorf("client's traceparent reached the service as %q", rr.Headers.Get("Traceparent"))
+	}
+}
