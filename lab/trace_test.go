@@ -1,6 +1,8 @@
 package lab_test
 
 import (
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -60,14 +62,17 @@ func resourceCluster(s tracetest.SpanStub) string {
 // traceparent, yields one trace: http.request, plan, attempt and
 // tunnel.stream on eu-central-1, inbound on the eu-west gateway that
 // served it as a child of the tunnel.stream, and the service sees a
-// traceparent naming the http.request span.
+// traceparent naming the http.request span. A TLS connection through the
+// same import port, which the gateway carries as bytes, is one more
+// trace, rooted at a flow span.
 func TestTraceAcrossGateways(t *testing.T) {
 	spec, spans := tracedSpec()
 	_, d, byName := startDev(t, spec)
 	euc := byName["eu-central-1"]
+	ledger := euc.Imports["demo/ledger:8080"]
 
 	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	req, err := http.NewRequest(http.MethodGet, "http://"+euc.Imports["demo/ledger:8080"]+"/headers", nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+ledger+"/headers", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,78 +87,110 @@ func TestTraceAcrossGateways(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK || r.Region != "eu-west" {
 		t.Fatalf("ledger from eu-central-1: %s, %+v, %v", resp.Status, r, err)
 	}
+
+	// TLS to the service through the import port: an L4 flow.
+	tlsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{ServerName: "ledger.demo.svc.cluster.local", InsecureSkipVerify: true}}}
+	tr := getJSON(t, tlsClient, "https://"+ledger+"/")
+	if tr.Region != "eu-west" || !tr.TLS {
+		t.Fatalf("ledger over TLS from eu-central-1: %+v", tr)
+	}
+
 	// The inbound span ends with its stream, which the gateway keeps for
 	// the next request: stop the federation to end it.
 	d.Close()
 
 	all := spans()
 	byID := map[trace.SpanID]tracetest.SpanStub{}
-	traces := map[trace.TraceID]bool{}
-	var names []string
+	traces := map[trace.TraceID][]string{}
 	for cluster, ss := range all {
 		for _, s := range ss {
 			if got := resourceCluster(s); got != cluster {
 				t.Errorf("span %s exported by %s names cluster %q", s.Name, cluster, got)
 			}
 			byID[s.SpanContext.SpanID()] = s
-			traces[s.SpanContext.TraceID()] = true
-			names = append(names, cluster+"/"+s.Name)
+			traces[s.SpanContext.TraceID()] = append(traces[s.SpanContext.TraceID()], cluster+"/"+s.Name)
 		}
 	}
-	if len(traces) != 1 {
-		t.Fatalf("%d traces, want 1: %v", len(traces), names)
+	if len(traces) != 2 {
+		t.Fatalf("%d traces, want 2 (the request and the TLS flow): %v", len(traces), traces)
 	}
-	for id := range traces {
-		if id.String() != clientTrace {
-			t.Errorf("trace %s, want the client's %s", id, clientTrace)
-		}
-	}
-	find := func(cluster, name string) tracetest.SpanStub {
+	find := func(cluster, name string, id trace.TraceID) tracetest.SpanStub {
 		t.Helper()
 		for _, s := range all[cluster] {
-			if s.Name == name {
+			if s.Name == name && s.SpanContext.TraceID() == id {
 				return s
 			}
 		}
-		t.Fatalf("no span %s from %s; spans %v", name, cluster, names)
+		t.Fatalf("no span %s from %s in trace %s; traces %v", name, cluster, id, traces)
 		return tracetest.SpanStub{}
 	}
 	parentOf := func(s tracetest.SpanStub) tracetest.SpanStub { return byID[s.Parent.SpanID()] }
+	// hops checks plan, attempt and tunnel.stream under root on
+	// eu-central-1 and inbound on the cluster that served, and returns it.
+	hops := func(root tracetest.SpanStub) string {
+		t.Helper()
+		id := root.SpanContext.TraceID()
+		plan := find("eu-central-1", "plan", id)
+		if parentOf(plan).Name != root.Name || !slices.Contains(attr(plan, "strait.classes").AsStringSlice(), "pii-eu") ||
+			attr(plan, "strait.outcome").AsString() != "allowed" || attr(plan, "strait.candidates").AsInt64() < 1 {
+			t.Errorf("plan: parent %q, attributes %v", parentOf(plan).Name, plan.Attributes)
+		}
+		at := find("eu-central-1", "attempt", id)
+		if parentOf(at).Name != root.Name || attr(at, "strait.result").AsString() != "ok" {
+			t.Errorf("attempt: parent %q, attributes %v", parentOf(at).Name, at.Attributes)
+		}
+		served := attr(at, "strait.dest.cluster").AsString()
+		ts := find("eu-central-1", "tunnel.stream", id)
+		if parentOf(ts).Name != "attempt" || ts.SpanKind != trace.SpanKindClient || attr(ts, "strait.peer.cluster").AsString() != served {
+			t.Errorf("tunnel.stream: parent %q, kind %v, attributes %v", parentOf(ts).Name, ts.SpanKind, ts.Attributes)
+		}
+		in := find(served, "inbound", id)
+		if in.Parent.SpanID() != ts.SpanContext.SpanID() || !in.Parent.IsRemote() || in.SpanKind != trace.SpanKindServer ||
+			attr(in, "strait.peer.cluster").AsString() != "eu-central-1" {
+			t.Errorf("inbound: parent %v (want tunnel.stream %v, remote), attributes %v", in.Parent, ts.SpanContext.SpanID(), in.Attributes)
+		}
+		return served
+	}
 
-	hr := find("eu-central-1", "http.request")
+	var id trace.TraceID
+	copy(id[:], mustHex(t, clientTrace))
+	hr := find("eu-central-1", "http.request", id)
 	if hr.Parent.SpanID().String() != "00f067aa0ba902b7" || !hr.Parent.IsRemote() {
 		t.Errorf("http.request's parent %v, want the client's span", hr.Parent)
 	}
 	if attr(hr, "http.request.method").AsString() != "GET" || attr(hr, "http.response.status_code").AsInt64() != 200 ||
-		attr(hr, "strait.service").AsString() != "demo/ledger" {
+		attr(hr, "strait.service").AsString() != "demo/ledger" || attr(hr, "strait.stream").AsString() != "new" {
 		t.Errorf("http.request attributes %v", hr.Attributes)
 	}
-	plan := find("eu-central-1", "plan")
-	if parentOf(plan).Name != "http.request" || !slices.Contains(attr(plan, "strait.classes").AsStringSlice(), "pii-eu") ||
-		attr(plan, "strait.outcome").AsString() != "allowed" || attr(plan, "strait.candidates").AsInt64() < 1 {
-		t.Errorf("plan: parent %q, attributes %v", parentOf(plan).Name, plan.Attributes)
-	}
-	at := find("eu-central-1", "attempt")
-	if parentOf(at).Name != "http.request" || attr(at, "strait.result").AsString() != "ok" {
-		t.Errorf("attempt: parent %q, attributes %v", parentOf(at).Name, at.Attributes)
-	}
-	served := attr(at, "strait.dest.cluster").AsString()
-	if served != r.Cluster {
-		t.Errorf("attempt went to %q, the request was served by %s", served, r.Cluster)
-	}
-	ts := find("eu-central-1", "tunnel.stream")
-	if parentOf(ts).Name != "attempt" || ts.SpanKind != trace.SpanKindClient || attr(ts, "strait.peer.cluster").AsString() != served {
-		t.Errorf("tunnel.stream: parent %q, kind %v, attributes %v", parentOf(ts).Name, ts.SpanKind, ts.Attributes)
-	}
-	in := find(served, "inbound")
-	if in.Parent.SpanID() != ts.SpanContext.SpanID() || !in.Parent.IsRemote() || in.SpanKind != trace.SpanKindServer ||
-		attr(in, "strait.peer.cluster").AsString() != "eu-central-1" {
-		t.Errorf("inbound: parent %v (want tunnel.stream %v, remote), attributes %v", in.Parent, ts.SpanContext.SpanID(), in.Attributes)
+	if served := hops(hr); served != r.Cluster {
+		t.Errorf("the request's attempt went to %q, it was served by %s", served, r.Cluster)
 	}
 	// The service's parent is the http.request span.
 	if got, want := r.Headers.Get("Traceparent"), "00-"+clientTrace+"-"+hr.SpanContext.SpanID().String()+"-01"; got != want {
 		t.Errorf("service saw traceparent %q, want %q", got, want)
 	}
+
+	var flow tracetest.SpanStub
+	for _, s := range all["eu-central-1"] {
+		if s.Name == "flow" {
+			flow = s
+		}
+	}
+	if !flow.SpanContext.IsValid() || flow.Parent.IsValid() || attr(flow, "strait.entry").AsString() != "import" {
+		t.Fatalf("flow span %+v", flow)
+	}
+	if served := hops(flow); served != tr.Cluster {
+		t.Errorf("the TLS flow's attempt went to %q, it was served by %s", served, tr.Cluster)
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestTracingOffRecordsNothing: with no tracer provider, a request
