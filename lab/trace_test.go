@@ -62,7 +62,9 @@ func resourceCluster(s tracetest.SpanStub) string {
 // traceparent, yields one trace: http.request, plan, attempt and
 // tunnel.stream on eu-central-1, inbound on the eu-west gateway that
 // served it as a child of the tunnel.stream, and the service sees a
-// traceparent naming the http.request span. A TLS connection through the
+// traceparent naming the http.request span. An HTTP/2 request after it
+// is the same, or, when it goes on the stream the first one left, has
+// http.request and plan only. A TLS connection through the
 // same import port, which the gateway carries as bytes, is one more
 // trace, rooted at a flow span.
 func TestTraceAcrossGateways(t *testing.T) {
@@ -86,6 +88,21 @@ func TestTraceAcrossGateways(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK || r.Region != "eu-west" {
 		t.Fatalf("ledger from eu-central-1: %s, %+v, %v", resp.Status, r, err)
+	}
+
+	// The same over HTTP/2 (h2c, prior knowledge).
+	const h2Trace = "0af7651916cd43dd8448eb211c80319c"
+	req2, _ := http.NewRequest(http.MethodGet, "http://"+ledger+"/headers", nil)
+	req2.Header.Set("Traceparent", "00-"+h2Trace+"-b7ad6b7169203331-01")
+	resp2, err := h2cClient().Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r2 lab.Reply
+	err = json.NewDecoder(resp2.Body).Decode(&r2)
+	resp2.Body.Close()
+	if err != nil || resp2.ProtoMajor != 2 || r2.Region != "eu-west" {
+		t.Fatalf("ledger over h2c from eu-central-1: %s %s, %+v, %v", resp2.Proto, resp2.Status, r2, err)
 	}
 
 	// TLS to the service through the import port: an L4 flow.
@@ -112,8 +129,8 @@ func TestTraceAcrossGateways(t *testing.T) {
 			traces[s.SpanContext.TraceID()] = append(traces[s.SpanContext.TraceID()], cluster+"/"+s.Name)
 		}
 	}
-	if len(traces) != 2 {
-		t.Fatalf("%d traces, want 2 (the request and the TLS flow): %v", len(traces), traces)
+	if len(traces) != 3 {
+		t.Fatalf("%d traces, want 3 (the HTTP/1.1 and HTTP/2 requests, the TLS flow): %v", len(traces), traces)
 	}
 	find := func(cluster, name string, id trace.TraceID) tracetest.SpanStub {
 		t.Helper()
@@ -153,22 +170,38 @@ func TestTraceAcrossGateways(t *testing.T) {
 		return served
 	}
 
-	var id trace.TraceID
-	copy(id[:], mustHex(t, clientTrace))
-	hr := find("eu-central-1", "http.request", id)
-	if hr.Parent.SpanID().String() != "00f067aa0ba902b7" || !hr.Parent.IsRemote() {
-		t.Errorf("http.request's parent %v, want the client's span", hr.Parent)
-	}
-	if attr(hr, "http.request.method").AsString() != "GET" || attr(hr, "http.response.status_code").AsInt64() != 200 ||
-		attr(hr, "strait.service").AsString() != "demo/ledger" || attr(hr, "strait.stream").AsString() != "new" {
-		t.Errorf("http.request attributes %v", hr.Attributes)
-	}
-	if served := hops(hr); served != r.Cluster {
-		t.Errorf("the request's attempt went to %q, it was served by %s", served, r.Cluster)
-	}
-	// The service's parent is the http.request span.
-	if got, want := r.Headers.Get("Traceparent"), "00-"+clientTrace+"-"+hr.SpanContext.SpanID().String()+"-01"; got != want {
-		t.Errorf("service saw traceparent %q, want %q", got, want)
+	for _, tc := range []struct {
+		name, trace, parent string
+		reply               lab.Reply
+		stream              string
+	}{
+		{"HTTP/1.1", clientTrace, "00f067aa0ba902b7", r, "new"},
+		// On the stream the first request left when the selector puts
+		// its cluster first again ("kept"), else on a new one.
+		{"HTTP/2", h2Trace, "b7ad6b7169203331", r2, ""},
+	} {
+		var id trace.TraceID
+		copy(id[:], mustHex(t, tc.trace))
+		hr := find("eu-central-1", "http.request", id)
+		if hr.Parent.SpanID().String() != tc.parent || !hr.Parent.IsRemote() {
+			t.Errorf("%s: http.request's parent %v, want the client's span", tc.name, hr.Parent)
+		}
+		if attr(hr, "http.request.method").AsString() != "GET" || attr(hr, "http.response.status_code").AsInt64() != 200 ||
+			attr(hr, "strait.service").AsString() != "demo/ledger" || tc.stream != "" && attr(hr, "strait.stream").AsString() != tc.stream {
+			t.Errorf("%s: http.request attributes %v", tc.name, hr.Attributes)
+		}
+		if attr(hr, "strait.stream").AsString() == "kept" {
+			// No attempt, and the inbound span is the first request's.
+			if plan := find("eu-central-1", "plan", id); parentOf(plan).Name != "http.request" || len(traces[id]) != 2 {
+				t.Errorf("%s on a kept stream: spans %v", tc.name, traces[id])
+			}
+		} else if served := hops(hr); served != tc.reply.Cluster {
+			t.Errorf("%s: the request's attempt went to %q, it was served by %s", tc.name, served, tc.reply.Cluster)
+		}
+		// The service's parent is the http.request span.
+		if got, want := tc.reply.Headers.Get("Traceparent"), "00-"+tc.trace+"-"+hr.SpanContext.SpanID().String()+"-01"; got != want {
+			t.Errorf("%s: service saw traceparent %q, want %q", tc.name, got, want)
+		}
 	}
 
 	var flow tracetest.SpanStub
