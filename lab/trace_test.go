@@ -227,11 +227,20 @@ func mustHex(t *testing.T, s string) []byte {
 }
 
 // TestTracingOffRecordsNothing: with no tracer provider, a request
-// crosses gateways with no trace context: the service sees the client's
-// traceparent unchanged (the gateway neither adds nor replaces one), and
-// a provider handed to nobody records nothing.
+// crosses gateways with no trace context. eu-central-1 traces nothing
+// while the eu-west gateways do: their inbound span for its request has
+// no parent, so nothing went on the wire, and the service sees no
+// traceparent, or the client's unchanged (the gateway neither adds nor
+// replaces one).
 func TestTracingOffRecordsNothing(t *testing.T) {
-	_, _, byName := startDev(t, lab.Spec{})
+	on, spans := tracedSpec()
+	spec := lab.Spec{TracerProvider: func(cluster string) trace.TracerProvider {
+		if cluster == "eu-central-1" {
+			return nil
+		}
+		return on.TracerProvider(cluster)
+	}}
+	_, d, byName := startDev(t, spec)
 	euc := byName["eu-central-1"]
 	client := &http.Client{Timeout: 10 * time.Second}
 	r := getJSON(t, client, "http://"+euc.Imports["demo/ledger:8080"]+"/headers")
@@ -250,5 +259,26 @@ func TestTracingOffRecordsNothing(t *testing.T) {
 	resp.Body.Close()
 	if rr.Headers.Get("Traceparent") != tp {
 		t.Errorf("client's traceparent reached the service as %q", rr.Headers.Get("Traceparent"))
+	}
+	d.Close()
+
+	all := spans()
+	if _, ok := all["eu-central-1"]; ok {
+		t.Fatalf("eu-central-1 got a tracer provider")
+	}
+	inbound := 0
+	for cluster, ss := range all {
+		for _, s := range ss {
+			if s.Name != "inbound" || attr(s, "strait.peer.cluster").AsString() != "eu-central-1" {
+				continue
+			}
+			inbound++
+			if s.Parent.IsValid() {
+				t.Errorf("%s: inbound span from eu-central-1 has parent %v: a trace context crossed", cluster, s.Parent)
+			}
+		}
+	}
+	if inbound == 0 {
+		t.Errorf("no inbound span from eu-central-1 on the traced eu-west gateways: %v", all)
 	}
 }
