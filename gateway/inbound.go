@@ -76,7 +76,7 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 	span := g.inboundSpan(peer, t, &facts)
 	defer span.End()
 	refuse := func(err error) {
-		spanFailed(span, &wire.Refusal{Reason: err.Error()})
+		inboundRefused(span, err)
 		g.refuseInbound(s, peer, t.String(), err)
 	}
 	local := g.local.Load()

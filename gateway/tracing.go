@@ -186,6 +186,19 @@ func errorKind(err error) string {
 	return "failed"
 }
 
+// errSuperseded ends an attempt's spans that neither answered nor failed
+// before the next candidate was tried (none today; a guard).
+var errSuperseded = errors.New("superseded")
+
+// inboundRefused marks an inbound span refused: "residency" for a
+// residency refusal, else "refused".
+func inboundRefused(span trace.Span, err error) {
+	if !span.IsRecording() {
+		return
+	}
+	spanFailed(span, &wire.Refusal{Reason: err.Error()})
+}
+
 // endPlan records a plan's outcome on its span and ends it.
 func endPlan(span trace.Span, t wire.Target, a *attempt, err error) {
 	if !span.IsRecording() {
@@ -210,7 +223,7 @@ func (a *attempt) traceAttempt(c route.Candidate) []byte {
 	if g.tracer == nil || !trace.SpanContextFromContext(a.ctx).IsValid() {
 		return a.facts
 	}
-	a.endAttempt(errors.New("superseded")) // never left open
+	a.endAttempt(errSuperseded) // never left open
 	ctx, span := g.tracer.Start(a.ctx, spanAttempt, trace.WithAttributes(
 		attrDestCluster.String(c.Cluster), attrDestRegion.String(c.Region), attrLocal.Bool(c.Local)))
 	a.span = span

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 
@@ -48,9 +49,12 @@ func flowTracing(g *Gateway, a *attempt, f *wire.Facts, req *http.Request) []byt
 	rspan.End()
 
 	in := g.inboundSpan(benchPeer, benchTarget, f)
+	inboundRefused(in, errBenchRefusal)
 	in.End()
 	return sent
 }
+
+var errBenchRefusal = errors.New(wire.ResidencyPrefix + "class pii-eu may not reach us-east")
 
 // tracingFixture is a planned attempt and the facts its peer reads.
 func tracingFixture(t testing.TB, g *Gateway) (*attempt, *wire.Facts, *http.Request) {
@@ -157,5 +161,33 @@ func benchTracing(b *testing.B, g *Gateway) {
 	b.ReportAllocs()
 	for b.Loop() {
 		flowTracing(g, a, f, req)
+	}
+}
+
+// TestTracingInboundRefusal: a refused inbound stream's span says why by
+// category, a residency refusal as residency, and quotes nothing.
+func TestTracingInboundRefusal(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	g := tracingGateway(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
+	f := wire.Facts{TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	for _, err := range []error{errBenchRefusal, errors.New("service demo/x has no port 1")} {
+		span := g.inboundSpan(benchPeer, benchTarget, &f)
+		inboundRefused(span, err)
+		span.End()
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	for i, want := range []string{"residency", "refused"} {
+		s := spans[i]
+		if s.Status.Description != want || s.Parent.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || !s.Parent.IsRemote() {
+			t.Errorf("span %d: status %+v, parent %v; want %s under the remote parent", i, s.Status, s.Parent, want)
+		}
+		for _, kv := range s.Attributes {
+			if v := kv.Value.String(); len(v) > 40 {
+				t.Errorf("span %d: attribute %s=%q quotes more than a name", i, kv.Key, v)
+			}
+		}
 	}
 }
