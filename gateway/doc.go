@@ -31,6 +31,12 @@
 //     connections or a huge head bounds the gateway's open files and
 //     memory (TestIdleFloodOfEveryPort, TestListenerBudgets,
 //     TestHugeRequestHeadCostsTheLimit).
+//   - Tracing (tracing.go) never changes what a flow does: off (no
+//     Options.TracerProvider) it allocates nothing and sends no trace
+//     context (TestTracingOff); on, a flow that crosses gateways is one
+//     trace (lab.TestTraceAcrossGateways), its spans carry names, never
+//     header values or payload, and a peer's trace context is used for
+//     nothing else (wire.TestTraceContextIsOnlyForTracing).
 //
 // Decisions live in gateway/route, byte formats in gateway/wire, tunnels
 // in gateway/tunnel and the admin API in gateway/admin; this package only
