@@ -9,11 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/sovereignty"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // plan orders the places that serve t and asks the residency policy about

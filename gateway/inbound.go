@@ -73,7 +73,7 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 // the answer, so a refused stream never reaches a service.
 func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts wire.Facts) {
 	start := time.Now()
-	span := g.inboundSpan(peer, t, &facts)
+	span := g.inboundSpan(peer, t, facts)
 	defer span.End()
 	refuse := func(err error) {
 		inboundRefused(span, err)

@@ -264,11 +264,13 @@ func (a *attempt) endAttempt(err error) {
 
 // inboundSpan starts the span of a stream from peer to t, a child of the
 // peer's tunnel.stream when its facts carry a trace context.
-func (g *Gateway) inboundSpan(peer identity.ID, t wire.Target, facts *wire.Facts) trace.Span {
+func (g *Gateway) inboundSpan(peer identity.ID, t wire.Target, facts wire.Facts) trace.Span {
 	if g.tracer == nil {
 		return noSpan
 	}
-	ctx := traceContext.Extract(g.ctx, factsCarrier{facts})
+	// A copy, so that only a traced stream's facts go to the heap.
+	f := facts
+	ctx := traceContext.Extract(g.ctx, factsCarrier{&f})
 	_, span := g.tracer.Start(ctx, spanInbound, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
 		attrService.String(t.Namespace+"/"+t.Name), semconv.ServerPort(t.Port), attrCluster.String(g.cfg.Cluster),
 		attrPeerCluster.String(peer.Cluster), attrPeerRegion.String(peer.Region)))

@@ -48,7 +48,7 @@ func flowTracing(g *Gateway, a *attempt, f *wire.Facts, req *http.Request) []byt
 	requestStatus(rspan, 200)
 	rspan.End()
 
-	in := g.inboundSpan(benchPeer, benchTarget, f)
+	in := g.inboundSpan(benchPeer, benchTarget, *f)
 	inboundRefused(in, errBenchRefusal)
 	in.End()
 	return sent
@@ -171,7 +171,7 @@ func TestTracingInboundRefusal(t *testing.T) {
 	g := tracingGateway(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
 	f := wire.Facts{TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 	for _, err := range []error{errBenchRefusal, errors.New("service demo/x has no port 1")} {
-		span := g.inboundSpan(benchPeer, benchTarget, &f)
+		span := g.inboundSpan(benchPeer, benchTarget, f)
 		inboundRefused(span, err)
 		span.End()
 	}
