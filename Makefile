@@ -13,7 +13,7 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS                      := $(CURDIR)/bin/tools
 
-.PHONY: all build image generate test demo bench bench-identity bench-dataplane bench-l7 bench-catalog bench-residency bench-state soak fuzz lint clean
+.PHONY: all build image generate test demo bench bench-identity bench-dataplane bench-l7 bench-catalog bench-residency bench-state bench-tracing soak fuzz lint clean
 
 all: build
 
@@ -54,7 +54,7 @@ demo: build
 BENCHRUN = set -o pipefail; $(GO) test -tags bench -count=1 -v -timeout 60m
 BENCHOUT = | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
 
-bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state bench-identity
+bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state bench-identity bench-tracing
 
 # The data plane against HAProxy and a direct connection: iperf3 through
 # real `strait gateway` processes, an HAProxy pair and directly (one and
@@ -67,6 +67,13 @@ bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state bench-
 # are kept in the output.
 bench-dataplane:
 	$(BENCHRUN) -run '^TestBenchDataplane' ./lab | grep -E '^(BENCH|--- FAIL|FAIL|panic|\s+\S+_test\.go:[0-9]+: )'
+
+# What tracing costs a connection when it is off (no OTEL_* variables):
+# ns and allocations of every span helper a flow, an HTTP request and an
+# inbound stream call; the same with tracing on, for comparison. The data
+# path with tracing off is bench-dataplane's figures (docs/tracing.md).
+bench-tracing:
+	$(BENCHRUN) -run '^TestBenchTracingOff$$' ./gateway $(BENCHOUT)
 
 # One mTLS handshake with the gateway's identity (certificate and trust
 # read at every handshake) against static crypto/tls configs: p50, p99 and

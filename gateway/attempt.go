@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/gateway/wire"
@@ -50,16 +52,33 @@ type attempt struct {
 	eng      *sovereignty.Engine
 	version  uint64
 	facts    []byte
-	next     int    // index in cands of the next candidate to open
-	last     string // the cluster that failed last
+	factsV   wire.Facts // what facts encodes (tracing adds its trace context)
+	next     int        // index in cands of the next candidate to open
+	last     string     // the cluster that failed last
 	nre      *route.NoRouteError
 	refusals int
 	start    time.Time
+
+	// ctx carries the span of the request or flow (tracing.go); span and
+	// stream are the spans of the candidate being tried, nil untraced.
+	ctx          context.Context
+	span, stream trace.Span
 }
 
 // prepare plans a flow to t. A flow the policy refuses outright, or with
-// no candidate at all, ends here with a *route.NoRouteError.
-func (g *Gateway) prepare(t wire.Target, in route.FlowIn) (*attempt, error) {
+// no candidate at all, ends here with a *route.NoRouteError. ctx carries
+// the flow's span, if traced: the plan and the attempts are its children.
+func (g *Gateway) prepare(ctx context.Context, t wire.Target, in route.FlowIn) (*attempt, error) {
+	_, span := g.childSpan(ctx, spanPlan, trace.SpanKindInternal)
+	a, err := g.planFlow(t, in)
+	endPlan(span, t, a, err)
+	if a != nil {
+		a.ctx = ctx
+	}
+	return a, err
+}
+
+func (g *Gateway) planFlow(t wire.Target, in route.FlowIn) (*attempt, error) {
 	eng, version := g.res.current()
 	if eng == nil {
 		g.res.audit.Refused("outbound", 503)
@@ -87,7 +106,8 @@ func (g *Gateway) prepare(t wire.Target, in route.FlowIn) (*attempt, error) {
 		return nil, nre
 	}
 	g.res.filtered(in, p, version)
-	facts, err := wire.EncodeFacts(p.Facts(eng, version))
+	fv := p.Facts(eng, version)
+	facts, err := wire.EncodeFacts(fv)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +116,7 @@ func (g *Gateway) prepare(t wire.Target, in route.FlowIn) (*attempt, error) {
 		cands = g.tunnels.Demote(cands)
 	}
 	return &attempt{g: g, t: t, in: in, svc: t.String(), p: p, cands: cands, eng: eng, version: version,
-		facts: facts, nre: &route.NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
+		facts: facts, factsV: fv, nre: &route.NoRouteError{Target: t, Known: true}, start: time.Now()}, nil
 }
 
 // open opens a stream to the next candidate that takes one, in plan
@@ -111,13 +131,14 @@ func (a *attempt) open(ctx context.Context) (up net.Conn, c route.Candidate, ans
 		}
 		cctx, cancel := context.WithTimeout(ctx, a.g.cfg.Timeouts.Connect)
 		defer cancel()
+		facts := a.traceAttempt(c)
 		if c.Local {
-			return a.g.openCandidate(cctx, c, a.t, a.facts) // dialLocal counts and ejects endpoints
+			return a.g.openCandidate(cctx, c, a.t, facts) // dialLocal counts and ejects endpoints
 		}
 		// The stream counts against the remote gateway while it is open.
 		acquire := func() func() { return a.g.sel.Acquire(route.RemoteFlight(a.t, c), c.Cluster) }
 		release := acquire()
-		up, err := a.g.openCandidate(cctx, c, a.t, a.facts)
+		up, err := a.g.openCandidate(cctx, c, a.t, facts)
 		if err != nil {
 			release()
 			return nil, err
@@ -156,6 +177,7 @@ func firstAnswer(ctx context.Context, cands []route.Candidate, from int, dial fu
 
 // failed records that c did not take the flow.
 func (a *attempt) failed(c route.Candidate, err error) {
+	a.endAttempt(err)
 	a.last = c.Cluster
 	if !c.Local && route.GatewayFault(a.g.ctx, err) {
 		a.g.sel.Out.Failure(route.GatewayKey(a.t, c.Addr), a.svc, c.Cluster, false)
@@ -170,6 +192,7 @@ func (a *attempt) failed(c route.Candidate, err error) {
 
 // answered records that c took the flow.
 func (a *attempt) answered(c route.Candidate) destination {
+	a.endAttempt(nil)
 	if !c.Local {
 		a.g.sel.Out.Success(route.GatewayKey(a.t, c.Addr))
 	}
@@ -209,7 +232,7 @@ func (a *attempt) noRoute(ctx context.Context) *route.NoRouteError {
 func (g *Gateway) connectTarget(ctx context.Context, t wire.Target, in route.FlowIn) (net.Conn, destination, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
 	defer cancel()
-	a, err := g.prepare(t, in)
+	a, err := g.prepare(ctx, t, in)
 	if err != nil {
 		return nil, destination{}, err
 	}

@@ -36,6 +36,12 @@
 //     With it, every fault ends with its lease or with the gateway, and
 //     the admin and probe listeners stay out of every fault
 //     (TestFaultAdminAPIOff, lab.TestFaultLeaseExpiryUndoes).
+//   - Tracing (tracing.go) never changes what a flow does: off (no
+//     Options.TracerProvider) it allocates nothing and sends no trace
+//     context (TestTracingOff); on, a flow that crosses gateways is one
+//     trace (lab.TestTraceAcrossGateways), its spans carry names, never
+//     header values or payload, and a peer's trace context is used for
+//     nothing else (wire.TestTraceContextIsOnlyForTracing).
 //
 // Decisions live in gateway/route, byte formats in gateway/wire, tunnels
 // in gateway/tunnel and the admin API in gateway/admin; this package only

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/federation/catalog"
@@ -56,6 +57,9 @@ type Options struct {
 	StateValidator state.Validator
 	// StateTransport overrides the mTLS Raft transport (tests). Optional.
 	StateTransport raft.Transport
+	// TracerProvider receives the gateway's spans (docs/tracing.md).
+	// Default nil: tracing off, at no cost on the data path.
+	TracerProvider trace.TracerProvider
 }
 
 // Gateway is one running strait gateway.
@@ -80,6 +84,7 @@ type Gateway struct {
 	discStop       func() // stops a source the gateway started; nil otherwise
 	dial           func(ctx context.Context, addr string) (net.Conn, error)
 	version        string
+	tracer         trace.Tracer // nil: tracing off (tracing.go)
 	metrics        *metrics
 	health         *healthChecker
 	sel            *route.Selector
@@ -211,6 +216,7 @@ func Start(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g.log = g.log.With("cluster", cfg.Cluster, "region", cfg.Region)
 	g.life.log = g.log
+	g.tracer = newTracer(opts.TracerProvider)
 	if g.reg == nil {
 		g.reg = prometheus.NewRegistry()
 		g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -258,9 +258,12 @@ func (g *Gateway) serveRequest1(c net.Conn, req *http.Request, t wire.Target, in
 		}
 	}
 	req.Header.Del("Expect")
-	ex, err := g.forward(g.ctx, t, in, req, proto, cont)
+	ctx, span := g.requestSpan(g.ctx, req, t, in)
+	defer span.End()
+	ex, err := g.forward(ctx, t, in, req, proto, cont)
 	if err != nil {
 		status := g.refuseRequest(t, in, err)
+		requestStatus(span, status)
 		writeHTTPError(c, status, err.Error())
 		g.metrics.httpRequests.WithLabelValues(svc, ex.dest.cluster, strconv.Itoa(status)).Inc()
 		return false
@@ -275,6 +278,7 @@ func (g *Gateway) serveRequest1(c net.Conn, req *http.Request, t wire.Target, in
 		// From an h2c upstream: framed for HTTP/1.1 by resp.Write.
 		resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
 	}
+	requestStatus(span, resp.StatusCode)
 	cw := &countWriter{w: c}
 	werr := resp.Write(cw)
 	g.metrics.bytes.WithLabelValues("outbound", svc, g.cfg.Cluster, ex.dest.cluster, "rx").Add(float64(cw.n))
@@ -392,7 +396,7 @@ func (g *Gateway) retryable(req *http.Request) bool {
 func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, req *http.Request, proto string, cont func() error) (*exchange, error) {
 	svc := t.String()
 	g.retries.request(svc)
-	a, err := g.prepare(t, in)
+	a, err := g.prepare(ctx, t, in)
 	if err != nil {
 		return &exchange{}, err
 	}
@@ -419,6 +423,7 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 		retry = body != nil
 	}
 	out := outgoing(ctx, req, t, proto)
+	g.injectHeader(ctx, out.Header)
 	for retried := false; ; {
 		if body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(body))
@@ -429,6 +434,7 @@ func (g *Gateway) forward(ctx context.Context, t wire.Target, in route.FlowIn, r
 			kind = "kept"
 		}
 		g.metrics.httpStreams.WithLabelValues(svc, u.dest.cluster, kind).Inc()
+		streamKind(ctx, kind)
 		resp, err := u.roundTrip(out)
 		if err == nil {
 			a.sent(u.dest.cluster)
@@ -757,11 +763,13 @@ func (g *Gateway) serveRequest2(w http.ResponseWriter, r *http.Request, fixed *w
 		in.Headers = withOuter(r.Header, outer)
 	}
 	var ex *exchange
+	ctx, span := g.requestSpan(r.Context(), r, t, in)
+	defer span.End()
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(*httputil.ProxyRequest) {},
 		Transport: roundTripFunc(func(out *http.Request) (*http.Response, error) {
 			var err error
-			ex, err = g.forward(r.Context(), t, in, out, proto, func() error { return nil })
+			ex, err = g.forward(ctx, t, in, out, proto, func() error { return nil })
 			if err != nil {
 				return nil, err
 			}
@@ -776,12 +784,14 @@ func (g *Gateway) serveRequest2(w http.ResponseWriter, r *http.Request, fixed *w
 				cluster = ex.dest.cluster
 			}
 			g.metrics.httpRequests.WithLabelValues(svc, cluster, strconv.Itoa(status)).Inc()
+			requestStatus(span, status)
 			writeH2Error(w, r, status, err.Error())
 		},
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
 	rp.ServeHTTP(w, r)
 	if ex != nil && ex.resp != nil {
+		requestStatus(span, ex.resp.StatusCode)
 		ex.close()
 		g.requestDone(svc, ex.dest.cluster, ex.resp, start)
 	}

@@ -77,30 +77,36 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 // the answer, so a refused stream never reaches a service.
 func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts wire.Facts) {
 	start := time.Now()
+	span := g.inboundSpan(peer, t, facts)
+	defer span.End()
+	refuse := func(err error) {
+		inboundRefused(span, err)
+		g.refuseInbound(s, peer, t.String(), err)
+	}
 	local := g.local.Load()
 	svc, ok := local.byKey[t.Namespace+"/"+t.Name]
 	if !ok {
-		g.refuseInbound(s, peer, t.String(), fmt.Errorf("cluster %s does not export %s/%s", g.cfg.Cluster, t.Namespace, t.Name))
+		refuse(fmt.Errorf("cluster %s does not export %s/%s", g.cfg.Cluster, t.Namespace, t.Name))
 		return
 	}
 	addrs, ok := local.endpoints(svc, t.Port)
 	if !ok {
-		g.refuseInbound(s, peer, t.String(), fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
+		refuse(fmt.Errorf("service %s/%s has no port %d", t.Namespace, t.Name, t.Port))
 		return
 	}
 	if err := g.checkAccess(t, peer); err != nil {
-		g.refuseInbound(s, peer, t.String(), err)
+		refuse(err)
 		return
 	}
 	if err := g.checkInbound(local, t, svc.Labels, peer, facts); err != nil {
-		g.refuseInbound(s, peer, t.String(), err)
+		refuse(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Connect)
 	up, err := g.dialEndpoints(ctx, t, addrs)
 	cancel()
 	if err != nil {
-		g.refuseInbound(s, peer, t.String(), fmt.Errorf("%s in %s: %w", t, g.cfg.Cluster, err))
+		refuse(fmt.Errorf("%s in %s: %w", t, g.cfg.Cluster, err))
 		return
 	}
 	defer up.Close()

@@ -105,7 +105,7 @@ func (g *Gateway) serveConnectTunnel(c net.Conn, br *bufio.Reader, req *http.Req
 	if proto := g.portProtocol(t, ""); speaksHTTP(proto) {
 		// Requests inside carry at least the classes of the CONNECT and
 		// its fields: when it has nowhere to go, neither have they.
-		if _, err := g.prepare(t, in); err != nil {
+		if _, err := g.prepare(g.ctx, t, in); err != nil {
 			g.refuseProxy(c, t, in, err)
 			return
 		}
@@ -118,8 +118,11 @@ func (g *Gateway) serveConnectTunnel(c net.Conn, br *bufio.Reader, req *http.Req
 		return
 	}
 	in.Unreadable = true
-	up, rt, err := g.connectTarget(g.ctx, t, in)
+	ctx, span := g.flowSpan(g.ctx, t, in)
+	defer span.End()
+	up, rt, err := g.connectTarget(ctx, t, in)
 	if err != nil {
+		spanFailed(span, err)
 		g.refuseProxy(c, t, in, err)
 		return
 	}

@@ -52,12 +52,20 @@ type relay struct {
 // has sent nothing to the client, when no candidate took the flow; the
 // error is a *route.NoRouteError when the plan or the candidates said no.
 func (g *Gateway) relayTarget(client net.Conn, t wire.Target, in route.FlowIn, first []byte, firstSafe bool) error {
+	ctx, span := g.flowSpan(g.ctx, t, in)
+	err := g.relayFlow(ctx, client, t, in, first, firstSafe)
+	spanFailed(span, err)
+	span.End()
+	return err
+}
+
+func (g *Gateway) relayFlow(ctx context.Context, client net.Conn, t wire.Target, in route.FlowIn, first []byte, firstSafe bool) error {
 	svc := t.String()
-	a, err := g.prepare(t, in)
+	a, err := g.prepare(ctx, t, in)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Budget)
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeouts.Budget)
 	defer cancel()
 	up, c, answered, err := a.open(ctx)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/straitmesh/strait/gateway/route"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/sovereignty"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ClusterSpec describes one cluster of a lab.
@@ -123,6 +124,10 @@ type Spec struct {
 	// nil for it. Default: the lab hands each gateway a fixed
 	// certificate.
 	ConfigIdentity bool
+	// TracerProvider, when set, gives each cluster's gateway the provider
+	// its spans go to (gateway.Options.TracerProvider). Default: tracing
+	// off.
+	TracerProvider func(cluster string) trace.TracerProvider
 }
 
 // Lab is a running federation.
@@ -366,10 +371,11 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 		}
 		from := cs.Name
 		g, err := gateway.Start(cfg, gateway.Options{
-			Logger:   spec.Logger,
-			Identity: bundle,
-			Version:  spec.Version,
-			Policy:   policy,
+			Logger:         spec.Logger,
+			Identity:       bundle,
+			Version:        spec.Version,
+			Policy:         policy,
+			TracerProvider: tracerFor(spec, cs.Name),
 			DialGateway: func(ctx context.Context, addr string) (net.Conn, error) {
 				return l.links.dial(ctx, from, addr)
 			},
@@ -713,4 +719,13 @@ func (l *Lab) Close() {
 	if l.certDir != "" {
 		os.RemoveAll(l.certDir)
 	}
+}
+
+// tracerFor is the tracer provider of cluster's gateway: nil (tracing
+// off) unless Spec.TracerProvider gives one.
+func tracerFor(spec Spec, cluster string) trace.TracerProvider {
+	if spec.TracerProvider == nil {
+		return nil
+	}
+	return spec.TracerProvider(cluster)
 }

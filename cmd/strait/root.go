@@ -17,6 +17,7 @@ import (
 
 	"github.com/straitmesh/strait/gateway"
 	"github.com/straitmesh/strait/internal/configfile"
+	"github.com/straitmesh/strait/internal/otlptrace"
 	"github.com/straitmesh/strait/lab"
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -55,8 +56,16 @@ residency policy; an invalid one is refused and the last good one stays.`,
 			}, &cfg); err != nil {
 				return err
 			}
+			// Traces: off unless the OTEL_* variables ask (docs/tracing.md).
+			ts, err := otlptrace.FromEnv(os.Getenv)
+			if err != nil {
+				return err
+			}
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid (cluster %s, region %s)\n", displayName(file), cfg.Cluster, cfg.Region)
+				if ts.On {
+					fmt.Fprintf(cmd.OutOrStdout(), "traces: exported over OTLP (%s) as the OTEL_* variables say\n", ts.Protocol)
+				}
 				if path, n, err := cfg.CheckServicesFile(); err != nil {
 					return err
 				} else if path != "" {
@@ -82,7 +91,21 @@ residency policy; an invalid one is refused and the last good one stays.`,
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
-			g, err := gateway.Start(cfg, gateway.Options{Logger: logger, Version: version})
+			tp, stopTracing, err := otlptrace.Start(ctx, ts, otlptrace.Gateway{Cluster: cfg.Cluster, Region: cfg.Region, Version: version})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := stopTracing(fctx); err != nil {
+					logger.Warn("flush traces", "err", err)
+				}
+			}()
+			if ts.On {
+				logger.Info("tracing on: spans go to the OTLP collector the OTEL_* variables name", "protocol", ts.Protocol)
+			}
+			g, err := gateway.Start(cfg, gateway.Options{Logger: logger, Version: version, TracerProvider: tp})
 			if err != nil {
 				return err
 			}

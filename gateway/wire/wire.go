@@ -17,6 +17,13 @@
 //	                       source namespace, the outbound gateway's policy version
 //	ERR reasons            "residency: ..." for a residency refusal (never a failure
 //	                       of the peer); anything else lets the outbound side fail over
+//	trace context          optional "traceparent" and "tracestate" members of the facts
+//	                       line (W3C Trace Context, at most 55 and 512 bytes): the span
+//	                       the outbound gateway opened the stream under. A peer that does
+//	                       not trace sends neither; one that does not know them ignores
+//	                       them (JSON members it does not know), so both versions of a
+//	                       gateway talk to each other. They are used for tracing only:
+//	                       a malformed or oversized one is dropped, never refused
 //
 // The inbound side reads nothing the peer sent after the header before it
 // has answered; the readers here read the facts and answer lines one byte
@@ -118,14 +125,38 @@ type Facts struct {
 	Headers map[string][]string `json:"headers,omitempty"`
 	// Policy is the outbound gateway's policy version, for the audit trail.
 	Policy uint64 `json:"policy,omitempty"`
+	// TraceParent and TraceState are the W3C trace context of the span
+	// the outbound gateway opened the stream under (tracing only; empty
+	// when it does not trace). DecodeFacts drops values that are not
+	// well formed, so a reader gets either a valid pair or none.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
+
+// Bounds of the trace context in the facts line: a version-00
+// traceparent is 55 bytes; W3C asks to propagate at least 512 bytes of
+// tracestate, and Strait carries no more.
+const (
+	MaxTraceParent = 55
+	MaxTraceState  = 512
+)
 
 var ErrBadFacts = errors.New("bad flow facts")
 
+// EncodeFacts encodes f as a facts line. A trace context that does not
+// fit the bounds, or would make the line too long, is left out: it never
+// costs a flow its facts.
 func EncodeFacts(f Facts) ([]byte, error) {
+	if !validTraceParent(f.TraceParent) || len(f.TraceState) > MaxTraceState || !printableASCII(f.TraceState) {
+		f.TraceParent, f.TraceState = "", ""
+	}
 	b, err := json.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("encode flow facts: %w", err)
+	}
+	if len(b)+1 > MaxFactsLine && f.TraceParent != "" {
+		f.TraceParent, f.TraceState = "", ""
+		return EncodeFacts(f)
 	}
 	if len(b)+1 > MaxFactsLine {
 		return nil, fmt.Errorf("encode flow facts: %d bytes exceeds %d", len(b)+1, MaxFactsLine)
@@ -170,7 +201,47 @@ func DecodeFacts(b []byte) (Facts, error) {
 			return Facts{}, fmt.Errorf("%w: header %q", ErrBadFacts, k)
 		}
 	}
+	if !validTraceParent(f.TraceParent) || len(f.TraceState) > MaxTraceState || !printableASCII(f.TraceState) {
+		f.TraceParent, f.TraceState = "", ""
+	}
 	return f, nil
+}
+
+// validTraceParent reports whether s is a version-00 W3C traceparent
+// ("00-<32 hex>-<16 hex>-<2 hex>", trace and parent IDs not all zero).
+// The propagator parses it again; this only keeps junk out of Facts.
+func validTraceParent(s string) bool {
+	if len(s) != MaxTraceParent || s[0] != '0' || s[1] != '0' || s[2] != '-' || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	zeroTrace, zeroSpan := true, true
+	for i := 3; i < len(s); i++ {
+		if i == 35 || i == 52 {
+			continue
+		}
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+		if c != '0' && i < 35 {
+			zeroTrace = false
+		}
+		if c != '0' && i > 35 && i < 52 {
+			zeroSpan = false
+		}
+	}
+	return !zeroTrace && !zeroSpan
+}
+
+// printableASCII reports whether s is printable ASCII (tracestate's alphabet
+// is narrower still; the propagator checks the rest).
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // Header returns the facts' headers as an http.Header with canonical keys.

@@ -2,7 +2,9 @@ package wire
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -54,6 +56,12 @@ func FuzzDecodeFacts(f *testing.F) {
 			t.Fatalf("accepted unbounded facts %+v", ff)
 		}
 		_ = ff.Header()
+		if ff.TraceParent != "" && (len(ff.TraceParent) != MaxTraceParent || len(ff.TraceState) > MaxTraceState) {
+			t.Fatalf("accepted unbounded trace context %+v", ff)
+		}
+		if ff.TraceParent == "" && ff.TraceState != "" {
+			t.Fatalf("tracestate without traceparent %+v", ff)
+		}
 		if _, err := EncodeFacts(ff); err != nil && len(b) < MaxFactsLine/2 {
 			t.Fatalf("accepted facts do not re-encode: %v", err)
 		}
@@ -102,10 +110,15 @@ func FuzzReadStreamHeader(f *testing.F) {
 	facts, _ := EncodeFacts(Facts{Classes: []string{"pii-eu"}})
 	f.Add(EncodeStreamHeader(Target{Namespace: "demo", Name: "ledger", Port: 8080}, facts))
 	f.Add([]byte{0, 3, 'a', 'b', 'c', '\n'})
+	traced, _ := EncodeFacts(Facts{Classes: []string{"pii-eu"}, TraceParent: testTraceParent, TraceState: "vendor=abc"})
+	f.Add(EncodeStreamHeader(Target{Namespace: "demo", Name: "ledger", Port: 8080}, traced))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tg, _, err := ReadStreamHeader(bytes.NewReader(b))
+		tg, ff, err := ReadStreamHeader(bytes.NewReader(b))
 		if err != nil {
 			return
+		}
+		if len(ff.TraceParent) > MaxTraceParent || len(ff.TraceState) > MaxTraceState {
+			t.Fatalf("accepted unbounded trace context %+v", ff)
 		}
 		if tg.Port < 1 || tg.Port > 65535 || tg.Name == "" || tg.Namespace == "" {
 			t.Fatalf("accepted target %+v", tg)
@@ -146,5 +159,84 @@ func TestStatusLine(t *testing.T) {
 		if err := ReadAnswer(strings.NewReader(in)); err == nil {
 			t.Errorf("readStatus(%q) = nil", in)
 		}
+	}
+}
+
+const testTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+// TestStreamHeaderTraceContext: the trace context goes through a stream
+// header unchanged; a header without one (a peer that does not trace, or
+// an older one) reads as before; one the reader does not know is ignored.
+func TestStreamHeaderTraceContext(t *testing.T) {
+	tg := Target{Namespace: "demo", Name: "ledger", Port: 8080}
+	facts, err := EncodeFacts(Facts{Classes: []string{"pii-eu"}, TraceParent: testTraceParent, TraceState: "vendor=abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bytes.NewReader(append(EncodeStreamHeader(tg, facts), "payload"...))
+	_, f, err := ReadStreamHeader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.TraceParent != testTraceParent || f.TraceState != "vendor=abc" || len(f.Classes) != 1 {
+		t.Fatalf("read back %+v", f)
+	}
+	if rest, _ := io.ReadAll(r); string(rest) != "payload" {
+		t.Fatalf("header consumed payload: rest %q", rest)
+	}
+
+	// A peer that does not trace sends no members at all.
+	plain, err := EncodeFacts(Facts{Classes: []string{"pii-eu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plain, []byte("trace")) {
+		t.Fatalf("facts without a trace context carry %q", plain)
+	}
+	if _, f, err = ReadStreamHeader(bytes.NewReader(EncodeStreamHeader(tg, plain))); err != nil || f.TraceParent != "" || f.TraceState != "" {
+		t.Fatalf("plain header: %+v, %v", f, err)
+	}
+
+	// An older reader: the same JSON into a struct without the members.
+	var old struct {
+		Classes []string `json:"classes"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(facts), &old); err != nil || len(old.Classes) != 1 {
+		t.Fatalf("a reader without trace members: %+v, %v", old, err)
+	}
+}
+
+// TestTraceContextIsOnlyForTracing: a malformed or oversized trace
+// context is dropped on both ends; the facts still carry the flow.
+func TestTraceContextIsOnlyForTracing(t *testing.T) {
+	for name, tc := range map[string]struct{ parent, state string }{
+		"zero trace id": {"00-00000000000000000000000000000000-00f067aa0ba902b7-01", ""},
+		"zero span id":  {"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ""},
+		"upper case":    {"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", ""},
+		"version ff":    {"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ""},
+		"too long":      {testTraceParent + "-00", ""},
+		"long state":    {testTraceParent, strings.Repeat("a", MaxTraceState+1)},
+		"control state": {testTraceParent, "a=b\n"},
+		"state alone":   {"", "a=b"},
+	} {
+		line := fmt.Sprintf(`{"classes":["pii-eu"],"traceparent":%q,"tracestate":%q}`, tc.parent, tc.state)
+		f, err := DecodeFacts([]byte(line))
+		if err != nil {
+			t.Errorf("%s: facts refused for their trace context: %v", name, err)
+			continue
+		}
+		if f.TraceParent != "" || f.TraceState != "" || len(f.Classes) != 1 {
+			t.Errorf("%s: decoded %+v", name, f)
+		}
+		b, err := EncodeFacts(Facts{Classes: []string{"pii-eu"}, TraceParent: tc.parent, TraceState: tc.state})
+		if err != nil || bytes.Contains(b, []byte("trace")) {
+			t.Errorf("%s: encoded %q, %v", name, b, err)
+		}
+	}
+	// Facts that fill the line lose their trace context, not their flow.
+	big := Facts{Headers: map[string][]string{"X-Big": {strings.Repeat("v", MaxFactsLine-80)}}, TraceParent: testTraceParent, TraceState: "a=b"}
+	b, err := EncodeFacts(big)
+	if err != nil || bytes.Contains(b, []byte("traceparent")) {
+		t.Fatalf("full facts with a trace context: %d bytes, %v", len(b), err)
 	}
 }
