@@ -28,8 +28,12 @@ func DryRun(ctx context.Context, w io.Writer, d *Drill, f *Federation) error {
 	}
 	fmt.Fprintln(w, "\ntraffic:")
 	for _, t := range d.Traffic {
+		end := d.Duration
+		if t.Duration > 0 {
+			end = t.Start + t.Duration
+		}
 		fmt.Fprintf(w, "  %s: %d/s %s to %s from %s, %s to %s\n", t.Name, t.Rate, t.Protocol, t.To, strings.Join(t.From, ", "),
-			t.Start, t.Start+t.Duration)
+			t.Start, end)
 	}
 	if werr == nil {
 		fmt.Fprintln(w, "  before any fault:")

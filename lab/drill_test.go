@@ -114,6 +114,7 @@ stop:
 		"eu-ledger from eu-central-1 (class pii-eu): to eu-west-2 (eu-west)\n",
 		"    DELETE " + euw1.Admin + "/v1/faults/short.kill-eu-west-1.dry-run  (eu-west-1/gw-0)",
 		"us-profile from us-east-1 (no class): to us-east-1 (us-east)",
+		"eu-ledger: 20/s http to demo/ledger:8080 from eu-central-1, 0s to 12s",
 	} {
 		if !strings.Contains(dry.String(), want) {
 			t.Errorf("dry run lacks %q:\n%s", want, dry.String())
