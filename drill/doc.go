@@ -1,7 +1,9 @@
 // Package drill reads failover drill files: the traffic a drill drives,
 // the timeline of faults it injects and undoes, the expectations it judges
 // (failover time, error rate, added p99, residency verdicts) and the
-// conditions that stop it. Running drills is not part of this package yet.
+// conditions that stop it; and runs them (Run, DryRun) on a Federation
+// through the gateways' fault mode, into a Result that drill/report
+// renders.
 //
 // Guarantees of Parse:
 //
@@ -22,6 +24,20 @@
 //   - No input makes Parse panic or do unbounded work (FuzzParseDrill):
 //     files above MaxFileBytes are refused and YAML aliases are not
 //     expanded.
+//
+// Guarantees of Run:
+//
+//   - Nothing is done to a federation that cannot take the whole drill:
+//     every gateway's fault API must answer first, and the drill must
+//     name only the federation's clusters, gateways, regions and clouds.
+//   - Every fault is posted with a lease the run renews; the end of the
+//     drill, a stop condition and the end of ctx undo every fault at once
+//     (lab.TestDrillStopConditionUndoesEveryFault), and a run that dies
+//     leaves no fault for longer than its lease
+//     (lab.TestKilledDrillsFaultUndoesItself).
+//   - A request served where its class may not go is a violation whoever
+//     reports it, the serving service or a gateway's audit trail
+//     (lab.TestDrillSeesViolationsInTheAuditTrail).
 //
 // Schema is a JSON Schema of the same format for editors and CI; it
 // checks the shape of a file, not the references between its parts, and
