@@ -292,10 +292,15 @@ func TestValueSets(t *testing.T) {
 				t.Errorf("gossip.join %v, imports %v", gc.Gossip.Join, gc.Imports)
 			}
 			c := o.container(t)
+			otel := false
 			for _, e := range c.Env {
 				if e.Name == "STRAIT_ADVERTISE" {
 					t.Errorf("STRAIT_ADVERTISE %q set although gateway.advertise is", e.Value)
 				}
+				otel = otel || e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT" && e.Value == "http://tempo.monitoring:4318"
+			}
+			if !otel {
+				t.Errorf("extraEnv not in the container's environment: %+v", c.Env)
 			}
 			// Each imported service has a Service at its own port,
 			// forwarding to its import port, named for the CoreDNS rewrite.
