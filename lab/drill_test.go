@@ -14,6 +14,8 @@ import (
 	"github.com/straitmesh/strait/drill"
 	"github.com/straitmesh/strait/drill/report"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/admin"
+	"github.com/straitmesh/strait/gateway/fault"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -310,5 +312,54 @@ stop:
 	}
 	if res.Pass {
 		t.Error("passed")
+	}
+}
+
+// gatewayNotReadyFor stops the drill when a gateway it does not hold
+// down stays unready: here one a fault of someone else's took down.
+func TestDrillStopsOnAnUnreadyGateway(t *testing.T) {
+	d, fed := startDrillDev(t)
+	var use lab.ClusterInfo
+	for _, c := range d.Info().Clusters {
+		if c.Name == "us-east-1" {
+			use = c
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := (admin.Client{Addr: use.Admin}).InjectFault(ctx, fault.Spec{ID: "not-the-drills", Kind: fault.Kill, Lease: fault.Duration(30 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	dr, err := drill.Parse("ready.yaml", []byte(`apiVersion: strait.io/v1
+kind: Drill
+metadata: {name: ready}
+duration: 60s
+traffic:
+  - {name: ledger, from: [eu-central-1], to: demo/ledger:8080, rate: 5}
+timeline:
+  - {name: slow, at: 1s, kind: latency, link: [eu-central-1, eu-west-1], delay: 10ms}
+stop:
+  gatewayNotReadyFor: 2s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := drill.Run(ctx, dr, fed, drill.Options{Lease: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Aborted == nil || res.Aborted.Condition != "gatewayNotReadyFor" || !strings.Contains(res.Aborted.Reason, "us-east-1/gw-0 not ready for 2s") {
+		t.Fatalf("aborted %+v, want us-east-1 unready", res.Aborted)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("stopped after %s", took)
+	}
+	// The drill's own fault is undone; the other one is not the drill's.
+	for _, c := range d.Info().Clusters {
+		ids := activeFaults(t, c.Admin)
+		if c.Name == "us-east-1" && (len(ids) != 1 || ids[0] != "not-the-drills") || c.Name != "us-east-1" && len(ids) > 0 {
+			t.Errorf("%s holds faults %v", c.Name, ids)
+		}
 	}
 }
