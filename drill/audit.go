@@ -90,6 +90,6 @@ func (r *run) audited(rec sovereignty.Record) {
 	r.vios = append(r.vios, v)
 	r.mu.Unlock()
 	if r.d.Stop.AnyResidencyViolation {
-		go r.stopFor("anyResidencyViolation", fmt.Sprintf("gateway %s refused a flow of class %s on arrival: %s", rec.Gateway, rec.Class, rec.Reason))
+		r.stop("anyResidencyViolation", fmt.Sprintf("gateway %s refused a flow of class %s on arrival: %s", rec.Gateway, rec.Class, rec.Reason))
 	}
 }

@@ -76,6 +76,12 @@ type run struct {
 	abort    *Abort
 	abortCh  chan struct{}
 	abortOne sync.Once
+	// changing serializes what changes the faults in place (a step, a lease
+	// renewal, undoing them all), so that an undo never overtakes an
+	// inject or a renewal still on its way to a gateway.
+	changing sync.Mutex
+	// stopping counts the stops under way.
+	stopping sync.WaitGroup
 }
 
 // Run carries out drill d on federation f: it drives the traffic, injects
@@ -125,6 +131,7 @@ func Run(ctx context.Context, d *Drill, f *Federation, opts Options) (*Result, e
 	stop()
 	loops.Wait()
 	reqs.Wait()
+	r.stopping.Wait()
 	for _, dr := range drivers {
 		for _, cs := range dr.clients {
 			for _, c := range cs {
@@ -312,8 +319,14 @@ func holdsDown(k fault.Kind) bool {
 }
 
 func (r *run) inject(ctx context.Context, i int) {
+	r.changing.Lock()
+	defer r.changing.Unlock()
 	p := r.plans[i]
 	r.mu.Lock()
+	if r.abort != nil {
+		r.mu.Unlock()
+		return
+	}
 	r.active[i] = true // renewals and undo cover it from now on
 	for _, a := range p.Actions {
 		if holdsDown(a.Fault.Kind) {
@@ -341,6 +354,8 @@ func (r *run) inject(ctx context.Context, i int) {
 }
 
 func (r *run) restore(ctx context.Context, i int) {
+	r.changing.Lock()
+	defer r.changing.Unlock()
 	target := slices.IndexFunc(r.plans, func(p StepPlan) bool { return p.Step.Name == r.plans[i].Step.Restores })
 	errs := r.undoStep(ctx, target)
 	at := r.since()
@@ -384,6 +399,8 @@ func (r *run) undoStep(ctx context.Context, i int) error {
 // undoAll undoes every fault in place at once, with its own deadline so
 // that it runs also when the drill's context has ended.
 func (r *run) undoAll(why string) {
+	r.changing.Lock()
+	defer r.changing.Unlock()
 	r.mu.Lock()
 	var idx []int
 	for i := range r.active {
@@ -432,6 +449,7 @@ func (r *run) renewLeases(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		r.changing.Lock()
 		r.mu.Lock()
 		var as []Action
 		for i := range r.active {
@@ -443,23 +461,30 @@ func (r *run) renewLeases(ctx context.Context) {
 			f.Lease = fault.Duration(r.opts.Lease)
 			return r.api.inject(ctx, a.Gateway, f)
 		})
+		r.changing.Unlock()
 		if err != nil && ctx.Err() == nil {
 			r.opts.Logger.Warn("drill: renew fault leases", "err", err)
 		}
 	}
 }
 
-// stopFor aborts the drill once.
-func (r *run) stopFor(condition, reason string) {
-	r.abortOne.Do(func() {
-		at := r.since()
-		r.mu.Lock()
-		r.abort = &Abort{At: at, Condition: condition, Reason: reason}
-		r.mu.Unlock()
-		fmt.Fprintf(r.opts.Progress, "%7s  STOP %s: %s\n", at.Round(100*time.Millisecond), condition, reason)
-		close(r.abortCh)
-		r.undoAll("stop condition " + condition)
-	})
+// stop aborts the drill once, from a goroutine of its own: every fault
+// is undone before the timeline and the traffic learn of it, and no step
+// starts after.
+func (r *run) stop(condition, reason string) {
+	r.stopping.Add(1)
+	go func() {
+		defer r.stopping.Done()
+		r.abortOne.Do(func() {
+			at := r.since()
+			r.mu.Lock()
+			r.abort = &Abort{At: at, Condition: condition, Reason: reason}
+			r.mu.Unlock()
+			fmt.Fprintf(r.opts.Progress, "%7s  STOP %s: %s\n", at.Round(100*time.Millisecond), condition, reason)
+			r.undoAll("stop condition " + condition)
+			close(r.abortCh)
+		})
+	}()
 }
 
 // check looks at each sample as it comes: a success served where one of
@@ -488,7 +513,7 @@ func (r *run) check(s Sample) {
 	r.mu.Unlock()
 	if r.d.Stop.AnyResidencyViolation {
 		v := vs[0]
-		go r.stopFor("anyResidencyViolation", fmt.Sprintf("traffic %s of class %s served in region %s by %s", v.Traffic, v.Class, v.Region, v.Cluster))
+		r.stop("anyResidencyViolation", fmt.Sprintf("traffic %s of class %s served in region %s by %s", v.Traffic, v.Class, v.Region, v.Cluster))
 	}
 }
 
@@ -518,7 +543,7 @@ func (r *run) guard(ctx context.Context) {
 					over = 0
 				}
 				if time.Duration(over)*time.Second >= s.For {
-					r.stopFor("errorRateAbove", fmt.Sprintf("error rate above %s%% for %s (%.1f%% in second %d)", fmtFloat(s.Percent), s.For, rate, judged))
+					r.stop("errorRateAbove", fmt.Sprintf("error rate above %s%% for %s (%.1f%% in second %d)", fmtFloat(s.Percent), s.For, rate, judged))
 					return
 				}
 			}
@@ -571,7 +596,7 @@ func (r *run) checkReady(ctx context.Context, since map[string]time.Time, limit 
 			continue
 		}
 		if now.Sub(t) >= limit {
-			go r.stopFor("gatewayNotReadyFor", fmt.Sprintf("gateway %s not ready for %s: %s", g.key, limit, firstLine([]byte(g.why))))
+			r.stop("gatewayNotReadyFor", fmt.Sprintf("gateway %s not ready for %s: %s", g.key, limit, firstLine([]byte(g.why))))
 			return
 		}
 	}

@@ -61,10 +61,14 @@ func multicloudProcs(t *testing.T) (bin, fedFile string, fed *procFederation) {
 			fmt.Sprintf("imports:\n  - {service: billing/ledger, port: 8080, listen: %q, protocol: http, namespace: eu-customers}\n", importAddr)},
 		{"aws-us-east-1", "us-east", common("aws-us-east-1", "aws")},
 	}
+	// Every gateway ready (a drill checks every admin API first), and the
+	// ledger's importer sees both EU sites.
+	ready := func(admin.Status) bool { return true }
 	fed = startProcFederationConnect(t, bin, specs, map[string]func(admin.Status) bool{
 		"gcp-eu-central-1": func(st admin.Status) bool {
 			return exportsHealthy(st, "aws-eu-west-1", "billing/ledger", 8080) && exportsHealthy(st, "dc-paris-1", "billing/ledger", 8080)
 		},
+		"aws-eu-west-1": ready, "dc-paris-1": ready, "aws-us-east-1": ready,
 	}, connect)
 	clouds := map[string]string{"aws-eu-west-1": "aws", "dc-paris-1": "onprem", "gcp-eu-central-1": "gcp", "aws-us-east-1": "aws"}
 	f := drill.Federation{APIVersion: drill.APIVersion, Kind: drill.FederationKind}

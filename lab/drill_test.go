@@ -2,8 +2,6 @@ package lab_test
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,16 +36,11 @@ func startDrillDev(t *testing.T) (*lab.Dev, *drill.Federation) {
 // activeFaults lists the fault IDs a gateway holds (GET /v1/faults).
 func activeFaults(t *testing.T, adminAddr string) []string {
 	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/v1/faults")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fs, err := admin.Client{Addr: adminAddr}.Faults(ctx)
 	if err != nil {
-		t.Fatalf("GET /v1/faults of %s: %v", adminAddr, err)
-	}
-	defer resp.Body.Close()
-	var fs []struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&fs); err != nil {
-		t.Fatalf("GET /v1/faults of %s: %v", adminAddr, err)
+		t.Fatal(err)
 	}
 	var ids []string
 	for _, f := range fs {
