@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,22 @@ func TestHistogramQuantiles(t *testing.T) {
 	var empty histogram
 	if empty.quantile(.99) != 0 {
 		t.Error("empty histogram: non-zero quantile")
+	}
+}
+
+func TestFailuresMostFrequentFirst(t *testing.T) {
+	rec := newRecorder(2)
+	for i, reason := range []string{"b", "a", "b", "c", "b", "a", "d", "e", "f", "g"} {
+		rec.add(Sample{Traffic: 0, Start: time.Duration(i) * time.Millisecond, Outcome: Failed, Err: reason})
+	}
+	rec.add(Sample{Traffic: 0, Outcome: OK, Cluster: "x", Region: "r"})
+	rec.add(Sample{Traffic: 1, Outcome: Refused, Err: "refused: 403 residency"})
+	got := rec.failures(0)
+	want := []Failure{{"b", 3}, {"a", 2}, {"c", 1}, {"d", 1}, {"e", 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("failures %v, want %v", got, want)
+	}
+	if got := rec.failures(1); len(got) != 1 || got[0].Reason != "refused: 403 residency" {
+		t.Errorf("traffic 1 failures %v", got)
 	}
 }

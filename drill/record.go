@@ -1,7 +1,10 @@
 package drill
 
 import (
+	"cmp"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -185,6 +188,24 @@ func (r *recorder) errorRate(t int) (float64, bool) {
 		return 0, false
 	}
 	return 100 * float64(e) / float64(n), true
+}
+
+// failures returns traffic i's most frequent error and refusal reasons.
+func (r *recorder) failures(i int) []Failure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	count := map[string]int{}
+	for _, s := range r.events {
+		if s.Traffic == i && s.Outcome != OK {
+			count[s.Err]++
+		}
+	}
+	out := make([]Failure, 0, len(count))
+	for reason, n := range count {
+		out = append(out, Failure{Reason: reason, Count: n})
+	}
+	slices.SortFunc(out, func(a, b Failure) int { return cmp.Or(b.Count-a.Count, strings.Compare(a.Reason, b.Reason)) })
+	return out[:min(len(out), MaxFailures)]
 }
 
 // samples returns the kept samples.

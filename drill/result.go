@@ -78,8 +78,20 @@ type TrafficResult struct {
 	// with the regions each may reach.
 	Classes []ClassInfo `json:"classes,omitempty"`
 	Totals  Counts      `json:"totals"`
+	// Failures are the most frequent reasons of its errors and refusals,
+	// most frequent first (at most MaxFailures).
+	Failures []Failure `json:"failures,omitempty"`
 	// Seconds holds one bucket per second of the drill, by offset.
 	Seconds []Second `json:"seconds"`
+}
+
+// MaxFailures is how many distinct reasons a TrafficResult keeps.
+const MaxFailures = 5
+
+// Failure is one reason requests failed or were refused, and how often.
+type Failure struct {
+	Reason string `json:"reason"`
+	Count  int    `json:"count"`
 }
 
 // ClassInfo is a residency class and the regions it allows.

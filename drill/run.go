@@ -187,7 +187,7 @@ func (r *run) preflight(ctx context.Context) error {
 // traffic's first cluster, which residency classes the traffic carries.
 func (r *run) resolveClasses(ctx context.Context) [][]ClassInfo {
 	out := make([][]ClassInfo, len(r.d.Traffic))
-	w, err := r.whatIf(ctx)
+	w, err := whatIfOf(ctx, r.f)
 	if err != nil {
 		r.opts.Logger.Warn("drill: no residency policy to classify the traffic; residency is judged by the expectations alone", "err", err)
 		fmt.Fprintf(r.opts.Progress, "warning: %v: residency is judged by the expectations alone\n", err)
@@ -222,12 +222,8 @@ func explainQuery(t *Traffic, from string) route.ExplainQuery {
 	return q
 }
 
-// whatIf reads the topology and the policy in force from the first
-// gateway that answers.
-func (r *run) whatIf(ctx context.Context) (route.WhatIf, error) {
-	return whatIfOf(ctx, r.f)
-}
-
+// whatIfOf reads the topology and the policy in force from the first
+// gateway of f that answers.
 func whatIfOf(ctx context.Context, f *Federation) (route.WhatIf, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -613,7 +609,7 @@ func (r *run) result(ran time.Duration) *Result {
 	for i, t := range r.d.Traffic {
 		tot, secs := r.rec.export(i, n)
 		res.Traffic = append(res.Traffic, TrafficResult{Name: t.Name, Service: t.To.String(), From: t.From,
-			Protocol: t.Protocol, Rate: t.Rate, Classes: r.classes[i], Totals: tot, Seconds: secs})
+			Protocol: t.Protocol, Rate: t.Rate, Classes: r.classes[i], Totals: tot, Failures: r.rec.failures(i), Seconds: secs})
 	}
 	judge(r.d, r.plans, res, r.rec)
 	return res

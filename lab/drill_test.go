@@ -221,6 +221,10 @@ stop:
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("the drill ran %s; the stop should end it within seconds of the loss", took)
 	}
+	// Why the requests failed is in the result: the gateway's 503.
+	if f := res.Traffic[0].Failures; len(f) == 0 || !strings.Contains(f[0].Reason, "503") {
+		t.Errorf("failures %+v, want the gateway's 503 first", f)
+	}
 	if res.Pass {
 		t.Error("an aborted drill passed")
 	}

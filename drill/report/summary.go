@@ -52,6 +52,11 @@ func Summary(w io.Writer, r *drill.Result) error {
 			c.Requests, c.OK, c.Errors, c.Refused, percent(ErrorRate(c)))
 	}
 	tw.Flush()
+	for _, t := range r.Traffic {
+		for _, f := range t.Failures {
+			p("  %s: %d× %s\n", oneLine(t.Name), f.Count, oneLine(f.Reason))
+		}
+	}
 
 	p("\nFailovers\n")
 	if len(r.Failovers) == 0 {
