@@ -41,11 +41,13 @@ generate:
 
 # The kube-apiserver the Kubernetes discovery tests start is built first
 # (internal/kubetest; cached, a cold build takes minutes), outside any
-# test's timeout.
+# test's timeout. The tunnel multiplexer's patched copy
+# (third_party/go-yamux) is a module of its own, tested after.
 test:
 	$(GO) vet ./...
 	$(GO) run ./internal/kubetest/prebuild
 	$(GO) test -race -count=1 ./...
+	cd third_party/go-yamux && $(GO) test -race -count=1 ./...
 
 demo: build
 	./$(BIN) dev --info bin/dev-info.json

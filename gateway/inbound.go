@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,7 +20,8 @@ import (
 // stream whose target is the SNI.
 func (g *Gateway) serveInbound(raw net.Conn) {
 	defer raw.Close()
-	tc := tls.Server(tunnel.Batched(raw), g.serverTLS)
+	sc := tunnel.SecureServer(raw, g.serverTLS)
+	tc := sc.TLS
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.Timeouts.Connect)
 	defer cancel()
 	tc.SetDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
@@ -44,12 +44,13 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		tc.SetDeadline(time.Time{})
 		drain, stop := g.tunnelDrain()
 		defer stop()
-		g.tunnels.Serve(tc, peer.Cluster, drain, g.admitTunnelStream, func(s *tunnel.Stream) {
+		g.tunnels.Serve(sc, peer.Cluster, drain, g.admitTunnelStream, func(s *tunnel.Stream) {
 			defer g.conns.done(s)
 			g.serveTunnelStream(s, peer)
 		})
 		return
 	}
+	tc = sc.KeepTLS()
 	t, err := wire.ParseSNI(cs.ServerName)
 	if err != nil {
 		g.refuseInbound(tc, peer, "", err)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/tunnel"
 	"github.com/straitmesh/strait/internal/connlimit"
 )
 
@@ -146,13 +147,31 @@ func (g *Gateway) flowEnds(dir, peer string) (src, dst string) {
 }
 
 // copy moves src to dst until src ends or either fails. Between two TCP
-// sockets the kernel moves the bytes (splice(2)); otherwise a pooled
-// buffer does.
+// sockets the kernel moves the bytes (splice(2)); from a tunnel stream
+// its received frames go to dst as they are (tunnel.Stream.WriteTo), and
+// into one src is read straight into the frames (tunnel.Stream.ReadFrom);
+// otherwise a pooled buffer does.
 func (f *flow) copy(dst, src net.Conn) int64 {
 	if dt, ok := unwrap(dst).(*net.TCPConn); ok {
 		if st, ok := unwrap(src).(*net.TCPConn); ok {
 			return f.spliceTCP(dt, st)
 		}
+	}
+	if s, ok := unwrap(src).(*tunnel.Stream); ok {
+		w := &touchWriter{f: f, w: dst}
+		n, _ := s.WriteTo(w)
+		if w.err != nil {
+			dst.Close() // the other direction stops reading from it
+		}
+		return n
+	}
+	if s, ok := unwrap(dst).(*tunnel.Stream); ok {
+		r := &touchReader{f: f, r: src}
+		n, _ := s.ReadFrom(r)
+		if r.err == nil {
+			dst.Close() // the stream failed: the other direction stops reading from it
+		}
+		return n
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -173,6 +192,43 @@ func (f *flow) copy(dst, src net.Conn) int64 {
 			return n
 		}
 	}
+}
+
+// touchWriter writes to w, marks the flow active on every write and
+// keeps w's error apart from the source's.
+type touchWriter struct {
+	f   *flow
+	w   io.Writer
+	err error
+}
+
+func (t *touchWriter) Write(p []byte) (int, error) {
+	t.f.touch()
+	n, err := t.w.Write(p)
+	if err != nil {
+		t.err = err
+	}
+	return n, err
+}
+
+// touchReader reads from r, marks the flow active on every read that
+// gives bytes and keeps r's error (io.EOF included) apart from the
+// destination's.
+type touchReader struct {
+	f   *flow
+	r   io.Reader
+	err error
+}
+
+func (t *touchReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.f.touch()
+	}
+	if err != nil {
+		t.err = err
+	}
+	return n, err
 }
 
 func (f *flow) spliceTCP(dst, src *net.TCPConn) int64 {

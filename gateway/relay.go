@@ -178,12 +178,23 @@ func (g *Gateway) relayFlow(ctx context.Context, client net.Conn, t wire.Target,
 
 // pump copies the client to the current upstream. Before the answer it
 // keeps what it sends (up to maxEarly, then it waits for the answer).
+// Once the answer came, a tunnel stream reads the client straight into
+// its frames (tunnel.Stream.ReadFrom).
 func (r *relay) pump() int64 {
 	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+	defer func() {
+		if bp != nil {
+			copyBufs.Put(bp)
+		}
+	}()
 	buf := *bp
 	var n int64
 	for {
+		if s := r.confirmedStream(); s != nil {
+			copyBufs.Put(bp)
+			bp = nil
+			return n + r.pumpStream(s)
+		}
 		k, rerr := r.client.Read(buf)
 		if k > 0 {
 			r.f.touch()
@@ -226,6 +237,34 @@ func (r *relay) pump() int64 {
 			return n
 		}
 	}
+}
+
+// confirmedStream is the upstream once it answered, when it is a tunnel
+// stream; else nil.
+func (r *relay) confirmedStream() *tunnel.Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != relayConfirmed {
+		return nil
+	}
+	s, _ := unwrap(r.up).(*tunnel.Stream)
+	return s
+}
+
+// pumpStream copies the client to s, an upstream that answered, until
+// the client ends (s is half-closed) or either fails.
+func (r *relay) pumpStream(s *tunnel.Stream) int64 {
+	tr := &touchReader{f: r.f, r: r.client}
+	n, _ := s.ReadFrom(tr)
+	r.mu.Lock()
+	up := r.up
+	r.mu.Unlock()
+	if tr.err != nil {
+		closeWrite(up)
+	} else {
+		up.Close()
+	}
+	return n
 }
 
 // sendable is how much of early goes to the current upstream before its

@@ -3,7 +3,6 @@ package lab
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,7 +80,7 @@ func (l *Lab) StartImpostor(region, cluster string) (*Impostor, error) {
 			im.wg.Add(1)
 			go func() {
 				defer im.wg.Done()
-				im.serve(ctx, tls.Server(c, cfg))
+				im.serve(ctx, tunnel.SecureServer(c, cfg))
 			}()
 		}
 	}()
@@ -89,7 +88,8 @@ func (l *Lab) StartImpostor(region, cluster string) (*Impostor, error) {
 }
 
 // serve takes one mTLS connection: a tunnel's streams, or one stream.
-func (im *Impostor) serve(ctx context.Context, tc *tls.Conn) {
+func (im *Impostor) serve(ctx context.Context, sc *tunnel.Secure) {
+	tc := sc.TLS
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := tc.HandshakeContext(hctx)
 	cancel()
@@ -101,7 +101,7 @@ func (im *Impostor) serve(ctx context.Context, tc *tls.Conn) {
 	cs := tc.ConnectionState()
 	if cs.NegotiatedProtocol == wire.ALPNTunnel {
 		peer, _ := identity.PeerID(cs)
-		im.pool.Serve(tc, peer.Cluster, ctx.Done(), func(*tunnel.Stream) bool { return true }, func(s *tunnel.Stream) {
+		im.pool.Serve(sc, peer.Cluster, ctx.Done(), func(*tunnel.Stream) bool { return true }, func(s *tunnel.Stream) {
 			defer s.Close()
 			t, _, err := wire.ReadStreamHeader(s)
 			if err == nil {

@@ -216,20 +216,21 @@ func (s *Source) unreachable(err error) {
 	if !s.reachable.CompareAndSwap(true, false) {
 		return
 	}
-	s.m.reachable.Set(0)
 	s.mu.Lock()
 	s.downSince = time.Now()
 	s.mu.Unlock()
+	// The log line first: whoever sees the gauge fall finds it.
 	s.log.Warn("kubernetes API server unreachable; serving the last good service list", "services", len(s.Services()), "err", err)
+	s.m.reachable.Set(0)
 }
 
 func (s *Source) answered() {
 	if !s.reachable.CompareAndSwap(false, true) {
 		return
 	}
-	s.m.reachable.Set(1)
 	s.mu.Lock()
 	down := time.Since(s.downSince)
 	s.mu.Unlock()
 	s.log.Info("kubernetes API server reachable again; discovery follows it", "down", down.Round(time.Millisecond))
+	s.m.reachable.Set(1)
 }

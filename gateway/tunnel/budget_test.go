@@ -70,11 +70,11 @@ func serveTunnel(t *testing.T, maxPerPeer int) *servedTunnel {
 		if err != nil {
 			return
 		}
-		tc := tls.Server(raw, self.ServerConfig())
-		if tc.Handshake() != nil {
+		sc := SecureServer(raw, self.ServerConfig())
+		if sc.TLS.Handshake() != nil {
 			return
 		}
-		st.pool.Serve(tc, "other", make(chan struct{}), func(*Stream) bool {
+		st.pool.Serve(sc, "other", make(chan struct{}), func(*Stream) bool {
 			st.admitted.Add(1)
 			return true
 		}, func(s *Stream) {

@@ -32,6 +32,14 @@
 //     a peer can leave buffered is at most MaxStreamsPerPeer ×
 //     StreamWindowKiB plus what windows grew by, PeerWindowMiB
 //     (TestMaxStreamsPerPeer, TestWindowsGrowWithinBudget).
+//   - Once the handshake is done, a tunnel's records are sealed and
+//     opened by the record layer (package record) instead of crypto/tls:
+//     the same TLS 1.3 records on the wire, so a peer on crypto/tls
+//     cannot tell, with a frame sealed straight from the multiplexer's
+//     buffer and written in one system call (TestFrameIsOneWrite), and
+//     many records taken per read. The multiplexer (third_party/go-yamux)
+//     reads a stream's bytes straight into its frames (Stream.ReadFrom)
+//     and hands received frames on as they are (Stream.WriteTo).
 //   - Every goroutine of a pool ends once its context ends and its tunnels
 //     are closed (Close, then Wait).
 package tunnel

@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -84,7 +83,8 @@ func startStub(t *testing.T, id *identity.Bundle) *gatewayStub {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				tc := tls.Server(c, cfg)
+				sc := SecureServer(c, cfg)
+				tc := sc.TLS
 				if err := tc.HandshakeContext(ctx); err != nil {
 					c.Close()
 					return
@@ -99,7 +99,7 @@ func startStub(t *testing.T, id *identity.Bundle) *gatewayStub {
 					}
 					return
 				}
-				s.pool.Serve(tc, peer.Cluster, ctx.Done(), func(*Stream) bool { return true }, func(st *Stream) { answer(st) })
+				s.pool.Serve(sc, peer.Cluster, ctx.Done(), func(*Stream) bool { return true }, func(st *Stream) { answer(st) })
 			}()
 		}
 	}()

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 )
 
@@ -44,9 +43,7 @@ func (p *Pool) Recheck(reason string, check func(chain []*x509.Certificate, inbo
 		v.t.dead.Store(true)
 		// As the keepalive does: the socket first, so that nothing more
 		// reaches the peer and no close_notify waits on it.
-		if tc, ok := v.t.conn.Conn.(*tls.Conn); ok {
-			tc.NetConn().Close()
-		}
+		v.t.closeSocket()
 		v.t.sess.Close()
 		closed[v.t.peer] = v.err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/straitmesh/strait/gateway/admin"
 	"github.com/straitmesh/strait/gateway/route"
+	"github.com/straitmesh/strait/gateway/tunnel/record"
 	"github.com/straitmesh/strait/gateway/wire"
 	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/internal/retry"
@@ -126,115 +127,85 @@ func (c *activityConn) Read(b []byte) (int, error) {
 }
 
 // frameWriter writes each multiplexer frame, which the multiplexer hands
-// over header and body together in one write, through TLS so that its
-// records leave in one system call: beneath TLS, batch (when the
-// connection has one) gathers the records of one frame. A frame that fits
-// one TLS record goes straight through. Only the multiplexer's send loop
-// writes, one frame at a time.
+// over header and body together in one write, in a buffer it gives back
+// to its pool only afterwards: over the record layer (record.Conn) the
+// frame is sealed straight from that buffer (WriteOwned) and its records
+// leave in one system call. Only the multiplexer's send loop writes, one
+// frame at a time.
 type frameWriter struct {
 	net.Conn
-	batch *recordBatch // nil: each record is a write of its own
-	sent  atomic.Int64 // bytes written, for the keepalive (deadAfter)
+	owned func([]byte) (int, error) // nil: Write
+	sent  atomic.Int64              // bytes written, for the keepalive (deadAfter)
 }
 
-// tlsRecord is the most plaintext one TLS record carries.
-const tlsRecord = 16 << 10
+func newFrameWriter(c net.Conn, rc *record.Conn) *frameWriter {
+	fw := &frameWriter{Conn: c}
+	if rc != nil {
+		fw.owned = rc.WriteOwned
+	}
+	return fw
+}
 
 func (c *frameWriter) Write(p []byte) (int, error) {
 	c.sent.Add(int64(len(p)))
-	if len(p) <= tlsRecord || c.batch == nil {
-		return c.Conn.Write(p)
+	if c.owned != nil {
+		return c.owned(p)
 	}
-	c.batch.cork()
-	n, err := c.Conn.Write(p)
-	if ferr := c.batch.uncork(); err == nil {
-		err = ferr
-	}
-	return n, err
+	return c.Conn.Write(p)
 }
 
-// Batched wraps the connection beneath a tunnel's TLS (a client's or a
-// server's) so that the TLS records of one large multiplexer frame leave
-// in one system call: crypto/tls writes each record of at most 16 KiB as
-// a write of its own, and on a fast path each such write costs a trip
-// through the kernel's TCP stack and a wake-up of the peer's reader. A
-// connection that does not become a tunnel writes through it unchanged.
-func Batched(raw net.Conn) net.Conn { return &recordBatch{Conn: raw} }
-
-// recordBatch gathers what TLS writes between cork and uncork and writes
-// it at uncork, or whenever it reaches maxBatch. Outside cork and uncork
-// every write goes straight through. Its buffer is pooled: an idle tunnel
-// holds none.
-type recordBatch struct {
-	net.Conn
-	mu     sync.Mutex
-	corked bool
-	buf    *[]byte
+// Secure is a connection between gateways just after its mTLS handshake,
+// with what the record layer needs to take it over: Handshake puts a
+// record.Raw beneath the TLS connection and a record.Capture in its
+// config, and Switch moves a tunnel onto a record.Conn.
+type Secure struct {
+	TLS  *tls.Conn
+	raw  *record.Raw
+	keys *record.Capture
 }
 
-// NetConn is the connection beneath.
-func (b *recordBatch) NetConn() net.Conn { return b.Conn }
-
-// maxBatch bounds what a batch holds before it is written.
-const maxBatch = 256 << 10
-
-var batchBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, maxBatch+17<<10) // a batch and the record that tips it over
-	return &b
-}}
-
-func (b *recordBatch) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.corked {
-		return b.Conn.Write(p)
-	}
-	if b.buf == nil {
-		b.buf = batchBufs.Get().(*[]byte)
-	}
-	*b.buf = append(*b.buf, p...)
-	if len(*b.buf) >= maxBatch {
-		if err := b.flushLocked(); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
+// SecureClient and SecureServer make the TLS side of raw with a copy of
+// cfg that keeps the connection's traffic secrets for Switch. The
+// server's copy sends no session tickets: crypto/tls would send them
+// under the application key inside the handshake, before Switch could
+// take over (no gateway resumes sessions).
+func SecureClient(raw net.Conn, cfg *tls.Config) *Secure {
+	return secure(raw, cfg.Clone(), tls.Client)
 }
 
-// cork holds writes until uncork; on nil it does nothing.
-func (b *recordBatch) cork() {
-	if b == nil {
-		return
-	}
-	b.mu.Lock()
-	b.corked = true
-	b.mu.Unlock()
+func SecureServer(raw net.Conn, cfg *tls.Config) *Secure {
+	cfg = cfg.Clone()
+	cfg.SessionTicketsDisabled = true
+	return secure(raw, cfg, tls.Server)
 }
 
-// uncork writes what cork held, in one write, and lets later writes
-// through; on nil it does nothing.
-func (b *recordBatch) uncork() error {
-	if b == nil {
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.corked = false
-	return b.flushLocked()
+// KeepTLS is the TLS connection, for a connection that stays with
+// crypto/tls: reads beneath it are no longer held to record boundaries.
+func (s *Secure) KeepTLS() *tls.Conn {
+	s.raw.Release()
+	return s.TLS
 }
 
-func (b *recordBatch) flushLocked() error {
-	if b.buf == nil {
-		return nil
+func secure(raw net.Conn, cfg *tls.Config, side func(net.Conn, *tls.Config) *tls.Conn) *Secure {
+	keys := &record.Capture{}
+	cfg.KeyLogWriter = keys
+	r := record.NewRaw(raw)
+	return &Secure{TLS: side(r, cfg), raw: r, keys: keys}
+}
+
+// Switch moves the connection onto the record layer after its
+// handshake; when the record layer cannot take it (not TLS 1.3 with one
+// of its suites), the TLS connection itself, and rc nil.
+func (s *Secure) Switch(isClient bool) (c net.Conn, rc *record.Conn, err error) {
+	rc, err = record.Switch(s.TLS, s.raw, s.keys, isClient)
+	switch {
+	case err == nil:
+		return rc, rc, nil
+	case errors.Is(err, record.ErrUnsupported):
+		return s.KeepTLS(), nil, nil
+	default:
+		return nil, nil, err
 	}
-	var err error
-	if len(*b.buf) > 0 {
-		_, err = b.Conn.Write(*b.buf)
-	}
-	*b.buf = (*b.buf)[:0]
-	batchBufs.Put(b.buf)
-	b.buf = nil
-	return err
 }
 
 // tunnel is one multiplexed mTLS connection to or from a peer gateway.
@@ -315,20 +286,25 @@ func (l yamuxLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth, budget *windowBudget) (*tunnel, error) {
+// newTunnel starts the multiplexer over sc, switched to the record layer
+// when it can be.
+func (p *Pool) newTunnel(sc *Secure, peer string, key Peer, path *pathHealth, budget *windowBudget) (*tunnel, error) {
 	server := path == nil
-	ac := &activityConn{Conn: tc, shared: path, now: p.now}
+	conn, rc, err := sc.Switch(!server)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel with %s: %w", peer, err)
+	}
+	ac := &activityConn{Conn: conn, shared: path, now: p.now}
 	ac.lastRead.Store(p.now().UnixNano())
 	if path != nil {
 		path.lastRead.Store(ac.lastRead.Load())
 	}
 	var sess *yamux.Session
-	var err error
-	fw := &frameWriter{Conn: ac}
-	if b, ok := tc.NetConn().(*recordBatch); ok {
-		fw.batch = b
-	}
+	fw := newFrameWriter(ac, rc)
 	cfg := p.yamuxConfig()
+	if rc != nil {
+		cfg.ReadBufSize = 0 // the record layer reads many records at a time
+	}
 	if server {
 		sess, err = yamux.Server(fw, cfg, budget.spans)
 	} else {
@@ -341,7 +317,7 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth, 
 		return nil, fmt.Errorf("start tunnel with %s: %w", peer, err)
 	}
 	t := &tunnel{sess: sess, conn: ac, sent: &fw.sent, peer: peer, key: key, now: p.now, ping: p.cfg.Keepalive,
-		chain: tc.ConnectionState().PeerCertificates, inbound: server}
+		chain: sc.TLS.ConnectionState().PeerCertificates, inbound: server}
 	direction := "outbound"
 	if server {
 		direction = "inbound"
@@ -366,6 +342,14 @@ func (p *Pool) newTunnel(tc *tls.Conn, peer string, key Peer, path *pathHealth, 
 		}()
 	}
 	return t, nil
+}
+
+// closeSocket closes the socket beneath the tunnel's TLS at once, with no
+// close_notify.
+func (t *tunnel) closeSocket() {
+	if c, ok := t.conn.Conn.(interface{ NetConn() net.Conn }); ok {
+		c.NetConn().Close()
+	}
 }
 
 // drainNotice is what the gateway that accepted a tunnel sends, on a
@@ -441,9 +425,7 @@ func (t *tunnel) keepalive(interval, timeout time.Duration, stop <-chan struct{}
 				// try to send close_notify to a peer that is not reading,
 				// and hold up the failure of every stream on the tunnel.
 				t.dead.Store(true)
-				if tc, ok := t.conn.Conn.(*tls.Conn); ok {
-					tc.NetConn().Close()
-				}
+				t.closeSocket()
 				t.sess.Close()
 				return "keepalive"
 			}
@@ -740,19 +722,20 @@ func (p *Pool) startDial(pe *tunnelPeer, peer Peer, t wire.Target, ctx context.C
 // flow protocols, with t's SNI so that a peer without tunnels can take the
 // connection as t's stream.
 func (p *Pool) dialTunnel(ctx context.Context, peer Peer, t wire.Target, pe *tunnelPeer) (*tunnel, *tls.Conn, error) {
-	tc, err := p.handshake(ctx, peer, t, wire.ALPNTunnel, wire.ALPNFlow)
+	sc, err := p.handshake(ctx, peer, t, wire.ALPNTunnel, wire.ALPNFlow)
 	if err != nil {
 		p.m.Dials.WithLabelValues("failed").Inc()
 		return nil, nil, err
 	}
-	if tc.ConnectionState().NegotiatedProtocol != wire.ALPNTunnel {
+	if sc.TLS.ConnectionState().NegotiatedProtocol != wire.ALPNTunnel {
+		tc := sc.KeepTLS()
 		p.m.Dials.WithLabelValues("no-tunnels").Inc()
 		p.log.Info("peer gateway does not offer tunnels: one connection per stream", "addr", peer.Addr, "peer", peer.Cluster, "retry_in", noTunnelsFor)
 		return nil, tc, nil
 	}
-	tun, err := p.newTunnel(tc, peer.Cluster, peer, &pe.path, pe.window)
+	tun, err := p.newTunnel(sc, peer.Cluster, peer, &pe.path, pe.window)
 	if err != nil {
-		tc.Close()
+		sc.TLS.NetConn().Close()
 		p.m.Dials.WithLabelValues("failed").Inc()
 		return nil, nil, err
 	}
@@ -765,20 +748,25 @@ func (p *Pool) dialTunnel(ctx context.Context, peer Peer, t wire.Target, pe *tun
 // gateway whose certificate names another cluster or region is refused
 // with a *MismatchError and the connection closed.
 func (p *Pool) Dial(ctx context.Context, peer Peer, t wire.Target) (*tls.Conn, error) {
-	return p.handshake(ctx, peer, t, wire.ALPNFlow)
+	sc, err := p.handshake(ctx, peer, t, wire.ALPNFlow)
+	if err != nil {
+		return nil, err
+	}
+	return sc.KeepTLS(), nil
 }
 
 // handshake dials peer, completes the mTLS handshake offering protos and
 // pins the peer: the certificate must name peer's cluster and region.
 // Every outbound connection of the pool goes through here.
-func (p *Pool) handshake(ctx context.Context, peer Peer, t wire.Target, protos ...string) (*tls.Conn, error) {
+func (p *Pool) handshake(ctx context.Context, peer Peer, t wire.Target, protos ...string) (*Secure, error) {
 	raw, err := p.dial(ctx, peer.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial gateway %s: %w", peer.Addr, err)
 	}
 	tcfg := p.id.ClientConfig(t.SNI())
 	tcfg.NextProtos = protos
-	tc := tls.Client(Batched(raw), tcfg)
+	sc := SecureClient(raw, tcfg)
+	tc := sc.TLS
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", peer.Addr, err)
@@ -791,7 +779,7 @@ func (p *Pool) handshake(ctx context.Context, peer Peer, t wire.Target, protos .
 		}
 		return nil, err
 	}
-	return tc, nil
+	return sc, nil
 }
 
 // markDown records that peer did not answer and starts a probe.
@@ -981,7 +969,7 @@ func (p *Pool) Status() []admin.TunnelStatus {
 // that the gateway has not yet passed on, so what one peer can pin here
 // is bounded by MaxStreamsPerPeer × StreamWindowKiB + PeerWindowMiB
 // (window.go).
-func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit func(*Stream) bool, handle func(*Stream)) {
+func (p *Pool) Serve(sc *Secure, peer string, draining <-chan struct{}, admit func(*Stream) bool, handle func(*Stream)) {
 	p.mu.Lock()
 	budget := p.windows[peer]
 	if budget == nil {
@@ -989,7 +977,7 @@ func (p *Pool) Serve(tc *tls.Conn, peer string, draining <-chan struct{}, admit 
 		p.windows[peer] = budget
 	}
 	p.mu.Unlock()
-	tun, err := p.newTunnel(tc, peer, Peer{}, nil, budget)
+	tun, err := p.newTunnel(sc, peer, Peer{}, nil, budget)
 	if err != nil {
 		p.log.Warn("inbound tunnel", "peer", peer, "err", err)
 		return

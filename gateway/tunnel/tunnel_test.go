@@ -31,12 +31,12 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// TestBatchedFrameIsOneWrite sends data frames through the tunnel's write
-// path (frameWriter over TLS over Batched) on loopback: a frame of
-// several TLS records reaches the socket in one write (one per maxBatch
-// when larger), a frame of one record or without a body in a write of its
-// own, and the peer reads every byte in order.
-func TestBatchedFrameIsOneWrite(t *testing.T) {
+// TestFrameIsOneWrite sends data frames through the tunnel's write path
+// (frameWriter over the record layer) on loopback to a crypto/tls peer: a
+// frame of several TLS records reaches the socket in one write (one per
+// 256 KiB when larger), a frame of one record or without a body in a
+// write of its own, and the peer reads every byte in order.
+func TestFrameIsOneWrite(t *testing.T) {
 	ca, err := identity.NewCA("strait.local", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -63,11 +63,15 @@ func TestBatchedFrameIsOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc := &countingConn{Conn: raw}
-	tc := tls.Client(Batched(cc), cliID.ClientConfig("b.r1.strait.local"))
-	if err := tc.Handshake(); err != nil {
+	sc := SecureClient(cc, cliID.ClientConfig("b.r1.strait.local"))
+	if err := sc.TLS.Handshake(); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
-	fw := &frameWriter{Conn: tc, batch: tc.NetConn().(*recordBatch)}
+	conn, rc, err := sc.Switch(true)
+	if err != nil || rc == nil {
+		t.Fatalf("switch to the record layer: %v, %v", rc, err)
+	}
+	fw := newFrameWriter(conn, rc)
 
 	var sent []byte
 	for _, step := range []struct {
@@ -91,7 +95,7 @@ func TestBatchedFrameIsOneWrite(t *testing.T) {
 		}
 		sent = append(append(sent, step.hdr...), step.body...)
 	}
-	tc.Close()
+	conn.Close()
 	if b := <-got; !bytes.Equal(b, sent) {
 		t.Fatalf("peer read %d bytes, want the %d sent, in order", len(b), len(sent))
 	}
