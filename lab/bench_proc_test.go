@@ -69,14 +69,16 @@ func TestBenchDataplaneProcesses(t *testing.T) {
 	iperf := aptBinary(t, "iperf3", "iperf3", "iperf3 drives the process data-plane benchmark")
 	srv := iperfServer(t, iperf)
 	hold := newHoldServer(t)
+	echo := echoServer(t)
 
 	ca, err := identity.NewCA("bench.local", 24*time.Hour)
 	if err != nil {
 		t.Fatalf("CA for haproxy: %v", err)
 	}
-	ha := haproxyPair(t, ca, srv)[0]
+	haAddrs := haproxyPair(t, ca, srv, echo)
+	ha, haEcho := haAddrs[0], haAddrs[1]
 
-	iperfImport, holdImportA, holdImportC := freePort(t), freePort(t), freePort(t)
+	iperfImport, holdImportA, holdImportC, echoImport := freePort(t), freePort(t), freePort(t), freePort(t)
 	imports := func(entries ...string) string {
 		return "imports:\n" + strings.Join(entries, "")
 	}
@@ -96,8 +98,12 @@ func TestBenchDataplaneProcesses(t *testing.T) {
     name: hold
     ports: [{name: tcp, port: %[1]d, targetPort: %[3]s}]
     endpoints: [127.0.0.1]
+  - namespace: bench
+    name: echo
+    ports: [{name: tcp, port: %[1]d, targetPort: %[4]s}]
+    endpoints: [127.0.0.1]
 health: {interval: 1m}
-`, benchPort, portOf(srv), portOf(hold.addr))
+`, benchPort, portOf(srv), portOf(hold.addr), portOf(echo))
 	healthy := func(svcs ...string) func(admin.Status) bool {
 		return func(st admin.Status) bool {
 			for _, s := range svcs {
@@ -109,10 +115,10 @@ health: {interval: 1m}
 		}
 	}
 	fed := startProcFederation(t, buildStrait(t), []procSpec{
-		{"a", "r1", caps + "}\n" + imports(importOf("iperf", iperfImport), importOf("hold", holdImportA))},
+		{"a", "r1", caps + "}\n" + imports(importOf("iperf", iperfImport), importOf("hold", holdImportA), importOf("echo", echoImport))},
 		{"b", "r1", caps + "}\n" + exports},
 		{"c", "r1", caps + fmt.Sprintf(", perPeer: %d}\n", holdTunnels) + imports(importOf("hold", holdImportC))},
-	}, map[string]func(admin.Status) bool{"a": healthy("iperf", "hold"), "c": healthy("hold")})
+	}, map[string]func(admin.Status) bool{"a": healthy("iperf", "hold", "echo"), "c": healthy("hold")})
 
 	measureTunnelMemory(t, fed, hold, holdImportC)
 	measureStreamMemory(t, fed, hold, holdImportA)
@@ -158,9 +164,37 @@ health: {interval: 1m}
 		}
 	}
 
+	measureNewConnections(t, map[string]string{"direct": echo, "dataplane": echoImport, "haproxy": haEcho})
+
 	if dir := os.Getenv("STRAIT_BENCH_PERF"); dir != "" {
 		profileOneStream(t, dir, iperf, iperfImport, fed)
 	}
+}
+
+// measureNewConnections opens a new connection per request (connect,
+// 64 bytes each way, close), 500 a second for 4 s, to the echo server
+// over each path in turn, three rounds, and prints each path's p99 (the
+// median round's) and the ratios.
+func measureNewConnections(t *testing.T, paths map[string]string) {
+	const rounds = 3
+	p99 := map[string][]float64{}
+	for range rounds {
+		for _, name := range []string{"direct", "dataplane", "haproxy"} {
+			lat, failed, err := newConnections(paths[name], 500, 4*time.Second)
+			if failed > 0 {
+				t.Errorf("%s new connections: %d failed, first: %v", name, failed, err)
+			}
+			p99[name] = append(p99[name], benchreport.Percentile(lat, 0.99))
+		}
+	}
+	nc := map[string]float64{}
+	for _, name := range []string{"direct", "dataplane", "haproxy"} {
+		nc[name] = median(p99[name])
+		t.Logf("%s_proc_newconn_p99: %.0f us in rounds %.0f", name, nc[name], p99[name])
+		benchreport.Print(name+"_proc_newconn_p99_us", nc[name], "us")
+	}
+	benchreport.Print("dataplane_proc_vs_direct_newconn_p99_x", nc["dataplane"]/nc["direct"], "x")
+	benchreport.Print("dataplane_proc_vs_haproxy_newconn_p99_x", nc["dataplane"]/nc["haproxy"], "x")
 }
 
 // iperfServer runs an iperf3 server on 127.0.0.1 until the test ends and

@@ -264,6 +264,10 @@ func (p *Pool) yamuxConfig() *yamux.Config {
 	c.InitialStreamWindowSize = uint32(p.cfg.StreamWindowKiB) << 10
 	c.MaxStreamWindowSize = uint32(max(p.cfg.MaxStreamWindowKiB, p.cfg.StreamWindowKiB)) << 10
 	c.MaxMessageSize = frameSize + yamuxHeader
+	// A stream taking a bulk transfer tells its sender so at least this
+	// often, whatever its window: on a link whose queue holds the
+	// keepalive's ping for long, the sender still hears from the peer.
+	c.WindowUpdateInterval = min(p.cfg.Keepalive, p.cfg.KeepaliveTimeout) / 2
 	c.AcceptBacklog = 1024
 	// The per-peer cap is the pool's (Serve), which answers ERR over it;
 	// the multiplexer's own resets a stream only past four times that.

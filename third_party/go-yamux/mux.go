@@ -47,6 +47,13 @@ type Config struct {
 	// window size that we allow for a stream.
 	MaxStreamWindowSize uint32
 
+	// WindowUpdateInterval (strait): a stream whose reader has taken
+	// data but not yet half a window sends a window update anyway once
+	// this long has passed since its last one, so that a peer sending in
+	// bulk hears from it regularly and its window opens smoothly. Such
+	// an update never grows the window. 0: only half-window updates.
+	WindowUpdateInterval time.Duration
+
 	// LogOutput is used to control the log destination
 	LogOutput io.Writer
 

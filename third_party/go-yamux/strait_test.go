@@ -2,9 +2,11 @@ package yamux
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,7 +79,7 @@ func TestReadFromWriteTo(t *testing.T) {
 		}
 		done <- err
 	}()
-	s, err := client.OpenStream(t.Context())
+	s, err := client.OpenStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestWriteToAfterRead(t *testing.T) {
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	go func() {
-		s, err := client.OpenStream(t.Context())
+		s, err := client.OpenStream(context.Background())
 		if err != nil {
 			return
 		}
@@ -140,7 +142,7 @@ func TestWriteToReset(t *testing.T) {
 	client, server := testClientServerConfig(testConfNoKeepAlive())
 	defer client.Close()
 	defer server.Close()
-	c, err := client.OpenStream(t.Context())
+	c, err := client.OpenStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +173,7 @@ func TestReadFromClosed(t *testing.T) {
 	client, server := testClientServerConfig(testConfNoKeepAlive())
 	defer client.Close()
 	defer server.Close()
-	c, err := client.OpenStream(t.Context())
+	c, err := client.OpenStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,3 +190,48 @@ func TestReadFromClosed(t *testing.T) {
 type failReader struct{ err error }
 
 func (r failReader) Read([]byte) (int, error) { return 0, r.err }
+
+// TestWindowUpdateInterval: a reader that has taken less than half a
+// window sends an update once WindowUpdateInterval has passed, opening
+// the sender's window by what it took and no more; without the interval
+// the window stays shut until half of it is read.
+func TestWindowUpdateInterval(t *testing.T) {
+	for _, every := range []time.Duration{0, 10 * time.Millisecond} {
+		conf := testConfNoKeepAlive()
+		conf.InitialStreamWindowSize = 256 << 10
+		conf.MaxStreamWindowSize = 256 << 10
+		conf.WindowUpdateInterval = every
+		client, server := testClientServerConfig(conf)
+		c, err := client.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(make([]byte, 100<<10)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := server.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, make([]byte, 10<<10)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		want := uint32(256<<10 - 100<<10)
+		if every > 0 {
+			want += 10<<10 + 1
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for atomic.LoadUint32(&c.sendWindow) != want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := atomic.LoadUint32(&c.sendWindow); got != want {
+			t.Errorf("interval %v: send window %d, want %d", every, got, want)
+		}
+		client.Close()
+		server.Close()
+	}
+}

@@ -40,6 +40,7 @@ type Stream struct {
 
 	recvWindow uint32
 	epochStart time.Time
+	lastUpdate time.Time // of the last window update sent (strait)
 
 	state                 streamState
 	writeState, readState halfStreamState
@@ -345,12 +346,24 @@ func (s *Stream) sendWindowUpdate(deadline <-chan struct{}) error {
 
 	// Update the receive window.
 	needed, delta := s.recvBuf.GrowTo(s.recvWindow, flags != 0)
+	now := time.Now()
 	if !needed {
+		// strait: less than half a window taken, but long enough since the
+		// last update: open what was taken, without a new epoch.
+		if every := s.session.config.WindowUpdateInterval; every > 0 && now.Sub(s.lastUpdate) >= every {
+			if _, delta = s.recvBuf.GrowTo(s.recvWindow, true); delta > 0 {
+				s.lastUpdate = now
+				hdr := encode(typeWindowUpdate, 0, s.id, delta)
+				return s.session.sendMsg(hdr, nil, deadline, true)
+			}
+		}
 		return nil
 	}
 
-	now := time.Now()
-	if rtt := s.session.RTT(); flags == 0 && rtt > 0 && now.Sub(s.epochStart) < rtt*4 {
+	// strait: with a grant every eighth of the window (GrowTo), one due
+	// within a round trip of the last says what half-window grants due
+	// within four did: the sender was held up by the window.
+	if rtt := s.session.RTT(); flags == 0 && rtt > 0 && now.Sub(s.epochStart) < rtt {
 		var recvWindow uint32
 		if s.recvWindow > math.MaxUint32/2 {
 			recvWindow = min(math.MaxUint32, s.session.config.MaxStreamWindowSize)
@@ -367,6 +380,7 @@ func (s *Stream) sendWindowUpdate(deadline <-chan struct{}) error {
 	}
 
 	s.epochStart = now
+	s.lastUpdate = now
 	hdr := encode(typeWindowUpdate, flags, s.id, delta)
 	return s.session.sendMsg(hdr, nil, deadline, true)
 }

@@ -102,7 +102,11 @@ func (s *segmentedBuffer) GrowTo(max uint32, force bool) (bool, uint32) {
 	}
 	delta := max - currentWindow
 
-	if delta < (max/2) && !force {
+	// strait: an update once an eighth of the window is taken, not half:
+	// on a long path the sender gets its credit back in smaller, more
+	// frequent grants, and a window of a few bandwidth-delay products
+	// keeps the path full instead of moving in bursts of half a window.
+	if delta < (max/8) && !force {
 		return false, 0
 	}
 
