@@ -60,7 +60,8 @@ bench: bench-dataplane bench-l7 bench-catalog bench-residency bench-state bench-
 
 # The data plane against HAProxy and a direct connection: iperf3 through
 # real `strait gateway` processes, an HAProxy pair and directly (one and
-# four streams), resident memory per idle tunnel and stream; in-process
+# four streams) and a new connection per request, resident memory per
+# idle tunnel and stream; in-process
 # throughput, request/response and new-connection latency; a new
 # connection across a 50 ms WAN with and without tunnels; failover when a
 # cluster dies or is cut off. Installs haproxy and iperf3 with apt-get

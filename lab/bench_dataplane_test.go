@@ -79,6 +79,8 @@ func TestBenchDataplane(t *testing.T) {
 			t.Errorf("%s new connections: %d failed, first: %v", p.name, failed, err)
 		}
 		nc[p.name] = benchreport.Percentile(lat, 0.99)
+		t.Logf("%s new connections: p50 %.0f us, p90 %.0f us, p99 %.0f us", p.name,
+			benchreport.Percentile(lat, 0.5), benchreport.Percentile(lat, 0.9), nc[p.name])
 		benchreport.Print(p.name+"_newconn_p99_us", nc[p.name], "us")
 	}
 	benchreport.Print("dataplane_vs_haproxy_newconn_p99_x", nc["dataplane"]/nc["haproxy"], "x")

@@ -185,6 +185,8 @@ func measureNewConnections(t *testing.T, paths map[string]string) {
 				t.Errorf("%s new connections: %d failed, first: %v", name, failed, err)
 			}
 			p99[name] = append(p99[name], benchreport.Percentile(lat, 0.99))
+			t.Logf("%s new connections: p50 %.0f us, p90 %.0f us, p99 %.0f us", name,
+				benchreport.Percentile(lat, 0.5), benchreport.Percentile(lat, 0.9), benchreport.Percentile(lat, 0.99))
 		}
 	}
 	nc := map[string]float64{}

@@ -180,9 +180,11 @@ func SecureServer(raw net.Conn, cfg *tls.Config) *Secure {
 }
 
 // KeepTLS is the TLS connection, for a connection that stays with
-// crypto/tls: reads beneath it are no longer held to record boundaries.
+// crypto/tls: reads beneath it are no longer held to record boundaries,
+// and the traffic secrets captured for Switch are dropped.
 func (s *Secure) KeepTLS() *tls.Conn {
 	s.raw.Release()
+	s.keys.Forget()
 	return s.TLS
 }
 

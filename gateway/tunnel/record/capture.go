@@ -87,3 +87,11 @@ func (c *Capture) take() (client, server []byte) {
 	c.client, c.server = nil, nil
 	return client, server
 }
+
+// Forget drops the captured secrets, for a connection that stays with
+// crypto/tls: nothing outside crypto/tls keeps its keys.
+func (c *Capture) Forget() {
+	client, server := c.take()
+	clear(client)
+	clear(server)
+}

@@ -587,3 +587,19 @@ func TestDeadlines(t *testing.T) {
 		t.Fatalf("writes after a timeout: %v, then %v; want the same error", err1, err2)
 	}
 }
+
+// TestCaptureForget: Forget drops both secrets, and a Switch after it
+// fails as one without secrets does.
+func TestCaptureForget(t *testing.T) {
+	random := strings.Repeat("ab", 32)
+	var c Capture
+	for _, line := range []string{"CLIENT_TRAFFIC_SECRET_0 " + random + " 0a0b\n", "SERVER_TRAFFIC_SECRET_0 " + random + " 0c0d\n"} {
+		if _, err := c.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Forget()
+	if cl, sv := c.take(); cl != nil || sv != nil {
+		t.Fatalf("secrets kept after Forget: %x, %x", cl, sv)
+	}
+}
