@@ -449,12 +449,18 @@ func profileOneStream(t *testing.T, dir, iperf, addr string, fed *procFederation
 		}()
 	}
 	time.Sleep(200 * time.Millisecond) // perf attaches
-	v, err := runIperf(iperf, addr, 1, iperfSeconds)
+	streams := 1
+	if v := os.Getenv("STRAIT_BENCH_PERF_STREAMS"); v != "" {
+		if streams, err = strconv.Atoi(v); err != nil || streams < 1 {
+			t.Fatalf("STRAIT_BENCH_PERF_STREAMS=%q: want a count of streams", v)
+		}
+	}
+	v, err := runIperf(iperf, addr, streams, iperfSeconds)
 	wg.Wait()
 	if err != nil {
 		t.Fatalf("profiled run: %v", err)
 	}
-	t.Logf("profiled one-stream run: %.0f MiB/s (perf slows it)", v)
+	t.Logf("profiled run, %d streams: %.0f MiB/s (perf slows it)", streams, v)
 	for i, name := range []string{"a", "b"} {
 		if errs[i] != nil {
 			t.Fatal(errs[i])
