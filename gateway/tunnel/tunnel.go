@@ -155,9 +155,10 @@ func (c *frameWriter) Write(p []byte) (int, error) {
 }
 
 // Secure is a connection between gateways just after its mTLS handshake,
-// with what the record layer needs to take it over: Handshake puts a
-// record.Raw beneath the TLS connection and a record.Capture in its
-// config, and Switch moves a tunnel onto a record.Conn.
+// with what the record layer needs to take it over: SecureClient and
+// SecureServer put a record.Raw beneath the TLS connection and a
+// record.Capture in its config; Switch moves a tunnel onto a
+// record.Conn, KeepTLS keeps any other connection on crypto/tls.
 type Secure struct {
 	TLS  *tls.Conn
 	raw  *record.Raw
