@@ -178,8 +178,8 @@ func (g *Gateway) relayFlow(ctx context.Context, client net.Conn, t wire.Target,
 
 // pump copies the client to the current upstream. Before the answer it
 // keeps what it sends (up to maxEarly, then it waits for the answer).
-// Once the answer came, a tunnel stream reads the client straight into
-// its frames (tunnel.Stream.ReadFrom).
+// Once the answer came, the flow's copy takes over (a tunnel stream then
+// reads the client straight into its frames).
 func (r *relay) pump() int64 {
 	bp := copyBufs.Get().(*[]byte)
 	defer func() {
@@ -190,10 +190,12 @@ func (r *relay) pump() int64 {
 	buf := *bp
 	var n int64
 	for {
-		if s := r.confirmedStream(); s != nil {
+		if up := r.confirmed(); up != nil {
 			copyBufs.Put(bp)
 			bp = nil
-			return n + r.pumpStream(s)
+			n += r.f.copy(up, r.client)
+			closeWrite(up)
+			return n
 		}
 		k, rerr := r.client.Read(buf)
 		if k > 0 {
@@ -239,32 +241,14 @@ func (r *relay) pump() int64 {
 	}
 }
 
-// confirmedStream is the upstream once it answered, when it is a tunnel
-// stream; else nil.
-func (r *relay) confirmedStream() *tunnel.Stream {
+// confirmed is the upstream once it answered; else nil.
+func (r *relay) confirmed() net.Conn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.state != relayConfirmed {
 		return nil
 	}
-	s, _ := unwrap(r.up).(*tunnel.Stream)
-	return s
-}
-
-// pumpStream copies the client to s, an upstream that answered, until
-// the client ends (s is half-closed) or either fails.
-func (r *relay) pumpStream(s *tunnel.Stream) int64 {
-	tr := &touchReader{f: r.f, r: r.client}
-	n, _ := s.ReadFrom(tr)
-	r.mu.Lock()
-	up := r.up
-	r.mu.Unlock()
-	if tr.err != nil {
-		closeWrite(up)
-	} else {
-		up.Close()
-	}
-	return n
+	return r.up
 }
 
 // sendable is how much of early goes to the current upstream before its
