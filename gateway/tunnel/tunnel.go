@@ -196,18 +196,18 @@ func secure(raw net.Conn, cfg *tls.Config, side func(net.Conn, *tls.Config) *tls
 	return &Secure{TLS: side(r, cfg), raw: r, keys: keys}
 }
 
-// Switch moves the connection onto the record layer after its
-// handshake; when the record layer cannot take it (not TLS 1.3 with one
-// of its suites), the TLS connection itself, and rc nil.
-func (s *Secure) Switch(isClient bool) (c net.Conn, rc *record.Conn, err error) {
-	rc, err = record.Switch(s.TLS, s.raw, s.keys, isClient)
+// Switch moves the connection onto the record layer (a *record.Conn)
+// after its handshake; when the record layer cannot take it (not TLS 1.3
+// with one of its suites), it is the TLS connection itself.
+func (s *Secure) Switch(isClient bool) (net.Conn, error) {
+	rc, err := record.Switch(s.TLS, s.raw, s.keys, isClient)
 	switch {
 	case err == nil:
-		return rc, rc, nil
+		return rc, nil
 	case errors.Is(err, record.ErrUnsupported):
-		return s.KeepTLS(), nil, nil
+		return s.KeepTLS(), nil
 	default:
-		return nil, nil, err
+		return nil, err
 	}
 }
 
@@ -297,10 +297,11 @@ func (l yamuxLog) Write(b []byte) (int, error) {
 // when it can be.
 func (p *Pool) newTunnel(sc *Secure, peer string, key Peer, path *pathHealth, budget *windowBudget) (*tunnel, error) {
 	server := path == nil
-	conn, rc, err := sc.Switch(!server)
+	conn, err := sc.Switch(!server)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel with %s: %w", peer, err)
 	}
+	rc, _ := conn.(*record.Conn)
 	ac := &activityConn{Conn: conn, shared: path, now: p.now}
 	ac.lastRead.Store(p.now().UnixNano())
 	if path != nil {

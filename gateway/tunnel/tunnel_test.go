@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/straitmesh/strait/gateway/tunnel/record"
 	"github.com/straitmesh/strait/identity"
 )
 
@@ -67,9 +68,10 @@ func TestFrameIsOneWrite(t *testing.T) {
 	if err := sc.TLS.Handshake(); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
-	conn, rc, err := sc.Switch(true)
-	if err != nil || rc == nil {
-		t.Fatalf("switch to the record layer: %v, %v", rc, err)
+	conn, err := sc.Switch(true)
+	rc, ok := conn.(*record.Conn)
+	if err != nil || !ok {
+		t.Fatalf("switch to the record layer: %T, %v", conn, err)
 	}
 	fw := newFrameWriter(conn, rc)
 
