@@ -61,15 +61,22 @@ func aptBinary(t *testing.T, name, pkg, why string, also ...string) string {
 
 // haproxyPair starts HAProxy A and B in front of servers and returns A's
 // address for each server, in order. Both are killed when the test ends.
+// With ca nil, A and B speak plain TCP to each other: no TLS, nothing but
+// two processes on the path, the least a path through two proxies costs.
 func haproxyPair(t *testing.T, ca *identity.CA, servers ...string) []string {
 	t.Helper()
 	bin := haproxyBinary(t)
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.CertPEM(), 0o644); err != nil {
-		t.Fatalf("write CA for haproxy: %v", err)
+	var tlsA, tlsB string // the server line's and the bind line's TLS options
+	if ca != nil {
+		caFile := filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(caFile, ca.CertPEM(), 0o644); err != nil {
+			t.Fatalf("write CA for haproxy: %v", err)
+		}
+		pemA, pemB := haproxyCert(t, ca, dir, "haproxy-a"), haproxyCert(t, ca, dir, "haproxy-b")
+		tlsA = fmt.Sprintf(" ssl verify required ca-file %s crt %s ssl-min-ver TLSv1.3", caFile, pemA)
+		tlsB = fmt.Sprintf(" ssl crt %s ca-file %s verify required ssl-min-ver TLSv1.3", pemB, caFile)
 	}
-	pemA, pemB := haproxyCert(t, ca, dir, "haproxy-a"), haproxyCert(t, ca, dir, "haproxy-b")
 
 	const global = `global
 	nbthread 2
@@ -93,16 +100,16 @@ frontend in%[1]d
 	default_backend out%[1]d
 
 backend out%[1]d
-	server b %[3]s ssl verify required ca-file %[4]s crt %[5]s ssl-min-ver TLSv1.3
-`, i, a, b, caFile, pemA)
+	server b %[3]s%[4]s
+`, i, a, b, tlsA)
 		fmt.Fprintf(&cfgB, `
 frontend in%[1]d
-	bind %[2]s ssl crt %[3]s ca-file %[4]s verify required ssl-min-ver TLSv1.3
+	bind %[2]s%[3]s
 	default_backend out%[1]d
 
 backend out%[1]d
-	server s %[5]s
-`, i, b, pemB, caFile, server)
+	server s %[4]s
+`, i, b, tlsB, server)
 	}
 	startHAProxy(t, bin, dir, "b", cfgB.String(), back)
 	startHAProxy(t, bin, dir, "a", cfgA.String(), front)

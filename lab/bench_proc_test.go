@@ -53,6 +53,8 @@ const (
 // and a direct connection, in the same run. iperf3 (installed with
 // apt-get when missing) drives each path with one stream and with four
 // (-P 4); its server listens on 127.0.0.1 and is b's service endpoint.
+// New connections (measureNewConnections) go to an echo server over
+// those paths and over an HAProxy pair with plain TCP between.
 //
 // Before the throughput runs, on processes that have not yet carried
 // bulk data, it measures resident memory (VmRSS): per idle tunnel, as
@@ -77,6 +79,7 @@ func TestBenchDataplaneProcesses(t *testing.T) {
 	}
 	haAddrs := haproxyPair(t, ca, srv, echo)
 	ha, haEcho := haAddrs[0], haAddrs[1]
+	plainEcho := haproxyPair(t, nil, echo)[0]
 
 	iperfImport, holdImportA, holdImportC, echoImport := freePort(t), freePort(t), freePort(t), freePort(t)
 	imports := func(entries ...string) string {
@@ -164,12 +167,18 @@ health: {interval: 1m}
 		}
 	}
 
-	measureNewConnections(t, map[string]string{"direct": echo, "dataplane": echoImport, "haproxy": haEcho})
+	measureNewConnections(t, map[string]string{"direct": echo, "dataplane": echoImport, "haproxy": haEcho, "haproxy_plain": plainEcho})
 
 	if dir := os.Getenv("STRAIT_BENCH_PERF"); dir != "" {
 		profileOneStream(t, dir, iperf, iperfImport, fed)
 	}
 }
+
+// newConnPaths are the paths measureNewConnections takes, in order:
+// haproxy is the HAProxy pair with TLS between (a resumed handshake per
+// connection), haproxy_plain the pair with plain TCP between, what any
+// path through two processes costs at the least.
+var newConnPaths = []string{"direct", "dataplane", "haproxy", "haproxy_plain"}
 
 // measureNewConnections opens a new connection per request (connect,
 // 64 bytes each way, close), 500 a second for 4 s, to the echo server
@@ -179,7 +188,7 @@ func measureNewConnections(t *testing.T, paths map[string]string) {
 	const rounds = 3
 	p99 := map[string][]float64{}
 	for range rounds {
-		for _, name := range []string{"direct", "dataplane", "haproxy"} {
+		for _, name := range newConnPaths {
 			lat, failed, err := newConnections(paths[name], 500, 4*time.Second)
 			if failed > 0 {
 				t.Errorf("%s new connections: %d failed, first: %v", name, failed, err)
@@ -190,13 +199,15 @@ func measureNewConnections(t *testing.T, paths map[string]string) {
 		}
 	}
 	nc := map[string]float64{}
-	for _, name := range []string{"direct", "dataplane", "haproxy"} {
+	for _, name := range newConnPaths {
 		nc[name] = median(p99[name])
 		t.Logf("%s_proc_newconn_p99: %.0f us in rounds %.0f", name, nc[name], p99[name])
 		benchreport.Print(name+"_proc_newconn_p99_us", nc[name], "us")
 	}
 	benchreport.Print("dataplane_proc_vs_direct_newconn_p99_x", nc["dataplane"]/nc["direct"], "x")
 	benchreport.Print("dataplane_proc_vs_haproxy_newconn_p99_x", nc["dataplane"]/nc["haproxy"], "x")
+	benchreport.Print("dataplane_proc_vs_haproxy_plain_newconn_p99_x", nc["dataplane"]/nc["haproxy_plain"], "x")
+	benchreport.Print("haproxy_plain_proc_vs_direct_newconn_p99_x", nc["haproxy_plain"]/nc["direct"], "x")
 }
 
 // iperfServer runs an iperf3 server on 127.0.0.1 until the test ends and

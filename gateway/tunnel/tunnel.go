@@ -130,18 +130,19 @@ func (c *activityConn) Read(b []byte) (int, error) {
 // over header and body together in one write, in a buffer it gives back
 // to its pool only afterwards: over the record layer (record.Conn) the
 // frame is sealed straight from that buffer (WriteOwned) and its records
-// leave in one system call. Only the multiplexer's send loop writes, one
-// frame at a time.
+// leave in one system call. Only the multiplexer's send loop writes: a
+// frame at a time, or the frames queued together (WriteFrames).
 type frameWriter struct {
 	net.Conn
-	owned func([]byte) (int, error) // nil: Write
-	sent  atomic.Int64              // bytes written, for the keepalive (deadAfter)
+	owned  func([]byte) (int, error)   // nil: Write
+	frames func([][]byte) (int, error) // nil: writev
+	sent   atomic.Int64                // bytes written, for the keepalive (deadAfter)
 }
 
 func newFrameWriter(c net.Conn, rc *record.Conn) *frameWriter {
 	fw := &frameWriter{Conn: c}
 	if rc != nil {
-		fw.owned = rc.WriteOwned
+		fw.owned, fw.frames = rc.WriteOwned, rc.WriteFrames
 	}
 	return fw
 }
@@ -152,6 +153,21 @@ func (c *frameWriter) Write(p []byte) (int, error) {
 		return c.owned(p)
 	}
 	return c.Conn.Write(p)
+}
+
+// WriteFrames writes the frames the send loop found queued together in
+// one go (yamux.FramesWriter): sealed into one buffer over the record
+// layer, one writev(2) otherwise.
+func (c *frameWriter) WriteFrames(frames [][]byte) (int, error) {
+	for _, f := range frames {
+		c.sent.Add(int64(len(f)))
+	}
+	if c.frames != nil {
+		return c.frames(frames)
+	}
+	bufs := append(net.Buffers(nil), frames...) // WriteTo consumes its slice
+	n, err := bufs.WriteTo(c.Conn)
+	return int(n), err
 }
 
 // Secure is a connection between gateways just after its mTLS handshake,
@@ -272,6 +288,13 @@ func (p *Pool) yamuxConfig() *yamux.Config {
 	// keepalive's ping for long, the sender still hears from the peer.
 	c.WindowUpdateInterval = min(p.cfg.Keepalive, p.cfg.KeepaliveTimeout) / 2
 	c.AcceptBacklog = 1024
+	// A stream's ACK rides on its answer (the handler dials the service
+	// first): the opener is woken once per new stream, not twice. So a
+	// stream opened here counts against the open backlog until its answer;
+	// the peer, not this, bounds how many wait (its per-peer cap answers
+	// ERR at once, and it resets streams past MaxIncomingStreams).
+	c.LazyAck = true
+	c.OpenBacklog = math.MaxInt32
 	// The per-peer cap is the pool's (Serve), which answers ERR over it;
 	// the multiplexer's own resets a stream only past four times that.
 	c.MaxIncomingStreams = math.MaxUint32

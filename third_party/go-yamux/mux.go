@@ -70,6 +70,19 @@ type Config struct {
 	// MaxMessageSize is the maximum size of a message that we'll send on a
 	// stream. This ensures that a single stream doesn't hog a connection.
 	MaxMessageSize uint32
+
+	// LazyAck (strait): an accepted stream sends its ACK with the first
+	// frame it sends (its first data, its FIN) instead of a window update
+	// of its own, and grants its window right behind that frame; until
+	// then its reads send nothing unless an eighth of the initial window
+	// has been taken. A stream that answers its opener after some work
+	// (a dial) thus costs the opener one wakeup, not two.
+	LazyAck bool
+
+	// OpenBacklog (strait) bounds the streams opened here whose ACK has not
+	// arrived, past which OpenStream waits; 0: AcceptBacklog. With a
+	// peer on LazyAck that is the streams it has not answered yet.
+	OpenBacklog int
 }
 
 // DefaultConfig is used to return a default configuration
@@ -95,6 +108,9 @@ func DefaultConfig() *Config {
 func VerifyConfig(config *Config) error {
 	if config.AcceptBacklog <= 0 {
 		return fmt.Errorf("backlog must be positive")
+	}
+	if config.OpenBacklog < 0 {
+		return fmt.Errorf("OpenBacklog must be >= 0")
 	}
 	if config.EnableKeepAlive && config.KeepAliveInterval == 0 {
 		return fmt.Errorf("keep-alive interval must be positive")

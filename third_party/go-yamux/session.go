@@ -139,7 +139,7 @@ func newSession(config *Config, conn net.Conn, client bool, readBuf int, newMemo
 		reader:           reader,
 		streams:          make(map[uint32]*Stream),
 		inflight:         make(map[uint32]struct{}),
-		synCh:            make(chan struct{}, config.AcceptBacklog),
+		synCh:            make(chan struct{}, openBacklog(config)),
 		acceptCh:         make(chan *Stream, config.AcceptBacklog),
 		sendCh:           make(chan []byte, 64),
 		pongCh:           make(chan uint32, config.PingBacklog),
@@ -266,6 +266,9 @@ func (s *Session) AcceptStream() (*Stream, error) {
 	for {
 		select {
 		case stream := <-s.acceptCh:
+			if s.config.LazyAck {
+				return stream, nil // strait: the ACK goes with its first frame
+			}
 			if err := stream.sendWindowUpdate(nil); err != nil {
 				// don't return accept errors.
 				s.logger.Printf("[WARN] error sending window update before accepting: %s", err)
@@ -547,6 +550,27 @@ func (s *Session) sendOwned(buf []byte, deadline <-chan struct{}, waitForShutDow
 	}
 }
 
+// openBacklog is the size of synCh (strait: Config.OpenBacklog).
+func openBacklog(config *Config) int {
+	if config.OpenBacklog > 0 {
+		return config.OpenBacklog
+	}
+	return config.AcceptBacklog
+}
+
+// strait: what one write of the send loop may gather (see sendLoop).
+const (
+	maxBatchFrames = 64
+	maxBatchBytes  = 256 << 10
+)
+
+// FramesWriter is a connection that writes several frames in one go
+// (strait): the send loop hands it the frames queued together, and gets
+// each buffer back once the call returns.
+type FramesWriter interface {
+	WriteFrames(frames [][]byte) (int, error)
+}
+
 // send is a long running goroutine that sends data
 func (s *Session) send() {
 	if err := s.sendLoop(); err != nil {
@@ -597,6 +621,8 @@ func (s *Session) sendLoop() (err error) {
 	}
 
 	writer := s.conn
+	batchWriter, _ := writer.(FramesWriter)
+	var batch, spare [][]byte
 
 	// FIXME: https://github.com/libp2p/go-libp2p/issues/644
 	// Write coalescing is disabled for now.
@@ -681,8 +707,36 @@ func (s *Session) sendLoop() (err error) {
 			return err
 		}
 
-		_, err := writer.Write(buf)
-		pool.Put(buf)
+		// strait: frames queued behind this one go out in the same write,
+		// so a stream's opening frames (SYN, header, first data) cost the
+		// peer one wakeup, not three. Nothing waits for more to come.
+		frames := append(batch[:0], buf)
+		size := len(buf)
+	gather:
+		for len(frames) < maxBatchFrames && size < maxBatchBytes {
+			select {
+			case more := <-s.sendCh:
+				frames = append(frames, more)
+				size += len(more)
+			default:
+				break gather
+			}
+		}
+		var err error
+		switch {
+		case len(frames) == 1:
+			_, err = writer.Write(buf)
+		case batchWriter != nil:
+			_, err = batchWriter.WriteFrames(frames)
+		default:
+			bufs := net.Buffers(append(spare[:0], frames...))
+			_, err = bufs.WriteTo(writer)
+		}
+		for i, f := range frames {
+			pool.Put(f)
+			frames[i] = nil
+		}
+		batch = frames[:0]
 
 		if err != nil {
 			if os.IsTimeout(err) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,5 +234,194 @@ func TestWindowUpdateInterval(t *testing.T) {
 		}
 		client.Close()
 		server.Close()
+	}
+}
+
+// TestLazyAck: an accepted stream's ACK rides on its first frame, so the
+// opener's backlog slot stays taken until the answer, and the stream's
+// window is granted right behind it.
+func TestLazyAck(t *testing.T) {
+	conf := testConfNoKeepAlive()
+	conf.LazyAck = true
+	conf.OpenBacklog = 1
+	conf.InitialStreamWindowSize = 1 << 20
+	conf.MaxStreamWindowSize = 1 << 20
+	client, server := testClientServerConfig(conf)
+	defer client.Close()
+	defer server.Close()
+
+	c, err := client.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	// Accepted and read, not answered: no ACK yet, the one slot is taken.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err = client.OpenStream(ctx)
+	cancel()
+	if err == nil {
+		t.Fatal("a second stream opened before the first was answered: its ACK went out early")
+	}
+	if _, err := s.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := client.OpenStream(ctx); err != nil {
+		t.Fatalf("open after the answer: %v", err)
+	}
+	// The grant came with the answer: the whole configured window, the
+	// five bytes read by then included.
+	want := uint32(1 << 20)
+	deadline := time.Now().Add(2 * time.Second)
+	for atomic.LoadUint32(&c.sendWindow) != want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := atomic.LoadUint32(&c.sendWindow); got != want {
+		t.Errorf("send window after the answer %d, want %d", got, want)
+	}
+}
+
+// TestLazyAckReader: an accepted stream that only reads still opens its
+// window once it has taken an eighth of the initial one, so a sender
+// never waits on an answer that does not come.
+func TestLazyAckReader(t *testing.T) {
+	conf := testConfNoKeepAlive()
+	conf.LazyAck = true
+	client, server := testClientServerConfig(conf)
+	defer client.Close()
+	defer server.Close()
+
+	data := make([]byte, 4<<20)
+	rand.Read(data)
+	c, err := client.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		errc <- err
+	}()
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, not the %d sent", len(got), len(data))
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+// gatedConn holds its first write until open is closed (entered says
+// it is held) and records how many data frames each write carried.
+type gatedConn struct {
+	net.Conn
+	entered chan struct{}
+	open    chan struct{}
+	first   atomic.Bool
+	data    chan int
+}
+
+func (g *gatedConn) gate(frames ...[]byte) {
+	if g.first.CompareAndSwap(false, true) {
+		close(g.entered)
+		<-g.open
+	}
+	n := 0
+	for _, f := range frames {
+		if f[1] == typeData {
+			n++
+		}
+	}
+	g.data <- n
+}
+
+func (g *gatedConn) Write(p []byte) (int, error) {
+	g.gate(p)
+	return g.Conn.Write(p)
+}
+
+func (g *gatedConn) WriteFrames(frames [][]byte) (int, error) {
+	g.gate(frames...)
+	n := 0
+	for _, f := range frames {
+		m, err := g.Conn.Write(f)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// TestSendLoopBatches: frames queued while the send loop writes go out
+// together in its next write, in order.
+func TestSendLoopBatches(t *testing.T) {
+	conf := testConfNoKeepAlive()
+	c1, c2 := testConn()
+	gc := &gatedConn{Conn: c1, entered: make(chan struct{}), open: make(chan struct{}), data: make(chan int, 64)}
+	client, _ := Client(gc, conf, nil)
+	server, _ := Server(c2, conf, nil)
+	defer client.Close()
+	defer server.Close()
+
+	c, err := client.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-gc.entered // the session's first write is held
+	for _, part := range []string{"one", "two", "three"} {
+		if _, err := c.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gc.open)
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len("onetwothree"))
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(s, got); err != nil || string(got) != "onetwothree" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	var writes []int // data frames per write
+	for len(gc.data) > 0 {
+		writes = append(writes, <-gc.data)
+	}
+	withData := 0
+	for _, n := range writes {
+		if n > 0 {
+			withData++
+			if n != 3 {
+				t.Errorf("a write carried %d of the three data frames queued together", n)
+			}
+		}
+	}
+	if withData != 1 {
+		t.Errorf("data frames per write %v: want the three queued together in one write", writes)
 	}
 }

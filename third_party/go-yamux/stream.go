@@ -192,6 +192,10 @@ START:
 	// Reduce our send window
 	atomic.AddUint32(&s.sendWindow, ^uint32(max-1))
 
+	if err := s.grantAfterAck(flags); err != nil {
+		return int(max), err
+	}
+
 	// Unlock
 	return int(max), err
 }
@@ -216,13 +220,17 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		buf := pool.Get(headerSize + int(max))
 		n, rerr := r.Read(buf[headerSize:])
 		if n > 0 {
-			hdr := encode(typeData, s.sendFlags(), s.id, uint32(n))
+			flags := s.sendFlags()
+			hdr := encode(typeData, flags, s.id, uint32(n))
 			copy(buf, hdr[:])
 			if err := s.session.sendOwned(buf[:headerSize+n], s.writeDeadline.wait(), true); err != nil {
 				return total, err
 			}
 			atomic.AddUint32(&s.sendWindow, ^uint32(n-1))
 			total += int64(n)
+			if err := s.grantAfterAck(flags); err != nil {
+				return total, err
+			}
 		} else {
 			pool.Put(buf)
 		}
@@ -338,9 +346,34 @@ func (s *Stream) sendFlags() uint16 {
 	return flags
 }
 
+// grantAfterAck grants the stream's receive window right after the
+// frame that carried its ACK, flags (strait: Config.LazyAck).
+func (s *Stream) grantAfterAck(flags uint16) error {
+	if flags&flagACK == 0 || !s.session.config.LazyAck {
+		return nil
+	}
+	return s.sendWindowUpdate(s.writeDeadline.wait())
+}
+
+// ackDeferred says that an accepted stream still holds back its ACK
+// (strait: Config.LazyAck): nothing sent yet, and less than an eighth of
+// the initial window taken by its reader.
+func (s *Stream) ackDeferred() bool {
+	if !s.session.config.LazyAck {
+		return false
+	}
+	s.stateLock.Lock()
+	syn := s.state == streamSYNReceived
+	s.stateLock.Unlock()
+	return syn && initialStreamWindow-s.recvBuf.Window() < initialStreamWindow/8
+}
+
 // sendWindowUpdate potentially sends a window update enabling
 // further writes to take place. Must be invoked with the lock.
 func (s *Stream) sendWindowUpdate(deadline <-chan struct{}) error {
+	if s.ackDeferred() {
+		return nil
+	}
 	// Determine the flags if any
 	flags := s.sendFlags()
 

@@ -90,6 +90,14 @@ func (s *segmentedBuffer) Len() uint32 {
 	return s.len
 }
 
+// Window is the receive window: the space still granted to the sender
+// and the data held (strait).
+func (s *segmentedBuffer) Window() uint32 {
+	s.bm.Lock()
+	defer s.bm.Unlock()
+	return s.cap + s.len
+}
+
 // If the space to write into + current buffer size has grown to half of the window size,
 // grow up to that max size, and indicate how much additional space was reserved.
 func (s *segmentedBuffer) GrowTo(max uint32, force bool) (bool, uint32) {

@@ -128,6 +128,53 @@ func (c *Conn) Write(p []byte) (int, error) { return c.write(p, false) }
 // it only when no one else reads p[:cap(p)] during the call.
 func (c *Conn) WriteOwned(p []byte) (int, error) { return c.write(p, true) }
 
+// WriteFrames writes each of frames like WriteOwned, all of them in as
+// few write(2) calls as the record buffer allows (one for up to 256 KiB):
+// the frames a multiplexer queued together reach the peer together.
+func (c *Conn) WriteFrames(frames [][]byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	bp := outPool.Get().(*[]byte)
+	defer outPool.Put(bp)
+	out := (*bp)[:0]
+	var err error
+	if c.updateWanted.Swap(false) {
+		out, err = c.appendKeyUpdate(out, false)
+	}
+	n, flushed := 0, 0 // bytes of frames sealed; of those, written
+	for _, p := range frames {
+		for m := 0; err == nil && m < len(p); {
+			if len(out)+2*maxRecord > cap(out) {
+				if _, err = c.conn.Write(out); err != nil {
+					break
+				}
+				out, flushed = out[:0], n
+			}
+			if c.out.seq+1 >= c.keyLimit {
+				if out, err = c.appendKeyUpdate(out, false); err != nil {
+					break
+				}
+			}
+			end := min(len(p), m+maxPlaintext)
+			out = c.appendData(out, p, m, end, true)
+			n += end - m
+			m = end
+		}
+	}
+	if err == nil && len(out) > 0 {
+		if _, err = c.conn.Write(out); err == nil {
+			flushed = n
+		}
+	}
+	if err != nil {
+		c.werr = err
+	}
+	return flushed, err
+}
+
 func (c *Conn) write(p []byte, owned bool) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -164,6 +164,64 @@ func TestWriteOwned(t *testing.T) {
 	})
 }
 
+// WriteFrames puts the same records on the wire as WriteOwned of each
+// frame in turn, in fewer writes, and leaves the frames as they were.
+func TestWriteFrames(t *testing.T) {
+	data := randomBytes(11, 1<<20)
+	orig := bytes.Clone(data)
+	// Frames out of one buffer, as a multiplexer's pool hands them: each
+	// followed by the next one's bytes, sizes around the record and batch
+	// limits.
+	var frames [][]byte
+	off := 0
+	for _, n := range []int{12, 100, 1, maxPlaintext, 3*maxPlaintext + 5, 300 << 10, 12, 40 << 10} {
+		frames = append(frames, data[off:off+n])
+		off += n
+	}
+	w1, r1 := fixedConn(t, true, nil)
+	w2, r2 := fixedConn(t, true, nil)
+	total := 0
+	for _, f := range frames {
+		n, err := w1.WriteOwned(f)
+		must(t, err)
+		total += n
+	}
+	counted := &countingWriter{recorder: r2}
+	w2.conn = counted
+	n, err := w2.WriteFrames(frames)
+	if n != total || err != nil {
+		t.Fatalf("WriteFrames %d, %v; want %d, nil", n, err, total)
+	}
+	if !bytes.Equal(r1.out.Bytes(), r2.out.Bytes()) {
+		t.Fatal("WriteFrames wrote other bytes than WriteOwned of each frame")
+	}
+	if !bytes.Equal(data, orig) {
+		t.Fatal("WriteFrames changed a frame or the byte after it")
+	}
+	if want := (total + batchLen - 1) / batchLen; counted.writes > want+1 {
+		t.Errorf("%d bytes of frames took %d writes, want about %d", total, counted.writes, want)
+	}
+	rd, _ := fixedConn(t, false, &r2.out)
+	got, err := io.ReadAll(rd)
+	if !errors.Is(err, io.ErrUnexpectedEOF) && err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data[:off]) {
+		t.Fatal("the records do not open to the frames")
+	}
+}
+
+// countingWriter counts the writes to a recorder.
+type countingWriter struct {
+	*recorder
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.recorder.Write(p)
+}
+
 // Any read buffer size gives the same stream.
 func TestReadSizes(t *testing.T) {
 	for _, n := range []int{1, 100, 16 << 10, 1 << 20} {
