@@ -74,8 +74,9 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 
 // serveStream carries one stream from a peer gateway to a local endpoint
 // of t: it checks the service and the residency policy, dials an
-// endpoint, answers OK and splices. Nothing the peer sent is read before
-// the answer, so a refused stream never reaches a service.
+// endpoint, splices and answers OK (answerWithFirst). Nothing the peer
+// sent is read before the endpoint took the connection, so a refused
+// stream never reaches a service.
 func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts wire.Facts) {
 	start := time.Now()
 	span := g.inboundSpan(peer, t, facts)
@@ -111,14 +112,36 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 		return
 	}
 	defer up.Close()
-	s.SetWriteDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	if err := wire.WriteAnswer(s, nil); err != nil {
-		return
-	}
-	s.SetWriteDeadline(time.Time{})
 	svcName := t.String()
-	tx, rx := g.meteredSplice("inbound", svcName, peer.Cluster, start, s, up)
+	answer := func(f *flow) (int64, bool) { return answerWithFirst(f, s, up, g.cfg.Timeouts.Connect) }
+	tx, rx := g.meteredSplice("inbound", svcName, peer.Cluster, start, s, up, answer)
 	g.log.Debug("inbound stream done", "service", svcName, "peer", peer.Cluster, "tx", tx, "rx", rx, "dur", time.Since(start))
+}
+
+// answerWait is how long an accepted stream's OK waits for the
+// service's first bytes, to go out with them.
+const answerWait = time.Millisecond
+
+// answerWithFirst answers OK on s, the stream up was dialled for, once
+// the peer's bytes already flow to up (splice's other direction): with
+// up's first bytes when they come within answerWait, so that answer and
+// response reach the peer in one frame and wake it once, else alone (up
+// ended, failed or is quiet: the copy that follows finds out). It
+// returns the bytes of up sent and whether the stream may go on.
+func answerWithFirst(f *flow, s, up net.Conn, timeout time.Duration) (int64, bool) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := append((*bp)[:0], "OK\n"...)
+	up.SetReadDeadline(time.Now().Add(answerWait))
+	n, _ := up.Read(buf[len(buf):cap(buf)])
+	up.SetReadDeadline(time.Time{})
+	if n > 0 {
+		f.touch()
+	}
+	s.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := s.Write(buf[:len(buf)+n])
+	s.SetWriteDeadline(time.Time{})
+	return int64(n), err == nil
 }
 
 func (g *Gateway) refuseInbound(s net.Conn, peer identity.ID, svc string, err error) {

@@ -104,7 +104,11 @@ func (g *Gateway) reapIdle() {
 // splice copies both ways until both directions end and returns the bytes
 // copied a->b and b->a. Each side's write half is closed when its source
 // ends, so half-closed protocols work.
-func (g *Gateway) splice(a, b net.Conn) (ab, ba int64) {
+//
+// With first, the b->a direction starts with first(f) (a->b already
+// runs), which says how many bytes of b it sent to a, and copies only
+// if it returns ok.
+func (g *Gateway) splice(a, b net.Conn, first func(*flow) (n int64, ok bool)) (ab, ba int64) {
 	f := newFlow(a, b)
 	g.flows.add(f)
 	defer g.flows.remove(f)
@@ -114,21 +118,31 @@ func (g *Gateway) splice(a, b net.Conn) (ab, ba int64) {
 		closeWrite(b)
 		done <- n
 	}()
-	ba = f.copy(a, b)
-	closeWrite(a)
+	ok := true
+	if first != nil {
+		ba, ok = first(f)
+	}
+	if ok {
+		ba += f.copy(a, b)
+		closeWrite(a)
+	} else {
+		a.Close()
+		b.Close()
+	}
 	ab = <-done
 	return ab, ba
 }
 
-// meteredSplice splices a and b and counts the connection, its bytes and
-// its duration (from start) under dir ("inbound" or "outbound"), the
-// service and the peer cluster. tx is the bytes copied a->b.
-func (g *Gateway) meteredSplice(dir, svc, peer string, start time.Time, a, b net.Conn) (tx, rx int64) {
+// meteredSplice splices a and b (first as splice's) and counts the
+// connection, its bytes and its duration (from start) under dir
+// ("inbound" or "outbound"), the service and the peer cluster. tx is the
+// bytes copied a->b.
+func (g *Gateway) meteredSplice(dir, svc, peer string, start time.Time, a, b net.Conn, first func(*flow) (int64, bool)) (tx, rx int64) {
 	src, dst := g.flowEnds(dir, peer)
 	g.metrics.connections.WithLabelValues(dir, svc, src, dst, "ok").Inc()
 	g.metrics.active.WithLabelValues(dir).Inc()
 	defer g.metrics.active.WithLabelValues(dir).Dec()
-	tx, rx = g.splice(a, b)
+	tx, rx = g.splice(a, b, first)
 	g.metrics.bytes.WithLabelValues(dir, svc, src, dst, "tx").Add(float64(tx))
 	g.metrics.bytes.WithLabelValues(dir, svc, src, dst, "rx").Add(float64(rx))
 	g.metrics.duration.WithLabelValues(dir, svc, src, dst).Observe(time.Since(start).Seconds())

@@ -425,3 +425,46 @@ func TestSendLoopBatches(t *testing.T) {
 		t.Errorf("data frames per write %v: want the three queued together in one write", writes)
 	}
 }
+
+// TestLazyAckBothWays: an accepted stream read and written at once,
+// its window granted by its writer (the ACK's frame) and its reader.
+func TestLazyAckBothWays(t *testing.T) {
+	conf := testConfNoKeepAlive()
+	conf.LazyAck = true
+	conf.InitialStreamWindowSize = 1 << 20
+	conf.MaxStreamWindowSize = 4 << 20
+	client, server := testClientServerConfig(conf)
+	defer client.Close()
+	defer server.Close()
+
+	up, down := make([]byte, 2<<20), make([]byte, 2<<20)
+	rand.Read(up)
+	rand.Read(down)
+	c, err := client.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 4)
+	go func() { _, err := c.Write(up); errc <- errors.Join(err, c.CloseWrite()) }()
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := s.Write(down); errc <- errors.Join(err, s.CloseWrite()) }()
+	var atServer, atClient bytes.Buffer
+	go func() { _, err := s.WriteTo(&atServer); errc <- err }()
+	go func() { _, err := c.WriteTo(&atClient); errc <- err }()
+	for range 4 {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the transfer both ways did not end")
+		}
+	}
+	if !bytes.Equal(atServer.Bytes(), up) || !bytes.Equal(atClient.Bytes(), down) {
+		t.Fatal("the bytes differ")
+	}
+}

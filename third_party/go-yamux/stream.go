@@ -41,6 +41,9 @@ type Stream struct {
 	recvWindow uint32
 	epochStart time.Time
 	lastUpdate time.Time // of the last window update sent (strait)
+	// grantLock serializes sendWindowUpdate (strait): with LazyAck the
+	// writer grants the window too (grantAfterAck), not the reader alone.
+	grantLock sync.Mutex
 
 	state                 streamState
 	writeState, readState halfStreamState
@@ -371,6 +374,8 @@ func (s *Stream) ackDeferred() bool {
 // sendWindowUpdate potentially sends a window update enabling
 // further writes to take place. Must be invoked with the lock.
 func (s *Stream) sendWindowUpdate(deadline <-chan struct{}) error {
+	s.grantLock.Lock()
+	defer s.grantLock.Unlock()
 	if s.ackDeferred() {
 		return nil
 	}
