@@ -489,3 +489,47 @@ func TestHalfClosedStreamOutlivesTheDrainTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerWhateverTheServiceDoesFirst: b answers a stream with the
+// service's first bytes when they come at once, and alone after a short
+// wait when they do not. Whichever the service does first (speaks, waits
+// for a request larger than what a sends before the answer, closes), the
+// client sees it, with tunnels and with a connection per stream.
+func TestAnswerWhateverTheServiceDoesFirst(t *testing.T) {
+	banner := serviceAt("demo/banner", "tcp", 7001, serveTCP(t, func(c net.Conn) {
+		io.WriteString(c, "hello from b\n")
+	}), nil)
+	closer := serviceAt("demo/closer", "tcp", 7002, serveTCP(t, func(c net.Conn) {}), nil)
+	imports := append([]gateway.Import{
+		{Service: "demo/banner", Port: 7001, Listen: "127.0.0.1:0"},
+		{Service: "demo/closer", Port: 7002, Listen: "127.0.0.1:0"},
+	}, lineImport...)
+	for _, tunnels := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tunnels=%v", tunnels), func(t *testing.T) {
+			l := startLineLab(t, lab.Spec{NoTunnels: !tunnels},
+				lab.ClusterSpec{Name: "a", Region: "r1", Imports: imports},
+				lab.ClusterSpec{Name: "b", Region: "r1", Services: []discovery.Service{lineService(t, "demo/lines", "b"), banner, closer}})
+			addrs := l.Gateway("a").ImportAddrs()
+
+			// Speaks first, before the client sends anything.
+			c := dialLine(t, addrs["demo/banner:7001"])
+			c.c.SetDeadline(time.Now().Add(10 * time.Second))
+			if line, err := c.br.ReadString('\n'); err != nil || line != "hello from b\n" {
+				t.Fatalf("banner: %q, %v", line, err)
+			}
+
+			// Answers only once it has a request of 1 MiB, more than a
+			// sends ahead of the answer.
+			if got := askOnce(t, addrs["demo/lines:7000"], 1<<20); got != "b" {
+				t.Fatalf("a 1 MiB request answered by %q", got)
+			}
+
+			// Closes without a word.
+			c = dialLine(t, addrs["demo/closer:7002"])
+			c.c.SetDeadline(time.Now().Add(10 * time.Second))
+			if n, err := c.br.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("closing service: read %d bytes, %v; want EOF", n, err)
+			}
+		})
+	}
+}
