@@ -130,12 +130,14 @@ health: {interval: 1m}
 	// STRAIT_BENCH_BASE=<git revision>: the same pair of gateways built
 	// from that revision, measured in the same rounds (dataplane_base).
 	base := os.Getenv("STRAIT_BENCH_BASE")
+	var baseEcho string
 	if base != "" {
 		baseImport := freePort(t)
+		baseEcho = freePort(t)
 		startProcFederation(t, buildStraitAt(t, base), []procSpec{
-			{"a", "r1", caps + "}\n" + imports(importOf("iperf", baseImport))},
+			{"a", "r1", caps + "}\n" + imports(importOf("iperf", baseImport), importOf("echo", baseEcho))},
 			{"b", "r1", caps + "}\n" + exports},
-		}, map[string]func(admin.Status) bool{"a": healthy("iperf")})
+		}, map[string]func(admin.Status) bool{"a": healthy("iperf", "echo")})
 		t.Logf("dataplane_base: gateways built from %s", base)
 		paths = append(paths, struct{ name, addr string }{"dataplane_base", baseImport})
 	}
@@ -167,7 +169,11 @@ health: {interval: 1m}
 		}
 	}
 
-	measureNewConnections(t, map[string]string{"direct": echo, "dataplane": echoImport, "haproxy": haEcho, "haproxy_plain": plainEcho})
+	ncPaths := map[string]string{"direct": echo, "dataplane": echoImport, "haproxy": haEcho, "haproxy_plain": plainEcho}
+	if base != "" {
+		ncPaths["dataplane_base"] = baseEcho
+	}
+	measureNewConnections(t, ncPaths)
 
 	if dir := os.Getenv("STRAIT_BENCH_PERF"); dir != "" {
 		profileOneStream(t, dir, iperf, iperfImport, fed)
@@ -183,12 +189,17 @@ var newConnPaths = []string{"direct", "dataplane", "haproxy", "haproxy_plain"}
 // measureNewConnections opens a new connection per request (connect,
 // 64 bytes each way, close), 500 a second for 4 s, to the echo server
 // over each path in turn, three rounds, and prints each path's p99 (the
-// median round's) and the ratios.
+// median round's) and the ratios; dataplane_base too when paths has it
+// (STRAIT_BENCH_BASE).
 func measureNewConnections(t *testing.T, paths map[string]string) {
 	const rounds = 3
+	names := newConnPaths
+	if paths["dataplane_base"] != "" {
+		names = append(names[:len(names):len(names)], "dataplane_base")
+	}
 	p99 := map[string][]float64{}
 	for range rounds {
-		for _, name := range newConnPaths {
+		for _, name := range names {
 			lat, failed, err := newConnections(paths[name], 500, 4*time.Second)
 			if failed > 0 {
 				t.Errorf("%s new connections: %d failed, first: %v", name, failed, err)
@@ -199,7 +210,7 @@ func measureNewConnections(t *testing.T, paths map[string]string) {
 		}
 	}
 	nc := map[string]float64{}
-	for _, name := range newConnPaths {
+	for _, name := range names {
 		nc[name] = median(p99[name])
 		t.Logf("%s_proc_newconn_p99: %.0f us in rounds %.0f", name, nc[name], p99[name])
 		benchreport.Print(name+"_proc_newconn_p99_us", nc[name], "us")
@@ -208,6 +219,9 @@ func measureNewConnections(t *testing.T, paths map[string]string) {
 	benchreport.Print("dataplane_proc_vs_haproxy_newconn_p99_x", nc["dataplane"]/nc["haproxy"], "x")
 	benchreport.Print("dataplane_proc_vs_haproxy_plain_newconn_p99_x", nc["dataplane"]/nc["haproxy_plain"], "x")
 	benchreport.Print("haproxy_plain_proc_vs_direct_newconn_p99_x", nc["haproxy_plain"]/nc["direct"], "x")
+	if b := nc["dataplane_base"]; b > 0 {
+		benchreport.Print("dataplane_proc_vs_base_newconn_p99_x", nc["dataplane"]/b, "x")
+	}
 }
 
 // iperfServer runs an iperf3 server on 127.0.0.1 until the test ends and
