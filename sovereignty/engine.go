@@ -434,6 +434,9 @@ func trimSpace(s string) string {
 // ambiguous is true when two items differ (case-insensitively). It
 // allocates nothing.
 func headerValue(vs []string) (first string, ambiguous bool) {
+	if len(vs) == 1 && strings.IndexByte(vs[0], ',') < 0 {
+		return trimSpace(vs[0]), false // one field of one item
+	}
 	for _, v := range vs {
 		for v != "" {
 			item, rest, _ := strings.Cut(v, ",")

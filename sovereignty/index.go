@@ -272,7 +272,7 @@ type srcRegion struct {
 
 func (s *srcRegion) index() (int, bool) {
 	if !s.got {
-		s.i, s.known = s.e.regionIdx[s.name]
+		s.i, s.known = s.e.region(s.name)
 		s.got = true
 	}
 	return s.i, s.known
@@ -354,12 +354,12 @@ func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) De
 	if b.empty() {
 		return Decision{Allow: e.deflt != "deny", Reason: ReasonDefault, Rule: e.defaultRule}
 	}
-	if src, ok := e.regionIdx[sourceRegion]; !ok {
+	if src, ok := e.region(sourceRegion); !ok {
 		return Decision{Reason: ReasonSourceRegion, Rule: e.classes[b.first()].rule}
 	} else if out := b.andNot(e.allowing[src]); !out.empty() {
 		return Decision{Reason: ReasonSourceRegion, Rule: e.classes[out.first()].rule}
 	}
-	if dst, ok := e.regionIdx[c.Region]; !ok {
+	if dst, ok := e.region(c.Region); !ok {
 		return Decision{Reason: ReasonDestinationRegion, Rule: e.classes[b.first()].rule}
 	} else if out := b.andNot(e.allowing[dst]); !out.empty() {
 		return Decision{Reason: ReasonDestinationRegion, Rule: e.classes[out.first()].rule}
@@ -371,6 +371,25 @@ func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) De
 		return Decision{Reason: ReasonClaimsOnly, Rule: e.defaultRule}
 	}
 	return Decision{Allow: true, Reason: ReasonAllowed, Rule: e.classes[b.first()].rule}
+}
+
+// shortRegions is how many regions a policy may name for region to
+// compare names one by one rather than look them up: fewer compares of
+// strings, whose lengths mostly differ, than a hash takes.
+const shortRegions = 16
+
+// region returns the index of the region name in e.regions.
+func (e *Engine) region(name string) (int, bool) {
+	if len(e.regions) > shortRegions {
+		i, ok := e.regionIdx[name]
+		return i, ok
+	}
+	for i, r := range e.regions {
+		if r == name {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 func (s set) andNot(o set) set {
