@@ -328,17 +328,22 @@ func TestIdleFloodOfEveryPort(t *testing.T) {
 		budget    = 256
 		admin     = 64
 		handshake = time.Second
-		firstByte = 2 * time.Second // timeouts.connect
+		// timeouts.connect: the CONNECT and passthrough ports' first-byte
+		// deadline, and how long a's probes through the import port wait
+		// for b's answer on a machine the floods starve.
+		firstByte = 5 * time.Second
 		adminRead = 5 * time.Second // the admin server's ReadHeaderTimeout
 	)
 	l := startLineLab(t, lab.Spec{State: true, Tune: func(cluster string, cfg *gateway.Config) {
 		// The floods share this machine's cores with both gateways, and
 		// on a small machine dialling them starves every process for
 		// seconds. The failure detectors are made patient so that a
-		// starved gateway is not declared gone: what is judged here is
+		// starved gateway is not declared gone, nor b's starved service
+		// down (its health check is a connect): what is judged here is
 		// the budgets.
 		cfg.Tunnels.Keepalive, cfg.Tunnels.KeepaliveTimeout = time.Second, 10*time.Second
 		cfg.Gossip.ProbeInterval, cfg.Gossip.ProbeTimeout, cfg.Gossip.SuspicionMult = 2*time.Second, time.Second, 10
+		cfg.Health.Timeout = 10 * time.Second
 		if cluster != "a" {
 			return
 		}
