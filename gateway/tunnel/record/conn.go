@@ -120,18 +120,23 @@ func newConn(conn net.Conn, state tls.ConnectionState, isClient bool, readSecret
 // Write seals p into records of at most 16 KiB and writes them, about
 // 256 KiB per write(2). It copies p once, into the record buffer; p is
 // not modified.
-func (c *Conn) Write(p []byte) (int, error) { return c.write(p, false) }
+func (c *Conn) Write(p []byte) (int, error) { return c.write([][]byte{p}, false) }
 
 // WriteOwned writes like Write but seals straight from p, without copying
 // it: while the call lasts it may change, and then restores, the byte
 // after each record's chunk, including p[len(p)] when cap(p) > len(p). Use
 // it only when no one else reads p[:cap(p)] during the call.
-func (c *Conn) WriteOwned(p []byte) (int, error) { return c.write(p, true) }
+func (c *Conn) WriteOwned(p []byte) (int, error) { return c.write([][]byte{p}, true) }
 
 // WriteFrames writes each of frames like WriteOwned, all of them in as
 // few write(2) calls as the record buffer allows (one for up to 256 KiB):
 // the frames a multiplexer queued together reach the peer together.
-func (c *Conn) WriteFrames(frames [][]byte) (int, error) {
+func (c *Conn) WriteFrames(frames [][]byte) (int, error) { return c.write(frames, true) }
+
+// write seals frames into records and writes them, a write(2) each time
+// the record buffer fills and once at the end. It returns the bytes of
+// frames whose records were written.
+func (c *Conn) write(frames [][]byte, owned bool) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -159,7 +164,7 @@ func (c *Conn) WriteFrames(frames [][]byte) (int, error) {
 				}
 			}
 			end := min(len(p), m+maxPlaintext)
-			out = c.appendData(out, p, m, end, true)
+			out = c.appendData(out, p, m, end, owned)
 			n += end - m
 			m = end
 		}
@@ -170,52 +175,9 @@ func (c *Conn) WriteFrames(frames [][]byte) (int, error) {
 		}
 	}
 	if err != nil {
-		c.werr = err
+		c.werr = err // as the socket said it, so that net.Error works
 	}
 	return flushed, err
-}
-
-func (c *Conn) write(p []byte, owned bool) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return 0, c.werr
-	}
-	bp := outPool.Get().(*[]byte)
-	defer outPool.Put(bp)
-	n := 0
-	for {
-		out := (*bp)[:0]
-		var err error
-		if c.updateWanted.Swap(false) {
-			out, err = c.appendKeyUpdate(out, false)
-		}
-		m := 0
-		for err == nil && m < len(p) && len(out)+2*maxRecord <= cap(out) {
-			if c.out.seq+1 >= c.keyLimit {
-				if out, err = c.appendKeyUpdate(out, false); err != nil {
-					break
-				}
-			}
-			end := min(len(p), m+maxPlaintext)
-			out = c.appendData(out, p, m, end, owned)
-			m = end
-		}
-		if err != nil {
-			c.werr = err
-			return n, err
-		}
-		if len(out) > 0 {
-			if _, err := c.conn.Write(out); err != nil {
-				c.werr = err // as the socket said it, so that net.Error works
-				return n, err
-			}
-		}
-		n, p = n+m, p[m:]
-		if len(p) == 0 {
-			return n, nil
-		}
-	}
 }
 
 // appendData appends the record of p[start:end].
