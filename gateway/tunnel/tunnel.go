@@ -134,23 +134,18 @@ func (c *activityConn) Read(b []byte) (int, error) {
 // frame at a time, or the frames queued together (WriteFrames).
 type frameWriter struct {
 	net.Conn
-	owned  func([]byte) (int, error)   // nil: Write
-	frames func([][]byte) (int, error) // nil: writev
-	sent   atomic.Int64                // bytes written, for the keepalive (deadAfter)
+	rc   *record.Conn // beneath Conn; nil on crypto/tls (Write, writev)
+	sent atomic.Int64 // bytes written, for the keepalive (deadAfter)
 }
 
 func newFrameWriter(c net.Conn, rc *record.Conn) *frameWriter {
-	fw := &frameWriter{Conn: c}
-	if rc != nil {
-		fw.owned, fw.frames = rc.WriteOwned, rc.WriteFrames
-	}
-	return fw
+	return &frameWriter{Conn: c, rc: rc}
 }
 
 func (c *frameWriter) Write(p []byte) (int, error) {
 	c.sent.Add(int64(len(p)))
-	if c.owned != nil {
-		return c.owned(p)
+	if c.rc != nil {
+		return c.rc.WriteOwned(p)
 	}
 	return c.Conn.Write(p)
 }
@@ -162,8 +157,8 @@ func (c *frameWriter) WriteFrames(frames [][]byte) (int, error) {
 	for _, f := range frames {
 		c.sent.Add(int64(len(f)))
 	}
-	if c.frames != nil {
-		return c.frames(frames)
+	if c.rc != nil {
+		return c.rc.WriteFrames(frames)
 	}
 	bufs := append(net.Buffers(nil), frames...) // WriteTo consumes its slice
 	n, err := bufs.WriteTo(c.Conn)

@@ -622,7 +622,7 @@ func (s *Session) sendLoop() (err error) {
 
 	writer := s.conn
 	batchWriter, _ := writer.(FramesWriter)
-	var batch, spare [][]byte
+	var batch [][]byte
 
 	// FIXME: https://github.com/libp2p/go-libp2p/issues/644
 	// Write coalescing is disabled for now.
@@ -729,7 +729,7 @@ func (s *Session) sendLoop() (err error) {
 		case batchWriter != nil:
 			_, err = batchWriter.WriteFrames(frames)
 		default:
-			bufs := net.Buffers(append(spare[:0], frames...))
+			bufs := append(net.Buffers(nil), frames...) // WriteTo consumes its slice
 			_, err = bufs.WriteTo(writer)
 		}
 		for i, f := range frames {
