@@ -244,3 +244,33 @@ func TestServiceClassesUnion(t *testing.T) {
 		t.Error("the zero value is for the nil engine")
 	}
 }
+
+// TestRegionIndex: region finds every region of a policy and no other
+// name, by comparing names in a policy with few regions and by the map in
+// one with more than shortRegions.
+func TestRegionIndex(t *testing.T) {
+	for _, n := range []int{1, shortRegions, shortRegions + 1, 40} {
+		var names []string
+		for i := range n {
+			names = append(names, fmt.Sprintf("region-%02d", i))
+		}
+		doc := fmt.Sprintf("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: regions}\nspec:\n  regions: [%s]\n", strings.Join(names, ", "))
+		e, err := Compile("regions.yaml", []byte(doc))
+		if err != nil {
+			t.Fatalf("%d regions: %v", n, err)
+		}
+		if len(e.regions) != n {
+			t.Fatalf("%d regions compiled as %v", n, e.regions)
+		}
+		for want, name := range e.regions {
+			if i, ok := e.region(name); !ok || i != want {
+				t.Errorf("%d regions: region(%q) = %d, %v; want %d", n, name, i, ok, want)
+			}
+		}
+		for _, name := range []string{"", "region-", "region-99", "REGION-00", "region-00 "} {
+			if i, ok := e.region(name); ok {
+				t.Errorf("%d regions: region(%q) = %d, found", n, name, i)
+			}
+		}
+	}
+}
