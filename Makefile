@@ -101,7 +101,7 @@ bench-catalog:
 
 # The residency decision path: ns per Decide and allocations (must be 0).
 bench-residency:
-	set -o pipefail; $(GO) test -tags bench -run '^TestBenchResidency' -count=1 -v ./sovereignty | grep -E '^(BENCH|--- FAIL|FAIL|panic)'
+	set -o pipefail; $(GO) test -tags bench -run '^TestBenchResidency' -count=1 -v ./sovereignty | grep -E '^(BENCH|residency_decide.* rounds|--- FAIL|FAIL|panic)'
 
 # Routing-state benchmarks only: commit latency, throughput, leader failover.
 bench-state:

@@ -168,7 +168,17 @@ func (s *set) add(i int)      { s[i>>6] |= 1 << (uint(i) & 63) }
 func (s *set) has(i int) bool { return s[i>>6]&(1<<(uint(i)&63)) != 0 }
 func (s set) and(o set) set   { return set{s[0] & o[0], s[1] & o[1], s[2] & o[2], s[3] & o[3]} }
 func (s set) or(o set) set    { return set{s[0] | o[0], s[1] | o[1], s[2] | o[2], s[3] | o[3]} }
-func (s set) empty() bool     { return s[0]|s[1]|s[2]|s[3] == 0 }
+func (s *set) empty() bool    { return s[0]|s[1]|s[2]|s[3] == 0 }
+
+// orIn adds o's members to s in place. The decision path reads and
+// writes a set's words one at a time, never copying a whole set, whose
+// wide copies would stall on the narrow stores just made to it.
+func (s *set) orIn(o *set) {
+	s[0] |= o[0]
+	s[1] |= o[1]
+	s[2] |= o[2]
+	s[3] |= o[3]
+}
 func (s set) each(f func(i int)) {
 	for w, b := range s {
 		for b != 0 {
@@ -220,6 +230,7 @@ type Engine struct {
 	deflt              string
 	regions            []string // index -> name, sorted
 	regionIdx          map[string]int
+	regionTable        *nameTable // regionIdx as a nameTable, nil when none was built
 	groups             map[string][]string
 	classes            []class
 	defaultRule        *Rule
@@ -242,6 +253,7 @@ type Engine struct {
 	srcFilter      nameFilter             // the keys of srcByNamespace
 	hdrFilter      nameFilter             // the keys of hdrIndex
 	hdrIndex       map[string]*hdrKey     // canonical header name -> what matchers say of it
+	hdrTable       *nameTable             // hdrIndex as a nameTable, nil when none was built
 	hdrKeys        []string               // the keys of hdrIndex
 	hdrKeyRefs     []*hdrKey              // ... and their values
 }
@@ -419,6 +431,20 @@ const headerSpace = " \t"
 
 // trimSpace is strings.Trim(s, headerSpace) without building a cutset on
 // every call: it is on the decision path.
+// hasComma reports whether s holds a comma: by a loop for a short value,
+// where calling the vector search costs more than it saves.
+func hasComma(s string) bool {
+	if len(s) > 16 {
+		return strings.IndexByte(s, ',') >= 0
+	}
+	for i := range len(s) {
+		if s[i] == ',' {
+			return true
+		}
+	}
+	return false
+}
+
 func trimSpace(s string) string {
 	for s != "" && (s[0] == ' ' || s[0] == '\t') {
 		s = s[1:]
@@ -434,7 +460,7 @@ func trimSpace(s string) string {
 // ambiguous is true when two items differ (case-insensitively). It
 // allocates nothing.
 func headerValue(vs []string) (first string, ambiguous bool) {
-	if len(vs) == 1 && strings.IndexByte(vs[0], ',') < 0 {
+	if len(vs) == 1 && !hasComma(vs[0]) {
 		return trimSpace(vs[0]), false // one field of one item
 	}
 	for _, v := range vs {
@@ -503,7 +529,9 @@ func (m *svcMatcher) matches(f *Flow) bool {
 
 // Decide returns whether f may go to c, and the rule that decided.
 func (e *Engine) Decide(f *Flow, c Candidate) Decision {
-	return e.DecideClasses(e.Classify(f), f.SourceRegion, c)
+	var cls Classes
+	e.classify(f, &cls)
+	return e.decide(&cls, f.SourceRegion, c)
 }
 
 // ClassNames returns the names of the classes in c, in policy order.

@@ -197,6 +197,21 @@ func (e *Engine) index() {
 		e.hdrKeys = append(e.hdrKeys, key)
 		e.hdrKeyRefs = append(e.hdrKeyRefs, k)
 	}
+	e.hdrTable = newNameTable(e.hdrKeys)
+	e.regionTable = newNameTable(e.regions)
+}
+
+// header returns what the policy says of the header name, by the
+// table when there is one.
+func (e *Engine) header(name string) (*hdrKey, bool) {
+	if e.hdrTable != nil {
+		if i := e.hdrTable.find(name); i >= 0 {
+			return e.hdrKeyRefs[i], true
+		}
+		return nil, false
+	}
+	k, ok := e.hdrIndex[name]
+	return k, ok
 }
 
 // value returns the index in k.values of the value v names
@@ -204,7 +219,7 @@ func (e *Engine) index() {
 // one distinct value matches.
 func (k *hdrKey) value(v string) int {
 	for i, w := range k.values {
-		if strings.EqualFold(v, w) {
+		if sameName(v, w) || strings.EqualFold(v, w) {
 			return i
 		}
 	}
@@ -222,11 +237,17 @@ func (k *hdrKey) value(v string) int {
 // and Namespace, Name and Labels are not read.
 func (e *Engine) Classify(f *Flow) Classes {
 	var c Classes
-	svc := f.Service
-	if !svc.For(e) {
-		svc = e.ServiceClasses(f.Namespace, f.Name, f.Labels)
+	e.classify(f, &c)
+	return c
+}
+
+// classify sets c, which is zero, to the classes of f (Classify).
+func (e *Engine) classify(f *Flow, c *Classes) {
+	if f.Service.eng == e && e != nil { // f.Service.For(e), without copying it
+		c.firm = f.Service.bits
+	} else {
+		c.firm = e.ServiceClasses(f.Namespace, f.Name, f.Labels).bits
 	}
-	c.firm = svc.bits
 	src := srcRegion{e: e, name: f.SourceRegion}
 	for i := range e.srcFirm {
 		if r := &e.srcFirm[i]; r.matches(f, &src) {
@@ -242,12 +263,11 @@ func (e *Engine) Classify(f *Flow) Classes {
 		}
 	}
 	if f.Unreadable {
-		c.bits = c.bits.or(e.unreadable)
+		c.bits.orIn(&e.unreadable)
 	}
 	if f.Headers != nil {
-		e.classifyHeaders(f.Headers, &c)
+		e.classifyHeaders(f.Headers, c)
 	}
-	return c
 }
 
 func (r *srcRef) matches(f *Flow, src *srcRegion) bool {
@@ -289,7 +309,7 @@ func (e *Engine) classifyHeaders(h http.Header, c *Classes) {
 			if !e.hdrFilter.mayHave(name) {
 				continue
 			}
-			if k, ok := e.hdrIndex[name]; ok {
+			if k, ok := e.header(name); ok {
 				e.classifyHeader(k, vs, c, &amb, &unk)
 			}
 		}
@@ -307,7 +327,7 @@ func (e *Engine) classifyHeaders(h http.Header, c *Classes) {
 // amb or unk to 1 + its index when it is ambiguous or unknown.
 func (e *Engine) classifyHeader(k *hdrKey, vs []string, c *Classes, amb, unk *int) {
 	if len(vs) > 0 {
-		c.bits = c.bits.or(k.present)
+		c.bits.orIn(&k.present)
 	}
 	if k.idx < 0 {
 		return
@@ -318,7 +338,7 @@ func (e *Engine) classifyHeader(k *hdrKey, vs []string, c *Classes, amb, unk *in
 	}
 	v := k.value(first)
 	if v >= 0 {
-		c.bits = c.bits.or(k.byValue[v])
+		c.bits.orIn(&k.byValue[v])
 	}
 	switch {
 	case ambiguous:
@@ -344,16 +364,35 @@ func (e *Engine) classifyHeader(k *hdrKey, vs []string, c *Classes, amb, unk *in
 // cited, else the first that forbids the candidate's, else the first
 // class of the flow.
 func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) Decision {
+	return e.decide(&cls, sourceRegion, c)
+}
+
+func (e *Engine) decide(cls *Classes, sourceRegion string, c Candidate) Decision {
 	if cls.ambiguous > 0 && cls.ambiguous <= len(e.headerRules) {
 		return Decision{Reason: ReasonAmbiguousHeader, Rule: e.headerRules[cls.ambiguous-1]}
 	}
 	if cls.unknown > 0 && cls.unknown <= len(e.headerRules) {
 		return Decision{Reason: ReasonUnknownHeaderValue, Rule: e.headerRules[cls.unknown-1]}
 	}
-	b := cls.bits.and(e.classMask)
-	if b.empty() {
+	bits, mask := &cls.bits, &e.classMask
+	if bits[0]&mask[0]|bits[1]&mask[1]|bits[2]&mask[2]|bits[3]&mask[3] == 0 {
 		return Decision{Allow: e.deflt != "deny", Reason: ReasonDefault, Rule: e.defaultRule}
 	}
+	src, srcOK := e.region(sourceRegion)
+	dst, dstOK := e.region(c.Region)
+	if srcOK && dstOK {
+		// The common case in one pass over the words: every class allows
+		// both regions.
+		a, d := &e.allowing[src], &e.allowing[dst]
+		var out uint64
+		for w := range bits {
+			out |= bits[w] & mask[w] &^ (a[w] & d[w])
+		}
+		if out == 0 {
+			return e.allowed(cls)
+		}
+	}
+	b := cls.bits.and(e.classMask)
 	if src, ok := e.region(sourceRegion); !ok {
 		return Decision{Reason: ReasonSourceRegion, Rule: e.classes[b.first()].rule}
 	} else if out := b.andNot(e.allowing[src]); !out.empty() {
@@ -364,32 +403,33 @@ func (e *Engine) DecideClasses(cls Classes, sourceRegion string, c Candidate) De
 	} else if out := b.andNot(e.allowing[dst]); !out.empty() {
 		return Decision{Reason: ReasonDestinationRegion, Rule: e.classes[out.first()].rule}
 	}
-	// Every class allows the flow. Without the claimed ones the firm
-	// classes (a subset, so they allow it too) decide, or, with none, the
-	// default.
+	return e.allowed(cls)
+}
+
+// allowed decides for a flow every class of which allows the source and
+// the candidate's region. Without the claimed ones the firm classes (a
+// subset, so they allow it too) decide, or, with none, the default. The
+// rule cited is the flow's first class.
+func (e *Engine) allowed(cls *Classes) Decision {
 	if cls.firm.empty() && e.deflt == "deny" {
 		return Decision{Reason: ReasonClaimsOnly, Rule: e.defaultRule}
 	}
-	return Decision{Allow: true, Reason: ReasonAllowed, Rule: e.classes[b.first()].rule}
+	for w := range cls.bits {
+		if x := cls.bits[w] & e.classMask[w]; x != 0 {
+			return Decision{Allow: true, Reason: ReasonAllowed, Rule: e.classes[w*64+bits.TrailingZeros64(x)].rule}
+		}
+	}
+	return Decision{Reason: ReasonDefault, Rule: e.defaultRule} // not reached: decide saw a class
 }
-
-// shortRegions is how many regions a policy may name for region to
-// compare names one by one rather than look them up: fewer compares of
-// strings, whose lengths mostly differ, than a hash takes.
-const shortRegions = 16
 
 // region returns the index of the region name in e.regions.
 func (e *Engine) region(name string) (int, bool) {
-	if len(e.regions) > shortRegions {
-		i, ok := e.regionIdx[name]
-		return i, ok
+	if e.regionTable != nil {
+		i := e.regionTable.find(name)
+		return i, i >= 0
 	}
-	for i, r := range e.regions {
-		if r == name {
-			return i, true
-		}
-	}
-	return 0, false
+	i, ok := e.regionIdx[name]
+	return i, ok
 }
 
 func (s set) andNot(o set) set {
