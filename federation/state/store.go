@@ -93,8 +93,10 @@ type Store struct {
 	logs  *wal.WAL // Raft's log and stable store
 	snaps *raft.FileSnapshotStore
 	trans raft.Transport
-	self  Member
-	ca    *identity.Intermediate // nil: signs no certificates
+	// heartbeats gates trans's heartbeat fast path, closed first by Close.
+	heartbeats *heartbeatGate
+	self       Member
+	ca         *identity.Intermediate // nil: signs no certificates
 
 	metrics *storeMetrics
 	started time.Time
@@ -206,6 +208,7 @@ func Open(cfg Config, opts Options) (s *Store, err error) {
 			Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 		})
 	}
+	s.trans, s.heartbeats = gateHeartbeats(s.trans)
 	s.self = Member{RaftAddr: string(s.trans.LocalAddr()), ControlAddr: opts.ControlAddr, Cluster: opts.Cluster, Region: opts.Region, Voter: cfg.Voter}
 
 	rc := raft.DefaultConfig()
@@ -661,6 +664,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		var errs []error
+		s.heartbeats.close()
 		if err := s.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
