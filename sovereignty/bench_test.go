@@ -13,8 +13,14 @@ import (
 )
 
 // benchPolicy has fifty classes of every matcher kind over six regions, so
-// a decision walks a realistic number of matchers.
+// a decision walks a realistic number of matchers. Each class reads a
+// header of its own (x-residency-N: rN): fifty header names.
 func benchPolicy() string {
+	return benchPolicyHeaders(func(i int) string { return fmt.Sprintf("x-residency-%d", i) })
+}
+
+// benchPolicyHeaders is benchPolicy with the header name class i reads.
+func benchPolicyHeaders(header func(i int) string) string {
 	var b strings.Builder
 	b.WriteString("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: bench}\nspec:\n")
 	b.WriteString("  regionGroups:\n    eu: [eu-west, eu-central, eu-north]\n    us: [us-east, us-west]\n    ap: [ap-south]\n")
@@ -30,8 +36,8 @@ func benchPolicy() string {
         sources:
           - {namespace: team-%d}
         headers:
-          - {name: x-residency-%d, value: r%d}
-`, i, group, i, i, i, i, i, i)
+          - {name: %s, value: r%d}
+`, i, group, i, i, i, i, header(i), i)
 	}
 	return b.String()
 }
@@ -44,7 +50,8 @@ func benchPolicy() string {
 // for a caller that hands in the labels and lets Decide match the
 // services matchers too; residency_decide_reference for the walk over
 // every matcher that Decide was before (reference_test.go), as the
-// baseline of the same run.
+// baseline of the same run; residency_decide_one_header for a policy
+// whose classes read one header name.
 func TestBenchResidencyDecide(t *testing.T) {
 	e, err := sovereignty.Compile("bench.yaml", []byte(benchPolicy()))
 	if err != nil {
@@ -89,4 +96,20 @@ func TestBenchResidencyDecide(t *testing.T) {
 	report("residency_decide", e.Decide, &pre)
 	report("residency_decide_uncached", e.Decide, &f)
 	report("residency_decide_reference", e.ReferenceDecide, &f)
+
+	// The same fifty classes reading one header name (x-data-class: rN),
+	// as policies that tell classes apart by a header's value are
+	// written: the engine looks the name up rather than walking the
+	// request's headers.
+	one, err := sovereignty.Compile("bench-one-header.yaml", []byte(benchPolicyHeaders(func(int) string { return "x-data-class" })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oneFlow := f
+	oneFlow.Headers = http.Header{"Accept": {"*/*"}, "User-Agent": {"curl/8"}, "X-Data-Class": {"r3"}}
+	oneFlow.Service = one.ServiceClasses(f.Namespace, f.Name, f.Labels)
+	if d := one.Decide(&oneFlow, c); !d.Allow || d.Rule.ID != "class:class-3" || d != one.ReferenceDecide(&oneFlow, c) {
+		t.Fatalf("benchmark flow decided %+v, the reference %+v", d, one.ReferenceDecide(&oneFlow, c))
+	}
+	report("residency_decide_one_header", one.Decide, &oneFlow)
 }

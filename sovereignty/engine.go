@@ -230,7 +230,8 @@ type Engine struct {
 	deflt              string
 	regions            []string // index -> name, sorted
 	regionIdx          map[string]int
-	regionTable        *nameTable // regionIdx as a nameTable, nil when none was built
+	regionList         shortList  // regionIdx as a shortList, nil when the regions are too many or too long
+	regionTable        *nameTable // ... else as a nameTable, nil when none was built
 	groups             map[string][]string
 	classes            []class
 	defaultRule        *Rule

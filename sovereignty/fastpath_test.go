@@ -160,6 +160,20 @@ func TestFastPathAgreesWithReference(t *testing.T) {
 			if got := e.Classify(&f); got != want {
 				fail("flow %+v: Classify %+v, reference %+v", f, got, want)
 			}
+			// The headers walked and looked up, whichever classifyHeaders
+			// would pick for this flow and policy.
+			for _, walk := range []bool{true, false} {
+				var got Classes
+				noHeaders := f
+				noHeaders.Headers = nil
+				e.classify(&noHeaders, &got)
+				if f.Headers != nil {
+					e.classifyHeadersBy(f.Headers, &got, walk)
+				}
+				if got != want {
+					fail("flow %+v: headers walked (%v) %+v, reference %+v", f, walk, got, want)
+				}
+			}
 			// The service precomputed, as the gateway hands it in; one from
 			// another engine is ignored.
 			pre := f
@@ -246,13 +260,18 @@ func TestServiceClassesUnion(t *testing.T) {
 }
 
 // TestRegionIndex: region finds every region of a policy and no other
-// name, in policies of few and of many regions.
+// name, in a shortList (few short names) or a nameTable (more, or a long
+// one).
 func TestRegionIndex(t *testing.T) {
-	for _, n := range []int{1, 16, 17, 40} {
+	for _, n := range []int{1, 16, 17, 40, -3} {
 		var names []string
-		for i := range n {
+		for i := range max(n, -n) {
 			names = append(names, fmt.Sprintf("region-%02d", i))
+			if n < 0 { // few regions, one of them longer than a shortList holds
+				names[i] += strings.Repeat("-long", i)
+			}
 		}
+		n = max(n, -n)
 		doc := fmt.Sprintf("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: regions}\nspec:\n  regions: [%s]\n", strings.Join(names, ", "))
 		e, err := Compile("regions.yaml", []byte(doc))
 		if err != nil {
@@ -260,6 +279,9 @@ func TestRegionIndex(t *testing.T) {
 		}
 		if len(e.regions) != n {
 			t.Fatalf("%d regions compiled as %v", n, e.regions)
+		}
+		if list := n <= maxShortList && !strings.Contains(doc, "-long"); (e.regionList != nil) != list || (e.regionTable != nil) == list {
+			t.Fatalf("%q: list %v, table %v", names, e.regionList != nil, e.regionTable != nil)
 		}
 		for want, name := range e.regions {
 			if i, ok := e.region(name); !ok || i != want {

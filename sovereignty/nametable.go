@@ -138,6 +138,72 @@ func sameName(a, b string) bool {
 	return a == b
 }
 
+// shortName is a name of at most 16 bytes as two words and its length:
+// two names are equal when their shortNames are, so a short list of them
+// is searched without touching the names' bytes again.
+type shortName struct {
+	a, b uint64
+	n    int
+}
+
+// maxShortName is the longest name a shortName holds.
+const maxShortName = 16
+
+// short returns s as a shortName; s is at most maxShortName bytes. The
+// words may overlap (bytes 0-7 and n-8..n-1); with the length they still
+// tell every name apart.
+func short(s string) shortName {
+	n := len(s)
+	switch {
+	case n >= 8:
+		return shortName{load64(s, 0), load64(s, n-8), n}
+	case n >= 4:
+		return shortName{load32(s, 0), load32(s, n-4), n}
+	}
+	var a uint64
+	for i := range n {
+		a |= uint64(s[i]) << (8 * i)
+	}
+	return shortName{a, 0, n}
+}
+
+// shortList finds a name among a few short names by comparing words.
+type shortList []shortName
+
+// newShortList returns the list of names, or nil when there are more
+// than maxShortList of them or one is longer than maxShortName.
+func newShortList(names []string) shortList {
+	if len(names) == 0 || len(names) > maxShortList {
+		return nil
+	}
+	l := make(shortList, len(names))
+	for i, n := range names {
+		if len(n) > maxShortName {
+			return nil
+		}
+		l[i] = short(n)
+	}
+	return l
+}
+
+// maxShortList is the most names a shortList holds: beyond it a
+// nameTable finds a name sooner.
+const maxShortList = 16
+
+// find returns the index of name in the list, or -1.
+func (l shortList) find(name string) int {
+	if len(name) > maxShortName {
+		return -1
+	}
+	k := short(name)
+	for i := range l {
+		if l[i] == k {
+			return i
+		}
+	}
+	return -1
+}
+
 // load64 reads s[i:i+8] as a little-endian word.
 func load64(s string, i int) uint64 {
 	s = s[i : i+8]

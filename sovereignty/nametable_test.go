@@ -193,3 +193,51 @@ func TestSameName(t *testing.T) {
 		}
 	}
 }
+
+// TestShortList: a shortList finds each of up to sixteen names of up to
+// sixteen bytes and no other name (one byte apart, longer, shorter,
+// another case, empty); more or longer names get no list.
+func TestShortList(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for round := range 2000 {
+		var names []string
+		for _, n := range randomNames(r, 1+r.IntN(maxShortList)) {
+			if len(n) <= maxShortName {
+				names = append(names, n)
+			}
+		}
+		if len(names) == 0 {
+			continue
+		}
+		l := newShortList(names)
+		if l == nil {
+			t.Fatalf("round %d: no list for %q", round, names)
+		}
+		in := map[string]bool{}
+		for i, n := range names {
+			in[n] = true
+			if got := l.find(n); got != i {
+				t.Fatalf("round %d: find(%q) = %d, want %d (names %q)", round, n, got, i, names)
+			}
+		}
+		for _, n := range names {
+			b := []byte(n)
+			b[r.IntN(len(b))]++
+			for _, other := range []string{"", string(b), n + "x", n + strings.Repeat("y", 20), n[1:], n[:len(n)-1], strings.ToUpper(n), "\x00" + n, n + "\x00"} {
+				if !in[other] && l.find(other) != -1 {
+					t.Fatalf("round %d: find(%q) = %d, a name not in %q", round, other, l.find(other), names)
+				}
+			}
+		}
+	}
+	if newShortList([]string{strings.Repeat("a", maxShortName+1)}) != nil {
+		t.Fatalf("a list was built for a name longer than %d bytes", maxShortName)
+	}
+	many := make([]string, maxShortList+1)
+	for i := range many {
+		many[i] = fmt.Sprint("r", i)
+	}
+	if newShortList(many) != nil {
+		t.Fatalf("a list was built for %d names", len(many))
+	}
+}
