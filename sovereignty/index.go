@@ -434,12 +434,12 @@ func (e *Engine) decide(cls *Classes, sourceRegion string, c Candidate) Decision
 		}
 	}
 	b := cls.bits.and(e.classMask)
-	if src, ok := e.region(sourceRegion); !ok {
+	if !srcOK {
 		return Decision{Reason: ReasonSourceRegion, Rule: e.classes[b.first()].rule}
 	} else if out := b.andNot(e.allowing[src]); !out.empty() {
 		return Decision{Reason: ReasonSourceRegion, Rule: e.classes[out.first()].rule}
 	}
-	if dst, ok := e.region(c.Region); !ok {
+	if !dstOK {
 		return Decision{Reason: ReasonDestinationRegion, Rule: e.classes[b.first()].rule}
 	} else if out := b.andNot(e.allowing[dst]); !out.empty() {
 		return Decision{Reason: ReasonDestinationRegion, Rule: e.classes[out.first()].rule}
