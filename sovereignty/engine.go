@@ -430,8 +430,6 @@ func (e *Engine) readHeaders(h http.Header, values []string) (_ []string, ambigu
 // items (RFC 9110 5.6.3).
 const headerSpace = " \t"
 
-// trimSpace is strings.Trim(s, headerSpace) without building a cutset on
-// every call: it is on the decision path.
 // hasComma reports whether s holds a comma: by a loop for a short value,
 // where calling the vector search costs more than it saves.
 func hasComma(s string) bool {
@@ -446,6 +444,8 @@ func hasComma(s string) bool {
 	return false
 }
 
+// trimSpace is strings.Trim(s, headerSpace) without building a cutset on
+// every call: it is on the decision path.
 func trimSpace(s string) string {
 	for s != "" && (s[0] == ' ' || s[0] == '\t') {
 		s = s[1:]
