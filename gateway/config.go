@@ -346,6 +346,14 @@ type HealthConfig struct {
 	Interval time.Duration `mapstructure:"interval"`
 	// Timeout of one connect. Default 1s.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// UnhealthyThreshold is how many checks in a row an endpoint that
+	// passed one must fail before it is marked down (one slow connect on
+	// a busy node is not an outage). An endpoint that never passed is
+	// down at its first failure. Default 2.
+	UnhealthyThreshold int `mapstructure:"unhealthyThreshold"`
+	// HealthyThreshold is how many checks in a row a down endpoint must
+	// pass before it is marked up again. Default 1.
+	HealthyThreshold int `mapstructure:"healthyThreshold"`
 }
 
 // HTTPConfig configures how the gateway carries requests on ports
@@ -447,7 +455,7 @@ func DefaultConfig() Config {
 		Timeouts:    Timeouts{Connect: 3 * time.Second, Budget: 5 * time.Second, Drain: 5 * time.Second, Idle: time.Hour},
 		Tunnels:     TunnelConfig{Enabled: true, Keepalive: 250 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond, PerPeer: 2, EarlyData: true, StreamWindowKiB: 4096, MaxStreamWindowKiB: 65536, PeerWindowMiB: 128, MaxStreamsPerPeer: 1024},
 		Limits:      defaultLimits(),
-		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second},
+		Health:      HealthConfig{Interval: 2 * time.Second, Timeout: time.Second, UnhealthyThreshold: 2, HealthyThreshold: 1},
 		Outlier:     route.DefaultOutlierConfig(),
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Residency:   ResidencyConfig{Audit: sovereignty.DefaultAuditConfig()},
@@ -638,6 +646,7 @@ func (c Config) Validate() error {
 	}{{"residency.audit.maxSizeMB", c.Residency.Audit.MaxSizeMB, 1}, {"residency.audit.maxBackups", c.Residency.Audit.MaxBackups, 0},
 		{"residency.audit.maxAgeDays", c.Residency.Audit.MaxAgeDays, 0},
 		{"tunnels.perPeer", c.Tunnels.PerPeer, 1}, {"limits.maxConnections", c.Limits.MaxConnections, 1},
+		{"health.unhealthyThreshold", c.Health.UnhealthyThreshold, 1}, {"health.healthyThreshold", c.Health.HealthyThreshold, 1},
 		{"limits.handshakesPerSource", c.Limits.HandshakesPerSource, 1},
 		{"limits.listeners.data", c.Limits.Listeners.Data, 1}, {"limits.listeners.raft", c.Limits.Listeners.Raft, 1},
 		{"limits.listeners.control", c.Limits.Listeners.Control, 1}, {"limits.listeners.connect", c.Limits.Listeners.Connect, 1},

@@ -140,6 +140,8 @@ func TestConfigValidate(t *testing.T) {
 			c.State.Voter = true
 		}, "state.dataDir", "required when state.voter"},
 		{"outlier failures", func(c *Config) { c.Outlier.ConsecutiveFailures = 0 }, "outlier.consecutiveFailures", "must be at least 1"},
+		{"health failures", func(c *Config) { c.Health.UnhealthyThreshold = 0 }, "health.unhealthyThreshold", "must be at least 1"},
+		{"health passes", func(c *Config) { c.Health.HealthyThreshold = -1 }, "health.healthyThreshold", "must be at least 1"},
 		{"outlier base", func(c *Config) { c.Outlier.BaseEjection = 0 }, "outlier.baseEjection", "must be positive"},
 		{"outlier max", func(c *Config) { c.Outlier.MaxEjection = -time.Second }, "outlier.maxEjection", "must be positive"},
 		{"outlier max below base", func(c *Config) { c.Outlier.MaxEjection = time.Second }, "outlier.maxEjection", "must be at least outlier.baseEjection (5s)"},

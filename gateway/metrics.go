@@ -22,6 +22,7 @@ type metrics struct {
 	handshakeFailures  prometheus.Counter
 	connectSeconds     *prometheus.HistogramVec
 	endpointsDown      prometheus.Gauge
+	healthFailures     prometheus.Counter
 	duration           *prometheus.HistogramVec
 	refused            *prometheus.CounterVec
 	handshakeTimeouts  *prometheus.CounterVec
@@ -84,7 +85,10 @@ func newMetrics(reg prometheus.Registerer, version, self string) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
 		}, []string{"service", "destination_cluster"}),
 		endpointsDown: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "strait_gateway_local_endpoints_down", Help: "Local endpoint addresses failing their TCP health check.",
+			Name: "strait_gateway_local_endpoints_down", Help: "Local endpoint addresses marked down by their TCP health check (health.unhealthyThreshold failures in a row).",
+		}),
+		healthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_gateway_health_check_failures_total", Help: "Failed TCP health checks of local endpoints, also those short of health.unhealthyThreshold.",
 		}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "strait_gateway_connection_duration_seconds", Help: "Lifetime of carried connections, by direction, service and source and destination cluster.",
@@ -181,7 +185,7 @@ func newMetrics(reg prometheus.Registerer, version, self string) *metrics {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown,
+	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown, m.healthFailures,
 		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
 		m.peerMismatch, m.peerRefused, m.accessRefused, m.dnsQueries, m.uiClients, m.uiDropped, m.buildInfo, m.peers}

@@ -68,7 +68,8 @@ type Spec struct {
 	// NoEarlyData turns tunnels.earlyData off: client bytes wait for the
 	// remote answer.
 	NoEarlyData bool
-	// Health overrides the gateway's endpoint health check when non-zero.
+	// Health overrides the gateway's endpoint health check when its
+	// Interval is set; thresholds left zero keep their defaults.
 	Health gateway.HealthConfig
 	// Outlier overrides the gateway's outlier ejection when non-zero.
 	Outlier route.OutlierConfig
@@ -273,7 +274,14 @@ func Start(ctx context.Context, spec Spec) (l *Lab, err error) {
 			cfg.Limits.MaxConnections = cs.MaxConnections
 		}
 		if spec.Health.Interval > 0 {
-			cfg.Health = spec.Health
+			h := spec.Health
+			if h.UnhealthyThreshold == 0 {
+				h.UnhealthyThreshold = cfg.Health.UnhealthyThreshold
+			}
+			if h.HealthyThreshold == 0 {
+				h.HealthyThreshold = cfg.Health.HealthyThreshold
+			}
+			cfg.Health = h
 		}
 		if spec.Outlier.ConsecutiveFailures > 0 {
 			cfg.Outlier = spec.Outlier

@@ -350,6 +350,11 @@ func TestUnhealthyEndpointsMoveTrafficToNextCluster(t *testing.T) {
 		}
 		return false
 	})
+	// The endpoint had passed its checks: b marked it down only after
+	// health.unhealthyThreshold (2) failures in a row.
+	if n := metricValue(t, l.Gateway("b"), "strait_gateway_health_check_failures_total", nil); n < 2 {
+		t.Errorf("b marked its endpoint down after %v failed checks, want at least 2", n)
+	}
 	before := metricValue(t, a, "strait_gateway_dial_failures_total", nil)
 	resp, r := viaConnect(t, a.ConnectAddr(), "profile.demo.svc.clusterset.local:8080")
 	if resp.StatusCode != http.StatusOK || r.Cluster != "c" {
