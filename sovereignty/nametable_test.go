@@ -36,6 +36,31 @@ func randomNames(r *rand.Rand, n int) []string {
 	return out
 }
 
+// checkFinds fails t unless find returns each name's index in names, and
+// -1 for names next to them that are not in names: one byte changed, one
+// added or taken away, twenty added, another case, a space or NUL
+// before, a NUL after, empty.
+func checkFinds(t *testing.T, r *rand.Rand, round int, names []string, find func(string) int) {
+	t.Helper()
+	in := map[string]bool{}
+	for i, n := range names {
+		in[n] = true
+		if got := find(n); got != i {
+			t.Fatalf("round %d: find(%q) = %d, want %d (names %q)", round, n, got, i, names)
+		}
+	}
+	for _, n := range names {
+		b := []byte(n)
+		b[r.IntN(len(b))]++
+		for _, other := range []string{"", string(b), n + "x", n + strings.Repeat("y", 20), n[1:], n[:len(n)-1], strings.ToUpper(n),
+			" " + n, "\x00" + n, n + "\x00"} {
+			if !in[other] && find(other) != -1 {
+				t.Fatalf("round %d: find(%q) = %d, a name not in %q", round, other, find(other), names)
+			}
+		}
+	}
+}
+
 // TestNameTableFindsEveryNameAndNoOther: for random sets of names (up to
 // 300, many a byte apart, some alike in every byte the hash reads), a
 // table is built, find returns each name's index, and -1 for names next
@@ -49,22 +74,7 @@ func TestNameTableFindsEveryNameAndNoOther(t *testing.T) {
 		if tab == nil {
 			t.Fatalf("round %d: no table for %d names", round, len(names))
 		}
-		in := map[string]bool{}
-		for i, n := range names {
-			in[n] = true
-			if got := tab.find(n); got != i {
-				t.Fatalf("round %d: find(%q) = %d, want %d (names %q)", round, n, got, i, names)
-			}
-		}
-		for _, n := range names {
-			b := []byte(n)
-			b[r.IntN(len(b))]++
-			for _, other := range []string{"", string(b), n + "x", n[1:], n[:len(n)-1], strings.ToUpper(n), " " + n} {
-				if !in[other] && tab.find(other) != -1 {
-					t.Fatalf("round %d: find(%q) = %d, a name not in %q", round, other, tab.find(other), names)
-				}
-			}
-		}
+		checkFinds(t, r, round, names, tab.find)
 	}
 }
 
@@ -213,22 +223,7 @@ func TestShortList(t *testing.T) {
 		if l == nil {
 			t.Fatalf("round %d: no list for %q", round, names)
 		}
-		in := map[string]bool{}
-		for i, n := range names {
-			in[n] = true
-			if got := l.find(n); got != i {
-				t.Fatalf("round %d: find(%q) = %d, want %d (names %q)", round, n, got, i, names)
-			}
-		}
-		for _, n := range names {
-			b := []byte(n)
-			b[r.IntN(len(b))]++
-			for _, other := range []string{"", string(b), n + "x", n + strings.Repeat("y", 20), n[1:], n[:len(n)-1], strings.ToUpper(n), "\x00" + n, n + "\x00"} {
-				if !in[other] && l.find(other) != -1 {
-					t.Fatalf("round %d: find(%q) = %d, a name not in %q", round, other, l.find(other), names)
-				}
-			}
-		}
+		checkFinds(t, r, round, names, l.find)
 	}
 	if newShortList([]string{strings.Repeat("a", maxShortName+1)}) != nil {
 		t.Fatalf("a list was built for a name longer than %d bytes", maxShortName)
