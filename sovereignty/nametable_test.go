@@ -236,3 +236,39 @@ func TestShortList(t *testing.T) {
 		t.Fatalf("a list was built for %d names", len(many))
 	}
 }
+
+// TestHeaderValueTable: a header whose matchers name more values than
+// exactValues finds them in a table; values written in another case
+// (ASCII or Unicode folding, such as the Kelvin sign for k), with
+// spaces, unknown, or several, are classified as the reference walk
+// does.
+func TestHeaderValueTable(t *testing.T) {
+	values := []string{"k", "eu", "ü", "europe", "us-east", "ap", "a-longer-value-than-sixteen"}
+	var b strings.Builder
+	b.WriteString("apiVersion: strait.io/v1\nkind: ResidencyPolicy\nmetadata: {name: values}\nspec:\n  regions: [r0, r1]\n  classes:\n")
+	for i, v := range values {
+		fmt.Fprintf(&b, "    - {name: c%d, allowedRegions: [r0%s], match: {headers: [{name: x-class, value: %q}]}}\n", i, []string{"", ", r1"}[i%2], v)
+	}
+	e, err := Compile("values.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ok := e.header("X-Class")
+	if !ok || k.exact == nil {
+		t.Fatalf("no value table for %d values", len(values))
+	}
+	sent := append([]string{}, values...)
+	sent = append(sent, "K", "\u212a", "EU", "Ü", "EUROPE", " eu ", "A-LONGER-VALUE-THAN-SIXTEEN", "e", "eux", "", "eu, us-east", "eu, EU", "unknown")
+	for _, v := range sent {
+		for _, region := range []string{"r0", "r1"} {
+			f := Flow{Namespace: "ns", Name: "svc", SourceRegion: "r0", Headers: http.Header{"X-Class": {v}, "Accept": {"*/*"}}}
+			c := Candidate{Cluster: "c", Region: region}
+			if got, want := e.Decide(&f, c), e.ReferenceDecide(&f, c); got != want {
+				t.Errorf("x-class %q to %s: decided %+v, the reference %+v", v, region, got, want)
+			}
+			if got, want := e.Classify(&f), e.refClassify(&f); got != want {
+				t.Errorf("x-class %q: classes %+v, the reference %+v", v, got, want)
+			}
+		}
+	}
+}
