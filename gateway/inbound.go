@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/straitmesh/strait/gateway/fault"
@@ -69,15 +70,16 @@ func (g *Gateway) serveInbound(raw net.Conn) {
 		}
 	}
 	tc.SetDeadline(time.Time{})
-	g.serveStream(tc, peer, t, facts)
+	g.serveStream(tc, peer, t, facts, nil)
 }
 
 // serveStream carries one stream from a peer gateway to a local endpoint
 // of t: it checks the service and the residency policy, dials an
-// endpoint, splices and answers OK (answerWithFirst). Nothing the peer
-// sent is read before the endpoint took the connection, so a refused
+// endpoint, splices and answers OK (answerWithFirst). ahead is what was
+// read of the stream beyond its header; it and the rest of the stream
+// reach the endpoint only once it took the connection, so a refused
 // stream never reaches a service.
-func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts wire.Facts) {
+func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts wire.Facts, ahead []byte) {
 	start := time.Now()
 	span := g.inboundSpan(peer, t, facts)
 	defer span.End()
@@ -114,7 +116,7 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 	defer up.Close()
 	svcName := t.String()
 	answer := func(f *flow) (int64, bool) { return answerWithFirst(f, s, up, g.cfg.Timeouts.Connect) }
-	tx, rx := g.meteredSplice("inbound", svcName, peer.Cluster, start, s, up, answer)
+	tx, rx := g.meteredSplice("inbound", svcName, peer.Cluster, start, s, up, ahead, answer)
 	g.log.Debug("inbound stream done", "service", svcName, "peer", peer.Cluster, "tx", tx, "rx", rx, "dur", time.Since(start))
 }
 
@@ -246,11 +248,20 @@ func (g *Gateway) knownGateway(peer tunnel.Peer) bool {
 func (g *Gateway) serveTunnelStream(s *tunnel.Stream, peer identity.ID) {
 	defer s.Close()
 	s.SetReadDeadline(time.Now().Add(g.cfg.Timeouts.Connect))
-	t, facts, err := wire.ReadStreamHeader(s)
+	bp := headerBufs.Get().(*[wire.MaxStreamHeader]byte)
+	t, facts, rest, err := wire.ReadStreamHeader(s, bp[:])
+	var ahead []byte
+	if len(rest) > 0 {
+		ahead = append(ahead, rest...) // the buffer goes back before the stream ends
+	}
+	headerBufs.Put(bp)
 	if err != nil {
 		g.refuseInbound(s, peer, "", err)
 		return
 	}
 	s.SetReadDeadline(time.Time{})
-	g.serveStream(s, peer, t, facts)
+	g.serveStream(s, peer, t, facts, ahead)
 }
+
+// headerBufs hold stream headers as they are read.
+var headerBufs = sync.Pool{New: func() any { return new([wire.MaxStreamHeader]byte) }}

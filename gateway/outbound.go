@@ -164,7 +164,7 @@ func (g *Gateway) refuseProxy(c net.Conn, t wire.Target, in route.FlowIn, err er
 }
 
 func (g *Gateway) carry(client, up net.Conn, t wire.Target, rt destination) {
-	g.meteredSplice("outbound", t.String(), rt.cluster, time.Now(), client, up, nil)
+	g.meteredSplice("outbound", t.String(), rt.cluster, time.Now(), client, up, nil, nil)
 }
 
 func writeHTTPError(w io.Writer, status int, reason string) {

@@ -105,16 +105,27 @@ func (g *Gateway) reapIdle() {
 // copied a->b and b->a. Each side's write half is closed when its source
 // ends, so half-closed protocols work.
 //
-// With first, the b->a direction starts with first(f) (a->b already
-// runs), which says how many bytes of b it sent to a, and copies only
-// if it returns ok.
-func (g *Gateway) splice(a, b net.Conn, first func(*flow) (n int64, ok bool)) (ab, ba int64) {
+// The a->b direction starts with ahead: bytes of a already read. With
+// first, the b->a direction starts with first(f) (a->b already runs),
+// which says how many bytes of b it sent to a, and copies only if it
+// returns ok.
+func (g *Gateway) splice(a, b net.Conn, ahead []byte, first func(*flow) (n int64, ok bool)) (ab, ba int64) {
 	f := newFlow(a, b)
 	g.flows.add(f)
 	defer g.flows.remove(f)
 	done := make(chan int64, 1)
 	go func() {
-		n := f.copy(b, a)
+		var n int64
+		if len(ahead) > 0 {
+			k, err := b.Write(ahead)
+			n = int64(k)
+			if err != nil {
+				b.Close() // the other direction stops reading from it
+				done <- n
+				return
+			}
+		}
+		n += f.copy(b, a)
 		closeWrite(b)
 		done <- n
 	}()
@@ -133,16 +144,16 @@ func (g *Gateway) splice(a, b net.Conn, first func(*flow) (n int64, ok bool)) (a
 	return ab, ba
 }
 
-// meteredSplice splices a and b (first as splice's) and counts the
-// connection, its bytes and its duration (from start) under dir
+// meteredSplice splices a and b (ahead and first as splice's) and counts
+// the connection, its bytes and its duration (from start) under dir
 // ("inbound" or "outbound"), the service and the peer cluster. tx is the
 // bytes copied a->b.
-func (g *Gateway) meteredSplice(dir, svc, peer string, start time.Time, a, b net.Conn, first func(*flow) (int64, bool)) (tx, rx int64) {
+func (g *Gateway) meteredSplice(dir, svc, peer string, start time.Time, a, b net.Conn, ahead []byte, first func(*flow) (int64, bool)) (tx, rx int64) {
 	src, dst := g.flowEnds(dir, peer)
 	g.metrics.connections.WithLabelValues(dir, svc, src, dst, "ok").Inc()
 	g.metrics.active.WithLabelValues(dir).Inc()
 	defer g.metrics.active.WithLabelValues(dir).Dec()
-	tx, rx = g.splice(a, b, first)
+	tx, rx = g.splice(a, b, ahead, first)
 	g.metrics.bytes.WithLabelValues(dir, svc, src, dst, "tx").Add(float64(tx))
 	g.metrics.bytes.WithLabelValues(dir, svc, src, dst, "rx").Add(float64(rx))
 	g.metrics.duration.WithLabelValues(dir, svc, src, dst).Observe(time.Since(start).Seconds())

@@ -50,7 +50,7 @@ func TestSpliceBetweenTCPSockets(t *testing.T) {
 	type result struct{ ab, ba int64 }
 	done := make(chan result, 1)
 	go func() {
-		ab, ba := g.splice(gwClient, trackConn(gwUp, func() {}, nil), nil)
+		ab, ba := g.splice(gwClient, trackConn(gwUp, func() {}, nil), nil, nil)
 		done <- result{ab, ba}
 	}()
 	var f *flow

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -103,9 +104,9 @@ func (im *Impostor) serve(ctx context.Context, sc *tunnel.Secure) {
 		peer, _ := identity.PeerID(cs)
 		im.pool.Serve(sc, peer.Cluster, ctx.Done(), func(*tunnel.Stream) bool { return true }, func(s *tunnel.Stream) {
 			defer s.Close()
-			t, _, err := wire.ReadStreamHeader(s)
+			t, _, rest, err := wire.ReadStreamHeader(s, make([]byte, wire.MaxStreamHeader))
 			if err == nil {
-				im.carry(s, t)
+				im.carry(s, io.MultiReader(bytes.NewReader(rest), s), t)
 			}
 		})
 		return
@@ -120,17 +121,18 @@ func (im *Impostor) serve(ctx context.Context, sc *tunnel.Secure) {
 			return
 		}
 	}
-	im.carry(tc, t)
+	im.carry(tc, tc, t)
 }
 
-// carry answers a stream OK and serves it one HTTP response.
-func (im *Impostor) carry(c net.Conn, t wire.Target) {
+// carry answers a stream OK and serves it one HTTP response, read from r
+// (c, or what was read of c already and then c).
+func (im *Impostor) carry(c net.Conn, r io.Reader, t wire.Target) {
 	im.carried.Add(1)
 	if err := wire.WriteAnswer(c, nil); err != nil {
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	req, err := http.ReadRequest(bufio.NewReader(c))
+	req, err := http.ReadRequest(bufio.NewReader(r))
 	if err != nil {
 		return
 	}

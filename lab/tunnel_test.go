@@ -5,15 +5,22 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/straitmesh/strait/discovery"
 	"github.com/straitmesh/strait/gateway"
+	"github.com/straitmesh/strait/gateway/tunnel"
+	"github.com/straitmesh/strait/gateway/wire"
+	"github.com/straitmesh/strait/identity"
 	"github.com/straitmesh/strait/lab"
 )
 
@@ -531,5 +538,109 @@ func TestAnswerWhateverTheServiceDoesFirst(t *testing.T) {
 				t.Fatalf("closing service: read %d bytes, %v; want EOF", n, err)
 			}
 		})
+	}
+}
+
+// TestBytesBehindAStreamHeader: a peer gateway's stream whose first
+// bytes share a frame with its header, so that b reads them with the
+// header. They reach the service once and in order when b takes the
+// stream, and never when it refuses it: the service, which counts every
+// byte it receives, still has none after refusals for residency (the
+// peer's facts allow no region of b's) and for a port b does not export.
+func TestBytesBehindAStreamHeader(t *testing.T) {
+	var received atomic.Int64
+	svc := serveTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			received.Add(int64(len(line)))
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "got "+line)
+		}
+	})
+	l := startLineLab(t, lab.Spec{}, lab.ClusterSpec{Name: "b", Region: "r1", Services: []discovery.Service{serviceAt("demo/lines", "", 7000, svc, nil)}})
+	cert, err := l.CA.Issue("r1", "a", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.NewBundle(cert, l.CA.Roots())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m := tunnel.Metrics{
+		Tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "peer_tunnels"}, []string{"direction"}),
+		Dials:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "peer_dials"}, []string{"result"}),
+		Closed:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "peer_closed"}, []string{"reason"}),
+	}
+	pool := tunnel.NewPool(ctx, tunnel.Config{PerPeer: 1, Keepalive: time.Second, KeepaliveTimeout: 5 * time.Second, Connect: time.Second,
+		Drain: time.Second, StreamWindowKiB: 256}, id, nil, nil, m, slog.New(slog.DiscardHandler), nil)
+	defer pool.Close()
+	peer := tunnel.Peer{Addr: l.Gateway("b").DataAddr(), Cluster: "b", Region: "r1"}
+	// open sends the header and the payload in one write and returns the
+	// answer line and what followed it.
+	open := func(tg wire.Target, f wire.Facts, payload string) (string, string) {
+		t.Helper()
+		s, _, err := pool.Stream(ctx, peer, tg)
+		if err != nil || s == nil {
+			t.Fatalf("open a stream to b: %v", err)
+		}
+		defer s.Close()
+		facts, err := wire.EncodeFacts(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write(append(wire.EncodeStreamHeader(tg, facts), payload...)); err != nil {
+			t.Fatalf("write header and payload: %v", err)
+		}
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(s)
+		answer, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read the answer: %v", err)
+		}
+		if !strings.HasPrefix(answer, "OK") {
+			return answer, ""
+		}
+		var reply strings.Builder
+		for range strings.Count(payload, "\n") {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("read the reply after %q: %v", reply.String(), err)
+			}
+			reply.WriteString(line)
+		}
+		return answer, reply.String()
+	}
+	lines := wire.Target{Namespace: "demo", Name: "lines", Port: 7000}
+
+	for _, refused := range []struct {
+		tg wire.Target
+		f  wire.Facts
+	}{
+		{lines, wire.Facts{Restricted: true, Regions: []string{"r9"}}},
+		{wire.Target{Namespace: "demo", Name: "lines", Port: 7001}, wire.Facts{}},
+	} {
+		if answer, _ := open(refused.tg, refused.f, "secret\n"); !strings.HasPrefix(answer, "ERR ") {
+			t.Fatalf("%v with facts %+v answered %q, want a refusal", refused.tg, refused.f, answer)
+		}
+	}
+	if n := received.Load(); n != 0 {
+		t.Fatalf("the service received %d bytes of refused streams", n)
+	}
+
+	payload := "one\ntwo\n" + strings.Repeat("x", 3000) + "\n"
+	answer, reply := open(lines, wire.Facts{}, payload)
+	if answer != "OK\n" {
+		t.Fatalf("answer %q", answer)
+	}
+	if want := "got one\ngot two\ngot " + strings.Repeat("x", 3000) + "\n"; reply != want {
+		t.Fatalf("reply %.40q..., want %.40q...", reply, want)
+	}
+	if n := received.Load(); n != int64(len(payload)) {
+		t.Fatalf("the service received %d bytes, want %d", n, len(payload))
 	}
 }

@@ -66,7 +66,7 @@ func startStub(t *testing.T, id *identity.Bundle) *gatewayStub {
 	cfg.NextProtos = []string{wire.ALPNTunnel, wire.ALPNFlow}
 	answer := func(c net.Conn) {
 		defer c.Close()
-		if _, _, err := wire.ReadStreamHeader(c); err != nil {
+		if _, _, _, err := wire.ReadStreamHeader(c, make([]byte, wire.MaxStreamHeader)); err != nil {
 			return
 		}
 		s.streams.Add(1)

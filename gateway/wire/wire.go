@@ -25,9 +25,13 @@
 //	                       gateway talk to each other. They are used for tracing only:
 //	                       a malformed or oversized one is dropped, never refused
 //
-// The inbound side reads nothing the peer sent after the header before it
-// has answered; the readers here read the facts and answer lines one byte
-// at a time, so no payload byte is consumed with them.
+// The inbound side sends nothing the peer sent after the header on before
+// it has answered. A stream header is read in as few reads as the stream
+// allows; the payload bytes those reads bring along are handed back to
+// the caller (ReadStreamHeader's rest), which holds them until the
+// service's endpoint took the connection. The facts line of a connection
+// of its own and the answer line are read one byte at a time, so no
+// payload byte is consumed with them.
 //
 // From local workloads (sni.go, clienthello.go):
 //
@@ -42,6 +46,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -79,29 +84,64 @@ func EncodeStreamHeader(t Target, facts []byte) []byte {
 	return append(b, facts...)
 }
 
-// ReadStreamHeader reads a stream header; nothing after it is consumed.
-func ReadStreamHeader(r io.Reader) (Target, Facts, error) {
-	var n [2]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return Target{}, Facts{}, fmt.Errorf("read stream header: %w", err)
+// MaxStreamHeader bounds a stream header: the target name's length, the
+// name, and the facts line with its newline.
+const MaxStreamHeader = 2 + MaxStreamName + MaxFactsLine
+
+// ReadStreamHeader reads a stream header from r into buf, which must hold
+// MaxStreamHeader bytes, in as few reads as r allows (a tunnel stream
+// gives the whole header in one). rest is what those reads brought beyond
+// the header: the first payload bytes, which come before anything read
+// from r next. It is part of buf.
+func ReadStreamHeader(r io.Reader, buf []byte) (t Target, f Facts, rest []byte, err error) {
+	if len(buf) < MaxStreamHeader {
+		return Target{}, Facts{}, nil, fmt.Errorf("read stream header: buffer of %d bytes (want %d)", len(buf), MaxStreamHeader)
 	}
-	l := int(binary.BigEndian.Uint16(n[:]))
-	if l == 0 || l > MaxStreamName {
-		return Target{}, Facts{}, fmt.Errorf("read stream header: target name of %d bytes (want 1-%d)", l, MaxStreamName)
+	n, l := 0, -1 // bytes read; the name's length once known
+	empty := 0    // reads in a row that gave nothing and no error
+	for {
+		if n >= 2 && l < 0 {
+			l = int(binary.BigEndian.Uint16(buf))
+			if l == 0 || l > MaxStreamName {
+				return Target{}, Facts{}, nil, fmt.Errorf("read stream header: target name of %d bytes (want 1-%d)", l, MaxStreamName)
+			}
+		}
+		if l > 0 && n >= 2+l {
+			if t.Name == "" {
+				if t, err = ParseSNI(string(buf[2 : 2+l])); err != nil {
+					return Target{}, Facts{}, nil, fmt.Errorf("stream header: %w", err)
+				}
+			}
+			line := buf[2+l : n]
+			if i := bytes.IndexByte(line[:min(len(line), MaxFactsLine)], '\n'); i >= 0 {
+				if f, err = DecodeFacts(line[:i]); err != nil {
+					return t, Facts{}, nil, fmt.Errorf("stream header: %w", err)
+				}
+				return t, f, line[i+1:], nil
+			}
+			if len(line) >= MaxFactsLine {
+				return t, Facts{}, nil, fmt.Errorf("stream header: %w: longer than %d bytes", ErrBadFacts, MaxFactsLine)
+			}
+		}
+		k, rerr := r.Read(buf[n:MaxStreamHeader])
+		n += k
+		if k == 0 && rerr == nil {
+			if empty++; empty == 100 {
+				rerr = io.ErrNoProgress
+			}
+		} else {
+			empty = 0
+		}
+		if rerr != nil && k == 0 {
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			if l > 0 && n >= 2+l {
+				return t, Facts{}, nil, fmt.Errorf("stream header: %w: %v", ErrBadFacts, rerr)
+			}
+			return Target{}, Facts{}, nil, fmt.Errorf("read stream header: %w", rerr)
+		}
 	}
-	name := make([]byte, l)
-	if _, err := io.ReadFull(r, name); err != nil {
-		return Target{}, Facts{}, fmt.Errorf("read stream header: %w", err)
-	}
-	t, err := ParseSNI(string(name))
-	if err != nil {
-		return Target{}, Facts{}, fmt.Errorf("stream header: %w", err)
-	}
-	facts, err := ReadFacts(r)
-	if err != nil {
-		return t, Facts{}, fmt.Errorf("stream header: %w", err)
-	}
-	return t, facts, nil
 }
 
 // MaxFactsLine bounds the facts line.

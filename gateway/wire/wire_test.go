@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/straitmesh/strait/sovereignty"
 )
@@ -75,34 +77,96 @@ func TestStreamHeaderRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := append(EncodeStreamHeader(tg, facts), "payload"...)
+	// Read whole, a byte at a time, and in pieces that end inside the
+	// length, the name and the facts line: the same header and payload.
+	for name, r := range map[string]func() io.Reader{
+		"whole":   func() io.Reader { return bytes.NewReader(b) },
+		"bytes":   func() io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+		"pieces":  func() io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
+		"no data": func() io.Reader { return &emptyReads{r: bytes.NewReader(b), empty: 5} },
+	} {
+		got, f, rest, err := ReadStreamHeader(r(), make([]byte, MaxStreamHeader))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got != tg || f.Namespace != "shop" || !f.Restricted || len(f.Classes) != 1 {
+			t.Fatalf("%s: read back %v %+v", name, got, f)
+		}
+		if !strings.HasPrefix("payload", string(rest)) {
+			t.Fatalf("%s: rest %q is not the payload's start", name, rest)
+		}
+	}
+	// The payload a read brought along is handed back, the rest stays.
 	r := bytes.NewReader(b)
-	got, f, err := ReadStreamHeader(r)
+	_, _, rest, err := ReadStreamHeader(r, make([]byte, MaxStreamHeader))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != tg || f.Namespace != "shop" || !f.Restricted || len(f.Classes) != 1 {
-		t.Fatalf("read back %v %+v", got, f)
-	}
-	rest, _ := io.ReadAll(r)
-	if string(rest) != "payload" {
-		t.Fatalf("header consumed payload: rest %q", rest)
+	after, _ := io.ReadAll(r)
+	if got := string(rest) + string(after); got != "payload" {
+		t.Fatalf("payload %q, want %q", got, "payload")
 	}
 }
 
+// emptyReads gives an empty read without an error before each of its
+// first empty reads of r (3 bytes at most each), and only empty ones when
+// r is nil.
+type emptyReads struct {
+	r     io.Reader
+	empty int
+	odd   bool
+}
+
+func (e *emptyReads) Read(p []byte) (int, error) {
+	if e.r == nil {
+		return 0, nil
+	}
+	if e.odd = !e.odd; e.odd && e.empty > 0 {
+		e.empty--
+		return 0, nil
+	}
+	return e.r.Read(p[:min(len(p), 3)])
+}
+
 func TestStreamHeaderRejects(t *testing.T) {
-	for name, in := range map[string][]byte{
-		"empty":        {},
-		"zero length":  {0, 0},
-		"too long":     {1, 0},
-		"short name":   {0, 10, 'a'},
-		"not a target": append([]byte{0, 5}, "hello{}\n"...),
-		"no facts":     append([]byte{0, 47}, "outbound_.8080_._.ledger.demo.svc.clusterset.local"[:47]...),
+	name := "outbound_.8080_._.ledger.demo.svc.clusterset.local"
+	header := func(facts string) []byte {
+		return append(append([]byte{0, byte(len(name))}, name...), facts...)
+	}
+	for what, in := range map[string]io.Reader{
+		"empty":        bytes.NewReader(nil),
+		"zero length":  bytes.NewReader([]byte{0, 0}),
+		"too long":     bytes.NewReader([]byte{1, 0}),
+		"short name":   bytes.NewReader([]byte{0, 10, 'a'}),
+		"not a target": bytes.NewReader(append([]byte{0, 5}, "hello{}\n"...)),
+		"no facts":     bytes.NewReader(header("")),
+		"cut facts":    bytes.NewReader(header(`{"classes":`)),
+		"bad facts":    bytes.NewReader(header("{]\n")),
+		"long facts":   bytes.NewReader(header(`{"namespace":"` + strings.Repeat("a", MaxFactsLine) + "\"}\n")),
+		"endless":      bytes.NewReader(header(strings.Repeat(" ", 2*MaxStreamHeader))),
+		"no progress":  &emptyReads{},
 	} {
-		if _, _, err := ReadStreamHeader(bytes.NewReader(in)); err == nil {
-			t.Errorf("%s: accepted", name)
+		if _, _, _, err := ReadStreamHeader(in, make([]byte, MaxStreamHeader)); err == nil {
+			t.Errorf("%s: accepted", what)
 		} else if !strings.Contains(err.Error(), "stream header") {
-			t.Errorf("%s: error %q does not say what it read", name, err)
+			t.Errorf("%s: error %q does not say what it read", what, err)
 		}
+	}
+	// The longest facts line a connection of its own may carry is the
+	// longest a stream may carry, and one byte more is refused by both.
+	longest := `{"namespace":"` + strings.Repeat("a", MaxFactsLine-len(`{"namespace":""}`)-1) + `"}` + "\n"
+	if len(longest) != MaxFactsLine {
+		t.Fatalf("longest facts line of %d bytes", len(longest))
+	}
+	for _, line := range []string{longest, " " + longest} {
+		_, _, _, serr := ReadStreamHeader(bytes.NewReader(header(line)), make([]byte, MaxStreamHeader))
+		_, ferr := ReadFacts(strings.NewReader(line))
+		if (serr == nil) != (ferr == nil) {
+			t.Errorf("facts line of %d bytes: stream header %v, facts %v", len(line), serr, ferr)
+		}
+	}
+	if _, _, _, err := ReadStreamHeader(bytes.NewReader(header("{}\n")), make([]byte, MaxStreamHeader-1)); err == nil {
+		t.Error("read a header into a short buffer")
 	}
 }
 
@@ -113,9 +177,17 @@ func FuzzReadStreamHeader(f *testing.F) {
 	traced, _ := EncodeFacts(Facts{Classes: []string{"pii-eu"}, TraceParent: testTraceParent, TraceState: "vendor=abc"})
 	f.Add(EncodeStreamHeader(Target{Namespace: "demo", Name: "ledger", Port: 8080}, traced))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tg, ff, err := ReadStreamHeader(bytes.NewReader(b))
+		tg, ff, rest, err := ReadStreamHeader(bytes.NewReader(b), make([]byte, MaxStreamHeader))
+		// A byte at a time reads the same header, or fails alike.
+		tg1, ff1, rest1, err1 := ReadStreamHeader(iotest.OneByteReader(bytes.NewReader(b)), make([]byte, MaxStreamHeader))
+		if (err == nil) != (err1 == nil) || tg != tg1 || !reflect.DeepEqual(ff, ff1) {
+			t.Fatalf("read whole: %v %+v %v; a byte at a time: %v %+v %v", tg, ff, err, tg1, ff1, err1)
+		}
 		if err != nil {
 			return
+		}
+		if !bytes.HasSuffix(b, rest) || len(rest1) > 1 || !bytes.HasPrefix(rest, rest1) {
+			t.Fatalf("rest %q (a byte at a time %q) is not what follows the header in %q", rest, rest1, b)
 		}
 		if len(ff.TraceParent) > MaxTraceParent || len(ff.TraceState) > MaxTraceState {
 			t.Fatalf("accepted unbounded trace context %+v", ff)
@@ -174,15 +246,15 @@ func TestStreamHeaderTraceContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := bytes.NewReader(append(EncodeStreamHeader(tg, facts), "payload"...))
-	_, f, err := ReadStreamHeader(r)
+	_, f, rest, err := ReadStreamHeader(r, make([]byte, MaxStreamHeader))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.TraceParent != testTraceParent || f.TraceState != "vendor=abc" || len(f.Classes) != 1 {
 		t.Fatalf("read back %+v", f)
 	}
-	if rest, _ := io.ReadAll(r); string(rest) != "payload" {
-		t.Fatalf("header consumed payload: rest %q", rest)
+	if after, _ := io.ReadAll(r); string(rest)+string(after) != "payload" {
+		t.Fatalf("payload %q then %q", rest, after)
 	}
 
 	// A peer that does not trace sends no members at all.
@@ -193,7 +265,7 @@ func TestStreamHeaderTraceContext(t *testing.T) {
 	if bytes.Contains(plain, []byte("trace")) {
 		t.Fatalf("facts without a trace context carry %q", plain)
 	}
-	if _, f, err = ReadStreamHeader(bytes.NewReader(EncodeStreamHeader(tg, plain))); err != nil || f.TraceParent != "" || f.TraceState != "" {
+	if _, f, _, err = ReadStreamHeader(bytes.NewReader(EncodeStreamHeader(tg, plain)), make([]byte, MaxStreamHeader)); err != nil || f.TraceParent != "" || f.TraceState != "" {
 		t.Fatalf("plain header: %+v, %v", f, err)
 	}
 
