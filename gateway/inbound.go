@@ -115,7 +115,8 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 	}
 	defer up.Close()
 	svcName := t.String()
-	answer := func(f *flow) (int64, bool) { return answerWithFirst(f, s, up, g.cfg.Timeouts.Connect) }
+	wait := answerWaitFor(s, ahead)
+	answer := func(f *flow) (int64, bool) { return answerWithFirst(f, s, up, wait, g.cfg.Timeouts.Connect) }
 	tx, rx := g.meteredSplice("inbound", svcName, peer.Cluster, start, s, up, ahead, answer)
 	g.log.Debug("inbound stream done", "service", svcName, "peer", peer.Cluster, "tx", tx, "rx", rx, "dur", time.Since(start))
 }
@@ -124,19 +125,36 @@ func (g *Gateway) serveStream(s net.Conn, peer identity.ID, t wire.Target, facts
 // service's first bytes, to go out with them.
 const answerWait = time.Millisecond
 
+// answerWaitFor is how long the answer on s waits for the service's
+// first bytes (answerWithFirst): answerWait when bytes of the peer's are
+// on their way to the service, read with the header (ahead) or received
+// on the stream since, else none. A peer that holds its client's bytes
+// until the answer (tunnels.earlyData off, a tunnel gone quiet) would
+// only wait longer for it. On a connection of its own, where what the
+// peer sent after its facts cannot be seen, the answer waits.
+func answerWaitFor(s net.Conn, ahead []byte) time.Duration {
+	if b, ok := unwrap(s).(interface{ Buffered() int }); ok && len(ahead) == 0 && b.Buffered() == 0 {
+		return 0
+	}
+	return answerWait
+}
+
 // answerWithFirst answers OK on s, the stream up was dialled for, once
 // the peer's bytes already flow to up (splice's other direction): with
-// up's first bytes when they come within answerWait, so that answer and
+// up's first bytes when they come within wait, so that answer and
 // response reach the peer in one frame and wake it once, else alone (up
 // ended, failed or is quiet: the copy that follows finds out). It
 // returns the bytes of up sent and whether the stream may go on.
-func answerWithFirst(f *flow, s, up net.Conn, timeout time.Duration) (int64, bool) {
+func answerWithFirst(f *flow, s, up net.Conn, wait, timeout time.Duration) (int64, bool) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := append((*bp)[:0], "OK\n"...)
-	up.SetReadDeadline(time.Now().Add(answerWait))
-	n, _ := up.Read(buf[len(buf):cap(buf)])
-	up.SetReadDeadline(time.Time{})
+	n := 0
+	if wait > 0 {
+		up.SetReadDeadline(time.Now().Add(wait))
+		n, _ = up.Read(buf[len(buf):cap(buf)])
+		up.SetReadDeadline(time.Time{})
+	}
 	if n > 0 {
 		f.touch()
 	}

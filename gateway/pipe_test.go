@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-yamux/v5"
 
 	"github.com/straitmesh/strait/internal/connlimit"
 )
@@ -149,5 +152,70 @@ func TestBudgetedConnKeepsSpliceAndHalfClose(t *testing.T) {
 	}
 	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
 		t.Fatalf("half-closed connection no longer reads: %v", err)
+	}
+}
+
+// The answer of an accepted stream waits for the service's first bytes
+// only when bytes of the peer's are on their way to the service: read
+// with the header, or received on the stream. A stream on which the peer
+// holds its bytes until the answer gets it at once; a connection of its
+// own, where nothing says, waits.
+func TestAnswerWaitsOnlyForBytesOnTheirWay(t *testing.T) {
+	c, s := tcpPair(t)
+	client, err := yamux.Client(c, yamux.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := yamux.Server(s, yamux.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	open := func(first string) (*yamux.Stream, *yamux.Stream) {
+		t.Helper()
+		out, err := client.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := out.Write([]byte(first)); err != nil {
+			t.Fatal(err)
+		}
+		in, err := server.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, in
+	}
+
+	header := "header"
+	_, held := open(header)
+	if _, err := io.ReadFull(held, make([]byte, len(header))); err != nil {
+		t.Fatal(err)
+	}
+	if got := answerWaitFor(held, nil); got != 0 {
+		t.Errorf("a stream with nothing beyond its header waits %v for the service", got)
+	}
+	if got := answerWaitFor(held, []byte("early")); got != answerWait {
+		t.Errorf("a stream with bytes read with its header waits %v, want %v", got, answerWait)
+	}
+
+	out, early := open(header)
+	if _, err := io.ReadFull(early, make([]byte, len(header))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); early.Buffered() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := answerWaitFor(trackConn(early, func() {}, nil), nil); got != answerWait {
+		t.Errorf("a stream with bytes received beyond its header waits %v, want %v", got, answerWait)
+	}
+
+	own, _ := tcpPair(t)
+	if got := answerWaitFor(own, nil); got != answerWait {
+		t.Errorf("a connection of its own waits %v, want %v", got, answerWait)
 	}
 }

@@ -65,6 +65,14 @@ func aptBinary(t *testing.T, name, pkg, why string, also ...string) string {
 // two processes on the path, the least a path through two proxies costs.
 func haproxyPair(t *testing.T, ca *identity.CA, servers ...string) []string {
 	t.Helper()
+	addrs, _ := haproxyPairProcs(t, ca, servers...)
+	return addrs
+}
+
+// haproxyPairProcs is haproxyPair that also returns the process IDs of
+// A and B.
+func haproxyPairProcs(t *testing.T, ca *identity.CA, servers ...string) (addrs []string, pids []int) {
+	t.Helper()
 	bin := haproxyBinary(t)
 	dir := t.TempDir()
 	var tlsA, tlsB string // the server line's and the bind line's TLS options
@@ -111,9 +119,9 @@ backend out%[1]d
 	server s %[4]s
 `, i, b, tlsB, server)
 	}
-	startHAProxy(t, bin, dir, "b", cfgB.String(), back)
-	startHAProxy(t, bin, dir, "a", cfgA.String(), front)
-	return front
+	pidB := startHAProxy(t, bin, dir, "b", cfgB.String(), back)
+	pidA := startHAProxy(t, bin, dir, "a", cfgA.String(), front)
+	return front, []int{pidA, pidB}
 }
 
 // haproxyCert issues a certificate from ca and writes it with its key to
@@ -132,8 +140,9 @@ func haproxyCert(t *testing.T, ca *identity.CA, dir, name string) string {
 }
 
 // startHAProxy checks cfg with haproxy -c, runs haproxy on it in the
-// foreground and waits until every address in addrs accepts.
-func startHAProxy(t *testing.T, bin, dir, name, cfg string, addrs []string) {
+// foreground, waits until every address in addrs accepts and returns its
+// process ID.
+func startHAProxy(t *testing.T, bin, dir, name, cfg string, addrs []string) int {
 	t.Helper()
 	file := filepath.Join(dir, name+".cfg")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
@@ -185,4 +194,5 @@ func startHAProxy(t *testing.T, bin, dir, name, cfg string, addrs []string) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	return cmd.Process.Pid
 }

@@ -77,9 +77,10 @@ func TestBenchDataplaneProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CA for haproxy: %v", err)
 	}
-	haAddrs := haproxyPair(t, ca, srv, echo)
+	haAddrs, haPids := haproxyPairProcs(t, ca, srv, echo)
 	ha, haEcho := haAddrs[0], haAddrs[1]
-	plainEcho := haproxyPair(t, nil, echo)[0]
+	plainAddrs, plainPids := haproxyPairProcs(t, nil, echo)
+	plainEcho := plainAddrs[0]
 
 	iperfImport, holdImportA, holdImportC, echoImport := freePort(t), freePort(t), freePort(t), freePort(t)
 	imports := func(entries ...string) string {
@@ -131,10 +132,11 @@ health: {interval: 1m}
 	// from that revision, measured in the same rounds (dataplane_base).
 	base := os.Getenv("STRAIT_BENCH_BASE")
 	var baseEcho string
+	var baseFed *procFederation
 	if base != "" {
 		baseImport := freePort(t)
 		baseEcho = freePort(t)
-		startProcFederation(t, buildStraitAt(t, base), []procSpec{
+		baseFed = startProcFederation(t, buildStraitAt(t, base), []procSpec{
 			{"a", "r1", caps + "}\n" + imports(importOf("iperf", baseImport), importOf("echo", baseEcho))},
 			{"b", "r1", caps + "}\n" + exports},
 		}, map[string]func(admin.Status) bool{"a": healthy("iperf", "echo")})
@@ -170,10 +172,13 @@ health: {interval: 1m}
 	}
 
 	ncPaths := map[string]string{"direct": echo, "dataplane": echoImport, "haproxy": haEcho, "haproxy_plain": plainEcho}
+	pair := func(f *procFederation) []int { return []int{f.gw["a"].cmd.Process.Pid, f.gw["b"].cmd.Process.Pid} }
+	ncProcs := map[string][]int{"dataplane": pair(fed), "haproxy": haPids, "haproxy_plain": plainPids}
 	if base != "" {
 		ncPaths["dataplane_base"] = baseEcho
+		ncProcs["dataplane_base"] = pair(baseFed)
 	}
-	measureNewConnections(t, ncPaths)
+	measureNewConnections(t, ncPaths, ncProcs)
 
 	if dir := os.Getenv("STRAIT_BENCH_PERF"); dir != "" {
 		profileOneStream(t, dir, iperf, iperfImport, fed)
@@ -191,16 +196,45 @@ var newConnPaths = []string{"direct", "dataplane", "haproxy", "haproxy_plain"}
 // over each path in turn, three rounds, and prints each path's p99 (the
 // median round's) and the ratios; dataplane_base too when paths has it
 // (STRAIT_BENCH_BASE).
-func measureNewConnections(t *testing.T, paths map[string]string) {
-	const rounds = 3
+//
+// Two more views of the same paths: the CPU time a new connection costs
+// the processes of each path that has them in procs (both gateways, both
+// HAProxy instances), over all rounds, less what they use idle (measured
+// before, for as long as a round); and the time to the first response
+// byte of serialRounds x serialConns connections made one after the
+// other, each path in turn in every round (p50), where no connection
+// waits behind another or behind the client's timer.
+func measureNewConnections(t *testing.T, paths map[string]string, procs map[string][]int) {
+	const rounds, rate, d = 3, 500, 4 * time.Second
+	const serialRounds, serialConns = 5, 200
 	names := newConnPaths
 	if paths["dataplane_base"] != "" {
 		names = append(names[:len(names):len(names)], "dataplane_base")
 	}
+	cpu := func(name string) time.Duration {
+		used, err := cpuTime(procs[name]...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return used
+	}
+	idle := map[string]time.Duration{}
+	for _, name := range names {
+		idle[name] = cpu(name)
+	}
+	time.Sleep(d)
+	for _, name := range names {
+		idle[name] = cpu(name) - idle[name]
+	}
+
 	p99 := map[string][]float64{}
+	busy, conns := map[string]time.Duration{}, map[string]int{}
 	for range rounds {
 		for _, name := range names {
-			lat, failed, err := newConnections(paths[name], 500, 4*time.Second)
+			before := cpu(name)
+			lat, failed, err := newConnections(paths[name], rate, d)
+			busy[name] += cpu(name) - before - idle[name]
+			conns[name] += len(lat) + failed
 			if failed > 0 {
 				t.Errorf("%s new connections: %d failed, first: %v", name, failed, err)
 			}
@@ -221,6 +255,42 @@ func measureNewConnections(t *testing.T, paths map[string]string) {
 	benchreport.Print("haproxy_plain_proc_vs_direct_newconn_p99_x", nc["haproxy_plain"]/nc["direct"], "x")
 	if b := nc["dataplane_base"]; b > 0 {
 		benchreport.Print("dataplane_proc_vs_base_newconn_p99_x", nc["dataplane"]/b, "x")
+	}
+
+	perConn := map[string]float64{}
+	for _, name := range names {
+		if len(procs[name]) == 0 || conns[name] == 0 {
+			continue
+		}
+		perConn[name] = float64(busy[name].Microseconds()) / float64(conns[name])
+		t.Logf("%s: %v of CPU for %d new connections, idle use %v per %v subtracted", name, busy[name], conns[name], idle[name], d)
+		benchreport.Print(name+"_proc_newconn_cpu_us", perConn[name], "us")
+	}
+	benchreport.Print("dataplane_proc_vs_haproxy_plain_newconn_cpu_x", perConn["dataplane"]/perConn["haproxy_plain"], "x")
+	benchreport.Print("dataplane_proc_vs_haproxy_newconn_cpu_x", perConn["dataplane"]/perConn["haproxy"], "x")
+
+	serial := map[string][]float64{}
+	for range serialRounds {
+		for _, name := range names {
+			lat, err := serialConnections(paths[name], serialConns)
+			if err != nil {
+				t.Fatalf("%s connections one after the other: %v", name, err)
+			}
+			serial[name] = append(serial[name], lat...)
+		}
+	}
+	sp50 := map[string]float64{}
+	for _, name := range names {
+		sp50[name] = benchreport.Percentile(serial[name], 0.5)
+		t.Logf("%s connections one after the other: p50 %.0f us, p90 %.0f us, p99 %.0f us", name, sp50[name],
+			benchreport.Percentile(serial[name], 0.9), benchreport.Percentile(serial[name], 0.99))
+		benchreport.Print(name+"_proc_newconn_serial_p50_us", sp50[name], "us")
+	}
+	benchreport.Print("dataplane_proc_vs_direct_newconn_serial_x", sp50["dataplane"]/sp50["direct"], "x")
+	benchreport.Print("haproxy_plain_proc_vs_direct_newconn_serial_x", sp50["haproxy_plain"]/sp50["direct"], "x")
+	benchreport.Print("dataplane_proc_vs_haproxy_plain_newconn_serial_x", sp50["dataplane"]/sp50["haproxy_plain"], "x")
+	if b := sp50["dataplane_base"]; b > 0 {
+		benchreport.Print("dataplane_proc_vs_base_newconn_serial_x", sp50["dataplane"]/b, "x")
 	}
 }
 

@@ -3,11 +3,14 @@
 package lab_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -244,6 +247,50 @@ func scheduledRequests(c net.Conn, first time.Time, interval time.Duration, n in
 		return nil, err
 	}
 	return lat, nil
+}
+
+// serialConnections opens n connections to an echoServer at addr one
+// after the other (closed loop: each starts when the one before ended)
+// and returns the time from each one's dial to its first response byte,
+// in microseconds: what a path costs a new connection when nothing else
+// runs on it.
+func serialConnections(addr string, n int) ([]float64, error) {
+	lat := make([]float64, 0, n)
+	for i := range n {
+		took, err := firstByte(addr, time.Now(), 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("connection %d of %d: %w", i+1, n, err)
+		}
+		lat = append(lat, float64(took.Nanoseconds())/1e3)
+	}
+	return lat, nil
+}
+
+// cpuTime is the CPU time (user and system, every thread) the processes
+// pids have used so far, from /proc/<pid>/stat.
+func cpuTime(pids ...int) (time.Duration, error) {
+	const userHZ = 100 // the unit of /proc's clock ticks on Linux
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, fmt.Errorf("cpu time of process %d: %w", pid, err)
+		}
+		// The fields after the command name, which is in parentheses and
+		// may hold spaces: state is the first, utime the 12th, stime the 13th.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return 0, fmt.Errorf("cpu time of process %d: /proc/%d/stat has %d fields after the name", pid, pid, len(f))
+		}
+		for _, v := range f[11:13] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("cpu time of process %d: %w", pid, err)
+			}
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
 // newConnections opens a new connection to an echoServer at addr for every

@@ -468,3 +468,43 @@ func TestLazyAckBothWays(t *testing.T) {
 		t.Fatal("the bytes differ")
 	}
 }
+
+// TestBuffered: Buffered counts what arrived and was not read yet.
+func TestBuffered(t *testing.T) {
+	client, server := testClientServer()
+	defer client.Close()
+	defer server.Close()
+	c, err := client.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte(" world")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Buffered() < 11 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := s.Buffered(); got != 11 {
+		t.Fatalf("Buffered %d after 11 bytes, want 11", got)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Buffered(); got != 7 {
+		t.Fatalf("Buffered %d after reading 4 of 11, want 7", got)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 7)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Buffered(); got != 0 {
+		t.Fatalf("Buffered %d after reading everything, want 0", got)
+	}
+}

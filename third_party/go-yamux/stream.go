@@ -91,6 +91,11 @@ func (s *Stream) StreamID() uint32 {
 	return s.id
 }
 
+// Buffered is how many received bytes wait to be read (strait).
+func (s *Stream) Buffered() int {
+	return int(s.recvBuf.Len())
+}
+
 // Read is used to read from the stream
 func (s *Stream) Read(b []byte) (n int, err error) {
 START:
