@@ -94,6 +94,7 @@ type Catalog struct {
 	now     func() time.Time
 	ml      *memberlist.Memberlist
 	mlReady atomic.Pointer[memberlist.Memberlist] // set once Create returns; read by gossip goroutines
+	closing atomic.Bool                           // Shutdown began
 	queue   *memberlist.TransmitLimitedQueue
 	keyring *memberlist.Keyring
 	metrics *catalogMetrics
@@ -239,7 +240,7 @@ func New(cfg Config, self Self, services []Service, opts Options) (*Catalog, err
 	}
 	mc.Delegate = (*delegate)(c)
 	mc.Events = (*events)(c)
-	mc.Logger = log.New(&slogWriter{log: c.log}, "", 0)
+	mc.Logger = log.New(&slogWriter{log: c.log, closing: &c.closing}, "", 0)
 	c.packetSize = mc.UDPBufferSize - 100
 	c.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
@@ -710,6 +711,7 @@ func (c *Catalog) Members() int { return c.ml.NumMembers() }
 func (c *Catalog) Shutdown(ctx context.Context) error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		timeout := time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			timeout = min(timeout, time.Until(dl))

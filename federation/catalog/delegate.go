@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
+	"sync/atomic"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -136,8 +138,14 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	c.setState(n, st)
 }
 
-// slogWriter turns memberlist's log lines into slog records.
-type slogWriter struct{ log *slog.Logger }
+// slogWriter turns memberlist's log lines into slog records. Once closing
+// is set (the catalog shuts down), a line about memberlist's own sockets
+// being closed is logged at debug: its probes and gossip still running
+// as it shuts down find them closed, on every clean stop.
+type slogWriter struct {
+	log     *slog.Logger
+	closing *atomic.Bool
+}
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	sc := bufio.NewScanner(bytes.NewReader(p))
@@ -145,6 +153,7 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		line := sc.Bytes()
 		level := slog.LevelDebug
 		switch {
+		case w.closing != nil && w.closing.Load() && bytes.Contains(line, []byte(net.ErrClosed.Error())):
 		case bytes.Contains(line, []byte("[ERR]")):
 			level = slog.LevelError
 		case bytes.Contains(line, []byte("[WARN]")):

@@ -5,6 +5,7 @@ package catalog
 // members learn of it only from their failure detectors.
 func (c *Catalog) Kill() {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		c.cancel()
 		if err := c.ml.Shutdown(); err != nil {
 			c.log.Warn("stop gossip", "err", err)

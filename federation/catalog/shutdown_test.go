@@ -1,9 +1,12 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"runtime"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,4 +78,27 @@ func TestTransportShutdownDuringAcceptBackoff(t *testing.T) {
 		t.Fatalf("shutdown took %v: the accept loop slept through it", el)
 	}
 	settles(t, base)
+}
+
+// TestMemberlistClosedSocketsAtShutdown: memberlist's errors are errors,
+// except that once the catalog shuts down a line about its own sockets
+// being closed is logged at debug.
+func TestMemberlistClosedSocketsAtShutdown(t *testing.T) {
+	var buf bytes.Buffer
+	var closing atomic.Bool
+	w := &slogWriter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), closing: &closing}
+	closed := "[ERR] memberlist: Failed to send indirect UDP ping: write udp 127.0.0.1:7946->127.0.0.2:7946: use of closed network connection\n"
+	other := "[ERR] memberlist: Failed to send indirect UDP ping: write udp 127.0.0.1:7946->127.0.0.2:7946: connection refused\n"
+	w.Write([]byte(closed + other))
+	closing.Store(true)
+	w.Write([]byte(closed + other + "[WARN] memberlist: Failed fallback TCP ping: use of closed network connection\n"))
+	var levels []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		_, rest, _ := strings.Cut(line, "level=")
+		level, _, _ := strings.Cut(rest, " ")
+		levels = append(levels, level)
+	}
+	if want := []string{"ERROR", "ERROR", "DEBUG", "ERROR", "DEBUG"}; !slices.Equal(levels, want) {
+		t.Fatalf("levels %v, want %v:\n%s", levels, want, buf.String())
+	}
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // slogHCLog is the hclog.Logger that raft and raft-wal log through: each
@@ -87,7 +89,17 @@ func (l *slogHCLog) enabled(level hclog.Level) bool {
 }
 
 // Log implements hclog.Logger. A record without a level is logged at info.
+// An error or warning that is only raft's transport shutting down (a
+// connection from a peer cut as the Store closes) is logged at debug:
+// it comes with every clean stop.
 func (l *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.Error || level == hclog.Warn {
+		for _, a := range args {
+			if err, ok := a.(error); ok && errors.Is(err, raft.ErrTransportShutdown) {
+				level = hclog.Debug
+			}
+		}
+	}
 	if !l.enabled(level) {
 		return
 	}

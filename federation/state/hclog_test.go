@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // jsonLines decodes each JSON log line into a map, failing if a line
@@ -128,6 +130,34 @@ func TestHCLogLevels(t *testing.T) {
 	got := jsonLines(t, buf.String())
 	if len(got) != 1 || got[0]["msg"] != "kept" {
 		t.Fatalf("got %s", buf.String())
+	}
+}
+
+// TestHCLogTransportShutdown: raft's transport reports each connection
+// it cuts while the Store closes as an error; that is logged at debug,
+// and every other error stays an error.
+func TestHCLogTransportShutdown(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLog(jsonLogger(&buf, slog.LevelDebug), "raft-net", hclog.Debug)
+	l.Error("failed to decode incoming command", "error", raft.ErrTransportShutdown)
+	l.Warn("failed to send heartbeat", "error", fmt.Errorf("dial: %w", raft.ErrTransportShutdown))
+	l.Error("failed to decode incoming command", "error", errors.New("unexpected EOF"))
+	got := jsonLines(t, buf.String())
+	want := []string{"DEBUG", "DEBUG", "ERROR"}
+	if len(got) != len(want) {
+		t.Fatalf("got %s", buf.String())
+	}
+	for i, line := range got {
+		if line["level"] != want[i] {
+			t.Errorf("record %d (%v: %v) at %v, want %s", i, line["msg"], line["error"], line["level"], want[i])
+		}
+	}
+	// At info, the shutdown records are dropped.
+	buf.Reset()
+	quiet := newHCLog(jsonLogger(&buf, slog.LevelInfo), "raft-net", hclog.Info)
+	quiet.Error("failed to decode incoming command", "error", raft.ErrTransportShutdown)
+	if buf.Len() != 0 {
+		t.Fatalf("an info logger wrote %s", buf.String())
 	}
 }
 
