@@ -30,6 +30,7 @@ type metrics struct {
 	tunnels            *prometheus.GaugeVec
 	tunnelDials        *prometheus.CounterVec
 	tunnelClosed       *prometheus.CounterVec
+	windowRefused      *prometheus.CounterVec
 	ejections          *prometheus.CounterVec
 	ejected            *route.EjectedCollector
 	inflight           *prometheus.GaugeVec
@@ -113,6 +114,10 @@ func newMetrics(reg prometheus.Registerer, version, self string) *metrics {
 		tunnelClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_tunnels_closed_total", Help: "Tunnels ended, by reason (keepalive: the peer stopped answering; closed; shutdown).",
 		}, []string{"reason"}),
+		windowRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_tunnel_window_refused_total",
+			Help: "Window growths of tunnel streams refused because the peer's budget (tunnels.peerWindowMiB) was spent, by direction and peer cluster: the stream keeps the window it has.",
+		}, []string{"direction", "peer_cluster"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ejections_total",
 			Help: "Ejections by passive outlier detection of a local endpoint or a remote gateway, by service and the cluster it is in.",
@@ -186,7 +191,7 @@ func newMetrics(reg prometheus.Registerer, version, self string) *metrics {
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.active, m.bytes, m.dialFailures, m.failovers, m.handshakeFailures, m.connectSeconds, m.endpointsDown, m.healthFailures,
-		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed,
+		m.duration, m.refused, m.handshakeTimeouts, m.idleClosed, m.tunnels, m.tunnelDials, m.tunnelClosed, m.windowRefused,
 		m.ejections, m.ejected, m.inflight, m.passthroughRefused, m.httpRequests, m.httpSeconds, m.httpRetries, m.grpcRequests, m.httpStreams, m.adminRefused,
 		m.peerMismatch, m.peerRefused, m.accessRefused, m.dnsQueries, m.uiClients, m.uiDropped, m.buildInfo, m.peers}
 }
@@ -204,7 +209,8 @@ func (m *metrics) selector() route.Metrics {
 
 // tunnel returns the collectors of the tunnel pool.
 func (m *metrics) tunnel() tunnel.Metrics {
-	return tunnel.Metrics{Tunnels: m.tunnels, Dials: m.tunnelDials, Closed: m.tunnelClosed, Refused: m.refused.WithLabelValues("tunnel", refusedPeerStreams)}
+	return tunnel.Metrics{Tunnels: m.tunnels, Dials: m.tunnelDials, Closed: m.tunnelClosed, Refused: m.refused.WithLabelValues("tunnel", refusedPeerStreams),
+		WindowRefused: m.windowRefused}
 }
 
 // vcsRevision returns the VCS revision the binary was built from, or
@@ -222,12 +228,15 @@ func vcsRevision() string {
 
 // peersCollector exports, at each scrape, strait_peer_up from the catalog
 // snapshot (one series per other cluster the catalog knows, 1 while gossip
-// says one of its gateways is alive, gone once the catalog forgets it) and
+// says one of its gateways is alive, gone once the catalog forgets it),
 // strait_gateway_tunnel_rtt_seconds from the open outbound tunnels (the
-// lowest last keepalive round trip to each peer cluster, once measured).
+// lowest last keepalive round trip to each peer cluster, once measured)
+// and strait_gateway_tunnel_window_grown_bytes from the tunnel pool's
+// window budgets (one series per direction and peer cluster with one).
 type peersCollector struct {
 	up      *prometheus.Desc
 	rtt     *prometheus.Desc
+	grown   *prometheus.Desc
 	self    string
 	catalog atomic.Pointer[catalog.Catalog]
 	tunnels atomic.Pointer[tunnel.Pool]
@@ -240,7 +249,10 @@ func newPeersCollector(self string) *peersCollector {
 			[]string{"destination_cluster", "region"}, nil),
 		rtt: prometheus.NewDesc("strait_gateway_tunnel_rtt_seconds",
 			"Last keepalive round trip of the open outbound tunnels to a peer cluster (the lowest when there are several).",
-			[]string{"destination_cluster"}, nil)}
+			[]string{"destination_cluster"}, nil),
+		grown: prometheus.NewDesc("strait_gateway_tunnel_window_grown_bytes",
+			"What the windows of tunnel streams have grown past tunnels.streamWindowKiB now, drawn from the peer's budget (tunnels.peerWindowMiB), by direction (outbound: streams of tunnels dialled to the peer's gateways; inbound: of tunnels they opened here) and peer cluster.",
+			[]string{"direction", "peer_cluster"}, nil)}
 }
 
 // follow makes the collector read c's snapshots.
@@ -249,7 +261,7 @@ func (p *peersCollector) follow(c *catalog.Catalog) { p.catalog.Store(c) }
 // followTunnels makes the collector read the round trips of t's tunnels.
 func (p *peersCollector) followTunnels(t *tunnel.Pool) { p.tunnels.Store(t) }
 
-func (p *peersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- p.up; ch <- p.rtt }
+func (p *peersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- p.up; ch <- p.rtt; ch <- p.grown }
 
 func (p *peersCollector) Collect(ch chan<- prometheus.Metric) {
 	if c := p.catalog.Load(); c != nil {
@@ -274,6 +286,9 @@ func (p *peersCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, peer := range order {
 			ch <- prometheus.MustNewConstMetric(p.rtt, prometheus.GaugeValue, rtt[peer], peer)
+		}
+		for _, w := range t.Windows() {
+			ch <- prometheus.MustNewConstMetric(p.grown, prometheus.GaugeValue, float64(w.Grown), w.Direction, w.Cluster)
 		}
 	}
 }

@@ -644,3 +644,87 @@ func TestBytesBehindAStreamHeader(t *testing.T) {
 		t.Fatalf("the service received %d bytes, want %d", n, len(payload))
 	}
 }
+
+// TestTunnelWindowsGrowWithinPeerBudget: one bulk stream across a 20 ms
+// link has its window grown on the receiving gateway, drawn from the
+// sending peer's budget (tunnels.peerWindowMiB, 1 MiB here):
+// strait_gateway_tunnel_window_grown_bytes shows the growth while the
+// stream runs, never past the budget, and 0 once it ended;
+// strait_gateway_tunnel_window_refused_total counts the growths the
+// budget refused; every byte arrives.
+func TestTunnelWindowsGrowWithinPeerBudget(t *testing.T) {
+	const size = 24 << 20
+	sink := serveTCP(t, func(c net.Conn) { // answers with the count of bytes it read
+		n, _ := io.CopyN(io.Discard, c, size)
+		fmt.Fprintf(c, "%d\n", n)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.Start(ctx, lab.Spec{
+		Clusters: []lab.ClusterSpec{
+			{Name: "a", Region: "r1", Imports: []gateway.Import{{Service: "bulk/sink", Port: 9000, Listen: "127.0.0.1:0"}}},
+			{Name: "b", Region: "r2", Services: []discovery.Service{serviceAt("bulk/sink", "", 9000, sink, nil)}},
+		},
+		Tune: func(_ string, cfg *gateway.Config) {
+			cfg.Tunnels.StreamWindowKiB, cfg.Tunnels.MaxStreamWindowKiB, cfg.Tunnels.PeerWindowMiB = 256, 8192, 1
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Link("a", "b").SetLatency(10*time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
+	b := l.Gateway("b")
+	fromA := map[string]string{"direction": "inbound", "peer_cluster": "a"}
+
+	sent := make(chan error, 1)
+	go func() {
+		c, err := net.Dial("tcp", l.Gateway("a").ImportAddrs()["bulk/sink:9000"])
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.Write(make([]byte, size)); err != nil {
+			sent <- fmt.Errorf("send: %w", err)
+			return
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil && line != strconv.Itoa(size)+"\n" {
+			err = fmt.Errorf("the service read %q bytes of %d", strings.TrimSpace(line), size)
+		}
+		sent <- err
+	}()
+	var peak float64
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case err := <-sent:
+			if err != nil {
+				t.Fatalf("bulk stream: %v", err)
+			}
+			done = true
+		case <-tick.C:
+			peak = max(peak, metricValue(t, b, "strait_gateway_tunnel_window_grown_bytes", fromA))
+		}
+	}
+	refused := metricValue(t, b, "strait_gateway_tunnel_window_refused_total", fromA)
+	t.Logf("window growth peaked at %.0f bytes; %.0f growths refused", peak, refused)
+	if peak == 0 {
+		t.Error("no window growth seen on a stream held up by its window across a 20 ms link")
+	}
+	if peak > 1<<20 {
+		t.Errorf("window growth peaked at %.0f bytes, past the peer's budget of 1 MiB", peak)
+	}
+	if refused == 0 {
+		t.Error("no growth refused: a 1 MiB budget cannot grow a 256 KiB window to 8 MiB")
+	}
+	waitFor(t, func() bool { return metricValue(t, b, "strait_gateway_tunnel_window_grown_bytes", fromA) == 0 })
+	if n := metricValue(t, l.Gateway("a"), "strait_gateway_tunnel_window_grown_bytes", map[string]string{"direction": "outbound", "peer_cluster": "b"}); n != 0 {
+		t.Errorf("the sending side's windows grew by %.0f bytes", n)
+	}
+}

@@ -73,6 +73,10 @@ type Metrics struct {
 	Closed  *prometheus.CounterVec // strait_gateway_tunnels_closed_total{reason}
 	// Refused counts streams refused over Config.MaxStreamsPerPeer.
 	Refused prometheus.Counter
+	// WindowRefused counts, by direction and peer cluster, the window
+	// growths a peer's budget (Config.PeerWindowMiB) refused
+	// (strait_gateway_tunnel_window_refused_total); nil: not counted.
+	WindowRefused *prometheus.CounterVec
 }
 
 // Dialer opens the TCP connection beneath a tunnel.
@@ -653,7 +657,7 @@ func (p *Pool) Stream(ctx context.Context, peer Peer, t wire.Target) (s net.Conn
 		}
 		pe := p.peers[peer]
 		if pe == nil {
-			pe = &tunnelPeer{window: p.newBudget()}
+			pe = &tunnelPeer{window: p.newBudget("outbound", peer.Cluster)}
 			p.peers[peer] = pe
 		}
 		if p.now().Before(pe.noTunnels) {
@@ -1004,7 +1008,7 @@ func (p *Pool) Serve(sc *Secure, peer string, draining <-chan struct{}, admit fu
 	p.mu.Lock()
 	budget := p.windows[peer]
 	if budget == nil {
-		budget = p.newBudget()
+		budget = p.newBudget("inbound", peer)
 		p.windows[peer] = budget
 	}
 	p.mu.Unlock()

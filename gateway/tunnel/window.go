@@ -1,11 +1,14 @@
 package tunnel
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/libp2p/go-yamux/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A tunnel stream's window (the bytes its sender may have in flight, and
@@ -16,10 +19,11 @@ import (
 // implementations grow theirs with BDP pings. The multiplexer
 // (libp2p/go-yamux) measures the tunnel's round trip with a ping when the
 // tunnel starts and every rttInterval after. A receiver sends a window
-// update each time its reader has consumed half the window; a sender
+// update each time its reader has consumed an eighth of the window (a
+// strait patch of the multiplexer; upstream waits for half); a sender
 // held up by the window sends one window per round trip, so such updates
-// come every half round trip, while a sender held up by the path, or a
-// slow reader, makes them rarer. When one comes less than four round trips
+// come eight times a round trip, while a sender held up by the path, or a
+// slow reader, makes them rarer. When one comes less than a round trip
 // after the last, the window doubles, up to Config.MaxStreamWindowKiB, as
 // far as the peer's budget grants: it settles at a few times the
 // bandwidth-delay product.
@@ -31,18 +35,27 @@ import (
 // stream the budget cannot serve keeps the window it has. So what one
 // peer's streams can leave buffered here is at most
 // streams × StreamWindowKiB + PeerWindowMiB, whatever their windows grew
-// to (TestWindowsGrowWithinBudget).
+// to (TestWindowsGrowWithinBudget). Pool.Windows reports what each peer
+// cluster's budgets have granted, Metrics.WindowRefused counts what they
+// refused.
 
 // windowBudget is what the windows of one peer's streams may grow by,
 // together.
 type windowBudget struct {
-	max  int64 // bytes
-	used atomic.Int64
+	max     int64 // bytes
+	used    atomic.Int64
+	refused prometheus.Counter // growths refused; nil: not counted
 }
 
-// newBudget is a budget of Config.PeerWindowMiB.
-func (p *Pool) newBudget() *windowBudget {
-	return &windowBudget{max: int64(p.cfg.PeerWindowMiB) << 20}
+// newBudget is a budget of Config.PeerWindowMiB for the streams of
+// tunnels dialled to (direction outbound) or opened by (inbound) a
+// gateway of cluster, whose refusals count in Metrics.WindowRefused.
+func (p *Pool) newBudget(direction, cluster string) *windowBudget {
+	b := &windowBudget{max: int64(p.cfg.PeerWindowMiB) << 20}
+	if p.m.WindowRefused != nil {
+		b.refused = p.m.WindowRefused.WithLabelValues(direction, cluster)
+	}
+	return b
 }
 
 // errBudget refuses a window's growth; the stream keeps the window it has.
@@ -78,6 +91,9 @@ func (s *windowSpan) ReserveMemory(size int, prio uint8) error {
 	for {
 		used := s.b.used.Load()
 		if used+int64(size) > s.b.max {
+			if s.b.refused != nil {
+				s.b.refused.Inc()
+			}
 			return errBudget
 		}
 		if s.b.used.CompareAndSwap(used, used+int64(size)) {
@@ -107,4 +123,39 @@ func (s *windowSpan) Done() {
 	s.done = true
 	s.b.used.Add(-s.grown)
 	s.grown = 0
+}
+
+// WindowUse is what the windows of the streams to or from one peer
+// cluster have grown by past Config.StreamWindowKiB now, drawn from its
+// budgets.
+type WindowUse struct {
+	// Direction is outbound for the streams of tunnels dialled to the
+	// cluster's gateways (one budget per gateway), inbound for those of
+	// the tunnels its gateways opened here (one budget).
+	Direction string
+	Cluster   string
+	Grown     int64 // bytes
+}
+
+// Windows returns the window growth of every peer cluster with a budget,
+// by direction and cluster.
+func (p *Pool) Windows() []WindowUse {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	type key struct{ direction, cluster string }
+	grown := map[key]int64{}
+	for peer, pe := range p.peers {
+		grown[key{"outbound", peer.Cluster}] += pe.window.Used()
+	}
+	for cluster, b := range p.windows {
+		grown[key{"inbound", cluster}] += b.Used()
+	}
+	out := make([]WindowUse, 0, len(grown))
+	for k, n := range grown {
+		out = append(out, WindowUse{Direction: k.direction, Cluster: k.cluster, Grown: n})
+	}
+	slices.SortFunc(out, func(a, b WindowUse) int {
+		return cmp.Or(cmp.Compare(a.Direction, b.Direction), cmp.Compare(a.Cluster, b.Cluster))
+	})
+	return out
 }

@@ -7,11 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-yamux/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // delayConn delays what is written to it by a fixed time before it goes
@@ -93,7 +96,7 @@ func longPath(t *testing.T, p *Pool, oneWay time.Duration) (client, server *yamu
 	if sc == nil {
 		t.Fatal("accept failed")
 	}
-	cb, sb = p.newBudget(), p.newBudget()
+	cb, sb = p.newBudget("outbound", "server"), p.newBudget("inbound", "client")
 	if client, err = yamux.Client(newDelayConn(cc, oneWay), p.yamuxConfig(), cb.spans); err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +155,18 @@ func watchPeak(b *windowBudget) (stop func() int64) {
 	return func() int64 { close(done); return <-peak }
 }
 
+// windowRefused is a Metrics.WindowRefused of its own.
+func windowRefused() Metrics {
+	return Metrics{WindowRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "w"}, []string{"direction", "peer_cluster"})}
+}
+
 // TestWindowsGrowWithinBudget: streams held up by their windows on a long
 // path have their windows grown, and all of a peer's growth together
 // never passes PeerWindowMiB (three streams that would each grow by
-// 3.75 MiB share 6 MiB); every byte arrives; what grew is given back when
-// the streams end.
+// 3.75 MiB share 6 MiB, so some growth is refused and counted); every
+// byte arrives; what grew is given back when the streams end.
 func TestWindowsGrowWithinBudget(t *testing.T) {
-	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096, PeerWindowMiB: 6}, log: slog.New(slog.DiscardHandler)}
+	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096, PeerWindowMiB: 6}, m: windowRefused(), log: slog.New(slog.DiscardHandler)}
 	const budget = 6 << 20
 	client, server, cb, _ := longPath(t, p, 10*time.Millisecond)
 	const bulk = 24 << 20
@@ -197,6 +205,9 @@ func TestWindowsGrowWithinBudget(t *testing.T) {
 	if peak > budget {
 		t.Errorf("the budget's use peaked at %d, past %d", peak, budget)
 	}
+	if n := testutil.ToFloat64(p.m.WindowRefused.WithLabelValues("outbound", "server")); n == 0 {
+		t.Error("no growth refused: three windows of 4 MiB cannot grow from a 6 MiB budget")
+	}
 	for _, s := range bulkStreams {
 		s.Close()
 	}
@@ -217,7 +228,7 @@ func TestWindowsGrowWithinBudget(t *testing.T) {
 // held up by its reader, not the path: its window stays as it started and
 // draws nothing from the budget.
 func TestUnreadStreamKeepsItsWindow(t *testing.T) {
-	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096, PeerWindowMiB: 64}, log: slog.New(slog.DiscardHandler)}
+	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096, PeerWindowMiB: 64}, m: windowRefused(), log: slog.New(slog.DiscardHandler)}
 	client, server, cb, _ := longPath(t, p, 10*time.Millisecond)
 	idle, s := pair(t, client, server)
 	defer idle.Close()
@@ -231,6 +242,9 @@ func TestUnreadStreamKeepsItsWindow(t *testing.T) {
 	}
 	if peak := stop(); peak != 0 {
 		t.Errorf("an unread stream drew %d bytes from the budget", peak)
+	}
+	if n := testutil.ToFloat64(p.m.WindowRefused.WithLabelValues("outbound", "server")); n != 0 {
+		t.Errorf("%v growths refused for a stream that never asked to grow", n)
 	}
 }
 
@@ -306,5 +320,51 @@ func TestDeadAfterFollowsTheLongestRoundTrip(t *testing.T) {
 	}
 	if got := tun.deadAfter(timeout); got != timeout {
 		t.Fatalf("after the queue drained: %v, want %v", got, timeout)
+	}
+}
+
+// TestWindowsByPeerCluster: Pool.Windows sums the growth of every budget
+// of a peer cluster by direction (the budgets of two gateways of one
+// cluster together), lists a budget with nothing granted as 0, and a
+// refused growth counts for its direction and cluster alone.
+func TestWindowsByPeerCluster(t *testing.T) {
+	p := NewPool(context.Background(), Config{PeerWindowMiB: 1}, nil, nil, nil, windowRefused(), slog.New(slog.DiscardHandler), nil)
+	reserve := func(b *windowBudget, size int) error {
+		t.Helper()
+		span, _ := b.spans()
+		return span.ReserveMemory(size, 0)
+	}
+	p.mu.Lock()
+	b1 := &tunnelPeer{window: p.newBudget("outbound", "b")}
+	b2 := &tunnelPeer{window: p.newBudget("outbound", "b")}
+	c := &tunnelPeer{window: p.newBudget("outbound", "c")}
+	p.peers[Peer{Addr: "127.0.0.1:1", Cluster: "b", Region: "r"}] = b1
+	p.peers[Peer{Addr: "127.0.0.2:1", Cluster: "b", Region: "r"}] = b2
+	p.peers[Peer{Addr: "127.0.0.3:1", Cluster: "c", Region: "r"}] = c
+	in := p.newBudget("inbound", "b")
+	p.windows["b"] = in
+	p.mu.Unlock()
+	for _, r := range []struct {
+		b    *windowBudget
+		size int
+	}{{b1.window, 256 << 10}, {b2.window, 512 << 10}, {in, 128 << 10}} {
+		if err := reserve(r.b, r.size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reserve(b2.window, 768<<10); err == nil {
+		t.Fatal("a budget of 1 MiB granted 1.25 MiB")
+	}
+	want := []WindowUse{{"inbound", "b", 128 << 10}, {"outbound", "b", 768 << 10}, {"outbound", "c", 0}}
+	if got := p.Windows(); !slices.Equal(got, want) {
+		t.Errorf("Windows() = %v, want %v", got, want)
+	}
+	for _, l := range []struct {
+		direction, cluster string
+		n                  float64
+	}{{"outbound", "b", 1}, {"outbound", "c", 0}, {"inbound", "b", 0}} {
+		if n := testutil.ToFloat64(p.m.WindowRefused.WithLabelValues(l.direction, l.cluster)); n != l.n {
+			t.Errorf("refusals %s %s = %v, want %v", l.direction, l.cluster, n, l.n)
+		}
 	}
 }
