@@ -281,6 +281,11 @@ func (p *Pool) yamuxConfig() *yamux.Config {
 	c.ConnectionWriteTimeout = time.Minute
 	c.InitialStreamWindowSize = uint32(p.cfg.StreamWindowKiB) << 10
 	c.MaxStreamWindowSize = uint32(max(p.cfg.MaxStreamWindowKiB, p.cfg.StreamWindowKiB)) << 10
+	if p.cfg.PeerWindowMiB <= 0 {
+		// No budget to grow from: windows keep their start, and no growth
+		// is asked for (and counted as refused) on every window update.
+		c.MaxStreamWindowSize = c.InitialStreamWindowSize
+	}
 	c.MaxMessageSize = frameSize + yamuxHeader
 	// A stream taking a bulk transfer tells its sender so at least this
 	// often, whatever its window: on a link whose queue holds the

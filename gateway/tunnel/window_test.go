@@ -248,6 +248,29 @@ func TestUnreadStreamKeepsItsWindow(t *testing.T) {
 	}
 }
 
+// TestNoBudgetNoGrowth: with PeerWindowMiB 0 a stream held up by its
+// window on a long path keeps the window it started with and asks for no
+// growth, so none is counted as refused.
+func TestNoBudgetNoGrowth(t *testing.T) {
+	p := &Pool{cfg: Config{StreamWindowKiB: 256, MaxStreamWindowKiB: 4096}, m: windowRefused(), log: slog.New(slog.DiscardHandler)}
+	client, server, cb, _ := longPath(t, p, 10*time.Millisecond)
+	c, s := pair(t, client, server)
+	const bulk = 4 << 20
+	go func() {
+		defer s.Close()
+		s.Write(make([]byte, bulk))
+	}()
+	if n, err := io.Copy(io.Discard, c); err != nil || n != bulk {
+		t.Fatalf("read %d of %d bytes: %v", n, bulk, err)
+	}
+	if u := cb.Used(); u != 0 {
+		t.Errorf("%d bytes drawn from a budget of 0", u)
+	}
+	if n := testutil.ToFloat64(p.m.WindowRefused.WithLabelValues("outbound", "server")); n != 0 {
+		t.Errorf("%v growths refused where windows do not grow", n)
+	}
+}
+
 // TestWindowsGiveBackOnSessionEnd: a session that ends (a tunnel closed
 // with its streams) gives back what its streams' windows grew by.
 func TestWindowsGiveBackOnSessionEnd(t *testing.T) {
