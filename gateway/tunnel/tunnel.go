@@ -622,10 +622,10 @@ type tunnelPeer struct {
 }
 
 // NewPool returns a pool that dials with dial (a net.Dialer's when nil)
-// and id's certificate, and stops its goroutines when ctx ends. known reports whether the catalog
-// still lists the peer (its cluster and region at its address; a down
-// peer that is gone is no longer probed); nil means always. now is the
-// clock (time.Now when nil).
+// and id's certificate, and stops its goroutines when ctx ends. known
+// reports whether the catalog still lists the peer (its cluster and
+// region at its address; a down peer that is gone is no longer probed);
+// nil means always. now is the clock (time.Now when nil).
 func NewPool(ctx context.Context, cfg Config, id *identity.Bundle, dial Dialer, known func(Peer) bool, m Metrics, log *slog.Logger, now func() time.Time) *Pool {
 	if dial == nil {
 		dial = func(ctx context.Context, addr string) (net.Conn, error) {

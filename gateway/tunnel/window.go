@@ -142,17 +142,17 @@ type WindowUse struct {
 func (p *Pool) Windows() []WindowUse {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	type key struct{ direction, cluster string }
-	grown := map[key]int64{}
+	grown := map[WindowUse]int64{} // by Direction and Cluster
 	for peer, pe := range p.peers {
-		grown[key{"outbound", peer.Cluster}] += pe.window.Used()
+		grown[WindowUse{Direction: "outbound", Cluster: peer.Cluster}] += pe.window.Used()
 	}
 	for cluster, b := range p.windows {
-		grown[key{"inbound", cluster}] += b.Used()
+		grown[WindowUse{Direction: "inbound", Cluster: cluster}] += b.Used()
 	}
 	out := make([]WindowUse, 0, len(grown))
-	for k, n := range grown {
-		out = append(out, WindowUse{Direction: k.direction, Cluster: k.cluster, Grown: n})
+	for w, n := range grown {
+		w.Grown = n
+		out = append(out, w)
 	}
 	slices.SortFunc(out, func(a, b WindowUse) int {
 		return cmp.Or(cmp.Compare(a.Direction, b.Direction), cmp.Compare(a.Cluster, b.Cluster))
