@@ -508,3 +508,41 @@ func TestBuffered(t *testing.T) {
 		t.Fatalf("Buffered %d after reading everything, want 0", got)
 	}
 }
+
+// TestStreamGoneWhenEndSeen: once a stream's reader sees the peer's
+// end of a stream it had already closed for writing, the session no
+// longer counts the stream.
+func TestStreamGoneWhenEndSeen(t *testing.T) {
+	client, server := testClientServerConfig(testConfNoKeepAlive())
+	defer client.Close()
+	defer server.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
+		c, err := client.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := server.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("server read %d, %v; want the client's end", n, err)
+		}
+		if err := s.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("client read %d, %v; want the server's end", n, err)
+		}
+		if got := client.NumStreams(); got != 0 {
+			t.Fatalf("round %d: the client counts %d streams after both ends closed, want 0", i, got)
+		}
+		if got := server.NumStreams(); got != 0 {
+			t.Fatalf("round %d: the server counts %d streams after both ends closed, want 0", i, got)
+		}
+	}
+}

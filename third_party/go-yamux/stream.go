@@ -578,16 +578,14 @@ func (s *Stream) cleanup() {
 }
 
 // processFlags is used to update the state of the stream
-// based on set flags, if any. Lock must be held
+// based on set flags, if any.
+//
+// strait: a stream that the peer's FIN or RST closes fully leaves the
+// session before its new state can be seen, so whoever sees the stream
+// end (its reader polling the state or woken) also sees it gone from
+// NumStreams (upstream changed the state first and left the session
+// last).
 func (s *Stream) processFlags(hdr header, flags uint16) {
-	// Close the stream without holding the state lock
-	var closeStream bool
-	defer func() {
-		if closeStream {
-			s.cleanup()
-		}
-	}()
-
 	if flags&flagACK == flagACK {
 		s.stateLock.Lock()
 		if s.state == streamSYNSent {
@@ -597,23 +595,36 @@ func (s *Stream) processFlags(hdr header, flags uint16) {
 		s.session.establishStream(s.id)
 	}
 	if flags&flagFIN == flagFIN {
-		var notify bool
 		s.stateLock.Lock()
-		if s.readState == halfOpen {
-			s.readState = halfClosed
-			if s.writeState != halfOpen {
-				// We're now fully closed.
-				closeStream = true
-				s.state = streamFinished
-			}
-			notify = true
-		}
+		open := s.readState == halfOpen
+		// A write side no longer open never opens again, so a stream
+		// found closed for writing is fully closed by this FIN.
+		left := open && s.writeState != halfOpen
 		s.stateLock.Unlock()
-		if notify {
+		if left {
+			s.cleanup()
+		}
+		var closeStream bool
+		if open {
+			s.stateLock.Lock()
+			if s.readState == halfOpen {
+				s.readState = halfClosed
+				if s.writeState != halfOpen {
+					// We're now fully closed.
+					closeStream = !left
+					s.state = streamFinished
+				}
+			}
+			s.stateLock.Unlock()
+			if closeStream {
+				// The write side closed since the look above.
+				s.cleanup()
+			}
 			s.notifyWaiting()
 		}
 	}
 	if flags&flagRST == flagRST {
+		s.cleanup()
 		s.stateLock.Lock()
 		var resetErr error = ErrStreamReset
 		// Length in a window update frame with RST flag encodes an error code.
@@ -630,7 +641,6 @@ func (s *Stream) processFlags(hdr header, flags uint16) {
 		}
 		s.state = streamFinished
 		s.stateLock.Unlock()
-		closeStream = true
 		s.notifyWaiting()
 	}
 }
