@@ -21,11 +21,13 @@ import (
 
 func testIntermediate(t *testing.T) (*CA, *Intermediate) {
 	t.Helper()
-	root, err := NewCA("strait.local", 48*time.Hour)
+	root, err := NewCA("strait.local", 4*DefaultLifetime)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, key, err := root.IssueIntermediate(24 * time.Hour)
+	// Longer than DefaultLifetime, so that a leaf of the default
+	// lifetime is not cut short at the intermediate's end.
+	chain, key, err := root.IssueIntermediate(2 * DefaultLifetime)
 	if err != nil {
 		t.Fatal(err)
 	}
